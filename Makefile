@@ -1,0 +1,39 @@
+# The commands the README names. Everything a fresh Debian 12 machine lacks is
+# installed here (apt + a venv in .venv), so a clean clone needs nothing else.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export APPLIANCE_DATA_DIR ?= /var/lib/appliance
+
+.PHONY: up down test deps venv proto bench lint clean
+
+up: venv
+	$(BIN)/appliance up
+
+down:
+	@if [ -x $(BIN)/appliance ]; then $(BIN)/appliance down; else echo "nothing to stop"; fi
+
+test: venv
+	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python -m bench
+
+deps:
+	bash scripts/install-deps.sh
+
+# The venv is rebuilt when setup.cfg changes.
+venv: $(VENV)/.installed
+$(VENV)/.installed: setup.cfg setup.py | deps
+	bash scripts/install-deps.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,compute]'
+	touch $@
+
+# Regenerate the committed *_pb2.py modules from proto/.
+proto: venv
+	$(BIN)/python -m appliance.protogen
+
+clean: down
+	rm -rf $(VENV)

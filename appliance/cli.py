@@ -1,0 +1,165 @@
+"""The ``appliance`` command.
+
+  appliance core | http              run one daemon in the foreground
+  appliance up | down | status       start/stop all daemons in the background (make up/down)
+  appliance user add NAME [--admin] [--display-name X]   (password from stdin)
+  appliance user list | user rm NAME
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import secrets
+import sys
+
+from appliance import config as config_mod
+from appliance import supervise
+
+# Steps `appliance up` runs before starting the daemons (host preparation:
+# libvirtd, guest image, bridge); compute registers its own.
+PREPARE_STEPS: list = []
+
+
+def _setup_logging(cfg) -> None:
+    logging.basicConfig(level=getattr(logging, cfg.log_level.upper(), logging.INFO),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def _open_db(cfg):
+    from appliance.core.db import open_database
+    cfg.data_path.mkdir(parents=True, exist_ok=True)
+    return open_database(cfg.database_url)
+
+
+def cmd_core(cfg, args) -> int:
+    from appliance.core.server import serve
+    _setup_logging(cfg)
+    asyncio.run(serve(cfg))
+    return 0
+
+
+def cmd_http(cfg, args) -> int:
+    from appliance.http.server import serve
+    _setup_logging(cfg)
+    asyncio.run(serve(cfg))
+    return 0
+
+
+def _read_password(prompt: str) -> str:
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    return sys.stdin.readline().rstrip("\n")
+
+
+def ensure_admin(cfg) -> tuple[str, str | None]:
+    """Create the first admin if missing. Returns (username, password or None if unknown)."""
+    from appliance.core import users
+    from appliance.core.db import User
+    _open_db(cfg)
+    stored = cfg.data_path / "admin_password"
+    password = os.environ.get("APPLIANCE_ADMIN_PASSWORD") or cfg.admin_password
+    if User.get_or_none(User.username == cfg.admin_username) is None:
+        if not password:
+            password = stored.read_text().strip() if stored.exists() else secrets.token_urlsafe(12)
+        users.create_user(cfg.admin_username, password, is_admin=True)
+        fd = os.open(stored, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password + "\n")
+        return cfg.admin_username, password
+    if stored.exists():
+        return cfg.admin_username, stored.read_text().strip()
+    return cfg.admin_username, None
+
+
+def cmd_up(cfg, args) -> int:
+    for step in PREPARE_STEPS:
+        step(cfg)
+    username, password = ensure_admin(cfg)
+    for name in supervise.SERVICES:
+        supervise.start(cfg, name)
+    base = f"http://{cfg.http_host}:{cfg.http_port}"
+    if not supervise.wait_healthy(f"{base}/healthz", timeout=60):
+        print(f"appliance did not become healthy; see logs in {cfg.log_dir}", file=sys.stderr)
+        return 1
+    print(f"appliance is up (data in {cfg.data_dir}, logs in {cfg.log_dir})")
+    print(f"  API:      {base}/api  {base}/compute  {base}/storage")
+    print(f"  OpenAPI:  {base}/openapi.json")
+    print(f"  SSH:      ssh <container-id>@{cfg.ssh_host} -p {cfg.ssh_port}")
+    print(f"  admin:    {username} / {password if password else '(set earlier; unchanged)'}")
+    return 0
+
+
+def cmd_down(cfg, args) -> int:
+    stopped = [name for name in reversed(supervise.SERVICES) if supervise.stop(cfg, name)]
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return 0
+
+
+def cmd_status(cfg, args) -> int:
+    for name in supervise.SERVICES:
+        pid = supervise.running_pid(cfg, name)
+        print(f"{name}: {'running (pid %d)' % pid if pid else 'stopped'}")
+    return 0
+
+
+def cmd_user(cfg, args) -> int:
+    from appliance.core import users
+    from appliance.core.db import User
+    from appliance.errors import AppError
+    _open_db(cfg)
+    try:
+        if args.user_cmd == "add":
+            password = _read_password("password: ")
+            user = users.create_user(args.name, password, args.display_name, args.admin)
+            print(f"created {user.username} ({user.public_id}){' admin' if user.is_admin else ''}")
+        elif args.user_cmd == "list":
+            for u in User.select().order_by(User.id):
+                print(f"{u.public_id}\t{u.username}\t{u.display_name}\t{'admin' if u.is_admin else ''}")
+        elif args.user_cmd == "rm":
+            user = User.get_or_none(User.username == args.name)
+            if user is None:
+                print(f"no such user: {args.name}", file=sys.stderr)
+                return 1
+            asyncio.run(users.delete_user(user))
+            print(f"removed {args.name}")
+    except AppError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="appliance", description="A self-hosted cloud.")
+    p.add_argument("--config", help="TOML settings file (default: $APPLIANCE_CONFIG or /etc/appliance/appliance.toml)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("core", help="run the core daemon in the foreground").set_defaults(fn=cmd_core)
+    sub.add_parser("http", help="run the HTTP gateway in the foreground").set_defaults(fn=cmd_http)
+    sub.add_parser("up", help="start everything in the background and wait until healthy").set_defaults(fn=cmd_up)
+    sub.add_parser("down", help="stop what 'up' started").set_defaults(fn=cmd_down)
+    sub.add_parser("status", help="show which daemons run").set_defaults(fn=cmd_status)
+    user = sub.add_parser("user", help="manage users")
+    user.set_defaults(fn=cmd_user)
+    usub = user.add_subparsers(dest="user_cmd", required=True)
+    add = usub.add_parser("add", help="add a user (password read from stdin)")
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true")
+    add.add_argument("--display-name")
+    usub.add_parser("list", help="list users")
+    rm = usub.add_parser("rm", help="remove a user and everything they own")
+    rm.add_argument("name")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.config:
+        os.environ["APPLIANCE_CONFIG"] = args.config  # for the daemons `up` starts
+    cfg = config_mod.load(args.config)
+    return args.fn(cfg, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Settings: one TOML file plus ``APPLIANCE_*`` environment overrides -> a frozen dataclass.
+
+Precedence (highest first): environment, the file named by ``--config`` or
+``APPLIANCE_CONFIG``, ``/etc/appliance/appliance.toml`` if it exists, defaults.
+Paths left empty are derived from ``data_dir`` so one override moves everything.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+DEFAULT_CONFIG_FILE = Path("/etc/appliance/appliance.toml")
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: str = "/var/lib/appliance"
+    # Unix socket of the core daemon; "" -> <data_dir>/core.sock.
+    core_socket: str = ""
+    # Optional TCP listener for the core (multi-host); "" = none.
+    core_tcp: str = ""
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    # Public host name users put in URLs and ssh commands.
+    public_host: str = "localhost"
+    ssh_host: str = "127.0.0.1"
+    ssh_port: int = 2222
+    compute_domain: str = "compute.localhost"
+    # peewee URL; "" -> sqlite:///<data_dir>/appliance.db. PostgreSQL: postgresql://...
+    db_url: str = ""
+    # "" -> generated once into <data_dir>/jwt_secret (0600) and kept.
+    jwt_secret: str = ""
+    jwt_algorithm: str = "HS256"
+    session_ttl: int = 86400
+    max_containers_per_user: int = 3
+    login_max_failures: int = 5
+    login_window_seconds: int = 300
+    max_upload_bytes: int = 0  # 0 = unlimited (bounded only by disk)
+    # Guest images are big and rebuilt rarely: kept outside the data dir by default.
+    image_dir: str = "/var/cache/appliance/images"
+    bridge_name: str = "apbr0"
+    guest_subnet: str = "10.217.0.0/24"
+    admin_username: str = "admin"
+    admin_password: str = ""
+    log_level: str = "INFO"
+
+    # -- derived paths -------------------------------------------------------
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def core_address(self) -> str:
+        """gRPC target for clients of the core."""
+        return f"unix://{self.core_socket_path}"
+
+    @property
+    def core_socket_path(self) -> str:
+        return self.core_socket or str(self.data_path / "core.sock")
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.data_path / 'appliance.db'}"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_path / "files"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_path / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_path / "log"
+
+    def secret(self) -> str:
+        """The JWT signing secret: configured, or generated once and kept 0600."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        return read_or_create_secret(self.data_path / "jwt_secret")
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
+    """Return the secret stored at *path*, creating it (0600, atomically) if absent."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(nbytes)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        # link() fails if another process won the race; then read theirs.
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
+    return path.read_text().strip()
+
+
+def _coerce(name: str, kind: type, raw):
+    if kind is int:
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"setting {name!r} must be an integer, got {raw!r}") from None
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        return str(raw).lower() in ("1", "true", "yes", "on")
+    return str(raw)
+
+
+def load(path: str | os.PathLike | None = None, env: dict | None = None) -> Config:
+    env = os.environ if env is None else env
+    values: dict = {}
+    file = path or env.get("APPLIANCE_CONFIG")
+    if file is None and DEFAULT_CONFIG_FILE.exists():
+        file = DEFAULT_CONFIG_FILE
+    if file:
+        with open(file, "rb") as f:
+            values.update(tomllib.load(f))
+    known = {f.name: f for f in fields(Config)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ValueError(f"unknown settings in {file}: {', '.join(sorted(unknown))}")
+    for name in known:
+        key = f"APPLIANCE_{name.upper()}"
+        if key in env:
+            values[name] = env[key]
+    kinds = {"int": int, "str": str, "bool": bool}
+    return Config(**{
+        name: _coerce(name, kinds.get(known[name].type, str), value)
+        for name, value in values.items()
+    })

@@ -1,0 +1,63 @@
+"""The proto contract as data: services, methods and their options.
+
+Both the core (auth policy per RPC) and the HTTP gateway (routes, OpenAPI)
+read these descriptors; nothing else lists the API.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from google.protobuf import descriptor as _d
+from google.protobuf import message_factory
+
+from appliance.v1 import auth_pb2, compute_pb2, options_pb2, storage_pb2
+
+SERVICES: tuple[_d.ServiceDescriptor, ...] = (
+    auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
+    compute_pb2.DESCRIPTOR.services_by_name["ComputeService"],
+    storage_pb2.DESCRIPTOR.services_by_name["StorageService"],
+)
+
+
+@dataclass(frozen=True)
+class Method:
+    descriptor: _d.MethodDescriptor
+    access: int
+    transport: int
+    query_token: bool
+
+    @property
+    def path(self) -> str:
+        """The gRPC method path, e.g. /appliance.v1.AuthService/Login."""
+        return f"/{self.descriptor.containing_service.full_name}/{self.descriptor.name}"
+
+    @property
+    def request_class(self):
+        return message_factory.GetMessageClass(self.descriptor.input_type)
+
+    @property
+    def response_class(self):
+        return message_factory.GetMessageClass(self.descriptor.output_type)
+
+    @property
+    def client_streaming(self) -> bool:
+        return self.descriptor.client_streaming
+
+    @property
+    def server_streaming(self) -> bool:
+        return self.descriptor.server_streaming
+
+
+def _method(md: _d.MethodDescriptor) -> Method:
+    opts = md.GetOptions()
+    return Method(
+        descriptor=md,
+        access=opts.Extensions[options_pb2.access],
+        transport=opts.Extensions[options_pb2.transport],
+        query_token=opts.Extensions[options_pb2.query_token],
+    )
+
+
+METHODS: dict[str, Method] = {
+    m.path: m for m in (_method(md) for s in SERVICES for md in s.methods)
+}

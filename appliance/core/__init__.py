@@ -1,0 +1,1 @@
+"""The core daemon: owns state and side effects, serves gRPC."""

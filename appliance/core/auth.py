@@ -1,0 +1,120 @@
+"""AuthService: translate proto <-> the identity and user domain, nothing else."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+from google.protobuf import json_format, struct_pb2
+
+from appliance.core import context as ctx
+from appliance.core import scopes as scope_rules
+from appliance.core import users
+from appliance.core.db import ApiToken, User, database, new_public_id, now
+from appliance.core.identity import Tokens, sha256
+from appliance.core.passwords import hash_password, verify_password
+from appliance.core.throttle import LoginThrottle
+from appliance.errors import Invalid, NotFound, TooManyRequests, Unauthenticated
+from appliance.v1 import auth_pb2, auth_pb2_grpc, common_pb2
+
+EXPIRY = {"30d": 30 * 86400, "90d": 90 * 86400, "365d": 365 * 86400, "never": None, "": None}
+OK = common_pb2.StatusResponse(status="ok")
+
+
+def _user_message(user: User) -> auth_pb2.User:
+    return auth_pb2.User(**users.as_dict(user))
+
+
+def _struct(value: dict) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    s.update(value)
+    return s
+
+
+def _token_message(row: ApiToken) -> auth_pb2.ApiToken:
+    return auth_pb2.ApiToken(id=row.id, name=row.name, scopes=_struct(json.loads(row.scopes)),
+                             expires_at=row.expires_at, last_used_at=row.last_used_at,
+                             created_at=row.created_at)
+
+
+class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
+    def __init__(self, tokens: Tokens, throttle: LoginThrottle):
+        self.tokens = tokens
+        self.throttle = throttle
+
+    async def Login(self, request, context):
+        address = ctx.client_address()
+        wait = self.throttle.retry_after(request.username, address)
+        if wait:
+            raise TooManyRequests("too many failed logins; try again later", retry_after=wait)
+        user = User.get_or_none(User.username == request.username) if request.username else None
+        ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, request.password)
+        if not ok or user is None:
+            self.throttle.failed(request.username, address)
+            raise Unauthenticated("invalid username or password")
+        self.throttle.succeeded(request.username, address)
+        return auth_pb2.LoginResponse(token=self.tokens.issue_session(user), **users.as_dict(user))
+
+    async def GetSession(self, request, context):
+        return _user_message(ctx.session().user)
+
+    async def Logout(self, request, context):
+        principal = ctx.optional_principal()
+        if principal is not None:
+            self.tokens.revoke_session(principal)
+        return OK
+
+    async def CreateToken(self, request, context):
+        user = ctx.session().user
+        name = request.name
+        if not 1 <= len(name) <= 64:
+            raise Invalid("name must be 1-64 characters")
+        if request.expires_in not in EXPIRY:
+            raise Invalid("expires_in must be one of 30d, 90d, 365d, never")
+        scopes = scope_rules.validate(json_format.MessageToDict(request.scopes), user.public_id)
+        ttl = EXPIRY[request.expires_in]
+        created = now()
+        expires_at = created + ttl if ttl else None
+        with database.atomic():
+            token_id = new_public_id(12)
+            token = self.tokens.issue_api_token(user, token_id, scopes, expires_at)
+            ApiToken.create(id=token_id, user=user, name=name, scopes=json.dumps(scopes),
+                            token_sha256=sha256(token), expires_at=expires_at, created_at=created)
+        return auth_pb2.CreatedToken(id=token_id, name=name, scopes=_struct(scopes),
+                                     expires_at=expires_at, created_at=created, token=token)
+
+    async def ListTokens(self, request, context):
+        user = ctx.session().user
+        rows = ApiToken.select().where(ApiToken.user == user).order_by(ApiToken.created_at, ApiToken.id)
+        return auth_pb2.ListTokensResponse(tokens=[_token_message(r) for r in rows])
+
+    async def DeleteToken(self, request, context):
+        user = ctx.session().user
+        deleted = ApiToken.delete().where((ApiToken.id == request.id) & (ApiToken.user == user)).execute()
+        if not deleted:
+            raise NotFound("token not found")
+        return OK
+
+    async def CheckToken(self, request, context):
+        row = ApiToken.get_or_none(ApiToken.id == request.id)
+        if row is None or (row.expires_at is not None and row.expires_at <= now()):
+            raise NotFound("token not found")
+        return OK
+
+    async def ListUsers(self, request, context):
+        return auth_pb2.ListUsersResponse(users=[_user_message(u) for u in User.select().order_by(User.id)])
+
+    async def CreateUser(self, request, context):
+        display = request.display_name if request.HasField("display_name") else None
+        users.validate_password(request.password)
+        users.validate_username(request.username)
+        password_hash = await asyncio.to_thread(hash_password, request.password)
+        user = users.create_user(request.username, request.password, display, request.is_admin,
+                                 password_hash=password_hash)
+        return _user_message(user)
+
+    async def DeleteUser(self, request, context):
+        user_id = request.user_id or request.id
+        if not user_id:
+            raise Invalid("user_id is required (path or ?id=)")
+        await users.delete_user(users.get_by_public_id(user_id))
+        return OK

@@ -1,0 +1,44 @@
+"""Per-call context the auth interceptor fills in for the servicers."""
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+from appliance.core.identity import Principal
+from appliance.errors import PermissionDenied, Unauthenticated
+
+_principal: ContextVar[Principal | None] = ContextVar("principal", default=None)
+_client_address: ContextVar[str] = ContextVar("client_address", default="")
+
+
+def principal() -> Principal:
+    """The authenticated caller; Unauthenticated for anonymous calls."""
+    p = _principal.get()
+    if p is None:
+        raise Unauthenticated("missing bearer token")
+    return p
+
+
+def optional_principal() -> Principal | None:
+    return _principal.get()
+
+
+def session() -> Principal:
+    """The caller, who must hold a session JWT (API tokens are refused)."""
+    p = principal()
+    if not p.is_session:
+        raise PermissionDenied("this endpoint needs a session token, not an API token")
+    return p
+
+
+def client_address() -> str:
+    return _client_address.get()
+
+
+def bind(p: Principal | None, address: str):
+    """Set the call's principal and address; returns tokens for reset()."""
+    return _principal.set(p), _client_address.set(address)
+
+
+def reset(tokens) -> None:
+    _principal.reset(tokens[0])
+    _client_address.reset(tokens[1])

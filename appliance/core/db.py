@@ -1,0 +1,109 @@
+"""peewee models and schema migration.
+
+SQLite (the default) runs in WAL mode with synchronous=FULL, so a committed
+row survives a crash. A ``postgresql://`` URL works as well: nothing here is
+SQLite-only SQL.
+"""
+from __future__ import annotations
+
+import secrets
+import string
+import time
+
+import peewee as pw
+from playhouse.db_url import connect
+
+database = pw.DatabaseProxy()
+
+# Public ids are short opaque strings (the original used 6 characters such as
+# "XyZ123"); the row id never leaves the core.
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_public_id(length: int = 6, alphabet: str = _ALPHABET) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def now() -> int:
+    return int(time.time())
+
+
+class BaseModel(pw.Model):
+    class Meta:
+        database = database
+
+
+class User(BaseModel):
+    public_id = pw.CharField(max_length=16, unique=True)
+    username = pw.CharField(max_length=64, unique=True)
+    display_name = pw.CharField(max_length=128)
+    password_hash = pw.CharField(max_length=255)
+    is_admin = pw.BooleanField(default=False)
+    created_at = pw.BigIntegerField(default=now)
+
+
+class ApiToken(BaseModel):
+    id = pw.CharField(max_length=32, primary_key=True)
+    user = pw.ForeignKeyField(User, backref="tokens", on_delete="CASCADE")
+    name = pw.CharField(max_length=64)
+    scopes = pw.TextField()  # JSON object: scope -> [actions]
+    token_sha256 = pw.CharField(max_length=64, unique=True)
+    expires_at = pw.BigIntegerField(null=True)
+    last_used_at = pw.BigIntegerField(null=True)
+    created_at = pw.BigIntegerField(default=now)
+
+
+class RevokedSession(BaseModel):
+    """A session JWT revoked by logout, kept until it would have expired anyway."""
+    jti = pw.CharField(max_length=64, primary_key=True)
+    expires_at = pw.BigIntegerField(index=True)
+
+
+class SchemaVersion(BaseModel):
+    version = pw.IntegerField()
+
+
+# Every model, in creation order. Services append their own models here
+# (appliance.core.<service>_models) before migrate() runs.
+MODELS: list[type[BaseModel]] = [SchemaVersion, User, ApiToken, RevokedSession]
+
+# Numbered migrations for schemas that already exist: version -> function(db).
+# Version 1 is the initial schema created by create_tables.
+MIGRATIONS: dict[int, callable] = {}
+SCHEMA_VERSION = 1
+
+
+def register(*models: type[BaseModel]) -> None:
+    for model in models:
+        if model not in MODELS:
+            MODELS.append(model)
+
+
+def open_database(url: str) -> pw.Database:
+    """Connect the proxy to *url* and bring the schema up to date."""
+    if url.startswith("sqlite:"):
+        db = connect(url, pragmas={
+            "journal_mode": "wal",
+            "synchronous": "full",
+            "foreign_keys": 1,
+            "busy_timeout": 5000,
+        })
+    else:
+        db = connect(url)
+    database.initialize(db)
+    migrate(db)
+    return db
+
+
+def migrate(db: pw.Database) -> None:
+    with db.atomic():
+        db.create_tables(MODELS, safe=True)
+        row = SchemaVersion.select().first()
+        if row is None:
+            SchemaVersion.create(version=SCHEMA_VERSION)
+            return
+        for version in range(row.version + 1, SCHEMA_VERSION + 1):
+            MIGRATIONS[version](db)
+        if row.version != SCHEMA_VERSION:
+            row.version = SCHEMA_VERSION
+            row.save()

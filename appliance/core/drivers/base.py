@@ -1,0 +1,176 @@
+"""The guest-driver seam. The docstrings here are the contract every driver
+(the libvirt LXC one, the in-memory fake) honours and the layers above rely on.
+
+A guest is known by a short id chosen by the caller (hostname- and
+file-name-safe). It has two kinds of state:
+
+- *persistent*: its volume (``storage_gb``), holding one directory per
+  mount path. Created by ``spawn``, kept by ``stop``, removed by ``destroy``.
+- *runtime*: the running guest, its copy-on-write root, network device,
+  cgroup and mounts. Everything outside the mount paths is reset on every
+  start.
+
+All methods are safe to call from several threads for *different* guests;
+callers serialise operations on the *same* guest. Errors are raised as the
+exceptions below, never as a backend's own error types.
+"""
+from __future__ import annotations
+
+import abc
+import enum
+import re
+from dataclasses import dataclass, field
+
+GUEST_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+
+
+class GuestError(Exception):
+    """Base of every driver error."""
+
+
+class GuestNotFound(GuestError):
+    """The guest (or its volume) does not exist."""
+
+
+class GuestNotRunning(GuestError):
+    """The operation needs a running guest."""
+
+
+class GuestStartError(GuestError):
+    """The guest could not be started; the message says why (shown to users)."""
+
+
+class GuestState(str, enum.Enum):
+    RUNNING = "running"
+    STOPPED = "stopped"   # volume exists, guest not running
+    MISSING = "missing"   # nothing exists for this id
+
+
+@dataclass(frozen=True)
+class GuestSpec:
+    """Everything needed to start a guest. Passed again on every start, so
+    changed mount paths or keys apply at the next start."""
+    id: str
+    ip: str
+    memory_mb: int
+    cpus: float
+    storage_gb: float
+    mount_paths: tuple[str, ...] = ("/root",)
+    authorized_keys: tuple[str, ...] = ()
+    hostname: str = ""
+
+    def __post_init__(self):
+        if not GUEST_ID_RE.match(self.id):
+            raise ValueError(f"bad guest id {self.id!r}")
+
+
+@dataclass(frozen=True)
+class GuestUsage:
+    memory_used_bytes: int
+    memory_limit_bytes: int
+    storage_used_bytes: int
+    storage_size_bytes: int
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int          # negative: killed by that signal
+    stdout: bytes
+    stderr: bytes
+
+
+@dataclass
+class PtyProcess:
+    """A process on a pseudo-terminal inside a guest.
+
+    ``master_fd`` belongs to the caller: read output from it, write input to
+    it. ``resize()`` changes the window size, ``wait()`` returns the exit
+    code, ``close()`` hangs up the terminal (the shell gets SIGHUP) and
+    reaps the process.
+    """
+    master_fd: int
+    pid: int
+    _closed: bool = field(default=False, repr=False)
+
+    def resize(self, cols: int, rows: int) -> None:
+        import fcntl
+        import struct
+        import termios
+        fcntl.ioctl(self.master_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def poll(self) -> int | None:
+        raise NotImplementedError
+
+    def wait(self, timeout: float | None = None) -> int:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class GuestDriver(abc.ABC):
+    @abc.abstractmethod
+    def spawn(self, spec: GuestSpec) -> None:
+        """Create a new guest (its volume) and start it.
+
+        Returns once the guest's init is running (sshd may need a few more
+        milliseconds). On any failure everything this call created is
+        removed again (volume included) and ``GuestStartError`` is raised.
+        If a guest with this id already exists, this behaves like ``start``.
+        """
+
+    @abc.abstractmethod
+    def start(self, spec: GuestSpec) -> None:
+        """Start an existing stopped guest with ``spec`` (mounts, keys, limits).
+
+        A running guest is left alone (call ``restart`` to apply a changed
+        spec). The root filesystem outside the mount paths starts fresh from
+        the image; mount path directories are created in the volume on first
+        use. SSH host keys are generated per guest; ``authorized_keys`` of
+        root is written from ``spec.authorized_keys``. On failure nothing of
+        the attempt is left running or mounted, the volume is kept, and
+        ``GuestStartError`` is raised. ``GuestNotFound`` if no volume exists.
+        """
+
+    def restart(self, spec: GuestSpec) -> None:
+        """Stop then start with ``spec``; the volume's data is kept."""
+        self.stop(spec.id)
+        self.start(spec)
+
+    @abc.abstractmethod
+    def stop(self, guest_id: str) -> None:
+        """Stop the guest; keep its volume. Idempotent: stopping a stopped or
+        missing guest succeeds. Afterwards no process, mount, loop device,
+        veth or cgroup of the guest is left on the host."""
+
+    @abc.abstractmethod
+    def destroy(self, guest_id: str) -> None:
+        """Stop the guest and delete everything it had, volume included.
+        Destroying a missing guest succeeds."""
+
+    @abc.abstractmethod
+    def state(self, guest_id: str) -> GuestState:
+        """RUNNING, STOPPED (volume only) or MISSING."""
+
+    @abc.abstractmethod
+    def running_guests(self) -> list[str]:
+        """Ids of guests this driver runs now (for reconciliation at start-up)."""
+
+    @abc.abstractmethod
+    def usage(self, guest_id: str) -> GuestUsage:
+        """Live readings: memory from the guest's cgroup (0 when stopped),
+        storage from its volume. ``GuestNotFound`` if missing."""
+
+    @abc.abstractmethod
+    def exec(self, guest_id: str, argv: list[str], *, input: bytes | None = None,
+             timeout: float | None = None, env: dict[str, str] | None = None) -> ExecResult:
+        """Run ``argv`` inside the guest (its namespaces and cgroup) as root
+        with cwd ``/`` and return its exit code and output. On timeout the
+        process is killed and ``TimeoutError`` raised. ``GuestNotRunning``
+        unless running."""
+
+    @abc.abstractmethod
+    def open_pty(self, guest_id: str, argv: list[str] | None = None, *, cols: int = 80,
+                 rows: int = 24, env: dict[str, str] | None = None) -> PtyProcess:
+        """Start ``argv`` (default: a login shell) on a new pseudo-terminal
+        *inside* the guest and hand back the master side."""

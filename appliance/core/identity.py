@@ -1,0 +1,139 @@
+"""Who is calling: session JWTs, API tokens (``ecloud_<jwt>``) and the Principal.
+
+Tokens are signed with one pinned algorithm (HS256 by default); ``alg: none``
+and every other algorithm are rejected by pyjwt because only the configured
+one is allowed. Revocation is checked against the database on every request,
+so a deleted API token or a logged-out session fails at once.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from dataclasses import dataclass
+
+import jwt
+
+from appliance.core.db import ApiToken, RevokedSession, User, now
+from appliance.errors import Unauthenticated
+
+API_TOKEN_PREFIX = "ecloud_"
+# API token last_used_at is written at most this often per token, so a busy
+# token does not turn every read into a database write.
+LAST_USED_RESOLUTION = 60
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: User
+    kind: str  # "session" | "api_token"
+    # None for sessions (every permission over their own resources).
+    scopes: dict | None = None
+    token_id: str | None = None
+    jti: str | None = None
+    expires_at: int | None = None
+
+    @property
+    def user_id(self) -> str:
+        return self.user.public_id
+
+    @property
+    def is_session(self) -> bool:
+        return self.kind == "session"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.is_session and self.user.is_admin
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Tokens:
+    def __init__(self, secret: str, algorithm: str = "HS256", session_ttl: int = 86400):
+        self.secret = secret
+        self.algorithm = algorithm
+        self.session_ttl = session_ttl
+
+    # -- sessions -----------------------------------------------------------
+    def issue_session(self, user: User) -> str:
+        issued = int(time.time())
+        claims = {
+            "username": user.username,
+            "display_name": user.display_name,
+            "user_id": user.public_id,
+            "sub": user.public_id,
+            "iat": issued,
+            "exp": issued + self.session_ttl,
+            "jti": secrets.token_hex(16),
+        }
+        return jwt.encode(claims, self.secret, algorithm=self.algorithm)
+
+    def issue_api_token(self, user: User, token_id: str, scopes: dict, expires_at: int | None) -> str:
+        claims = {
+            "user_id": user.public_id,
+            "token_id": token_id,
+            "type": "api_token",
+            "scopes": scopes,
+            "iat": int(time.time()),
+        }
+        if expires_at is not None:
+            claims["exp"] = expires_at
+        return API_TOKEN_PREFIX + jwt.encode(claims, self.secret, algorithm=self.algorithm)
+
+    def _decode(self, token: str) -> dict:
+        try:
+            return jwt.decode(
+                token, self.secret, algorithms=[self.algorithm],
+                options={"require": ["iat"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("token expired") from None
+        except jwt.InvalidTokenError:
+            raise Unauthenticated("invalid token") from None
+
+    # -- verification -------------------------------------------------------
+    def authenticate(self, bearer: str) -> Principal:
+        """Principal for a bearer token, or Unauthenticated."""
+        if not bearer:
+            raise Unauthenticated("missing bearer token")
+        if bearer.startswith(API_TOKEN_PREFIX):
+            return self._api_token(bearer)
+        return self._session(bearer)
+
+    def _session(self, token: str) -> Principal:
+        claims = self._decode(token)
+        if claims.get("type") == "api_token" or "jti" not in claims or "exp" not in claims:
+            raise Unauthenticated("invalid token")
+        if RevokedSession.get_or_none(RevokedSession.jti == str(claims["jti"])) is not None:
+            raise Unauthenticated("session has been logged out")
+        user = User.get_or_none(User.public_id == str(claims.get("user_id")))
+        if user is None:
+            raise Unauthenticated("user no longer exists")
+        return Principal(user=user, kind="session", jti=str(claims["jti"]), expires_at=int(claims["exp"]))
+
+    def _api_token(self, token: str) -> Principal:
+        claims = self._decode(token[len(API_TOKEN_PREFIX):])
+        if claims.get("type") != "api_token":
+            raise Unauthenticated("invalid token")
+        row = ApiToken.get_or_none(ApiToken.id == str(claims.get("token_id")))
+        # The hash comparison makes a token that was re-signed with other
+        # claims (or a deleted one) useless even if the secret leaked later.
+        if row is None or not secrets.compare_digest(row.token_sha256, sha256(token)):
+            raise Unauthenticated("token has been revoked")
+        t = now()
+        if row.expires_at is not None and row.expires_at <= t:
+            raise Unauthenticated("token expired")
+        if row.last_used_at is None or t - row.last_used_at >= LAST_USED_RESOLUTION:
+            ApiToken.update(last_used_at=t).where(ApiToken.id == row.id).execute()
+        user = row.user
+        return Principal(user=user, kind="api_token", scopes=json.loads(row.scopes),
+                         token_id=row.id, expires_at=row.expires_at)
+
+    def revoke_session(self, principal: Principal) -> None:
+        if principal.is_session and principal.jti:
+            RevokedSession.insert(jti=principal.jti, expires_at=principal.expires_at or now()) \
+                .on_conflict_ignore().execute()
+        RevokedSession.delete().where(RevokedSession.expires_at < now()).execute()

@@ -1,0 +1,143 @@
+"""The core's one interceptor: authenticate every call by its method's declared
+access (proto option ``appliance.v1.access``), expose the caller to the
+servicer, and turn AppError into a gRPC status. No RPC of ours can be reached
+without passing through here, whichever front end (HTTP, SSH, gRPC) called.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import grpc
+
+from appliance.contract import METHODS, Method
+from appliance.core import context as ctx
+from appliance.core.identity import Tokens
+from appliance.errors import AppError, PermissionDenied, Unauthenticated
+from appliance.v1 import options_pb2 as opt
+
+log = logging.getLogger("appliance.core")
+
+
+def bearer_from(metadata) -> str:
+    for key, value in metadata:
+        if key == "authorization":
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("authorization must be 'Bearer <token>'")
+            return token.strip()
+    return ""
+
+
+def address_from(metadata) -> str:
+    for key, value in metadata:
+        if key == "x-client-address":
+            return value
+    return ""
+
+
+class Authenticator:
+    def __init__(self, tokens: Tokens):
+        self.tokens = tokens
+
+    def __call__(self, method: Method, metadata):
+        access = method.access
+        if access == opt.ACCESS_PUBLIC:
+            return None
+        bearer = bearer_from(metadata)
+        if not bearer and access == opt.ACCESS_OPTIONAL:
+            return None
+        principal = self.tokens.authenticate(bearer)
+        if access in (opt.ACCESS_SESSION, opt.ACCESS_ADMIN) and not principal.is_session:
+            raise PermissionDenied("this endpoint needs a session token, not an API token")
+        if access == opt.ACCESS_ADMIN and not principal.user.is_admin:
+            raise PermissionDenied("admin only")
+        return principal
+
+
+async def _abort(context, error: AppError):
+    metadata = error.trailing_metadata()
+    if metadata:
+        context.set_trailing_metadata(metadata)
+    await context.abort(error.code, error.message)
+
+
+class CallGuard:
+    """Runs one call: authenticate, bind the context, map errors, log."""
+
+    def __init__(self, method: Method, authenticate: Authenticator):
+        self.method = method
+        self.authenticate = authenticate
+
+    async def enter(self, context):
+        metadata = context.invocation_metadata() or ()
+        try:
+            principal = self.authenticate(self.method, metadata)
+        except AppError as e:
+            self.log(None, e.code, 0.0)
+            await _abort(context, e)
+        return ctx.bind(principal, address_from(metadata)), principal
+
+    async def fail(self, context, principal, error: BaseException, started: float):
+        if isinstance(error, AppError):
+            self.log(principal, error.code, started)
+            await _abort(context, error)
+        if isinstance(error, grpc.aio.AbortError):
+            raise error
+        log.exception("internal error in %s", self.method.path)
+        self.log(principal, grpc.StatusCode.INTERNAL, started)
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+    def log(self, principal, code, started: float):
+        took = (time.monotonic() - started) * 1000 if started else 0.0
+        who = principal.user.username if principal else "-"
+        log.info("%s %s %s %.1fms", self.method.path, code.name, who, took)
+
+
+def _wrap_unary_response(guard: CallGuard, behavior):
+    async def call(request_or_iterator, context):
+        started = time.monotonic()
+        tokens, principal = await guard.enter(context)
+        try:
+            result = await behavior(request_or_iterator, context)
+            guard.log(principal, grpc.StatusCode.OK, started)
+            return result
+        except Exception as e:  # noqa: BLE001 - mapped to a status below
+            await guard.fail(context, principal, e, started)
+        finally:
+            ctx.reset(tokens)
+    return call
+
+
+def _wrap_stream_response(guard: CallGuard, behavior):
+    async def call(request_or_iterator, context):
+        started = time.monotonic()
+        tokens, principal = await guard.enter(context)
+        try:
+            async for item in behavior(request_or_iterator, context):
+                yield item
+            guard.log(principal, grpc.StatusCode.OK, started)
+        except Exception as e:  # noqa: BLE001
+            await guard.fail(context, principal, e, started)
+        finally:
+            ctx.reset(tokens)
+    return call
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, tokens: Tokens):
+        self.authenticate = Authenticator(tokens)
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        method = METHODS.get(details.method)
+        if handler is None or method is None:
+            return handler  # health, reflection: not ours
+        guard = CallGuard(method, self.authenticate)
+        if handler.unary_unary:
+            return handler._replace(unary_unary=_wrap_unary_response(guard, handler.unary_unary))
+        if handler.stream_unary:
+            return handler._replace(stream_unary=_wrap_unary_response(guard, handler.stream_unary))
+        if handler.unary_stream:
+            return handler._replace(unary_stream=_wrap_stream_response(guard, handler.unary_stream))
+        return handler._replace(stream_stream=_wrap_stream_response(guard, handler.stream_stream))

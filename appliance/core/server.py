@@ -1,0 +1,109 @@
+"""The core daemon: build_server(config) -> a started-ready grpc.aio server; serve() runs it."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from appliance.config import Config
+from appliance.contract import SERVICES
+from appliance.core.auth import AuthServicer
+from appliance.core.db import open_database
+from appliance.core.identity import Tokens
+from appliance.core.interceptors import AuthInterceptor
+from appliance.core.throttle import LoginThrottle
+from appliance.v1 import auth_pb2_grpc
+
+log = logging.getLogger("appliance.core")
+
+# Servicers register themselves here: (add_XServicer_to_server, factory(core)).
+# Compute and Storage append to this list from their own modules.
+EXTRA_SERVICERS: list = []
+
+
+@dataclass
+class Core:
+    config: Config
+    server: grpc.aio.Server
+    tokens: Tokens
+    health: "health.aio.HealthServicer"
+    addresses: list[str] = field(default_factory=list)
+    # Things to close on stop (servicers with background tasks, drivers).
+    closers: list = field(default_factory=list)
+
+    async def start(self) -> None:
+        await self.server.start()
+        for service in SERVICES:
+            await self.health.set(service.full_name, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        for close in reversed(self.closers):
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
+
+
+def _bind_unix(server: grpc.aio.Server, path: str) -> str:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.unlink(path)  # a stale socket from a previous run
+    except FileNotFoundError:
+        pass
+    # The socket is the core's trust boundary: root (and group) only.
+    old = os.umask(0o117)
+    try:
+        server.add_insecure_port(f"unix:{path}")
+    finally:
+        os.umask(old)
+    return f"unix://{path}"
+
+
+def build_server(config: Config) -> Core:
+    config.data_path.mkdir(parents=True, exist_ok=True)
+    open_database(config.database_url)
+    tokens = Tokens(config.secret(), config.jwt_algorithm, config.session_ttl)
+    server = grpc.aio.server(
+        interceptors=[AuthInterceptor(tokens)],
+        options=[
+            ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+            ("grpc.max_send_message_length", 8 * 1024 * 1024),
+        ],
+    )
+    health_servicer = health.aio.HealthServicer()
+    core = Core(config=config, server=server, tokens=tokens, health=health_servicer)
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(
+        AuthServicer(tokens, LoginThrottle(config.login_max_failures, config.login_window_seconds)), server)
+    for add, factory in EXTRA_SERVICERS:
+        add(factory(core), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [s.full_name for s in SERVICES] + [health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    core.addresses.append(_bind_unix(server, config.core_socket_path))
+    if config.core_tcp:
+        # Plaintext: for loopback or a private network only (TLS is future work).
+        port = server.add_insecure_port(config.core_tcp)
+        core.addresses.append(f"{config.core_tcp.rsplit(':', 1)[0]}:{port}")
+    return core
+
+
+async def serve(config: Config) -> None:
+    core = build_server(config)
+    await core.start()
+    log.info("core listening on %s", ", ".join(core.addresses))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("core stopping")
+    await core.stop()

@@ -1,0 +1,74 @@
+"""User accounts: the domain functions behind the admin API and the CLI."""
+from __future__ import annotations
+
+import re
+from typing import Awaitable, Callable
+
+import peewee as pw
+
+from appliance.core.db import User, database, new_public_id
+from appliance.core.passwords import MAX_PASSWORD_BYTES, hash_password
+from appliance.errors import Conflict, Invalid, NotFound
+
+USERNAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+
+# Called with the User before its row is deleted, so services can release
+# what they hold outside the database (guests, volumes, files on disk).
+DeleteHook = Callable[[User], Awaitable[None]]
+delete_hooks: list[DeleteHook] = []
+
+
+def validate_username(username: str) -> str:
+    if not USERNAME.fullmatch(username or ""):
+        raise Invalid("username must be 1-64 characters of letters, digits, '.', '_', '-', '@'")
+    return username
+
+
+def validate_password(password: str) -> str:
+    if not password:
+        raise Invalid("password must not be empty")
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        raise Invalid(f"password must be at most {MAX_PASSWORD_BYTES} bytes")
+    return password
+
+
+def validate_display_name(name: str) -> str:
+    if not 1 <= len(name) <= 128:
+        raise Invalid("display_name must be 1-128 characters")
+    return name
+
+
+def create_user(username: str, password: str, display_name: str | None = None,
+                is_admin: bool = False, password_hash: str | None = None) -> User:
+    validate_username(username)
+    if password_hash is None:
+        password_hash = hash_password(validate_password(password))
+    display_name = validate_display_name(username if display_name is None else display_name)
+    try:
+        with database.atomic():
+            for _ in range(10):
+                public_id = new_public_id()
+                if not User.select().where(User.public_id == public_id).exists():
+                    break
+            return User.create(public_id=public_id, username=username, display_name=display_name,
+                               password_hash=password_hash, is_admin=bool(is_admin))
+    except pw.IntegrityError:
+        raise Conflict(f"username {username!r} is taken") from None
+
+
+def get_by_public_id(user_id: str) -> User:
+    user = User.get_or_none(User.public_id == user_id)
+    if user is None:
+        raise NotFound(f"user {user_id!r} not found")
+    return user
+
+
+async def delete_user(user: User) -> None:
+    for hook in delete_hooks:
+        await hook(user)
+    user.delete_instance(recursive=True)
+
+
+def as_dict(user: User) -> dict:
+    return {"username": user.username, "display_name": user.display_name,
+            "user_id": user.public_id, "is_admin": user.is_admin}

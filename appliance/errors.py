@@ -1,0 +1,68 @@
+"""The one error taxonomy. Raised anywhere in the core; the core's interceptor
+turns it into a gRPC status and the HTTP gateway turns that status into an
+HTTP status plus ``{"error": message}`` (appliance/http/status.py)."""
+from __future__ import annotations
+
+import grpc
+
+
+class AppError(Exception):
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str, *, retry_after: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        if self.retry_after is None:
+            return ()
+        return (("retry-after", str(self.retry_after)),)
+
+
+class Invalid(AppError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class Unauthenticated(AppError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(AppError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class NotFound(AppError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class Conflict(AppError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class WrongState(AppError):
+    """The resource exists but is not in a state that allows this (HTTP 409)."""
+    code = grpc.StatusCode.ABORTED
+
+
+class TooManyRequests(AppError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class TooLarge(AppError):
+    """Body or file over a configured limit (HTTP 413; the gateway's table maps
+    FAILED_PRECONDITION to 413 and nothing else uses that code)."""
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class BadRange(AppError):
+    """Unsatisfiable Range (HTTP 416)."""
+    code = grpc.StatusCode.OUT_OF_RANGE
+
+
+class Unavailable(AppError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class Internal(AppError):
+    code = grpc.StatusCode.INTERNAL

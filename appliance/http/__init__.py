@@ -1,0 +1,1 @@
+"""The HTTP gateway: REST + WebSocket in front of the core's gRPC services."""

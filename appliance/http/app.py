@@ -1,0 +1,115 @@
+"""make_app(): the Tornado application, its routes built from the proto bindings."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+import grpc
+import tornado.web
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tornado.routing import PathMatches, Rule
+
+from appliance.http import openapi
+from appliance.http.gateway import GatewayHandler, JsonHandler, NotImplementedHandler
+from appliance.http.routes import Route, build_routes
+from appliance.v1 import options_pb2 as opt
+
+log = logging.getLogger("appliance.http")
+access_log = logging.getLogger("appliance.http.access")
+
+# Handler class per non-JSON transport; streaming modules register here.
+TRANSPORTS: dict[int, type[GatewayHandler]] = {opt.TRANSPORT_JSON: JsonHandler}
+
+
+class RouteMatcher(PathMatches):
+    """Matches path *and* HTTP method, so two routes may share a path shape."""
+
+    def __init__(self, route: Route):
+        super().__init__(route.pattern)
+        self.verb = route.verb
+        # Downloads answer HEAD with the GET route's headers.
+        self.also_head = route.verb == "GET" and route.method.transport == opt.TRANSPORT_DOWNLOAD
+
+    def match(self, request):
+        method = request.method
+        if method != self.verb and not (self.also_head and method == "HEAD"):
+            return None
+        return super().match(request)
+
+
+class HealthHandler(tornado.web.RequestHandler):
+    """200 ``ok`` when the core answers its health check, else 503 JSON."""
+
+    def initialize(self, health_stub) -> None:
+        self.health_stub = health_stub
+
+    async def get(self) -> None:
+        try:
+            reply = await self.health_stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
+            serving = reply.status == health_pb2.HealthCheckResponse.SERVING
+        except grpc.aio.AioRpcError:
+            serving = False
+        if serving:
+            self.set_header("Content-Type", "text/plain")
+            self.finish("ok")
+        else:
+            self.set_status(503)
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps({"error": "backend unavailable"}))
+
+
+class OpenApiHandler(tornado.web.RequestHandler):
+    def initialize(self, document: dict) -> None:
+        self.document = document
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(self.document))
+
+
+class FallbackHandler(tornado.web.RequestHandler):
+    """No route matched: 405 if the path exists under another method, else 404."""
+
+    def initialize(self, patterns: list[re.Pattern]) -> None:
+        self.patterns = patterns
+
+    def prepare(self) -> None:
+        exists = any(p.match(self.request.path) for p in self.patterns)
+        self.set_status(405 if exists else 404)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": "method not allowed" if exists else "not found"}))
+
+
+def _multicallable(channel: grpc.aio.Channel, method):
+    kind = ("stream" if method.client_streaming else "unary") + "_" + \
+           ("stream" if method.server_streaming else "unary")
+    return getattr(channel, kind)(
+        method.path,
+        request_serializer=method.request_class.SerializeToString,
+        response_deserializer=method.response_class.FromString,
+    )
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Access log without the query string: it may carry ?token=."""
+    status = handler.get_status()
+    level = logging.INFO if status < 500 else logging.ERROR
+    access_log.log(level, "%d %s %s %.1fms", status, handler.request.method,
+                   handler.request.path, 1000.0 * handler.request.request_time())
+
+
+def make_app(config, channel: grpc.aio.Channel, **settings) -> tornado.web.Application:
+    routes = build_routes()
+    calls = {r.method.path: _multicallable(channel, r.method) for r in routes}
+    rules: list = [
+        (r"/healthz", HealthHandler, {"health_stub": health_pb2_grpc.HealthStub(channel)}),
+        (r"/openapi.json", OpenApiHandler, {"document": openapi.document(routes)}),
+    ]
+    for route in routes:
+        handler = TRANSPORTS.get(route.method.transport, NotImplementedHandler)
+        rules.append(Rule(RouteMatcher(route), handler,
+                          {"route": route, "calls": calls, "config": config}))
+    patterns = [re.compile(r.pattern) for r in routes]
+    rules.append((r".*", FallbackHandler, {"patterns": patterns}))
+    return tornado.web.Application(rules, log_function=log_request, **settings)

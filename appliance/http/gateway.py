@@ -1,0 +1,159 @@
+"""Request handlers: path/query/body -> request message -> core stub -> JSON.
+
+``GatewayHandler`` holds what every transport shares (credentials from the
+request, JSON errors, gRPC error mapping); ``JsonHandler`` serves every unary
+RPC. Streaming transports (WebSocket, SSE, uploads, downloads) subclass
+``GatewayHandler`` in their own modules and register in ``app.TRANSPORTS``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+import grpc
+import tornado.web
+
+from appliance.errors import AppError
+from appliance.http import codec
+from appliance.http.routes import Route
+from appliance.http.status import error_message, http_status
+
+log = logging.getLogger("appliance.http")
+
+MAX_JSON_BODY = 1024 * 1024
+
+
+class GatewayHandler(tornado.web.RequestHandler):
+    route: Route
+
+    def initialize(self, route: Route, calls: dict, config) -> None:
+        self.route = route
+        self.calls = calls
+        self.config = config
+
+    # -- credentials ----------------------------------------------------------
+    def bearer(self) -> str:
+        header = self.request.headers.get("Authorization")
+        if header:
+            return header
+        if self.route.method.query_token:
+            token = self.get_query_argument("token", "")
+            if token:
+                return f"Bearer {token}"
+        return ""
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        md = [("x-client-address", self.request.remote_ip or "")]
+        bearer = self.bearer()
+        if bearer:
+            md.append(("authorization", bearer))
+        return tuple(md)
+
+    @property
+    def call(self):
+        return self.calls[self.route.method.path]
+
+    # -- request message --------------------------------------------------------
+    def build_request(self, path_kwargs: dict, body: dict | None = None):
+        """Fill the RPC's request message from body, query string and path."""
+        message = self.route.method.request_class()
+        descriptor = message.DESCRIPTOR
+        if body is not None:
+            if self.route.body == "*":
+                codec.check_required(body, descriptor)
+            codec.from_json(body, message)
+        bound = set(path_kwargs) | (set(body or ()) if self.route.body == "*" else set())
+        for name, values in self.request.query_arguments.items():
+            field = descriptor.fields_by_name.get(name)
+            if field is None or name in bound or field.type == field.TYPE_MESSAGE:
+                continue
+            raw = values[-1].decode("utf-8", "replace")
+            value = codec.from_query(raw, field)
+            if field.is_repeated:
+                getattr(message, name).append(value)
+            else:
+                setattr(message, name, value)
+        for name, raw in path_kwargs.items():
+            field = descriptor.fields_by_name[name]
+            setattr(message, name, codec.from_query(raw, field))
+        return message
+
+    # -- errors -------------------------------------------------------------------
+    def send_json_error(self, status: int, message: str, headers: dict | None = None) -> None:
+        self.clear()
+        self.set_status(status)
+        for key, value in (headers or {}).items():
+            self.set_header(key, value)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps({"error": message}))
+
+    def send_rpc_error(self, error: grpc.aio.AioRpcError) -> None:
+        code = error.code()
+        headers = {}
+        for key, value in error.trailing_metadata() or ():
+            if key == "retry-after":
+                headers["Retry-After"] = value
+        if code == grpc.StatusCode.UNAVAILABLE:
+            log.warning("core unavailable for %s: %s", self.route.method.path, error.details())
+        self.send_json_error(http_status(code), error_message(code, error.details()), headers)
+
+    def send_app_error(self, error: AppError) -> None:
+        self.send_json_error(http_status(error.code), error.message)
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        reason = self._reason if status_code != 500 else "internal error"
+        self.send_json_error(status_code, reason)
+
+    def set_default_headers(self) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+
+@tornado.web.stream_request_body
+class JsonHandler(GatewayHandler):
+    """Any unary RPC: JSON request body (bounded), JSON response."""
+
+    def prepare(self) -> None:
+        self._chunks: list[bytes] = []
+        self._size = 0
+        length = self.request.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > MAX_JSON_BODY:
+            self.send_json_error(413, f"request body over {MAX_JSON_BODY} bytes")
+
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size <= MAX_JSON_BODY:
+            self._chunks.append(chunk)
+
+    async def _serve(self, **path_kwargs) -> None:
+        if self._finished:
+            return
+        if self._size > MAX_JSON_BODY:
+            return self.send_json_error(413, f"request body over {MAX_JSON_BODY} bytes")
+        try:
+            body = codec.parse_body(b"".join(self._chunks)) if self.route.body else None
+            request = self.build_request(path_kwargs, body)
+        except AppError as e:
+            return self.send_app_error(e)
+        try:
+            response = await self.call(request, metadata=self.metadata())
+        except grpc.aio.AioRpcError as e:
+            return self.send_rpc_error(e)
+        payload = codec.to_json(response)
+        if self.route.response_body:
+            payload = payload[self.route.response_body]
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(payload))
+
+    get = post = put = delete = patch = _serve
+
+
+class NotImplementedHandler(GatewayHandler):
+    """A declared route whose transport this build does not serve yet."""
+
+    async def _serve(self, **_):
+        self.send_json_error(501, "not implemented yet")
+
+    get = post = put = delete = head = _serve
+

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the appliance and its tests need, once.
+# Idempotent: only missing packages are installed. Run as root.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+packages=(
+  # build of python extensions (libvirt-python, argon2) and the venv
+  python3 python3-venv python3-dev gcc pkg-config
+  # guests: libvirt LXC, networking, image build
+  libvirt-daemon libvirt-daemon-driver-lxc libvirt-clients libvirt-dev
+  dnsmasq-base nftables iptables iproute2 debootstrap e2fsprogs
+  # reaching guests and testing as a user does
+  openssh-client openssh-server curl wrk nginx-light
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
