@@ -1,0 +1,45 @@
+"""Build the appliance wheel from a source checkout, on the control node.
+
+Usage: python build_wheel.py SOURCE_DIR OUTPUT_DIR  -> prints the wheel's path.
+
+The checkout is copied to a scratch directory first so the build never writes
+into it (setuptools leaves build/ and *.egg-info behind, and a stale build/lib
+would smuggle deleted modules into the wheel). SOURCE_DATE_EPOCH pins the zip
+timestamps, so the same sources give a byte-identical wheel and Ansible's copy
+reports no change on a rerun.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+SKIP = shutil.ignore_patterns(
+    ".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", "*.pyc",
+    ".pytest_cache", ".state", "tests", "bench", "vagrant", ".vagrant", "playbooks",
+    "inventory", "node_modules",
+)
+
+
+def main(source: str, output: str) -> None:
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="appliance-wheel-") as scratch:
+        tree = Path(scratch) / "src"
+        shutil.copytree(source, tree, ignore=SKIP, symlinks=True)
+        env = dict(os.environ, SOURCE_DATE_EPOCH="315532800", PIP_DISABLE_PIP_VERSION_CHECK="1")
+        built = Path(scratch) / "wheel"
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(built), str(tree)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        if proc.returncode != 0:
+            sys.exit(f"building the appliance wheel failed:\n{proc.stdout}")
+        (wheel,) = built.glob("appliance-*.whl")
+        shutil.copy2(wheel, out / wheel.name)
+        print(out / wheel.name)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
