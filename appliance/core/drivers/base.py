@@ -19,7 +19,7 @@ from __future__ import annotations
 import abc
 import enum
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 GUEST_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 
@@ -79,18 +79,17 @@ class ExecResult:
     stderr: bytes
 
 
-@dataclass
-class PtyProcess:
+class PtyProcess(abc.ABC):
     """A process on a pseudo-terminal inside a guest.
 
-    ``master_fd`` belongs to the caller: read output from it, write input to
-    it. ``resize()`` changes the window size, ``wait()`` returns the exit
-    code, ``close()`` hangs up the terminal (the shell gets SIGHUP) and
-    reaps the process.
+    ``master_fd`` is the caller's: read output from it, write input to it.
+    ``resize()`` changes the window size, ``poll()``/``wait()`` give the exit
+    code, ``close()`` hangs up the terminal (the shell gets SIGHUP), kills
+    the process if it lingers, and reaps it.
     """
-    master_fd: int
-    pid: int
-    _closed: bool = field(default=False, repr=False)
+
+    def __init__(self, master_fd: int):
+        self.master_fd = master_fd
 
     def resize(self, cols: int, rows: int) -> None:
         import fcntl
@@ -98,14 +97,17 @@ class PtyProcess:
         import termios
         fcntl.ioctl(self.master_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
+    @abc.abstractmethod
     def poll(self) -> int | None:
-        raise NotImplementedError
+        """Exit code, or None while running."""
 
+    @abc.abstractmethod
     def wait(self, timeout: float | None = None) -> int:
-        raise NotImplementedError
+        """Block until exit (``TimeoutError`` after ``timeout``)."""
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Hang up and reap. Idempotent."""
 
 
 class GuestDriver(abc.ABC):

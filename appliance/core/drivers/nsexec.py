@@ -1,0 +1,356 @@
+"""Run a process inside a running guest's namespaces and cgroup.
+
+Recipe (ARCHITECTURE.md): the caller gets the guest's namespace fds with
+``libvirt_lxc.lxcOpenNamespace`` *in the parent*, then
+
+    parent --fork--> helper: joins the guest's cgroups, setns() each fd
+                     --fork--> target: now in the guest's PID namespace, exec
+
+The helper stays in the host PID namespace, waits for the target and exits
+with the same status (re-raising a fatal signal on itself), so the parent's
+``waitpid`` sees what the guest process did. Forked children run only
+pre-computed, import-free code and leave with ``os._exit``; they never touch
+the libvirt connection.
+
+For a terminal the helper opens the PTY *after* ``setns`` (so
+``/dev/ptmx`` is the guest's devpts), makes it the target's controlling
+terminal (setsid + TIOCSCTTY) and passes the master fd back over a unix
+socket (``socket.send_fds``).
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import selectors
+import signal
+import socket
+import struct
+import termios
+import time
+from dataclasses import dataclass
+
+from appliance.core.drivers.base import ExecResult, PtyProcess
+
+_libc = ctypes.CDLL(None, use_errno=True)
+# user first (it grants the rights for the rest), mnt last (after it /proc
+# is the guest's).
+_NS_ORDER = ("user", "cgroup", "ipc", "uts", "net", "pid", "mnt")
+DEFAULT_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/root", "USER": "root", "LOGNAME": "root", "SHELL": "/bin/bash",
+    "LANG": "C.UTF-8",
+}
+
+
+@dataclass(frozen=True)
+class GuestTarget:
+    """What a forked child needs to join a guest, computed in the parent."""
+    ns_fds: tuple[int, ...]        # in the order to join, own namespaces skipped
+    cgroup_procs: tuple[str, ...]  # host paths of the guest's cgroup.procs files
+
+
+def prepare_target(ns_fds: list[int], init_pid: int) -> GuestTarget:
+    """Order the namespace fds and find the guest's cgroups (from its init)."""
+    by_kind: dict[str, int] = {}
+    for fd in ns_fds:
+        link = os.readlink(f"/proc/self/fd/{fd}")          # e.g. "mnt:[4026532611]"
+        kind = link.split(":", 1)[0]
+        try:
+            same = os.readlink(f"/proc/self/ns/{kind}") == link
+        except OSError:
+            same = False
+        if same:
+            os.close(fd)   # joining our own namespace fails with EINVAL for user ns
+        else:
+            by_kind[kind] = fd
+    ordered = tuple(by_kind.pop(k) for k in _NS_ORDER if k in by_kind) + tuple(by_kind.values())
+    return GuestTarget(ordered, tuple(_cgroup_procs_files(init_pid)))
+
+
+def _cgroup_procs_files(pid: int) -> list[str]:
+    files = []
+    mounts = _cgroup_mounts()
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if path == "/":
+                continue
+            key = controllers or "unified"
+            base = mounts.get(key)
+            if base:
+                files.append(os.path.join(base, path.lstrip("/"), "cgroup.procs"))
+    return files
+
+
+def _cgroup_mounts() -> dict[str, str]:
+    """controller list (as in /proc/PID/cgroup) -> mount point on this host."""
+    found = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, right = line.split(" - ", 1)
+            fstype, _, options = right.split()[:3]
+            mountpoint = left.split()[4]
+            if fstype == "cgroup2":
+                found["unified"] = mountpoint
+            elif fstype == "cgroup":
+                names = [o for o in options.split(",") if o not in ("rw", "ro")
+                         and not o.startswith(("relatime", "noatime", "nosuid", "nodev",
+                                               "noexec", "release_agent", "clone_children"))]
+                key = ",".join(sorted(n for n in names if not n.startswith("name=")))
+                named = [n for n in names if n.startswith("name=")]
+                found[named[0] if named else key] = mountpoint
+    return found
+
+
+def close_target(target: GuestTarget) -> None:
+    for fd in target.ns_fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+# -- in the forked helper ------------------------------------------------------
+
+def _enter(target: GuestTarget) -> None:
+    pid = str(os.getpid()).encode()
+    for path in target.cgroup_procs:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, pid)
+        finally:
+            os.close(fd)
+    for fd in target.ns_fds:
+        if _libc.setns(fd, 0) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns: {os.strerror(err)}")
+    os.chdir("/")
+
+
+def _exit_like(status: int) -> None:
+    """Leave the helper with the target's wait status."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
+
+
+def _report(fd: int, message: str) -> None:
+    try:
+        os.write(fd, message.encode() + b"\n")
+    except OSError:
+        pass
+
+
+# -- plain exec ----------------------------------------------------------------
+
+def run(target: GuestTarget, argv: list[str], *, input: bytes | None = None,
+        timeout: float | None = None, env: dict[str, str] | None = None) -> ExecResult:
+    environ = {**DEFAULT_ENV, **(env or {})}
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    st_r, st_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # helper
+        try:
+            for fd in (in_w, out_r, err_r, st_r):
+                os.close(fd)
+            _enter(target)
+            child = os.fork()
+            if child == 0:  # target
+                try:
+                    os.dup2(in_r, 0)
+                    os.dup2(out_w, 1)
+                    os.dup2(err_w, 2)
+                    os.closerange(3, st_w)
+                    os.closerange(st_w + 1, 65536)
+                    os.execvpe(argv[0], argv, environ)
+                except BaseException as e:  # noqa: BLE001 - report anything
+                    _report(st_w, f"exec-error {getattr(e, 'errno', 0) or 0} {e}")
+                os._exit(127)
+            _report(st_w, f"pid {child}")
+            for fd in (in_r, out_w, err_w):
+                os.close(fd)
+            _, status = os.waitpid(child, 0)
+            _exit_like(status)
+        except BaseException as e:  # noqa: BLE001
+            _report(st_w, f"enter-error 0 {e}")
+        os._exit(126)
+    for fd in (in_r, out_w, err_w, st_w):
+        os.close(fd)
+    try:
+        out, err, status_text, timed_out = _communicate(pid, in_w, out_r, err_r, st_r, input, timeout)
+    finally:
+        for fd in (out_r, err_r, st_r):
+            os.close(fd)
+    guest_pid = _parse_status(status_text).get("pid")
+    if timed_out:
+        for p in (guest_pid, pid):
+            if p:
+                _kill(int(p), signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise TimeoutError(f"{argv[0]} did not finish within {timeout}s")
+    _, status = os.waitpid(pid, 0)
+    info = _parse_status(status_text)
+    if "enter-error" in info or "exec-error" in info:
+        raise OSError(int(info.get("errno", 0) or 0) or errno.EIO,
+                      info.get("exec-error") or info.get("enter-error"))
+    return ExecResult(os.waitstatus_to_exitcode(status), out, err)
+
+
+def _communicate(pid, in_w, out_r, err_r, st_r, data, timeout):
+    deadline = None if timeout is None else time.monotonic() + timeout
+    chunks = {out_r: [], err_r: [], st_r: []}
+    sel = selectors.DefaultSelector()
+    for fd in chunks:
+        sel.register(fd, selectors.EVENT_READ)
+    pending = memoryview(data or b"")
+    if pending:
+        os.set_blocking(in_w, False)
+        sel.register(in_w, selectors.EVENT_WRITE)
+    else:
+        os.close(in_w)
+        in_w = -1
+    open_reads = set(chunks)
+    try:
+        while open_reads:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return b"", b"", b"".join(chunks[st_r]).decode(errors="replace"), True
+            for key, _ in sel.select(left):
+                fd = key.fd
+                if fd == in_w:
+                    try:
+                        n = os.write(in_w, pending[:65536])
+                    except BrokenPipeError:
+                        n = len(pending)
+                    pending = pending[n:]
+                    if not pending:
+                        sel.unregister(in_w)
+                        os.close(in_w)
+                        in_w = -1
+                    continue
+                block = os.read(fd, 65536)
+                if block:
+                    chunks[fd].append(block)
+                else:
+                    sel.unregister(fd)
+                    open_reads.discard(fd)
+    finally:
+        sel.close()
+        if in_w >= 0:
+            os.close(in_w)
+    return (b"".join(chunks[out_r]), b"".join(chunks[err_r]),
+            b"".join(chunks[st_r]).decode(errors="replace"), False)
+
+
+def _parse_status(text: str) -> dict[str, str]:
+    info: dict[str, str] = {}
+    for line in text.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "pid":
+            info["pid"] = rest
+        elif kind in ("exec-error", "enter-error"):
+            code, _, msg = rest.partition(" ")
+            info[kind] = msg
+            info["errno"] = code
+    return info
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+# -- terminal ------------------------------------------------------------------
+
+class GuestPty(PtyProcess):
+    """A PTY session: ``pid`` is the host-side helper, ``guest_pid`` the shell
+    (as seen from the host)."""
+
+    def __init__(self, master_fd: int, pid: int, guest_pid: int):
+        super().__init__(master_fd)
+        self.pid = pid
+        self.guest_pid = guest_pid
+        self._status: int | None = None
+
+    def poll(self) -> int | None:
+        if self._status is None:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                self._status = os.waitstatus_to_exitcode(status)
+        return self._status
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError("terminal process still running")
+            time.sleep(0.01)
+        return self._status
+
+    def close(self) -> None:
+        if self.master_fd >= 0:
+            os.close(self.master_fd)   # hang-up: the session gets SIGHUP
+            self.master_fd = -1
+        try:
+            self.wait(2.0)
+        except TimeoutError:
+            _kill(self.guest_pid, signal.SIGKILL)
+            self.wait()
+
+
+def open_pty(target: GuestTarget, argv: list[str], *, cols: int = 80, rows: int = 24,
+             env: dict[str, str] | None = None) -> GuestPty:
+    environ = {**DEFAULT_ENV, "TERM": "xterm-256color", **(env or {})}
+    parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    pid = os.fork()
+    if pid == 0:  # helper
+        try:
+            parent_sock.close()
+            _enter(target)
+            master, slave = os.openpty()
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+            child = os.fork()
+            if child == 0:  # target
+                try:
+                    os.close(master)
+                    os.setsid()
+                    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+                    for n in (0, 1, 2):
+                        os.dup2(slave, n)
+                    os.closerange(3, 65536)
+                    os.execvpe(argv[0], argv, environ)
+                except BaseException:  # noqa: BLE001
+                    pass
+                os._exit(127)
+            os.close(slave)
+            socket.send_fds(child_sock, [f"pid {child}\n".encode()], [master])
+            os.close(master)
+            child_sock.close()
+            _, status = os.waitpid(child, 0)
+            _exit_like(status)
+        except BaseException as e:  # noqa: BLE001
+            try:
+                child_sock.sendall(f"enter-error 0 {e}\n".encode())
+            except OSError:
+                pass
+        os._exit(126)
+    child_sock.close()
+    try:
+        msg, fds, _, _ = socket.recv_fds(parent_sock, 4096, 1)
+    finally:
+        parent_sock.close()
+    info = _parse_status(msg.decode(errors="replace"))
+    if not fds or "pid" not in info:
+        for fd in fds:
+            os.close(fd)
+        os.waitpid(pid, 0)
+        raise OSError(errno.EIO, info.get("enter-error") or "could not open a terminal in the guest")
+    return GuestPty(fds[0], pid, int(info["pid"]))
