@@ -1,0 +1,187 @@
+"""An in-memory guest driver honouring the ``GuestDriver`` contract, for quick
+tests of the layers above. It runs nothing: ``exec`` answers from a small
+table of canned commands, files live in dicts.
+
+Knobs for tests: ``fail_next_start`` (the next start raises
+``GuestStartError`` and, for a spawn, leaves nothing behind), ``start_delay``
+(seconds a start takes), ``memory_used_bytes``, and ``crash(id)`` (the guest
+dies as if its init exited; its volume stays).
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+from appliance.core.drivers.base import (
+    ExecResult, GuestDriver, GuestNotFound, GuestNotRunning, GuestSpec, GuestStartError,
+    GuestState, GuestUsage, PtyProcess,
+)
+
+
+@dataclass
+class FakeGuest:
+    spec: GuestSpec
+    running: bool = False
+    starts: int = 0
+    volume: dict[str, bytes] = field(default_factory=dict)   # path -> content, under mount paths
+    layer: dict[str, bytes] = field(default_factory=dict)    # everything else, reset on start
+
+    def in_mounts(self, path: str) -> bool:
+        return any(path == m or path.startswith(m.rstrip("/") + "/") for m in self.spec.mount_paths)
+
+
+class FakePty(PtyProcess):
+    """A pipe pair standing in for a terminal: whatever is written to
+    ``master_fd`` is echoed back."""
+
+    def __init__(self):
+        self._guest_side, master = _socketpair()
+        super().__init__(master)
+        self._status: int | None = None
+        self._thread = threading.Thread(target=self._echo, daemon=True)
+        self._thread.start()
+
+    def _echo(self) -> None:
+        while True:
+            try:
+                data = os.read(self._guest_side, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            os.write(self._guest_side, data)
+        self._status = 0
+
+    def resize(self, cols: int, rows: int) -> None:
+        self.size = (cols, rows)
+
+    def poll(self) -> int | None:
+        return self._status
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._thread.join(timeout)
+        if self._status is None:
+            raise TimeoutError("fake terminal still open")
+        return self._status
+
+    def close(self) -> None:
+        if self.master_fd >= 0:
+            os.close(self.master_fd)
+            self.master_fd = -1
+            self._thread.join(1)
+            os.close(self._guest_side)
+        self._status = 0 if self._status is None else self._status
+
+
+def _socketpair() -> tuple[int, int]:
+    import socket
+    a, b = socket.socketpair()
+    return a.detach(), b.detach()
+
+
+class FakeDriver(GuestDriver):
+    def __init__(self, *, storage_used_bytes: int = 0, memory_used_bytes: int = 32 << 20):
+        self.guests: dict[str, FakeGuest] = {}
+        self.fail_next_start: str | None = None
+        self.start_delay = 0.0
+        self.memory_used_bytes = memory_used_bytes
+        self.storage_used_bytes = storage_used_bytes
+        self._lock = threading.Lock()
+
+    def spawn(self, spec: GuestSpec) -> None:
+        with self._lock:
+            created = spec.id not in self.guests
+            if created:
+                self.guests[spec.id] = FakeGuest(spec)
+        try:
+            self.start(spec)
+        except BaseException:
+            if created:
+                self.guests.pop(spec.id, None)
+            raise
+
+    def start(self, spec: GuestSpec) -> None:
+        guest = self.guests.get(spec.id)
+        if guest is None:
+            raise GuestNotFound(f"guest {spec.id} does not exist")
+        if guest.running:
+            return
+        if self.start_delay:
+            time.sleep(self.start_delay)
+        if self.fail_next_start is not None:
+            reason, self.fail_next_start = self.fail_next_start, None
+            raise GuestStartError(f"guest {spec.id} could not start: {reason}")
+        guest.spec = spec
+        guest.layer = {"/root/.ssh/authorized_keys": "".join(k.strip() + "\n" for k in spec.authorized_keys).encode()}
+        if guest.in_mounts("/root/.ssh/authorized_keys"):
+            guest.volume["/root/.ssh/authorized_keys"] = guest.layer.pop("/root/.ssh/authorized_keys")
+        guest.running = True
+        guest.starts += 1
+
+    def stop(self, guest_id: str) -> None:
+        guest = self.guests.get(guest_id)
+        if guest is not None:
+            guest.running = False
+
+    def destroy(self, guest_id: str) -> None:
+        self.guests.pop(guest_id, None)
+
+    def crash(self, guest_id: str) -> None:
+        self.guests[guest_id].running = False
+
+    def state(self, guest_id: str) -> GuestState:
+        guest = self.guests.get(guest_id)
+        if guest is None:
+            return GuestState.MISSING
+        return GuestState.RUNNING if guest.running else GuestState.STOPPED
+
+    def running_guests(self) -> list[str]:
+        return sorted(gid for gid, g in self.guests.items() if g.running)
+
+    def usage(self, guest_id: str) -> GuestUsage:
+        guest = self.guests.get(guest_id)
+        if guest is None:
+            raise GuestNotFound(f"guest {guest_id} does not exist")
+        stored = sum(len(v) for v in guest.volume.values()) + self.storage_used_bytes
+        return GuestUsage(
+            memory_used_bytes=self.memory_used_bytes if guest.running else 0,
+            memory_limit_bytes=guest.spec.memory_mb << 20,
+            storage_used_bytes=stored,
+            storage_size_bytes=int(guest.spec.storage_gb * (1 << 30)),
+        )
+
+    def exec(self, guest_id: str, argv: list[str], *, input: bytes | None = None,
+             timeout: float | None = None, env: dict[str, str] | None = None) -> ExecResult:
+        """Understands ``cat PATH``, ``write PATH`` (stdin -> file), ``echo ...``,
+        ``true``/``false``; anything else exits 127."""
+        guest = self._running(guest_id)
+        cmd, args = argv[0], argv[1:]
+        if cmd == "echo":
+            return ExecResult(0, (" ".join(args) + "\n").encode(), b"")
+        if cmd in ("true", "false"):
+            return ExecResult(0 if cmd == "true" else 1, b"", b"")
+        if cmd == "cat" and len(args) == 1:
+            files = guest.volume if guest.in_mounts(args[0]) else guest.layer
+            if args[0] in files:
+                return ExecResult(0, files[args[0]], b"")
+            return ExecResult(1, b"", f"cat: {args[0]}: No such file or directory\n".encode())
+        if cmd == "write" and len(args) == 1:
+            files = guest.volume if guest.in_mounts(args[0]) else guest.layer
+            files[args[0]] = input or b""
+            return ExecResult(0, b"", b"")
+        return ExecResult(127, b"", f"{cmd}: command not found\n".encode())
+
+    def open_pty(self, guest_id: str, argv: list[str] | None = None, *, cols: int = 80,
+                 rows: int = 24, env: dict[str, str] | None = None) -> PtyProcess:
+        self._running(guest_id)
+        pty = FakePty()
+        pty.resize(cols, rows)
+        return pty
+
+    def _running(self, guest_id: str) -> FakeGuest:
+        guest = self.guests.get(guest_id)
+        if guest is None or not guest.running:
+            raise GuestNotRunning(f"guest {guest_id} is not running")
+        return guest
