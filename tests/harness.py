@@ -1,0 +1,126 @@
+"""Real appliance processes on free ports, driven the way a user drives them."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Appliance:
+    """A core and an HTTP gateway as subprocesses over one data dir."""
+
+    def __init__(self, data_dir: Path, admin_password: str = "admin-pass-1", **settings):
+        self.data_dir = Path(data_dir)
+        self.admin_password = admin_password
+        self.http_port = free_port()
+        self.env = {
+            **os.environ,
+            "APPLIANCE_CONFIG": "/dev/null",
+            "APPLIANCE_DATA_DIR": str(self.data_dir),
+            "APPLIANCE_HTTP_PORT": str(self.http_port),
+            "APPLIANCE_ADMIN_PASSWORD": admin_password,
+            "APPLIANCE_LOG_LEVEL": "INFO",
+            **{f"APPLIANCE_{k.upper()}": str(v) for k, v in settings.items()},
+        }
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.url = f"http://127.0.0.1:{self.http_port}"
+
+    def cli(self, *args, input: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "appliance.cli", *args], env=self.env,
+                              input=input, capture_output=True, text=True, timeout=120)
+
+    def start(self, *names: str) -> "Appliance":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.procs:
+            out = self.cli("user", "list")
+            assert out.returncode == 0, out.stderr
+            if "\tadmin\t" not in out.stdout:
+                r = self.cli("user", "add", "admin", "--admin", input=self.admin_password + "\n")
+                assert r.returncode == 0, r.stderr
+        for name in names or ("core", "http"):
+            log = open(self.data_dir / f"{name}.log", "ab")
+            self.procs[name] = subprocess.Popen([sys.executable, "-m", "appliance.cli", name],
+                                                env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.wait_healthy()
+        return self
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, p in self.procs.items():
+                if p.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {p.returncode}: {self.log(name)[-2000:]}")
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).text == "ok":
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError("appliance did not become healthy")
+
+    def log(self, name: str) -> str:
+        return (self.data_dir / f"{name}.log").read_text(errors="replace")
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+        p = self.procs.pop(name, None)
+        if p and p.poll() is None:
+            p.send_signal(sig)
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def kill(self, name: str) -> None:
+        self.stop(name, signal.SIGKILL)
+
+    def close(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+    # -- a user's view ----------------------------------------------------------
+    def login(self, username: str, password: str) -> "Client":
+        r = requests.post(self.url + "/api/login", json={"username": username, "password": password})
+        assert r.status_code == 200, r.text
+        return Client(self.url, r.json()["token"], r.json())
+
+    def admin(self) -> "Client":
+        return self.login("admin", self.admin_password)
+
+
+class Client(requests.Session):
+    """requests.Session bound to the appliance URL with a bearer token."""
+
+    def __init__(self, base: str, token: str | None = None, info: dict | None = None):
+        super().__init__()
+        self.base = base
+        self.info = info or {}
+        self.token = token
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+
+    @property
+    def user_id(self) -> str:
+        return self.info["user_id"]
+
+    def request(self, method, url, *args, **kwargs):
+        if url.startswith("/"):
+            url = self.base + url
+        return super().request(method, url, *args, **kwargs)
+
+    def with_token(self, token: str) -> "Client":
+        return Client(self.base, token, self.info)

@@ -1,0 +1,50 @@
+import pytest
+
+from appliance.errors import Invalid
+from appliance.http import codec
+from appliance.v1 import auth_pb2, compute_pb2, storage_pb2
+
+
+def test_unset_optional_is_null_and_int64_is_a_number():
+    out = codec.to_json(auth_pb2.ApiToken(id="t", name="n", created_at=1_800_000_000_000))
+    assert out["expires_at"] is None and out["last_used_at"] is None
+    assert out["created_at"] == 1_800_000_000_000
+    assert codec.to_json(storage_pb2.Namespace(name="default"))["owner_id"] is None
+
+
+def test_struct_round_trips_as_plain_json():
+    msg = auth_pb2.CreateTokenRequest()
+    codec.from_json({"name": "t", "scopes": {"compute.abc": ["read"]}}, msg)
+    assert codec.to_json(msg)["scopes"] == {"compute.abc": ["read"]}
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"name": 5}, "name"),
+    ({"name": "x", "memory_mb": "512"}, "memory_mb"),
+    ({"name": "x", "memory_mb": 1.5}, "memory_mb"),
+    ({"name": "x", "ssh_enabled": "yes"}, "ssh_enabled"),
+    ({"name": "x", "ssh_key_ids": "k1"}, "ssh_key_ids"),
+    ({"name": "x", "ingress_rules": [{"port": "80"}]}, "port"),
+])
+def test_wrong_types_name_the_field(body, field):
+    with pytest.raises(Invalid) as e:
+        codec.from_json(body, compute_pb2.CreateContainerRequest())
+    assert field in e.value.message
+
+
+def test_required_fields_come_from_field_behavior():
+    assert codec.required_fields(compute_pb2.CreateContainerRequest.DESCRIPTOR) == ["name", "ssh_key_ids"]
+    with pytest.raises(Invalid, match="'password' is required"):
+        codec.check_required({"username": "a"}, auth_pb2.LoginRequest.DESCRIPTOR)
+
+
+def test_unknown_fields_and_nulls_are_ignored():
+    msg = compute_pb2.CreateContainerRequest()
+    codec.from_json({"name": "x", "whatever": {"a": 1}, "memory_mb": None}, msg)
+    assert msg.name == "x" and not msg.HasField("memory_mb")
+
+
+@pytest.mark.parametrize("body", [b"{", b"[1]", b'"x"', b"\xff\xfe"])
+def test_body_must_be_a_json_object(body):
+    with pytest.raises(Invalid):
+        codec.parse_body(body)
