@@ -1,0 +1,75 @@
+"""Fixtures for the install test: a throwaway host converged by playbooks/site.yml.
+
+The session fixture `converged` does the expensive part once: start the test
+host (testhost.py), run the playbook in --check mode on the fresh host, for
+real twice, then in --check mode again, and keeps every result for the tests
+to judge. Timings are printed at the end of the session.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import testhost  # noqa: E402
+from installrun import INVENTORY_VARS, REPO, TIMINGS, PlaybookRun, run_playbook  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "install: runs playbooks/site.yml against a throwaway host (root, minutes)")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if TIMINGS:
+        terminalreporter.section("install test timings")
+        for name, seconds in TIMINGS.items():
+            terminalreporter.write_line(f"{name:<40} {seconds:7.1f} s")
+
+
+@dataclass
+class Converged:
+    host: testhost.TestHost
+    inventory: Path
+    check_fresh: PlaybookRun
+    first: PlaybookRun
+    second: PlaybookRun
+    check_after: PlaybookRun
+    secrets_after_first: str
+    secrets_after_second: str
+
+
+SECRETS = "sha256sum /var/lib/appliance/jwt_secret /var/lib/appliance/install-test-marker"
+
+
+@pytest.fixture(scope="session")
+def converged():
+    if os.geteuid() != 0:
+        pytest.skip("the install test needs root (network namespaces, debootstrap, mounts)")
+    for cmd in ("debootstrap", "unshare", "ip", "ssh", "ssh-keygen"):
+        if not shutil.which(cmd):
+            pytest.fail(f"{cmd} missing: run scripts/install-deps.sh")
+    started = time.monotonic()
+    root = testhost.rootfs(REPO)
+    wheels = testhost.wheelhouse(REPO)
+    TIMINGS["test host root + wheelhouse (cache)"] = time.monotonic() - started
+    started = time.monotonic()
+    with testhost.TestHost(root) as host:
+        TIMINGS["test host start"] = time.monotonic() - started
+        inventory = host.inventory({**INVENTORY_VARS, "appliance_venv_wheelhouse": str(wheels)})
+        check_fresh = run_playbook(inventory, "--check", label="check on fresh host")
+        first = run_playbook(inventory, label="first run")
+        # Data an operator would not want to lose, planted before the rerun.
+        host.ssh("mkdir -p /var/lib/appliance && echo keep-me > /var/lib/appliance/install-test-marker")
+        secrets_after_first = host.ssh(SECRETS, check=False).stdout
+        second = run_playbook(inventory, label="second run")
+        secrets_after_second = host.ssh(SECRETS, check=False).stdout
+        check_after = run_playbook(inventory, "--check", label="check after install")
+        yield Converged(host, inventory, check_fresh, first, second, check_after,
+                        secrets_after_first, secrets_after_second)

@@ -1,0 +1,102 @@
+"""Running playbooks/site.yml from tests: the test inventory, the runner, its results."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TIMINGS: dict[str, float] = {}
+
+
+# What the test inventory sets, so tests can check it arrived on the host.
+INVENTORY_VARS = {
+    # The test host carries its packages and has no mirror, no PyPI.
+    "appliance_packages_update_cache": False,
+    "appliance_image_build": False,
+    "appliance_config_public_host": "cloud.install-test.example",
+    "appliance_config_compute_domain": "apps.install-test.example",
+    "appliance_config_http_port": 8080,
+    "appliance_config_ssh_port": 2222,
+    "appliance_config_max_containers_per_user": 5,
+    "appliance_config_extra": {"login_max_failures": 7},
+    "appliance_admin_username": "operator",
+    "appliance_admin_display_name": "Install Test Operator",
+    # In a real inventory this comes from ansible-vault.
+    "appliance_admin_password": "install-test-Passw0rd",
+}
+
+RECAP = re.compile(
+    r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
+    r"\s+failed=(?P<failed>\d+)\s+skipped=(?P<skipped>\d+)", re.M)
+
+
+@dataclass
+class PlaybookRun:
+    args: list[str]
+    returncode: int
+    output: str
+    seconds: float
+    recap: dict = field(default_factory=dict)
+
+    @property
+    def changed_tasks(self) -> list[str]:
+        """Names of the tasks that reported `changed`, from the default callback's output."""
+        names, task = [], None
+        for line in self.output.splitlines():
+            m = re.match(r"^(?:TASK|RUNNING HANDLER) \[(.*)\]", line)
+            if m:
+                task = m.group(1)
+            elif line.startswith("changed:") and task not in names:
+                names.append(task)
+        return names
+
+    def explain(self) -> str:
+        tail = "\n".join(self.output.splitlines()[-60:])
+        return f"ansible-playbook {' '.join(self.args)} -> rc={self.returncode}\n{tail}"
+
+
+def tool(name: str) -> str:
+    """An executable from the active venv (where setup.cfg's test extra puts Ansible), else PATH."""
+    here = Path(sys.executable).parent / name
+    found = str(here) if here.exists() else shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} not found: install the test extra (pip install -e '.[test]')")
+    return found
+
+
+def ansible_env() -> dict:
+    env = dict(os.environ)
+    env.update({
+        "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8",
+        "ANSIBLE_PIPELINING": "True",
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_STDOUT_CALLBACK": "default",
+        "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+    })
+    return env
+
+
+def run_playbook(inventory: Path, *extra: str, label: str) -> PlaybookRun:
+    args = ["-i", str(inventory), str(REPO / "playbooks/site.yml"), *extra]
+    started = time.monotonic()
+    proc = subprocess.run([tool("ansible-playbook"), *args], cwd=REPO, env=ansible_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
+    seconds = time.monotonic() - started
+    TIMINGS[f"playbook: {label}"] = seconds
+    recap = {m["host"]: {k: int(v) for k, v in m.groupdict().items() if k != "host"}
+             for m in RECAP.finditer(proc.stdout)}
+    (inventory.parent / f"playbook-{label.replace(' ', '-')}.log").write_text(proc.stdout)
+    return PlaybookRun(args, proc.returncode, proc.stdout, seconds, recap)
+
+

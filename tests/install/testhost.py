@@ -1,0 +1,300 @@
+"""A throwaway Debian 12 host that Ansible reaches over real SSH.
+
+The host is a debootstrapped root filesystem, built once and cached outside
+the repository, with every Debian package the playbook installs baked in (the
+host has no network, like an air-gapped server whose packages are already
+there). Each test session runs it as:
+
+  * its own network namespace, joined to this machine by a veth pair whose
+    two addresses the test creates (the only place test traffic goes);
+  * its own mount, PID and UTS namespaces: a copy-on-write overlay of the
+    cached root (the cache stays pristine), /proc, /sys, /dev and a tmpfs
+    /run, and sshd as the first process. Killing that process tears down
+    everything started inside, and the mounts with it.
+
+systemd is not PID 1 here (this machine has none), so sshd passes
+SYSTEMD_OFFLINE=1 to every session: `systemctl enable` then works offline and
+Ansible's systemd module skips starting units with a warning.
+"""
+from __future__ import annotations
+
+import configparser
+import fcntl
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+# Bump when the way the root filesystem is built changes, to rebuild caches.
+RECIPE = 1
+SUITE = "bookworm"
+MIRROR = os.environ.get("APPLIANCE_TESTHOST_MIRROR", "http://deb.debian.org/debian")
+CACHE_DIR = Path(os.environ.get("APPLIANCE_TESTHOST_CACHE", "/var/cache/appliance/testhost"))
+
+# What any Debian 12 server has before the playbook runs: an SSH server,
+# sudo, Python for Ansible (python3-apt for its apt module), systemd.
+BASE_PACKAGES = ["openssh-server", "sudo", "python3", "python3-apt", "systemd", "ca-certificates"]
+
+SSHD_CONFIG = """\
+# throwaway install-test host
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+UseDNS no
+SetEnv SYSTEMD_OFFLINE=1
+"""
+
+
+def log(msg: str) -> None:
+    print(f"[testhost] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    kw.setdefault("check", True)
+    return subprocess.run(cmd, **kw)
+
+
+@contextmanager
+def locked(path: Path):
+    """Serialise cache builds between concurrent test sessions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def playbook_packages(repo: Path) -> list[str]:
+    """The Debian packages the playbook installs, read from the role's defaults."""
+    defaults = repo / "playbooks/roles/appliance_packages/defaults/main.yml"
+    return list(yaml.safe_load(defaults.read_text())["appliance_packages_list"])
+
+
+def rootfs(repo: Path) -> Path:
+    """The cached root filesystem for the playbook's current package list; built if missing."""
+    packages = sorted(set(BASE_PACKAGES + playbook_packages(repo)))
+    key = hashlib.sha256(json.dumps([RECIPE, SUITE, packages]).encode()).hexdigest()[:16]
+    root = CACHE_DIR / f"rootfs-{key}"
+    with locked(CACHE_DIR / ".rootfs.lock"):
+        if not (root / ".testhost-complete").exists():
+            _build_rootfs(root, packages)
+    return root
+
+
+def _build_rootfs(root: Path, packages: list[str]) -> None:
+    started = time.monotonic()
+    tmp = root.with_name(root.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    log(f"building {root} (debootstrap {SUITE} + {len(packages)} packages; a few minutes, once)")
+    logfile = CACHE_DIR / f"{root.name}.build.log"
+    with open(logfile, "w") as out:
+        # Each step runs in a private mount namespace so nothing stays mounted
+        # if it dies half-way.
+        run(["unshare", "--mount", "--propagation", "private",
+             "debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
+             SUITE, str(tmp), MIRROR], stdout=out, stderr=subprocess.STDOUT)
+        (tmp / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
+        (tmp / "usr/sbin/policy-rc.d").chmod(0o755)
+        shutil.copy("/etc/resolv.conf", tmp / "etc/resolv.conf")
+        script = f"""
+            set -e
+            R={shlex.quote(str(tmp))}
+            mount -t proc proc "$R/proc"
+            mount -t sysfs sysfs "$R/sys"
+            mount --rbind /dev "$R/dev"
+            chroot "$R" env DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 \
+                apt-get install -y -q --no-install-recommends {' '.join(map(shlex.quote, packages))}
+            chroot "$R" apt-get clean
+        """
+        run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+            stdout=out, stderr=subprocess.STDOUT)
+    (tmp / "usr/sbin/policy-rc.d").unlink()
+    (tmp / "etc/resolv.conf").write_text("")
+    for key in (tmp / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    (tmp / "etc/ssh/sshd_config.d/testhost.conf").write_text(SSHD_CONFIG)
+    (tmp / "etc/hostname").write_text("testhost\n")
+    (tmp / "etc/hosts").write_text("127.0.0.1 localhost\n127.0.1.1 testhost\n")
+    (tmp / ".testhost-complete").write_text(json.dumps({"packages": packages}) + "\n")
+    tmp.rename(root)
+    log(f"built {root} in {time.monotonic() - started:.0f} s")
+
+
+def wheelhouse(repo: Path) -> Path:
+    """Wheels for every dependency of `appliance[compute]`, built on this machine.
+
+    The test host cannot reach PyPI, so the playbook ships these and installs
+    with --no-index. This machine is the same platform as the host (Debian
+    12, Python 3.11), so compiled wheels (libvirt-python) fit.
+    """
+    cfg = configparser.ConfigParser()
+    cfg.read(repo / "setup.cfg")
+    reqs = [r.strip() for r in cfg["options"]["install_requires"].splitlines() if r.strip()]
+    reqs += [r.strip() for r in cfg["options.extras_require"]["compute"].splitlines() if r.strip()]
+    key = hashlib.sha256(json.dumps([RECIPE, sys.version_info[:2], sorted(reqs)]).encode()).hexdigest()[:16]
+    path = CACHE_DIR / f"wheelhouse-{key}"
+    with locked(CACHE_DIR / ".wheelhouse.lock"):
+        if not (path / ".complete").exists():
+            started = time.monotonic()
+            tmp = path.with_name(path.name + ".partial")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            log(f"building {path} ({len(reqs)} requirements)")
+            (tmp / "requirements.txt").write_text("\n".join(reqs) + "\n")
+            with open(CACHE_DIR / f"{path.name}.build.log", "w") as out:
+                run([sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check",
+                     "--wheel-dir", str(tmp), "-r", str(tmp / "requirements.txt")],
+                    stdout=out, stderr=subprocess.STDOUT)
+            (tmp / ".complete").write_text("\n".join(reqs) + "\n")
+            tmp.rename(path)
+            log(f"built {path} in {time.monotonic() - started:.0f} s")
+    return path
+
+
+def _free_subnet() -> str:
+    """A /30 (as 'a.b.c') not on any interface of this machine."""
+    used = run(["ip", "-4", "-o", "address", "show"], capture_output=True, text=True).stdout
+    for i in range(256):
+        third = (os.getpid() + i) % 256
+        prefix = f"10.213.{third}"
+        if f" {prefix}." not in used:
+            return prefix
+    raise RuntimeError("no free 10.213.x.0/30 subnet")
+
+
+class TestHost:
+    """One running throwaway host. Use as a context manager."""
+
+    def __init__(self, root: Path, name: str = "testhost"):
+        self.lower = root
+        self.name = name
+        self.workdir = Path(tempfile.mkdtemp(prefix="appliance-testhost-", dir="/var/tmp"))
+        tag = f"{os.getpid() % 100000}"
+        self.netns = f"aptest{tag}"
+        self.veth = f"aptv{tag}"
+        prefix = _free_subnet()
+        self.control_address = f"{prefix}.1"
+        self.address = f"{prefix}.2"
+        self.key = self.workdir / "id_ed25519"
+        self.proc: subprocess.Popen | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+    def __enter__(self) -> "TestHost":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        upper, work, merged = (self.workdir / d for d in ("upper", "work", "root"))
+        for d in (upper, work, merged):
+            d.mkdir()
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "install-test", "-f", str(self.key)])
+        ssh_dir = upper / "root/.ssh"
+        ssh_dir.mkdir(parents=True, mode=0o700)
+        (ssh_dir / "authorized_keys").write_text(self.key.with_suffix(".pub").read_text())
+        (ssh_dir / "authorized_keys").chmod(0o600)
+        (upper / "root").chmod(0o700)
+
+        run(["ip", "netns", "add", self.netns])
+        run(["ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", self.netns])
+        run(["ip", "address", "add", f"{self.control_address}/30", "dev", self.veth])
+        run(["ip", "link", "set", self.veth, "up"])
+        run(["ip", "-n", self.netns, "address", "add", f"{self.address}/30", "dev", "eth0"])
+        run(["ip", "-n", self.netns, "link", "set", "eth0", "up"])
+        run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
+
+        r = shlex.quote(str(merged))
+        script = f"""
+            set -e
+            mount -t overlay overlay -o lowerdir={shlex.quote(str(self.lower))},upperdir={shlex.quote(str(upper))},workdir={shlex.quote(str(work))} {r}
+            mount -t proc proc {r}/proc
+            mount -t sysfs sysfs {r}/sys
+            mount --rbind /dev {r}/dev
+            mount -t tmpfs -o mode=0755 tmpfs {r}/run
+            mkdir -p {r}/run/sshd
+            hostname {shlex.quote(self.name)}
+            chroot {r} ssh-keygen -A
+            exec chroot {r} /usr/sbin/sshd -D -e
+        """
+        self.log_path = self.workdir / "sshd.log"
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.netns,
+             "unshare", "--mount", "--propagation", "private", "--uts", "--pid", "--fork",
+             "--kill-child=SIGKILL", "sh", "-c", script],
+            stdin=subprocess.DEVNULL, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"test host exited: {self.log_path.read_text()}")
+            try:
+                with socket.create_connection((self.address, 22), timeout=1) as s:
+                    if s.recv(4).startswith(b"SSH-"):
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"sshd did not answer: {self.log_path.read_text()}")
+            time.sleep(0.2)
+        log(f"{self.name} up at {self.address} (netns {self.netns}, root {merged})")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            # Killing unshare kills sshd (PID 1 of the host's PID namespace) and
+            # with it every process of the host; the mounts go with the namespace.
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+        run(["ip", "link", "delete", self.veth], check=False, stderr=subprocess.DEVNULL)
+        run(["ip", "netns", "delete", self.netns], check=False, stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- access -----------------------------------------------------------------
+    @property
+    def ssh_options(self) -> list[str]:
+        return ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+
+    def ssh(self, command: str, *, check: bool = True, input: str | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run a shell command on the host as root, over SSH."""
+        proc = subprocess.run(
+            ["ssh", "-i", str(self.key), *self.ssh_options, f"root@{self.address}", command],
+            input=input, capture_output=True, text=True, timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"on test host: {command!r} exited {proc.returncode}\n"
+                f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+    def inventory(self, host_vars: dict) -> Path:
+        """An inventory file with this host in the `appliance` group."""
+        path = self.workdir / "inventory.yml"
+        host = {
+            "ansible_host": self.address,
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(self.key),
+            "ansible_ssh_common_args": " ".join(self.ssh_options),
+            "ansible_python_interpreter": "/usr/bin/python3",
+            **host_vars,
+        }
+        path.write_text(yaml.safe_dump({"appliance": {"hosts": {self.name: host}}}))
+        return path
