@@ -40,5 +40,10 @@ def bind(p: Principal | None, address: str):
 
 
 def reset(tokens) -> None:
-    _principal.reset(tokens[0])
-    _client_address.reset(tokens[1])
+    try:
+        _principal.reset(tokens[0])
+        _client_address.reset(tokens[1])
+    except ValueError:
+        # A server stream abandoned by its client is finalized by asyncio in
+        # another task (another context): there is nothing there to restore.
+        pass

@@ -26,6 +26,7 @@ log = logging.getLogger("appliance.core")
 # Servicers register themselves here: (add_XServicer_to_server, factory(core)).
 # Compute and Storage append to this list from their own modules.
 EXTRA_SERVICERS: list = []
+import appliance.core.storage  # noqa: E402,F401  (appends StorageServicer)
 
 
 @dataclass

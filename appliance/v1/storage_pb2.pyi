@@ -104,24 +104,38 @@ class UploadHeader(_message.Message):
     transfer_id: str
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., overwrite: _Optional[bool] = ..., size: _Optional[int] = ..., transfer_id: _Optional[str] = ...) -> None: ...
 
+class UploadEnd(_message.Message):
+    __slots__ = ("size",)
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    size: int
+    def __init__(self, size: _Optional[int] = ...) -> None: ...
+
 class UploadChunk(_message.Message):
-    __slots__ = ("header", "data")
+    __slots__ = ("header", "data", "end")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
     header: UploadHeader
     data: bytes
-    def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    end: UploadEnd
+    def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., data: _Optional[bytes] = ..., end: _Optional[_Union[UploadEnd, _Mapping]] = ...) -> None: ...
 
 class UploadResponse(_message.Message):
-    __slots__ = ("status", "name")
+    __slots__ = ("status", "name", "namespace", "size", "etag")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
     status: str
     name: str
-    def __init__(self, status: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+    namespace: str
+    size: int
+    etag: str
+    def __init__(self, status: _Optional[str] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., size: _Optional[int] = ..., etag: _Optional[str] = ...) -> None: ...
 
 class DownloadRequest(_message.Message):
-    __slots__ = ("namespace", "name", "range", "if_none_match", "if_modified_since", "head", "id")
+    __slots__ = ("namespace", "name", "range", "if_none_match", "if_modified_since", "head", "id", "if_range", "local")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     RANGE_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +143,8 @@ class DownloadRequest(_message.Message):
     IF_MODIFIED_SINCE_FIELD_NUMBER: _ClassVar[int]
     HEAD_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    IF_RANGE_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     name: str
     range: str
@@ -136,10 +152,12 @@ class DownloadRequest(_message.Message):
     if_modified_since: str
     head: bool
     id: str
-    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., range: _Optional[str] = ..., if_none_match: _Optional[str] = ..., if_modified_since: _Optional[str] = ..., head: _Optional[bool] = ..., id: _Optional[str] = ...) -> None: ...
+    if_range: str
+    local: bool
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., range: _Optional[str] = ..., if_none_match: _Optional[str] = ..., if_modified_since: _Optional[str] = ..., head: _Optional[bool] = ..., id: _Optional[str] = ..., if_range: _Optional[str] = ..., local: _Optional[bool] = ...) -> None: ...
 
 class FileMeta(_message.Message):
-    __slots__ = ("size", "etag", "modified_at", "content_type", "range_start", "range_end", "partial", "not_modified", "name")
+    __slots__ = ("size", "etag", "modified_at", "content_type", "range_start", "range_end", "partial", "not_modified", "name", "local_path", "inode", "public")
     SIZE_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
     MODIFIED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +167,9 @@ class FileMeta(_message.Message):
     PARTIAL_FIELD_NUMBER: _ClassVar[int]
     NOT_MODIFIED_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_PATH_FIELD_NUMBER: _ClassVar[int]
+    INODE_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_FIELD_NUMBER: _ClassVar[int]
     size: int
     etag: str
     modified_at: int
@@ -158,7 +179,10 @@ class FileMeta(_message.Message):
     partial: bool
     not_modified: bool
     name: str
-    def __init__(self, size: _Optional[int] = ..., etag: _Optional[str] = ..., modified_at: _Optional[int] = ..., content_type: _Optional[str] = ..., range_start: _Optional[int] = ..., range_end: _Optional[int] = ..., partial: _Optional[bool] = ..., not_modified: _Optional[bool] = ..., name: _Optional[str] = ...) -> None: ...
+    local_path: str
+    inode: int
+    public: bool
+    def __init__(self, size: _Optional[int] = ..., etag: _Optional[str] = ..., modified_at: _Optional[int] = ..., content_type: _Optional[str] = ..., range_start: _Optional[int] = ..., range_end: _Optional[int] = ..., partial: _Optional[bool] = ..., not_modified: _Optional[bool] = ..., name: _Optional[str] = ..., local_path: _Optional[str] = ..., inode: _Optional[int] = ..., public: _Optional[bool] = ...) -> None: ...
 
 class DownloadChunk(_message.Message):
     __slots__ = ("meta", "data")
@@ -181,18 +205,24 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StorageStatus(_message.Message):
-    __slots__ = ("chunkserver_count", "total_servers", "capacity_bytes", "used_bytes", "free_bytes")
+    __slots__ = ("chunkserver_count", "total_servers", "capacity_bytes", "used_bytes", "free_bytes", "stored_bytes", "file_count", "backend")
     CHUNKSERVER_COUNT_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SERVERS_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
     USED_BYTES_FIELD_NUMBER: _ClassVar[int]
     FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STORED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FILE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
     chunkserver_count: int
     total_servers: int
     capacity_bytes: int
     used_bytes: int
     free_bytes: int
-    def __init__(self, chunkserver_count: _Optional[int] = ..., total_servers: _Optional[int] = ..., capacity_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ...) -> None: ...
+    stored_bytes: int
+    file_count: int
+    backend: str
+    def __init__(self, chunkserver_count: _Optional[int] = ..., total_servers: _Optional[int] = ..., capacity_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., file_count: _Optional[int] = ..., backend: _Optional[str] = ...) -> None: ...
 
 class ProgressRequest(_message.Message):
     __slots__ = ("id",)

@@ -131,20 +131,31 @@ class StorageServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Upload(self, request_iterator, context):
-        """First message: header (namespace, name, overwrite, size); then data chunks.
+        """First message: header (namespace, name, overwrite, size); then data
+        chunks; then `end` with the byte count. The core answers the header with
+        initial metadata `x-upload-ready: 1` once it has accepted it (so the
+        gateway can refuse a doomed body before reading it); the file becomes
+        visible only after `end`, when it is on disk, fsynced and committed.
+        A call that ends without `end` (cancelled, broken) leaves nothing behind.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PutFile(self, request_iterator, context):
-        """Missing associated documentation comment in .proto file."""
+        """Raw body. A namespace literally named "namespaces" cannot be written this
+        way (PUT /storage/namespaces/{name} is UpdateNamespace); use POST upload.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Download(self, request, context):
-        """First message: metadata; then data chunks.
+        """First message: metadata (status decisions: 200/206/304, headers); then
+        data chunks of the selected range, unless `head` or not_modified. With
+        `local` set and a caller on the core's Unix socket, the core authorizes,
+        then answers with FileMeta.local_path instead of data chunks (the
+        gateway reads the blob itself; see docs/storage.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -170,7 +181,9 @@ class StorageServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchProgress(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Sends initial metadata `x-stream-open: 1` at once (before any event), so
+        the gateway opens the SSE response even before the transfer starts.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -1,0 +1,475 @@
+"""File transfers: multipart and raw uploads, downloads (see docs/storage.md).
+
+Uploads: Tornado hands us the body in pieces (``stream_request_body``); a
+streaming multipart parser (streaming-form-data) picks out the ``file`` part;
+its bytes go, coalesced into ~256 KiB messages, through a small asyncio.Queue
+into the core's client-streaming Upload RPC. ``data_received`` awaits room in
+the queue, so Tornado stops reading the socket when the core (or the disk)
+falls behind: memory per upload is bounded by the queue, whatever the size.
+
+Downloads: the core decides everything (access, 200/206/304/416, headers) in
+the first message of its server stream. The bytes then come either from the
+stream (gRPC chunks) or, when the gateway shares the core's host and reaches
+it over the Unix socket, from the blob the core named and authorized, which
+the gateway opens and reads itself (measured faster; see bench/). Each chunk
+is followed by ``await flush()``, so a slow client holds one chunk, not a file.
+"""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import os
+from urllib.parse import quote
+
+import grpc
+import tornado.iostream
+import tornado.web
+from streaming_form_data import StreamingFormDataParser
+from streaming_form_data.parser import ParseFailedException
+from streaming_form_data.targets import BaseTarget
+
+from appliance.errors import AppError, Invalid
+from appliance.http import codec
+from appliance.http.app import TRANSPORTS
+from appliance.http.gateway import GatewayHandler
+from appliance.http.sse import SseHandler
+from appliance.http.status import http_status
+from appliance.v1 import options_pb2 as opt
+from appliance.v1 import storage_pb2
+
+log = logging.getLogger("appliance.http.files")
+
+UPLOAD_CHUNK = 256 * 1024
+QUEUE_DEPTH = 4
+LOCAL_READ_CHUNK = 1024 * 1024
+# Multipart framing around the file part, allowed over max_upload_bytes.
+MULTIPART_SLACK = 64 * 1024
+MAX_FORM_VALUE = 1024
+
+
+def _parse_bool(raw: str, name: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off", ""):
+        return False
+    raise Invalid(f"parameter '{name}' must be true or false")
+
+
+def _call_error(error: grpc.aio.AioRpcError) -> tuple[int, str, dict]:
+    from appliance.http.status import error_message
+    headers = {}
+    for key, value in error.trailing_metadata() or ():
+        if key == "x-file-size":
+            headers["Content-Range"] = f"bytes */{value}"
+        elif key == "retry-after":
+            headers["Retry-After"] = value
+    return http_status(error.code()), error_message(error.code(), error.details()), headers
+
+
+class _UploadCall:
+    """One client-streaming Upload/PutFile call fed from a request body."""
+
+    def __init__(self, handler: GatewayHandler, header: storage_pb2.UploadHeader):
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_DEPTH)
+        self.pieces: list[bytes] = []
+        self.buffered = 0
+        self.sent = 0
+        self.call = handler.call(self._messages(header), metadata=handler.metadata())
+        self.result = asyncio.ensure_future(self._result())
+
+    async def _result(self):
+        return await self.call
+
+    async def _messages(self, header):
+        yield storage_pb2.UploadChunk(header=header)
+        while True:
+            message = await self.queue.get()
+            if message is None:
+                return
+            yield message
+
+    async def ready(self) -> grpc.aio.AioRpcError | None:
+        """Wait until the core accepted the header; the error if it refused."""
+        try:
+            metadata = await self.call.initial_metadata()
+            if any(key == "x-upload-ready" for key, _ in metadata or ()):
+                return None
+            await self.result
+        except grpc.aio.AioRpcError as e:
+            return e
+        return None
+
+    async def _put(self, message) -> None:
+        if self.result.done():
+            await self.result  # raises the call's error
+            raise RuntimeError("upload call ended before its body")
+        put = asyncio.ensure_future(self.queue.put(message))
+        await asyncio.wait({put, self.result}, return_when=asyncio.FIRST_COMPLETED)
+        if not put.done():
+            put.cancel()
+            await self.result
+            raise RuntimeError("upload call ended before its body")
+
+    async def feed(self, data: bytes) -> None:
+        self.pieces.append(data)
+        self.buffered += len(data)
+        if self.buffered >= UPLOAD_CHUNK:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self.pieces:
+            return
+        data = self.pieces[0] if len(self.pieces) == 1 else b"".join(self.pieces)
+        self.pieces, self.buffered = [], 0
+        self.sent += len(data)
+        await self._put(storage_pb2.UploadChunk(data=data))
+
+    async def finish(self) -> storage_pb2.UploadResponse:
+        await self._flush()
+        await self._put(storage_pb2.UploadChunk(end=storage_pb2.UploadEnd(size=self.sent)))
+        await self._put(None)
+        return await self.result
+
+    def cancel(self) -> None:
+        self.call.cancel()
+
+
+class _UploadHandler(GatewayHandler):
+    """What multipart and raw uploads share: error bookkeeping and the reply."""
+
+    upload: _UploadCall | None = None
+    # A refusal found while the body is still arriving: answered once it has
+    # been read, since closing early makes many clients lose the response.
+    refusal: tuple[int, str, dict] | None = None
+
+    def refuse(self, status: int, message: str, headers: dict | None = None) -> None:
+        if self.refusal is None:
+            self.refusal = (status, message, headers or {})
+        if self.upload is not None:
+            self.upload.cancel()
+            self.upload = None
+
+    def declared_size(self) -> int:
+        raw = self.request.headers.get("X-File-Size", "").strip()
+        if not raw:
+            return 0
+        if not raw.isdigit():
+            raise Invalid("X-File-Size must be a non-negative integer")
+        return int(raw)
+
+    def check_length(self, slack: int = 0) -> None:
+        limit = self.config.max_upload_bytes
+        length = self.request.headers.get("Content-Length", "")
+        if limit and length.isdigit() and int(length) > limit + slack:
+            self.send_json_error(413, f"file is over the {limit}-byte upload limit")
+
+    async def start_upload(self, header: storage_pb2.UploadHeader) -> bool:
+        self.upload = _UploadCall(self, header)
+        error = await self.upload.ready()
+        if error is not None:
+            self.upload = None
+            self.refuse(*_call_error(error))
+            return False
+        return True
+
+    async def feed(self, data: bytes) -> None:
+        try:
+            await self.upload.feed(data)
+        except grpc.aio.AioRpcError as e:
+            self.refuse(*_call_error(e))
+
+    async def reply(self) -> None:
+        if self._finished:
+            return
+        if self.refusal is not None:
+            return self.send_json_error(*self.refusal)
+        try:
+            result = await self.upload.finish()
+        except grpc.aio.AioRpcError as e:
+            return self.send_json_error(*_call_error(e))
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(codec.to_json(result)))
+
+    def on_connection_close(self) -> None:
+        # A broken or cancelled body: the core never sees `end`, stores nothing.
+        if self.upload is not None:
+            self.upload.cancel()
+
+
+class _FileTarget(BaseTarget):
+    def __init__(self, events: list):
+        super().__init__()
+        self.events = events
+
+    def on_start(self):
+        self.events.append(("start", self.multipart_filename))
+
+    def on_data_received(self, chunk: bytes):
+        if chunk:
+            self.events.append(("data", chunk))
+
+    def on_finish(self):
+        self.events.append(("end", None))
+
+
+class _FieldTarget(BaseTarget):
+    """A small form field (namespace, overwrite, name) that may precede the file."""
+
+    def __init__(self, name: str, events: list):
+        super().__init__()
+        self.name = name
+        self.events = events
+        self.value = bytearray()
+
+    def on_data_received(self, chunk: bytes):
+        if len(self.value) + len(chunk) > MAX_FORM_VALUE:
+            raise ValueError(f"form field {self.name!r} is too long")
+        self.value += chunk
+
+    def on_finish(self):
+        self.events.append(("field", (self.name, self.value.decode("utf-8", "replace"))))
+
+
+@tornado.web.stream_request_body
+class MultipartUploadHandler(_UploadHandler):
+    """POST /storage/upload: multipart field ``file``; namespace/overwrite in the
+    query (or as form fields before the file); optional ``X-File-Size``."""
+
+    def prepare(self) -> None:
+        self.events: list = []
+        self.fields: dict[str, str] = {}
+        self.file_done = False
+        if not self.bearer():
+            return self.send_json_error(401, "missing bearer token")
+        self.check_length(MULTIPART_SLACK)
+        if self._finished:
+            return
+        try:
+            self.size = self.declared_size()
+            self.parser = StreamingFormDataParser(headers=self.request.headers)
+        except AppError as e:
+            return self.send_app_error(e)
+        except ParseFailedException:
+            return self.send_json_error(400, "the body must be multipart/form-data with a 'file' field")
+        self.parser.register("file", _FileTarget(self.events))
+        for name in ("namespace", "overwrite", "name"):
+            self.parser.register(name, _FieldTarget(name, self.events))
+
+    def _param(self, name: str, default: str = "") -> str:
+        raw = self.request.query_arguments.get(name)
+        if raw:
+            return raw[-1].decode("utf-8", "replace")
+        return self.fields.get(name, default)
+
+    def _header(self, filename: str | None) -> storage_pb2.UploadHeader:
+        name = self._param("name") or filename or ""
+        if not name:
+            raise Invalid("the 'file' part needs a filename")
+        return storage_pb2.UploadHeader(
+            namespace=self._param("namespace", "default") or "default", name=name,
+            overwrite=_parse_bool(self._param("overwrite", "false"), "overwrite"),
+            size=self.size, transfer_id=self._param("id"))
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self.refusal is not None or self._finished:
+            return  # drain: the answer is already decided
+        try:
+            self.parser.data_received(chunk)
+        except (ParseFailedException, ValueError) as e:
+            return self.refuse(400, f"malformed multipart body: {e}")
+        events, self.events[:] = list(self.events), []
+        for kind, value in events:
+            if kind == "field":
+                self.fields[value[0]] = value[1]
+            elif kind == "start":
+                if self.upload is not None or self.file_done:
+                    return self.refuse(400, "only one 'file' part per upload")
+                try:
+                    header = self._header(value)
+                except AppError as e:
+                    return self.refuse(http_status(e.code), e.message)
+                if not await self.start_upload(header):
+                    return
+            elif kind == "data":
+                await self.feed(value)
+                if self.refusal is not None:
+                    return
+            elif kind == "end":
+                self.file_done = True
+
+    async def post(self) -> None:
+        if self._finished:
+            return
+        if self.refusal is None and not self.file_done:
+            self.refuse(400, "the body has no complete 'file' part")
+        await self.reply()
+
+
+@tornado.web.stream_request_body
+class RawUploadHandler(_UploadHandler):
+    """PUT /storage/{namespace}/{name}: the body is the file (``?overwrite=true``
+    to replace). Refusals come before the body is read (Expect: 100-continue)."""
+
+    async def prepare(self) -> None:
+        if not self.bearer():
+            return self.send_json_error(401, "missing bearer token")
+        self.check_length()
+        if self._finished:
+            return
+        try:
+            declared = self.declared_size()
+            length = self.request.headers.get("Content-Length", "")
+            header = storage_pb2.UploadHeader(
+                namespace=self.path_kwargs.get("namespace", ""), name=self.path_kwargs.get("name", ""),
+                overwrite=_parse_bool(self.get_query_argument("overwrite", "false"), "overwrite"),
+                size=declared or (int(length) if length.isdigit() else 0),
+                transfer_id=self.get_query_argument("id", ""))
+        except AppError as e:
+            return self.send_app_error(e)
+        if not await self.start_upload(header):
+            self.send_json_error(*self.refusal)
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self.refusal is None and not self._finished:
+            await self.feed(chunk)
+
+    async def put(self, **_) -> None:
+        await self.reply()
+
+
+def _disposition(kind: str, name: str) -> str:
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+class DownloadHandler(GatewayHandler):
+    """GET/HEAD downloads: /storage/download?..., /storage/download/{ns}/{name}
+    (attachment) and /storage/{ns}/{name} (inline)."""
+
+    _call = None
+
+    def _request(self, path_kwargs: dict) -> storage_pb2.DownloadRequest:
+        request = self.build_request(path_kwargs)
+        headers = self.request.headers
+        # Transport facts come from the HTTP request only, never the query.
+        request.range = headers.get("Range", "")
+        request.if_range = headers.get("If-Range", "")
+        request.if_none_match = headers.get("If-None-Match", "")
+        request.if_modified_since = headers.get("If-Modified-Since", "")
+        request.head = self.request.method == "HEAD"
+        request.local = bool(self.config.storage_local_reads) and not request.id
+        return request
+
+    async def get(self, **path_kwargs) -> None:
+        try:
+            request = self._request(path_kwargs)
+        except AppError as e:
+            return self.send_app_error(e)
+        for _ in range(5):
+            self._call = call = self.call(request, metadata=self.metadata())
+            try:
+                first = await call.read()
+            except grpc.aio.AioRpcError as e:
+                return self.send_json_error(*_call_error(e))
+            if first is grpc.aio.EOF or first.WhichOneof("part") != "meta":
+                return self.send_json_error(500, "internal error")
+            meta = first.meta
+            if not meta.local_path:
+                return await self._send(meta, call, None)
+            call.cancel()
+            fd = self._open_local(meta)
+            if fd is not None:
+                try:
+                    return await self._send(meta, None, fd)
+                finally:
+                    os.close(fd)
+            # The file was replaced between the core's answer and our open: ask again.
+        self.send_json_error(503, "file is changing too fast; try again")
+
+    head = get
+
+    @staticmethod
+    def _open_local(meta) -> int | None:
+        try:
+            fd = os.open(meta.local_path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        if os.fstat(fd).st_ino != meta.inode:
+            os.close(fd)
+            return None
+        return fd
+
+    def _response_headers(self, meta) -> int:
+        attachment = self.route.method.descriptor.name == "Download"
+        self.set_header("ETag", meta.etag)
+        self.set_header("Last-Modified", email.utils.formatdate(meta.modified_at, usegmt=True))
+        self.set_header("Accept-Ranges", "bytes")
+        self.set_header("Cache-Control", ("public" if meta.public else "private") + ", no-cache")
+        if meta.not_modified:
+            return 304
+        length = meta.range_end - meta.range_start + 1 if meta.size else 0
+        self.set_header("Content-Type", meta.content_type)
+        self.set_header("Content-Length", str(length))
+        self.set_header("Content-Disposition", _disposition("attachment" if attachment else "inline", meta.name))
+        if not attachment:
+            # User content served inline from the API's origin: no scripts with its privileges.
+            self.set_header("Content-Security-Policy", "sandbox")
+        if meta.partial:
+            self.set_header("Content-Range", f"bytes {meta.range_start}-{meta.range_end}/{meta.size}")
+            return 206
+        return 200
+
+    async def _send(self, meta, call, fd) -> None:
+        status = self._response_headers(meta)
+        self.set_status(status)
+        if status == 304 or self.request.method == "HEAD" or not meta.size:
+            return self.finish()
+        try:
+            await self.flush()
+            if fd is not None:
+                await self._send_local(fd, meta.range_start, meta.range_end + 1)
+            else:
+                await self._send_stream(call)
+        except tornado.iostream.StreamClosedError:
+            if call is not None:
+                call.cancel()
+            return
+        except (grpc.aio.AioRpcError, OSError) as e:
+            # Headers are out: all we can do is cut the body short so the
+            # client sees an incomplete transfer rather than a wrong file.
+            log.warning("download of %s broke off: %s", meta.name, e)
+            self.request.connection.close()
+            return
+        self.finish()
+
+    async def _send_stream(self, call) -> None:
+        while True:
+            message = await call.read()
+            if message is grpc.aio.EOF:
+                return
+            self.write(message.data)
+            await self.flush()
+
+    async def _send_local(self, fd: int, offset: int, end: int) -> None:
+        loop = asyncio.get_running_loop()
+        while offset < end:
+            data = await loop.run_in_executor(None, os.pread, fd, min(LOCAL_READ_CHUNK, end - offset), offset)
+            if not data:
+                raise OSError("file is shorter than the core said")
+            offset += len(data)
+            self.write(data)
+            await self.flush()
+
+    def on_connection_close(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
+
+
+TRANSPORTS[opt.TRANSPORT_UPLOAD_MULTIPART] = MultipartUploadHandler
+TRANSPORTS[opt.TRANSPORT_UPLOAD_RAW] = RawUploadHandler
+TRANSPORTS[opt.TRANSPORT_DOWNLOAD] = DownloadHandler
+TRANSPORTS[opt.TRANSPORT_SSE] = SseHandler
