@@ -15,13 +15,14 @@ from dataclasses import dataclass
 
 import jwt
 
-from appliance.core.db import ApiToken, RevokedSession, User, now
+from appliance.core.db import ApiToken, Prepared, RevokedSession, User, now
 from appliance.errors import Unauthenticated
 
 API_TOKEN_PREFIX = "ecloud_"
 # API token last_used_at is written at most this often per token, so a busy
 # token does not turn every read into a database write.
 LAST_USED_RESOLUTION = 60
+VERIFIED_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,12 @@ class Tokens:
         self.secret = secret
         self.algorithm = algorithm
         self.session_ttl = session_ttl
+        # The hot path of every request: compiled once (needs an open database).
+        self._revoked = Prepared(RevokedSession, RevokedSession.jti)
+        self._user_by_public_id = Prepared(User, User.public_id)
+        self._user_by_id = Prepared(User, User.id)
+        self._token_by_id = Prepared(ApiToken, ApiToken.id)
+        self._verified: dict[str, dict] = {}
 
     # -- sessions -----------------------------------------------------------
     def issue_session(self, user: User) -> str:
@@ -84,6 +91,21 @@ class Tokens:
         return API_TOKEN_PREFIX + jwt.encode(claims, self.secret, algorithm=self.algorithm)
 
     def _decode(self, token: str) -> dict:
+        """Verified claims. A token string that verified once verifies again
+        (same secret, same bytes), so results are memoised; expiry is
+        re-checked on every use and revocation is never cached."""
+        claims = self._verified.get(token)
+        if claims is not None:
+            if "exp" in claims and claims["exp"] <= time.time():
+                raise Unauthenticated("token expired")
+            return claims
+        claims = self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.pop(next(iter(self._verified)))
+        self._verified[token] = claims
+        return claims
+
+    def _verify(self, token: str) -> dict:
         try:
             return jwt.decode(
                 token, self.secret, algorithms=[self.algorithm],
@@ -107,9 +129,9 @@ class Tokens:
         claims = self._decode(token)
         if claims.get("type") == "api_token" or "jti" not in claims or "exp" not in claims:
             raise Unauthenticated("invalid token")
-        if RevokedSession.get_or_none(RevokedSession.jti == str(claims["jti"])) is not None:
+        if self._revoked.first(str(claims["jti"])) is not None:
             raise Unauthenticated("session has been logged out")
-        user = User.get_or_none(User.public_id == str(claims.get("user_id")))
+        user = self._user_by_public_id.first(str(claims.get("user_id")))
         if user is None:
             raise Unauthenticated("user no longer exists")
         return Principal(user=user, kind="session", jti=str(claims["jti"]), expires_at=int(claims["exp"]))
@@ -118,7 +140,7 @@ class Tokens:
         claims = self._decode(token[len(API_TOKEN_PREFIX):])
         if claims.get("type") != "api_token":
             raise Unauthenticated("invalid token")
-        row = ApiToken.get_or_none(ApiToken.id == str(claims.get("token_id")))
+        row = self._token_by_id.first(str(claims.get("token_id")))
         # The hash comparison makes a token that was re-signed with other
         # claims (or a deleted one) useless even if the secret leaked later.
         if row is None or not secrets.compare_digest(row.token_sha256, sha256(token)):
@@ -128,7 +150,9 @@ class Tokens:
             raise Unauthenticated("token expired")
         if row.last_used_at is None or t - row.last_used_at >= LAST_USED_RESOLUTION:
             ApiToken.update(last_used_at=t).where(ApiToken.id == row.id).execute()
-        user = row.user
+        user = self._user_by_id.first(row.user_id)
+        if user is None:
+            raise Unauthenticated("token has been revoked")
         return Principal(user=user, kind="api_token", scopes=json.loads(row.scopes),
                          token_id=row.id, expires_at=row.expires_at)
 

@@ -1,7 +1,8 @@
 """The core's one interceptor: authenticate every call by its method's declared
 access (proto option ``appliance.v1.access``), expose the caller to the
-servicer, and turn AppError into a gRPC status. No RPC of ours can be reached
-without passing through here, whichever front end (HTTP, SSH, gRPC) called.
+servicer, and turn AppError into a gRPC status. Every servicer is registered
+through GuardedServer, so no RPC of ours can be reached without passing
+through here, whichever front end (HTTP, SSH, gRPC) called.
 """
 from __future__ import annotations
 
@@ -124,15 +125,33 @@ def _wrap_stream_response(guard: CallGuard, behavior):
     return call
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, tokens: Tokens):
+class GuardedServer:
+    """Registers servicers on a grpc.aio server with every method wrapped in a
+    CallGuard. Same effect as a grpc.aio.ServerInterceptor, but the wrapping
+    happens once at registration instead of an extra coroutine on every call
+    (the aio interceptor chain cost ~15% of a cheap call's CPU here).
+
+    Use it in place of the server: ``add_FooServicer_to_server(servicer, GuardedServer(server, tokens))``.
+    """
+
+    def __init__(self, server: grpc.aio.Server, tokens: Tokens):
+        self.server = server
         self.authenticate = Authenticator(tokens)
 
-    async def intercept_service(self, continuation, details):
-        handler = await continuation(details)
-        method = METHODS.get(details.method)
-        if handler is None or method is None:
-            return handler  # health, reflection: not ours
+    def add_generic_rpc_handlers(self, handlers) -> None:
+        """Generated code calls this first; the registered handlers below replace it."""
+
+    def add_registered_method_handlers(self, service: str, handlers: dict) -> None:
+        wrapped = {}
+        for name, handler in handlers.items():
+            method = METHODS.get(f"/{service}/{name}")
+            if method is None:
+                raise ValueError(f"/{service}/{name} is not in the proto contract")
+            wrapped[name] = self._wrap(handler, method)
+        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, wrapped),))
+        self.server.add_registered_method_handlers(service, wrapped)
+
+    def _wrap(self, handler, method: Method):
         guard = CallGuard(method, self.authenticate)
         if handler.unary_unary:
             return handler._replace(unary_unary=_wrap_unary_response(guard, handler.unary_unary))

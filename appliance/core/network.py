@@ -3,8 +3,8 @@
 All guests hang off one Linux bridge (``Config.bridge_name``) whose address
 is the first host address of ``Config.guest_subnet``; that address is the
 guests' default gateway. Outbound traffic is masqueraded by a rule in the
-appliance's own nftables table (``table ip appliance``), so nothing else on
-the host's ruleset is touched. Every call here is idempotent.
+appliance's own nftables table (``table ip appliance``, one chain per
+bridge), so nothing else on the host's ruleset is touched. Every call here is idempotent.
 
 Each guest IP gets a fixed MAC derived from it (``mac_for_ip``): a reused IP
 then keeps its MAC and peers' ARP caches stay right (a fresh MAC per start
@@ -13,11 +13,11 @@ left stale ARP entries and 18-27 s SSH stalls).
 from __future__ import annotations
 
 import ipaddress
+import re
 import subprocess
 from typing import Iterable
 
 NFT_TABLE = "appliance"
-NAT_CHAIN = "guest_nat"
 
 
 class NetworkError(RuntimeError):
@@ -58,14 +58,20 @@ def ensure_bridge(bridge: str, subnet: str) -> None:
     _ip("link", "set", bridge, "up")
 
 
+def nat_chain(bridge: str) -> str:
+    """One masquerade chain per bridge, so two guest networks never clobber each other."""
+    return "nat_" + re.sub(r"[^A-Za-z0-9_]", "_", bridge)
+
+
 def ensure_nat(bridge: str, subnet: str) -> None:
     """Masquerade guest traffic leaving the subnet (own table, own chain)."""
     net = str(ipaddress.ip_network(subnet))
+    chain = nat_chain(bridge)
     script = (
         f"add table ip {NFT_TABLE}\n"
-        f"add chain ip {NFT_TABLE} {NAT_CHAIN} {{ type nat hook postrouting priority srcnat; }}\n"
-        f"flush chain ip {NFT_TABLE} {NAT_CHAIN}\n"
-        f"add rule ip {NFT_TABLE} {NAT_CHAIN} ip saddr {net} ip daddr != {net} masquerade\n"
+        f"add chain ip {NFT_TABLE} {chain} {{ type nat hook postrouting priority srcnat; }}\n"
+        f"flush chain ip {NFT_TABLE} {chain}\n"
+        f"add rule ip {NFT_TABLE} {chain} ip saddr {net} ip daddr != {net} masquerade\n"
     )
     _nft(script)
 
@@ -83,7 +89,8 @@ def remove_guest_network(bridge: str) -> None:
     """Undo ensure_guest_network (tests, uninstall). Missing parts are fine."""
     if _link_exists(bridge):
         _ip("link", "del", bridge)
-    subprocess.run(["nft", "delete", "table", "ip", NFT_TABLE],
+    # only this bridge's chain: the table also holds other bridges' and ingress rules
+    subprocess.run(["nft", "delete", "chain", "ip", NFT_TABLE, nat_chain(bridge)],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -17,7 +17,7 @@ from appliance.contract import SERVICES
 from appliance.core.auth import AuthServicer
 from appliance.core.db import open_database
 from appliance.core.identity import Tokens
-from appliance.core.interceptors import AuthInterceptor
+from appliance.core.interceptors import GuardedServer
 from appliance.core.throttle import LoginThrottle
 from appliance.v1 import auth_pb2_grpc
 
@@ -74,7 +74,6 @@ def build_server(config: Config) -> Core:
     open_database(config.database_url)
     tokens = Tokens(config.secret(), config.jwt_algorithm, config.session_ttl)
     server = grpc.aio.server(
-        interceptors=[AuthInterceptor(tokens)],
         options=[
             ("grpc.max_receive_message_length", 8 * 1024 * 1024),
             ("grpc.max_send_message_length", 8 * 1024 * 1024),
@@ -82,10 +81,11 @@ def build_server(config: Config) -> Core:
     )
     health_servicer = health.aio.HealthServicer()
     core = Core(config=config, server=server, tokens=tokens, health=health_servicer)
+    guarded = GuardedServer(server, tokens)
     auth_pb2_grpc.add_AuthServiceServicer_to_server(
-        AuthServicer(tokens, LoginThrottle(config.login_max_failures, config.login_window_seconds)), server)
+        AuthServicer(tokens, LoginThrottle(config.login_max_failures, config.login_window_seconds)), guarded)
     for add, factory in EXTRA_SERVICERS:
-        add(factory(core), server)
+        add(factory(core), guarded)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         [s.full_name for s in SERVICES] + [health.SERVICE_NAME, reflection.SERVICE_NAME], server)

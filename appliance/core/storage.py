@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import errno
 import logging
 import mimetypes
 import os
@@ -166,6 +167,11 @@ def _file_info(f: StoredFile, ns_name: str) -> storage_pb2.FileInfo:
 
 def _etag(blob_id: str) -> str:
     return f'"{blob_id}"'
+
+
+def _local_peer(context) -> bool:
+    """A caller on the core's Unix socket shares its host and filesystem."""
+    return (context.peer() or "").startswith("unix:")
 
 
 class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
@@ -352,35 +358,46 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             raise TooLarge(f"file is over the {limit}-byte upload limit")
         if header.size and header.size > self.store.usage().free - FREE_SPACE_RESERVE:
             raise TooLarge("not enough free disk space for this file")
-        await context.send_initial_metadata(UPLOAD_READY)
-
+        local = header.local and _local_peer(context)
+        tmp: TempFile = await asyncio.to_thread(self.store.new_temp)
+        try:
+            ready = UPLOAD_READY + ((("x-upload-path", str(tmp.path)),) if local else ())
+            await context.send_initial_metadata(ready)
+        except BaseException:
+            tmp.discard()
+            raise
         reporter = self.progress.start(principal.user_id, header.transfer_id, "upload", header.size)
         loop = asyncio.get_running_loop()
-        tmp: TempFile = await asyncio.to_thread(self.store.new_temp)
         received = 0
         blob_id = None
+        pending = None  # overlap the next receive with the previous write
         try:
             end = None
-            pending = None  # overlap the next receive with the previous write
             async for message in messages:
                 kind = message.WhichOneof("part")
-                if kind == "data":
-                    if end is not None:
-                        raise Invalid("data after the end of the upload")
+                if end is not None:
+                    raise Invalid("data after the end of the upload")
+                if kind == "data" and not local:
                     received += len(message.data)
-                    if limit and received > limit:
-                        raise TooLarge(f"file is over the {limit}-byte upload limit")
+                    self._check_limit(received)
                     if pending is not None:
                         await pending
                     pending = loop.run_in_executor(None, tmp.write, message.data)
                     reporter.update(received)
+                elif kind == "progress" and local:
+                    received = message.progress.bytes
+                    self._check_limit(received)
+                    reporter.update(received)
                 elif kind == "end":
                     end = message.end
                 else:
-                    raise Invalid("the upload header was sent twice")
+                    raise Invalid(f"unexpected {kind} message in the upload")
             if pending is not None:
                 await pending
                 pending = None
+            if local:
+                received = os.fstat(tmp.fd).st_size
+                self._check_limit(received)
             if end is None:
                 raise Invalid("the upload ended early; nothing was stored")
             if end.size != received:
@@ -397,19 +414,29 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                 raise
             row, old_blob = self._commit_upload(principal, ns.id, name, header.overwrite, blob_id, received)
             blob_id = None  # owned by the row now
-        except BaseException:
+        except BaseException as e:
             if pending is not None:
-                await asyncio.shield(pending)
+                try:
+                    await asyncio.shield(pending)
+                except Exception:  # noqa: BLE001 - the first error is the one to report
+                    pass
             tmp.discard()
             if blob_id is not None:
                 self.store.remove([blob_id])
             reporter.finish(received, ok=False)
+            if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+                raise TooLarge("not enough free disk space for this file") from None
             raise
         if old_blob:
             await asyncio.shield(asyncio.to_thread(self.store.remove, [old_blob]))
         reporter.finish(received)
         return storage_pb2.UploadResponse(status="ok", name=name, namespace=ns.name, size=received,
                                           etag=_etag(row.blob_id))
+
+    def _check_limit(self, received: int) -> None:
+        limit = self.config.max_upload_bytes
+        if limit and received > limit:
+            raise TooLarge(f"file is over the {limit}-byte upload limit")
 
     def _commit_upload(self, principal, ns_id: int, name: str, overwrite: bool, blob_id: str,
                        size: int) -> tuple[StoredFile, str | None]:
@@ -482,7 +509,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             if request.head or meta.not_modified or length == 0:
                 yield storage_pb2.DownloadChunk(meta=meta)
                 return
-            if request.local and (context.peer() or "").startswith("unix:"):
+            if request.local and _local_peer(context):
                 meta.local_path = str(self.store.blob_path(row.blob_id))
                 meta.inode = os.fstat(fd).st_ino
                 yield storage_pb2.DownloadChunk(meta=meta)

@@ -43,6 +43,8 @@ DOMAIN_PREFIX = "ap-"
 INIT_PATH = "/usr/local/sbin/appliance-init"
 HOST_KEY_TYPES = ("ed25519", "ecdsa")
 STOP_GRACE_SECONDS = 3.0
+INIT_TIMEOUT_SECONDS = 10.0
+LIBVIRT_LOG_DIR = Path("/var/log/libvirt/lxc")
 INIT_SCRIPT = """#!/bin/sh
 # Written by the appliance at every start of this guest.
 exec >/var/log/appliance-init.log 2>&1
@@ -110,12 +112,37 @@ class LxcDriver(GuestDriver):
             raise GuestNotFound(f"guest {spec.id} does not exist")
         try:
             xml = self._prepare_runtime(spec)
-            self._connection().createXML(xml, 0)
+            dom = self._connection().createXML(xml, 0)
+            self._wait_for_init(dom)
         except BaseException as e:
-            self._teardown_runtime(spec.id)
+            self._stop_quietly(spec.id)
             if isinstance(e, GuestError):
                 raise
             raise GuestStartError(f"guest {spec.id} could not start: {_message(e)}") from e
+
+    def _wait_for_init(self, dom, timeout: float = INIT_TIMEOUT_SECONDS) -> None:
+        """createXML returns before libvirt knows the init pid; exec needs it."""
+        import libvirt
+        import libvirt_lxc
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                for fd in libvirt_lxc.lxcOpenNamespace(dom, 0):
+                    os.close(fd)
+                return
+            except libvirt.libvirtError as e:
+                if not dom.isActive():
+                    raise GuestStartError(f"guest init exited at once: {_libvirt_log_tail(dom.name())}") from e
+                if time.monotonic() > deadline:
+                    raise GuestStartError(f"guest init did not come up within {timeout:.0f}s") from e
+            time.sleep(0.002)
+
+    def _stop_quietly(self, guest_id: str) -> None:
+        try:
+            self.stop(guest_id)
+        except Exception:  # noqa: BLE001 - the original error matters more
+            log.exception("cleanup after a failed start of %s", guest_id)
 
     def stop(self, guest_id: str) -> None:
         dom = self._domain(guest_id)
@@ -349,6 +376,14 @@ class LxcDriver(GuestDriver):
 def _message(e: BaseException) -> str:
     getter = getattr(e, "get_error_message", None)
     return (getter() if getter else None) or str(e)
+
+
+def _libvirt_log_tail(name: str, lines: int = 5) -> str:
+    try:
+        text = (LIBVIRT_LOG_DIR / f"{name}.log").read_text(errors="replace")
+    except OSError:
+        return "no log"
+    return " | ".join(text.strip().splitlines()[-lines:])
 
 
 def _run(*cmd: str) -> None:

@@ -133,7 +133,8 @@ def _exit_like(status: int) -> None:
     """Leave the helper with the target's wait status."""
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        signal.signal(sig, signal.SIG_DFL)
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):  # those cannot be caught anyway
+            signal.signal(sig, signal.SIG_DFL)
         os.kill(os.getpid(), sig)
     os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
 
@@ -196,9 +197,10 @@ def run(target: GuestTarget, argv: list[str], *, input: bytes | None = None,
         raise TimeoutError(f"{argv[0]} did not finish within {timeout}s")
     _, status = os.waitpid(pid, 0)
     info = _parse_status(status_text)
-    if "enter-error" in info or "exec-error" in info:
-        raise OSError(int(info.get("errno", 0) or 0) or errno.EIO,
-                      info.get("exec-error") or info.get("enter-error"))
+    if "enter-error" in info:
+        raise OSError(errno.EIO, f"could not enter the guest: {info['enter-error']}")
+    if "exec-error" in info:  # like a shell: 127 and a message on stderr
+        return ExecResult(127, out, err + f"{argv[0]}: {info['exec-error']}\n".encode())
     return ExecResult(os.waitstatus_to_exitcode(status), out, err)
 
 

@@ -1,0 +1,103 @@
+"""GET /api/session through gateway + core vs a plain Tornado handler, with wrk.
+
+Prints requests/s and ratios (target >= 0.6) of:
+  - a plain Tornado handler returning the same JSON (the baseline);
+  - the real gateway in front of a constant gRPC servicer (the floor of the
+    gRPC hop itself, with no auth, database or logging);
+  - the real gateway in front of the real core.
+All run on this machine in the same run; the ratios are what count.
+
+    python -m bench.bench_gateway [--seconds 10] [--connections 32]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from harness import Appliance, free_port  # noqa: E402
+
+
+def wrk(url: str, token: str, seconds: int, connections: int) -> float:
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-H", f"Authorization: Bearer {token}", url],
+        capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+def start_floor(tmp: Path):
+    """The real gateway process in front of bench/trivial_core.py."""
+    sock = tmp / "floor.sock"
+    core = subprocess.Popen([sys.executable, str(Path(__file__).with_name("trivial_core.py")), str(sock)])
+    port = free_port()
+    env = {**os.environ, "APPLIANCE_CONFIG": "/dev/null", "APPLIANCE_DATA_DIR": str(tmp / "floor"),
+           "APPLIANCE_CORE_SOCKET": str(sock), "APPLIANCE_HTTP_PORT": str(port), "APPLIANCE_LOG_LEVEL": "WARNING"}
+    gateway = subprocess.Popen([sys.executable, "-m", "appliance.cli", "http"], env=env)
+    return [core, gateway], f"http://127.0.0.1:{port}/api/session"
+
+
+def wait_up(url: str) -> None:
+    for _ in range(100):
+        try:
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        app = Appliance(tmp / "app", log_level="WARNING").start()
+        port = free_port()
+        procs = [subprocess.Popen([sys.executable, str(Path(__file__).with_name("plain_tornado.py")), str(port)])]
+        try:
+            floor_procs, floor_url = start_floor(tmp)
+            procs += floor_procs
+            token = app.admin().token
+            urls = {
+                "plain Tornado handler (baseline)": f"http://127.0.0.1:{port}/api/session",
+                "gateway -> constant gRPC servicer": floor_url,
+                "gateway -> real core (appliance)": app.url + "/api/session",
+            }
+            for url in urls.values():
+                wait_up(url)
+                wrk(url, token, 2, args.connections)  # warm up
+            rates = {name: [] for name in urls}
+            for _ in range(args.rounds):  # interleaved, so drift hits all alike
+                for name, url in urls.items():
+                    rates[name].append(wrk(url, token, args.seconds, args.connections))
+        finally:
+            for p in procs:
+                p.terminate()
+                p.wait()
+            app.close()
+    best = {name: statistics.median(r) for name, r in rates.items()}
+    baseline = best["plain Tornado handler (baseline)"]
+    print(f"GET /api/session, wrk {args.connections} connections, median of {args.rounds} x {args.seconds}s")
+    print(f"{'':<36}{'req/s':>9}{'ratio':>8}")
+    for name, rate in best.items():
+        print(f"{name:<36}{rate:>9.0f}{rate / baseline:>8.2f}")
+    print(f"target: appliance/baseline >= 0.60 -> {best['gateway -> real core (appliance)'] / baseline:.2f}")
+
+
+if __name__ == "__main__":
+    main()
