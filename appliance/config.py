@@ -40,9 +40,11 @@ class Config:
     login_max_failures: int = 5
     login_window_seconds: int = 300
     max_upload_bytes: int = 0  # 0 = unlimited (bounded only by disk)
-    # Downloads: the gateway reads blobs the core authorized itself when both
-    # share a host (Unix socket); false = every byte over the gRPC stream.
-    storage_local_reads: bool = True
+    # File bytes: when gateway and core share a host (Unix socket) the gateway
+    # reads/writes the blob or temp file the core authorized and named, and the
+    # gRPC stream carries only control (docs/storage.md); false = every byte
+    # over the gRPC stream.
+    storage_local_io: bool = True
     # Guest images are big and rebuilt rarely: kept outside the data dir by default.
     image_dir: str = "/var/cache/appliance/images"
     bridge_name: str = "apbr0"

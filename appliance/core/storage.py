@@ -388,6 +388,8 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                     received = message.progress.bytes
                     self._check_limit(received)
                     reporter.update(received)
+                    if pending is None or pending.done():
+                        pending = loop.run_in_executor(None, tmp.writeback, received)
                 elif kind == "end":
                     end = message.end
                 else:

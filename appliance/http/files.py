@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import errno
 import json
 import logging
 import os
+import time
 from urllib.parse import quote
 
 import grpc
@@ -30,7 +32,7 @@ from streaming_form_data import StreamingFormDataParser
 from streaming_form_data.parser import ParseFailedException
 from streaming_form_data.targets import BaseTarget
 
-from appliance.errors import AppError, Invalid
+from appliance.errors import AppError, Invalid, TooLarge
 from appliance.http import codec
 from appliance.http.app import TRANSPORTS
 from appliance.http.gateway import GatewayHandler
@@ -44,6 +46,8 @@ log = logging.getLogger("appliance.http.files")
 UPLOAD_CHUNK = 256 * 1024
 QUEUE_DEPTH = 4
 LOCAL_READ_CHUNK = 1024 * 1024
+LOCAL_WRITE_CHUNK = 1024 * 1024
+PROGRESS_INTERVAL = 0.1
 # Multipart framing around the file part, allowed over max_upload_bytes.
 MULTIPART_SLACK = 64 * 1024
 MAX_FORM_VALUE = 1024
@@ -69,14 +73,33 @@ def _call_error(error: grpc.aio.AioRpcError) -> tuple[int, str, dict]:
     return http_status(error.code()), error_message(error.code(), error.details()), headers
 
 
+def _write_all(fd: int, pieces: list[bytes]) -> None:
+    written = os.writev(fd, pieces)
+    total = sum(len(p) for p in pieces)
+    if written < total:  # short write (rare): finish byte-exactly
+        rest = memoryview(b"".join(pieces))[written:]
+        while rest:
+            rest = rest[os.write(fd, rest):]
+
+
 class _UploadCall:
-    """One client-streaming Upload/PutFile call fed from a request body."""
+    """One client-streaming Upload/PutFile call fed from a request body.
+
+    Two ways for the bytes, chosen by the core: over the stream as ``data``
+    messages (the general path), or - when the core answers the header with
+    ``x-upload-path`` because we share its host - written by us into the temp
+    file the core created, with only ``progress`` messages on the stream.
+    Either way the core alone checks, fsyncs, renames and commits.
+    """
 
     def __init__(self, handler: GatewayHandler, header: storage_pb2.UploadHeader):
+        self.limit = handler.config.max_upload_bytes
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_DEPTH)
         self.pieces: list[bytes] = []
         self.buffered = 0
         self.sent = 0
+        self.fd = -1
+        self.reported = 0.0
         self.call = handler.call(self._messages(header), metadata=handler.metadata())
         self.result = asyncio.ensure_future(self._result())
 
@@ -94,8 +117,10 @@ class _UploadCall:
     async def ready(self) -> grpc.aio.AioRpcError | None:
         """Wait until the core accepted the header; the error if it refused."""
         try:
-            metadata = await self.call.initial_metadata()
-            if any(key == "x-upload-ready" for key, _ in metadata or ()):
+            metadata = dict(await self.call.initial_metadata() or ())
+            if "x-upload-ready" in metadata:
+                if "x-upload-path" in metadata:
+                    self.fd = os.open(metadata["x-upload-path"], os.O_WRONLY | os.O_CLOEXEC)
                 return None
             await self.result
         except grpc.aio.AioRpcError as e:
@@ -116,24 +141,42 @@ class _UploadCall:
     async def feed(self, data: bytes) -> None:
         self.pieces.append(data)
         self.buffered += len(data)
-        if self.buffered >= UPLOAD_CHUNK:
+        if self.buffered >= (LOCAL_WRITE_CHUNK if self.fd >= 0 else UPLOAD_CHUNK) or len(self.pieces) >= 256:
             await self._flush()
 
     async def _flush(self) -> None:
         if not self.pieces:
             return
-        data = self.pieces[0] if len(self.pieces) == 1 else b"".join(self.pieces)
+        pieces, size = self.pieces, self.buffered
         self.pieces, self.buffered = [], 0
-        self.sent += len(data)
-        await self._put(storage_pb2.UploadChunk(data=data))
+        self.sent += size
+        if self.fd < 0:
+            data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            return await self._put(storage_pb2.UploadChunk(data=data))
+        if self.limit and self.sent > self.limit:
+            raise TooLarge(f"file is over the {self.limit}-byte upload limit")
+        if self.result.done():
+            await self.result
+        await asyncio.get_running_loop().run_in_executor(None, _write_all, self.fd, pieces)
+        now = time.monotonic()
+        if now - self.reported >= PROGRESS_INTERVAL:
+            self.reported = now
+            await self._put(storage_pb2.UploadChunk(progress=storage_pb2.UploadProgress(bytes=self.sent)))
 
     async def finish(self) -> storage_pb2.UploadResponse:
         await self._flush()
+        self._close()
         await self._put(storage_pb2.UploadChunk(end=storage_pb2.UploadEnd(size=self.sent)))
         await self._put(None)
         return await self.result
 
+    def _close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
     def cancel(self) -> None:
+        self._close()
         self.call.cancel()
 
 
@@ -180,6 +223,14 @@ class _UploadHandler(GatewayHandler):
             await self.upload.feed(data)
         except grpc.aio.AioRpcError as e:
             self.refuse(*_call_error(e))
+        except AppError as e:
+            self.refuse(http_status(e.code), e.message)
+        except OSError as e:
+            log.warning("local upload write failed: %s", e)
+            if e.errno == errno.ENOSPC:
+                self.refuse(413, "not enough free disk space for this file")
+            else:
+                self.refuse(500, "internal error")
 
     async def reply(self) -> None:
         if self._finished:
@@ -190,6 +241,10 @@ class _UploadHandler(GatewayHandler):
             result = await self.upload.finish()
         except grpc.aio.AioRpcError as e:
             return self.send_json_error(*_call_error(e))
+        except (AppError, OSError) as e:
+            self.upload.cancel()
+            self.refuse(*((http_status(e.code), e.message) if isinstance(e, AppError) else (500, "internal error")))
+            return self.send_json_error(*self.refusal)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps(codec.to_json(result)))
@@ -272,7 +327,7 @@ class MultipartUploadHandler(_UploadHandler):
         return storage_pb2.UploadHeader(
             namespace=self._param("namespace", "default") or "default", name=name,
             overwrite=_parse_bool(self._param("overwrite", "false"), "overwrite"),
-            size=self.size, transfer_id=self._param("id"))
+            size=self.size, transfer_id=self._param("id"), local=bool(self.config.storage_local_io))
 
     async def data_received(self, chunk: bytes) -> None:
         if self.refusal is not None or self._finished:
@@ -327,7 +382,7 @@ class RawUploadHandler(_UploadHandler):
                 namespace=self.path_kwargs.get("namespace", ""), name=self.path_kwargs.get("name", ""),
                 overwrite=_parse_bool(self.get_query_argument("overwrite", "false"), "overwrite"),
                 size=declared or (int(length) if length.isdigit() else 0),
-                transfer_id=self.get_query_argument("id", ""))
+                transfer_id=self.get_query_argument("id", ""), local=bool(self.config.storage_local_io))
         except AppError as e:
             return self.send_app_error(e)
         if not await self.start_upload(header):
@@ -361,7 +416,7 @@ class DownloadHandler(GatewayHandler):
         request.if_none_match = headers.get("If-None-Match", "")
         request.if_modified_since = headers.get("If-Modified-Since", "")
         request.head = self.request.method == "HEAD"
-        request.local = bool(self.config.storage_local_reads) and not request.id
+        request.local = bool(self.config.storage_local_io) and not request.id
         return request
 
     async def get(self, **path_kwargs) -> None:

@@ -91,18 +91,20 @@ class ListFilesResponse(_message.Message):
     def __init__(self, files: _Optional[_Iterable[_Union[FileInfo, _Mapping]]] = ...) -> None: ...
 
 class UploadHeader(_message.Message):
-    __slots__ = ("namespace", "name", "overwrite", "size", "transfer_id")
+    __slots__ = ("namespace", "name", "overwrite", "size", "transfer_id", "local")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     OVERWRITE_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     TRANSFER_ID_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     name: str
     overwrite: bool
     size: int
     transfer_id: str
-    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., overwrite: _Optional[bool] = ..., size: _Optional[int] = ..., transfer_id: _Optional[str] = ...) -> None: ...
+    local: bool
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., overwrite: _Optional[bool] = ..., size: _Optional[int] = ..., transfer_id: _Optional[str] = ..., local: _Optional[bool] = ...) -> None: ...
 
 class UploadEnd(_message.Message):
     __slots__ = ("size",)
@@ -110,15 +112,23 @@ class UploadEnd(_message.Message):
     size: int
     def __init__(self, size: _Optional[int] = ...) -> None: ...
 
+class UploadProgress(_message.Message):
+    __slots__ = ("bytes",)
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    bytes: int
+    def __init__(self, bytes: _Optional[int] = ...) -> None: ...
+
 class UploadChunk(_message.Message):
-    __slots__ = ("header", "data", "end")
+    __slots__ = ("header", "data", "end", "progress")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     header: UploadHeader
     data: bytes
     end: UploadEnd
-    def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., data: _Optional[bytes] = ..., end: _Optional[_Union[UploadEnd, _Mapping]] = ...) -> None: ...
+    progress: UploadProgress
+    def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., data: _Optional[bytes] = ..., end: _Optional[_Union[UploadEnd, _Mapping]] = ..., progress: _Optional[_Union[UploadProgress, _Mapping]] = ...) -> None: ...
 
 class UploadResponse(_message.Message):
     __slots__ = ("status", "name", "namespace", "size", "etag")
