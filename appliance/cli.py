@@ -21,6 +21,7 @@ from appliance import supervise
 # Steps `appliance up` runs before starting the daemons (host preparation:
 # libvirtd, guest image, bridge); compute registers its own.
 PREPARE_STEPS: list = []
+import appliance.core.compute_host  # noqa: E402,F401  (libvirtd, guest image, bridge)
 
 
 def _setup_logging(cfg) -> None:

@@ -49,6 +49,8 @@ class Config:
     image_dir: str = "/var/cache/appliance/images"
     bridge_name: str = "apbr0"
     guest_subnet: str = "10.217.0.0/24"
+    # "lxc" (libvirt LXC guests) or "fake" (in-memory, for quick tests of the layers above).
+    guest_driver: str = "lxc"
     admin_username: str = "admin"
     admin_password: str = ""
     log_level: str = "INFO"

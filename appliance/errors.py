@@ -60,6 +60,11 @@ class BadRange(AppError):
     code = grpc.StatusCode.OUT_OF_RANGE
 
 
+class Unimplemented(AppError):
+    """Declared in the contract, not served by this build (HTTP 501)."""
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
 class Unavailable(AppError):
     code = grpc.StatusCode.UNAVAILABLE
 

@@ -27,6 +27,7 @@ log = logging.getLogger("appliance.core")
 # Compute and Storage append to this list from their own modules.
 EXTRA_SERVICERS: list = []
 import appliance.core.storage  # noqa: E402,F401  (appends StorageServicer)
+import appliance.core.compute  # noqa: E402,F401  (appends ComputeServicer)
 
 
 @dataclass

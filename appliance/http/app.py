@@ -21,6 +21,7 @@ access_log = logging.getLogger("appliance.http.access")
 # Handler class per non-JSON transport; streaming modules register here.
 TRANSPORTS: dict[int, type[GatewayHandler]] = {opt.TRANSPORT_JSON: JsonHandler}
 import appliance.http.files  # noqa: E402,F401  (registers uploads, downloads, SSE)
+import appliance.http.sockets  # noqa: E402,F401  (registers WebSockets: status, terminal)
 
 
 class RouteMatcher(PathMatches):

@@ -1,0 +1,114 @@
+"""An in-process event bus: topics -> subscribers, each with a bounded queue.
+
+A subscriber that lets its queue fill up is *dropped*, not silently skipped:
+its queue is closed and its iterator raises ``Lagged``, so the stream behind
+it (a status WebSocket) ends and the client knows to reconnect and re-read
+the snapshot. Publishing never blocks and never waits for a slow reader.
+
+Everything runs on the core's event loop thread; from a worker thread use
+``publish_threadsafe``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from typing import Any, Hashable
+
+log = logging.getLogger("appliance.core.events")
+
+DEFAULT_QUEUE = 256
+
+
+class Lagged(Exception):
+    """The subscriber fell more than its queue size behind and was dropped."""
+
+
+_CLOSED = object()
+
+
+class Subscription:
+    def __init__(self, bus: "Bus", topic: Hashable, maxsize: int):
+        self.bus = bus
+        self.topic = topic
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize)
+        self.lagged = False
+        self.closed = False
+
+    def _offer(self, event: Any) -> None:
+        if self.closed:
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            log.warning("dropping a subscriber of %r: %d events behind", self.topic, self.queue.maxsize)
+            self.lagged = True
+            self._close()
+
+    def _close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.bus._remove(self)
+        # Wake a waiting reader even when the queue is full.
+        while True:
+            try:
+                self.queue.put_nowait(_CLOSED)
+                break
+            except asyncio.QueueFull:
+                self.queue.get_nowait()
+
+    def close(self) -> None:
+        self._close()
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        event = await self.queue.get()
+        if event is _CLOSED:
+            if self.lagged:
+                raise Lagged(f"subscriber fell {self.queue.maxsize} events behind")
+            raise StopAsyncIteration
+        return event
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Bus:
+    def __init__(self):
+        self._subs: dict[Hashable, set[Subscription]] = defaultdict(set)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def subscribe(self, topic: Hashable, maxsize: int = DEFAULT_QUEUE) -> Subscription:
+        self._loop = asyncio.get_running_loop()
+        sub = Subscription(self, topic, maxsize)
+        self._subs[topic].add(sub)
+        return sub
+
+    def publish(self, topic: Hashable, event: Any) -> None:
+        for sub in list(self._subs.get(topic, ())):
+            sub._offer(event)
+
+    def publish_threadsafe(self, topic: Hashable, event: Any) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.publish, topic, event)
+
+    def subscribers(self, topic: Hashable) -> int:
+        return len(self._subs.get(topic, ()))
+
+    def close(self) -> None:
+        for subs in list(self._subs.values()):
+            for sub in list(subs):
+                sub.close()
+
+    def _remove(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.topic)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subs[sub.topic]

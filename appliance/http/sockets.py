@@ -1,0 +1,172 @@
+"""WebSockets bridged to streaming RPCs (TRANSPORT_WEBSOCKET).
+
+One handler class serves every WebSocket route and dispatches by RPC to a
+*session* class (``SESSIONS``); a route without one answers 501 JSON. The
+call to the core starts *before* the upgrade: authentication and scope
+errors come back as the usual JSON error status and the connection is never
+upgraded.
+
+Status socket (``WatchContainers``): the core's first message is the
+``containers`` snapshot, then ``container_status`` changes, rendered as API.md
+shows them. The server pings every ``PING_SECONDS``; a client that does not
+answer within the ping timeout, or whose unsent data stays above
+``MAX_BUFFERED`` for ``SLOW_SECONDS``, is disconnected (close code 1008), as
+is one the core's bus dropped for falling behind.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import grpc
+import tornado.websocket
+
+from appliance.errors import AppError
+from appliance.http import codec
+from appliance.http.app import TRANSPORTS
+from appliance.http.gateway import GatewayHandler
+from appliance.v1 import options_pb2 as opt
+
+log = logging.getLogger("appliance.http")
+
+PING_SECONDS = 20.0
+MAX_BUFFERED = 1 << 20
+SLOW_SECONDS = 10.0
+CLOSE_TOO_SLOW = 1008
+CLOSE_SERVER_ERROR = 1011
+
+
+class Session:
+    """What one socket does once upgraded. ``first`` is the core's first
+    message, already read before the upgrade."""
+
+    def __init__(self, handler: "WebSocketGateway", call, first):
+        self.handler = handler
+        self.call = call
+        self.first = first
+
+    async def run(self) -> None:
+        raise NotImplementedError
+
+    def on_message(self, message) -> None:
+        """Client -> server frames; ignored unless a session uses them."""
+
+    def cancel(self) -> None:
+        self.call.cancel()
+
+
+class StatusSession(Session):
+    async def run(self) -> None:
+        h = self.handler
+        try:
+            message = self.first
+            while message is not grpc.aio.EOF:
+                await h.send_json(self.render(message))
+                message = await self.call.read()
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                h.close(CLOSE_TOO_SLOW, "too slow: reconnect")
+            elif e.code() != grpc.StatusCode.CANCELLED:
+                log.warning("status socket ended: %s", e.details())
+                h.close(CLOSE_SERVER_ERROR, "status stream ended")
+            return
+        except tornado.websocket.WebSocketClosedError:
+            self.cancel()
+            return
+        h.close()
+
+    @staticmethod
+    def render(event) -> dict:
+        if event.WhichOneof("data") == "containers":
+            return {"type": "containers",
+                    "data": [codec.to_json(c) for c in event.containers.containers]}
+        status = event.container_status
+        data = {"container_id": status.container_id, "status": status.status}
+        if status.HasField("external_ip"):
+            data["external_ip"] = status.external_ip
+        return {"type": event.type, "data": data}
+
+
+# RPC name -> session class. The terminal registers here when it exists.
+SESSIONS: dict[str, type[Session]] = {"WatchContainers": StatusSession}
+
+
+class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
+    session: Session | None = None
+
+    @property
+    def ping_interval(self) -> float:
+        return self.settings.get("websocket_ping_interval") or PING_SECONDS
+
+    @property
+    def ping_timeout(self) -> float:
+        return self.settings.get("websocket_ping_timeout") or self.ping_interval
+
+    async def get(self, **path_kwargs) -> None:
+        session_class = SESSIONS.get(self.route.method.descriptor.name)
+        if session_class is None:
+            return self.send_json_error(501, "not implemented yet")
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            return self.send_json_error(400, "this endpoint needs a WebSocket upgrade")
+        try:
+            request = self.build_request(path_kwargs)
+        except AppError as e:
+            return self.send_app_error(e)
+        call = self.call(request, metadata=self.metadata())
+        try:
+            first = await call.read()
+        except grpc.aio.AioRpcError as e:
+            return self.send_rpc_error(e)
+        if first is grpc.aio.EOF:
+            return self.send_json_error(500, "stream ended before it started")
+        self.session = session_class(self, call, first)
+        await tornado.websocket.WebSocketHandler.get(self, **path_kwargs)
+        if self.ws_connection is None:  # the upgrade was refused (bad headers, origin)
+            call.cancel()
+
+    def open(self, **_):
+        self.set_nodelay(True)
+        asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        try:
+            await self.session.run()
+        except Exception:  # noqa: BLE001
+            log.exception("websocket session %s failed", self.route.method.path)
+            self.close(CLOSE_SERVER_ERROR, "internal error")
+            self.session.cancel()
+
+    async def send_json(self, payload: dict) -> None:
+        """Send one message; disconnect a client that cannot keep up."""
+        future = self.write_message(json.dumps(payload))
+        if self.buffered() <= MAX_BUFFERED:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(future), SLOW_SECONDS)
+        except asyncio.TimeoutError:
+            log.info("closing a slow websocket client on %s", self.request.path)
+            self.close(CLOSE_TOO_SLOW, "too slow: reconnect")
+            raise tornado.websocket.WebSocketClosedError() from None
+
+    def buffered(self) -> int:
+        """Bytes written to the socket but not yet taken by the kernel."""
+        stream = getattr(self.ws_connection, "stream", None)
+        buffer = getattr(stream, "_write_buffer", None)
+        return len(buffer) if buffer is not None else 0
+
+    def on_message(self, message) -> None:
+        if self.session is not None:
+            self.session.on_message(message)
+
+    def on_close(self) -> None:
+        if self.session is not None:
+            self.session.cancel()
+
+    def check_origin(self, origin: str) -> bool:
+        # Auth is a bearer token (header or ?token=), never a cookie, so a
+        # cross-origin page gains nothing it does not already hold.
+        return True
+
+
+TRANSPORTS[opt.TRANSPORT_WEBSOCKET] = WebSocketGateway
