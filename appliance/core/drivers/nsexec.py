@@ -37,6 +37,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 # user first (it grants the rights for the rest), mnt last (after it /proc
 # is the guest's).
 _NS_ORDER = ("user", "cgroup", "ipc", "uts", "net", "pid", "mnt")
+EXIT_DRAIN_SECONDS = 0.2
 DEFAULT_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "HOME": "/root", "USER": "root", "LOGNAME": "root", "SHELL": "/bin/bash",
@@ -205,7 +206,14 @@ def run(target: GuestTarget, argv: list[str], *, input: bytes | None = None,
 
 
 def _communicate(pid, in_w, out_r, err_r, st_r, data, timeout):
+    """Feed stdin, collect stdout/stderr until the process is gone.
+
+    The status pipe closes when the helper exits (the process ended). Output
+    still buffered is collected for a short grace period after that, but a
+    background child holding stdout open does not make exec hang.
+    """
     deadline = None if timeout is None else time.monotonic() + timeout
+    drain_until = None
     chunks = {out_r: [], err_r: [], st_r: []}
     sel = selectors.DefaultSelector()
     for fd in chunks:
@@ -220,10 +228,13 @@ def _communicate(pid, in_w, out_r, err_r, st_r, data, timeout):
     open_reads = set(chunks)
     try:
         while open_reads:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
+            now = time.monotonic()
+            if drain_until is not None and now >= drain_until:
+                break
+            if deadline is not None and now >= deadline:
                 return b"", b"", b"".join(chunks[st_r]).decode(errors="replace"), True
-            for key, _ in sel.select(left):
+            limits = [t for t in (deadline, drain_until) if t is not None]
+            for key, _ in sel.select(min(limits) - now if limits else None):
                 fd = key.fd
                 if fd == in_w:
                     try:
@@ -242,6 +253,8 @@ def _communicate(pid, in_w, out_r, err_r, st_r, data, timeout):
                 else:
                     sel.unregister(fd)
                     open_reads.discard(fd)
+                    if fd == st_r:
+                        drain_until = time.monotonic() + EXIT_DRAIN_SECONDS
     finally:
         sel.close()
         if in_w >= 0:
