@@ -114,12 +114,11 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     if not first.isdigit() or (last and not last.isdigit()):
         return None
     a = int(first)
-    b = int(last) if last else size - 1
-    if b < a:
+    if last and int(last) < a:
         return None
     if a >= size:
         raise RangeNotSatisfiable(size)
-    return a, min(b, size - 1)
+    return a, min(int(last), size - 1) if last else size - 1
 
 
 def _etags(header: str) -> list[str]:

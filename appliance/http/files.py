@@ -22,6 +22,7 @@ import errno
 import json
 import logging
 import os
+import re
 import time
 from urllib.parse import quote
 
@@ -29,7 +30,7 @@ import grpc
 import tornado.iostream
 import tornado.web
 from streaming_form_data import StreamingFormDataParser
-from streaming_form_data.parser import ParseFailedException
+from streaming_form_data.parser import ParseFailedException, parse_content_boundary
 from streaming_form_data.targets import BaseTarget
 
 from appliance.errors import AppError, Invalid, TooLarge
@@ -51,6 +52,8 @@ PROGRESS_INTERVAL = 0.1
 # Multipart framing around the file part, allowed over max_upload_bytes.
 MULTIPART_SLACK = 64 * 1024
 MAX_FORM_VALUE = 1024
+# A refused body up to this size is read and dropped before answering.
+DRAIN_LIMIT = 64 * 1024 * 1024
 
 
 def _parse_bool(raw: str, name: str) -> bool:
@@ -195,6 +198,17 @@ class _UploadHandler(GatewayHandler):
             self.upload.cancel()
             self.upload = None
 
+    def refuse_early(self, status: int, message: str, headers: dict | None = None) -> None:
+        """Refuse from prepare(). Answer at once when the client waits for
+        100-continue, sends no body, or a huge one; otherwise read (and drop)
+        the body first: closing on unread data resets the connection, and
+        many clients then lose the answer."""
+        length = self.request.headers.get("Content-Length", "")
+        if (self.request.headers.get("Expect", "").lower() == "100-continue"
+                or length == "0" or (length.isdigit() and int(length) > DRAIN_LIMIT)):
+            return self.send_json_error(status, message, headers)
+        self.refuse(status, message, headers)
+
     def declared_size(self) -> int:
         raw = self.request.headers.get("X-File-Size", "").strip()
         if not raw:
@@ -207,7 +221,7 @@ class _UploadHandler(GatewayHandler):
         limit = self.config.max_upload_bytes
         length = self.request.headers.get("Content-Length", "")
         if limit and length.isdigit() and int(length) > limit + slack:
-            self.send_json_error(413, f"file is over the {limit}-byte upload limit")
+            self.refuse_early(413, f"file is over the {limit}-byte upload limit")
 
     async def start_upload(self, header: storage_pb2.UploadHeader) -> bool:
         self.upload = _UploadCall(self, header)
@@ -255,6 +269,44 @@ class _UploadHandler(GatewayHandler):
             self.upload.cancel()
 
 
+_NAME_FILE = re.compile(rb'(?:^|;)\s*name="?file"?\s*(?:;|$)', re.IGNORECASE)
+_FILENAME = re.compile(rb';\s*filename="([^"]*)"', re.IGNORECASE)
+# Keep at most this much of the body before the file part, to read its raw headers.
+HEAD_WINDOW = 128 * 1024
+
+
+def raw_filename(head: bytes, boundary: bytes) -> str | None:
+    """The ``file`` part's filename as browsers and curl encode it (HTML5:
+    raw UTF-8 in quotes, only ``"``, CR and LF percent-escaped).
+
+    The multipart library decodes it as an RFC 822 quoted-string instead,
+    which silently drops backslashes (``a\\b`` would arrive as ``ab``); we
+    read the raw header so a bad name is refused, not rewritten.
+    """
+    delimiter = b"--" + boundary + b"\r\n"
+    pos = 0
+    while True:
+        i = head.find(delimiter, pos)
+        if i < 0:
+            return None
+        start = i + len(delimiter)
+        end = head.find(b"\r\n\r\n", start)
+        if end < 0:
+            return None
+        for line in head[start:end].split(b"\r\n"):
+            key, _, value = line.partition(b":")
+            if key.strip().lower() == b"content-disposition" and _NAME_FILE.search(value):
+                m = _FILENAME.search(value)
+                if m is None:
+                    return None
+                try:
+                    raw = m.group(1).decode("utf-8")
+                except UnicodeDecodeError:
+                    return None
+                return raw.replace("%22", '"').replace("%0D", "\r").replace("%0A", "\n")
+        pos = end
+
+
 class _FileTarget(BaseTarget):
     def __init__(self, events: list):
         super().__init__()
@@ -299,17 +351,19 @@ class MultipartUploadHandler(_UploadHandler):
         self.fields: dict[str, str] = {}
         self.file_done = False
         if not self.bearer():
-            return self.send_json_error(401, "missing bearer token")
+            return self.refuse_early(401, "missing bearer token")
         self.check_length(MULTIPART_SLACK)
-        if self._finished:
+        if self._finished or self.refusal:
             return
         try:
             self.size = self.declared_size()
             self.parser = StreamingFormDataParser(headers=self.request.headers)
+            self.boundary = parse_content_boundary(self.request.headers)
+            self.head: bytearray | None = bytearray()
         except AppError as e:
-            return self.send_app_error(e)
+            return self.refuse_early(http_status(e.code), e.message)
         except ParseFailedException:
-            return self.send_json_error(400, "the body must be multipart/form-data with a 'file' field")
+            return self.refuse_early(400, "the body must be multipart/form-data with a 'file' field")
         self.parser.register("file", _FileTarget(self.events))
         for name in ("namespace", "overwrite", "name"):
             self.parser.register(name, _FieldTarget(name, self.events))
@@ -332,6 +386,10 @@ class MultipartUploadHandler(_UploadHandler):
     async def data_received(self, chunk: bytes) -> None:
         if self.refusal is not None or self._finished:
             return  # drain: the answer is already decided
+        if self.head is not None:
+            self.head += chunk
+            if len(self.head) > HEAD_WINDOW:
+                self.head = None  # too much before the file: trust the parser's decoding
         try:
             self.parser.data_received(chunk)
         except (ParseFailedException, ValueError) as e:
@@ -343,6 +401,9 @@ class MultipartUploadHandler(_UploadHandler):
             elif kind == "start":
                 if self.upload is not None or self.file_done:
                     return self.refuse(400, "only one 'file' part per upload")
+                if self.head is not None:
+                    value = raw_filename(bytes(self.head), self.boundary) or value
+                    self.head = None
                 try:
                     header = self._header(value)
                 except AppError as e:
@@ -371,9 +432,9 @@ class RawUploadHandler(_UploadHandler):
 
     async def prepare(self) -> None:
         if not self.bearer():
-            return self.send_json_error(401, "missing bearer token")
+            return self.refuse_early(401, "missing bearer token")
         self.check_length()
-        if self._finished:
+        if self._finished or self.refusal:
             return
         try:
             declared = self.declared_size()
@@ -384,9 +445,11 @@ class RawUploadHandler(_UploadHandler):
                 size=declared or (int(length) if length.isdigit() else 0),
                 transfer_id=self.get_query_argument("id", ""), local=bool(self.config.storage_local_io))
         except AppError as e:
-            return self.send_app_error(e)
+            return self.refuse_early(http_status(e.code), e.message)
         if not await self.start_upload(header):
-            self.send_json_error(*self.refusal)
+            status, message, headers = self.refusal
+            self.refusal = None
+            self.refuse_early(status, message, headers)
 
     async def data_received(self, chunk: bytes) -> None:
         if self.refusal is None and not self._finished:
