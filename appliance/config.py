@@ -51,6 +51,8 @@ class Config:
     guest_subnet: str = "10.217.0.0/24"
     # "lxc" (libvirt LXC guests) or "fake" (in-memory, for quick tests of the layers above).
     guest_driver: str = "lxc"
+    # WebSocket keepalive: ping interval (and pong timeout) in seconds.
+    ws_ping_seconds: int = 20
     admin_username: str = "admin"
     admin_password: str = ""
     log_level: str = "INFO"

@@ -287,6 +287,8 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
     async def ListContainers(self, request, context):
         p = ctx.principal()
         granted = scopes.granted_ids(p.scopes, "read", "compute", p.user_id, "containers")
+        if granted == set():  # no read on any container: say so rather than list nothing
+            scopes.require(p, "read", "compute", "containers")
         query = Container.select().where(Container.owner == p.user.id).order_by(Container.id)
         rows = [r for r in query if granted is None or r.public_id in granted]
         return compute_pb2.ListContainersResponse(containers=await self._render_all(rows))

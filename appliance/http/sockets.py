@@ -8,7 +8,7 @@ upgraded.
 
 Status socket (``WatchContainers``): the core's first message is the
 ``containers`` snapshot, then ``container_status`` changes, rendered as API.md
-shows them. The server pings every ``PING_SECONDS``; a client that does not
+shows them. The server pings every ``Config.ws_ping_seconds``; a client that does not
 answer within the ping timeout, or whose unsent data stays above
 ``MAX_BUFFERED`` for ``SLOW_SECONDS``, is disconnected (close code 1008), as
 is one the core's bus dropped for falling behind.
@@ -97,11 +97,11 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
 
     @property
     def ping_interval(self) -> float:
-        return self.settings.get("websocket_ping_interval") or PING_SECONDS
+        return self.config.ws_ping_seconds or PING_SECONDS
 
     @property
     def ping_timeout(self) -> float:
-        return self.settings.get("websocket_ping_timeout") or self.ping_interval
+        return self.ping_interval
 
     async def get(self, **path_kwargs) -> None:
         session_class = SESSIONS.get(self.route.method.descriptor.name)

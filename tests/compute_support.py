@@ -1,0 +1,93 @@
+"""Helpers shared by the compute tests: users, SSH keys, the status socket."""
+from __future__ import annotations
+
+import itertools
+import json
+import time
+
+import websocket
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from harness import Appliance, Client
+
+_names = itertools.count()
+
+
+def new_user(app: Appliance, admin: Client, password: str = "pw-123456") -> Client:
+    name = f"cu{next(_names)}_{time.monotonic_ns() % 100000}"
+    r = admin.post("/admin/users", json={"username": name, "password": password})
+    assert r.status_code == 200, r.text
+    return app.login(name, password)
+
+
+def keypair(kind: str = "ed25519", bits: int = 2048):
+    """(private key object, OpenSSH public key line)."""
+    if kind == "ed25519":
+        key = ed25519.Ed25519PrivateKey.generate()
+    elif kind == "rsa":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    else:
+        key = ec.generate_private_key({"p256": ec.SECP256R1(), "p384": ec.SECP384R1(),
+                                       "p521": ec.SECP521R1()}[kind])
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH).decode()
+    return key, public + " test@example"
+
+
+def private_pem(key) -> str:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                             serialization.NoEncryption()).decode()
+
+
+def add_key(client: Client, kind: str = "ed25519"):
+    """Register a new key; returns (key id, private key object)."""
+    key, public = keypair(kind)
+    r = client.post("/compute/ssh-keys", json={"name": f"key-{kind}", "public_key": public})
+    assert r.status_code == 200, r.text
+    return r.json()["id"], key
+
+
+class StatusSocket:
+    """The /compute/ws client: the snapshot first, then status changes."""
+
+    def __init__(self, app: Appliance, token: str, *, via_header: bool = False, timeout: float = 30):
+        url = app.url.replace("http://", "ws://") + "/compute/ws"
+        if via_header:
+            self.ws = websocket.create_connection(url, header=[f"Authorization: Bearer {token}"], timeout=timeout)
+        else:
+            self.ws = websocket.create_connection(f"{url}?token={token}", timeout=timeout)
+        first = json.loads(self.ws.recv())
+        assert first["type"] == "containers", first
+        self.snapshot = first["data"]
+        self.seen: list[dict] = []
+
+    def next(self) -> dict:
+        message = json.loads(self.ws.recv())
+        assert message["type"] == "container_status", message
+        self.seen.append(message["data"])
+        return message["data"]
+
+    def wait(self, container_id: str, *statuses: str, timeout: float = 30) -> dict:
+        """The first event for ``container_id`` with one of ``statuses``."""
+        deadline = time.monotonic() + timeout
+        for event in self.seen:
+            if event["container_id"] == container_id and event["status"] in statuses:
+                self.seen.remove(event)
+                return event
+        while time.monotonic() < deadline:
+            self.ws.settimeout(max(0.1, deadline - time.monotonic()))
+            event = self.next()
+            if event["container_id"] == container_id and event["status"] in statuses:
+                self.seen.remove(event)
+                return event
+        raise TimeoutError(f"{container_id} never reached {statuses}")
+
+    def close(self) -> None:
+        self.ws.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
