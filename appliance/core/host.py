@@ -37,6 +37,7 @@ class HostSetupError(RuntimeError):
 def ensure_libvirtd(timeout: float = 20.0) -> None:
     """Make sure libvirtd answers on lxc:/// (starting daemons if needed)."""
     if _lxc_answers():
+        check_mount_propagation()
         return
     if _has_systemd():
         _run(["systemctl", "start", "virtlogd", "libvirtd"])
@@ -52,9 +53,28 @@ def ensure_libvirtd(timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if _lxc_answers():
+            check_mount_propagation()
             return
         time.sleep(0.1)
     raise HostSetupError(f"libvirtd does not answer on {LXC_URI} after {timeout:.0f}s")
+
+
+def check_mount_propagation() -> None:
+    """Guest roots are mounted on the host after libvirtd started: when
+    libvirtd has a mount namespace of its own, its / must receive our mounts."""
+    pid = libvirtd_pid()
+    if pid is None:
+        return
+    try:
+        if os.readlink(f"/proc/{pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt"):
+            return
+        fields = _root_mountinfo_fields(f"/proc/{pid}/mountinfo")
+    except OSError:
+        return
+    if "master:" not in fields and "shared:" not in fields:
+        raise HostSetupError(
+            "libvirtd runs in a mount namespace that does not receive host mounts; "
+            "restart it after `mount --make-rshared /` (see ARCHITECTURE.md)")
 
 
 def libvirtd_pid() -> int | None:
@@ -118,9 +138,9 @@ def _has_systemd() -> bool:
     return os.path.isdir("/run/systemd/system") and shutil.which("systemctl") is not None
 
 
-def _root_mountinfo_fields() -> str:
+def _root_mountinfo_fields(mountinfo: str = "/proc/self/mountinfo") -> str:
     fields = ""
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+    for line in Path(mountinfo).read_text().splitlines():
         parts = line.split(" - ")[0].split()
         if parts[4] == "/":
             fields = " ".join(parts[6:])  # the last one is on top

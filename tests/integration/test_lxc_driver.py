@@ -330,6 +330,9 @@ def test_pty_exec_is_a_real_terminal_inside_the_guest(driver, make_guest):
     spec = make_guest()
     pty = driver.open_pty(spec.id, ["/bin/bash", "--norc", "-i"], cols=100, rows=30)
     try:
+        started = time.monotonic()   # an open terminal does not hold up other execs
+        assert driver.exec(spec.id, ["echo", "x"]).stdout == b"x\n"
+        assert time.monotonic() - started < 1
         os.write(pty.master_fd, b"stty size; hostname; tty; echo $((6*7))\n")
         out = _read_until(pty.master_fd, b"42\r\n")
         assert b"30 100" in out and spec.id.encode() in out and b"/dev/pts/" in out, out

@@ -38,6 +38,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 # is the guest's).
 _NS_ORDER = ("user", "cgroup", "ipc", "uts", "net", "pid", "mnt")
 EXIT_DRAIN_SECONDS = 0.2
+_MAX_FD = os.sysconf("SC_OPEN_MAX")
 DEFAULT_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "HOME": "/root", "USER": "root", "LOGNAME": "root", "SHELL": "/bin/bash",
@@ -130,6 +131,16 @@ def _enter(target: GuestTarget) -> None:
     os.chdir("/")
 
 
+def _close_fds_except(*keep: int) -> None:
+    """Drop every inherited fd but ``keep``: other threads' pipes must not be
+    held open by this long-lived helper (their readers would never see EOF)."""
+    low = 3
+    for fd in sorted(k for k in set(keep) if k >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, _MAX_FD)
+
+
 def _exit_like(status: int) -> None:
     """Leave the helper with the target's wait status."""
     if os.WIFSIGNALED(status):
@@ -159,8 +170,7 @@ def run(target: GuestTarget, argv: list[str], *, input: bytes | None = None,
     pid = os.fork()
     if pid == 0:  # helper
         try:
-            for fd in (in_w, out_r, err_r, st_r):
-                os.close(fd)
+            _close_fds_except(in_r, out_w, err_w, st_w, *target.ns_fds)
             _enter(target)
             child = os.fork()
             if child == 0:  # target
@@ -168,8 +178,7 @@ def run(target: GuestTarget, argv: list[str], *, input: bytes | None = None,
                     os.dup2(in_r, 0)
                     os.dup2(out_w, 1)
                     os.dup2(err_w, 2)
-                    os.closerange(3, st_w)
-                    os.closerange(st_w + 1, 65536)
+                    _close_fds_except(st_w)
                     os.execvpe(argv[0], argv, environ)
                 except BaseException as e:  # noqa: BLE001 - report anything
                     _report(st_w, f"exec-error {getattr(e, 'errno', 0) or 0} {e}")
@@ -328,7 +337,7 @@ def open_pty(target: GuestTarget, argv: list[str], *, cols: int = 80, rows: int 
     pid = os.fork()
     if pid == 0:  # helper
         try:
-            parent_sock.close()
+            _close_fds_except(child_sock.fileno(), *target.ns_fds)
             _enter(target)
             master, slave = os.openpty()
             fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
@@ -340,7 +349,7 @@ def open_pty(target: GuestTarget, argv: list[str], *, cols: int = 80, rows: int 
                     fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
                     for n in (0, 1, 2):
                         os.dup2(slave, n)
-                    os.closerange(3, 65536)
+                    _close_fds_except()
                     os.execvpe(argv[0], argv, environ)
                 except BaseException:  # noqa: BLE001
                     pass
