@@ -37,6 +37,7 @@ def pytest_terminal_summary(terminalreporter):
 class Converged:
     host: testhost.TestHost
     inventory: Path
+    source: Path  # the snapshot of the checkout that was deployed
     check_fresh: PlaybookRun
     first: PlaybookRun
     second: PlaybookRun
@@ -45,6 +46,8 @@ class Converged:
     secrets_after_second: str
 
 
+SNAPSHOT_SKIP = shutil.ignore_patterns(
+    ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".state")
 SECRETS = "sha256sum /var/lib/appliance/jwt_secret /var/lib/appliance/install-test-marker"
 
 
@@ -62,7 +65,12 @@ def converged():
     started = time.monotonic()
     with testhost.TestHost(root) as host:
         TIMINGS["test host start"] = time.monotonic() - started
-        inventory = host.inventory({**INVENTORY_VARS, "appliance_venv_wheelhouse": str(wheels)})
+        # Deploy a snapshot of the checkout, so edits made while the test runs
+        # cannot make the second run differ from the first.
+        source = host.workdir / "checkout"
+        shutil.copytree(REPO, source, ignore=SNAPSHOT_SKIP, symlinks=True)
+        inventory = host.inventory({**INVENTORY_VARS, "appliance_venv_wheelhouse": str(wheels),
+                                    "appliance_venv_source_dir": str(source)})
         check_fresh = run_playbook(inventory, "--check", label="check on fresh host")
         first = run_playbook(inventory, label="first run")
         # Data an operator would not want to lose, planted before the rerun.
@@ -71,5 +79,5 @@ def converged():
         second = run_playbook(inventory, label="second run")
         secrets_after_second = host.ssh(SECRETS, check=False).stdout
         check_after = run_playbook(inventory, "--check", label="check after install")
-        yield Converged(host, inventory, check_fresh, first, second, check_after,
+        yield Converged(host, inventory, source, check_fresh, first, second, check_after,
                         secrets_after_first, secrets_after_second)

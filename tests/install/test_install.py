@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from installrun import INVENTORY_VARS, REPO
+from installrun import INVENTORY_VARS
 
 pytestmark = pytest.mark.install
 
@@ -113,7 +113,7 @@ def test_venv_holds_the_deployed_checkout_with_compute_extra(converged):
     out = host.ssh(f"{VENV}/bin/python -c 'import appliance, libvirt, os; "
                    f"print(os.path.dirname(appliance.__file__))'").stdout.strip()
     assert out.startswith(f"{VENV}/lib/python3")
-    local = hashlib.sha256((REPO / "appliance/config.py").read_bytes()).hexdigest()
+    local = hashlib.sha256((converged.source / "appliance/config.py").read_bytes()).hexdigest()
     remote = host.ssh(f"sha256sum {out}/config.py").stdout.split()[0]
     assert remote == local, "the venv does not hold this checkout's code"
     assert host.ssh(f"test -x {VENV}/bin/appliance", check=False).returncode == 0
@@ -156,8 +156,8 @@ def _start_by_hand(host, unit: str) -> None:
     """Start a daemon the way its unit would (same ExecStart, same environment)."""
     text = host.ssh(f"cat /etc/systemd/system/{unit}").stdout
     (command,) = [line.split("=", 1)[1] for line in text.splitlines() if line.startswith("ExecStart=")]
-    host.ssh(f"cd / && APPLIANCE_CONFIG={CONFIG} nohup setsid {command} "
-             f">/var/log/{unit}.log 2>&1 </dev/null &")
+    host.ssh(f"cd / && APPLIANCE_CONFIG={CONFIG} setsid --fork {command} "
+             f">/var/log/{unit}.log 2>&1 </dev/null", timeout=30)
 
 
 def _logs(host) -> str:
