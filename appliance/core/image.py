@@ -94,6 +94,7 @@ def build_image(image_dir: str | os.PathLike, *, force: bool = False,
         fcntl.flock(lock, fcntl.LOCK_EX)
         if image_ready(image_dir) and not force:
             return target
+        prune_old_images(image_dir)
         mirror = mirror or debian_mirror()
         tmp = image_dir / f".{IMAGE_NAME}.building-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -135,12 +136,31 @@ def _finish_tree(root: Path) -> None:
 
 def _replace_dir(new: Path, target: Path) -> None:
     old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    busy = _used_by_overlays(target)
     if target.exists():
         target.rename(old)
     new.rename(target)
-    # Running guests keep their overlay on the old tree's inodes; removing
-    # the directory entry does not disturb them.
-    shutil.rmtree(old, ignore_errors=True)
+    # Running guests' overlays still read the old tree (changing a lower
+    # layer under a live overlay is undefined): keep it until they are gone.
+    if not busy:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def prune_old_images(image_dir: str | os.PathLike) -> None:
+    """Remove replaced image trees once no overlay mount uses the image."""
+    target = image_path(image_dir)
+    if _used_by_overlays(target):
+        return
+    for old in Path(image_dir).glob(f".{IMAGE_NAME}.old-*"):
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _used_by_overlays(tree: Path) -> bool:
+    try:
+        mounts = Path("/proc/self/mounts").read_text()
+    except OSError:
+        return True
+    return f"lowerdir={tree}," in mounts or f"lowerdir={tree} " in mounts
 
 
 def main(argv=None) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import posixpath
 import re
 from dataclasses import dataclass
 
@@ -62,6 +63,21 @@ class GuestSpec:
     def __post_init__(self):
         if not GUEST_ID_RE.match(self.id):
             raise ValueError(f"bad guest id {self.id!r}")
+        for path in self.mount_paths:
+            if not is_safe_mount_path(path):
+                raise ValueError(f"bad mount path {path!r}")
+
+
+RESERVED_PATHS = ("/proc", "/sys", "/dev", "/run")
+
+
+def is_safe_mount_path(path: str) -> bool:
+    """Absolute, normalised, not / and not under a path the guest's system owns.
+    (The API applies the same rules with user-facing messages; this is the
+    driver's own guard, since the path becomes a bind mount.)"""
+    return (path.startswith("/") and path != "/" and posixpath.normpath(path) == path
+            and ".." not in path.split("/")
+            and not any(path == r or path.startswith(r + "/") for r in RESERVED_PATHS))
 
 
 @dataclass(frozen=True)
