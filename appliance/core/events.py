@@ -31,32 +31,28 @@ class Subscription:
     def __init__(self, bus: "Bus", topic: Hashable, maxsize: int):
         self.bus = bus
         self.topic = topic
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize)
+        self.maxsize = maxsize
+        # One slot more than the limit: the close marker always fits.
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize + 1)
         self.lagged = False
         self.closed = False
 
     def _offer(self, event: Any) -> None:
         if self.closed:
             return
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
-            log.warning("dropping a subscriber of %r: %d events behind", self.topic, self.queue.maxsize)
+        if self.queue.qsize() >= self.maxsize:
+            log.warning("dropping a subscriber of %r: %d events behind", self.topic, self.maxsize)
             self.lagged = True
             self._close()
+            return
+        self.queue.put_nowait(event)
 
     def _close(self) -> None:
         if self.closed:
             return
         self.closed = True
         self.bus._remove(self)
-        # Wake a waiting reader even when the queue is full.
-        while True:
-            try:
-                self.queue.put_nowait(_CLOSED)
-                break
-            except asyncio.QueueFull:
-                self.queue.get_nowait()
+        self.queue.put_nowait(_CLOSED)
 
     def close(self) -> None:
         self._close()
@@ -68,7 +64,7 @@ class Subscription:
         event = await self.queue.get()
         if event is _CLOSED:
             if self.lagged:
-                raise Lagged(f"subscriber fell {self.queue.maxsize} events behind")
+                raise Lagged(f"subscriber fell {self.maxsize} events behind")
             raise StopAsyncIteration
         return event
 

@@ -1,0 +1,189 @@
+"""ComputeServicer in-process on the fake driver: the paths a REST test cannot
+provoke (failed starts, crashes, a core restart mid-start, orphans, a lagging
+status stream, a broken backend)."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from appliance.config import Config
+from appliance.core import compute, context as ctx, users
+from appliance.core.compute_models import Container, SshKey
+from appliance.core.db import open_database
+from appliance.core.drivers.base import GuestSpec
+from appliance.core.drivers.fake import FakeDriver
+from appliance.core.identity import Principal
+from appliance.errors import TooManyRequests
+from appliance.v1 import compute_pb2
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+
+@pytest.fixture
+def env(tmp_path):
+    open_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    user = users.create_user("alice", "pw", password_hash="x")
+    key = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    return Config(data_dir=str(tmp_path), guest_driver="fake"), user, key
+
+
+def run(coro_fn):
+    return asyncio.run(asyncio.wait_for(coro_fn(), 20))
+
+
+class Harness:
+    def __init__(self, config, user, driver=None):
+        self.driver = driver or FakeDriver()
+        self.svc = compute.ComputeServicer(config, self.driver)
+        self.user = user
+        self.principal = Principal(user=user, kind="session")
+
+    def __enter__(self):
+        self.tokens = ctx.bind(self.principal, "")
+        return self
+
+    def __exit__(self, *exc):
+        ctx.reset(self.tokens)
+
+    async def close(self):
+        await self.svc.close()
+
+    async def key(self, public):
+        return (await self.svc.CreateSshKey(compute_pb2.CreateSshKeyRequest(name="k", public_key=public), None)).id
+
+    async def create(self, key_id, **kw):
+        req = compute_pb2.CreateContainerRequest(name="box", ssh_key_ids=[key_id], **kw)
+        return (await self.svc.CreateContainer(req, None)).id
+
+    async def get(self, cid):
+        return await self.svc.GetContainer(compute_pb2.ContainerRef(id=cid), None)
+
+    async def settle(self):
+        while self.svc.tasks:
+            await asyncio.gather(*self.svc.tasks, return_exceptions=True)
+
+
+def test_failed_start_shows_the_reason_and_can_be_retried(env):
+    config, user, key = env
+
+    async def main():
+        with Harness(config, user) as h:
+            h.driver.fail_next_start = "no space left"
+            cid = await h.create(await h.key(key))
+            await h.settle()
+            c = await h.get(cid)
+            assert c.status == "error" and "no space left" in c.error
+            await h.svc.StartContainer(compute_pb2.ContainerRef(id=cid), None)
+            await h.settle()
+            c = await h.get(cid)
+            assert c.status == "running" and not c.HasField("error")
+            await h.close()
+    run(main)
+
+
+def test_a_crash_is_noticed_and_published(env):
+    config, user, key = env
+
+    async def main():
+        with Harness(config, user) as h:
+            cid = await h.create(await h.key(key))
+            await h.settle()
+            with h.svc.bus.subscribe(user.id) as sub:
+                h.driver.crash(cid)
+                await h.svc.reconcile()
+                event = await sub.__anext__()
+            assert (event.container_id, event.status) == (cid, "stopped")
+            assert (await h.get(cid)).status == "stopped"
+            await h.close()
+    run(main)
+
+
+def test_core_restart_keeps_running_marks_dead_resumes_interrupted_and_sweeps_orphans(env):
+    config, user, key = env
+    driver = FakeDriver()
+
+    async def first():
+        with Harness(config, user, driver) as h:
+            kid = await h.key(key)
+            keep, dead = await h.create(kid), await h.create(kid)
+            await h.settle()
+            await h.close()
+            return keep, dead, kid
+
+    keep, dead, kid = run(first)
+    driver.crash(dead)
+    # a create the core accepted but never started (it stopped first)
+    interrupted = Container.create(public_id="intrupt1", owner=user, name="x", status="initializing",
+                                   instance_type="nano", memory_mb=512, cpus=0.5, storage_gb=1,
+                                   ip="10.217.0.99")
+    driver.spawn(GuestSpec(id="orphan01", ip="10.217.0.98", memory_mb=64, cpus=1, storage_gb=1))
+
+    async def second():
+        with Harness(config, user, driver) as h:
+            await h.svc.startup()
+            await h.settle()
+            await h.svc.sweep()
+            states = {cid: (await h.get(cid)).status for cid in (keep, dead, interrupted.public_id)}
+            await h.close()
+            return states
+
+    assert run(second) == {keep: "running", dead: "stopped", interrupted.public_id: "running"}
+    assert "orphan01" not in driver.guests
+    assert driver.guests[keep].starts == 1  # kept, not restarted
+
+
+def test_user_deletion_destroys_guests_and_keys(env):
+    config, user, key = env
+
+    async def main():
+        with Harness(config, user) as h:
+            cid = await h.create(await h.key(key))
+            await h.settle()
+            await users.delete_user(user)
+            assert cid not in h.driver.guests
+            assert Container.select().count() == 0 and SshKey.select().count() == 0
+            await h.close()
+    run(main)
+
+
+def test_a_lagging_status_stream_is_ended_with_an_error(env):
+    config, user, key = env
+
+    async def main():
+        with Harness(config, user) as h:
+            kid = await h.key(key)
+            stream = h.svc.WatchContainers(compute_pb2.WatchContainersRequest(), None)
+            first = await stream.__anext__()
+            assert first.type == "containers"
+            cid = await h.create(kid)
+            await h.settle()
+            row = Container.get(Container.public_id == cid)
+            for _ in range(300):  # more than the queue holds, nobody reading
+                h.svc._publish(row)
+            with pytest.raises(TooManyRequests):
+                while True:
+                    await stream.__anext__()
+            await h.close()
+    run(main)
+
+
+class BrokenHost(FakeDriver):
+    def prepare_host(self, build_image=False):
+        raise RuntimeError("libvirtd does not answer on lxc:///")
+
+
+def test_a_broken_backend_is_reported_not_fatal(env):
+    config, user, key = env
+
+    async def main():
+        with Harness(config, user, BrokenHost()) as h:
+            cid = await h.create(await h.key(key))
+            await h.settle()
+            c = await h.get(cid)
+            assert c.status == "error" and "libvirtd does not answer" in c.error
+            listed = await h.svc.ListContainers(compute_pb2.ListContainersRequest(), None)
+            assert [x.id for x in listed.containers] == [cid]
+            await h.close()
+    run(main)
