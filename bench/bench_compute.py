@@ -1,0 +1,175 @@
+"""Guest start latency: raw libvirt vs the appliance's REST API, one run.
+
+- raw libvirt: ``defineXML`` + ``create`` of the guest XML the appliance's
+  driver builds (``drivers/domain_xml.py``: same init, memory, CPU quota,
+  bind mount and bridged NIC) over an overlay root prepared once (host keys
+  in place), timed until ``create()`` returns; then until sshd answers
+  (its ``SSH-`` banner on port 22).
+- appliance: ``POST /compute/containers`` (status socket already open)
+  until the socket says ``running``; then until sshd answers. Each run
+  creates a new container (fresh volume, host keys, overlay) and deletes it
+  afterwards (not timed).
+
+Prints medians (and p90) over ``--runs`` (>= 10) runs per side, plus the
+ratio appliance/raw. Targets (issue 4): p50 create -> running <= 300 ms and
+<= 3 x raw libvirt. Needs root, libvirtd (started if needed) and the image.
+
+    python -m bench.bench_compute [--runs 15]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from compute_support import StatusSocket, add_key  # noqa: E402
+from harness import Appliance  # noqa: E402
+
+BRIDGE, SUBNET = "apbench0", "10.216.0.0/24"
+RAW_IP = "10.216.0.250"
+
+
+def wait_sshd(ip: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((ip, 22), timeout=1) as s:
+                s.settimeout(2)
+                if s.recv(64).startswith(b"SSH-"):
+                    return
+        except OSError:
+            time.sleep(0.002)
+    raise TimeoutError(f"sshd on {ip} did not answer")
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p * (len(values) - 1))))]
+
+
+class RawGuest:
+    """One guest root, started and destroyed over and over with bare libvirt calls."""
+
+    def __init__(self, tmp: Path, image_dir: str):
+        import libvirt
+
+        from appliance.core import network
+        from appliance.core.drivers import lxc
+        from appliance.core.drivers.domain_xml import BindMount, BridgeInterface, DomainSpec, build_domain_xml
+        from appliance.core.image import image_path
+
+        self.root, upper, work, home = tmp / "root", tmp / "upper", tmp / "work", tmp / "home"
+        for d in (self.root, upper, work, home):
+            d.mkdir()
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                        f"lowerdir={image_path(image_dir)},upperdir={upper},workdir={work}", str(self.root)],
+                       check=True)
+        for rel, text, mode in ((lxc.INIT_PATH, lxc.INIT_SCRIPT, 0o755), ("/etc/hostname", "rawbench\n", 0o644)):
+            path = self.root / rel.lstrip("/")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            path.chmod(mode)
+        subprocess.run(["ssh-keygen", "-A", "-f", str(self.root)], check=True, capture_output=True)
+        spec = DomainSpec(
+            name="ap-rawbench", root_dir=str(self.root), init=lxc.INIT_PATH, memory_mb=512, cpus=0.5,
+            mounts=(BindMount(str(home), "/root"),),
+            interface=BridgeInterface(bridge=BRIDGE, mac=network.mac_for_ip(RAW_IP), ip=RAW_IP,
+                                      prefix=network.prefix_len(SUBNET), gateway=network.gateway_ip(SUBNET),
+                                      host_dev="ap-rawbench"))
+        self.xml = build_domain_xml(spec)
+        self.conn = libvirt.open("lxc:///")
+
+    def start(self):
+        dom = self.conn.defineXML(self.xml)
+        dom.create()
+        return dom
+
+    def stop(self, dom) -> None:
+        dom.destroy()
+        dom.undefine()
+
+    def close(self) -> None:
+        self.conn.close()
+        subprocess.run(["umount", str(self.root)], check=False)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=15)
+    args = ap.parse_args()
+    args.runs = max(10, args.runs)
+    if os.geteuid() != 0:
+        sys.exit("bench_compute needs root (libvirt LXC guests)")
+
+    from appliance import config as config_mod
+    from appliance.core import host, image, network
+
+    host.ensure_libvirtd()
+    image_dir = config_mod.load().image_dir
+    image.ensure_image(image_dir)
+    raw_start, raw_ssh, api_running, api_ssh = [], [], [], []
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+        tmp = Path(tmp)
+        app = Appliance(tmp / "app", guest_driver="lxc", bridge_name=BRIDGE, guest_subnet=SUBNET,
+                        max_containers_per_user=1000, log_level="WARNING").start()
+        raw = None
+        try:
+            admin = app.admin()
+            key_id, _ = add_key(admin)
+            network.ensure_guest_network(BRIDGE, SUBNET)
+            raw = RawGuest(tmp, image_dir)
+            ws = StatusSocket(app, admin.token)
+            for i in range(args.runs + 1):  # run 0 warms both sides up
+                t0 = time.perf_counter()
+                dom = raw.start()
+                t1 = time.perf_counter()
+                wait_sshd(RAW_IP)
+                t2 = time.perf_counter()
+                raw.stop(dom)
+
+                t3 = time.perf_counter()
+                r = admin.post("/compute/containers", json={"name": f"bench{i}", "ssh_key_ids": [key_id],
+                                                            "storage_gb": 1})
+                cid, ip = r.json()["id"], r.json()["external_ip"]
+                event = ws.wait(cid, "running", "error", timeout=60)
+                t4 = time.perf_counter()
+                if event["status"] != "running":
+                    sys.exit(f"guest failed: {admin.get(f'/compute/containers/{cid}').json()}")
+                wait_sshd(ip)
+                t5 = time.perf_counter()
+                admin.delete(f"/compute/containers/{cid}")
+                if i:
+                    raw_start.append(t1 - t0)
+                    raw_ssh.append(t2 - t0)
+                    api_running.append(t4 - t3)
+                    api_ssh.append(t5 - t3)
+            ws.close()
+        finally:
+            if raw is not None:
+                raw.close()
+            app.close()
+            network.remove_guest_network(BRIDGE)
+
+    ms = lambda v: f"{statistics.median(v) * 1000:7.1f} {pct(v, 0.9) * 1000:7.1f}"  # noqa: E731
+    print(f"guest start latency, {args.runs} runs each (ms)      p50     p90")
+    print(f"raw libvirt defineXML+create               {ms(raw_start)}")
+    print(f"raw libvirt -> sshd answering              {ms(raw_ssh)}")
+    print(f"POST /compute/containers -> running (ws)   {ms(api_running)}")
+    print(f"POST /compute/containers -> sshd answering {ms(api_ssh)}")
+    ratio = statistics.median(api_running) / statistics.median(raw_start)
+    ratio_ssh = statistics.median(api_ssh) / statistics.median(raw_ssh)
+    p50 = statistics.median(api_running) * 1000
+    print(f"ratio create->running / raw define+start: {ratio:.2f}x (target <= 3x)")
+    print(f"ratio create->sshd / raw ->sshd:          {ratio_ssh:.2f}x")
+    print(f"target p50 create->running <= 300 ms: {p50:.0f} ms -> {'met' if p50 <= 300 and ratio <= 3 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
