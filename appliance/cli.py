@@ -163,4 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module's main(): under ``python -m`` this file is
+    # __main__, and registries such as PREPARE_STEPS live in appliance.cli.
+    from appliance.cli import main as _main
+    sys.exit(_main())

@@ -505,6 +505,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
 
 def _factory(core) -> ComputeServicer:
     servicer = ComputeServicer(core.config)
+    core.stopping.append(servicer.bus.close)
     core.closers.append(servicer.close)
     try:
         loop = asyncio.get_running_loop()

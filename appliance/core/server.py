@@ -39,6 +39,9 @@ class Core:
     addresses: list[str] = field(default_factory=list)
     # Things to close on stop (servicers with background tasks, drivers).
     closers: list = field(default_factory=list)
+    # Called before the server drains: end long-lived streams (status
+    # sockets) so they do not hold the stop for the whole grace period.
+    stopping: list = field(default_factory=list)
 
     async def start(self) -> None:
         await self.server.start()
@@ -48,6 +51,8 @@ class Core:
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
+        for hook in self.stopping:
+            hook()
         await self.server.stop(grace)
         for close in reversed(self.closers):
             result = close()
