@@ -374,7 +374,12 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             if row is None:
                 raise NotFound(f"container {request.id!r} not found")
             try:
+                await self.ensure_host()
                 await self.run(self.driver.stop, row.public_id)
+            except Unavailable:
+                if row.status == RUNNING:
+                    raise
+                # never ran on this backend: there is nothing to stop
             except GuestError as e:
                 raise Internal(f"could not stop container {row.public_id}: {e}") from None
             except Exception as e:  # noqa: BLE001

@@ -187,3 +187,16 @@ def test_a_broken_backend_is_reported_not_fatal(env):
             assert [x.id for x in listed.containers] == [cid]
             await h.close()
     run(main)
+
+
+def test_stopping_a_container_that_never_ran_on_a_broken_backend_works(env):
+    config, user, key = env
+
+    async def main():
+        with Harness(config, user, BrokenHost()) as h:
+            cid = await h.create(await h.key(key))
+            await h.settle()
+            c = await h.svc.StopContainer(compute_pb2.ContainerRef(id=cid), None)
+            assert c.status == "stopped"
+            await h.close()
+    run(main)
