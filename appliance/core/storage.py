@@ -262,7 +262,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             granted = scopes.granted_ids(principal.scopes, "read", "storage", principal.user_id, "namespaces")
             own = Namespace.owner == principal.user
             if granted is not None:
-                own &= Namespace.name.in_(sorted(granted)) if granted else pw.SQL("0")
+                own &= Namespace.name.in_(sorted(granted)) if granted else pw.SQL("1 = 0")
             listed |= own
         count = pw.fn.COUNT(StoredFile.id)
         rows = (Namespace.select(Namespace, count.alias("n"))

@@ -28,7 +28,7 @@ def core_channel(config: Config) -> grpc.aio.Channel:
 def listen(config: Config, channel: grpc.aio.Channel, port: int | None = None):
     """Start serving; returns (http_server, bound_port)."""
     app = make_app(config, channel)
-    server = tornado.httpserver.HTTPServer(app, max_body_size=MAX_STREAM_BODY, idle_connection_timeout=300)
+    server = tornado.httpserver.HTTPServer(app, max_body_size=MAX_STREAM_BODY, idle_connection_timeout=300, chunk_size=1 << 20)
     sockets = tornado.netutil.bind_sockets(config.http_port if port is None else port, config.http_host)
     server.add_sockets(sockets)
     return server, sockets[0].getsockname()[1]
