@@ -88,6 +88,9 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         self.driver = driver or make_driver(config)
         self.bus = Bus()
         self.locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # When each container's status last changed (monotonic): a reading of
+        # the driver taken before that is stale and must not override it.
+        self.changed: dict[str, float] = {}
         self.tasks: set[asyncio.Task] = set()
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="guest")
         self.host_ready = not hasattr(self.driver, "prepare_host")
@@ -146,10 +149,16 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         task.add_done_callback(self.tasks.discard)
 
     # -- reconciliation ------------------------------------------------------------
+    def _settled_since(self, row: Container, since: float) -> bool:
+        """No operation runs on the container and its status is older than ``since``."""
+        return (not self.locks[row.public_id].locked()
+                and self.changed.get(row.public_id, 0.0) < since)
+
     async def reconcile(self) -> None:
+        since = time.monotonic()
         running = set(await self.run(self.driver.running_guests))
         for row in list(Container.select()):
-            if self.locks[row.public_id].locked():
+            if not self._settled_since(row, since):
                 continue
             if row.public_id in running:
                 if row.status != RUNNING:
@@ -199,6 +208,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
     # -- status --------------------------------------------------------------------
     def _set_status(self, row: Container, status: str, error: str | None = None) -> None:
         row.status, row.error = status, error
+        self.changed[row.public_id] = time.monotonic()
         Container.update(status=status, error=error).where(Container.id == row.id).execute()
         self._publish(row)
 
@@ -252,11 +262,16 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
     async def _render(self, row: Container, live: bool = True) -> compute_pb2.Container:
         usage = None
         if live and (row.provisioned or row.status == RUNNING):
+            since = time.monotonic()
             state, usage = await self.run(self._live, row)
             if (state is not None and state != GuestState.RUNNING and row.status == RUNNING
-                    and not self.locks[row.public_id].locked()):
-                log.info("compute: %s died; marking it stopped", row.public_id)
-                self._set_status(row, STOPPED)
+                    and self._settled_since(row, since)):
+                current = Container.get_or_none(Container.id == row.id)
+                if current is not None and current.status == RUNNING:
+                    log.info("compute: %s died; marking it stopped", row.public_id)
+                    self._set_status(row, STOPPED)
+                elif current is not None:
+                    row = current
         msg = compute_pb2.Container(
             id=row.public_id, name=row.name, status=row.status,
             hostname=f"{row.public_id}.{self.config.compute_domain}",
@@ -357,6 +372,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 log.error("compute: destroy of %s failed (%s); its row goes, the sweep retries", cid, e)
             Container.delete().where(Container.id == row.id).execute()
         self.locks.pop(cid, None)
+        self.changed.pop(cid, None)
         log.info("compute: %s deleted", cid)
         self._publish(row, DELETED)
 

@@ -140,6 +140,7 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
     async def send_json(self, payload: dict) -> None:
         """Send one message; disconnect a client that cannot keep up."""
         future = self.write_message(json.dumps(payload))
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no log noise
         if self.buffered() <= MAX_BUFFERED:
             return
         try:
