@@ -7,6 +7,7 @@ to judge. Timings are printed at the end of the session.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -51,6 +52,19 @@ SNAPSHOT_SKIP = shutil.ignore_patterns(
 SECRETS = "sha256sum /var/lib/appliance/jwt_secret /var/lib/appliance/install-test-marker"
 
 
+def start_host(root: Path) -> testhost.TestHost:
+    """A booted systemd host if systemd-nspawn can boot one here, else the offline host."""
+    mode = os.environ.get("APPLIANCE_TESTHOST_MODE") or (
+        "systemd" if shutil.which("systemd-nspawn") else "offline")
+    if mode == "systemd":
+        host = testhost.TestHost(root, mode="systemd")
+        try:
+            return host.__enter__()
+        except RuntimeError as e:
+            testhost.log(f"systemd-nspawn could not boot the host, falling back to offline: {e}")
+    return testhost.TestHost(root, mode="offline").__enter__()
+
+
 @pytest.fixture(scope="session")
 def converged():
     if os.geteuid() != 0:
@@ -63,7 +77,7 @@ def converged():
     wheels = testhost.wheelhouse(REPO)
     TIMINGS["test host root + wheelhouse (cache)"] = time.monotonic() - started
     started = time.monotonic()
-    with testhost.TestHost(root) as host:
+    with contextlib.closing(start_host(root)) as host:
         TIMINGS["test host start"] = time.monotonic() - started
         # Deploy a snapshot of the checkout, so edits made while the test runs
         # cannot make the second run differ from the first.

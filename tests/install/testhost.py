@@ -3,18 +3,21 @@
 The host is a debootstrapped root filesystem, built once and cached outside
 the repository, with every Debian package the playbook installs baked in (the
 host has no network, like an air-gapped server whose packages are already
-there). Each test session runs it as:
+there). Each test session runs a copy-on-write overlay of it (the cache stays
+pristine) in its own network namespace, joined to this machine by a veth pair
+whose two addresses the test creates: the only place test traffic goes.
 
-  * its own network namespace, joined to this machine by a veth pair whose
-    two addresses the test creates (the only place test traffic goes);
-  * its own mount, PID and UTS namespaces: a copy-on-write overlay of the
-    cached root (the cache stays pristine), /proc, /sys, /dev and a tmpfs
-    /run, and sshd as the first process. Killing that process tears down
-    everything started inside, and the mounts with it.
+Two ways to run it:
 
-systemd is not PID 1 here (this machine has none), so sshd passes
-SYSTEMD_OFFLINE=1 to every session: `systemctl enable` then works offline and
-Ansible's systemd module skips starting units with a warning.
+  * "systemd": `systemd-nspawn --boot`, so systemd is PID 1 of the host and
+    the playbook's units are really enabled, started and restarted. Works
+    here even though this machine itself has no systemd.
+  * "offline" (fallback when nspawn is missing or cannot boot): sshd as the
+    first process of fresh mount/PID/UTS namespaces, with SYSTEMD_OFFLINE=1
+    passed to every session so `systemctl enable` works offline and Ansible's
+    systemd module skips starting units with a warning.
+
+Stopping the host ends every process in it and the mounts with it.
 """
 from __future__ import annotations
 
@@ -50,9 +53,7 @@ SSHD_CONFIG = """\
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no
-UsePAM no
 UseDNS no
-SetEnv SYSTEMD_OFFLINE=1
 """
 
 
@@ -176,8 +177,9 @@ def _free_subnet() -> str:
 class TestHost:
     """One running throwaway host. Use as a context manager."""
 
-    def __init__(self, root: Path, name: str = "testhost"):
+    def __init__(self, root: Path, name: str = "testhost", mode: str = "systemd"):
         self.lower = root
+        self.mode = mode
         self.name = name
         self.workdir = Path(tempfile.mkdtemp(prefix="appliance-testhost-", dir="/var/tmp"))
         tag = f"{os.getpid() % 100000}"
@@ -201,6 +203,9 @@ class TestHost:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def close(self) -> None:
+        self.stop()
+
     def start(self) -> None:
         upper, work, merged = (self.workdir / d for d in ("upper", "work", "root"))
         for d in (upper, work, merged):
@@ -211,6 +216,11 @@ class TestHost:
         (ssh_dir / "authorized_keys").write_text(self.key.with_suffix(".pub").read_text())
         (ssh_dir / "authorized_keys").chmod(0o600)
         (upper / "root").chmod(0o700)
+        # Fresh host keys for every host, and the sshd settings of this mode.
+        (upper / "etc/ssh/sshd_config.d").mkdir(parents=True)
+        run(["ssh-keygen", "-A", "-f", str(upper)], stdout=subprocess.DEVNULL)
+        offline = "SetEnv SYSTEMD_OFFLINE=1\nUsePAM no\n" if self.mode == "offline" else ""
+        (upper / "etc/ssh/sshd_config.d/testhost.conf").write_text(SSHD_CONFIG + offline)
 
         run(["ip", "netns", "add", self.netns])
         run(["ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", self.netns])
@@ -221,26 +231,37 @@ class TestHost:
         run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
 
         r = shlex.quote(str(merged))
-        script = f"""
-            set -e
-            mount -t overlay overlay -o lowerdir={shlex.quote(str(self.lower))},upperdir={shlex.quote(str(upper))},workdir={shlex.quote(str(work))} {r}
-            mount -t proc proc {r}/proc
-            mount -t sysfs sysfs {r}/sys
-            mount --rbind /dev {r}/dev
-            mount -t tmpfs -o mode=0755 tmpfs {r}/run
-            mkdir -p {r}/run/sshd
-            hostname {shlex.quote(self.name)}
-            chroot {r} ssh-keygen -A
-            exec chroot {r} /usr/sbin/sshd -D -e
-        """
-        self.log_path = self.workdir / "sshd.log"
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.netns,
-             "unshare", "--mount", "--propagation", "private", "--uts", "--pid", "--fork",
-             "--kill-child=SIGKILL", "sh", "-c", script],
-            stdin=subprocess.DEVNULL, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
+        overlay = (f"mount -t overlay overlay -o lowerdir={shlex.quote(str(self.lower))},"
+                   f"upperdir={shlex.quote(str(upper))},workdir={shlex.quote(str(work))} {r}")
+        self.log_path = self.workdir / "host.log"
+        if self.mode == "systemd":
+            # nspawn needs no systemd on this machine with --register=no --keep-unit;
+            # given the namespace by path it treats the network as private, so
+            # /proc/sys/net is writable and the host keeps CAP_NET_ADMIN.
+            command = [
+                "unshare", "--mount", "--propagation", "private", "sh", "-c",
+                f"set -e; {overlay}; exec systemd-nspawn --quiet --boot --register=no --keep-unit "
+                f"--console=passive --machine={shlex.quote(self.name)} "
+                f"--network-namespace-path=/run/netns/{self.netns} -D {r}",
+            ]
+        else:
+            command = [
+                "ip", "netns", "exec", self.netns,
+                "unshare", "--mount", "--propagation", "private", "--uts", "--pid", "--fork",
+                "--kill-child=SIGKILL", "sh", "-c", f"""
+                set -e
+                {overlay}
+                mount -t proc proc {r}/proc
+                mount -t sysfs sysfs {r}/sys
+                mount --rbind /dev {r}/dev
+                mount -t tmpfs -o mode=0755 tmpfs {r}/run
+                mkdir -p {r}/run/sshd
+                hostname {shlex.quote(self.name)}
+                exec chroot {r} /usr/sbin/sshd -D -e
+            """]
+        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL,
+                                     stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 90
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"test host exited: {self.log_path.read_text()}")
@@ -252,15 +273,21 @@ class TestHost:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"sshd did not answer: {self.log_path.read_text()}")
-            time.sleep(0.2)
-        log(f"{self.name} up at {self.address} (netns {self.netns}, root {merged})")
+            time.sleep(0.3)
+        log(f"{self.name} up at {self.address} ({self.mode}, netns {self.netns}, root {merged})")
 
     def stop(self) -> None:
         if self.proc is not None:
-            # Killing unshare kills sshd (PID 1 of the host's PID namespace) and
-            # with it every process of the host; the mounts go with the namespace.
-            self.proc.kill()
-            self.proc.wait()
+            # systemd mode: SIGTERM makes nspawn power the host off cleanly.
+            # offline mode: unshare's death SIGKILLs sshd, PID 1 of the host's
+            # PID namespace, and with it every process of the host. The mounts
+            # go with the mount namespace.
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
             self.proc = None
         run(["ip", "link", "delete", self.veth], check=False, stderr=subprocess.DEVNULL)
         run(["ip", "netns", "delete", self.netns], check=False, stderr=subprocess.DEVNULL)
