@@ -1,6 +1,6 @@
 """The ``appliance`` command.
 
-  appliance core | http              run one daemon in the foreground
+  appliance core | http | ssh        run one daemon in the foreground
   appliance up | down | status       start/stop all daemons in the background (make up/down)
   appliance user add NAME [--admin] [--display-name X]   (password from stdin)
   appliance user list | user rm NAME
@@ -46,6 +46,14 @@ def cmd_http(cfg, args) -> int:
     from appliance.http.server import serve
     _setup_logging(cfg)
     asyncio.run(serve(cfg))
+    return 0
+
+
+def cmd_ssh(cfg, args) -> int:
+    from appliance.ssh.server import serve
+    _setup_logging(cfg)
+    logging.getLogger("paramiko").setLevel(logging.WARNING)
+    serve(cfg)
     return 0
 
 
@@ -138,6 +146,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("core", help="run the core daemon in the foreground").set_defaults(fn=cmd_core)
     sub.add_parser("http", help="run the HTTP gateway in the foreground").set_defaults(fn=cmd_http)
+    sub.add_parser("ssh", help="run the SSH gateway in the foreground").set_defaults(fn=cmd_ssh)
     sub.add_parser("up", help="start everything in the background and wait until healthy").set_defaults(fn=cmd_up)
     sub.add_parser("down", help="stop what 'up' started").set_defaults(fn=cmd_down)
     sub.add_parser("status", help="show which daemons run").set_defaults(fn=cmd_status)

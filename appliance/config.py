@@ -29,6 +29,8 @@ class Config:
     public_host: str = "localhost"
     ssh_host: str = "127.0.0.1"
     ssh_port: int = 2222
+    # Address the SSH gateway listens on (port: ssh_port).
+    ssh_listen: str = "0.0.0.0"
     compute_domain: str = "compute.localhost"
     # peewee URL; "" -> sqlite:///<data_dir>/appliance.db. PostgreSQL: postgresql://...
     db_url: str = ""
@@ -51,6 +53,12 @@ class Config:
     guest_subnet: str = "10.217.0.0/24"
     # "lxc" (libvirt LXC guests) or "fake" (in-memory, for quick tests of the layers above).
     guest_driver: str = "lxc"
+    # Shared ingress (HAProxy, routed by Host / TLS SNI): listen address and
+    # ports. Rules always say 80/443; these move the listeners (tests, hosts
+    # where 80/443 are taken).
+    ingress_listen: str = "0.0.0.0"
+    ingress_http_port: int = 80
+    ingress_https_port: int = 443
     # WebSocket keepalive: ping interval (and pong timeout) in seconds.
     ws_ping_seconds: int = 20
     admin_username: str = "admin"
@@ -92,6 +100,11 @@ class Config:
         if self.jwt_secret:
             return self.jwt_secret
         return read_or_create_secret(self.data_path / "jwt_secret")
+
+    def service_secret(self) -> str:
+        """Credential of appliance processes (the SSH gateway) towards the core:
+        generated once into <data_dir>/service_secret (0600) and kept."""
+        return read_or_create_secret(self.data_path / "service_secret")
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from appliance.config import Config
 
-SERVICES = ("core", "http")
+SERVICES = ("core", "http", "ssh")
 
 
 def pid_file(config: Config, name: str) -> Path:

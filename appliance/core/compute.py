@@ -35,7 +35,7 @@ import peewee as pw
 from appliance.config import Config
 from appliance.core import compute_rules as rules
 from appliance.core import context as ctx
-from appliance.core import network, scopes, sshkeys, users
+from appliance.core import ingress, network, scopes, sshkeys, terminal, users
 from appliance.core.compute_models import (
     CONTAINER_ID_ALPHABET, CONTAINER_ID_LENGTH, ERROR, INITIALIZING, KEY_ID_LENGTH, PENDING,
     RUNNING, STOPPED, WANTS_RUNNING, Container, SshKey,
@@ -45,7 +45,7 @@ from appliance.core.drivers.base import GuestDriver, GuestError, GuestSpec, Gues
 from appliance.core.events import Bus, Lagged
 from appliance.core.server import EXTRA_SERVICERS
 from appliance.errors import (
-    Conflict, Internal, Invalid, NotFound, TooManyRequests, Unavailable, Unimplemented,
+    Conflict, Internal, Invalid, NotFound, TooManyRequests, Unavailable,
 )
 from appliance.v1 import common_pb2, compute_pb2, compute_pb2_grpc
 
@@ -98,6 +98,8 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         self._host_tried = 0.0
         self._host_lock = asyncio.Lock()
         self._monitor: asyncio.Task | None = None
+        # Ingress forwarding follows the rules of running containers (core/ingress.py).
+        self.ingress = ingress.Ingress(config, self.run, enabled=config.guest_driver != "fake")
         users.delete_hooks.append(self.on_user_deleted)
 
     # -- lifecycle of the servicer ----------------------------------------------
@@ -109,6 +111,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 await self.reconcile()
             except Exception as e:  # noqa: BLE001 - compute reports it; the core runs on
                 log.error("compute: reconciliation at start-up failed: %s", e)
+        self.ingress.changed()  # restore forwarding from the database
         self._monitor = asyncio.create_task(self._watch())
 
     async def close(self) -> None:
@@ -217,11 +220,19 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         if (status or row.status) != DELETED:
             event.external_ip = row.ip
         self.bus.publish(row.owner_id, event)
+        self.ingress.changed()  # start/stop/death/delete: forwarding follows
 
     def _spec(self, row: Container) -> GuestSpec:
         return GuestSpec(id=row.public_id, ip=row.ip, memory_mb=row.memory_mb, cpus=row.cpus,
                          storage_gb=row.storage_gb, mount_paths=tuple(row.mounts),
-                         authorized_keys=tuple(row.keys), hostname=row.public_id)
+                         authorized_keys=tuple(row.keys) + self._gateway_keys(), hostname=row.public_id)
+
+    def _gateway_keys(self) -> tuple[str, ...]:
+        """The SSH gateway's guest-access key (appliance/ssh/keys.py), authorised at every start."""
+        if self.config.guest_driver == "fake":
+            return ()
+        from appliance.ssh.keys import guest_authorized_line
+        return (guest_authorized_line(self.config),)
 
     async def _start(self, container_id: str) -> None:
         """Background: pending -> initializing -> running | error."""
@@ -331,8 +342,6 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             raise Invalid(f"ssh_key_ids: unknown SSH key id(s) {', '.join(map(repr, unknown))}")
         for rule in request.ingress_rules:
             rules.ingress_rule(rule.port, rule.target_port if rule.HasField("target_port") else None)
-        if request.ingress_rules:
-            raise Unimplemented("ingress rules are not available in this build yet")
         limit = self.config.max_containers_per_user
         with database.atomic():
             if Container.select().where(Container.owner == p.user.id).count() >= limit:
@@ -351,6 +360,9 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 memory_mb=memory, cpus=itype.cpus, storage_gb=storage, ip=ip, ssh_enabled=ssh_enabled,
                 mount_paths=json.dumps(mounts), key_ids=json.dumps(key_ids),
                 authorized_keys=json.dumps([keys[k].public_key for k in key_ids]))
+            for rule in request.ingress_rules:  # all-or-nothing with the container
+                ingress.add_rule(row, *rules.ingress_rule(
+                    rule.port, rule.target_port if rule.HasField("target_port") else None))
         log.info("compute: %s created for %s (%s, %s)", cid, p.user.username, itype.name, ip)
         self._publish(row)
         self._spawn(self._start(cid))
@@ -442,20 +454,17 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
 
     # -- ingress (issue: reaching guests) -------------------------------------------------
     async def ListIngress(self, request, context):
-        self._own(ctx.principal(), request.id, "read")
-        return compute_pb2.ListIngressResponse()
+        return await ingress.list_ingress(self, request)
 
     async def AddIngress(self, request, context):
-        self._own(ctx.principal(), request.id, "update")
-        raise Unimplemented("ingress is not available in this build yet")
+        return await ingress.add_ingress(self, request)
 
     async def DeleteIngress(self, request, context):
-        self._own(ctx.principal(), request.id, "update")
-        raise Unimplemented("ingress is not available in this build yet")
+        return await ingress.delete_ingress(self, request)
 
     async def Terminal(self, request_iterator, context):
-        raise Unimplemented("the terminal is not available in this build yet")
-        yield  # pragma: no cover - makes this an async generator
+        async for message in terminal.run_terminal(self, request_iterator, context):
+            yield message
 
     # -- ssh keys ------------------------------------------------------------------------
     @staticmethod
@@ -526,6 +535,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
 
 def _factory(core) -> ComputeServicer:
     servicer = ComputeServicer(core.config)
+    core.compute = servicer  # the SSH gateway's servicer reads guests through it
     core.stopping.append(servicer.bus.close)
     core.closers.append(servicer.close)
     try:

@@ -6,6 +6,7 @@ through here, whichever front end (HTTP, SSH, gRPC) called.
 """
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 
@@ -38,14 +39,24 @@ def address_from(metadata) -> str:
 
 
 class Authenticator:
-    def __init__(self, tokens: Tokens):
+    def __init__(self, tokens: Tokens, service_secret: str = ""):
         self.tokens = tokens
+        self.service_secret = service_secret.encode()
 
     def __call__(self, method: Method, metadata):
         access = method.access
         if access == opt.ACCESS_PUBLIC:
             return None
         bearer = bearer_from(metadata)
+        if access == opt.ACCESS_SERVICE:
+            # Appliance processes only (the SSH gateway): the service secret,
+            # never a user's token. No principal: the servicer acts for the
+            # process and names the user itself.
+            if not bearer:
+                raise Unauthenticated("missing service credential")
+            if not self.service_secret or not hmac.compare_digest(bearer.encode(), self.service_secret):
+                raise PermissionDenied("this endpoint is for appliance services only")
+            return None
         if not bearer and access == opt.ACCESS_OPTIONAL:
             return None
         principal = self.tokens.authenticate(bearer)
@@ -134,9 +145,9 @@ class GuardedServer:
     Use it in place of the server: ``add_FooServicer_to_server(servicer, GuardedServer(server, tokens))``.
     """
 
-    def __init__(self, server: grpc.aio.Server, tokens: Tokens):
+    def __init__(self, server: grpc.aio.Server, tokens: Tokens, service_secret: str = ""):
         self.server = server
-        self.authenticate = Authenticator(tokens)
+        self.authenticate = Authenticator(tokens, service_secret)
 
     def add_generic_rpc_handlers(self, handlers) -> None:
         """Generated code calls this first; the registered handlers below replace it."""

@@ -28,6 +28,7 @@ log = logging.getLogger("appliance.core")
 EXTRA_SERVICERS: list = []
 import appliance.core.storage  # noqa: E402,F401  (appends StorageServicer)
 import appliance.core.compute  # noqa: E402,F401  (appends ComputeServicer)
+import appliance.core.sshgw  # noqa: E402,F401  (appends SshGatewayServicer, internal)
 
 
 @dataclass
@@ -87,7 +88,7 @@ def build_server(config: Config) -> Core:
     )
     health_servicer = health.aio.HealthServicer()
     core = Core(config=config, server=server, tokens=tokens, health=health_servicer)
-    guarded = GuardedServer(server, tokens)
+    guarded = GuardedServer(server, tokens, config.service_secret())
     auth_pb2_grpc.add_AuthServiceServicer_to_server(
         AuthServicer(tokens, LoginThrottle(config.login_max_failures, config.login_window_seconds)), guarded)
     for add, factory in EXTRA_SERVICERS:

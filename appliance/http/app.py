@@ -22,6 +22,7 @@ access_log = logging.getLogger("appliance.http.access")
 TRANSPORTS: dict[int, type[GatewayHandler]] = {opt.TRANSPORT_JSON: JsonHandler}
 import appliance.http.files  # noqa: E402,F401  (registers uploads, downloads, SSE)
 import appliance.http.sockets  # noqa: E402,F401  (registers WebSockets: status, terminal)
+import appliance.http.terminal  # noqa: E402,F401  (the terminal's WebSocket session)
 
 
 class RouteMatcher(PathMatches):

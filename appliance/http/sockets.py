@@ -46,6 +46,11 @@ class Session:
         self.call = call
         self.first = first
 
+    @classmethod
+    async def open_call(cls, handler: "WebSocketGateway", request):
+        """Start the RPC before the upgrade (bidirectional sessions override)."""
+        return handler.call(request, metadata=handler.metadata())
+
     async def run(self) -> None:
         raise NotImplementedError
 
@@ -88,7 +93,7 @@ class StatusSession(Session):
         return {"type": event.type, "data": data}
 
 
-# RPC name -> session class. The terminal registers here when it exists.
+# RPC name -> session class. The terminal registers from appliance/http/terminal.py.
 SESSIONS: dict[str, type[Session]] = {"WatchContainers": StatusSession}
 
 
@@ -113,7 +118,7 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
             request = self.build_request(path_kwargs)
         except AppError as e:
             return self.send_app_error(e)
-        call = self.call(request, metadata=self.metadata())
+        call = await session_class.open_call(self, request)
         try:
             first = await call.read()
         except grpc.aio.AioRpcError as e:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61ppliance/v1/options.proto\x12\x0c\x61ppliance.v1\x1a google/protobuf/descriptor.proto*h\n\x06\x41\x63\x63\x65ss\x12\x10\n\x0c\x41\x43\x43\x45SS_TOKEN\x10\x00\x12\x11\n\rACCESS_PUBLIC\x10\x01\x12\x13\n\x0f\x41\x43\x43\x45SS_OPTIONAL\x10\x02\x12\x12\n\x0e\x41\x43\x43\x45SS_SESSION\x10\x03\x12\x10\n\x0c\x41\x43\x43\x45SS_ADMIN\x10\x04*\x9d\x01\n\tTransport\x12\x12\n\x0eTRANSPORT_JSON\x10\x00\x12\x17\n\x13TRANSPORT_WEBSOCKET\x10\x01\x12\x11\n\rTRANSPORT_SSE\x10\x02\x12\x1e\n\x1aTRANSPORT_UPLOAD_MULTIPART\x10\x03\x12\x18\n\x14TRANSPORT_UPLOAD_RAW\x10\x04\x12\x16\n\x12TRANSPORT_DOWNLOAD\x10\x05:F\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\x0e\x32\x14.appliance.v1.Access:L\n\ttransport\x12\x1e.google.protobuf.MethodOptions\x18\xba\x8e\x03 \x01(\x0e\x32\x17.appliance.v1.Transport:5\n\x0bquery_token\x12\x1e.google.protobuf.MethodOptions\x18\xbb\x8e\x03 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61ppliance/v1/options.proto\x12\x0c\x61ppliance.v1\x1a google/protobuf/descriptor.proto*|\n\x06\x41\x63\x63\x65ss\x12\x10\n\x0c\x41\x43\x43\x45SS_TOKEN\x10\x00\x12\x11\n\rACCESS_PUBLIC\x10\x01\x12\x13\n\x0f\x41\x43\x43\x45SS_OPTIONAL\x10\x02\x12\x12\n\x0e\x41\x43\x43\x45SS_SESSION\x10\x03\x12\x10\n\x0c\x41\x43\x43\x45SS_ADMIN\x10\x04\x12\x12\n\x0e\x41\x43\x43\x45SS_SERVICE\x10\x05*\x9d\x01\n\tTransport\x12\x12\n\x0eTRANSPORT_JSON\x10\x00\x12\x17\n\x13TRANSPORT_WEBSOCKET\x10\x01\x12\x11\n\rTRANSPORT_SSE\x10\x02\x12\x1e\n\x1aTRANSPORT_UPLOAD_MULTIPART\x10\x03\x12\x18\n\x14TRANSPORT_UPLOAD_RAW\x10\x04\x12\x16\n\x12TRANSPORT_DOWNLOAD\x10\x05:F\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\x0e\x32\x14.appliance.v1.Access:L\n\ttransport\x12\x1e.google.protobuf.MethodOptions\x18\xba\x8e\x03 \x01(\x0e\x32\x17.appliance.v1.Transport:5\n\x0bquery_token\x12\x1e.google.protobuf.MethodOptions\x18\xbb\x8e\x03 \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,7 +33,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'appliance.v1.options_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ACCESS']._serialized_start=78
-  _globals['_ACCESS']._serialized_end=182
-  _globals['_TRANSPORT']._serialized_start=185
-  _globals['_TRANSPORT']._serialized_end=342
+  _globals['_ACCESS']._serialized_end=202
+  _globals['_TRANSPORT']._serialized_start=205
+  _globals['_TRANSPORT']._serialized_end=362
 # @@protoc_insertion_point(module_scope)

@@ -12,6 +12,7 @@ class Access(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACCESS_OPTIONAL: _ClassVar[Access]
     ACCESS_SESSION: _ClassVar[Access]
     ACCESS_ADMIN: _ClassVar[Access]
+    ACCESS_SERVICE: _ClassVar[Access]
 
 class Transport(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -26,6 +27,7 @@ ACCESS_PUBLIC: Access
 ACCESS_OPTIONAL: Access
 ACCESS_SESSION: Access
 ACCESS_ADMIN: Access
+ACCESS_SERVICE: Access
 TRANSPORT_JSON: Transport
 TRANSPORT_WEBSOCKET: Transport
 TRANSPORT_SSE: Transport

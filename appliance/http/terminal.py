@@ -1,0 +1,117 @@
+"""The terminal WebSocket (``GET /compute/containers/:id/terminal``) bridged to
+``ComputeService.Terminal`` (API.md "Terminal WebSocket").
+
+Before the upgrade the gateway writes the first TerminalInput (container id,
+optional ``?cols=&rows=``) and waits for the core's "accepted" message: a
+caller without update on the container, a container that is not running or
+missing, gets the JSON error status and no upgrade.
+
+Client -> server: a binary frame is raw input; a text frame holding a JSON
+object ``{"type":"resize","cols":N,"rows":M}`` resizes,
+``{"type":"input","data":"..."}`` is input; any other text frame is raw input
+(clients that send keystrokes as text). Server -> client: binary frames of
+terminal output. Pings keep it alive (``Config.ws_ping_seconds``). Closing
+the socket cancels the call, and the core hangs up the shell and kills what
+is left in its session. When the shell exits, the socket closes (1000).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import grpc
+import tornado.websocket
+
+from appliance.http.sockets import CLOSE_SERVER_ERROR, MAX_BUFFERED, SESSIONS, Session
+from appliance.v1 import compute_pb2
+
+log = logging.getLogger("appliance.http")
+
+MAX_INPUT_QUEUE = 1024
+
+
+def parse_frame(message) -> compute_pb2.TerminalInput | None:
+    """One client frame -> the TerminalInput to send (None: nothing to send)."""
+    if isinstance(message, bytes):
+        return compute_pb2.TerminalInput(data=message) if message else None
+    text = message
+    if text.startswith("{"):
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict):
+            kind = obj.get("type")
+            if kind == "resize":
+                cols, rows = obj.get("cols"), obj.get("rows")
+                if isinstance(cols, int) and isinstance(rows, int) and 0 < cols <= 1000 and 0 < rows <= 1000:
+                    return compute_pb2.TerminalInput(cols=cols, rows=rows)
+                return None
+            if kind == "input":
+                data = obj.get("data")
+                if isinstance(data, str) and data:
+                    return compute_pb2.TerminalInput(data=data.encode())
+                return None
+    return compute_pb2.TerminalInput(data=text.encode()) if text else None
+
+
+class TerminalSession(Session):
+    @classmethod
+    async def open_call(cls, handler, request):
+        call = handler.call(metadata=handler.metadata())
+        await call.write(request)
+        return call
+
+    def __init__(self, handler, call, first):
+        super().__init__(handler, call, first)
+        self.inputs: asyncio.Queue = asyncio.Queue(MAX_INPUT_QUEUE)
+        self.writer: asyncio.Task | None = None
+
+    async def _write_inputs(self) -> None:
+        try:
+            while True:
+                message = await self.inputs.get()
+                await self.call.write(message)
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, asyncio.CancelledError):
+            pass
+
+    def on_message(self, message) -> None:
+        frame = parse_frame(message)
+        if frame is None:
+            return
+        try:
+            self.inputs.put_nowait(frame)
+        except asyncio.QueueFull:  # a client pasting faster than the shell reads
+            self.handler.close(1008, "input too fast")
+
+    async def run(self) -> None:
+        h = self.handler
+        self.writer = asyncio.ensure_future(self._write_inputs())
+        try:
+            while True:
+                message = await self.call.read()
+                if message is grpc.aio.EOF:
+                    break
+                if not message.data:
+                    continue
+                future = h.write_message(message.data, binary=True)
+                if h.buffered() > MAX_BUFFERED:
+                    await future  # backpressure: the core stops reading the PTY
+        except grpc.aio.AioRpcError as e:
+            if e.code() != grpc.StatusCode.CANCELLED:
+                log.warning("terminal ended: %s", e.details())
+                h.close(CLOSE_SERVER_ERROR, "terminal ended")
+            return
+        except tornado.websocket.WebSocketClosedError:
+            self.cancel()
+            return
+        h.close(1000, "shell exited")
+
+    def cancel(self) -> None:
+        if self.writer is not None:
+            self.writer.cancel()
+        super().cancel()
+
+
+SESSIONS["Terminal"] = TerminalSession

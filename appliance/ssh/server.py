@@ -1,0 +1,481 @@
+"""The SSH gateway daemon (``appliance ssh``): paramiko server in front, the
+guest's own sshd behind.
+
+    ssh client ==SSH==> gateway (paramiko, :ssh_port) ==SSH==> guest sshd (root, gateway key)
+
+Per client connection:
+
+1. Public-key auth only. For each key offered, the gateway asks the core's
+   internal ``SshGatewayService.Authorize`` (a ~1 ms unary call over the
+   core's Unix socket, cached per connection so the signed retry does not
+   ask again). No password, keyboard-interactive or "none" auth.
+2. Once admitted, a second SSH connection is opened in the background to the
+   guest's sshd (bridge address, root, the gateway's guest-access key),
+   whose host key must be one the core reported for that guest.
+3. Every channel the client opens is mirrored on the guest connection:
+   session channels with their pty-req, env, window-change, shell / exec /
+   subsystem (so scp, sftp, rsync, exit codes and stderr are OpenSSH's own);
+   direct-tcpip (``ssh -L``/``-W``) is opened by the guest's sshd, so
+   ``localhost`` means the guest. Remote forwarding (``ssh -R``) asks the
+   guest's sshd to listen and mirrors each forwarded-tcpip channel back.
+   ``<user>.<id>`` logs in as root and wraps the request in ``runuser -l``.
+
+paramiko callbacks run on the transport's thread, so none of them waits on
+the guest: requests are recorded and replayed by the channel's own worker
+thread. Bytes are relayed by one thread per direction with large windows
+and packets (``WINDOW``/``MAX_PACKET``) so bulk copies are not throttled by
+flow control.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import shlex
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import grpc
+import paramiko
+
+from appliance.config import Config
+from appliance.ssh import keys
+from appliance.v1 import sshgw_pb2, sshgw_pb2_grpc
+
+log = logging.getLogger("appliance.ssh")
+
+WINDOW = 16 * 1024 * 1024
+MAX_PACKET = 256 * 1024
+RECV_CHUNK = 256 * 1024
+AUTH_RPC_TIMEOUT = 5.0
+GUEST_CONNECT_TIMEOUT = 10.0
+SFTP_SERVER = "/usr/lib/openssh/sftp-server"
+KNOWN_SUBSYSTEMS = {"sftp"}
+
+
+def _guest_command(guest_user: str, kind: str, command: str | None) -> str | None:
+    """What to run on the guest connection (None = a plain shell as root)."""
+    if guest_user == "root":
+        return command
+    if kind == "shell":
+        return f"exec runuser -l {shlex.quote(guest_user)}"
+    if kind == "subsystem":
+        command = SFTP_SERVER
+    return f"exec runuser -l {shlex.quote(guest_user)} -c {shlex.quote(command)}"
+
+
+@dataclass
+class Admission:
+    container_id: str
+    guest_user: str
+    guest_ip: str
+    guest_port: int
+    host_keys: tuple[str, ...]
+    fingerprint: str
+
+
+@dataclass
+class SessionRequest:
+    """What a client asked of one session channel, replayed on the guest."""
+    pty: tuple | None = None              # (term, cols, rows, width_px, height_px)
+    env: dict = field(default_factory=dict)
+    kind: str | None = None               # shell | exec | subsystem
+    command: str | None = None
+    started: threading.Event = field(default_factory=threading.Event)
+    guest: paramiko.Channel | None = None
+    size: tuple | None = None              # window-change before the guest channel exists
+
+
+class Connection(paramiko.ServerInterface):
+    """One client connection: auth callbacks plus the guest side."""
+
+    def __init__(self, gateway: "Gateway", sock: socket.socket, address):
+        self.gateway = gateway
+        self.sock = sock
+        self.address = f"{address[0]}:{address[1]}"
+        self.client: paramiko.Transport | None = None
+        self.admission: Admission | None = None
+        self.decisions: dict[tuple[str, str], Admission | None] = {}
+        self.guest: Future = Future()
+        self.sessions: dict[int, SessionRequest] = {}
+        self.direct: dict[int, tuple] = {}
+        self.lock = threading.Lock()
+
+    # -- auth ------------------------------------------------------------------------
+    def get_allowed_auths(self, username):
+        return "publickey"
+
+    def check_auth_none(self, username):
+        return paramiko.AUTH_FAILED
+
+    def check_auth_password(self, username, password):
+        return paramiko.AUTH_FAILED
+
+    def check_auth_publickey(self, username, key):
+        line = f"{key.get_name()} {key.get_base64()}"
+        cache_key = (username, line)
+        if cache_key not in self.decisions:
+            self.decisions[cache_key] = self.gateway.authorize(username, line, self.address)
+        admission = self.decisions[cache_key]
+        if admission is None:
+            return paramiko.AUTH_FAILED
+        return paramiko.AUTH_SUCCESSFUL
+
+    # -- channels --------------------------------------------------------------------
+    def check_channel_request(self, kind, chanid):
+        if kind == "session":
+            self.sessions[chanid] = SessionRequest()
+            return paramiko.OPEN_SUCCEEDED
+        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def check_channel_direct_tcpip_request(self, chanid, origin, destination):
+        self.direct[chanid] = (origin, destination)
+        return paramiko.OPEN_SUCCEEDED
+
+    def check_channel_pty_request(self, channel, term, width, height, pixelwidth, pixelheight, modes):
+        s = self.sessions.get(channel.get_id())
+        if s is None or s.kind:
+            return False
+        term = term.decode() if isinstance(term, bytes) else term
+        s.pty = (term, width, height, pixelwidth, pixelheight)
+        return True
+
+    def check_channel_env_request(self, channel, name, value):
+        s = self.sessions.get(channel.get_id())
+        if s is None or s.kind:
+            return False
+        name = name.decode(errors="replace") if isinstance(name, bytes) else name
+        value = value.decode(errors="replace") if isinstance(value, bytes) else value
+        s.env[name] = value
+        return True
+
+    def _start(self, channel, kind: str, command: str | None) -> bool:
+        s = self.sessions.get(channel.get_id())
+        if s is None or s.kind:
+            return False
+        s.kind, s.command = kind, command
+        s.started.set()
+        return True
+
+    def check_channel_shell_request(self, channel):
+        return self._start(channel, "shell", None)
+
+    def check_channel_exec_request(self, channel, command):
+        return self._start(channel, "exec", command.decode(errors="surrogateescape")
+                           if isinstance(command, bytes) else command)
+
+    def check_channel_subsystem_request(self, channel, name):
+        if name not in KNOWN_SUBSYSTEMS:
+            return False
+        return self._start(channel, "subsystem", name)
+
+    def check_channel_window_change_request(self, channel, width, height, pixelwidth, pixelheight):
+        s = self.sessions.get(channel.get_id())
+        if s is None:
+            return False
+        s.size = (width, height, pixelwidth, pixelheight)
+        if s.guest is not None:
+            try:
+                s.guest.resize_pty(width, height, pixelwidth, pixelheight)
+            except Exception:  # noqa: BLE001 - the guest channel went away
+                pass
+        return True
+
+    def check_channel_x11_request(self, *args):
+        return False
+
+    def check_channel_forward_agent_request(self, channel):
+        return False
+
+    def check_port_forward_request(self, address, port):
+        """``ssh -R``: the guest's sshd listens; its connections come back to us."""
+        try:
+            guest = self.guest_transport().result(GUEST_CONNECT_TIMEOUT)
+            return guest.request_port_forward(address, port, handler=self._forwarded)
+        except Exception as e:  # noqa: BLE001
+            log.info("ssh %s: remote forward %s:%s refused: %s", self.address, address, port, e)
+            return False
+
+    def cancel_port_forward_request(self, address, port):
+        try:
+            self.guest.result(1).cancel_port_forward(address, port)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _forwarded(self, guest_channel, origin, server):
+        try:
+            client_channel = self.client.open_forwarded_tcpip_channel(origin, server)
+        except Exception:  # noqa: BLE001
+            guest_channel.close()
+            return
+        _spawn(relay_pair, client_channel, guest_channel)
+
+    # -- the guest side -----------------------------------------------------------------
+    def guest_transport(self) -> Future:
+        """The SSH connection to the guest's sshd, opened once in the background
+        after the client proved its key (first channel or forward request)."""
+        with self.lock:
+            if self.admission is None and not self.guest.done():
+                user = self.client.get_username()
+                self.admission = next((a for (u, _), a in self.decisions.items() if u == user and a), None)
+                if self.admission is None:
+                    self.guest.set_exception(paramiko.SSHException("not authenticated"))
+                    return self.guest
+                a = self.admission
+                log.info("ssh %s: %s admitted as %s@%s (%s)", self.address, user, a.guest_user,
+                         a.container_id, a.fingerprint)
+                _spawn(self._connect_guest, a)
+        return self.guest
+
+    def _connect_guest(self, admission: Admission) -> None:
+        try:
+            self.guest.set_result(self.gateway.open_guest(admission))
+        except Exception as e:  # noqa: BLE001
+            log.warning("ssh %s: cannot reach %s: %s", self.address, admission.container_id, e)
+            self.guest.set_exception(e)
+
+    def serve(self) -> None:
+        t = paramiko.Transport(self.sock, default_window_size=WINDOW, default_max_packet_size=MAX_PACKET)
+        self.client = t
+        t.local_version = "SSH-2.0-appliance"
+        t.add_server_key(self.gateway.host_key)
+        t.banner_timeout = 30
+        t.auth_timeout = 30
+        try:
+            t.start_server(server=self)
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            log.debug("ssh %s: handshake failed: %s", self.address, e)
+            t.close()
+            return
+        try:
+            while t.is_active():
+                chan = t.accept(1)
+                if chan is not None and t.is_authenticated():
+                    self.guest_transport()
+                    _spawn(self.serve_channel, chan)
+        finally:
+            t.close()
+            if self.guest.done() and self.guest.exception() is None:
+                self.guest.result().close()
+            elif not self.guest.done():
+                self.guest.add_done_callback(lambda f: f.exception() is None and f.result().close())
+
+    def serve_channel(self, chan: paramiko.Channel) -> None:
+        chanid = chan.get_id()
+        try:
+            guest = self.guest_transport().result(GUEST_CONNECT_TIMEOUT)
+        except Exception:  # noqa: BLE001
+            _fail(chan, "the appliance could not reach the container's SSH server\r\n")
+            return
+        if chanid in self.direct:
+            origin, destination = self.direct.pop(chanid)
+            try:
+                gchan = guest.open_channel("direct-tcpip", destination, origin)
+            except Exception as e:  # noqa: BLE001
+                log.info("ssh %s: forward to %s refused: %s", self.address, destination, e)
+                chan.close()
+                return
+            relay_pair(chan, gchan)
+            return
+        s = self.sessions.get(chanid)
+        if s is None:
+            chan.close()
+            return
+        if not s.started.wait(60):
+            chan.close()
+            return
+        try:
+            gchan = guest.open_session(window_size=WINDOW, max_packet_size=MAX_PACKET)
+            for name, value in s.env.items():
+                try:
+                    gchan.set_environment_variable(name, value)
+                except paramiko.SSHException:
+                    pass
+            if s.pty:
+                term, cols, rows, wpx, hpx = s.pty
+                gchan.get_pty(term=term, width=cols, height=rows, width_pixels=wpx, height_pixels=hpx)
+            s.guest = gchan
+            if s.size:
+                gchan.resize_pty(*s.size)
+            command = _guest_command(self.admission.guest_user, s.kind, s.command)
+            if command is not None:
+                gchan.exec_command(command)
+            elif s.kind == "subsystem":
+                gchan.invoke_subsystem(s.command)
+            else:
+                gchan.invoke_shell()
+        except Exception as e:  # noqa: BLE001
+            log.warning("ssh %s: session on %s failed: %s", self.address, self.admission.container_id, e)
+            _fail(chan, "the container refused the session\r\n")
+            return
+        relay_session(chan, gchan)
+        self.sessions.pop(chanid, None)
+
+
+# -- byte pumps -------------------------------------------------------------------------
+
+def _spawn(fn, *args) -> threading.Thread:
+    t = threading.Thread(target=fn, args=args, daemon=True)
+    t.start()
+    return t
+
+
+def _fail(chan: paramiko.Channel, message: str, code: int = 255) -> None:
+    try:
+        chan.send_stderr(message.encode())
+        chan.send_exit_status(code)
+    except Exception:  # noqa: BLE001
+        pass
+    chan.close()
+
+
+def _pump(recv, send, on_eof=None) -> None:
+    try:
+        while True:
+            data = recv(RECV_CHUNK)
+            if not data:
+                break
+            send(data)
+    except (OSError, EOFError, paramiko.SSHException):
+        pass
+    finally:
+        if on_eof is not None:
+            try:
+                on_eof()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def relay_pair(a: paramiko.Channel, b: paramiko.Channel) -> None:
+    """Plain byte stream both ways (port forwards); EOF travels, then both close."""
+    t = _spawn(_pump, a.recv, b.sendall, b.shutdown_write)
+    _pump(b.recv, a.sendall, a.shutdown_write)
+    t.join()
+    a.close()
+    b.close()
+
+
+def relay_session(client: paramiko.Channel, guest: paramiko.Channel) -> None:
+    """A session: stdin in; stdout and stderr out; then EOF, exit status, close."""
+    inbound = _spawn(_pump, client.recv, guest.sendall, guest.shutdown_write)
+    errors = _spawn(_pump, guest.recv_stderr, client.sendall_stderr)
+    _pump(guest.recv, client.sendall)
+    errors.join()
+    status = guest.recv_exit_status()
+    try:
+        client.shutdown_write()
+        if status >= 0:
+            client.send_exit_status(status)
+    except Exception:  # noqa: BLE001
+        pass
+    client.close()
+    guest.close()
+    inbound.join(1)
+
+
+# -- the daemon ---------------------------------------------------------------------------
+
+class Gateway:
+    def __init__(self, config: Config):
+        self.config = config
+        self.host_key = paramiko.Ed25519Key.from_private_key(
+            io.StringIO(keys.private_key_pem(config, keys.HOST_KEY).decode()))
+        self.guest_key = paramiko.Ed25519Key.from_private_key(
+            io.StringIO(keys.private_key_pem(config, keys.GUEST_ACCESS_KEY).decode()))
+        self.channel = grpc.insecure_channel(config.core_address)
+        self.stub = sshgw_pb2_grpc.SshGatewayServiceStub(self.channel)
+        self.metadata = (("authorization", f"Bearer {config.service_secret()}"),)
+        self.listener: socket.socket | None = None
+        self.stopping = threading.Event()
+
+    def authorize(self, username: str, public_key: str, address: str) -> Admission | None:
+        try:
+            r = self.stub.Authorize(sshgw_pb2.AuthorizeRequest(
+                username=username, public_key=public_key, client_address=address),
+                metadata=self.metadata, timeout=AUTH_RPC_TIMEOUT)
+        except grpc.RpcError as e:
+            if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                            grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+                log.warning("ssh %s: core unavailable for auth: %s", address, e.details())
+            else:
+                log.info("ssh %s: %r refused: %s", address, username, e.details())
+            return None
+        return Admission(r.container_id, r.guest_user, r.guest_ip, r.guest_port,
+                         tuple(r.guest_host_keys), r.fingerprint)
+
+    def open_guest(self, a: Admission) -> paramiko.Transport:
+        sock = socket.create_connection((a.guest_ip, a.guest_port), timeout=GUEST_CONNECT_TIMEOUT)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        t = paramiko.Transport(sock, default_window_size=WINDOW, default_max_packet_size=MAX_PACKET)
+        try:
+            t.start_client(timeout=GUEST_CONNECT_TIMEOUT)
+            key = t.get_remote_server_key()
+            seen = f"{key.get_name()} {key.get_base64()}"
+            if a.host_keys and seen not in a.host_keys:
+                raise paramiko.SSHException(f"guest {a.container_id} presented an unexpected host key")
+            t.auth_publickey("root", self.guest_key)
+            if not t.is_authenticated():
+                raise paramiko.SSHException("the guest refused the gateway key")
+            t.set_keepalive(30)
+        except BaseException:
+            t.close()
+            raise
+        return t
+
+    def serve_forever(self) -> None:
+        family = socket.AF_INET6 if ":" in self.config.ssh_listen else socket.AF_INET
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((self.config.ssh_listen, self.config.ssh_port))
+        s.listen(128)
+        self.listener = s
+        log.info("ssh gateway listening on %s:%d", self.config.ssh_listen, self.config.ssh_port)
+        while not self.stopping.is_set():
+            try:
+                conn, address = s.accept()
+            except OSError:
+                if self.stopping.is_set():
+                    break
+                time.sleep(0.05)
+                continue
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _spawn(self._serve, conn, address)
+
+    def _serve(self, conn: socket.socket, address) -> None:
+        try:
+            Connection(self, conn, address).serve()
+        except Exception:  # noqa: BLE001
+            log.exception("ssh connection from %s failed", address)
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.listener is not None:
+            try:
+                self.listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.listener.close()
+
+
+def serve(config: Config) -> None:
+    gateway = Gateway(config)
+    done = threading.Event()
+
+    def on_signal(signum, frame):
+        gateway.stop()
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    thread = _spawn(gateway.serve_forever)
+    done.wait()
+    thread.join(2)
+    log.info("ssh gateway stopped")
