@@ -1,0 +1,337 @@
+"""Ingress on real LXC guests, reached from an "outside" client: a network
+namespace of our own joined to the host by a veth pair (host 10.222.0.1,
+client 10.222.0.2). HTTP by Host (rule port 80), TLS by SNI (rule port 443,
+the guest serves its own certificate), raw TCP on 8xxx (nftables DNAT).
+
+The appliance's shared listeners run on free high ports here
+(``ingress_http_port``/``ingress_https_port``); the rules still say 80/443.
+One appliance on its own bridge ``apig0`` (10.221.0.0/24).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from access_support import Person, launch, start_appliance, stop_appliance, wait_sshd
+from harness import free_port
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
+
+if os.geteuid() != 0:
+    pytest.skip("libvirt LXC guests need root", allow_module_level=True)
+pytest.importorskip("libvirt", reason="libvirt-python is not installed")
+
+BRIDGE, SUBNET = "apig0", "10.221.0.0/24"
+NS, HOST_IF, NS_IF = "apig-client", "apigv0", "apigv1"
+HOST_IP, CLIENT_IP = "10.222.0.1", "10.222.0.2"
+DOMAIN = "compute.test"
+
+HTTP_SERVER = r"""
+use IO::Socket::INET; $SIG{CHLD}='IGNORE'; my $name=`hostname`; chomp $name;
+my $s=IO::Socket::INET->new(LocalPort=>$ARGV[0],Listen=>64,ReuseAddr=>1) or die "listen: $!";
+while (my $c=$s->accept) { if (!fork) { my $host='';
+  while (my $l=<$c>) { $host=$1 if $l=~/^Host:\s*(\S+)/i; last if $l=~/^\r?\n$/ }
+  my $b="hello from $name via $host\n";
+  print $c "HTTP/1.1 200 OK\r\nContent-Length: ".length($b)."\r\nConnection: close\r\n\r\n$b"; close $c; exit }
+  close $c }
+"""
+ECHO_SERVER = r"""
+use IO::Socket::INET; $SIG{CHLD}='IGNORE';
+my $s=IO::Socket::INET->new(LocalPort=>$ARGV[0],Listen=>64,ReuseAddr=>1) or die "listen: $!";
+while (my $c=$s->accept) { if (!fork) { my $b; while (sysread($c,$b,65536)) { syswrite($c,"echo:".$b) } exit } close $c }
+"""
+
+
+def sh(*argv, check=True, timeout=60, **kw) -> subprocess.CompletedProcess:
+    r = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, **kw)
+    if check:
+        assert r.returncode == 0, (argv, r.stdout, r.stderr)
+    return r
+
+
+def in_ns(*argv, **kw) -> subprocess.CompletedProcess:
+    return sh("ip", "netns", "exec", NS, *argv, **kw)
+
+
+@pytest.fixture(scope="module")
+def outside():
+    """The outside client's namespace; removed afterwards."""
+    sh("ip", "netns", "del", NS, check=False)
+    sh("ip", "link", "del", HOST_IF, check=False)
+    sh("ip", "netns", "add", NS)
+    try:
+        sh("ip", "link", "add", HOST_IF, "type", "veth", "peer", "name", NS_IF)
+        sh("ip", "link", "set", NS_IF, "netns", NS)
+        sh("ip", "addr", "add", f"{HOST_IP}/24", "dev", HOST_IF)
+        sh("ip", "link", "set", HOST_IF, "up")
+        in_ns("ip", "addr", "add", f"{CLIENT_IP}/24", "dev", NS_IF)
+        in_ns("ip", "link", "set", NS_IF, "up")
+        in_ns("ip", "link", "set", "lo", "up")
+        in_ns("ip", "route", "add", "default", "via", HOST_IP)
+        yield NS
+    finally:
+        sh("ip", "link", "del", HOST_IF, check=False)
+        sh("ip", "netns", "del", NS, check=False)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, outside):
+    a = start_appliance(tmp_path_factory.mktemp("ingress"), BRIDGE, SUBNET,
+                        ingress_http_port=free_port(), ingress_https_port=free_port())
+    a.http_ingress = int(a.env["APPLIANCE_INGRESS_HTTP_PORT"])
+    a.https_ingress = int(a.env["APPLIANCE_INGRESS_HTTPS_PORT"])
+    yield a
+    stop_appliance(a, BRIDGE)
+
+
+@pytest.fixture(scope="module")
+def admin(app):
+    return app.admin()
+
+
+@pytest.fixture(scope="module")
+def alice(app, admin, tmp_path_factory):
+    return Person(app, admin, tmp_path_factory.mktemp("keys-a"))
+
+
+@pytest.fixture(scope="module")
+def bob(app, admin, tmp_path_factory):
+    return Person(app, admin, tmp_path_factory.mktemp("keys-b"))
+
+
+def guest_sh(guest, person, command: str, timeout=60) -> subprocess.CompletedProcess:
+    """A command in the guest over its own sshd (not through the appliance)."""
+    return sh("ssh", "-i", str(person.key_file), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+              "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes",
+              f"root@{guest['external_ip']}", command, timeout=timeout)
+
+
+def start_servers(guest, person) -> None:
+    cid = guest["id"]
+    script = (
+        f"cat > /root/http.pl <<'EOF'\n{HTTP_SERVER}\nEOF\n"
+        f"cat > /root/echo.pl <<'EOF'\n{ECHO_SERVER}\nEOF\n"
+        f"openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN={cid}.{DOMAIN} "
+        "-keyout /root/k.pem -out /root/c.pem 2>/dev/null\n"
+        "nohup perl /root/http.pl 8080 >/dev/null 2>&1 &\n"
+        "nohup perl /root/echo.pl 9000 >/dev/null 2>&1 &\n"
+        "nohup openssl s_server -quiet -accept 8443 -cert /root/c.pem -key /root/k.pem -www "
+        ">/dev/null 2>&1 </dev/null &\n"
+        "for i in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/8443 && exec 4<>/dev/tcp/127.0.0.1/9000) "
+        "2>/dev/null && break; sleep 0.1; done\n"
+    )
+    guest_sh(guest, person, script)
+
+
+@pytest.fixture(scope="module")
+def guest_a(app, alice):
+    c = launch(app, alice, storage_gb=1)
+    wait_sshd(c["external_ip"])
+    start_servers(c, alice)
+    return c
+
+
+@pytest.fixture(scope="module")
+def guest_b(app, bob):
+    c = launch(app, bob, storage_gb=1)
+    wait_sshd(c["external_ip"])
+    start_servers(c, bob)
+    return c
+
+
+def curl_http(app, host: str, check=True) -> subprocess.CompletedProcess:
+    return in_ns("curl", "-sS", "--max-time", "5", "-H", f"Host: {host}",
+                 f"http://{HOST_IP}:{app.http_ingress}/", check=check)
+
+
+def tls_subject(app, server_name: str) -> str:
+    r = in_ns("sh", "-c", f"openssl s_client -connect {HOST_IP}:{app.https_ingress} -servername {server_name} "
+              "</dev/null 2>/dev/null | openssl x509 -noout -subject", check=False, timeout=20)
+    return r.stdout.strip()
+
+
+def tcp_exchange(host: str, port: int, payload: bytes = b"ping\n", netns: bool = True) -> bytes:
+    code = (
+        "import socket,sys\n"
+        f"s=socket.create_connection(({host!r},{port}),timeout=5)\n"
+        f"s.sendall({payload!r}); s.shutdown(socket.SHUT_WR)\n"
+        "data=b''\n"
+        "while True:\n"
+        "    b=s.recv(65536)\n"
+        "    if not b: break\n"
+        "    data+=b\n"
+        "sys.stdout.buffer.write(data)\n"
+    )
+    argv = [sys.executable, "-c", code]
+    if netns:
+        argv = ["ip", "netns", "exec", NS, *argv]
+    r = subprocess.run(argv, capture_output=True, timeout=30)
+    if r.returncode != 0:
+        raise ConnectionError(r.stderr.decode(errors="replace")[-300:])
+    return r.stdout
+
+
+def rules_of(person, cid):
+    return person.client.get(f"/compute/containers/{cid}/ingress").json()["rules"]
+
+
+def nft_text() -> str:
+    from appliance.core import ingress
+    return ingress.nft_rules_text(BRIDGE)
+
+
+def haproxy_cfg(app) -> str:
+    path = app.data_dir / "ingress" / "haproxy.cfg"
+    return path.read_text() if path.exists() else ""
+
+
+# -- validation ----------------------------------------------------------------------------
+
+def test_rule_validation(app, guest_a, alice):
+    c, cid = alice.client, guest_a["id"]
+    for body, status in (({"port": 22}, 400), ({"port": 7999}, 400), ({"port": 9000}, 400),
+                         ({"port": 8100, "target_port": 0}, 400), ({"port": 8100, "target_port": 70000}, 400),
+                         ({"target_port": 80}, 400), ({"port": "x"}, 400)):
+        r = c.post(f"/compute/containers/{cid}/ingress", json=body)
+        assert r.status_code == status, (body, r.text)
+        assert r.json()["error"]
+    assert c.delete(f"/compute/containers/{cid}/ingress/8100").status_code == 404
+    assert rules_of(alice, cid) == []
+
+
+# -- layer 4: 8000-8999 ----------------------------------------------------------------------
+
+def test_tcp_port_from_outside_from_the_host_and_exclusive(app, guest_a, guest_b, alice, bob):
+    cid = guest_a["id"]
+    port = 8123
+    r = alice.client.post(f"/compute/containers/{cid}/ingress", json={"port": port, "target_port": 9000})
+    assert r.status_code == 200, r.text
+    rule = r.json()
+    assert rule["port"] == port and rule["target_port"] == 9000 and isinstance(rule["created_at"], int)
+    assert rules_of(alice, cid) == [rule]
+    assert tcp_exchange(HOST_IP, port) == b"echo:ping\n"                      # another host
+    assert tcp_exchange("127.0.0.1", port, netns=False) == b"echo:ping\n"     # the appliance itself
+    assert tcp_exchange(HOST_IP, port, netns=False) == b"echo:ping\n"         # its own address
+    # one container per port
+    r = bob.client.post(f"/compute/containers/{guest_b['id']}/ingress", json={"port": port})
+    assert r.status_code == 409 and r.json()["error"]
+    r = alice.client.post(f"/compute/containers/{cid}/ingress", json={"port": port})
+    assert r.status_code == 409
+    # other users cannot see or touch the rule
+    assert bob.client.get(f"/compute/containers/{cid}/ingress").status_code == 404
+    assert bob.client.delete(f"/compute/containers/{cid}/ingress/{port}").status_code == 404
+
+
+def test_removing_the_tcp_rule_stops_traffic(app, guest_a, alice):
+    cid = guest_a["id"]
+    assert alice.client.delete(f"/compute/containers/{cid}/ingress/8123").json() == {"status": "ok"}
+    with pytest.raises(ConnectionError):
+        tcp_exchange(HOST_IP, 8123)
+    assert "8123" not in nft_text()
+    assert rules_of(alice, cid) == []
+
+
+# -- 80: HTTP by Host ----------------------------------------------------------------------------
+
+def test_http_routed_by_host_between_two_containers(app, guest_a, guest_b, alice, bob):
+    a, b = guest_a["id"], guest_b["id"]
+    assert alice.client.post(f"/compute/containers/{a}/ingress", json={"port": 80, "target_port": 8080}).status_code == 200
+    assert bob.client.post(f"/compute/containers/{b}/ingress", json={"port": 80, "target_port": 8080}).status_code == 200
+    assert curl_http(app, f"{a}.{DOMAIN}").stdout == f"hello from {a} via {a}.{DOMAIN}\n"
+    assert curl_http(app, f"{b}.{DOMAIN}:80").stdout == f"hello from {b} via {b}.{DOMAIN}:80\n"
+    assert curl_http(app, f"{a.upper()}.{DOMAIN}").stdout.startswith(f"hello from {a}")
+    r = curl_http(app, f"nobody.{DOMAIN}")
+    assert '"error"' in r.stdout
+    # the client's address is passed on
+    assert alice.client.get(f"/compute/containers/{a}").json()["https_enabled"] is False
+
+
+# -- 443: TLS by SNI, passed through ----------------------------------------------------------------
+
+def test_tls_routed_by_sni_with_the_guests_certificate(app, guest_a, guest_b, alice, bob):
+    a, b = guest_a["id"], guest_b["id"]
+    r = alice.client.post(f"/compute/containers/{a}/ingress", json={"port": 443, "target_port": 8443})
+    assert r.status_code == 200, r.text
+    assert alice.client.get(f"/compute/containers/{a}").json()["https_enabled"] is True
+    assert bob.client.post(f"/compute/containers/{b}/ingress", json={"port": 443, "target_port": 8443}).status_code == 200
+    assert f"CN = {a}.{DOMAIN}" in tls_subject(app, f"{a}.{DOMAIN}")
+    assert f"CN = {b}.{DOMAIN}" in tls_subject(app, f"{b}.{DOMAIN}")
+    assert tls_subject(app, f"nobody.{DOMAIN}") == ""
+    # a full request over the passed-through TLS
+    r = in_ns("curl", "-sSk", "--max-time", "5", "--resolve", f"{a}.{DOMAIN}:{app.https_ingress}:{HOST_IP}",
+              f"https://{a}.{DOMAIN}:{app.https_ingress}/")
+    assert "s_server" in r.stdout or "Ciphers" in r.stdout, r.stdout[:300]
+
+
+def test_removing_443_clears_https_and_stops_tls(app, guest_b, bob):
+    b = guest_b["id"]
+    assert bob.client.delete(f"/compute/containers/{b}/ingress/443").json() == {"status": "ok"}
+    assert bob.client.get(f"/compute/containers/{b}").json()["https_enabled"] is False
+    assert tls_subject(app, f"{b}.{DOMAIN}") == ""
+
+
+# -- rules follow the container ------------------------------------------------------------------------
+
+def test_stop_removes_forwarding_and_start_restores_it(app, guest_a, alice):
+    from compute_support import StatusSocket
+    cid, c = guest_a["id"], alice.client
+    assert c.post(f"/compute/containers/{cid}/ingress", json={"port": 8124, "target_port": 9000}).status_code == 200
+    assert tcp_exchange(HOST_IP, 8124) == b"echo:ping\n"
+    assert c.post(f"/compute/containers/{cid}/stop").json()["status"] == "stopped"
+    deadline = time.monotonic() + 5
+    while ("8124" in nft_text() or f"h_{cid}" in haproxy_cfg(app)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "8124" not in nft_text() and f"h_{cid}" not in haproxy_cfg(app)
+    assert len(rules_of(alice, cid)) == 3  # the rules themselves are kept
+    with StatusSocket(app, c.token) as ws:
+        c.post(f"/compute/containers/{cid}/start")
+        ws.wait(cid, "running", timeout=60)
+    wait_sshd(guest_a["external_ip"])
+    start_servers(guest_a, alice)
+    assert tcp_exchange(HOST_IP, 8124) == b"echo:ping\n"
+    assert curl_http(app, f"{cid}.{DOMAIN}").stdout.startswith(f"hello from {cid}")
+    assert f"CN = {cid}.{DOMAIN}" in tls_subject(app, f"{cid}.{DOMAIN}")
+
+
+def test_core_restart_restores_rules_from_the_database(app, guest_a, alice):
+    from appliance.core import ingress
+    cid = guest_a["id"]
+    app.stop("core")
+    ingress.remove_nft(BRIDGE)  # as after a host reboot
+    with pytest.raises(ConnectionError):
+        tcp_exchange(HOST_IP, 8124)
+    app.start("core")
+    deadline = time.monotonic() + 10
+    while "8124" not in nft_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert tcp_exchange(HOST_IP, 8124) == b"echo:ping\n"
+    assert curl_http(app, f"{cid}.{DOMAIN}").stdout.startswith(f"hello from {cid}")
+
+
+def test_create_with_ingress_rules_is_all_or_nothing(app, alice, bob, guest_b):
+    # bob already holds no 8xxx port; alice holds 8124: a create naming it fails whole
+    before = bob.client.get("/compute/containers").json()["containers"]
+    r = bob.client.post("/compute/containers", json={
+        "name": "x", "ssh_key_ids": [bob.key_id], "ingress_rules": [{"port": 8200}, {"port": 8124}]})
+    assert r.status_code == 409, r.text
+    assert bob.client.get("/compute/containers").json()["containers"] == before
+
+
+def test_delete_leaves_no_forwarding(app, guest_a, guest_b, alice, bob):
+    a, b = guest_a["id"], guest_b["id"]
+    for person, cid in ((alice, a), (bob, b)):
+        assert person.client.delete(f"/compute/containers/{cid}").json() == {"status": "ok"}
+    deadline = time.monotonic() + 5
+    pidfile = app.data_dir / "run" / "haproxy.pid"
+    while time.monotonic() < deadline and (guest_a["external_ip"] in nft_text() or pidfile.exists()):
+        time.sleep(0.05)
+    text = nft_text()
+    assert guest_a["external_ip"] not in text and guest_b["external_ip"] not in text and "dnat" not in text
+    # no 80/443 rule left anywhere: HAProxy is stopped
+    assert not pidfile.exists()
+    with pytest.raises(ConnectionError):
+        tcp_exchange(HOST_IP, 8124)
