@@ -235,12 +235,14 @@ class TestHost:
                    f"upperdir={shlex.quote(str(upper))},workdir={shlex.quote(str(work))} {r}")
         self.log_path = self.workdir / "host.log"
         if self.mode == "systemd":
-            # nspawn needs no systemd on this machine with --register=no --keep-unit;
-            # given the namespace by path it treats the network as private, so
-            # /proc/sys/net is writable and the host keeps CAP_NET_ADMIN.
+            # nspawn needs no systemd on this machine with --register=no --keep-unit.
+            # The network namespace is the test's own, so the host gets
+            # CAP_NET_ADMIN and a writable /proc/sys/net in it, as a real host has.
             command = [
                 "unshare", "--mount", "--propagation", "private", "sh", "-c",
-                f"set -e; {overlay}; exec systemd-nspawn --quiet --boot --register=no --keep-unit "
+                f"set -e; {overlay}; SYSTEMD_NSPAWN_API_VFS_WRITABLE=network "
+                f"exec systemd-nspawn --quiet --boot --register=no --keep-unit "
+                f"--capability=CAP_NET_ADMIN "
                 f"--console=passive --machine={shlex.quote(self.name)} "
                 f"--network-namespace-path=/run/netns/{self.netns} -D {r}",
             ]
