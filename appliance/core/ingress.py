@@ -207,7 +207,8 @@ def haproxy_config(config: Config, routes: list[Route]) -> str:
         pass
     out = [
         "# Written by the appliance core (appliance/core/ingress.py); rewritten on every change.\n",
-        "global\n", user, "    maxconn 20000\n",
+        # no maxconn: HAProxy derives it from the process's file limit
+        "global\n", user,
         "defaults\n    timeout connect 5s\n    timeout client 1h\n    timeout server 1h\n"
         "    timeout tunnel 1h\n    timeout http-request 15s\n    timeout client-fin 10s\n",
     ]
