@@ -152,15 +152,41 @@ def prune_old_images(image_dir: str | os.PathLike) -> None:
     if _used_by_overlays(target):
         return
     for old in Path(image_dir).glob(f".{IMAGE_NAME}.old-*"):
-        shutil.rmtree(old, ignore_errors=True)
+        if not _bind_mounted(old):
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _used_by_overlays(tree: Path) -> bool:
+    """An overlay names the tree as lowerdir, or a (idmapped) bind mount of
+    it exists: user-namespace guests use ``<run>/guests/<id>/lower``."""
     try:
         mounts = Path("/proc/self/mounts").read_text()
     except OSError:
         return True
-    return f"lowerdir={tree}," in mounts or f"lowerdir={tree} " in mounts
+    return f"lowerdir={tree}," in mounts or f"lowerdir={tree} " in mounts or _bind_mounted(tree)
+
+
+def _bind_mounted(tree: Path) -> bool:
+    """A mount whose root is this directory (found by inode: the tree may
+    have been renamed since it was mounted)."""
+    try:
+        st = os.stat(tree)
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return False
+    dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    for line in lines:
+        fields = line.split(" ")
+        if fields[2] != dev or fields[3] == "/":
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+        try:
+            pst = os.stat(point)
+        except OSError:
+            continue
+        if (pst.st_dev, pst.st_ino) == (st.st_dev, st.st_ino):
+            return True
+    return False
 
 
 def main(argv=None) -> int:

@@ -9,10 +9,30 @@ bridge), so nothing else on the host's ruleset is touched. Every call here is id
 Each guest IP gets a fixed MAC derived from it (``mac_for_ip``): a reused IP
 then keeps its MAC and peers' ARP caches stay right (a fresh MAC per start
 left stale ARP entries and 18-27 s SSH stalls).
+
+Isolation (``docs/isolation.md``), all in chains named after the bridge:
+
+- ``table ip appliance``, chain ``guard_in_<bridge>`` (hook input): packets
+  from guests to any address of the host are dropped unless they belong to a
+  connection the host opened (``ct state established,related``: replies to
+  the SSH gateway, to DNAT'ed ingress) or go to one of the ``public_ports``.
+- chain ``guard_fwd_<bridge>`` (hook forward): a guest's packets routed to
+  any guest bridge (its own: hairpin via the gateway; or another appliance
+  bridge) are dropped unless the connection was DNAT'ed (published ingress
+  ports). Egress to the outside is untouched (NAT).
+- ``table bridge appliance``: chain ``guard_<bridge>`` (hook prerouting)
+  admits from a guest port (set ``ifaces_<bridge>``) only IPv4 and ARP
+  frames whose source MAC and IPv4 (ARP sender MAC and IP too) are the ones
+  registered for that port in the set ``ports_<bridge>`` (``add_guest_port``
+  before each start): no MAC or IP spoofing, no IPv6, no other protocols.
+  Chain ``isolate_<bridge>`` (hook forward) drops every frame bridged from a
+  guest port to another port. (Matching ``meta ibrname`` would need
+  CONFIG_NFT_BRIDGE_META, which this kernel lacks: ports are listed instead.)
 """
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import subprocess
 from typing import Iterable
@@ -76,11 +96,115 @@ def ensure_nat(bridge: str, subnet: str) -> None:
     _nft(script)
 
 
-def ensure_guest_network(bridge: str, subnet: str) -> None:
-    """Bridge + NAT + IPv4 forwarding: everything guests need from the host."""
+def _suffix(bridge: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", bridge)
+
+
+def guard_chains(bridge: str) -> dict[str, str]:
+    """Names of this bridge's isolation chains and port set (family -> name)."""
+    sfx = _suffix(bridge)
+    return {"input": f"guard_in_{sfx}", "forward": f"guard_fwd_{sfx}",
+            "bridge": f"guard_{sfx}", "isolate": f"isolate_{sfx}", "ports": f"ports_{sfx}",
+            "ifaces": f"ifaces_{sfx}"}
+
+
+GUEST_BRIDGES_SET = "guest_bridges"
+
+
+def ensure_guard(bridge: str, public_ports: Iterable[int] = ()) -> None:
+    """Install (or refresh) the isolation rules of one guest bridge.
+
+    Idempotent and safe while guests run: chains are rewritten, the set of
+    registered guest ports is kept."""
+    names = guard_chains(bridge)
+    ports = sorted({int(p) for p in public_ports})
+    allow = (f"add rule ip {NFT_TABLE} {names['input']} iifname \"{bridge}\" "
+             f"tcp dport {{ {', '.join(map(str, ports))} }} accept\n") if ports else ""
+    script = (
+        f"add table ip {NFT_TABLE}\n"
+        f"add set ip {NFT_TABLE} {GUEST_BRIDGES_SET} {{ type ifname; }}\n"
+        f"add element ip {NFT_TABLE} {GUEST_BRIDGES_SET} {{ \"{bridge}\" }}\n"
+        f"add chain ip {NFT_TABLE} {names['input']} {{ type filter hook input priority filter; }}\n"
+        f"flush chain ip {NFT_TABLE} {names['input']}\n"
+        f"add rule ip {NFT_TABLE} {names['input']} iifname \"{bridge}\" ct state established,related accept\n"
+        + allow +
+        f"add rule ip {NFT_TABLE} {names['input']} iifname \"{bridge}\" counter drop\n"
+        f"add chain ip {NFT_TABLE} {names['forward']} {{ type filter hook forward priority filter; }}\n"
+        f"flush chain ip {NFT_TABLE} {names['forward']}\n"
+        f"add rule ip {NFT_TABLE} {names['forward']} iifname \"{bridge}\" oifname @{GUEST_BRIDGES_SET} "
+        f"ct status dnat accept\n"
+        f"add rule ip {NFT_TABLE} {names['forward']} iifname \"{bridge}\" oifname @{GUEST_BRIDGES_SET} "
+        f"counter drop\n"
+        f"add table bridge {NFT_TABLE}\n"
+        f"add set bridge {NFT_TABLE} {names['ports']} {{ type ifname . ether_addr . ipv4_addr; }}\n"
+        f"add set bridge {NFT_TABLE} {names['ifaces']} {{ type ifname; }}\n"
+        f"add chain bridge {NFT_TABLE} {names['bridge']} {{ type filter hook prerouting priority filter; }}\n"
+        f"flush chain bridge {NFT_TABLE} {names['bridge']}\n"
+        f"add rule bridge {NFT_TABLE} {names['bridge']} iifname @{names['ifaces']} ether type ip "
+        f"iifname . ether saddr . ip saddr != @{names['ports']} counter drop\n"
+        f"add rule bridge {NFT_TABLE} {names['bridge']} iifname @{names['ifaces']} ether type arp "
+        f"iifname . ether saddr . arp saddr ip != @{names['ports']} counter drop\n"
+        f"add rule bridge {NFT_TABLE} {names['bridge']} iifname @{names['ifaces']} ether type arp "
+        f"iifname . arp saddr ether . arp saddr ip != @{names['ports']} counter drop\n"
+        f"add rule bridge {NFT_TABLE} {names['bridge']} iifname @{names['ifaces']} "
+        f"ether type != {{ ip, arp }} counter drop\n"
+        f"add chain bridge {NFT_TABLE} {names['isolate']} {{ type filter hook forward priority filter; }}\n"
+        f"flush chain bridge {NFT_TABLE} {names['isolate']}\n"
+        f"add rule bridge {NFT_TABLE} {names['isolate']} iifname @{names['ifaces']} counter drop\n"
+    )
+    _nft(script)
+
+
+def add_guest_port(bridge: str, port: str, mac: str, ip: str) -> None:
+    """Let the bridge port ``port`` (a guest's host-side veth) send as
+    ``mac``/``ip`` only; replaces what the port had before."""
+    ipaddress.IPv4Address(ip)
+    if not re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", mac) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", port):
+        raise NetworkError(f"bad guest port {port!r} {mac!r}")
+    if guard_chains(bridge)["ports"] not in _nft_out("list", "sets", "bridge"):
+        raise NetworkError(f"the guest network of bridge {bridge} is not set up (no anti-spoofing set)")
+    remove_guest_port(bridge, port)
+    names = guard_chains(bridge)
+    _nft(f"add element bridge {NFT_TABLE} {names['ifaces']} {{ \"{port}\" }}\n"
+         f"add element bridge {NFT_TABLE} {names['ports']} {{ \"{port}\" . {mac} . {ip} }}\n")
+
+
+def guest_ports(bridge: str) -> list[tuple[str, str, str]]:
+    """Registered (port, mac, ip) entries of the bridge."""
+    proc = subprocess.run(["nft", "-j", "list", "set", "bridge", NFT_TABLE, guard_chains(bridge)["ports"]],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        return []
+    found = []
+    for item in json.loads(proc.stdout).get("nftables", []):
+        for elem in item.get("set", {}).get("elem", []):
+            concat = elem.get("concat") if isinstance(elem, dict) else None
+            if concat is None and isinstance(elem, dict):
+                concat = elem.get("elem", {}).get("val", {}).get("concat")
+            if concat and len(concat) == 3:
+                found.append(tuple(str(v) for v in concat))
+    return found
+
+
+def remove_guest_port(bridge: str, port: str) -> None:
+    """Forget a port's entries (missing set or entries are fine)."""
+    names = guard_chains(bridge)
+    stale = [e for e in guest_ports(bridge) if e[0] == port]
+    if stale:
+        elems = ", ".join(f"\"{p}\" . {m} . {i}" for p, m, i in stale)
+        _nft(f"delete element bridge {NFT_TABLE} {names['ports']} {{ {elems} }}\n")
+    subprocess.run(["nft", "delete", "element", "bridge", NFT_TABLE, names["ifaces"], f'{{ "{port}" }}'],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def ensure_guest_network(bridge: str, subnet: str, public_ports: Iterable[int] = ()) -> None:
+    """Bridge + NAT + isolation rules + IPv4 forwarding: everything guests
+    need from the host. ``public_ports``: host TCP ports guests may connect
+    to (the appliance's public services); the rest of the host is closed to them."""
     from appliance.core.host import enable_ip_forwarding
 
     ensure_bridge(bridge, subnet)
+    ensure_guard(bridge, public_ports)
     ensure_nat(bridge, subnet)
     enable_ip_forwarding()
 
@@ -89,9 +213,17 @@ def remove_guest_network(bridge: str) -> None:
     """Undo ensure_guest_network (tests, uninstall). Missing parts are fine."""
     if _link_exists(bridge):
         _ip("link", "del", bridge)
-    # only this bridge's chain: the table also holds other bridges' and ingress rules
-    subprocess.run(["nft", "delete", "chain", "ip", NFT_TABLE, nat_chain(bridge)],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # only this bridge's chains: the tables also hold other bridges' and ingress rules
+    names = guard_chains(bridge)
+    for args in (["chain", "ip", NFT_TABLE, nat_chain(bridge)],
+                 ["chain", "ip", NFT_TABLE, names["input"]],
+                 ["chain", "ip", NFT_TABLE, names["forward"]],
+                 ["element", "ip", NFT_TABLE, GUEST_BRIDGES_SET, f'{{ "{bridge}" }}'],
+                 ["chain", "bridge", NFT_TABLE, names["bridge"]],
+                 ["chain", "bridge", NFT_TABLE, names["isolate"]],
+                 ["set", "bridge", NFT_TABLE, names["ports"]],
+                 ["set", "bridge", NFT_TABLE, names["ifaces"]]):
+        subprocess.run(["nft", "delete", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _link_exists(name: str) -> bool:
@@ -107,6 +239,13 @@ def _ip_out(*args: str) -> str:
     proc = subprocess.run(["ip", *args], capture_output=True, text=True)
     if proc.returncode != 0:
         raise NetworkError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _nft_out(*args: str) -> str:
+    proc = subprocess.run(["nft", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise NetworkError(f"nft {' '.join(args)}: {proc.stderr.strip()}")
     return proc.stdout
 
 

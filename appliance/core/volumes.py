@@ -13,7 +13,8 @@ Choice: a sparse file holding an ext4 filesystem, loop-mounted on the host.
   separate filesystem that can be handed to a guest or moved as one file.
 
 Layout under ``root``: ``<name>.img`` (the filesystem) and ``<name>/`` (its
-mount point). ``mount -o loop`` uses an auto-clearing loop device, so
+mount point; under ``mount_root`` instead when given, e.g. a directory that
+user-namespace guests can traverse while ``root`` stays private). ``mount -o loop`` uses an auto-clearing loop device, so
 unmounting also releases the loop device. Every operation is idempotent.
 """
 from __future__ import annotations
@@ -39,14 +40,15 @@ class VolumeUsage:
 
 
 class VolumeStore:
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, mount_root: str | os.PathLike | None = None):
         self.root = Path(root)
+        self.mount_root = Path(mount_root) if mount_root is not None else self.root
 
     def image(self, name: str) -> Path:
         return self.root / f"{_safe(name)}.img"
 
     def mountpoint(self, name: str) -> Path:
-        return self.root / _safe(name)
+        return self.mount_root / _safe(name)
 
     def exists(self, name: str) -> bool:
         return self.image(name).exists()
@@ -88,7 +90,9 @@ class VolumeStore:
         img, mnt = self.image(name), self.mountpoint(name)
         if not img.exists():
             raise VolumeError(f"volume {name!r} does not exist")
-        mnt.mkdir(parents=True, exist_ok=True)
+        if not mnt.exists():
+            mnt.mkdir(parents=True, exist_ok=True)
+            os.chmod(mnt, 0o711)
         if not os.path.ismount(mnt):
             _run("mount", "-o", MOUNT_OPTIONS, str(img), str(mnt))
         return mnt
@@ -127,11 +131,16 @@ class VolumeStore:
         free = int(fields.get("Free blocks", 0))
         return VolumeUsage(size_bytes=total * block, used_bytes=(total - free) * block)
 
-    def directory(self, name: str, relative: str, *, seed_from: Path | None = None) -> Path:
+    def directory(self, name: str, relative: str, *, seed_from: Path | None = None,
+                  id_base: int = 0) -> Path:
         """A directory inside the mounted volume, created on first use.
 
         On creation it copies mode, owner and contents of ``seed_from`` when
         that directory exists (e.g. the image's /root with its dotfiles).
+        ``id_base``: the volume belongs to a user-namespace guest whose ids
+        0..65535 are host ids ``id_base``..: the new directory and what was
+        seeded into it are owned by those shifted ids (seeded ids shifted by
+        ``id_base``).
         """
         mnt = self.mountpoint(name)
         if not os.path.ismount(mnt):
@@ -149,12 +158,18 @@ class VolumeStore:
             if path.exists() and not path.is_dir():
                 raise VolumeError(f"{relative!r} is not a directory inside volume {name!r}")
         if not path.exists():
+            top = path
+            while not top.parent.exists():
+                top = top.parent
             path.mkdir(parents=True)
             if seed_from is not None and seed_from.is_dir() and not seed_from.is_symlink():
                 _run("cp", "-a", "--", f"{seed_from}/.", str(path))
                 st = seed_from.stat()
                 os.chown(path, st.st_uid, st.st_gid)
                 os.chmod(path, st.st_mode & 0o7777)
+            if id_base:
+                from appliance.core.drivers.idmap import remap_tree
+                remap_tree(top, 0, id_base)   # new parents too: a later mount path may be one
         return path
 
     def _loop_device(self, name: str) -> str | None:

@@ -370,7 +370,7 @@ def test_stop_and_destroy_leave_nothing_behind(driver, make_guest):
 
 
 def test_failed_spawn_cleans_up(driver, keypair):
-    broken = LxcDriver(image_dir=driver.image.parent, data_dir=driver.guests_dir.parent,
+    broken = LxcDriver(image_dir=driver.image.parent, data_dir=driver.data_dir,
                        bridge="apnobridge0", subnet=SUBNET)
     spec = GuestSpec(id=f"dt{uuid.uuid4().hex[:8]}", ip=next(_ips), memory_mb=128, cpus=1,
                      storage_gb=1, authorized_keys=(keypair[1],))

@@ -13,7 +13,7 @@ import pytest
 
 from appliance.core import network
 from appliance.core.drivers.domain_xml import (
-    BindMount, BridgeInterface, DomainSpec, build_domain_xml, cpu_quota_us,
+    BindMount, BridgeInterface, DomainSpec, IdMap, build_domain_xml, cpu_quota_us,
 )
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -34,6 +34,11 @@ SPECS = {
         mounts=(BindMount("/data/ro", "/ro", readonly=True),),
         init_args=("--flag", "x"), init_env=(("GUEST", "m1"),),
         uuid="2d3c9e1c-7a6f-4a53-9f1e-0f8a8a9c6b10"),
+    "nano_userns": DomainSpec(
+        name="ap-a1b2c3d4", root_dir="/run/appliance-guests/0123456789ab/guests/a1b2c3d4/root",
+        init="/usr/local/sbin/appliance-init", memory_mb=512, cpus=0.5, interface=NIC,
+        mounts=(BindMount("/run/appliance-guests/0123456789ab/volumes/a1b2c3d4/mounts/root", "/root"),),
+        idmap=IdMap(target=1073872896, count=65536)),
 }
 
 
@@ -92,3 +97,10 @@ def test_ip_allocation_skips_gateway_and_used():
     assert network.allocate_ip("10.217.0.0/24", ["10.217.0.2", "10.217.0.4"]) == "10.217.0.3"
     with pytest.raises(network.NetworkError):
         network.allocate_ip("10.217.0.0/30", ["10.217.0.2"])
+
+
+def test_user_namespace_maps_uids_and_gids_to_the_guest_range():
+    idmap = ET.fromstring(build_domain_xml(SPECS["nano_userns"])).find("idmap")
+    assert idmap.find("uid").attrib == {"start": "0", "target": "1073872896", "count": "65536"}
+    assert idmap.find("gid").attrib == {"start": "0", "target": "1073872896", "count": "65536"}
+    assert ET.fromstring(build_domain_xml(SPECS["nano"])).find("idmap") is None

@@ -59,6 +59,9 @@ class GuestSpec:
     mount_paths: tuple[str, ...] = ("/root",)
     authorized_keys: tuple[str, ...] = ()
     hostname: str = ""
+    # Most processes (threads included) the guest may have at once; 0 = the
+    # driver's default.
+    pids_max: int = 0
 
     def __post_init__(self):
         if not GUEST_ID_RE.match(self.id):
@@ -66,6 +69,8 @@ class GuestSpec:
         for path in self.mount_paths:
             if not is_safe_mount_path(path):
                 raise ValueError(f"bad mount path {path!r}")
+        if self.pids_max < 0:
+            raise ValueError("pids_max must be >= 0")
 
 
 RESERVED_PATHS = ("/proc", "/sys", "/dev", "/run")

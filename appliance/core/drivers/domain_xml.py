@@ -13,6 +13,9 @@ the same bytes for the same spec (golden-file tested). Notes on the choices:
   guest (quota = cpus x period), plus proportional ``<shares>``.
 - Network: a veth on the bridge with a fixed MAC; ``<ip>`` and ``<route>``
   let libvirt configure the guest side before init runs (no DHCP).
+- User namespace: ``<idmap>`` maps guest uids/gids 0..count-1 to the
+  guest's own unprivileged host range (``drivers/idmap.py``); without it the
+  guest's root is the host's root.
 """
 from __future__ import annotations
 
@@ -42,6 +45,13 @@ class BridgeInterface:
 
 
 @dataclass(frozen=True)
+class IdMap:
+    """Guest uids and gids 0..count-1 are host ids target..target+count-1."""
+    target: int
+    count: int = 65536
+
+
+@dataclass(frozen=True)
 class DomainSpec:
     name: str
     root_dir: str
@@ -53,6 +63,7 @@ class DomainSpec:
     init_args: tuple[str, ...] = field(default_factory=tuple)
     init_env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     uuid: str = ""
+    idmap: IdMap | None = None
 
 
 def cpu_quota_us(cpus: float, period_us: int = CPU_PERIOD_US) -> int:
@@ -80,6 +91,11 @@ def build_domain_xml(spec: DomainSpec) -> str:
         _text(os_el, "initarg", arg)
     for key, value in spec.init_env:
         _text(os_el, "initenv", value, name=key)
+
+    if spec.idmap:
+        idmap = ET.SubElement(dom, "idmap")
+        for kind in ("uid", "gid"):
+            ET.SubElement(idmap, kind, start="0", target=str(spec.idmap.target), count=str(spec.idmap.count))
 
     _text(dom, "clock", None, offset="utc")
     _text(dom, "on_poweroff", "destroy")

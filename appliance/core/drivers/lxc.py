@@ -2,16 +2,39 @@
 
 Per guest, on the host:
 
-- ``<volumes>/<id>.img`` + ``<volumes>/<id>/``: the persistent volume
-  (``core/volumes.py``), mounted while the guest runs. Inside it:
+- ``<data>/volumes/<id>.img`` (the persistent volume, ``core/volumes.py``),
+  mounted at ``<run>/volumes/<id>/`` while the guest runs. Inside it:
   ``mounts/<mount path>`` (bind-mounted into the guest), ``layer/{upper,work}``
   (the overlayfs layer: the guest's writes outside mount paths count against
   its storage size too, and are wiped on every start) and ``meta/ssh/``
   (the guest's SSH host keys, generated once per guest, never visible inside).
-- ``<guests>/<id>/root``: the overlayfs mount (read-only image below, the
+- ``<run>/guests/<id>/root``: the overlayfs mount (read-only image below, the
   layer above) that becomes the guest's ``/``.
 - a transient libvirt domain ``ap-<id>`` (created at start, gone at stop), so
   libvirt holds no state for a stopped guest; its veth is ``ap-<id>``.
+
+Isolation (``docs/isolation.md``):
+
+- user namespace: each guest's uids/gids 0..65535 are a host range of its own
+  (``drivers/idmap.py``, persisted in ``<data_dir>/idmap/<id>``). The lower
+  layer of the overlay is an idmapped mount of the image
+  (``<run>/guests/<id>/lower``), so the one root-owned image reads as owned by
+  the guest's root; the layer and the volume's mount directories hold files
+  with the guest's host ids (the volume's ``meta/idmap`` records the base
+  they were written with, and a changed base is re-shifted at start).
+- a pids cgroup of its own (libvirt 9 leaves LXC guests in the root pids
+  cgroup): ``<pids>/machine/ap-<id>.appliance`` with ``pids.max``. Init waits
+  until the driver has moved it there, then takes a fresh cgroup namespace
+  rooted at its own cgroups, and only then starts anything.
+- network: per-guest anti-spoofing entries and the guard chains of
+  ``core/network.py``.
+
+``<run>`` (``run_dir``, default ``/run/appliance-guests/<hash of data dir>``)
+holds only mount points. It exists because a user-namespace guest's root
+(an unprivileged host uid) must be able to traverse the path to its root
+and its volume (libvirt pivots into them as that uid), while the data
+directory stays private (0750). Its directories are 0711: traversable,
+not listable.
 
 Guest init (``/usr/local/sbin/appliance-init``, written at every start) sets
 the hostname, starts sshd and reaps orphans; on SIGTERM it forwards TERM to
@@ -22,6 +45,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -29,12 +53,12 @@ import time
 from pathlib import Path
 
 from appliance.core import network
-from appliance.core.drivers import nsexec
+from appliance.core.drivers import idmap, nsexec
 from appliance.core.drivers.base import (
     ExecResult, GuestDriver, GuestError, GuestNotFound, GuestNotRunning, GuestSpec,
     GuestStartError, GuestState, GuestUsage, PtyProcess,
 )
-from appliance.core.drivers.domain_xml import BindMount, BridgeInterface, DomainSpec, build_domain_xml
+from appliance.core.drivers.domain_xml import BindMount, BridgeInterface, DomainSpec, IdMap, build_domain_xml
 from appliance.core.volumes import VolumeError, VolumeStore
 
 log = logging.getLogger(__name__)
@@ -45,16 +69,30 @@ HOST_KEY_TYPES = ("ed25519", "ecdsa")
 STOP_GRACE_SECONDS = 3.0
 INIT_TIMEOUT_SECONDS = 10.0
 LIBVIRT_LOG_DIR = Path("/var/log/libvirt/lxc")
+DEFAULT_PIDS_MAX = 1024
+PIDS_CGROUP_SUFFIX = ".appliance"
+INIT_PIDS_GATE = """# Nothing runs before the host has moved this init into the guest's pids
+# cgroup; then a cgroup namespace rooted at the guest's own cgroups.
+if [ "$1" != --cgroupns ]; then
+  while grep -q '^[0-9]*:pids:/$' /proc/self/cgroup; do sleep 0.002; done
+  exec unshare --cgroup "$0" --cgroupns
+fi
+"""
 INIT_SCRIPT = """#!/bin/sh
 # Written by the appliance at every start of this guest.
 exec >/var/log/appliance-init.log 2>&1
-hostname -F /etc/hostname
+{pids_gate}hostname -F /etc/hostname
 mkdir -p /run/sshd && chmod 0755 /run/sshd
 ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1 || ssh-keygen -A
 /usr/sbin/sshd -D &
 trap 'kill -TERM -1; sleep 0.3; exit 0' TERM INT
 while :; do sleep 3600 & wait $!; done
 """
+
+
+def default_run_dir(data_dir: str | os.PathLike) -> Path:
+    key = hashlib.sha1(os.fsencode(os.path.realpath(data_dir))).hexdigest()[:12]
+    return Path("/run/appliance-guests") / key
 
 
 def domain_name(guest_id: str) -> str:
@@ -68,15 +106,28 @@ def veth_name(guest_id: str) -> str:
 
 class LxcDriver(GuestDriver):
     def __init__(self, *, image_dir: str | os.PathLike, data_dir: str | os.PathLike,
-                 bridge: str, subnet: str, uri: str = "lxc:///"):
+                 bridge: str, subnet: str, uri: str = "lxc:///", userns: bool = True,
+                 pids_max: int = DEFAULT_PIDS_MAX, public_ports: tuple[int, ...] = (),
+                 run_dir: str | os.PathLike | None = None):
+        """``userns=False`` runs privileged guests (guest root = host root):
+        only for measuring what the user namespace costs. ``pids_max`` is
+        the default when a spec has none. ``public_ports``: host TCP ports
+        guests may reach on the host (everything else on the host is closed
+        to them, see ``network.ensure_guest_network``)."""
         from appliance.core.image import image_path
 
         self.image = image_path(image_dir)
-        self.guests_dir = Path(data_dir) / "guests"
-        self.volumes = VolumeStore(Path(data_dir) / "volumes")
+        self.data_dir = Path(data_dir)
+        self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(data_dir)
+        self.guests_dir = self.run_dir / "guests"
+        self.volumes = VolumeStore(self.data_dir / "volumes", mount_root=self.run_dir / "volumes")
+        self.idranges = idmap.IdRangeAllocator(Path(data_dir) / "idmap")
         self.bridge = bridge
         self.subnet = subnet
         self.uri = uri
+        self.userns = userns
+        self.pids_max = pids_max
+        self.public_ports = tuple(public_ports)
         self._conn = None
         self._conn_lock = threading.Lock()
 
@@ -90,7 +141,7 @@ class LxcDriver(GuestDriver):
         from appliance.core import host, image
 
         host.ensure_libvirtd()
-        network.ensure_guest_network(self.bridge, self.subnet)
+        network.ensure_guest_network(self.bridge, self.subnet, public_ports=self.public_ports)
         if build_image:
             image.ensure_image(self.image.parent, log=log.info)
 
@@ -112,8 +163,10 @@ class LxcDriver(GuestDriver):
             raise GuestNotFound(f"guest {spec.id} does not exist")
         try:
             xml = self._prepare_runtime(spec)
+            network.add_guest_port(self.bridge, veth_name(spec.id), network.mac_for_ip(spec.ip), spec.ip)
             dom = self._connection().createXML(xml, 0)
             self._wait_for_init(dom)
+            self._limit_pids(spec, dom)
         except BaseException as e:
             self._stop_quietly(spec.id)
             if isinstance(e, GuestError):
@@ -156,7 +209,8 @@ class LxcDriver(GuestDriver):
             self.volumes.delete(guest_id)
         except VolumeError as e:
             raise GuestError(f"could not delete the volume of {guest_id}: {e}") from e
-        shutil.rmtree(self.guests_dir / guest_id, ignore_errors=True)
+        self._remove_guest_dir(guest_id)
+        self.idranges.release(guest_id)
 
     def state(self, guest_id: str) -> GuestState:
         if self._domain(guest_id) is not None:
@@ -226,9 +280,73 @@ class LxcDriver(GuestDriver):
         try:
             fds = libvirt_lxc.lxcOpenNamespace(dom, 0)
             pid = self.init_pid(guest_id)
+            # libvirt hands out ipc/mnt/net/pid/user/uts; the guest's cgroup
+            # namespace (made by its init) is joined too.
+            fds.append(os.open(f"/proc/{pid}/ns/cgroup", os.O_RDONLY | os.O_CLOEXEC))
         except (libvirt.libvirtError, OSError) as e:
             raise GuestNotRunning(f"guest {guest_id}: {_message(e)}") from e
         return nsexec.prepare_target(fds, pid)
+
+    def id_range(self, guest_id: str) -> idmap.IdRange | None:
+        """The guest's host uid/gid range (None: privileged guests)."""
+        return self.idranges.get(guest_id) if self.userns else None
+
+    # -- pids ----------------------------------------------------------------------
+
+    def pids_cgroup(self, guest_id: str) -> Path | None:
+        """The guest's own pids cgroup directory (cgroup v1), None without a pids hierarchy."""
+        base = nsexec._cgroup_mounts().get("pids")
+        return Path(base, "machine", domain_name(guest_id) + PIDS_CGROUP_SUFFIX) if base else None
+
+    def _limit_pids(self, spec: GuestSpec, dom) -> None:
+        """Move the guest (not libvirt's controller) into its pids cgroup.
+
+        The init script waits for this before it starts anything, so no
+        guest process can be forked outside the limit."""
+        limit = spec.pids_max or self.pids_max
+        cg = self.pids_cgroup(spec.id)
+        init = self.init_pid(spec.id)
+        if cg is None:   # cgroup v2 only: libvirt's guest cgroup has pids.max itself
+            for line in Path(f"/proc/{init}/cgroup").read_text().splitlines():
+                if line.startswith("0::"):
+                    unified = nsexec._cgroup_mounts().get("unified")
+                    f = Path(unified or "/sys/fs/cgroup", line[3:].lstrip("/"), "pids.max")
+                    if f.exists():
+                        f.write_text(f"{limit}\n")
+                        return
+            raise GuestStartError("no pids cgroup controller on this host: cannot limit processes")
+        cg.mkdir(parents=True, exist_ok=True)
+        (cg / "pids.max").write_text(f"{limit}\n")
+        controller = str(dom.ID())
+        memory_procs = next(p for p in nsexec._cgroup_procs_files(init) if "/memory/" in p)
+        procs = str(cg / "cgroup.procs")
+        while True:   # until every guest process is inside (children follow their parent)
+            moved = 0
+            for pid in Path(memory_procs).read_text().split():
+                if pid == controller or pid in (cg / "cgroup.procs").read_text().split():
+                    continue
+                try:
+                    with open(procs, "w") as f:
+                        f.write(pid)
+                    moved += 1
+                except ProcessLookupError:
+                    pass
+            if not moved:
+                return
+
+    def _remove_pids_cgroup(self, guest_id: str) -> None:
+        cg = self.pids_cgroup(guest_id)
+        if cg is None or not cg.exists():
+            return
+        for _ in range(100):
+            try:
+                cg.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:   # EBUSY while the last guest processes exit
+                time.sleep(0.02)
+        raise GuestError(f"could not remove the pids cgroup of {guest_id}")
 
     # -- runtime preparation -----------------------------------------------------
 
@@ -241,30 +359,50 @@ class LxcDriver(GuestDriver):
     def _prepare_runtime(self, spec: GuestSpec) -> str:
         if not (self.image / "etc/os-release").exists():
             raise GuestStartError(f"guest image missing at {self.image}; run: python -m appliance.core.image build")
+        ids = self.idranges.ensure(spec.id) if self.userns else None
+        own = _Owner(ids)
+        _traversable(self.run_dir, "guests", "volumes")
+        _traversable(self.guests_dir, spec.id)
         vol = self.volumes.mount(spec.id)
+        self._shift_volume(spec.id, vol, ids)
         layer = vol / "layer"
         if layer.exists():
             shutil.rmtree(layer)
         (layer / "upper").mkdir(parents=True)
         (layer / "work").mkdir()
+        # the upper dir's owner and mode are those of the guest's "/"
+        os.chmod(layer / "upper", self.image.stat().st_mode & 0o7777)
+        own(layer / "upper")
+        lower = self.image
+        if ids is not None:
+            lower = self.guests_dir / spec.id / "lower"
+            lower.mkdir(parents=True, exist_ok=True)
+            if not is_mounted(lower):
+                try:
+                    idmap.idmapped_bind_mount(self.image, lower, ids)
+                except OSError as e:
+                    raise GuestStartError(f"could not make the idmapped image mount: {e}") from e
         root = self.guests_dir / spec.id / "root"
         root.mkdir(parents=True, exist_ok=True)
-        if not os.path.ismount(root):
+        if not is_mounted(root):
             _run("mount", "-t", "overlay", "overlay", "-o",
-                 f"lowerdir={self.image},upperdir={layer / 'upper'},workdir={layer / 'work'}", str(root))
+                 f"lowerdir={lower},upperdir={layer / 'upper'},workdir={layer / 'work'}", str(root))
         hostname = spec.hostname or spec.id
-        _write(root / INIT_PATH.lstrip("/"), INIT_SCRIPT, 0o755)
-        _write(root / "etc/hostname", hostname + "\n")
-        _write(root / "etc/hosts", f"127.0.0.1\tlocalhost\n::1\tlocalhost\n{spec.ip}\t{hostname}\n")
-        _write(root / "etc/resolv.conf", _guest_resolv_conf())
-        self._install_host_keys(spec.id, vol, root)
+        limit_pids = self._pids_controller_available()
+        init = INIT_SCRIPT.format(pids_gate=INIT_PIDS_GATE if limit_pids else "")
+        _write(root / INIT_PATH.lstrip("/"), init, 0o755, own)
+        _write(root / "etc/hostname", hostname + "\n", owner=own)
+        _write(root / "etc/hosts", f"127.0.0.1\tlocalhost\n::1\tlocalhost\n{spec.ip}\t{hostname}\n", owner=own)
+        _write(root / "etc/resolv.conf", _guest_resolv_conf(), owner=own)
+        self._install_host_keys(spec.id, vol, root, own)
 
         mounts = []
         for path in spec.mount_paths:
-            source = self.volumes.directory(spec.id, "mounts" + path, seed_from=self.image / path.lstrip("/"))
-            (root / path.lstrip("/")).mkdir(parents=True, exist_ok=True)
+            source = self.volumes.directory(spec.id, "mounts" + path, seed_from=self.image / path.lstrip("/"),
+                                            id_base=ids.base if ids else 0)
+            _mkdirs(root, path, own)
             mounts.append(BindMount(str(source), path))
-        self._write_authorized_keys(spec, vol, root)
+        self._write_authorized_keys(spec, vol, root, own)
 
         domain = DomainSpec(
             name=domain_name(spec.id), root_dir=str(root), init=INIT_PATH,
@@ -273,10 +411,38 @@ class LxcDriver(GuestDriver):
                 bridge=self.bridge, mac=network.mac_for_ip(spec.ip), ip=spec.ip,
                 prefix=network.prefix_len(self.subnet), gateway=network.gateway_ip(self.subnet),
                 host_dev=veth_name(spec.id)),
+            idmap=IdMap(ids.base, ids.count) if ids else None,
         )
         return build_domain_xml(domain)
 
-    def _install_host_keys(self, guest_id: str, vol: Path, root: Path) -> None:
+    @staticmethod
+    def _pids_controller_available() -> bool:
+        """A v1 pids hierarchy (the init gate waits for the move into it)."""
+        return "pids" in nsexec._cgroup_mounts()
+
+    def _shift_volume(self, guest_id: str, vol: Path, ids: idmap.IdRange | None) -> None:
+        """The volume's files carry the host ids of the guest's range; the
+        base they were written with is in ``meta/idmap`` (none: 0, a volume
+        of a privileged guest). A different base is re-shifted once."""
+        record = vol / "meta" / "idmap"
+        try:
+            old = int(record.read_text().split()[0])
+        except (FileNotFoundError, IndexError, ValueError):
+            old = 0
+        new = ids.base if ids else 0
+        if old == new:
+            if not record.exists():
+                _write(record, f"{new} {idmap.RANGE_SIZE}\n", 0o600)
+            return
+        started = time.monotonic()
+        n = 0
+        if (vol / "mounts").exists():
+            n = idmap.remap_tree(vol / "mounts", old, new, idmap.RANGE_SIZE)
+        _write(record, f"{new} {idmap.RANGE_SIZE}\n", 0o600)
+        log.info("volume of %s: %d entries moved from id base %d to %d in %.2fs",
+                 guest_id, n, old, new, time.monotonic() - started)
+
+    def _install_host_keys(self, guest_id: str, vol: Path, root: Path, own: "_Owner") -> None:
         keys = vol / "meta" / "ssh"
         keys.mkdir(parents=True, exist_ok=True, mode=0o700)
         lines = []
@@ -290,13 +456,12 @@ class LxcDriver(GuestDriver):
                 os.rename(f"{tmp}.pub", f"{key}.pub")
                 os.rename(tmp, key)
             dest = root / "etc/ssh" / key.name
-            shutil.copyfile(key, dest)
-            os.chmod(dest, 0o600)
-            shutil.copyfile(f"{key}.pub", f"{dest}.pub")
+            _write(dest, key.read_text(), 0o600, own)
+            _write(Path(f"{dest}.pub"), Path(f"{key}.pub").read_text(), 0o644, own)
             lines.append(f"HostKey /etc/ssh/{key.name}\n")
-        _write(root / "etc/ssh/sshd_config.d/10-appliance-hostkeys.conf", "".join(lines))
+        _write(root / "etc/ssh/sshd_config.d/10-appliance-hostkeys.conf", "".join(lines), owner=own)
 
-    def _write_authorized_keys(self, spec: GuestSpec, vol: Path, root: Path) -> None:
+    def _write_authorized_keys(self, spec: GuestSpec, vol: Path, root: Path, own: "_Owner") -> None:
         """Root's ~/.ssh/authorized_keys, wherever /root/.ssh lands (volume or layer)."""
         target = "/root/.ssh/authorized_keys"
         base, rel = root, target
@@ -305,7 +470,7 @@ class LxcDriver(GuestDriver):
                 base, rel = vol / ("mounts" + path), target[len(path.rstrip("/")):]
                 break
         content = "".join(k.strip() + "\n" for k in spec.authorized_keys if k.strip())
-        _write_beneath(base, rel, content)
+        _write_beneath(base, rel, content, own.ids)
 
     # -- teardown ----------------------------------------------------------------
 
@@ -329,16 +494,37 @@ class LxcDriver(GuestDriver):
     def _teardown_runtime(self, guest_id: str) -> None:
         root = self.guests_dir / guest_id / "root"
         for _ in range(50):
-            if not os.path.ismount(root):
+            if not is_mounted(root):
                 break
             if subprocess.run(["umount", str(root)], capture_output=True).returncode != 0:
                 time.sleep(0.05)  # the controller may still be exiting
         else:
             raise GuestError(f"could not unmount the root of {guest_id}")
+        lower = self.guests_dir / guest_id / "lower"
+        while is_mounted(lower):
+            if subprocess.run(["umount", str(lower)], capture_output=True).returncode != 0:
+                raise GuestError(f"could not unmount the image of {guest_id}")
+        self._remove_pids_cgroup(guest_id)
+        network.remove_guest_port(self.bridge, veth_name(guest_id))
         try:
             self.volumes.unmount(guest_id)
         except VolumeError as e:
             raise GuestError(f"could not unmount the volume of {guest_id}: {e}") from e
+
+    def _remove_guest_dir(self, guest_id: str) -> None:
+        """Remove the (empty) mount points of a stopped guest. Never recursive:
+        the lower mount point is a bind mount of the shared image."""
+        d = self.guests_dir / guest_id
+        for sub in (d / "root", d / "lower", d):
+            if is_mounted(sub):
+                raise GuestError(f"{sub} is still mounted")
+            try:
+                sub.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                log.warning("leaving %s: %s", sub, e)
+                return
 
     # -- libvirt -----------------------------------------------------------------
 
@@ -373,6 +559,25 @@ class LxcDriver(GuestDriver):
             raise GuestError(_message(e)) from e
 
 
+def is_mounted(path: str | os.PathLike) -> bool:
+    """Whether something is mounted at ``path`` (from mountinfo: unlike
+    ``os.path.ismount`` this sees bind mounts within one filesystem)."""
+    target = os.path.realpath(path)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                point = line.split(" ", 5)[4]
+                if _unescape(point) == target:
+                    return True
+    except OSError:
+        return os.path.ismount(path)
+    return False
+
+
+def _unescape(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
 def _message(e: BaseException) -> str:
     getter = getattr(e, "get_error_message", None)
     return (getter() if getter else None) or str(e)
@@ -392,36 +597,83 @@ def _run(*cmd: str) -> None:
         raise GuestStartError(f"{cmd[0]} failed: {(proc.stderr or proc.stdout).strip()}")
 
 
-def _write(path: Path, content: str, mode: int = 0o644) -> None:
+def _traversable(base: Path, *names: str) -> None:
+    """mkdir -p base/name with mode 0711 (also base and its new parents)."""
+    missing = []
+    p = base
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        d.mkdir(exist_ok=True)
+        os.chmod(d, 0o711)
+    for name in names:
+        d = base / name
+        if not d.exists():
+            d.mkdir(exist_ok=True)
+            os.chmod(d, 0o711)
+
+
+class _Owner:
+    """Gives what the driver writes into a guest to the guest's root (its
+    host base id), or leaves it to host root for a privileged guest."""
+
+    def __init__(self, ids: idmap.IdRange | None):
+        self.ids = ids
+
+    def __call__(self, path: Path) -> None:
+        if self.ids is not None:
+            os.lchown(path, self.ids.base, self.ids.base)
+
+
+def _write(path: Path, content: str, mode: int = 0o644, owner: _Owner | None = None) -> None:
+    """Replace a file in a tree the guest cannot touch yet (it is not running)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
     path.write_text(content)
     os.chmod(path, mode)
+    if owner is not None:
+        owner(path)
 
 
-def _write_beneath(base: Path, rel: str, content: str) -> None:
-    """Write base/rel (dirs 0700, file 0600, root-owned) without following any
-    symlink under ``base``: the guest can plant links in its volume."""
+def _mkdirs(root: Path, path: str, owner: _Owner) -> None:
+    """Create root/path like ``mkdir -p``, giving new directories to the guest."""
+    current = root
+    for part in [p for p in path.split("/") if p]:
+        current = current / part
+        if not current.exists():
+            current.mkdir()
+            owner(current)
+
+
+def _write_beneath(base: Path, rel: str, content: str, ids: idmap.IdRange | None = None) -> None:
+    """Write base/rel (dirs 0700, file 0600, owned by the guest's root) without
+    following any symlink under ``base``: the guest can plant links in its volume."""
     parts = [p for p in rel.split("/") if p]
     fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for part in parts[:-1]:
+            created = True
             try:
                 os.mkdir(part, 0o700, dir_fd=fd)
             except FileExistsError:
-                pass
+                created = False
             try:
                 nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
             except OSError as e:
                 raise GuestStartError(f"cannot write {rel}: {part} is not a directory ({e.strerror})") from e
             os.close(fd)
             fd = nfd
+            if created and ids is not None:
+                os.fchown(fd, ids.base, ids.base)
         name, tmp = parts[-1], f".{parts[-1]}.appliance-new"
         try:
             os.unlink(tmp, dir_fd=fd)
         except FileNotFoundError:
             pass
         ffd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=fd)
+        if ids is not None:
+            os.fchown(ffd, ids.base, ids.base)
         with os.fdopen(ffd, "w") as f:
             f.write(content)
         os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)

@@ -51,6 +51,7 @@ class GuestTarget:
     """What a forked child needs to join a guest, computed in the parent."""
     ns_fds: tuple[int, ...]        # in the order to join, own namespaces skipped
     cgroup_procs: tuple[str, ...]  # host paths of the guest's cgroup.procs files
+    userns: bool = False           # the guest has a user namespace of its own
 
 
 def prepare_target(ns_fds: list[int], init_pid: int) -> GuestTarget:
@@ -67,8 +68,9 @@ def prepare_target(ns_fds: list[int], init_pid: int) -> GuestTarget:
             os.close(fd)   # joining our own namespace fails with EINVAL for user ns
         else:
             by_kind[kind] = fd
+    userns = "user" in by_kind
     ordered = tuple(by_kind.pop(k) for k in _NS_ORDER if k in by_kind) + tuple(by_kind.values())
-    return GuestTarget(ordered, tuple(_cgroup_procs_files(init_pid)))
+    return GuestTarget(ordered, tuple(_cgroup_procs_files(init_pid)), userns)
 
 
 def _cgroup_procs_files(pid: int) -> list[str]:
@@ -128,6 +130,13 @@ def _enter(target: GuestTarget) -> None:
         if _libc.setns(fd, 0) != 0:
             err = ctypes.get_errno()
             raise OSError(err, f"setns: {os.strerror(err)}")
+    if target.userns:
+        # Host root is unmapped in the guest's user namespace (it would show
+        # as "nobody" and create files the guest cannot own): become the
+        # guest's root, i.e. the guest's host base id.
+        os.setgroups([])
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
     os.chdir("/")
 
 
