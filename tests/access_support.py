@@ -26,7 +26,21 @@ def start_appliance(data_dir: Path, bridge: str, subnet: str, **settings) -> App
                   ssh_port=ssh_port, ssh_listen="127.0.0.1", compute_domain="compute.test", **settings)
     a.ssh_port = ssh_port
     a.start("core", "http", "ssh")
+    wait_port("127.0.0.1", ssh_port)
     return a
+
+
+def wait_port(host: str, port: int, timeout: float = 20) -> None:
+    import socket
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def stop_appliance(a: Appliance, bridge: str) -> None:

@@ -339,28 +339,32 @@ def _fail(chan: paramiko.Channel, message: str, code: int = 255) -> None:
     chan.close()
 
 
-def _pump(recv, send, on_eof=None) -> None:
+def _pump(recv, send, on_eof=None) -> int:
+    total = 0
     try:
         while True:
             data = recv(RECV_CHUNK)
             if not data:
                 break
             send(data)
-    except (OSError, EOFError, paramiko.SSHException):
-        pass
+            total += len(data)
+    except (OSError, EOFError, paramiko.SSHException) as e:
+        log.debug("relay stopped after %d bytes: %r", total, e)
     finally:
         if on_eof is not None:
             try:
                 on_eof()
             except Exception:  # noqa: BLE001
                 pass
+    return total
 
 
 def relay_pair(a: paramiko.Channel, b: paramiko.Channel) -> None:
     """Plain byte stream both ways (port forwards); EOF travels, then both close."""
     t = _spawn(_pump, a.recv, b.sendall, b.shutdown_write)
-    _pump(b.recv, a.sendall, a.shutdown_write)
+    back = _pump(b.recv, a.sendall, a.shutdown_write)
     t.join()
+    log.debug("forward %s/%s closed (%d bytes back)", a.get_id(), b.get_id(), back)
     a.close()
     b.close()
 
