@@ -76,8 +76,12 @@ class StatusSocket:
                 self.seen.remove(event)
                 return event
         while time.monotonic() < deadline:
-            self.ws.settimeout(max(0.1, deadline - time.monotonic()))
-            event = self.next()
+            # short reads: server pings must not keep a long read from timing out
+            self.ws.settimeout(max(0.05, min(1.0, deadline - time.monotonic())))
+            try:
+                event = self.next()
+            except websocket.WebSocketTimeoutException:
+                continue
             if event["container_id"] == container_id and event["status"] in statuses:
                 self.seen.remove(event)
                 return event

@@ -123,7 +123,8 @@ def ssh(ip: str, pkey, command: str, timeout: float = 60) -> tuple[int, str]:
 def restart_and_wait(app, person, cid, action):
     with StatusSocket(app, person.client.token) as ws:
         result = action()
-        ws.wait(cid, "running", timeout=60)
+        event = ws.wait(cid, "running", "error", timeout=60)
+    assert event["status"] == "running", person.client.get(f"/compute/containers/{cid}").json()
     return result
 
 
