@@ -5,7 +5,8 @@ libvirt gets everything prepared in advance and measures only
 ``defineXML`` + ``create``; the driver's spawn also creates the volume,
 resets the overlay layer, writes keys and config and waits until libvirt
 reports the guest's init. Both are also timed until sshd in the guest sends
-its banner. Medians over ``--runs`` (default 10). Needs root and libvirt.
+its banner. (Raw libvirt also waits for init and moves it into its pids
+cgroup: the guest's init starts nothing before that.) Medians over ``--runs`` (default 10). Needs root and libvirt.
 
     python -m bench bench_guest_start          # or: python bench/bench_guest_start.py --runs 20
 """
@@ -48,6 +49,8 @@ def bench_raw(driver, spec, runs: int) -> tuple[list[float], list[float]]:
             t0 = time.perf_counter()
             dom = conn.defineXML(xml)
             dom.create()
+            driver._wait_for_init(dom)
+            driver._limit_pids(spec, dom)   # the guest's init waits for its pids cgroup
             started.append(time.perf_counter() - t0)
             wait_for_sshd(spec.ip)
             ssh_ready.append(time.perf_counter() - t0)

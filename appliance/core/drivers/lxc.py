@@ -72,9 +72,15 @@ LIBVIRT_LOG_DIR = Path("/var/log/libvirt/lxc")
 DEFAULT_PIDS_MAX = 1024
 PIDS_CGROUP_SUFFIX = ".appliance"
 INIT_PIDS_GATE = """# Nothing runs before the host has moved this init into the guest's pids
-# cgroup; then a cgroup namespace rooted at the guest's own cgroups.
+# cgroup; then a cgroup namespace rooted at the guest's own cgroups. Nobody
+# moves an init that libvirt restarted by itself (a reboot from inside):
+# after 30 s it gives up, and the guest stops.
 if [ "$1" != --cgroupns ]; then
-  while grep -q '^[0-9]*:pids:/$' /proc/self/cgroup; do sleep 0.002; done
+  n=0
+  while grep -q '^[0-9]*:pids:/$' /proc/self/cgroup; do
+    n=$((n+1)); [ $n -gt 6000 ] && exit 1
+    sleep 0.005
+  done
   exec unshare --cgroup "$0" --cgroupns
 fi
 """
@@ -111,7 +117,8 @@ class LxcDriver(GuestDriver):
                  run_dir: str | os.PathLike | None = None):
         """``userns=False`` runs privileged guests (guest root = host root):
         only for measuring what the user namespace costs. ``pids_max`` is
-        the default when a spec has none. ``public_ports``: host TCP ports
+        the default when a spec has none (0: no limit, only for measuring
+        what the limit costs). ``public_ports``: host TCP ports
         guests may reach on the host (everything else on the host is closed
         to them, see ``network.ensure_guest_network``)."""
         from appliance.core.image import image_path
@@ -133,8 +140,10 @@ class LxcDriver(GuestDriver):
 
     @classmethod
     def from_config(cls, config) -> "LxcDriver":
+        # the appliance's public services: all a guest may open on the host
+        public = (config.http_port, config.ssh_port, config.ingress_http_port, config.ingress_https_port)
         return cls(image_dir=config.image_dir, data_dir=config.data_dir,
-                   bridge=config.bridge_name, subnet=config.guest_subnet)
+                   bridge=config.bridge_name, subnet=config.guest_subnet, public_ports=public)
 
     def prepare_host(self, *, build_image: bool = True) -> None:
         """libvirtd, bridge, NAT and the image: everything a start needs."""
@@ -304,6 +313,8 @@ class LxcDriver(GuestDriver):
         The init script waits for this before it starts anything, so no
         guest process can be forked outside the limit."""
         limit = spec.pids_max or self.pids_max
+        if limit <= 0:
+            return
         cg = self.pids_cgroup(spec.id)
         init = self.init_pid(spec.id)
         if cg is None:   # cgroup v2 only: libvirt's guest cgroup has pids.max itself
@@ -388,7 +399,7 @@ class LxcDriver(GuestDriver):
             _run("mount", "-t", "overlay", "overlay", "-o",
                  f"lowerdir={lower},upperdir={layer / 'upper'},workdir={layer / 'work'}", str(root))
         hostname = spec.hostname or spec.id
-        limit_pids = self._pids_controller_available()
+        limit_pids = self._pids_controller_available() and (spec.pids_max or self.pids_max) > 0
         init = INIT_SCRIPT.format(pids_gate=INIT_PIDS_GATE if limit_pids else "")
         _write(root / INIT_PATH.lstrip("/"), init, 0o755, own)
         _write(root / "etc/hostname", hostname + "\n", owner=own)
