@@ -49,7 +49,10 @@ log = logging.getLogger("appliance.ssh")
 
 WINDOW = 16 * 1024 * 1024
 MAX_PACKET = 256 * 1024
-RECV_CHUNK = 256 * 1024
+# Take everything a channel has buffered at once: paramiko's buffer deletes a
+# partial read from its front (a memmove of the rest, quadratic with a big
+# window) - reading it whole costs one copy. Flow control bounds it by WINDOW.
+RECV_CHUNK = WINDOW
 AUTH_RPC_TIMEOUT = 5.0
 GUEST_CONNECT_TIMEOUT = 10.0
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
@@ -339,6 +342,19 @@ def _fail(chan: paramiko.Channel, message: str, code: int = 255) -> None:
     chan.close()
 
 
+def _sender(send):
+    """sendall over a memoryview: paramiko's own sendall re-slices the rest
+    of the buffer after every packet (quadratic for multi-MB reads)."""
+    def sendall(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = send(view)
+            if n <= 0:
+                raise EOFError("channel closed")
+            view = view[n:]
+    return sendall
+
+
 def _pump(recv, send, on_eof=None) -> int:
     total = 0
     try:
@@ -361,8 +377,8 @@ def _pump(recv, send, on_eof=None) -> int:
 
 def relay_pair(a: paramiko.Channel, b: paramiko.Channel) -> None:
     """Plain byte stream both ways (port forwards); EOF travels, then both close."""
-    t = _spawn(_pump, a.recv, b.sendall, b.shutdown_write)
-    back = _pump(b.recv, a.sendall, a.shutdown_write)
+    t = _spawn(_pump, a.recv, _sender(b.send), b.shutdown_write)
+    back = _pump(b.recv, _sender(a.send), a.shutdown_write)
     t.join()
     log.debug("forward %s/%s closed (%d bytes back)", a.get_id(), b.get_id(), back)
     a.close()
@@ -371,9 +387,9 @@ def relay_pair(a: paramiko.Channel, b: paramiko.Channel) -> None:
 
 def relay_session(client: paramiko.Channel, guest: paramiko.Channel) -> None:
     """A session: stdin in; stdout and stderr out; then EOF, exit status, close."""
-    inbound = _spawn(_pump, client.recv, guest.sendall, guest.shutdown_write)
-    errors = _spawn(_pump, guest.recv_stderr, client.sendall_stderr)
-    _pump(guest.recv, client.sendall)
+    inbound = _spawn(_pump, client.recv, _sender(guest.send), guest.shutdown_write)
+    errors = _spawn(_pump, guest.recv_stderr, _sender(client.send_stderr))
+    _pump(guest.recv, _sender(client.send))
     errors.join()
     status = guest.recv_exit_status()
     try:
