@@ -1,10 +1,10 @@
 """Guest start latency: raw libvirt vs the appliance's REST API, one run.
 
-- raw libvirt: ``defineXML`` + ``create`` of the guest XML the appliance's
-  driver builds (``drivers/domain_xml.py``: same init, memory, CPU quota,
-  bind mount and bridged NIC) over an overlay root prepared once (host keys
-  in place), timed until ``create()`` returns; then until sshd answers
-  (its ``SSH-`` banner on port 22).
+- raw libvirt: ``defineXML`` + ``create`` of the very guest XML the
+  appliance's LXC driver builds, over a runtime it prepared once (overlay
+  root, volume, mounts, host keys, limits, NIC), timed until libvirt
+  reports the guest's init (what the guest needs before it goes on); then
+  until sshd answers (its ``SSH-`` banner on port 22).
 - appliance: ``POST /compute/containers`` (status socket already open)
   until the socket says ``running``; then until sshd answers. Each run
   creates a new container (fresh volume, host keys, overlay) and deletes it
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from compute_support import StatusSocket, add_key  # noqa: E402
 from harness import Appliance  # noqa: E402
 
-BRIDGE, SUBNET = "apbench0", "10.216.0.0/24"
+BRIDGE, SUBNET = "apbenchc0", "10.216.0.0/24"
 RAW_IP = "10.216.0.250"
 
 
@@ -55,40 +55,31 @@ def pct(values: list[float], p: float) -> float:
 
 
 class RawGuest:
-    """One guest root, started and destroyed over and over with bare libvirt calls."""
+    """The appliance's own guest (the LXC driver builds its runtime and XML:
+    overlay root, idmapped image, volume, mounts, keys, limits, NIC), prepared
+    once; each run is bare libvirt: defineXML + create, then destroy + undefine."""
 
     def __init__(self, tmp: Path, image_dir: str):
         import libvirt
 
         from appliance.core import network
-        from appliance.core.drivers import lxc
-        from appliance.core.drivers.domain_xml import BindMount, BridgeInterface, DomainSpec, build_domain_xml
-        from appliance.core.image import image_path
+        from appliance.core.drivers.base import GuestSpec
+        from appliance.core.drivers.lxc import LxcDriver, veth_name
 
-        self.root, upper, work, home = tmp / "root", tmp / "upper", tmp / "work", tmp / "home"
-        for d in (self.root, upper, work, home):
-            d.mkdir()
-        subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                        f"lowerdir={image_path(image_dir)},upperdir={upper},workdir={work}", str(self.root)],
-                       check=True)
-        for rel, text, mode in ((lxc.INIT_PATH, lxc.INIT_SCRIPT, 0o755), ("/etc/hostname", "rawbench\n", 0o644)):
-            path = self.root / rel.lstrip("/")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            path.chmod(mode)
-        subprocess.run(["ssh-keygen", "-A", "-f", str(self.root)], check=True, capture_output=True)
-        spec = DomainSpec(
-            name="ap-rawbench", root_dir=str(self.root), init=lxc.INIT_PATH, memory_mb=512, cpus=0.5,
-            mounts=(BindMount(str(home), "/root"),),
-            interface=BridgeInterface(bridge=BRIDGE, mac=network.mac_for_ip(RAW_IP), ip=RAW_IP,
-                                      prefix=network.prefix_len(SUBNET), gateway=network.gateway_ip(SUBNET),
-                                      host_dev="ap-rawbench"))
-        self.xml = build_domain_xml(spec)
+        self.driver = LxcDriver(image_dir=image_dir, data_dir=tmp / "raw", bridge=BRIDGE, subnet=SUBNET)
+        self.spec = GuestSpec(id="rawbench", ip=RAW_IP, memory_mb=512, cpus=0.5, storage_gb=1)
+        self.driver.volumes.create(self.spec.id, self.spec.storage_gb)
+        self.xml = self.driver._prepare_runtime(self.spec)
+        network.add_guest_port(BRIDGE, veth_name(self.spec.id), network.mac_for_ip(RAW_IP), RAW_IP)
         self.conn = libvirt.open("lxc:///")
 
     def start(self):
         dom = self.conn.defineXML(self.xml)
         dom.create()
+        # what libvirt needs before the guest's init goes on (the driver does the same)
+        self.driver._wait_for_init(dom)
+        if hasattr(self.driver, "_limit_pids"):
+            self.driver._limit_pids(self.spec, dom)
         return dom
 
     def stop(self, dom) -> None:
@@ -97,7 +88,7 @@ class RawGuest:
 
     def close(self) -> None:
         self.conn.close()
-        subprocess.run(["umount", str(self.root)], check=False)
+        self.driver.destroy(self.spec.id)
 
 
 def main() -> None:
