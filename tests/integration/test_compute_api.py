@@ -383,11 +383,23 @@ def test_socket_pings(app, user):
     assert pings == [websocket.ABNF.OPCODE_PING]
 
 
-def test_terminal_is_not_yet_served(app, user):
+def test_terminal_on_the_fake_driver(app, user):
+    """The terminal's plumbing (its behaviour on real guests: test_terminal.py):
+    the fake PTY echoes input; a stopped container is 409 without upgrading."""
     kid, _ = add_key(user)
-    cid = create(user, kid).json()["id"]
+    cid = running(app, user, kid)["id"]
+    ws = websocket.create_connection(app.url.replace("http", "ws") + f"/compute/containers/{cid}/terminal?token={user.token}",
+                                     timeout=10)
+    ws.send_binary(b"raw ")
+    ws.send('{"type":"input","data":"typed"}')
+    ws.send('{"type":"resize","cols":100,"rows":30}')
+    seen = b""
+    while b"raw typed" not in seen:
+        seen += ws.recv()
+    ws.close()
+    assert user.post(f"/compute/containers/{cid}/stop").status_code == 200
     r = requests.get(app.url + f"/compute/containers/{cid}/terminal?token={user.token}", headers=_upgrade_headers())
-    assert r.status_code == 501 and r.json() == {"error": "not implemented yet"}
+    assert r.status_code == 409 and "not running" in r.json()["error"]
 
 
 def test_user_deletion_removes_containers_and_keys(app, admin):
