@@ -11,6 +11,8 @@ packages=(
   dnsmasq-base nftables iptables iproute2 debootstrap e2fsprogs
   # reaching guests and testing as a user does
   openssh-client openssh-server curl wrk nginx-light
+  # ingress on 80/443 (Host/SNI routing; the core runs its own instance)
+  haproxy
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -45,6 +45,11 @@ def split_username(username: str) -> tuple[str, str]:
 class SshGatewayServicer(sshgw_pb2_grpc.SshGatewayServiceServicer):
     def __init__(self, core):
         self.core = core
+        # The gateway's keys exist before any gateway or guest needs them
+        # (created once, 0600; see appliance/ssh/keys.py).
+        from appliance.ssh import keys
+        keys.private_key_pem(core.config, keys.HOST_KEY)
+        keys.private_key_pem(core.config, keys.GUEST_ACCESS_KEY)
 
     @property
     def driver(self):
