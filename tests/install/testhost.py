@@ -89,6 +89,10 @@ def rootfs(repo: Path) -> Path:
     with locked(CACHE_DIR / ".rootfs.lock"):
         if not (root / ".testhost-complete").exists():
             _build_rootfs(root, packages)
+            # Roots for older package lists are dead weight (~600 MB each).
+            for old in CACHE_DIR.glob("rootfs-*"):
+                if old.is_dir() and old != root:
+                    shutil.rmtree(old, ignore_errors=True)
     return root
 
 
