@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export APPLIANCE_DATA_DIR ?= /var/lib/appliance
 
-.PHONY: up down test deps venv proto bench lint clean
+.PHONY: up down test test-install lint-ansible deps venv proto bench clean
 
 up: venv
 	$(BIN)/appliance up
@@ -15,6 +15,13 @@ down:
 
 test: venv
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# Only the Ansible install test (part of `make test` too).
+test-install: venv
+	$(BIN)/python -m pytest -p no:cacheprovider -m install tests/install $(PYTEST_ARGS)
+
+lint-ansible: venv
+	$(BIN)/ansible-lint --offline playbooks/ inventory/
 
 bench: venv
 	$(BIN)/python -m bench

@@ -13,6 +13,8 @@ packages=(
   openssh-client openssh-server curl wrk nginx-light
   # ingress on 80/443 (Host/SNI routing; the core runs its own instance)
   haproxy
+  # the install test: a systemd test host under nspawn; `vagrant validate` of the lab
+  systemd-container vagrant vagrant-libvirt
 )
 missing=()
 for p in "${packages[@]}"; do
