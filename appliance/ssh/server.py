@@ -62,6 +62,9 @@ SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 DISABLED = {"ciphers": ["aes128-ctr", "aes192-ctr", "aes256-ctr", "aes128-cbc", "aes192-cbc",
                         "aes256-cbc", "3des-cbc"]}
 KNOWN_SUBSYSTEMS = {"sftp"}
+# Distinct keys one connection may offer (each costs the core a lookup);
+# OpenSSH's own MaxAuthTries default is 6.
+MAX_KEYS_PER_CONNECTION = 10
 
 
 def _guest_command(guest_user: str, kind: str, command: str | None) -> str | None:
@@ -127,6 +130,8 @@ class Connection(paramiko.ServerInterface):
         line = f"{key.get_name()} {key.get_base64()}"
         cache_key = (username, line)
         if cache_key not in self.decisions:
+            if len(self.decisions) >= MAX_KEYS_PER_CONNECTION:
+                return paramiko.AUTH_FAILED
             self.decisions[cache_key] = self.gateway.authorize(username, line, self.address)
         admission = self.decisions[cache_key]
         if admission is None:

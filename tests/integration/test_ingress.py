@@ -3,8 +3,9 @@ namespace of our own joined to the host by a veth pair (host 10.222.0.1,
 client 10.222.0.2). HTTP by Host (rule port 80), TLS by SNI (rule port 443,
 the guest serves its own certificate), raw TCP on 8xxx (nftables DNAT).
 
-The appliance's shared listeners run on free high ports here
-(``ingress_http_port``/``ingress_https_port``); the rules still say 80/443.
+The appliance's shared listeners use the real 80/443 when they are free on
+this host, else free high ports (``ingress_http_port``/``ingress_https_port``);
+the rules say 80/443 either way.
 One appliance on its own bridge ``apig0`` (10.221.0.0/24).
 """
 from __future__ import annotations
@@ -78,10 +79,24 @@ def outside():
         sh("ip", "netns", "del", NS, check=False)
 
 
+def _bindable(port: int) -> bool:
+    import socket
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+            return True
+        except OSError:
+            return False
+
+
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, outside):
+    # the real 80/443 when this host has them free, else free high ports
+    http_port = 80 if _bindable(80) else free_port()
+    https_port = 443 if _bindable(443) else free_port()
     a = start_appliance(tmp_path_factory.mktemp("ingress"), BRIDGE, SUBNET,
-                        ingress_http_port=free_port(), ingress_https_port=free_port())
+                        ingress_http_port=http_port, ingress_https_port=https_port)
     a.http_ingress = int(a.env["APPLIANCE_INGRESS_HTTP_PORT"])
     a.https_ingress = int(a.env["APPLIANCE_INGRESS_HTTPS_PORT"])
     yield a
