@@ -30,7 +30,7 @@ from access_support import (  # noqa: E402
     Person, launch, scp_argv, start_appliance, stop_appliance, wait_sshd,
 )
 
-BRIDGE, SUBNET = "apbnch1", "10.223.0.0/24"
+BRIDGE, SUBNET = "apbnch1", "10.226.0.0/24"
 SINK = r"""
 use IO::Socket::INET; $SIG{CHLD}='IGNORE';
 my $s=IO::Socket::INET->new(LocalPort=>$ARGV[0],Listen=>16,ReuseAddr=>1) or die;

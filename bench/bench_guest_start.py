@@ -20,8 +20,8 @@ import time
 import uuid
 
 BRIDGE = "apbench0"
-SUBNET = "10.220.0.0/24"
-GUEST_IP = "10.220.0.10"
+SUBNET = "10.227.0.0/24"
+GUEST_IP = "10.227.0.10"
 
 
 def wait_for_sshd(ip: str, timeout: float = 10.0) -> None:

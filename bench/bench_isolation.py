@@ -30,8 +30,8 @@ import uuid
 from pathlib import Path
 
 BRIDGE = "apbenchi0"
-SUBNET = "10.221.0.0/24"
-IPS = {"privileged": "10.221.0.10", "privileged+pids": "10.221.0.11", "userns+pids": "10.221.0.12"}
+SUBNET = "10.225.0.0/24"
+IPS = {"privileged": "10.225.0.10", "privileged+pids": "10.225.0.11", "userns+pids": "10.225.0.12"}
 
 
 def wait_for_sshd(ip: str, timeout: float = 10.0) -> None:

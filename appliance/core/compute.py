@@ -38,7 +38,7 @@ from appliance.core import context as ctx
 from appliance.core import ingress, network, scopes, sshkeys, terminal, users
 from appliance.core.compute_models import (
     CONTAINER_ID_ALPHABET, CONTAINER_ID_LENGTH, ERROR, INITIALIZING, KEY_ID_LENGTH, PENDING,
-    RUNNING, STOPPED, WANTS_RUNNING, Container, SshKey,
+    RUNNING, STOPPED, Container, SshKey,
 )
 from appliance.core.db import database, new_public_id
 from appliance.core.drivers.base import GuestDriver, GuestError, GuestSpec, GuestState

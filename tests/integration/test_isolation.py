@@ -374,7 +374,7 @@ def test_cannot_change_host_network_or_nftables(driver, make_guest, tmp_path):
     attacks = [
         "nft flush ruleset",
         "nft add table ip appliance",
-        f"nft add table bridge appliance; nft delete table bridge appliance",
+        "nft add table bridge appliance; nft delete table bridge appliance",
         "ip link add evil0 type dummy",
         f"ip addr add {GATEWAY}/32 dev lo",
         "ip route add 198.51.100.0/24 dev eth0",

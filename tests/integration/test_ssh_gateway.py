@@ -1,7 +1,7 @@
 """The SSH gateway with the real OpenSSH client, on real LXC guests.
 
 One appliance (core + HTTP + SSH gateway) on its own bridge ``apsg0``
-(10.219.0.0/24). alice owns a running guest with ssh enabled; bob is another
+(10.224.0.0/24). alice owns a running guest with ssh enabled; bob is another
 user with his own key. Tests run in file order (the refusal tests change
 alice's guest at the end).
 """
@@ -27,7 +27,7 @@ if os.geteuid() != 0:
     pytest.skip("libvirt LXC guests need root", allow_module_level=True)
 pytest.importorskip("libvirt", reason="libvirt-python is not installed")
 
-BRIDGE, SUBNET = "apsg0", "10.219.0.0/24"
+BRIDGE, SUBNET = "apsg0", "10.224.0.0/24"
 
 
 @pytest.fixture(scope="module")

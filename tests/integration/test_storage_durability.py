@@ -5,7 +5,6 @@ or reconfigures processes.
 """
 import hashlib
 import os
-import signal
 import socket
 import subprocess
 import threading
