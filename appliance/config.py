@@ -13,6 +13,8 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from appliance.keep import read_or_create
+
 DEFAULT_CONFIG_FILE = Path("/etc/appliance/appliance.toml")
 
 
@@ -112,26 +114,7 @@ class Config:
 
 def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
     """Return the secret stored at *path*, creating it (0600, atomically) if absent."""
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(nbytes)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    try:
-        # link() fails if another process won the race; then read theirs.
-        os.link(tmp, path)
-    except FileExistsError:
-        pass
-    finally:
-        os.unlink(tmp)
-    return path.read_text().strip()
+    return read_or_create(path, lambda: (secrets.token_urlsafe(nbytes) + "\n").encode()).decode().strip()
 
 
 def _coerce(name: str, kind: type, raw):

@@ -8,17 +8,17 @@
   of every guest at each start, restricted with ``from="<bridge address>"``
   so it only works from the host itself.
 
-Both are created atomically (write a temporary file, ``link()`` it into
-place): the core and the gateway may race to create them and both end up
-with the same key.
+Both are created atomically (appliance.keep): the core and the gateway may
+race to create them and both end up with the same key.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from appliance.keep import read_or_create
 
 HOST_KEY = "host_ed25519_key"
 GUEST_ACCESS_KEY = "guest_access_key"
@@ -29,32 +29,15 @@ def key_dir(config) -> Path:
     return config.data_path / "ssh"
 
 
-def _read_or_create(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = ed25519.Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                            serialization.NoEncryption())
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-        f.flush()
-        os.fsync(f.fileno())
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        pass
-    finally:
-        os.unlink(tmp)
-    return path.read_bytes()
+def _new_private_key() -> bytes:
+    return ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
 
 
 def private_key_pem(config, name: str) -> bytes:
-    return _read_or_create(key_dir(config) / name)
+    directory = key_dir(config)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return read_or_create(directory / name, _new_private_key)
 
 
 def public_line(pem: bytes, comment: str = "") -> str:
