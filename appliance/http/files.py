@@ -85,6 +85,12 @@ def _write_all(fd: int, pieces: list[bytes]) -> None:
             rest = rest[os.write(fd, rest):]
 
 
+def _close_after_write(done: asyncio.Future, fd: int) -> None:
+    if not done.cancelled():
+        done.exception()  # retrieved: the upload already failed or was abandoned
+    os.close(fd)
+
+
 class _UploadCall:
     """One client-streaming Upload/PutFile call fed from a request body.
 
@@ -102,6 +108,9 @@ class _UploadCall:
         self.buffered = 0
         self.sent = 0
         self.fd = -1
+        # The local write in flight: awaited only before the next one, so
+        # reading the socket overlaps writing the previous chunk to disk.
+        self.writing: asyncio.Future | None = None
         self.reported = 0.0
         self.call = handler.call(self._messages(header), metadata=handler.metadata())
         self.result = asyncio.ensure_future(self._result())
@@ -160,23 +169,36 @@ class _UploadCall:
             raise TooLarge(f"file is over the {self.limit}-byte upload limit")
         if self.result.done():
             await self.result
-        await asyncio.get_running_loop().run_in_executor(None, _write_all, self.fd, pieces)
+        await self._written()
+        self.writing = asyncio.get_running_loop().run_in_executor(None, _write_all, self.fd, pieces)
         now = time.monotonic()
         if now - self.reported >= PROGRESS_INTERVAL:
             self.reported = now
             await self._put(storage_pb2.UploadChunk(progress=storage_pb2.UploadProgress(bytes=self.sent)))
 
+    async def _written(self) -> None:
+        if self.writing is not None:
+            writing, self.writing = self.writing, None
+            await writing
+
     async def finish(self) -> storage_pb2.UploadResponse:
         await self._flush()
+        await self._written()
         self._close()
         await self._put(storage_pb2.UploadChunk(end=storage_pb2.UploadEnd(size=self.sent)))
         await self._put(None)
         return await self.result
 
     def _close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        if self.fd < 0:
+            return
+        fd, self.fd = self.fd, -1
+        if self.writing is not None and not self.writing.done():
+            # Never close under a running write: the number could be reused.
+            self.writing.add_done_callback(lambda done: _close_after_write(done, fd))
+        else:
+            os.close(fd)
+        self.writing = None
 
     def cancel(self) -> None:
         self._close()
