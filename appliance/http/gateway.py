@@ -17,6 +17,7 @@ from appliance.errors import AppError
 from appliance.http import codec
 from appliance.http.routes import Route
 from appliance.http.status import error_message, http_status
+from appliance.v1 import options_pb2 as opt
 
 log = logging.getLogger("appliance.http")
 
@@ -48,6 +49,11 @@ class GatewayHandler(tornado.web.RequestHandler):
         if bearer:
             md.append(("authorization", bearer))
         return tuple(md)
+
+    def needs_credentials(self) -> bool:
+        """True when the route needs a token and the request carries none: answered
+        401 before the body is looked at (the core still decides on every token)."""
+        return self.route.method.access not in (opt.ACCESS_PUBLIC, opt.ACCESS_OPTIONAL) and not self.bearer()
 
     @property
     def call(self):
@@ -128,6 +134,8 @@ class JsonHandler(GatewayHandler):
     async def _serve(self, **path_kwargs) -> None:
         if self._finished:
             return
+        if self.needs_credentials():
+            return self.send_json_error(401, "missing bearer token")
         if self._size > MAX_JSON_BODY:
             return self.send_json_error(413, f"request body over {MAX_JSON_BODY} bytes")
         try:

@@ -46,6 +46,14 @@ def test_session(user):
     assert r.json() == {k: user.info[k] for k in ("username", "display_name", "user_id", "is_admin")}
 
 
+@pytest.mark.parametrize("method,path", [("POST", "/compute/containers"), ("POST", "/api/tokens"),
+                                         ("POST", "/storage/namespaces"), ("POST", "/admin/users")])
+def test_missing_credentials_are_401_before_the_body_is_judged(appliance, method, path):
+    for body in (b"{}", b"not json"):
+        r = requests.request(method, appliance.url + path, data=body)
+        assert r.status_code == 401 and r.json() == {"error": "missing bearer token"}
+
+
 def test_session_needs_a_token(appliance):
     r = requests.get(appliance.url + "/api/session")
     assert r.status_code == 401 and "error" in r.json()
