@@ -19,8 +19,10 @@ from appliance import config as config_mod
 from appliance import supervise
 
 # Steps `appliance up` runs before starting the daemons (host preparation:
-# libvirtd, guest image, bridge); compute registers its own.
+# libvirtd, guest image, bridge) and `appliance down` runs after stopping them
+# (guests, ingress proxy, the libvirtd that `up` started); compute registers its own.
 PREPARE_STEPS: list = []
+RELEASE_STEPS: list = []
 import appliance.core.compute_host  # noqa: E402,F401  (libvirtd, guest image, bridge)
 
 
@@ -103,6 +105,8 @@ def cmd_up(cfg, args) -> int:
 
 def cmd_down(cfg, args) -> int:
     stopped = [name for name in reversed(supervise.SERVICES) if supervise.stop(cfg, name)]
+    for step in RELEASE_STEPS:
+        stopped += step(cfg)
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     return 0
 

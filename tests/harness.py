@@ -55,7 +55,11 @@ class Appliance:
             log = open(self.data_dir / f"{name}.log", "ab")
             self.procs[name] = subprocess.Popen([sys.executable, "-m", "appliance.cli", name],
                                                 env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        self.wait_healthy()
+        try:
+            self.wait_healthy()
+        except BaseException:
+            self.close()  # leave no daemon behind a failed start
+            raise
         return self
 
     def wait_healthy(self, timeout: float = 30) -> None:

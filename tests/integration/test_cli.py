@@ -33,8 +33,11 @@ def test_user_add_list_rm(tmp_path):
 
 def test_up_prints_credentials_and_down_stops(tmp_path):
     port = free_port()
+    # The fake driver: `up`/`down` of the real host (libvirtd, guests) is shared
+    # with other appliances in this run (the real-guest tests prepare it through the core).
     env = {**os.environ, "APPLIANCE_CONFIG": "/dev/null", "APPLIANCE_DATA_DIR": str(tmp_path / "up"),
-           "APPLIANCE_HTTP_PORT": str(port), "APPLIANCE_ADMIN_PASSWORD": ""}
+           "APPLIANCE_HTTP_PORT": str(port), "APPLIANCE_ADMIN_PASSWORD": "", "APPLIANCE_GUEST_DRIVER": "fake",
+           "APPLIANCE_SSH_PORT": str(free_port())}
     env.pop("APPLIANCE_ADMIN_PASSWORD")
     run = lambda *a: subprocess.run([sys.executable, "-m", "appliance.cli", *a], env=env,  # noqa: E731
                                     capture_output=True, text=True, timeout=900)
