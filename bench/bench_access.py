@@ -27,8 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from access_support import (  # noqa: E402
-    Person, launch, scp_argv, start_appliance, stop_appliance, wait_sshd,
+    Person, launch, scp_argv, start_appliance, stop_appliance,
 )
+from harness import wait_for_sshd  # noqa: E402
 
 BRIDGE, SUBNET = "apbnch1", "10.226.0.0/24"
 SINK = r"""
@@ -135,7 +136,7 @@ def main() -> None:
             admin = app.admin()
             person = Person(app, admin, tmp / "keys")
             guest = launch(app, person, ssh_enabled=True, storage_gb=2)
-            wait_sshd(guest["external_ip"])
+            wait_for_sshd(guest["external_ip"])
             cid, ip = guest["id"], guest["external_ip"]
 
             p50, p99 = echo_latency(app, person, cid, args.keys)

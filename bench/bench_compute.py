@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -29,23 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from compute_support import StatusSocket, add_key  # noqa: E402
-from harness import Appliance  # noqa: E402
+from harness import Appliance, wait_for_sshd  # noqa: E402
 
 BRIDGE, SUBNET = "apbenchc0", "10.216.0.0/24"
 RAW_IP = "10.216.0.250"
-
-
-def wait_sshd(ip: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((ip, 22), timeout=1) as s:
-                s.settimeout(2)
-                if s.recv(64).startswith(b"SSH-"):
-                    return
-        except OSError:
-            time.sleep(0.002)
-    raise TimeoutError(f"sshd on {ip} did not answer")
 
 
 def pct(values: list[float], p: float) -> float:
@@ -120,7 +106,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 dom = raw.start()
                 t1 = time.perf_counter()
-                wait_sshd(RAW_IP)
+                wait_for_sshd(RAW_IP)
                 t2 = time.perf_counter()
                 raw.stop(dom)
 
@@ -132,7 +118,7 @@ def main() -> None:
                 t4 = time.perf_counter()
                 if event["status"] != "running":
                     sys.exit(f"guest failed: {admin.get(f'/compute/containers/{cid}').json()}")
-                wait_sshd(ip)
+                wait_for_sshd(ip)
                 t5 = time.perf_counter()
                 admin.delete(f"/compute/containers/{cid}")
                 if i:

@@ -13,28 +13,19 @@ cgroup: the guest's init starts nothing before that.) Medians over ``--runs`` (d
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import tempfile
+import sys
 import time
 import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from harness import wait_for_sshd  # noqa: E402
 
 BRIDGE = "apbench0"
 SUBNET = "10.227.0.0/24"
 GUEST_IP = "10.227.0.10"
-
-
-def wait_for_sshd(ip: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((ip, 22), timeout=0.5) as s:
-                s.settimeout(1.0)
-                if s.recv(64).startswith(b"SSH-"):
-                    return
-        except OSError:
-            time.sleep(0.002)
-    raise TimeoutError(f"sshd on {ip} did not answer within {timeout}s")
 
 
 def bench_raw(driver, spec, runs: int) -> tuple[list[float], list[float]]:

@@ -21,30 +21,20 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
+import sys
 import time
 import uuid
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from harness import wait_for_sshd  # noqa: E402
+
 BRIDGE = "apbenchi0"
 SUBNET = "10.225.0.0/24"
 IPS = {"privileged": "10.225.0.10", "privileged+pids": "10.225.0.11", "userns+pids": "10.225.0.12"}
-
-
-def wait_for_sshd(ip: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((ip, 22), timeout=0.5) as s:
-                s.settimeout(1.0)
-                if s.recv(64).startswith(b"SSH-"):
-                    return
-        except OSError:
-            time.sleep(0.002)
-    raise TimeoutError(f"sshd on {ip} did not answer within {timeout}s")
 
 
 def idmapped_mount_ms(image: Path, runs: int) -> list[float]:

@@ -101,18 +101,6 @@ def launch(app: Appliance, person: Person, **body) -> dict:
     return c
 
 
-def wait_sshd(ip: str, timeout: float = 20) -> None:
-    import socket
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((ip, 22), timeout=1) as s:
-                if s.recv(4).startswith(b"SSH"):
-                    return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def ssh_argv(app: Appliance, key_file: Path, user: str, *extra: str, known_hosts: Path | None = None) -> list[str]:

@@ -14,6 +14,20 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def wait_for_sshd(ip: str, timeout: float = 20.0, port: int = 22) -> float:
+    """Seconds until an sshd at ip:port sends its banner; TimeoutError after *timeout*."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            with socket.create_connection((ip, port), timeout=0.5) as s:
+                s.settimeout(1.0)
+                if s.recv(64).startswith(b"SSH-"):
+                    return time.monotonic() - started
+        except OSError:
+            time.sleep(0.002)
+    raise TimeoutError(f"sshd on {ip}:{port} did not answer within {timeout}s")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from access_support import Person, launch, start_appliance, stop_appliance, wait_sshd
-from harness import free_port
+from access_support import Person, launch, start_appliance, stop_appliance
+from harness import free_port, wait_for_sshd
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
 
@@ -145,7 +145,7 @@ def start_servers(guest, person) -> None:
 @pytest.fixture(scope="module")
 def guest_a(app, alice):
     c = launch(app, alice, storage_gb=1)
-    wait_sshd(c["external_ip"])
+    wait_for_sshd(c["external_ip"])
     start_servers(c, alice)
     return c
 
@@ -153,7 +153,7 @@ def guest_a(app, alice):
 @pytest.fixture(scope="module")
 def guest_b(app, bob):
     c = launch(app, bob, storage_gb=1)
-    wait_sshd(c["external_ip"])
+    wait_for_sshd(c["external_ip"])
     start_servers(c, bob)
     return c
 
@@ -305,7 +305,7 @@ def test_stop_removes_forwarding_and_start_restores_it(app, guest_a, alice):
     with StatusSocket(app, c.token) as ws:
         c.post(f"/compute/containers/{cid}/start")
         ws.wait(cid, "running", timeout=60)
-    wait_sshd(guest_a["external_ip"])
+    wait_for_sshd(guest_a["external_ip"])
     start_servers(guest_a, alice)
     assert tcp_exchange(HOST_IP, 8124) == b"echo:ping\n"
     assert curl_http(app, f"{cid}.{DOMAIN}").stdout.startswith(f"hello from {cid}")

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pytest
 
+from harness import wait_for_sshd
+
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
 
 if os.geteuid() != 0:
@@ -182,17 +184,6 @@ def host_connect(ip: str, port: int, timeout: float = 3.0, source: str | None = 
         return s.recv(100).decode()
 
 
-def wait_for_sshd(ip: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((ip, 22), timeout=0.5) as s:
-                s.settimeout(1.0)
-                if s.recv(64).startswith(b"SSH-"):
-                    return
-        except OSError:
-            time.sleep(0.01)
-    raise AssertionError(f"sshd on {ip} did not answer")
 
 
 def init_pid(driver, spec) -> int:

@@ -13,13 +13,14 @@ import dataclasses
 import os
 import re
 import select
-import socket
 import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+
+from harness import wait_for_sshd
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
 
@@ -96,20 +97,6 @@ def ssh_run(ip: str, key_path: Path, command: str, timeout: float = 10.0) -> tup
         return out.channel.recv_exit_status(), text
     finally:
         client.close()
-
-
-def wait_for_sshd(ip: str, timeout: float = 10.0) -> float:
-    """Seconds until the guest's sshd sends its banner."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            with socket.create_connection((ip, 22), timeout=0.5) as s:
-                s.settimeout(1.0)
-                if s.recv(64).startswith(b"SSH-"):
-                    return time.monotonic() - started
-        except OSError:
-            time.sleep(0.005)
-    raise AssertionError(f"sshd on {ip} did not answer within {timeout}s")
 
 
 def host_traces(guest_id: str) -> list[str]:

@@ -18,8 +18,9 @@ import time
 import pytest
 
 from access_support import (
-    Person, launch, run, scp_argv, ssh_argv, start_appliance, stop_appliance, wait_port, wait_sshd,
+    Person, launch, run, scp_argv, ssh_argv, start_appliance, stop_appliance, wait_port,
 )
+from harness import wait_for_sshd
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
 
@@ -60,7 +61,7 @@ def bob(app, admin, keys_dir):
 @pytest.fixture(scope="module")
 def guest(app, alice):
     c = launch(app, alice, ssh_enabled=True, storage_gb=1)
-    wait_sshd(c["external_ip"])
+    wait_for_sshd(c["external_ip"])
     return c
 
 
