@@ -13,6 +13,8 @@ packages=(
   openssh-client openssh-server curl wrk nginx-light
   # ingress on 80/443 (Host/SNI routing; the core runs its own instance)
   haproxy
+  # the PostgreSQL test runs a private cluster of Debian's server (Unix socket only)
+  postgresql
   # the install test: a systemd test host under nspawn; `vagrant validate` of the lab
   systemd-container vagrant vagrant-libvirt
 )

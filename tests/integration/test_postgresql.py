@@ -1,0 +1,99 @@
+"""The same appliance on PostgreSQL instead of SQLite (db_url = postgresql://...).
+
+A private PostgreSQL cluster (Debian's postgresql package) runs in a temp
+dir on a Unix socket only, as the postgres user; nothing listens on TCP.
+"""
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+import requests
+
+from harness import Appliance
+
+PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None) \
+    if Path("/usr/lib/postgresql").exists() else None
+
+pytestmark = pytest.mark.skipif(PG_BIN is None or os.geteuid() != 0,
+                                reason="needs root and Debian's postgresql package")
+
+
+def _as_postgres(*argv, **kw):
+    return subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True,
+                          capture_output=True, text=True, timeout=120, **kw)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    # Not under pytest's tmp dir: that is root's 0700 tree, closed to postgres.
+    root = Path(tempfile.mkdtemp(prefix="appliance-pg-", dir="/var/tmp"))
+    data, sock = root / "data", root / "sock"
+    sock.mkdir()
+    shutil.chown(root, "postgres")
+    shutil.chown(sock, "postgres")
+    os.chmod(root, 0o755)
+    _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
+    _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "pg.log"),
+                 "-o", f"-k {sock} -c listen_addresses='' -p 5499", "start")
+    try:
+        _as_postgres(str(PG_BIN / "createdb"), "-h", str(sock), "-p", "5499", "appliance")
+        yield f"postgresql://postgres@/appliance?host={sock}&port=5499"
+    finally:
+        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(root)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, postgres):
+    a = Appliance(tmp_path_factory.mktemp("on-pg"), db_url=postgres, guest_driver="fake").start()
+    yield a
+    a.close()
+
+
+def test_auth_tokens_and_revocation(app):
+    assert not (app.data_dir / "appliance.db").exists()  # really not on SQLite
+    admin = app.admin()
+    assert admin.get("/api/session").status_code == 200
+    r = admin.post("/api/tokens", json={"name": "t", "scopes": {f"storage.{admin.user_id}": ["read"]}})
+    assert r.status_code == 200, r.text
+    api = admin.with_token(r.json()["token"])
+    assert api.get("/storage/namespaces").status_code == 200
+    assert admin.get("/api/tokens").json()[0]["last_used_at"] is not None
+    assert admin.delete(f"/api/tokens/{r.json()['id']}").status_code == 200
+    assert api.get("/storage/namespaces").status_code == 401
+    assert admin.post("/api/logout").status_code == 200
+    assert admin.get("/api/session").status_code == 401
+
+
+def test_users_files_containers_and_cascade(app):
+    admin = app.admin()
+    r = admin.post("/admin/users", json={"username": "pat", "password": "pw-pat-1"})
+    assert r.status_code == 200
+    assert admin.post("/admin/users", json={"username": "pat", "password": "x"}).status_code == 409
+    pat = app.login("pat", "pw-pat-1")
+    assert pat.post("/storage/namespaces", json={"name": "docs", "visibility": 1}).status_code == 200
+    up = pat.post("/storage/upload?namespace=docs", files={"file": ("a.txt", b"hello postgres")})
+    assert up.status_code == 200, up.text
+    assert requests.get(app.url + "/storage/docs/a.txt").content == b"hello postgres"
+    assert pat.post("/storage/upload?namespace=docs", files={"file": ("a.txt", b"x")}).status_code == 409
+    key = pat.post("/compute/ssh-keys", json={
+        "name": "k", "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl pat"})
+    assert key.status_code == 200, key.text
+    c = pat.post("/compute/containers", json={"name": "box", "ssh_key_ids": [key.json()["id"]]})
+    assert c.status_code == 200, c.text
+    assert [x["id"] for x in pat.get("/compute/containers").json()["containers"]] == [c.json()["id"]]
+    assert admin.delete(f"/admin/users/{pat.user_id}").status_code == 200
+    assert requests.get(app.url + "/storage/docs/a.txt").status_code == 404
+    names = [ns["name"] for ns in admin.get("/storage/namespaces").json()]
+    assert "docs" not in names
+
+
+def test_state_survives_a_restart(app):
+    admin = app.admin()
+    admin.post("/api/tokens", json={"name": "keep", "scopes": {f"compute.{admin.user_id}": ["read"]}})
+    app.stop("core")
+    app.start("core")
+    assert "keep" in [t["name"] for t in app.admin().get("/api/tokens").json()]
