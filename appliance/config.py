@@ -49,6 +49,9 @@ class Config:
     # gRPC stream carries only control (docs/storage.md); false = every byte
     # over the gRPC stream.
     storage_local_io: bool = True
+    # The gateway's unary calls travel over one multiplexed stream to the core
+    # (appliance/http/mux.py); false = one gRPC call per request.
+    gateway_multiplex: bool = True
     # Guest images are big and rebuilt rarely: kept outside the data dir by default.
     image_dir: str = "/var/cache/appliance/images"
     bridge_name: str = "apbr0"

@@ -2,9 +2,14 @@
 
 Prints requests/s and ratios (target >= 0.6) of:
   - a plain Tornado handler returning the same JSON (the baseline);
+  - the real gateway answering in-process, without a core or gRPC (the
+    ceiling of the gateway's own Tornado path);
   - the real gateway in front of a constant gRPC servicer (the floor of the
     gRPC hop itself, with no auth, database or logging);
-  - the real gateway in front of the real core.
+  - the real gateway in front of the real core, making one gRPC call per
+    request (gateway_multiplex=false);
+  - the real gateway in front of the real core as shipped: unary calls carried
+    over one multiplexed stream (appliance/http/mux.py).
 All run on this machine in the same run; the ratios are what count.
 
     python -m bench.bench_gateway [--seconds 10] [--connections 32]
@@ -67,29 +72,36 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         app = Appliance(tmp / "app", log_level="WARNING").start()
+        per_call = Appliance(tmp / "per-call", log_level="WARNING", gateway_multiplex="false").start()
         port = free_port()
         procs = [subprocess.Popen([sys.executable, str(Path(__file__).with_name("plain_tornado.py")), str(port)])]
+        alone_port = free_port()
+        procs.append(subprocess.Popen([sys.executable, str(Path(__file__).with_name("gateway_no_core.py")),
+                                       str(alone_port)]))
         try:
             floor_procs, floor_url = start_floor(tmp)
             procs += floor_procs
             token = app.admin().token
-            urls = {
-                "plain Tornado handler (baseline)": f"http://127.0.0.1:{port}/api/session",
-                "gateway -> constant gRPC servicer": floor_url,
-                "gateway -> real core (appliance)": app.url + "/api/session",
+            urls = {  # name -> (url, token)
+                "plain Tornado handler (baseline)": (f"http://127.0.0.1:{port}/api/session", token),
+                "gateway alone (no core, no gRPC)": (f"http://127.0.0.1:{alone_port}/api/session", token),
+                "gateway -> constant servicer": (floor_url, token),
+                "gateway -> core, a gRPC call each": (per_call.url + "/api/session", per_call.admin().token),
+                "gateway -> real core (appliance)": (app.url + "/api/session", token),
             }
-            for url in urls.values():
+            for url, bearer in urls.values():
                 wait_up(url)
-                wrk(url, token, 2, args.connections)  # warm up
+                wrk(url, bearer, 2, args.connections)  # warm up
             rates = {name: [] for name in urls}
             for _ in range(args.rounds):  # interleaved, so drift hits all alike
-                for name, url in urls.items():
-                    rates[name].append(wrk(url, token, args.seconds, args.connections))
+                for name, (url, bearer) in urls.items():
+                    rates[name].append(wrk(url, bearer, args.seconds, args.connections))
         finally:
             for p in procs:
                 p.terminate()
                 p.wait()
             app.close()
+            per_call.close()
     best = {name: statistics.median(r) for name, r in rates.items()}
     baseline = best["plain Tornado handler (baseline)"]
     print(f"GET /api/session, wrk {args.connections} connections, median of {args.rounds} x {args.seconds}s")

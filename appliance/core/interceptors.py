@@ -101,6 +101,8 @@ class CallGuard:
         await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
     def log(self, principal, code, started: float):
+        if not log.isEnabledFor(logging.INFO):
+            return
         took = (time.monotonic() - started) * 1000 if started else 0.0
         who = principal.user.username if principal else "-"
         log.info("%s %s %s %.1fms", self.method.path, code.name, who, took)
@@ -148,6 +150,8 @@ class GuardedServer:
     def __init__(self, server: grpc.aio.Server, tokens: Tokens, service_secret: str = ""):
         self.server = server
         self.authenticate = Authenticator(tokens, service_secret)
+        # Guarded unary-unary handlers by method path, for the call multiplexer.
+        self.unary: dict[str, grpc.RpcMethodHandler] = {}
 
     def add_generic_rpc_handlers(self, handlers) -> None:
         """Generated code calls this first; the registered handlers below replace it."""
@@ -159,6 +163,8 @@ class GuardedServer:
             if method is None:
                 raise ValueError(f"/{service}/{name} is not in the proto contract")
             wrapped[name] = self._wrap(handler, method)
+            if wrapped[name].unary_unary:
+                self.unary[method.path] = wrapped[name]
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, wrapped),))
         self.server.add_registered_method_handlers(service, wrapped)
 

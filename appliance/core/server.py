@@ -18,8 +18,9 @@ from appliance.core.auth import AuthServicer
 from appliance.core.db import open_database
 from appliance.core.identity import Tokens
 from appliance.core.interceptors import GuardedServer
+from appliance.core.mux import CallMultiplexerServicer
 from appliance.core.throttle import LoginThrottle
-from appliance.v1 import auth_pb2_grpc
+from appliance.v1 import auth_pb2_grpc, mux_pb2_grpc
 
 log = logging.getLogger("appliance.core")
 
@@ -93,6 +94,10 @@ def build_server(config: Config) -> Core:
         AuthServicer(tokens, LoginThrottle(config.login_max_failures, config.login_window_seconds)), guarded)
     for add, factory in EXTRA_SERVICERS:
         add(factory(core), guarded)
+    # Not guarded itself: every call it carries goes through its method's guard.
+    multiplexer = CallMultiplexerServicer(guarded.unary)
+    mux_pb2_grpc.add_CallMultiplexerServicer_to_server(multiplexer, server)
+    core.stopping.append(multiplexer.stop)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         [s.full_name for s in SERVICES] + [health.SERVICE_NAME, reflection.SERVICE_NAME], server)

@@ -12,6 +12,7 @@ from tornado.routing import PathMatches, Rule
 
 from appliance.http import openapi
 from appliance.http.gateway import GatewayHandler, JsonHandler, NotImplementedHandler
+from appliance.http.mux import Multiplexer
 from appliance.http.routes import Route, build_routes
 from appliance.v1 import options_pb2 as opt
 
@@ -102,9 +103,17 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
                    handler.request.path, 1000.0 * handler.request.request_time())
 
 
-def make_app(config, channel: grpc.aio.Channel, **settings) -> tornado.web.Application:
+def _is_unary(method) -> bool:
+    return not method.client_streaming and not method.server_streaming
+
+
+def make_app(config, channel: grpc.aio.Channel, multiplexer: Multiplexer | None = None,
+             **settings) -> tornado.web.Application:
+    """Unary RPCs go over *multiplexer* when given (appliance/http/mux.py),
+    else each is its own gRPC call; streaming RPCs are always their own call."""
     routes = build_routes()
-    calls = {r.method.path: _multicallable(channel, r.method) for r in routes}
+    calls = {r.method.path: multiplexer.unary(r.method) if multiplexer and _is_unary(r.method)
+             else _multicallable(channel, r.method) for r in routes}
     rules: list = [
         (r"/healthz", HealthHandler, {"health_stub": health_pb2_grpc.HealthStub(channel)}),
         (r"/openapi.json", OpenApiHandler, {"document": openapi.document(routes)}),

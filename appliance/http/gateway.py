@@ -114,6 +114,11 @@ class GatewayHandler(tornado.web.RequestHandler):
     def set_default_headers(self) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")
 
+    def compute_etag(self) -> None:
+        """No ETag from hashing each JSON body: API answers are no-store
+        (downloads set their own ETag from the blob id)."""
+        return None
+
 
 @tornado.web.stream_request_body
 class JsonHandler(GatewayHandler):

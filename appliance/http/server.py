@@ -11,6 +11,7 @@ import tornado.netutil
 
 from appliance.config import Config
 from appliance.http.app import make_app
+from appliance.http.mux import Multiplexer
 
 log = logging.getLogger("appliance.http")
 
@@ -25,9 +26,10 @@ def core_channel(config: Config) -> grpc.aio.Channel:
     ])
 
 
-def listen(config: Config, channel: grpc.aio.Channel, port: int | None = None):
+def listen(config: Config, channel: grpc.aio.Channel, port: int | None = None,
+           multiplexer: Multiplexer | None = None):
     """Start serving; returns (http_server, bound_port)."""
-    app = make_app(config, channel)
+    app = make_app(config, channel, multiplexer)
     server = tornado.httpserver.HTTPServer(app, max_body_size=MAX_STREAM_BODY, idle_connection_timeout=300, chunk_size=1 << 20)
     sockets = tornado.netutil.bind_sockets(config.http_port if port is None else port, config.http_host)
     server.add_sockets(sockets)
@@ -36,7 +38,8 @@ def listen(config: Config, channel: grpc.aio.Channel, port: int | None = None):
 
 async def serve(config: Config) -> None:
     channel = core_channel(config)
-    server, port = listen(config, channel)
+    multiplexer = Multiplexer(channel) if config.gateway_multiplex else None
+    server, port = listen(config, channel, multiplexer=multiplexer)
     log.info("http gateway on http://%s:%d", config.http_host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -45,4 +48,6 @@ async def serve(config: Config) -> None:
     await stop.wait()
     server.stop()
     await server.close_all_connections()
+    if multiplexer:
+        await multiplexer.close()
     await channel.close()
