@@ -45,10 +45,9 @@ def cmd_core(cfg, args) -> int:
 
 
 def cmd_http(cfg, args) -> int:
-    from appliance.http.server import serve
+    from appliance.http.server import run
     _setup_logging(cfg)
-    asyncio.run(serve(cfg))
-    return 0
+    return run(cfg)
 
 
 def cmd_ssh(cfg, args) -> int:

@@ -52,6 +52,8 @@ class Config:
     # The gateway's unary calls travel over one multiplexed stream to the core
     # (appliance/http/mux.py); false = one gRPC call per request.
     gateway_multiplex: bool = True
+    # Gateway worker processes sharing the HTTP port; 0 = one per CPU, at most 4.
+    http_workers: int = 0
     # Guest images are big and rebuilt rarely: kept outside the data dir by default.
     image_dir: str = "/var/cache/appliance/images"
     bridge_name: str = "apbr0"

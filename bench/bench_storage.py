@@ -73,6 +73,20 @@ def vm_kb(pid: int, key: str) -> int:
     return 0
 
 
+def processes(app: Appliance) -> dict[str, int]:
+    """name -> pid of each appliance process, gateway workers included."""
+    out = {}
+    for name, proc in list(app.procs.items()):
+        out[name] = proc.pid
+        try:
+            kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        except OSError:
+            kids = []
+        for i, kid in enumerate(sorted(kids)):
+            out[f"{name} w{i + 1}"] = int(kid)
+    return out
+
+
 class RssWatch:
     """Samples VmRSS of the appliance's processes every 20 ms; keeps the peak."""
 
@@ -89,9 +103,9 @@ class RssWatch:
             time.sleep(0.02)
 
     def sample(self) -> None:
-        for name, proc in list(self.app.procs.items()):
-            self.peak[name] = max(self.peak.get(name, 0), vm_kb(proc.pid, "VmRSS"))
-            self.hwm[name] = max(self.hwm.get(name, 0), vm_kb(proc.pid, "VmHWM"))
+        for name, pid in processes(self.app).items():
+            self.peak[name] = max(self.peak.get(name, 0), vm_kb(pid, "VmRSS"))
+            self.hwm[name] = max(self.hwm.get(name, 0), vm_kb(pid, "VmHWM"))
 
     def __enter__(self):
         self._thread.start()
@@ -183,8 +197,7 @@ def main() -> None:
         app = Appliance(base / "appliance", log_level="WARNING").start()
         token = app.admin().token
         auth = ["-H", f"Authorization: Bearer {token}"]
-        pids = {name: p.pid for name, p in app.procs.items()}
-        idle = {name: vm_kb(pid, "VmRSS") for name, pid in pids.items()}
+        idle = {name: vm_kb(pid, "VmRSS") for name, pid in processes(app).items()}
         results = {}
         with RssWatch(app) as rss:
             for mode in ("local", "grpc"):

@@ -113,7 +113,11 @@ class CallMultiplexerServicer(mux_pb2_grpc.CallMultiplexerServicer):
         reading = True
 
         async def answer(call):
-            replies.append(await self.run(call, context))
+            try:
+                replies.append(await self.run(call, context))
+            except Exception:  # noqa: BLE001 - never leave a call unanswered
+                log.exception("carried call %s failed", call.method)
+                replies.append(_error(call.id, grpc.StatusCode.INTERNAL, "internal error"))
 
         def answered(task):
             running.discard(task)
@@ -127,6 +131,8 @@ class CallMultiplexerServicer(mux_pb2_grpc.CallMultiplexerServicer):
                         task = asyncio.ensure_future(answer(call))
                         running.add(task)
                         task.add_done_callback(answered)
+            except grpc.RpcError:
+                pass  # the gateway went away; Exchange ends with the stream
             finally:
                 reading = False
                 wake.set()

@@ -24,6 +24,7 @@ log = logging.getLogger("appliance.http")
 EXCHANGE = "/appliance.v1.CallMultiplexer/Exchange"
 BATCH_BYTES = 2 * 1024 * 1024
 MAX_CALL = 7 * 1024 * 1024
+CONNECT_WAIT = 2.0
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
@@ -33,6 +34,7 @@ def _rpc_error(code: grpc.StatusCode, details: str, trailing=()) -> grpc.aio.Aio
 
 class Multiplexer:
     def __init__(self, channel: grpc.aio.Channel):
+        self._channel = channel
         self._exchange = channel.stream_stream(
             EXCHANGE, request_serializer=mux_pb2.CallBatch.SerializeToString,
             response_deserializer=mux_pb2.ReplyBatch.FromString)
@@ -80,6 +82,13 @@ class Multiplexer:
     async def _run_session(self) -> None:
         """One stream: write what the outbox holds, deliver what comes back."""
         wake = self._wake
+        if self._channel.get_state(try_to_connect=True) != grpc.ChannelConnectivity.READY:
+            # Just started, or the core was away: give the connection a moment
+            # rather than failing calls during gRPC's reconnect backoff.
+            try:
+                await asyncio.wait_for(self._channel.channel_ready(), CONNECT_WAIT)
+            except asyncio.TimeoutError:
+                pass  # the stream fails UNAVAILABLE below, and so do its calls
         stream = self._exchange()
         reader = asyncio.ensure_future(self._read(stream))
         reader.add_done_callback(lambda _: wake.set())

@@ -1,4 +1,5 @@
-"""The gateway process: one Tornado listener in front of the core's Unix socket."""
+"""The gateway: Tornado listeners in front of the core's Unix socket, in one
+process or in forked workers sharing the sockets (appliance/http/workers.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -10,6 +11,7 @@ import tornado.httpserver
 import tornado.netutil
 
 from appliance.config import Config
+from appliance.http import workers
 from appliance.http.app import make_app
 from appliance.http.mux import Multiplexer
 
@@ -17,30 +19,56 @@ log = logging.getLogger("appliance.http")
 
 # Streaming handlers bound their own memory; the JSON handler caps its body.
 MAX_STREAM_BODY = 1 << 50
+STARTUP_WAIT = 3.0
 
 
 def core_channel(config: Config) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(config.core_address, options=[
         ("grpc.max_receive_message_length", 8 * 1024 * 1024),
         ("grpc.max_send_message_length", 8 * 1024 * 1024),
+        # A local core that restarts should be found again within a second,
+        # not after gRPC's default backoff (growing to two minutes).
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 1000),
     ])
 
 
+def bind(config: Config, port: int | None = None) -> list:
+    return tornado.netutil.bind_sockets(config.http_port if port is None else port, config.http_host)
+
+
 def listen(config: Config, channel: grpc.aio.Channel, port: int | None = None,
-           multiplexer: Multiplexer | None = None):
-    """Start serving; returns (http_server, bound_port)."""
+           multiplexer: Multiplexer | None = None, sockets: list | None = None):
+    """Start serving on *sockets* (bound here if not given); returns (http_server, bound_port)."""
     app = make_app(config, channel, multiplexer)
     server = tornado.httpserver.HTTPServer(app, max_body_size=MAX_STREAM_BODY, idle_connection_timeout=300, chunk_size=1 << 20)
-    sockets = tornado.netutil.bind_sockets(config.http_port if port is None else port, config.http_host)
+    sockets = sockets or bind(config, port)
     server.add_sockets(sockets)
     return server, sockets[0].getsockname()[1]
 
 
-async def serve(config: Config) -> None:
+def run(config: Config) -> int:
+    """The ``appliance http`` daemon: bind, then serve in http_workers processes."""
+    sockets = bind(config)
+    count = workers.worker_count(config.http_workers)
+    log.info("http gateway on http://%s:%d", config.http_host, sockets[0].getsockname()[1])
+    if count == 1:
+        asyncio.run(serve(config, sockets))
+        return 0
+    return workers.run(count, lambda: asyncio.run(serve(config, sockets)))
+
+
+async def serve(config: Config, sockets: list | None = None) -> None:
     channel = core_channel(config)
+    try:
+        # Accept only once connected: with several workers, /healthz answered
+        # by one says nothing of another still waiting out a reconnect backoff.
+        await asyncio.wait_for(channel.channel_ready(), STARTUP_WAIT)
+    except asyncio.TimeoutError:
+        log.warning("core not reachable at %s yet; serving 503 until it is", config.core_address)
     multiplexer = Multiplexer(channel) if config.gateway_multiplex else None
-    server, port = listen(config, channel, multiplexer=multiplexer)
-    log.info("http gateway on http://%s:%d", config.http_host, port)
+    server, port = listen(config, channel, multiplexer=multiplexer, sockets=sockets)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
