@@ -14,13 +14,22 @@ real HTTP client, body to /dev/null or from a file):
 - dd: ``dd bs=1M conv=fsync`` of the same bytes, the disk's write speed;
 - peak RSS (VmHWM) of every appliance process, sampled throughout too.
 
+Every timed transfer starts from a clean state: ``sync`` first, outside the
+timing, so no run pays for the dirty pages another one left (nginx's PUT does
+not fsync); and every write goes to a new name, nothing written is deleted
+before the end. Deleting a 1 GiB file on a filesystem mounted with
+``discard`` (this machine's root) stalls the writes that follow it, so an
+overwrite or dd's usual cleanup made whichever run came next look 2-3x
+slower, whatever it was.
+
 Targets (issue 3): download >= 0.5 x nginx, upload >= 0.3 x dd, RSS < 150 MB.
 
-    python -m bench.bench_storage [--size-mb 1024] [--dir /var/tmp] [--repeat 2]
+    python -m bench.bench_storage [--size-mb 1024] [--dir /var/tmp] [--repeat 3]
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import signal
@@ -119,15 +128,12 @@ class RssWatch:
 
 def curl(*args: str) -> float:
     """Run curl; return its time_total, failing on a non-2xx answer."""
+    os.sync()  # not timed: start with nobody else's dirty pages
     out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", *args],
                          capture_output=True, text=True, check=True).stdout.split()
     if not out[0].startswith("2"):
         raise RuntimeError(f"curl {' '.join(args)} -> HTTP {out[0]}")
     return float(out[1])
-
-
-def best(runs: int, fn) -> float:
-    return min(fn() for _ in range(runs))
 
 
 def make_source(path: Path, size: int) -> None:
@@ -141,11 +147,10 @@ def make_source(path: Path, size: int) -> None:
 
 
 def dd_write(src: Path, dst: Path) -> float:
+    os.sync()
     start = time.perf_counter()
     subprocess.run(["dd", f"if={src}", f"of={dst}", "bs=1M", "conv=fsync", "status=none"], check=True)
-    took = time.perf_counter() - start
-    dst.unlink()
-    return took
+    return time.perf_counter() - start
 
 
 def start_nginx(root: Path) -> tuple[subprocess.Popen, int]:
@@ -175,7 +180,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mb", type=int, default=1024, help="file size in MiB (default 1024 = 1 GiB)")
     ap.add_argument("--dir", default="/var/tmp", help="where the temporary tree goes (one disk)")
-    ap.add_argument("--repeat", type=int, default=2, help="runs per measurement; the best is kept")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds; the best run of each is kept")
     args = ap.parse_args()
     if shutil.which("nginx") is None:
         sys.exit("nginx not found: apt-get install nginx-light")
@@ -186,36 +191,45 @@ def main() -> None:
         src = base / "src.bin"
         make_source(src, size)
         src.chmod(0o644)
-        dd = best(args.repeat, lambda: dd_write(src, base / "dd.out"))
-
+        fresh = (f"w{i}.bin" for i in itertools.count())  # a new name for every write
         nginx, nport = start_nginx(base / "nginx")
         os.link(src, base / "nginx" / "www" / "src.bin")
         ngx_url = f"http://127.0.0.1:{nport}"
-        ngx_down = best(args.repeat, lambda: curl(f"{ngx_url}/src.bin"))
-        ngx_up = best(args.repeat, lambda: curl("-T", str(src), f"{ngx_url}/upload/src.bin"))
 
         app = Appliance(base / "appliance", log_level="WARNING").start()
         token = app.admin().token
         auth = ["-H", f"Authorization: Bearer {token}"]
         idle = {name: vm_kb(pid, "VmRSS") for name, pid in processes(app).items()}
-        results = {}
+        curl(*auth, "-T", str(src), f"{app.url}/storage/default/src.bin")  # what GET reads
+        runs = {
+            "dd": lambda: dd_write(src, base / next(fresh)),
+            "ngx_down": lambda: curl(f"{ngx_url}/src.bin"),
+            "ngx_up": lambda: curl("-T", str(src), f"{ngx_url}/upload/{next(fresh)}"),
+            "multipart": lambda: curl(*auth, "-H", f"X-File-Size: {size}", "-F",
+                                      f"file=@{src};filename={next(fresh)}",
+                                      f"{app.url}/storage/upload?namespace=default"),
+            "raw": lambda: curl(*auth, "-T", str(src), f"{app.url}/storage/default/{next(fresh)}"),
+            "down": lambda: curl(*auth, f"{app.url}/storage/default/src.bin"),
+        }
+        times: dict = {}
         with RssWatch(app) as rss:
-            for mode in ("local", "grpc"):
-                if mode == "grpc":
-                    # Same build, every byte over the core's gRPC stream.
+            # Interleaved rounds, so the disk's drift hits baselines and appliance alike.
+            for _ in range(args.repeat):
+                for mode in ("local", "grpc"):
+                    # Same build; "grpc": every byte over the core's gRPC stream.
                     app.stop("http")
-                    app.env["APPLIANCE_STORAGE_LOCAL_IO"] = "false"
+                    app.env["APPLIANCE_STORAGE_LOCAL_IO"] = "true" if mode == "local" else "false"
                     app.start("http")
-                results[mode, "multipart"] = best(args.repeat, lambda: curl(
-                    *auth, "-H", f"X-File-Size: {size}", "-F", f"file=@{src};filename=src.bin",
-                    f"{app.url}/storage/upload?namespace=default&overwrite=true"))
-                results[mode, "raw"] = best(args.repeat, lambda: curl(
-                    *auth, "-T", str(src), f"{app.url}/storage/default/src.bin?overwrite=true"))
-                results[mode, "down"] = best(args.repeat, lambda: curl(*auth, f"{app.url}/storage/default/src.bin"))
-                rss.sample()
+                    for kind in ("dd", "ngx_up", "ngx_down") if mode == "local" else ():
+                        times.setdefault(kind, []).append(runs[kind]())
+                    for kind in ("multipart", "raw", "down"):
+                        times.setdefault((mode, kind), []).append(runs[kind]())
+                    rss.sample()
         check = subprocess.run(["curl", "-sS", *auth, f"{app.url}/storage/default/src.bin"],
                                capture_output=True, check=True).stdout
         assert check == src.read_bytes(), "downloaded bytes differ from the source"
+        results = {key: min(t) for key, t in times.items()}
+        dd, ngx_down, ngx_up = results["dd"], results["ngx_down"], results["ngx_up"]
     finally:
         if app is not None:
             app.close()
@@ -228,7 +242,7 @@ def main() -> None:
         shutil.rmtree(base, ignore_errors=True)
 
     rate = lambda t: size / t / MB  # noqa: E731
-    print(f"storage benchmark: {args.size_mb} MiB file, best of {args.repeat}, dir {args.dir}")
+    print(f"storage benchmark: {args.size_mb} MiB file, best of {args.repeat} interleaved rounds, dir {args.dir}")
     print(f"{'':<44}{'MB/s':>9}{'ratio':>9}")
     print(f"{'dd bs=1M conv=fsync (disk write)':<44}{rate(dd):>9.0f}")
     print(f"{'nginx GET (sendfile)':<44}{rate(ngx_down):>9.0f}")
