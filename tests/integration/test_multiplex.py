@@ -1,6 +1,7 @@
 """The gateway's unary calls over one CallMultiplexer stream (appliance/http/mux.py,
 appliance/core/mux.py): every carried call is authenticated on its own, answers
 reach their own request, and the stream survives the core going away."""
+import asyncio
 import concurrent.futures
 import time
 
@@ -8,7 +9,12 @@ import grpc
 import pytest
 import requests
 
-from appliance.v1 import auth_pb2, mux_pb2
+from appliance.config import Config
+from appliance.contract import METHODS
+from appliance.core.mux import CallMultiplexerServicer
+from appliance.http.mux import Multiplexer
+from appliance.http.server import core_channel
+from appliance.v1 import auth_pb2, mux_pb2, mux_pb2_grpc
 from harness import Appliance
 
 EXCHANGE = "/appliance.v1.CallMultiplexer/Exchange"
@@ -137,3 +143,50 @@ def test_gateway_outlives_a_core_restart(tmp_path, multiplex):
         assert "Traceback" not in app.log("http")
     finally:
         app.close()
+
+
+def test_calls_queued_together_are_split_into_messages_grpc_accepts(tmp_path):
+    """24 calls of 0.9 MiB queued in one go (21.6 MiB, a gRPC message may carry
+    8): the gateway must split them over several messages, the core its replies,
+    and each reply must reach its own caller. A reply too large for any message
+    fails alone, RESOURCE_EXHAUSTED, and the stream goes on."""
+    path = "/appliance.v1.AuthService/CreateToken"
+
+    arrived, all_in = [], asyncio.Event()
+
+    async def create_token(request, context):
+        if request.name == "too-big":
+            return auth_pb2.CreatedToken(name="r" * (7 * 1024 * 1024 + 1))
+        if len(request.name) > 1024:  # the big ones answer together: one pile of replies
+            arrived.append(request.name)
+            if len(arrived) == 24:
+                all_in.set()
+            await all_in.wait()
+        return auth_pb2.CreatedToken(name=request.name[::-1])
+
+    async def scenario():
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 8 << 20),
+                                          ("grpc.max_send_message_length", 8 << 20)])
+        handler = grpc.unary_unary_rpc_method_handler(
+            create_token, request_deserializer=auth_pb2.CreateTokenRequest.FromString,
+            response_serializer=auth_pb2.CreatedToken.SerializeToString)
+        mux_pb2_grpc.add_CallMultiplexerServicer_to_server(CallMultiplexerServicer({path: handler}), server)
+        server.add_insecure_port(f"unix:{tmp_path}/core.sock")
+        await server.start()
+        channel = core_channel(Config(data_dir=str(tmp_path)))
+        multiplexer = Multiplexer(channel)
+        call = multiplexer.unary(METHODS[path])
+        try:
+            names = [f"{i:04d}" + "n" * (900 * 1024) for i in range(24)]
+            replies = await asyncio.gather(*(call(auth_pb2.CreateTokenRequest(name=n)) for n in names))
+            assert [r.name for r in replies] == [n[::-1] for n in names]
+            with pytest.raises(grpc.aio.AioRpcError) as e:
+                await call(auth_pb2.CreateTokenRequest(name="too-big"))
+            assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert (await call(auth_pb2.CreateTokenRequest(name="ab"))).name == "ba"
+        finally:
+            await multiplexer.close()
+            await channel.close()
+            await server.stop(None)
+
+    asyncio.run(scenario())
