@@ -1,17 +1,27 @@
-"""Splitting a queue of messages into batches: shared by both ends of the
-gateway's call stream (appliance/http/mux.py, appliance/core/mux.py)."""
+"""Batches on the gateway's call stream: limits and splitting shared by both
+ends (appliance/http/mux.py, appliance/core/mux.py)."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
+
+# The gRPC message limit set on both ends (core server, gateway channel).
+MAX_MESSAGE = 8 * 1024 * 1024
+# A batch is closed before it grows past this (well under MAX_MESSAGE).
+BATCH_BYTES = 2 * 1024 * 1024
+# One call or reply larger than this could not travel even alone: refused
+# RESOURCE_EXHAUSTED, as a unary call over the limit would be.
+MAX_CARRIED = 7 * 1024 * 1024
 
 
-def fitting(items: Sequence, size: Callable[[object], int], limit: int) -> int:
-    """How many leading *items* fit in *limit* bytes; at least one, so an
-    item larger than the limit still travels (alone)."""
+def take(queue: list, size: Callable[[object], int], limit: int = BATCH_BYTES) -> list:
+    """Remove and return the leading items of *queue* that fit in *limit*
+    bytes; at least one, so an item larger than the limit travels alone."""
     total, count = 0, 0
-    for item in items:
+    for item in queue:
         total += size(item)
         if count and total > limit:
             break
         count += 1
-    return count
+    batch = queue[:count]
+    del queue[:count]
+    return batch

@@ -13,15 +13,10 @@ import logging
 
 import grpc
 
-from appliance.batching import fitting
+from appliance.batching import MAX_CARRIED, take
 from appliance.v1 import mux_pb2, mux_pb2_grpc
 
 log = logging.getLogger("appliance.core")
-
-# A reply batch is flushed before it grows past this; one reply larger than
-# MAX_REPLY is answered RESOURCE_EXHAUSTED, as a unary call over the limit would be.
-BATCH_BYTES = 2 * 1024 * 1024
-MAX_REPLY = 7 * 1024 * 1024
 
 
 class CarriedContext:
@@ -61,12 +56,8 @@ def _error(call_id: int, code: grpc.StatusCode, details: str, trailing=()) -> mu
                                 trailing_metadata=_entries(trailing))
 
 
-def _take_batch(replies: list) -> mux_pb2.ReplyBatch:
-    """Up to BATCH_BYTES of the waiting replies (at least one), oldest first."""
-    count = fitting(replies, lambda r: len(r.response), BATCH_BYTES)
-    batch = mux_pb2.ReplyBatch(replies=replies[:count])
-    del replies[:count]
-    return batch
+def _response_size(reply: mux_pb2.CarriedReply) -> int:
+    return len(reply.response)
 
 
 class CallMultiplexerServicer(mux_pb2_grpc.CallMultiplexerServicer):
@@ -101,7 +92,7 @@ class CallMultiplexerServicer(mux_pb2_grpc.CallMultiplexerServicer):
             log.exception("carried call %s failed outside its guard", call.method)
             return _error(call.id, grpc.StatusCode.INTERNAL, "internal error")
         payload = handler.response_serializer(response)
-        if len(payload) > MAX_REPLY:
+        if len(payload) > MAX_CARRIED:
             return _error(call.id, grpc.StatusCode.RESOURCE_EXHAUSTED, "response too large")
         return mux_pb2.CarriedReply(id=call.id, response=payload,
                                     trailing_metadata=_entries(context.trailing))
@@ -144,7 +135,7 @@ class CallMultiplexerServicer(mux_pb2_grpc.CallMultiplexerServicer):
                 await wake.wait()
                 wake.clear()
                 while replies:
-                    yield _take_batch(replies)
+                    yield mux_pb2.ReplyBatch(replies=take(replies, _response_size))
                 if not running and (not reading or self.stopping):
                     return
         finally:

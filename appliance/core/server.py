@@ -12,6 +12,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from appliance.batching import MAX_MESSAGE
 from appliance.config import Config
 from appliance.contract import SERVICES
 from appliance.core.auth import AuthServicer
@@ -83,8 +84,8 @@ def build_server(config: Config) -> Core:
     tokens = Tokens(config.secret(), config.jwt_algorithm, config.session_ttl)
     server = grpc.aio.server(
         options=[
-            ("grpc.max_receive_message_length", 8 * 1024 * 1024),
-            ("grpc.max_send_message_length", 8 * 1024 * 1024),
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.max_send_message_length", MAX_MESSAGE),
         ],
     )
     health_servicer = health.aio.HealthServicer()

@@ -16,16 +16,18 @@ import logging
 
 import grpc
 
-from appliance.batching import fitting
+from appliance.batching import MAX_CARRIED, take
 from appliance.v1 import mux_pb2
 
 log = logging.getLogger("appliance.http")
 
 EXCHANGE = "/appliance.v1.CallMultiplexer/Exchange"
-BATCH_BYTES = 2 * 1024 * 1024
-MAX_CALL = 7 * 1024 * 1024
 CONNECT_WAIT = 2.0
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _request_size(call: mux_pb2.CarriedCall) -> int:
+    return len(call.request)
 
 
 def _rpc_error(code: grpc.StatusCode, details: str, trailing=()) -> grpc.aio.AioRpcError:
@@ -56,7 +58,7 @@ class Multiplexer:
         return call
 
     async def _call(self, path: str, payload: bytes, metadata, timeout) -> bytes:
-        if len(payload) > MAX_CALL:
+        if len(payload) > MAX_CARRIED:
             raise _rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "request too large")
         if self._session is None or self._session.done():
             self._wake = asyncio.Event()
@@ -97,7 +99,7 @@ class Multiplexer:
                 await wake.wait()
                 wake.clear()
                 while self._outbox and not reader.done():
-                    await stream.write(self._take_batch())
+                    await stream.write(mux_pb2.CallBatch(calls=take(self._outbox, _request_size)))
         except grpc.aio.AioRpcError as e:
             log.warning("call stream to the core broke: %s %s", e.code().name, e.details())
         except asyncio.InvalidStateError:
@@ -108,13 +110,6 @@ class Multiplexer:
         finally:
             reader.cancel()
             self._fail_all()
-
-    def _take_batch(self) -> mux_pb2.CallBatch:
-        """Up to BATCH_BYTES of the queued calls (at least one), oldest first."""
-        count = fitting(self._outbox, lambda c: len(c.request), BATCH_BYTES)
-        batch = mux_pb2.CallBatch(calls=self._outbox[:count])
-        del self._outbox[:count]
-        return batch
 
     async def _read(self, stream) -> None:
         try:

@@ -10,6 +10,7 @@ import grpc
 import tornado.httpserver
 import tornado.netutil
 
+from appliance.batching import MAX_MESSAGE
 from appliance.config import Config
 from appliance.http import workers
 from appliance.http.app import make_app
@@ -24,8 +25,8 @@ STARTUP_WAIT = 3.0
 
 def core_channel(config: Config) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(config.core_address, options=[
-        ("grpc.max_receive_message_length", 8 * 1024 * 1024),
-        ("grpc.max_send_message_length", 8 * 1024 * 1024),
+        ("grpc.max_receive_message_length", MAX_MESSAGE),
+        ("grpc.max_send_message_length", MAX_MESSAGE),
         # A local core that restarts should be found again within a second,
         # not after gRPC's default backoff (growing to two minutes).
         ("grpc.initial_reconnect_backoff_ms", 100),
