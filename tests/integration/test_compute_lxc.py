@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from access_support import stop_appliance
 from compute_support import StatusSocket, add_key, new_user, private_pem
 from harness import Appliance
 
@@ -40,14 +41,7 @@ def app(tmp_path_factory):
                   guest_subnet=SUBNET, max_containers_per_user=1)
     a.start()
     yield a
-    admin = a.admin()
-    for u in admin.get("/admin/users").json():
-        if not u["is_admin"]:
-            admin.delete(f"/admin/users/{u['user_id']}")
-    for c in admin.get("/compute/containers").json()["containers"]:
-        admin.delete(f"/compute/containers/{c['id']}")
-    a.close()
-    network.remove_guest_network(BRIDGE)
+    stop_appliance(a, BRIDGE)
 
 
 @pytest.fixture(scope="module")
