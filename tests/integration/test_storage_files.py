@@ -1,6 +1,7 @@
 """Storage files over real HTTP (API.md "Storage"): every row of the table,
 auth by visibility, scopes, Range/conditional requests, bad names, races."""
 import email.utils
+import json
 import os
 import socket
 import threading
@@ -511,21 +512,25 @@ def test_readers_see_old_or_new_never_a_mix(user, ns):
 
 # -- progress (SSE) ---------------------------------------------------------------------------
 
+def watch_progress(appliance, events: list, opened: threading.Event | None = None, **request):
+    """Collect /sse/progress events into *events* until one says done."""
+    with requests.get(appliance.url + "/sse/progress", stream=True, timeout=30, **request) as r:
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/event-stream")
+        if opened is not None:
+            opened.set()
+        for line in r.iter_lines():
+            if line.startswith(b"data: "):
+                events.append(json.loads(line[6:]))
+                if events[-1]["done"]:
+                    return
+
+
 def test_sse_progress_of_an_upload(appliance, user, ns):
     transfer = unique_ns("t")
     events, opened = [], threading.Event()
 
     def watch():
-        with requests.get(appliance.url + "/sse/progress", params={"id": transfer, "token": user.token},
-                          stream=True, timeout=30) as r:
-            assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/event-stream")
-            opened.set()
-            for line in r.iter_lines():
-                if line.startswith(b"data: "):
-                    import json
-                    events.append(json.loads(line[6:]))
-                    if events[-1]["done"]:
-                        return
+        watch_progress(appliance, events, opened, params={"id": transfer, "token": user.token})
 
     t = threading.Thread(target=watch)
     t.start()
@@ -546,14 +551,8 @@ def test_sse_progress_of_a_download_and_auth(appliance, user, ns, make_user):
     events = []
 
     def watch():
-        with requests.get(appliance.url + "/sse/progress", params={"id": transfer},
-                          headers={"Authorization": f"Bearer {user.token}"}, stream=True, timeout=30) as r:
-            for line in r.iter_lines():
-                if line.startswith(b"data: "):
-                    import json
-                    events.append(json.loads(line[6:]))
-                    if events[-1]["done"]:
-                        return
+        watch_progress(appliance, events, params={"id": transfer},
+                       headers={"Authorization": f"Bearer {user.token}"})
 
     t = threading.Thread(target=watch)
     t.start()
