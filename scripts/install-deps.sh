@@ -11,6 +11,8 @@ packages=(
   dnsmasq-base nftables iptables iproute2 debootstrap e2fsprogs
   # reaching guests and testing as a user does
   openssh-client openssh-server curl wrk nginx-light
+  # test_domain_xml validates the rendered XML against libvirt's schemas
+  libxml2-utils
   # ingress on 80/443 (Host/SNI routing; the core runs its own instance)
   haproxy
   # the PostgreSQL test runs a private cluster of Debian's server (Unix socket only)
