@@ -177,7 +177,8 @@ def test_anonymous_logins_do_not_starve_storage(fresh):
     assert set(codes) <= {401, 429}, codes
     assert codes[429] >= 1, codes  # the pool is full: refused, not queued
     assert all(r.headers.get("Retry-After") for r, _ in results if r.status_code == 429)
-    assert max(refused) < min(1.0, max(verified)), (refused, verified)
+    # Refused before any verification ends, not after waiting in a queue.
+    assert max(refused) < 2.0 and statistics.median(refused) < min(verified), (refused, verified)
     assert ratio < 5, f"upload {idle * 1000:.0f} ms idle, {statistics.median(busy) * 1000:.0f} ms under logins"
 
 
