@@ -68,7 +68,7 @@ class Config:
     ingress_https_port: int = 443
     # WebSocket keepalive: ping interval (and pong timeout) in seconds.
     ws_ping_seconds: int = 20
-    # -- auth: logins, password hashing, API tokens (docs/api.md "Limits") ---
+    # -- auth: logins, password hashing, API tokens (docs/api.md, "Auth") -----
     # Login throttle counters kept in memory at most (the oldest go first).
     login_throttle_max_entries: int = 20000
     # argon2 (64 MiB, most of a CPU per verification) runs on its own pool:
