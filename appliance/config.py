@@ -68,6 +68,16 @@ class Config:
     ingress_https_port: int = 443
     # WebSocket keepalive: ping interval (and pong timeout) in seconds.
     ws_ping_seconds: int = 20
+    # -- auth: logins, password hashing, API tokens (docs/api.md, "Auth") -----
+    # Login throttle counters kept in memory at most (the oldest go first).
+    login_throttle_max_entries: int = 20000
+    # argon2 (64 MiB, most of a CPU per verification) runs on its own pool:
+    # threads, and jobs that may wait for one; beyond both, login is 429 at once.
+    password_hash_workers: int = 2
+    password_hash_queue: int = 4
+    # API tokens per user; scope entries per token.
+    max_tokens_per_user: int = 50
+    max_token_scopes: int = 32
     admin_username: str = "admin"
     admin_password: str = ""
     log_level: str = "INFO"

@@ -1,8 +1,8 @@
 """AuthService: translate proto <-> the identity and user domain, nothing else."""
 from __future__ import annotations
 
-import asyncio
 import json
+import logging
 
 from google.protobuf import json_format, struct_pb2
 
@@ -11,10 +11,13 @@ from appliance.core import scopes as scope_rules
 from appliance.core import users
 from appliance.core.db import ApiToken, User, database, new_public_id, now
 from appliance.core.identity import Tokens, sha256
-from appliance.core.passwords import hash_password, verify_password
+from appliance.core.passwords import HashPool, hash_password, verify_password
 from appliance.core.throttle import LoginThrottle
-from appliance.errors import Invalid, NotFound, TooManyRequests, Unauthenticated
+from appliance.errors import Conflict, Invalid, NotFound, Unauthenticated
+from appliance.logsafe import clip
 from appliance.v1 import auth_pb2, auth_pb2_grpc, common_pb2
+
+log = logging.getLogger("appliance.core.auth")
 
 EXPIRY = {"30d": 30 * 86400, "90d": 90 * 86400, "365d": 365 * 86400, "never": None, "": None}
 OK = common_pb2.StatusResponse(status="ok")
@@ -37,21 +40,47 @@ def _token_message(row: ApiToken) -> auth_pb2.ApiToken:
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, tokens: Tokens, throttle: LoginThrottle):
+    def __init__(self, tokens: Tokens, throttle: LoginThrottle, hasher: HashPool | None = None,
+                 max_tokens_per_user: int = 50, max_token_scopes: int = scope_rules.MAX_SCOPES):
         self.tokens = tokens
         self.throttle = throttle
+        self.hasher = hasher or HashPool()
+        self.max_tokens_per_user = max_tokens_per_user
+        self.max_token_scopes = max_token_scopes
+
+    @classmethod
+    def from_config(cls, tokens: Tokens, config) -> "AuthServicer":
+        throttle = LoginThrottle(config.login_max_failures, config.login_window_seconds,
+                                 max_entries=config.login_throttle_max_entries)
+        return cls(tokens, throttle, HashPool(config.password_hash_workers, config.password_hash_queue),
+                   config.max_tokens_per_user, config.max_token_scopes)
+
+    def close(self) -> None:
+        self.hasher.close()
 
     async def Login(self, request, context):
+        # Before any work: a name that cannot exist is 400 and leaves no trace.
+        users.validate_login_name(request.username)
         address = ctx.client_address()
-        wait = self.throttle.retry_after(request.username, address)
-        if wait:
-            raise TooManyRequests("too many failed logins; try again later", retry_after=wait)
-        user = User.get_or_none(User.username == request.username) if request.username else None
-        ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, request.password)
-        if not ok or user is None:
-            self.throttle.failed(request.username, address)
-            raise Unauthenticated("invalid username or password")
-        self.throttle.succeeded(request.username, address)
+        # The attempt is counted before its password is verified (429 here
+        # when the pair's or the address's slots are taken) ...
+        with self.throttle.reserve(request.username, address) as attempt:
+            user = User.get_or_none(User.username == request.username)
+            # ... and given back if the pool is full (429: nothing verified).
+            verifying = self.hasher.submit(verify_password, user.password_hash if user else None,
+                                           request.password)
+            try:
+                ok = await verifying
+            except BaseException:
+                attempt.failed()  # the verification ran or still runs: it counts
+                raise
+            if not ok or user is None:
+                attempt.failed()
+                log.info("login: %s failed from %s (%s)", clip(request.username), clip(address),
+                         "wrong password" if user else "unknown user")
+                raise Unauthenticated("invalid username or password")
+            attempt.succeeded()
+        log.info("login: %s signed in from %s", clip(user.username), clip(address))
         return auth_pb2.LoginResponse(token=self.tokens.issue_session(user), **users.as_dict(user))
 
     async def GetSession(self, request, context):
@@ -70,7 +99,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             raise Invalid("name must be 1-64 characters")
         if request.expires_in not in EXPIRY:
             raise Invalid("expires_in must be one of 30d, 90d, 365d, never")
-        scopes = scope_rules.validate(json_format.MessageToDict(request.scopes), user.public_id)
+        scopes = scope_rules.validate(json_format.MessageToDict(request.scopes), user.public_id,
+                                      self.max_token_scopes)
+        # No await between this count and the insert: concurrent creates
+        # cannot both pass it.
+        if ApiToken.select().where(ApiToken.user == user).count() >= self.max_tokens_per_user:
+            raise Conflict(f"at most {self.max_tokens_per_user} API tokens per user; delete one first")
         ttl = EXPIRY[request.expires_in]
         created = now()
         expires_at = created + ttl if ttl else None
@@ -107,7 +141,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         display = request.display_name if request.HasField("display_name") else None
         users.validate_password(request.password)
         users.validate_username(request.username)
-        password_hash = await asyncio.to_thread(hash_password, request.password)
+        password_hash = await self.hasher.run(hash_password, request.password)
         user = users.create_user(request.username, request.password, display, request.is_admin,
                                  password_hash=password_hash)
         return _user_message(user)

@@ -9,44 +9,54 @@ from __future__ import annotations
 from typing import Mapping
 
 from appliance.errors import Invalid, PermissionDenied
+from appliance.logsafe import clip
 
 ACTIONS = frozenset({"create", "read", "update", "delete"})
 RESOURCES = {
     "compute": frozenset({"containers", "keys"}),
     "storage": frozenset({"namespaces", "files"}),
 }
+# Resource ids are container ids and namespace names (both at most 64).
+MAX_RESOURCE_ID_CHARS = 64
+# Defaults of the settings max_token_scopes (Config); with the id limit
+# they bound a token's size (a scope is at most ~90 characters).
+MAX_SCOPES = 32
 
 
 def parse(scope: str) -> tuple[str, str, str | None, str | None]:
     """Split a scope; the resource id may itself contain dots (namespace names)."""
     parts = scope.split(".", 3)
     if len(parts) < 2 or not all(parts):
-        raise Invalid(f"scope {scope!r} must look like <service>.<user_id>[.<resource>[.<id>]]")
+        raise Invalid(f"scope {clip(scope)} must look like <service>.<user_id>[.<resource>[.<id>]]")
     service, user_id = parts[0], parts[1]
     resource = parts[2] if len(parts) > 2 else None
     resource_id = parts[3] if len(parts) > 3 else None
     return service, user_id, resource, resource_id
 
 
-def validate(scopes, owner_id: str) -> dict[str, list[str]]:
+def validate(scopes, owner_id: str, max_scopes: int = MAX_SCOPES) -> dict[str, list[str]]:
     """Check a token's requested scopes; return them normalised (sorted, unique actions)."""
     if not isinstance(scopes, Mapping) or not scopes:
         raise Invalid("scopes must be a non-empty object of scope -> list of actions")
+    if len(scopes) > max_scopes:
+        raise Invalid(f"scopes: at most {max_scopes} entries per token (got {len(scopes)})")
     clean: dict[str, list[str]] = {}
     for scope, actions in scopes.items():
-        service, user_id, resource, _ = parse(scope)
+        service, user_id, resource, resource_id = parse(scope)
+        if resource_id is not None and len(resource_id) > MAX_RESOURCE_ID_CHARS:
+            raise Invalid(f"scope {clip(scope)}: resource ids are at most {MAX_RESOURCE_ID_CHARS} characters")
         if service not in RESOURCES:
-            raise Invalid(f"scope {scope!r}: unknown service {service!r} (compute, storage)")
+            raise Invalid(f"scope {clip(scope)}: unknown service {clip(service)} (compute, storage)")
         if user_id != owner_id:
-            raise Invalid(f"scope {scope!r}: a token may only name its owner's user id")
+            raise Invalid(f"scope {clip(scope)}: a token may only name its owner's user id")
         if resource is not None and resource not in RESOURCES[service]:
             known = ", ".join(sorted(RESOURCES[service]))
-            raise Invalid(f"scope {scope!r}: unknown {service} resource {resource!r} ({known})")
+            raise Invalid(f"scope {clip(scope)}: unknown {service} resource {clip(resource)} ({known})")
         if not isinstance(actions, (list, tuple)) or not actions:
-            raise Invalid(f"scope {scope!r}: actions must be a non-empty list")
+            raise Invalid(f"scope {clip(scope)}: actions must be a non-empty list")
         for action in actions:
-            if action not in ACTIONS:
-                raise Invalid(f"scope {scope!r}: unknown action {action!r} (create, read, update, delete)")
+            if not isinstance(action, str) or action not in ACTIONS:
+                raise Invalid(f"scope {clip(scope)}: unknown action {clip(action)} (create, read, update, delete)")
         clean[scope] = sorted(set(actions))
     return clean
 

@@ -20,7 +20,6 @@ from appliance.core.db import open_database
 from appliance.core.identity import Tokens
 from appliance.core.interceptors import GuardedServer
 from appliance.core.mux import CallMultiplexerServicer
-from appliance.core.throttle import LoginThrottle
 from appliance.v1 import auth_pb2_grpc, mux_pb2_grpc
 
 log = logging.getLogger("appliance.core")
@@ -91,8 +90,9 @@ def build_server(config: Config) -> Core:
     health_servicer = health.aio.HealthServicer()
     core = Core(config=config, server=server, tokens=tokens, health=health_servicer)
     guarded = GuardedServer(server, tokens, config.service_secret())
-    auth_pb2_grpc.add_AuthServiceServicer_to_server(
-        AuthServicer(tokens, LoginThrottle(config.login_max_failures, config.login_window_seconds)), guarded)
+    auth = AuthServicer.from_config(tokens, config)
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(auth, guarded)
+    core.closers.append(auth.close)
     for add, factory in EXTRA_SERVICERS:
         add(factory(core), guarded)
     # Not guarded itself: every call it carries goes through its method's guard.

@@ -23,6 +23,7 @@ from appliance.core import sshkeys
 from appliance.core.compute_models import RUNNING, Container, SshKey
 from appliance.core.server import EXTRA_SERVICERS
 from appliance.errors import AppError, Invalid, NotFound, PermissionDenied, WrongState
+from appliance.logsafe import clip
 from appliance.v1 import sshgw_pb2, sshgw_pb2_grpc
 
 log = logging.getLogger("appliance.core.sshgw")
@@ -75,7 +76,8 @@ class SshGatewayServicer(sshgw_pb2_grpc.SshGatewayServiceServicer):
         try:
             return self._authorize(request)
         except AppError as e:
-            log.info("ssh: refused %r from %s: %s", request.username, request.client_address or "?", e.message)
+            log.info("ssh: refused %s from %s: %s", clip(request.username), clip(request.client_address or "?"),
+                     e.message)
             raise
 
     def _authorize(self, request) -> sshgw_pb2.AuthorizeResponse:

@@ -4,53 +4,139 @@ Failures are counted per (username, client address) and per client address.
 Keying on the pair rather than the username alone means an attacker
 elsewhere cannot lock a user out: the user's own address is not slowed by
 others' failures. Counters live in the core's memory (one core per host).
+
+An attempt takes its slot *before* its password is verified
+(``reserve()``): concurrent attempts cannot all pass the check and then be
+verified together. A failed verification keeps the slot, a success gives it
+back (and clears the pair), an attempt that never reached verification
+(e.g. the hashing pool was full) gives it back. So at most ``max_failures``
+verifications per pair, and ``max_failures * per_address_factor`` per
+address, happen in any window, however concurrent the attempts.
+
+Memory is bounded globally: entries are kept oldest-updated first, expired
+ones are swept on every reservation, and beyond ``max_entries`` the oldest
+are dropped. Usernames reaching here are already at most 64 characters
+(``users.validate_login_name``).
 """
 from __future__ import annotations
 
 import math
 import time
-from collections import deque
+from collections import OrderedDict
+
+from appliance.errors import TooManyRequests
+
+# Addresses come from the gateway's metadata; a longer one is not an address.
+MAX_ADDRESS_CHARS = 64
+
+
+class Reservation:
+    """One login attempt's slot in every counter it belongs to."""
+
+    def __init__(self, throttle: "LoginThrottle", keys: tuple, stamp: float):
+        self._throttle = throttle
+        self._keys = keys
+        self._stamp = stamp
+        self._open = True
+
+    def failed(self) -> None:
+        """The password was verified and wrong: the slot stays counted."""
+        self._open = False
+
+    def succeeded(self) -> None:
+        """Right password: the pair starts afresh; the address gets its slot back."""
+        if self._open:
+            self._open = False
+            self._throttle._entries.pop(self._keys[0], None)
+            self._throttle._release(self._keys[1:], self._stamp)
+
+    def cancel(self) -> None:
+        """Nothing was verified: give the slot back."""
+        if self._open:
+            self._open = False
+            self._throttle._release(self._keys, self._stamp)
+
+    def __enter__(self) -> "Reservation":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cancel()  # no-op once failed() or succeeded() was called
 
 
 class LoginThrottle:
     def __init__(self, max_failures: int = 5, window: int = 300, per_address_factor: int = 4,
-                 clock=time.monotonic):
+                 max_entries: int = 20000, clock=time.monotonic):
         self.max_failures = max_failures
         self.window = window
         self.per_address_max = max_failures * per_address_factor
+        self.max_entries = max(2, max_entries)
         self.clock = clock
-        self._failures: dict[tuple, deque] = {}
+        # key -> timestamps of counted attempts (oldest first, at most the
+        # key's limit), ordered by last update: the front expires first.
+        self._entries: OrderedDict[tuple, list[float]] = OrderedDict()
 
-    def _keys(self, username: str, address: str):
-        return (("user", username.lower(), address), self.max_failures), (("addr", address), self.per_address_max)
+    def __len__(self) -> int:
+        return len(self._entries)
 
-    def _recent(self, key) -> deque:
-        q = self._failures.get(key)
-        if q is None:
-            return deque()
-        cutoff = self.clock() - self.window
-        while q and q[0] <= cutoff:
-            q.popleft()
-        if not q:
-            del self._failures[key]
-        return q
+    def _limits(self, username: str, address: str):
+        address = address[:MAX_ADDRESS_CHARS]
+        return ((("user", username.lower(), address), self.max_failures),
+                (("addr", address), self.per_address_max))
+
+    def _sweep(self, now: float) -> None:
+        """Drop entries whose newest attempt left the window; then the oldest beyond the cap."""
+        cutoff = now - self.window
+        entries = self._entries
+        while entries:
+            key, stamps = next(iter(entries.items()))
+            if stamps and stamps[-1] > cutoff:
+                break
+            del entries[key]
+        while len(entries) > self.max_entries:
+            entries.popitem(last=False)
+
+    def _recent(self, key, now: float) -> list[float]:
+        stamps = self._entries.get(key)
+        if stamps is None:
+            return []
+        cutoff = now - self.window
+        while stamps and stamps[0] <= cutoff:
+            stamps.pop(0)
+        return stamps
 
     def retry_after(self, username: str, address: str) -> int:
-        """Seconds until another attempt is allowed; 0 if allowed now."""
+        """Seconds until another attempt would be allowed; 0 if allowed now."""
+        now = self.clock()
         wait = 0.0
-        for key, limit in self._keys(username, address):
-            q = self._recent(key)
-            if len(q) >= limit:
-                wait = max(wait, q[-limit] + self.window - self.clock())
+        for key, limit in self._limits(username, address):
+            stamps = self._recent(key, now)
+            if len(stamps) >= limit:
+                wait = max(wait, stamps[-limit] + self.window - now)
         return max(1, math.ceil(wait)) if wait > 0 else 0
 
-    def failed(self, username: str, address: str) -> None:
-        t = self.clock()
-        for key, limit in self._keys(username, address):
-            q = self._failures.setdefault(key, deque())
-            q.append(t)
-            while len(q) > limit:
-                q.popleft()
+    def reserve(self, username: str, address: str) -> Reservation:
+        """Count an attempt now, or raise TooManyRequests (with Retry-After)."""
+        now = self.clock()
+        self._sweep(now)
+        wait = self.retry_after(username, address)
+        if wait:
+            raise TooManyRequests("too many failed logins; try again later", retry_after=wait)
+        limits = self._limits(username, address)
+        for key, _ in limits:
+            stamps = self._entries.pop(key, None) or []
+            stamps.append(now)
+            self._entries[key] = stamps  # re-inserted: now the newest
+        self._sweep(now)
+        return Reservation(self, tuple(key for key, _ in limits), now)
 
-    def succeeded(self, username: str, address: str) -> None:
-        self._failures.pop(self._keys(username, address)[0][0], None)
+    def _release(self, keys, stamp: float) -> None:
+        for key in keys:
+            stamps = self._entries.get(key)
+            if stamps is None:
+                continue
+            try:
+                stamps.remove(stamp)
+            except ValueError:
+                continue
+            if not stamps:
+                del self._entries[key]

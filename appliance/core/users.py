@@ -10,7 +10,8 @@ from appliance.core.db import User, database, new_public_id
 from appliance.core.passwords import MAX_PASSWORD_BYTES, hash_password
 from appliance.errors import Conflict, Invalid, NotFound
 
-USERNAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+MAX_USERNAME_CHARS = 64
+USERNAME = re.compile(r"[A-Za-z0-9._@-]{1,%d}" % MAX_USERNAME_CHARS)
 
 # Called with the User before its row is deleted, so services can release
 # what they hold outside the database (guests, volumes, files on disk).
@@ -22,6 +23,14 @@ def validate_username(username: str) -> str:
     if not USERNAME.fullmatch(username or ""):
         raise Invalid("username must be 1-64 characters of letters, digits, '.', '_', '-', '@'")
     return username
+
+
+def validate_login_name(username: str) -> str:
+    """Login names: anything that could not be a username is refused before any
+    work (no lookup, no throttle entry, no argon2); the same rule as creation."""
+    if len(username) > MAX_USERNAME_CHARS:
+        raise Invalid(f"username must be at most {MAX_USERNAME_CHARS} characters")
+    return validate_username(username)
 
 
 def validate_password(password: str) -> str:
