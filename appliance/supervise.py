@@ -42,7 +42,9 @@ def private_data_dir(config: Config) -> None:
     0600, as the playbook's units leave them (root:appliance 0750, UMask=0027).
     The SQLite file is created here, empty and 0600, before SQLite opens it:
     its -wal and -shm files take the database file's mode."""
-    config.data_path.mkdir(parents=True, exist_ok=True)
+    config.data_path.mkdir(mode=0o750, parents=True, exist_ok=True)
+    if os.stat(config.data_path).st_uid != os.geteuid():
+        return  # not ours to change (e.g. `appliance user list` run by another user)
     config.data_path.chmod(0o750)
     for directory in (config.run_dir, config.log_dir):
         directory.mkdir(mode=0o750, exist_ok=True)
