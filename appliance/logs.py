@@ -33,6 +33,9 @@ CHUNK = 1 << 16
 MIN_FILE_BYTES = 4096
 
 
+_NUMBERS = (int, float, bool, type(None))
+
+
 def strip_queries(text: str) -> str:
     return QUERY.sub(STRIPPED, text) if "?" in text else text
 
@@ -42,7 +45,18 @@ class StripQueryStrings(logging.Filter):
 
     _formatter = logging.Formatter()
 
+    @staticmethod
+    def _plain(record: logging.LogRecord) -> bool:
+        """Nothing in it can hold a '?': the common case (an access line), cheaply."""
+        if not isinstance(record.msg, str) or "?" in record.msg or record.exc_info or record.stack_info:
+            return False
+        args = record.args or ()
+        return isinstance(args, tuple) and all(
+            type(a) in _NUMBERS or (type(a) is str and "?" not in a) for a in args)
+
     def filter(self, record: logging.LogRecord) -> bool:
+        if self._plain(record):
+            return True
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format string must not hide the line

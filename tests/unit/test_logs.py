@@ -27,6 +27,13 @@ def test_filter_strips_queries_from_message_args_and_traceback():
     assert "SECRET" not in line
     assert "400 POST /x?[query stripped] (1.2.3.4): Invalid body" in line
     assert "ValueError: bad uri /ws?[query stripped]" in line
+    # Objects formatted into the line (Tornado logs the request's repr) too.
+    class Request:
+        def __repr__(self):
+            return "HTTPServerRequest(method='GET', uri='/ws?token=SECRET3', version='HTTP/1.1')"
+    record = logging.LogRecord("tornado.application", logging.ERROR, __file__, 1, "Uncaught %r", (Request(),), None)
+    logs.StripQueryStrings().filter(record)
+    assert "SECRET" not in record.getMessage() and "uri='/ws?[query stripped]" in record.getMessage()
     # A '?' that ends a word is left alone; so is text without one.
     assert logs.strip_queries("what? no") == "what? no"
 
