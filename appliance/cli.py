@@ -16,7 +16,7 @@ import secrets
 import sys
 
 from appliance import config as config_mod
-from appliance import supervise
+from appliance import logs, supervise
 
 # Steps `appliance up` runs before starting the daemons (host preparation:
 # libvirtd, guest image, bridge) and `appliance down` runs after stopping them
@@ -27,13 +27,12 @@ import appliance.core.compute_host  # noqa: E402,F401  (libvirtd, guest image, b
 
 
 def _setup_logging(cfg) -> None:
-    logging.basicConfig(level=getattr(logging, cfg.log_level.upper(), logging.INFO),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.setup(cfg.log_level)
 
 
 def _open_db(cfg):
     from appliance.core.db import open_database
-    cfg.data_path.mkdir(parents=True, exist_ok=True)
+    supervise.private_data_dir(cfg)
     return open_database(cfg.database_url)
 
 
@@ -85,12 +84,14 @@ def ensure_admin(cfg) -> tuple[str, str | None]:
 
 
 def cmd_up(cfg, args) -> int:
+    supervise.private_data_dir(cfg)
     for step in PREPARE_STEPS:
         step(cfg)
     username, password = ensure_admin(cfg)
     for name in supervise.SERVICES:
         supervise.start(cfg, name)
-    base = f"http://{cfg.http_host}:{cfg.http_port}"
+    scheme = "https" if cfg.tls_cert_file else "http"
+    base = f"{scheme}://{cfg.http_host}:{cfg.http_port}"
     if not supervise.wait_healthy(f"{base}/healthz", timeout=60):
         print(f"appliance did not become healthy; see logs in {cfg.log_dir}", file=sys.stderr)
         return 1

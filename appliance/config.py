@@ -78,6 +78,18 @@ class Config:
     # API tokens per user; scope entries per token.
     max_tokens_per_user: int = 50
     max_token_scopes: int = 32
+    # -- ops: TLS of the HTTP gateway, log files (docs/install.md) ----------
+    # PEM certificate (chain) and private key: the gateway (every worker)
+    # serves HTTPS and WSS only on http_port, plain HTTP there gets no answer.
+    # Both "" = plain HTTP (`make up` on 127.0.0.1); the playbook sets both.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # Log files of `appliance up` (<data_dir>/log/<daemon>.log, 0600): rotated
+    # at this size, keeping this many old files, so each daemon's logs take at
+    # most (log_file_backups + 1) * log_file_max_bytes however much anyone makes
+    # them log. (Under systemd the daemons log to the journal, bounded by journald.)
+    log_file_max_bytes: int = 10 * 1024 * 1024
+    log_file_backups: int = 4
     admin_username: str = "admin"
     admin_password: str = ""
     log_level: str = "INFO"

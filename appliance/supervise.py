@@ -1,12 +1,15 @@
 """Background processes for ``appliance up`` / ``down``: pid files, logs, health wait.
 
 On a host with systemd the playbooks install units instead; this is for
-``make up`` on a machine where nothing else supervises the appliance.
+``make up`` on a machine where nothing else supervises the appliance. Each
+daemon's output goes through a pipe to its own log writer (appliance/logs.py)
+that rotates ``<log_dir>/<daemon>.log``, so the logs stay bounded.
 """
 from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -34,18 +37,56 @@ def running_pid(config: Config, name: str) -> int | None:
     return None
 
 
+def private_data_dir(config: Config) -> None:
+    """The data directory 0750 and what in it holds secrets, accounts or logs
+    0600, as the playbook's units leave them (root:appliance 0750, UMask=0027).
+    The SQLite file is created here, empty and 0600, before SQLite opens it:
+    its -wal and -shm files take the database file's mode."""
+    config.data_path.mkdir(mode=0o750, parents=True, exist_ok=True)
+    if os.stat(config.data_path).st_uid != os.geteuid():
+        return  # not ours to change (e.g. `appliance user list` run by another user)
+    config.data_path.chmod(0o750)
+    for directory in (config.run_dir, config.log_dir):
+        directory.mkdir(mode=0o750, exist_ok=True)
+        directory.chmod(0o750)
+    private = [config.data_path / n for n in ("jwt_secret", "service_secret", "admin_password")]
+    private += config.log_dir.glob("*.log*")
+    if config.database_url.startswith("sqlite:///"):
+        db = Path(config.database_url[len("sqlite:///"):].split("?", 1)[0])
+        try:
+            os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
+        private += [db.with_name(db.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+    for path in private:
+        try:
+            path.chmod(0o600)
+        except FileNotFoundError:
+            pass
+
+
 def start(config: Config, name: str, env: dict | None = None) -> int:
     pid = running_pid(config, name)
     if pid:
         return pid
-    config.run_dir.mkdir(parents=True, exist_ok=True)
-    config.log_dir.mkdir(parents=True, exist_ok=True)
-    log = open(config.log_dir / f"{name}.log", "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli", name],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True, env={**os.environ, **(env or {})},
-    )
+    private_data_dir(config)
+    # daemon (and its workers) --pipe--> `python -m appliance.logs` --> <name>.log, rotated
+    read_end, write_end = os.pipe()
+    try:
+        subprocess.Popen(
+            [sys.executable, "-m", "appliance.logs", str(config.log_dir / f"{name}.log"),
+             str(config.log_file_max_bytes), str(config.log_file_backups)],
+            stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, env={**os.environ, **(env or {})},
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "appliance.cli", name],
+            stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.STDOUT,
+            start_new_session=True, env={**os.environ, **(env or {})},
+        )
+    finally:
+        os.close(read_end)
+        os.close(write_end)
     pid_file(config, name).write_text(f"{proc.pid}\n")
     return proc.pid
 
@@ -73,10 +114,13 @@ def _is_zombie(pid: int) -> bool:
 
 
 def wait_healthy(url: str, timeout: float = 30.0) -> bool:
+    # Our own gateway on this host: whatever certificate it has (self-signed,
+    # or for a public name that is not the address asked here) is fine.
+    context = ssl._create_unverified_context() if url.startswith("https:") else None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=2) as reply:
+            with urllib.request.urlopen(url, timeout=2, context=context) as reply:
                 if reply.status == 200 and reply.read().strip() == b"ok":
                     return True
         except OSError:

@@ -3,8 +3,10 @@ process or in forked workers sharing the sockets (appliance/http/workers.py)."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
+import ssl
 
 import grpc
 import tornado.httpserver
@@ -35,6 +37,30 @@ def core_channel(config: Config) -> grpc.aio.Channel:
     ])
 
 
+def ssl_context(config: Config) -> ssl.SSLContext | None:
+    """The server TLS context from tls_cert_file/tls_key_file; None = plain HTTP.
+    Raises ValueError (a readable reason) when the files are missing or do not match."""
+    if not config.tls_cert_file and not config.tls_key_file:
+        return None
+    if not (config.tls_cert_file and config.tls_key_file):
+        raise ValueError("tls_cert_file and tls_key_file must be set together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError(f"cannot load the TLS certificate {config.tls_cert_file} "
+                         f"with key {config.tls_key_file}: {e}") from None
+    return context
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def bind(config: Config, port: int | None = None) -> list:
     return tornado.netutil.bind_sockets(config.http_port if port is None else port, config.http_host)
 
@@ -43,7 +69,9 @@ def listen(config: Config, channel: grpc.aio.Channel, port: int | None = None,
            multiplexer: Multiplexer | None = None, sockets: list | None = None):
     """Start serving on *sockets* (bound here if not given); returns (http_server, bound_port)."""
     app = make_app(config, channel, multiplexer)
-    server = tornado.httpserver.HTTPServer(app, max_body_size=MAX_STREAM_BODY, idle_connection_timeout=300, chunk_size=1 << 20)
+    # A context per process: each forked worker builds its own after the fork.
+    server = tornado.httpserver.HTTPServer(app, ssl_options=ssl_context(config), max_body_size=MAX_STREAM_BODY,
+                                           idle_connection_timeout=300, chunk_size=1 << 20)
     sockets = sockets or bind(config, port)
     server.add_sockets(sockets)
     return server, sockets[0].getsockname()[1]
@@ -51,9 +79,18 @@ def listen(config: Config, channel: grpc.aio.Channel, port: int | None = None,
 
 def run(config: Config) -> int:
     """The ``appliance http`` daemon: bind, then serve in http_workers processes."""
+    try:
+        tls = ssl_context(config) is not None  # fail here, once, not in every worker
+    except ValueError as e:
+        log.error("%s", e)
+        return 2
     sockets = bind(config)
     count = workers.worker_count(config.http_workers)
-    log.info("http gateway on http://%s:%d", config.http_host, sockets[0].getsockname()[1])
+    log.info("http gateway on %s://%s:%d", "https" if tls else "http", config.http_host,
+             sockets[0].getsockname()[1])
+    if not tls and not _loopback(config.http_host):
+        log.warning("plain HTTP on %s: passwords and tokens cross the network in clear; "
+                    "set tls_cert_file and tls_key_file", config.http_host)
     if count == 1:
         asyncio.run(serve(config, sockets))
         return 0

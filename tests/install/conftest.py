@@ -2,14 +2,16 @@
 
 The session fixture `converged` does the expensive part once: start the test
 host (testhost.py), run the playbook in --check mode on the fresh host, for
-real twice, then in --check mode again, and keeps every result for the tests
-to judge. Timings are printed at the end of the session.
+real twice (the API's TLS certificate generated on the host), in --check mode
+again, then once more with a certificate and key from the inventory, and
+keeps every result for the tests to judge. Timings are printed at the end of the session.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
+import ssl
 import sys
 import time
 from dataclasses import dataclass
@@ -19,7 +21,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import testhost  # noqa: E402
-from installrun import INVENTORY_VARS, REPO, TIMINGS, PlaybookRun, run_playbook  # noqa: E402
+import tlscert  # noqa: E402
+from installrun import INVENTORY_VARS, REPO, TIMINGS, TLS_CERT, PlaybookRun, run_playbook  # noqa: E402
 
 
 def pytest_configure(config):
@@ -45,11 +48,16 @@ class Converged:
     check_after: PlaybookRun
     secrets_after_first: str
     secrets_after_second: str
+    generated_cert: str  # the certificate the first run generated on the host (PEM)
+    served_after_first: str | None  # what the API served then (PEM; None without systemd)
+    configured: PlaybookRun  # a last run with a certificate and key from the inventory
+    configured_cert: str
 
 
 SNAPSHOT_SKIP = shutil.ignore_patterns(
     ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".state")
-SECRETS = "sha256sum /var/lib/appliance/jwt_secret /var/lib/appliance/install-test-marker"
+SECRETS = ("sha256sum /var/lib/appliance/jwt_secret /var/lib/appliance/install-test-marker "
+           "/etc/appliance/tls/api.crt /etc/appliance/tls/api.key")
 
 
 def start_host(root: Path) -> testhost.TestHost:
@@ -63,6 +71,17 @@ def start_host(root: Path) -> testhost.TestHost:
         except RuntimeError as e:
             testhost.log(f"systemd-nspawn could not boot the host, falling back to offline: {e}")
     return testhost.TestHost(root, mode="offline").__enter__()
+
+
+def served_certificate(host: testhost.TestHost, timeout: float = 60) -> str | None:
+    """The certificate the host's API port presents (PEM), once it answers TLS."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return ssl.get_server_certificate((host.address, 8080), timeout=2)
+        except OSError:
+            time.sleep(0.5)
+    return None
 
 
 @pytest.fixture(scope="session")
@@ -87,11 +106,23 @@ def converged():
                                     "appliance_venv_source_dir": str(source)})
         check_fresh = run_playbook(inventory, "--check", label="check on fresh host")
         first = run_playbook(inventory, label="first run")
+        generated_cert = host.ssh(f"cat {TLS_CERT}", check=False).stdout
+        served_after_first = served_certificate(host) if host.mode == "systemd" else None
         # Data an operator would not want to lose, planted before the rerun.
         host.ssh("mkdir -p /var/lib/appliance && echo keep-me > /var/lib/appliance/install-test-marker")
         secrets_after_first = host.ssh(SECRETS, check=False).stdout
         second = run_playbook(inventory, label="second run")
         secrets_after_second = host.ssh(SECRETS, check=False).stdout
         check_after = run_playbook(inventory, "--check", label="check after install")
+        # The operator's own certificate (valid for the public name and, so the
+        # tests can verify it when connecting by address, the host's address).
+        cert, key = tlscert.make_cert(host.workdir / "tls", [
+            INVENTORY_VARS["appliance_config_public_host"], host.address], stem="configured")
+        inventory = host.inventory({**INVENTORY_VARS, "appliance_venv_wheelhouse": str(wheels),
+                                    "appliance_venv_source_dir": str(source),
+                                    "appliance_tls_certificate": cert.read_text(),
+                                    "appliance_tls_private_key": key.read_text()})
+        configured = run_playbook(inventory, label="configured certificate")
         yield Converged(host, inventory, source, check_fresh, first, second, check_after,
-                        secrets_after_first, secrets_after_second)
+                        secrets_after_first, secrets_after_second, generated_cert, served_after_first,
+                        configured, cert.read_text())

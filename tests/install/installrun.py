@@ -33,6 +33,10 @@ INVENTORY_VARS = {
     "appliance_admin_password": "install-test-Passw0rd",
 }
 
+# Where the playbook puts the API's certificate and key on the host.
+TLS_CERT = "/etc/appliance/tls/api.crt"
+TLS_KEY = "/etc/appliance/tls/api.key"
+
 RECAP = re.compile(
     r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
     r"\s+failed=(?P<failed>\d+)\s+skipped=(?P<skipped>\d+)", re.M)

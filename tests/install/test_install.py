@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import socket
+import ssl
 import time
 import tomllib
 import urllib.error
@@ -18,7 +21,8 @@ import urllib.request
 
 import pytest
 
-from installrun import INVENTORY_VARS
+import tlscert
+from installrun import INVENTORY_VARS, TLS_CERT, TLS_KEY
 
 pytestmark = pytest.mark.install
 
@@ -86,6 +90,9 @@ def test_config_rendered_from_inventory(converged):
     assert config["public_host"] == INVENTORY_VARS["appliance_config_public_host"]
     assert config["compute_domain"] == INVENTORY_VARS["appliance_config_compute_domain"]
     assert config["http_port"] == 8080 and config["ssh_port"] == 2222
+    # Users are told `ssh <id>@<public host>`; the gateway listens on every address.
+    assert config["ssh_host"] == INVENTORY_VARS["appliance_config_public_host"]
+    assert config["ssh_listen"] == "0.0.0.0"
     assert config["max_containers_per_user"] == 5
     assert config["login_max_failures"] == 7
     assert config["bridge_name"] == "apbr0" and config["guest_subnet"] == "10.217.0.0/24"
@@ -173,11 +180,13 @@ def _start_by_hand(host, unit: str) -> None:
              f">/var/log/{unit}.log 2>&1 </dev/null", timeout=30)
 
 
-def _request(url: str, body: dict | None = None) -> tuple[int, str]:
+def _request(url: str, body: dict | None = None, cafile: str | None = None) -> tuple[int, str]:
+    """A request verified against *cafile* (the certificate the inventory configured)."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    context = ssl.create_default_context(cadata=cafile) if cafile else None
     try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
+        with urllib.request.urlopen(req, timeout=5, context=context) as resp:
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
@@ -191,17 +200,18 @@ def _logs(host) -> str:
 
 @pytest.fixture(scope="module")
 def daemons(converged):
-    """The core and HTTP gateway answering on the test host: started by systemd
-    (the playbook's units) where the host runs systemd, else by hand."""
+    """The core and HTTP gateway answering HTTPS with the inventory's certificate
+    on the test host: started by systemd (the playbook's units) where the host
+    runs systemd, else by hand."""
     host = converged.host
     if host.mode != "systemd":
         for unit in ("appliance-core.service", "appliance-http.service"):
             _start_by_hand(host, unit)
-    base = f"http://{host.address}:8080"
+    base = f"https://{host.address}:8080"
     deadline = time.monotonic() + 60
     while True:
         try:
-            status, body = _request(f"{base}/healthz")
+            status, body = _request(f"{base}/healthz", cafile=converged.configured_cert)
             if status == 200:
                 return base
         except OSError:
@@ -219,7 +229,7 @@ def test_daemons_active_under_systemd(converged, daemons):
 
 
 def test_installed_daemons_answer_healthz(converged, daemons):
-    status, body = _request(f"{daemons}/healthz")
+    status, body = _request(f"{daemons}/healthz", cafile=converged.configured_cert)
     assert (status, body.strip()) == (200, "ok"), _logs(converged.host)
 
 
@@ -227,7 +237,7 @@ def test_inventory_admin_logs_in(converged, daemons):
     status, body = _request(f"{daemons}/api/login", {
         "username": INVENTORY_VARS["appliance_admin_username"],
         "password": INVENTORY_VARS["appliance_admin_password"],
-    })
+    }, cafile=converged.configured_cert)
     assert status == 200, f"{status} {body}\n{_logs(converged.host)}"
     assert json.loads(body).get("token"), body
 
@@ -247,3 +257,65 @@ def test_ssh_gateway_answers(converged, daemons):
             if time.monotonic() > deadline:
                 pytest.fail(f"the SSH gateway never answered on port 2222:\n{_logs(host)}")
             time.sleep(0.5)
+
+
+# -- TLS of the API (issue 11) ---------------------------------------------------
+
+FINGERPRINT = re.compile(r"TLS certificate SHA-256 fingerprint: ([0-9A-F:]{95})")
+
+
+def test_generated_certificate_fingerprint_printed_at_end_of_play(converged):
+    """No certificate in the inventory: one is generated on the host, kept across
+    reruns, and the play ends by printing its SHA-256 fingerprint."""
+    generated = converged.generated_cert
+    assert "BEGIN CERTIFICATE" in generated, "the first run generated no certificate"
+    for run in (converged.first, converged.second):
+        printed = FINGERPRINT.findall(run.output)
+        assert printed == [tlscert.fingerprint(generated)], run.explain()
+    # ... valid for the public host name, so a client can pin it and check the name.
+    from cryptography import x509
+    cert = x509.load_pem_x509_certificate(generated.encode())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == [INVENTORY_VARS["appliance_config_public_host"]]
+
+
+def test_generated_certificate_served_by_the_installed_api(converged):
+    if converged.host.mode != "systemd":
+        pytest.skip("the test host runs without systemd here: nothing served after the first run")
+    assert converged.served_after_first, "the API never answered TLS on port 8080 after the first run"
+    assert tlscert.der(converged.served_after_first) == tlscert.der(converged.generated_cert)
+
+
+def test_configured_certificate_installed_and_printed(converged):
+    run = converged.configured
+    assert _ok(run), run.explain()
+    assert FINGERPRINT.findall(run.output) == [tlscert.fingerprint(converged.configured_cert)]
+    host = converged.host
+    assert tlscert.der(host.ssh(f"cat {TLS_CERT}").stdout) == tlscert.der(converged.configured_cert)
+    assert host.ssh(f"stat -c '%U:%G %a' {TLS_KEY}").stdout.split() == ["root:root", "600"]
+    config = tomllib.loads(host.ssh(f"cat {CONFIG}").stdout)
+    assert (config["tls_cert_file"], config["tls_key_file"]) == (TLS_CERT, TLS_KEY)
+
+
+def test_installed_api_answers_https_with_the_configured_certificate(converged, daemons):
+    served = ssl.get_server_certificate((converged.host.address, 8080), timeout=5)
+    assert tlscert.der(served) == tlscert.der(converged.configured_cert)
+    # Verified by name too, as a client that knows only the public host would.
+    context = ssl.create_default_context(cadata=converged.configured_cert)
+    with socket.create_connection((converged.host.address, 8080), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=INVENTORY_VARS["appliance_config_public_host"]) as tls:
+            tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            reply = b"".join(iter(lambda: tls.recv(4096), b""))
+    assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"ok"), reply
+
+
+def test_installed_api_refuses_plain_http(converged, daemons):
+    """Nothing answers plain HTTP on the API port: no redirect that a client
+    could follow after sending its token in clear, no page."""
+    with socket.create_connection((converged.host.address, 8080), timeout=5) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\n\r\n")
+        try:
+            reply = s.recv(4096)
+        except ConnectionResetError:
+            reply = b""
+    assert not reply.startswith(b"HTTP/"), reply
