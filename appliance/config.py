@@ -68,6 +68,10 @@ class Config:
     ingress_https_port: int = 443
     # WebSocket keepalive: ping interval (and pong timeout) in seconds.
     ws_ping_seconds: int = 20
+    # -- openapi (gateway JSON codec) --
+    # JSON request bodies nested deeper than this (arrays/objects) are 400:
+    # deep nesting costs stack and protobuf refuses Struct values past ~48 levels.
+    json_max_depth: int = 32
     admin_username: str = "admin"
     admin_password: str = ""
     log_level: str = "INFO"

@@ -57,15 +57,34 @@ def to_json(message) -> dict:
     return out
 
 
-def parse_body(body: bytes) -> dict:
+# Default for Config.json_max_depth: arrays/objects nested deeper are refused.
+MAX_DEPTH = 32
+
+
+def _check_depth(data, max_depth: int) -> None:
+    """Iterative (no recursion): the deepest array/object nesting must be <= *max_depth*."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > max_depth:
+                raise Invalid(f"request body is nested more than {max_depth} levels deep")
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+
+
+def parse_body(body: bytes, max_depth: int = MAX_DEPTH) -> dict:
     if not body or not body.strip():
         return {}
     try:
         data = json.loads(body)
+    except RecursionError:  # deeper than the interpreter's stack: refuse, never 500
+        raise Invalid(f"request body is nested more than {max_depth} levels deep") from None
     except (UnicodeDecodeError, ValueError):
         raise Invalid("request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise Invalid("request body must be a JSON object")
+    _check_depth(data, max_depth)
     return data
 
 

@@ -48,3 +48,20 @@ def test_unknown_fields_and_nulls_are_ignored():
 def test_body_must_be_a_json_object(body):
     with pytest.raises(Invalid):
         codec.parse_body(body)
+
+
+@pytest.mark.parametrize("depth", [33, 200, 5000, 100_000])
+def test_deep_nesting_is_a_clear_400_not_a_crash(depth):
+    """Issue 11 item 9: 5,000-level nested JSON was a RecursionError (HTTP 500)."""
+    for body in (b'{"a":' + b"[" * depth + b"]" * depth + b"}",
+                 b'{"a":' + b'{"b":' * depth + b"1" + b"}" * depth + b"}"):
+        with pytest.raises(Invalid, match="nested more than 32 levels"):
+            codec.parse_body(body)
+
+
+def test_nesting_up_to_the_limit_is_accepted():
+    body = b'{"a":' + b"[" * 31 + b"]" * 31 + b"}"
+    assert codec.parse_body(body)["a"]
+    with pytest.raises(Invalid, match="nested more than 4 levels"):
+        codec.parse_body(b'{"a":[[[[1]]]]}', max_depth=4)
+    assert codec.parse_body(b'{"a":[[[1]]]}', max_depth=4)
