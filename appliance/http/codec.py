@@ -130,13 +130,30 @@ def from_json(data: dict, message) -> None:
         raise Invalid(f"invalid request: {e}") from None
 
 
+_INT_RANGES = {
+    **dict.fromkeys((F.TYPE_INT32, F.TYPE_SINT32, F.TYPE_SFIXED32), (-(2 ** 31), 2 ** 31 - 1)),
+    **dict.fromkeys((F.TYPE_INT64, F.TYPE_SINT64, F.TYPE_SFIXED64), (-(2 ** 63), 2 ** 63 - 1)),
+    **dict.fromkeys((F.TYPE_UINT32, F.TYPE_FIXED32), (0, 2 ** 32 - 1)),
+    **dict.fromkeys((F.TYPE_UINT64, F.TYPE_FIXED64), (0, 2 ** 64 - 1)),
+}
+
+
 def from_query(value: str, field):
-    """Convert one query-string value to a field's type."""
+    """Convert one query-string (or path) value to a field's type; out of the
+    field's range is 400 (protobuf would raise ValueError: a 500)."""
     if field.type in _INTS:
+        low, high = _INT_RANGES[field.type]
         try:
-            return int(value)
+            if len(value) > 40:
+                raise ValueError
+            number = int(value)
         except ValueError:
             raise Invalid(f"parameter '{field.name}' must be an integer") from None
+        if not low <= number <= high:
+            raise Invalid(f"parameter '{field.name}' is out of range")
+        return number
+    if field.type == F.TYPE_BYTES:
+        return value.encode()
     if field.type == F.TYPE_BOOL:
         lowered = value.lower()
         if lowered in ("true", "1", "yes"):

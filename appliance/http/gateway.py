@@ -47,6 +47,10 @@ class GatewayHandler(tornado.web.RequestHandler):
         md = [("x-client-address", self.request.remote_ip or "")]
         bearer = self.bearer()
         if bearer:
+            if not (bearer.isascii() and bearer.isprintable()):
+                # gRPC refuses such metadata (a 500); no real token has these
+                # characters, so let the core answer 401 "invalid token".
+                bearer = "Bearer invalid"
             md.append(("authorization", bearer))
         return tuple(md)
 

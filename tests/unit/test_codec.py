@@ -65,3 +65,19 @@ def test_nesting_up_to_the_limit_is_accepted():
     with pytest.raises(Invalid, match="nested more than 4 levels"):
         codec.parse_body(b'{"a":[[[[1]]]]}', max_depth=4)
     assert codec.parse_body(b'{"a":[[[1]]]}', max_depth=4)
+
+
+@pytest.mark.parametrize("raw", ["99999999999", "-2147483649", "1" * 41, "x"])
+def test_query_integers_out_of_range_are_400(raw):
+    """Seen while preparing the fuzz run: DELETE .../ingress/99999999999 was a protobuf ValueError (HTTP 500)."""
+    field = compute_pb2.DeleteIngressRequest.DESCRIPTOR.fields_by_name["port"]
+    with pytest.raises(Invalid, match="'port'"):
+        codec.from_query(raw, field)
+    assert codec.from_query("2147483647", field) == 2 ** 31 - 1
+
+
+def test_query_bytes_are_utf8():
+    """Seen while preparing the fuzz run: ?data= on the terminal (a bytes field) was a TypeError (HTTP 500)."""
+    msg = compute_pb2.TerminalInput()
+    msg.data = codec.from_query("ls\r", msg.DESCRIPTOR.fields_by_name["data"])
+    assert msg.data == b"ls\r"

@@ -1,0 +1,138 @@
+"""Fuzz every operation of the served /openapi.json with schemathesis (issue 11).
+
+A real core + gateway (``guest_driver=fake``: no guests, no lock needed).
+Each operation gets a fixed, derandomized budget of schema-conforming
+(positive) and schema-violating (negative) requests, as a normal user (admin
+operations as the admin). Every response must be < 500 and conform to the
+document: a documented status code, content type, required headers and, for
+JSON, the documented schema. All failures are collected and reported at the
+end with a curl line each, so one run lists every finding.
+
+Budget: ``FUZZ_EXAMPLES`` per operation and mode (env APPLIANCE_FUZZ_EXAMPLES);
+at least ``MIN_CASES`` requests in all.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import hypothesis
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (content_type_conformance, response_headers_conformance,
+                                               response_schema_conformance, status_code_conformance)
+
+from harness import Appliance
+
+FUZZ_EXAMPLES = int(os.environ.get("APPLIANCE_FUZZ_EXAMPLES", "14"))
+MIN_CASES = 1000
+TIME_BUDGET = 180.0  # seconds for the whole run (bounded so `make test` stays within its limit)
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_headers_conformance, response_schema_conformance]
+LOGOUT_SESSIONS = 8
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    a = Appliance(tmp_path_factory.mktemp("fuzz"), guest_driver="fake", max_upload_bytes=1 << 20)
+    a.start()
+    yield a
+    a.close()
+
+
+class Identities:
+    """Who calls what: admin operations as the admin, the rest as a normal user;
+    POST /api/logout spends throwaway sessions (it revokes the one it is given)."""
+
+    def __init__(self, app: Appliance):
+        admin = app.admin()
+        self.admin = admin.token
+        r = admin.post("/admin/users", json={"username": "fuzzer", "password": "fuzz-pass-1"})
+        assert r.status_code == 200, r.text
+        self.user = app.login("fuzzer", "fuzz-pass-1").token
+        self.spare = [app.login("fuzzer", "fuzz-pass-1").token for _ in range(LOGOUT_SESSIONS)]
+
+    def headers(self, operation) -> dict:
+        path = operation.path
+        if path.startswith("/admin/"):
+            return {"Authorization": f"Bearer {self.admin}"}
+        if path == "/api/logout":
+            return {"Authorization": f"Bearer {self.spare.pop()}"} if self.spare else {}
+        return {"Authorization": f"Bearer {self.user}"}
+
+
+def _sse(case, headers: dict, app: Appliance):
+    """An event stream stays open: check its status and headers, read the
+    opening comment, hang up. Errors are plain JSON and validated as usual."""
+    kwargs = case.as_transport_kwargs(base_url=app.url, headers=headers)
+    kwargs.pop("session", None)
+    with requests.request(**kwargs, stream=True, timeout=10) as response:
+        if response.status_code == 200:
+            assert response.headers["Content-Type"].startswith("text/event-stream")
+            first = next(response.iter_content(64))
+            assert first.startswith(b":") or first.startswith(b"data:"), first
+            return None
+        response.content  # noqa: B018 (read it all: a JSON error)
+        return response
+
+
+def _run_operation(operation, mode, ids: Identities, app: Appliance, stats: dict, failures: list,
+                   deadline: float) -> None:
+    strategy = operation.as_strategy(generation_mode=mode)
+    sse = operation.path.startswith("/sse/")
+
+    @hypothesis.settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, derandomize=True,
+                         phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck),
+                         verbosity=hypothesis.Verbosity.quiet)
+    @hypothesis.given(case=strategy)
+    def fuzz(case):
+        if time.monotonic() > deadline:
+            return
+        headers = ids.headers(operation)
+        stats["cases"] += 1
+        try:
+            response = _sse(case, headers, app) if sse else case.call(base_url=app.url, headers=headers,
+                                                                       timeout=20)
+            if response is not None:
+                stats["statuses"][response.status_code] = stats["statuses"].get(response.status_code, 0) + 1
+                case.validate_response(response, checks=CHECKS, headers=headers)
+        except (Exception, BaseExceptionGroup) as e:  # noqa: BLE001 (collected, reported below)
+            failures.append((operation.label, mode.value, str(e).strip().splitlines()[:12],
+                             case.as_curl_command(headers=headers, base_url=app.url)))
+
+    try:
+        fuzz()
+    except hypothesis.errors.Unsatisfiable:
+        assert mode == GenerationMode.NEGATIVE, f"{operation.label}: no valid request can be generated"
+        # Nothing to violate (no parameters, no body): the positive run covers it.
+
+
+def test_fuzz_every_operation_from_the_contract(app):
+    started = time.monotonic()
+    ids = Identities(app)
+    schema = schemathesis.openapi.from_url(app.url + "/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    served = requests.get(app.url + "/openapi.json").json()["paths"]
+    documented = {f"{verb.upper()} {path}" for path, methods in served.items() for verb in methods}
+    # schemathesis leaves out the document it was loaded from; everything else is fuzzed.
+    assert {op.label for op in operations} == documented - {"GET /openapi.json"}
+    assert len(operations) >= 45
+    stats = {"cases": 0, "statuses": {}}
+    failures: list = []
+    deadline = started + TIME_BUDGET
+    for operation in operations:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            _run_operation(operation, mode, ids, app, stats, failures, deadline)
+    elapsed = time.monotonic() - started
+    print(f"\nfuzz: {stats['cases']} requests over {len(operations)} operations in {elapsed:.1f}s;"
+          f" statuses {dict(sorted(stats['statuses'].items()))}")
+    report = "\n\n".join(f"{label} [{mode}]\n  " + "\n  ".join(lines) + f"\n  reproduce: {curl}"
+                         for label, mode, lines, curl in failures[:40])
+    assert not failures, f"{len(failures)} failing requests (first 40):\n\n{report}"
+    assert stats["cases"] >= MIN_CASES, stats
+    assert elapsed < TIME_BUDGET, f"fuzz run took {elapsed:.0f}s"
+    assert app.procs["core"].poll() is None and app.procs["http"].poll() is None
