@@ -99,6 +99,8 @@ def _run_operation(operation, mode, ids: Identities, app: Appliance, stats: dict
                                                                        timeout=20)
             if response is not None:
                 stats["statuses"][response.status_code] = stats["statuses"].get(response.status_code, 0) + 1
+                per_op = stats.setdefault(operation.label, {})
+                per_op[response.status_code] = per_op.get(response.status_code, 0) + 1
                 case.validate_response(response, checks=CHECKS, headers=headers)
         except (Exception, BaseExceptionGroup) as e:  # noqa: BLE001 (collected, reported below)
             failures.append((operation.label, mode.value, str(e).strip().splitlines()[:12],
@@ -130,6 +132,9 @@ def test_fuzz_every_operation_from_the_contract(app):
     elapsed = time.monotonic() - started
     print(f"\nfuzz: {stats['cases']} requests over {len(operations)} operations in {elapsed:.1f}s;"
           f" statuses {dict(sorted(stats['statuses'].items()))}")
+    if os.environ.get("APPLIANCE_FUZZ_VERBOSE"):
+        for op in operations:
+            print(f"  {op.label}: {stats.get(op.label)}")
     report = "\n\n".join(f"{label} [{mode}]\n  " + "\n  ".join(lines) + f"\n  reproduce: {curl}"
                          for label, mode, lines, curl in failures[:40])
     assert not failures, f"{len(failures)} failing requests (first 40):\n\n{report}"
