@@ -76,11 +76,14 @@ class _Schemas:
 
     def __init__(self):
         self.components: dict[str, dict] = {}
+        self.output: dict[str, bool] = {}
 
     def ref(self, descriptor, output: bool, exclude=()) -> dict:
         if descriptor.full_name in _FREEFORM:
             return dict(_FREEFORM[descriptor.full_name])
-        name = _schema_name(descriptor) + ("" if output else "Input")
+        name = _schema_name(descriptor)
+        if self.output.setdefault(name, output) != output:  # a message both sent and received
+            name += "Output" if output else "Input"
         if name not in self.components:
             self.components[name] = {}  # placeholder breaks recursion
             self.components[name] = self.message(descriptor, output, exclude)
