@@ -164,8 +164,8 @@ _TOKEN_PARAM = _param("token", "query", _STRING,
                       description="The token, for clients that cannot set headers (the header wins). Never logged.")
 _TRANSFER_ID = _param("id", "query", {"type": "string", "maxLength": 128},
                       description="Transfer id: progress is reported on GET /sse/progress?id=...")
-_FILE_SIZE = _param("X-File-Size", "header", {"type": "string", "pattern": "^[0-9]+$"},
-                    description="Declared size in bytes (refused early if over the limits).")
+_FILE_SIZE = _param("X-File-Size", "header", {"type": "string", "pattern": "^[0-9]{0,18}$"},
+                    description="Declared size in bytes (refused early if over the limits); empty: unknown.")
 _OVERWRITE = _param("overwrite", "query", {"type": "boolean", "default": False},
                     description="Replace an existing file (else 409).")
 _DOWNLOAD_HEADERS = {

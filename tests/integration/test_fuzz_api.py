@@ -3,10 +3,12 @@
 A real core + gateway (``guest_driver=fake``: no guests, no lock needed).
 Each operation gets a fixed, derandomized budget of schema-conforming
 (positive) and schema-violating (negative) requests, as a normal user (admin
-operations as the admin). Every response must be < 500 and conform to the
-document: a documented status code, content type, required headers and, for
-JSON, the documented schema. All failures are collected and reported at the
-end with a curl line each, so one run lists every finding.
+operations as the admin), first with generated parameters, then (valid
+requests only) on real resources. Every response must be < 500 and conform to
+the document: a documented status code, content type, required headers and,
+for JSON, the documented schema; a request that violates the document must
+get a 4xx. All failures are collected and reported at the end with a curl
+line each, so one run lists every finding.
 
 Budget: ``FUZZ_EXAMPLES`` per operation and mode (env APPLIANCE_FUZZ_EXAMPLES);
 at least ``MIN_CASES`` requests in all.
@@ -23,8 +25,9 @@ import schemathesis
 from hypothesis import HealthCheck, Phase
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (content_type_conformance, response_headers_conformance,
-                                               response_schema_conformance, status_code_conformance)
+from schemathesis.specs.openapi.checks import (content_type_conformance, negative_data_rejection,
+                                               response_headers_conformance, response_schema_conformance,
+                                               status_code_conformance)
 
 from compute_support import add_key
 from harness import Appliance
@@ -35,7 +38,8 @@ MIN_CASES = 1000
 # >= MIN_CASES assertion still has to hold). About 80 s on an idle 2-core machine.
 TIME_BUDGET = 180.0
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_headers_conformance, response_schema_conformance]
+          response_headers_conformance, response_schema_conformance,
+          negative_data_rejection]  # a request that violates the document must get a 4xx
 LOGOUT_SESSIONS = 8
 
 
