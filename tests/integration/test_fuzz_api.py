@@ -25,9 +25,13 @@ import schemathesis
 from hypothesis import HealthCheck, Phase
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (content_type_conformance, negative_data_rejection,
-                                               response_headers_conformance, response_schema_conformance,
-                                               status_code_conformance)
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from compute_support import add_key
 from harness import Appliance
@@ -93,7 +97,7 @@ class Identities:
         path = operation.path
         if "{" in path:
             values = next(v for prefix, v in self.real.items() if path.startswith(prefix))
-            return {"path_parameters": {k: v for k, v in values.items() if "{%s}" % k in path}}
+            return {"path_parameters": {k: v for k, v in values.items() if f"{{{k}}}" in path}}
         query = {p.name for p in operation.query} & {"namespace", "name"}
         if path.startswith("/storage/") and query:
             return {"query": {k: v for k, v in self.real["/storage/"].items() if k in query}}
@@ -109,7 +113,7 @@ def _sse(case, headers: dict, app: Appliance):
         if response.status_code == 200:
             assert response.headers["Content-Type"].startswith("text/event-stream")
             first = next(response.iter_content(64))
-            assert first.startswith(b":") or first.startswith(b"data:"), first
+            assert first.startswith((b":", b"data:")), first
             return None
         response.content  # noqa: B018 (read it all: a JSON error)
         return response
