@@ -81,3 +81,10 @@ def test_query_bytes_are_utf8():
     msg = compute_pb2.TerminalInput()
     msg.data = codec.from_query("ls\r", msg.DESCRIPTOR.fields_by_name["data"])
     assert msg.data == b"ls\r"
+
+
+def test_a_deeply_nested_terminal_frame_is_raw_input_not_a_crash():
+    """The terminal's JSON text frames had the same RecursionError (the socket's handler died)."""
+    from appliance.http.terminal import parse_frame
+    frame = '{"type":' + "[" * 5000 + "]" * 5000 + "}"
+    assert parse_frame(frame).data == frame.encode()
