@@ -188,7 +188,9 @@ def _upload(route, op: dict, schemas: _Schemas) -> None:
         op["requestBody"] = {"required": True, "content": {"multipart/form-data": {
             "schema": {"type": "object", "required": ["file"], "properties": {
                 "namespace": _STRING, "overwrite": {"type": "string", "enum": ["true", "false"]},
-                "name": _STRING, "file": {"type": "string", "format": "binary"}}},
+                "name": _STRING, "file": {"type": "string", "format": "binary"}},
+                "description": "`namespace`, `overwrite` and `name` are read only when they come before"
+                               " `file` and the query does not set them."},
             "encoding": {"file": {"contentType": "application/octet-stream"}}}}}
     else:
         op["parameters"] += [_OVERWRITE, _TRANSFER_ID, _FILE_SIZE]

@@ -4,14 +4,15 @@ A real core + gateway (``guest_driver=fake``: no guests, no lock needed).
 Each operation gets a fixed, derandomized budget of schema-conforming
 (positive) and schema-violating (negative) requests, as a normal user (admin
 operations as the admin), first with generated parameters, then (valid
-requests only) on real resources. Every response must be < 500 and conform to
+requests only) on real resources, with a narrowly scoped API token and as the
+owner. Every response must be < 500 and conform to
 the document: a documented status code, content type, required headers and,
 for JSON, the documented schema; a request that violates the document must
 get a 4xx. All failures are collected and reported at the end with a curl
 line each, so one run lists every finding.
 
 Budget: ``FUZZ_EXAMPLES`` per operation and mode (env APPLIANCE_FUZZ_EXAMPLES);
-at least ``MIN_CASES`` requests in all.
+at least ``MIN_CASES`` requests in all. APPLIANCE_FUZZ_SEED=N runs other requests.
 """
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ from harness import Appliance
 
 FUZZ_EXAMPLES = int(os.environ.get("APPLIANCE_FUZZ_EXAMPLES", "12"))
 MIN_CASES = 1000
+# Default: derandomized (the same requests every run); APPLIANCE_FUZZ_SEED=N explores other ones.
+SEED = int(os.environ["APPLIANCE_FUZZ_SEED"]) if os.environ.get("APPLIANCE_FUZZ_SEED") else None
 # No new request after this many seconds (bounds `make test` on a slow machine; the
 # >= MIN_CASES assertion still has to hold). About 80 s on an idle 2-core machine.
 TIME_BUDGET = 180.0
@@ -75,6 +78,11 @@ class Identities:
         assert user.put("/storage/fuzzns/hello.txt", data=b"hello, fuzz\n" * 100).status_code == 200
         token = user.post("/api/tokens", json={"name": "fz", "scopes": {f"storage.{user.user_id}": ["read"]}})
         victim = admin.post("/admin/users", json={"username": "fuzz-victim", "password": "pw-victim-1"})
+        # An API token that may only read another namespace's files: most calls are 403.
+        narrow = user.post("/api/tokens", json={"name": "narrow",
+                                                "scopes": {f"storage.{user.user_id}.files.elsewhere": ["read"]}})
+        assert narrow.status_code == 200, narrow.text
+        self.narrow = narrow.json()["token"]
         self.real = {  # path prefix -> values of its path parameters that exist (first match wins)
             "/compute/containers/": {"id": container["id"], "port": 8001},
             "/compute/ssh-keys/": {"id": key_id},
@@ -84,8 +92,10 @@ class Identities:
             "/admin/users/": {"user_id": victim.json()["user_id"]},
         }
 
-    def headers(self, operation) -> dict:
+    def headers(self, operation, narrow: bool = False) -> dict:
         path = operation.path
+        if narrow and path != "/api/logout":
+            return {"Authorization": f"Bearer {self.narrow}"}
         if path.startswith("/admin/"):
             return {"Authorization": f"Bearer {self.admin}"}
         if path == "/api/logout":
@@ -120,18 +130,25 @@ def _sse(case, headers: dict, app: Appliance):
 
 
 def _run_operation(operation, mode, ids: Identities, app: Appliance, stats: dict, failures: list,
-                   deadline: float, overrides: dict | None = None) -> None:
+                   deadline: float, overrides: dict | None = None, narrow: bool = False) -> None:
     strategy = operation.as_strategy(generation_mode=mode, **(overrides or {}))
+    checks = CHECKS
+    if operation.path == "/storage/upload":
+        # Multipart form values all travel as text, and the gateway reads the optional
+        # form fields only when they precede the file and the query does not set them:
+        # "violating" values there are not sent as such or not read.
+        checks = [c for c in CHECKS if c is not negative_data_rejection]
     sse = operation.path.startswith("/sse/")
 
-    @hypothesis.settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, derandomize=True,
-                         phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck),
-                         verbosity=hypothesis.Verbosity.quiet)
+    @hypothesis.settings(max_examples=FUZZ_EXAMPLES // 2 if narrow else FUZZ_EXAMPLES, deadline=None,
+                         database=None, derandomize=SEED is None, phases=[Phase.explicit, Phase.generate],
+                         suppress_health_check=list(HealthCheck), verbosity=hypothesis.Verbosity.quiet)
+    @hypothesis.seed(SEED)
     @hypothesis.given(case=strategy)
     def fuzz(case):
         if time.monotonic() > deadline:
             return
-        headers = ids.headers(operation)
+        headers = ids.headers(operation, narrow)
         stats["cases"] += 1
         try:
             response = _sse(case, headers, app) if sse else case.call(base_url=app.url, headers=headers,
@@ -140,9 +157,9 @@ def _run_operation(operation, mode, ids: Identities, app: Appliance, stats: dict
                 stats["statuses"][response.status_code] = stats["statuses"].get(response.status_code, 0) + 1
                 per_op = stats.setdefault(operation.label, {})
                 per_op[response.status_code] = per_op.get(response.status_code, 0) + 1
-                case.validate_response(response, checks=CHECKS, headers=headers)
+                case.validate_response(response, checks=checks, headers=headers)
         except (Exception, BaseExceptionGroup) as e:  # noqa: BLE001 (collected, reported below)
-            failures.append((operation.label, mode.value, str(e).strip().splitlines()[:12],
+            failures.append((operation.label, mode.value, str(e).strip().splitlines()[:40],
                              case.as_curl_command(headers=headers, base_url=app.url)))
 
     try:
@@ -168,12 +185,16 @@ def test_fuzz_every_operation_from_the_contract(app):
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             _run_operation(operation, mode, ids, app, stats, failures, deadline)
-    # Then on real resources (valid requests only), deletions last.
-    for operation in sorted(operations, key=lambda op: (op.method.upper() == "DELETE", -op.path.count("/"))):
-        overrides = ids.overrides(operation)
-        if overrides:
-            stats["real"] = stats.get("real", 0) + 1
-            _run_operation(operation, GenerationMode.POSITIVE, ids, app, stats, failures, deadline, overrides)
+    # Then on real resources (valid requests only): first with a narrow API token
+    # (scope checks: 403), then as the owner, deletions last.
+    ordered = sorted(operations, key=lambda op: (op.method.upper() == "DELETE", -op.path.count("/")))
+    for narrow in (True, False):
+        for operation in ordered:
+            overrides = ids.overrides(operation)
+            if overrides:
+                stats["real"] = stats.get("real", 0) + (not narrow)
+                _run_operation(operation, GenerationMode.POSITIVE, ids, app, stats, failures, deadline,
+                               overrides, narrow)
     elapsed = time.monotonic() - started
     print(f"\nfuzz: {stats['cases']} requests over {len(operations)} operations"
           f" ({stats.get('real')} also on real resources) in {elapsed:.1f}s;"
