@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 
 from google.api import field_behavior_pb2
 from google.protobuf import json_format
@@ -73,11 +74,23 @@ def _check_depth(data, max_depth: int) -> None:
             stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
 
 
+def _no_constant(name: str):
+    """NaN, Infinity and -Infinity are not JSON (Python's parser takes them)."""
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):  # 1e999: no JSON number should become infinity
+        raise ValueError("number out of range")
+    return number
+
+
 def parse_body(body: bytes, max_depth: int = MAX_DEPTH) -> dict:
     if not body or not body.strip():
         return {}
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
     except RecursionError:  # deeper than the interpreter's stack: refuse, never 500
         raise Invalid(f"request body is nested more than {max_depth} levels deep") from None
     except (UnicodeDecodeError, ValueError):

@@ -16,6 +16,16 @@ def test_deeply_nested_json_is_a_400_json_error(appliance, user):
     assert user.get("/api/tokens").json() == []
 
 
+def test_nan_and_infinity_are_400_not_500(appliance, user):
+    """Seen while probing beyond the fuzzer (it only sends valid JSON): NaN, Infinity
+    and 1e999 in a token's scopes were a 500."""
+    for number in (b"NaN", b"Infinity", b"-Infinity", b"1e999"):
+        r = user.post("/api/tokens", data=b'{"name":"t","scopes":{"a":' + number + b"}}",
+                      headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and r.json() == {"error": "request body is not valid JSON"}, r.text
+    assert user.get("/api/tokens").json() == []
+
+
 def test_the_served_document_is_the_generated_one(appliance):
     from openapi_spec_validator import validate
 

@@ -88,3 +88,13 @@ def test_a_deeply_nested_terminal_frame_is_raw_input_not_a_crash():
     from appliance.http.terminal import parse_frame
     frame = '{"type":' + "[" * 5000 + "]" * 5000 + "}"
     assert parse_frame(frame).data == frame.encode()
+
+
+@pytest.mark.parametrize("body", [b'{"a": NaN}', b'{"a": Infinity}', b'{"a": [-Infinity]}', b'{"a": 1e999}',
+                                  b'{"a": {"b": -1.5e400}}'])
+def test_non_finite_numbers_are_not_json(body):
+    """Python's json takes NaN/Infinity and turns 1e999 into inf; in a Struct (token scopes)
+    that was an HTTP 500. They are 400 now."""
+    with pytest.raises(Invalid, match="not valid JSON"):
+        codec.parse_body(body)
+    assert codec.parse_body(b'{"a": 1.5e300, "b": -0.0, "c": 12}') == {"a": 1.5e300, "b": -0.0, "c": 12}
