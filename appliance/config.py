@@ -90,6 +90,10 @@ class Config:
     # them log. (Under systemd the daemons log to the journal, bounded by journald.)
     log_file_max_bytes: int = 10 * 1024 * 1024
     log_file_backups: int = 4
+    # -- openapi (gateway JSON codec) --
+    # JSON request bodies nested deeper than this (arrays/objects) are 400:
+    # deep nesting costs stack and protobuf refuses Struct values past ~48 levels.
+    json_max_depth: int = 32
     admin_username: str = "admin"
     admin_password: str = ""
     log_level: str = "INFO"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 
 from google.api import field_behavior_pb2
 from google.protobuf import json_format
@@ -57,15 +58,46 @@ def to_json(message) -> dict:
     return out
 
 
-def parse_body(body: bytes) -> dict:
+# Default for Config.json_max_depth: arrays/objects nested deeper are refused.
+MAX_DEPTH = 32
+
+
+def _check_depth(data, max_depth: int) -> None:
+    """Iterative (no recursion): the deepest array/object nesting must be <= *max_depth*."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > max_depth:
+                raise Invalid(f"request body is nested more than {max_depth} levels deep")
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+
+
+def _no_constant(name: str):
+    """NaN, Infinity and -Infinity are not JSON (Python's parser takes them)."""
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):  # 1e999: no JSON number should become infinity
+        raise ValueError("number out of range")
+    return number
+
+
+def parse_body(body: bytes, max_depth: int = MAX_DEPTH) -> dict:
     if not body or not body.strip():
         return {}
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:  # deeper than the interpreter's stack: refuse, never 500
+        raise Invalid(f"request body is nested more than {max_depth} levels deep") from None
     except (UnicodeDecodeError, ValueError):
         raise Invalid("request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise Invalid("request body must be a JSON object")
+    _check_depth(data, max_depth)
     return data
 
 
@@ -111,13 +143,30 @@ def from_json(data: dict, message) -> None:
         raise Invalid(f"invalid request: {e}") from None
 
 
+_INT_RANGES = {
+    **dict.fromkeys((F.TYPE_INT32, F.TYPE_SINT32, F.TYPE_SFIXED32), (-(2 ** 31), 2 ** 31 - 1)),
+    **dict.fromkeys((F.TYPE_INT64, F.TYPE_SINT64, F.TYPE_SFIXED64), (-(2 ** 63), 2 ** 63 - 1)),
+    **dict.fromkeys((F.TYPE_UINT32, F.TYPE_FIXED32), (0, 2 ** 32 - 1)),
+    **dict.fromkeys((F.TYPE_UINT64, F.TYPE_FIXED64), (0, 2 ** 64 - 1)),
+}
+
+
 def from_query(value: str, field):
-    """Convert one query-string value to a field's type."""
+    """Convert one query-string (or path) value to a field's type; out of the
+    field's range is 400 (protobuf would raise ValueError: a 500)."""
     if field.type in _INTS:
+        low, high = _INT_RANGES[field.type]
         try:
-            return int(value)
+            if len(value) > 40:
+                raise ValueError
+            number = int(value)
         except ValueError:
             raise Invalid(f"parameter '{field.name}' must be an integer") from None
+        if not low <= number <= high:
+            raise Invalid(f"parameter '{field.name}' is out of range")
+        return number
+    if field.type == F.TYPE_BYTES:
+        return value.encode()
     if field.type == F.TYPE_BOOL:
         lowered = value.lower()
         if lowered in ("true", "1", "yes"):

@@ -235,7 +235,7 @@ class _UploadHandler(GatewayHandler):
         raw = self.request.headers.get("X-File-Size", "").strip()
         if not raw:
             return 0
-        if not raw.isdigit():
+        if not re.fullmatch(r"[0-9]{1,18}", raw):  # an int64; isdigit() also took "²" (500)
             raise Invalid("X-File-Size must be a non-negative integer")
         return int(raw)
 

@@ -47,6 +47,10 @@ class GatewayHandler(tornado.web.RequestHandler):
         md = [("x-client-address", self.request.remote_ip or "")]
         bearer = self.bearer()
         if bearer:
+            if not (bearer.isascii() and bearer.isprintable()):
+                # gRPC refuses such metadata (a 500); no real token has these
+                # characters, so let the core answer 401 "invalid token".
+                bearer = "Bearer invalid"
             md.append(("authorization", bearer))
         return tuple(md)
 
@@ -144,7 +148,7 @@ class JsonHandler(GatewayHandler):
         if self._size > MAX_JSON_BODY:
             return self.send_json_error(413, f"request body over {MAX_JSON_BODY} bytes")
         try:
-            body = codec.parse_body(b"".join(self._chunks)) if self.route.body else None
+            body = codec.parse_body(b"".join(self._chunks), self.config.json_max_depth) if self.route.body else None
             request = self.build_request(path_kwargs, body)
         except AppError as e:
             return self.send_app_error(e)

@@ -1,4 +1,12 @@
-"""An OpenAPI 3 document generated from the same descriptors as the routes."""
+"""An OpenAPI 3 document generated from the same descriptors as the routes.
+
+Every operation is described from its RPC: ``operationId`` is the RPC name
+(additional bindings get ``ByPath``/``ByQuery``, downloads' HEAD ``...Head``),
+one tag per service, path/query/header parameters from the request message
+(``http_header`` / ``gateway_only`` field options), JSON bodies and answers
+from the messages, and the transports (multipart and raw uploads, downloads,
+WebSockets, Server-Sent Events) as HTTP shows them. docs/api.md explains it.
+"""
 from __future__ import annotations
 
 from google.protobuf.descriptor import FieldDescriptor as F
@@ -7,22 +15,55 @@ from appliance import __version__
 from appliance.http.codec import required_fields
 from appliance.v1 import options_pb2 as opt
 
+_INT32 = {"type": "integer", "format": "int32", "minimum": -(2 ** 31), "maximum": 2 ** 31 - 1}
+_INT64 = {"type": "integer", "format": "int64", "minimum": -(2 ** 63), "maximum": 2 ** 63 - 1}
 _SCALARS = {
     F.TYPE_STRING: {"type": "string"}, F.TYPE_BOOL: {"type": "boolean"},
-    F.TYPE_DOUBLE: {"type": "number"}, F.TYPE_FLOAT: {"type": "number"},
+    F.TYPE_DOUBLE: {"type": "number", "format": "double"}, F.TYPE_FLOAT: {"type": "number", "format": "float"},
     F.TYPE_BYTES: {"type": "string", "format": "byte"},
-    F.TYPE_INT32: {"type": "integer", "format": "int32"}, F.TYPE_INT64: {"type": "integer", "format": "int64"},
+    F.TYPE_INT32: _INT32, F.TYPE_SINT32: _INT32, F.TYPE_SFIXED32: _INT32,
+    F.TYPE_INT64: _INT64, F.TYPE_SINT64: _INT64, F.TYPE_SFIXED64: _INT64,
+    F.TYPE_UINT32: {"type": "integer", "format": "int64", "minimum": 0, "maximum": 2 ** 32 - 1},
+    F.TYPE_FIXED32: {"type": "integer", "format": "int64", "minimum": 0, "maximum": 2 ** 32 - 1},
+    F.TYPE_UINT64: {"type": "integer", "minimum": 0, "maximum": 2 ** 64 - 1},
+    F.TYPE_FIXED64: {"type": "integer", "minimum": 0, "maximum": 2 ** 64 - 1},
 }
 _FREEFORM = {"google.protobuf.Struct": {"type": "object", "additionalProperties": True},
              "google.protobuf.Value": {}, "google.protobuf.ListValue": {"type": "array", "items": {}}}
-_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+_ERROR = {"type": "object", "required": ["error"], "additionalProperties": False,
+          "properties": {"error": {"type": "string", "description": "What went wrong."}}}
 _ACCESS = {
     opt.ACCESS_PUBLIC: "No authentication.",
-    opt.ACCESS_OPTIONAL: "Authentication optional.",
-    opt.ACCESS_SESSION: "Session JWT only.",
+    opt.ACCESS_OPTIONAL: "Authentication optional (anonymous without a token; an invalid token is 401).",
+    opt.ACCESS_SESSION: "Session JWT only (API tokens get 403).",
     opt.ACCESS_ADMIN: "Session JWT of an admin.",
     opt.ACCESS_TOKEN: "Session JWT or API token (scopes apply).",
 }
+# Every status the gateway's one table (appliance/http/status.py) can answer, as {"error": ...}.
+_ERRORS = {
+    "400": "Invalid request (body, parameter or header).",
+    "401": "Missing, invalid or expired credentials (or wrong username/password).",
+    "403": "Authenticated but not allowed.",
+    "404": "Not found.",
+    "409": "Conflict (exists already, limit reached, wrong state).",
+    "413": "Body, file or quota over a configured limit.",
+    "429": "Too many requests (see Retry-After).",
+    "500": "Internal error (details only in the server's log).",
+    "503": "Backend unavailable, or a transient condition: try again.",
+}
+_STRING = {"type": "string"}
+
+
+def operation_id(route) -> str:
+    """RPC name; additional bindings say how they differ; HEAD of a download adds ``Head``."""
+    name = route.method.descriptor.name
+    if route.binding:
+        name += "ByPath" if route.path_params else "ByQuery"
+    return name
+
+
+def tag(route) -> str:
+    return route.method.descriptor.containing_service.name.removesuffix("Service").lower()
 
 
 def _schema_name(descriptor) -> str:
@@ -30,21 +71,27 @@ def _schema_name(descriptor) -> str:
 
 
 class _Schemas:
+    """components/schemas, built on demand. Response messages list every field
+    as required (the codec always writes each one, ``null`` when unset)."""
+
     def __init__(self):
         self.components: dict[str, dict] = {}
+        self.output: dict[str, bool] = {}
 
-    def ref(self, descriptor) -> dict:
+    def ref(self, descriptor, output: bool, exclude=()) -> dict:
         if descriptor.full_name in _FREEFORM:
             return dict(_FREEFORM[descriptor.full_name])
         name = _schema_name(descriptor)
+        if self.output.setdefault(name, output) != output:  # a message both sent and received
+            name += "Output" if output else "Input"
         if name not in self.components:
             self.components[name] = {}  # placeholder breaks recursion
-            self.components[name] = self.message(descriptor)
+            self.components[name] = self.message(descriptor, output, exclude)
         return {"$ref": f"#/components/schemas/{name}"}
 
-    def field(self, field) -> dict:
+    def field(self, field, output: bool) -> dict:
         if field.type == F.TYPE_MESSAGE:
-            schema = self.ref(field.message_type)
+            schema = self.ref(field.message_type, output)
         elif field.type == F.TYPE_ENUM:
             schema = {"type": "string", "enum": [v.name for v in field.enum_type.values]}
         else:
@@ -55,68 +102,231 @@ class _Schemas:
             schema["nullable"] = True
         return schema
 
-    def message(self, descriptor, exclude=()) -> dict:
-        props = {f.name: self.field(f) for f in descriptor.fields if f.name not in exclude}
-        schema = {"type": "object", "properties": props}
-        required = [n for n in required_fields(descriptor) if n not in exclude]
+    def message(self, descriptor, output: bool, exclude=()) -> dict:
+        fields = [f for f in descriptor.fields if f.name not in exclude and not _gateway_only(f)
+                  and (output or not _header_of(f))]
+        schema = {"type": "object", "properties": {f.name: self.field(f, output) for f in fields}}
+        if output:
+            required = [f.name for f in fields if f.containing_oneof is None or f.containing_oneof.name.startswith("_")]
+        else:
+            required = [n for n in required_fields(descriptor) if n not in exclude]
         if required:
             schema["required"] = required
         return schema
 
 
+def _header_of(field) -> str:
+    return field.GetOptions().Extensions[opt.http_header]
+
+
+def _gateway_only(field) -> bool:
+    return field.GetOptions().Extensions[opt.gateway_only]
+
+
+def _param(name: str, where: str, schema: dict, required: bool = False, description: str = "") -> dict:
+    param = {"name": name, "in": where, "required": required or where == "path", "schema": schema}
+    if description:
+        param["description"] = description
+    return param
+
+
+def _json(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+def _header(description: str, required: bool = True, schema: dict | None = None) -> dict:
+    return {"description": description, "required": required, "schema": schema or _STRING}
+
+
+def _error_responses(*extra: str) -> dict:
+    codes = sorted(set(_ERRORS) | set(extra))
+    return {code: {"$ref": f"#/components/responses/Error{code}"} for code in codes}
+
+
+def _message_parameters(route, schemas: _Schemas) -> list[dict]:
+    """Path parameters, then the other scalar request fields as query
+    parameters (or as headers, per ``http_header``)."""
+    desc = route.method.descriptor.input_type
+    params = [_param(p, "path", schemas.field(desc.fields_by_name[p], False)) for p in route.path_params]
+    if route.body == "*":
+        return params
+    for f in desc.fields:
+        if f.name in route.path_params or f.type == F.TYPE_MESSAGE or _gateway_only(f):
+            continue
+        header = _header_of(f)
+        schema = {"type": "string"} if f.type == F.TYPE_BYTES else schemas.field(f, False)
+        schema.pop("nullable", None)
+        params.append(_param(header or f.name, "header" if header else "query", schema))
+    return params
+
+
+_TOKEN_PARAM = _param("token", "query", _STRING,
+                      description="The token, for clients that cannot set headers (the header wins). Never logged.")
+_TRANSFER_ID = _param("id", "query", {"type": "string", "maxLength": 128},
+                      description="Transfer id: progress is reported on GET /sse/progress?id=...")
+_FILE_SIZE = _param("X-File-Size", "header", {"type": "string", "pattern": "^[0-9]{0,18}$"},
+                    description="Declared size in bytes (refused early if over the limits); empty: unknown.")
+_OVERWRITE = _param("overwrite", "query", {"type": "boolean", "default": False},
+                    description="Replace an existing file (else 409).")
+_DOWNLOAD_HEADERS = {
+    "ETag": _header("Entity tag of the stored content."),
+    "Last-Modified": _header("HTTP date of the last change."),
+    "Accept-Ranges": _header("Always `bytes`.", schema={"type": "string", "enum": ["bytes"]}),
+    "Cache-Control": _header("`public, no-cache` or `private, no-cache`."),
+}
+
+
+def _upload(route, op: dict, schemas: _Schemas) -> None:
+    if route.method.transport == opt.TRANSPORT_UPLOAD_MULTIPART:
+        op["parameters"] += [
+            _param("namespace", "query", {"type": "string", "default": "default"},
+                   description="Target namespace (also accepted as a form field before the file)."),
+            _OVERWRITE,
+            _param("name", "query", _STRING, description="File name (default: the part's filename)."),
+            _TRANSFER_ID, _FILE_SIZE,
+        ]
+        op["requestBody"] = {"required": True, "content": {"multipart/form-data": {
+            "schema": {"type": "object", "required": ["file"], "properties": {
+                "namespace": _STRING, "overwrite": {"type": "string", "enum": ["true", "false"]},
+                "name": _STRING, "file": {"type": "string", "format": "binary"}},
+                "description": "`namespace`, `overwrite` and `name` are read only when they come before"
+                               " `file` and the query does not set them."},
+            "encoding": {"file": {"contentType": "application/octet-stream"}}}}}
+    else:
+        op["parameters"] += [_OVERWRITE, _TRANSFER_ID, _FILE_SIZE]
+        op["requestBody"] = {"required": True, "description": "The file's bytes.", "content": {
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
+    op["responses"]["200"] = {"description": "Stored: complete, fsynced and committed.",
+                              "content": _json(schemas.ref(route.method.descriptor.output_type, True))}
+
+
+def _download(route, op: dict) -> None:
+    inline = route.method.descriptor.name != "Download"
+    body_headers = {
+        **_DOWNLOAD_HEADERS,
+        "Content-Length": _header("Bytes in this body.", schema={"type": "integer", "minimum": 0}),
+        "Content-Disposition": _header("`inline` or `attachment`, with `filename` and `filename*`."),
+    }
+    if inline:
+        body_headers["Content-Security-Policy"] = _header("`sandbox`: user content runs no scripts.")
+    content = {("*/*" if inline else "application/octet-stream"): {"schema": {"type": "string", "format": "binary"}}}
+    op["parameters"].append(_TOKEN_PARAM)
+    op["responses"]["200"] = {"description": "The whole file.", "headers": body_headers, "content": content}
+    op["responses"]["206"] = {"description": "The requested byte range.", "content": content, "headers": {
+        **body_headers, "Content-Range": _header("`bytes <first>-<last>/<size>`.")}}
+    op["responses"]["304"] = {"description": "Not modified (If-None-Match / If-Modified-Since).",
+                              "headers": dict(_DOWNLOAD_HEADERS)}
+    op["responses"]["416"] = {"description": "Range not satisfiable.", "content": _json(_error_ref()), "headers": {
+        "Content-Range": _header("`bytes */<size>`.", required=False)}}
+
+
+def _error_ref() -> dict:
+    return {"$ref": "#/components/schemas/Error"}
+
+
+def _websocket(route, op: dict) -> None:
+    op["parameters"].append(_TOKEN_PARAM)
+    op["description"] += (
+        " WebSocket (RFC 6455): a GET with `Upgrade: websocket`. Authentication and scope errors come back"
+        " as the usual JSON error status and the connection is not upgraded; a GET without the upgrade"
+        " is 400. Messages are described in docs/api.md.")
+    op["responses"]["101"] = {"description": "Switching Protocols: the WebSocket is open.", "headers": {
+        "Upgrade": _header("`websocket`."), "Sec-WebSocket-Accept": _header("RFC 6455 accept key.")}}
+
+
+def _sse(route, op: dict, schemas: _Schemas) -> None:
+    event = schemas.ref(route.method.descriptor.output_type, True)
+    op["parameters"].append(_TOKEN_PARAM)
+    op["description"] += (" Server-Sent Events: each event is `data: <json>` (one "
+                          f"{event['$ref'].rsplit('/', 1)[-1]} object); comment lines keep the stream alive.")
+    op["responses"]["200"] = {"description": "An event stream.", "content": {
+        "text/event-stream": {"schema": {"type": "string"}}}, "x-event-schema": event}
+
+
 def _operation(route, schemas: _Schemas) -> dict:
     method = route.method
-    request_desc = method.descriptor.input_type
     op = {
-        "operationId": f"{method.descriptor.name}_{route.verb.lower()}_{len(route.template)}",
+        "operationId": operation_id(route),
         "summary": method.descriptor.name,
         "description": _ACCESS[method.access],
-        "parameters": [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                       for p in route.path_params],
-        "responses": {
-            "default": {"description": "error",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-        },
+        "tags": [tag(route)],
+        "parameters": _message_parameters(route, schemas) if method.transport != opt.TRANSPORT_UPLOAD_MULTIPART
+        and method.transport != opt.TRANSPORT_UPLOAD_RAW
+        else [_param(p, "path", _STRING) for p in route.path_params],
+        "responses": _error_responses(),
     }
-    if method.access != opt.ACCESS_PUBLIC:
-        op["security"] = [{"bearer": []}] + ([{}] if method.access == opt.ACCESS_OPTIONAL else [])
-    if route.body == "*" and method.transport == opt.TRANSPORT_JSON:
-        op["requestBody"] = {"required": True, "content": {"application/json": {
-            "schema": schemas.message(request_desc, exclude=route.path_params)}}}
-    elif route.body == "" and method.transport == opt.TRANSPORT_JSON:
-        for f in request_desc.fields:
-            if f.name not in route.path_params and f.type != F.TYPE_MESSAGE:
-                op["parameters"].append({"name": f.name, "in": "query", "required": False,
-                                         "schema": schemas.field(f)})
-    if method.transport == opt.TRANSPORT_JSON:
-        response_desc = method.descriptor.output_type
-        if route.response_body:
-            schema = schemas.field(response_desc.fields_by_name[route.response_body])
-        else:
-            schema = schemas.ref(response_desc)
-        op["responses"]["200"] = {"description": "OK", "content": {"application/json": {"schema": schema}}}
-    else:
-        name = opt.Transport.Name(method.transport).replace("TRANSPORT_", "").lower()
-        op["responses"]["200"] = {"description": f"streamed ({name}); see docs/api.md"}
+    if method.access == opt.ACCESS_OPTIONAL:
+        op["security"] = [{"bearer": []}, {}]
+    elif method.access == opt.ACCESS_PUBLIC:
+        op["security"] = []
+    transport = method.transport
+    if transport == opt.TRANSPORT_JSON:
+        if route.body == "*":
+            op["requestBody"] = {"required": True, "content": _json(
+                schemas.ref(method.descriptor.input_type, False, exclude=route.path_params))}
+        response = method.descriptor.output_type
+        schema = (schemas.field(response.fields_by_name[route.response_body], True) if route.response_body
+                  else schemas.ref(response, True))
+        op["responses"]["200"] = {"description": "OK", "content": _json(schema)}
+    elif transport in (opt.TRANSPORT_UPLOAD_MULTIPART, opt.TRANSPORT_UPLOAD_RAW):
+        _upload(route, op, schemas)
+    elif transport == opt.TRANSPORT_DOWNLOAD:
+        _download(route, op)
+    elif transport == opt.TRANSPORT_WEBSOCKET:
+        _websocket(route, op)
+    elif transport == opt.TRANSPORT_SSE:
+        _sse(route, op, schemas)
+    op["responses"] = dict(sorted(op["responses"].items()))
     return op
+
+
+def _head(op: dict) -> dict:
+    """HEAD of a download: the GET's status codes and headers, no bodies."""
+    head = {**op, "operationId": op["operationId"] + "Head", "summary": op["summary"] + " (HEAD)"}
+    head["responses"] = {code: ({k: v for k, v in r.items() if k != "content"} if "$ref" not in r
+                                else {"description": _ERRORS.get(code, "Error"), "headers": {}})
+                         for code, r in op["responses"].items()}
+    return head
+
+
+_FIXED_PATHS = {
+    "/healthz": {"get": {
+        "operationId": "Healthz", "summary": "Health", "tags": ["meta"], "security": [],
+        "description": "200 `ok` when the core answers its gRPC health check.",
+        "responses": {"200": {"description": "ok", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                      "503": {"$ref": "#/components/responses/Error503"}}}},
+    "/openapi.json": {"get": {
+        "operationId": "GetOpenApi", "summary": "This document", "tags": ["meta"], "security": [],
+        "responses": {"200": {"description": "OpenAPI 3.0 document",
+                              "content": _json({"type": "object", "additionalProperties": True})}}}},
+}
 
 
 def document(routes) -> dict:
     schemas = _Schemas()
     paths: dict[str, dict] = {}
     for route in routes:
-        paths.setdefault(route.template, {})[route.verb.lower()] = _operation(route, schemas)
-    paths["/healthz"] = {"get": {"operationId": "healthz", "summary": "Health",
-                                 "responses": {"200": {"description": "ok",
-                                                       "content": {"text/plain": {"schema": {"type": "string"}}}}}}}
+        op = _operation(route, schemas)
+        paths.setdefault(route.template, {})[route.verb.lower()] = op
+        if route.verb == "GET" and route.method.transport == opt.TRANSPORT_DOWNLOAD:
+            paths[route.template]["head"] = _head(op)
+    paths.update(_FIXED_PATHS)
     schemas.components["Error"] = _ERROR
+    services = sorted({tag(r) for r in routes})
     return {
         "openapi": "3.0.3",
         "info": {"title": "appliance", "version": __version__,
-                 "description": "Generated from proto/appliance/v1 (google.api.http bindings)."},
+                 "description": "Generated from proto/appliance/v1 (google.api.http bindings and the"
+                                " appliance.v1 options). Errors are always {\"error\": \"...\"}; see docs/api.md."},
+        "tags": [{"name": t, "description": f"{t.capitalize()}Service"} for t in services]
+        + [{"name": "meta", "description": "Health and this document."}],
         "paths": paths,
+        "security": [{"bearer": []}],
         "components": {
-            "schemas": schemas.components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "schemas": dict(sorted(schemas.components.items())),
+            "responses": {f"Error{code}": {"description": text, "content": _json(_error_ref())}
+                          for code, text in _ERRORS.items()},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "Session JWT (POST /api/login) or API token (ecloud_...)."}},
         },
     }

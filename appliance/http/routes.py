@@ -18,6 +18,8 @@ class Route:
     body: str
     response_body: str
     method: Method
+    # 0 for the rule itself, 1.. for its additional_bindings (in proto order).
+    binding: int = 0
 
     @property
     def path_params(self) -> tuple[str, ...]:
@@ -52,8 +54,8 @@ def build_routes(methods=None) -> list[Route]:
         if not opts.HasExtension(annotations_pb2.http):
             continue
         rule = opts.Extensions[annotations_pb2.http]
-        for binding in _bindings(rule):
+        for index, binding in enumerate(_bindings(rule)):
             verb = binding.WhichOneof("pattern")
             template = getattr(binding, verb)
-            routes.append(Route(verb.upper(), template, binding.body, binding.response_body, method))
+            routes.append(Route(verb.upper(), template, binding.body, binding.response_body, method, index))
     return sorted(routes, key=lambda r: (r.specificity, r.template, r.verb))

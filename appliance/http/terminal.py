@@ -39,7 +39,7 @@ def parse_frame(message) -> compute_pb2.TerminalInput | None:
     if text.startswith("{"):
         try:
             obj = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # deep nesting is raw input too, not a crash
             obj = None
         if isinstance(obj, dict):
             kind = obj.get("type")

@@ -40,3 +40,7 @@ TRANSPORT_FIELD_NUMBER: _ClassVar[int]
 transport: _descriptor.FieldDescriptor
 QUERY_TOKEN_FIELD_NUMBER: _ClassVar[int]
 query_token: _descriptor.FieldDescriptor
+HTTP_HEADER_FIELD_NUMBER: _ClassVar[int]
+http_header: _descriptor.FieldDescriptor
+GATEWAY_ONLY_FIELD_NUMBER: _ClassVar[int]
+gateway_only: _descriptor.FieldDescriptor

@@ -48,3 +48,53 @@ def test_unknown_fields_and_nulls_are_ignored():
 def test_body_must_be_a_json_object(body):
     with pytest.raises(Invalid):
         codec.parse_body(body)
+
+
+@pytest.mark.parametrize("depth", [33, 200, 5000, 100_000])
+def test_deep_nesting_is_a_clear_400_not_a_crash(depth):
+    """Issue 11 item 9: 5,000-level nested JSON was a RecursionError (HTTP 500)."""
+    for body in (b'{"a":' + b"[" * depth + b"]" * depth + b"}",
+                 b'{"a":' + b'{"b":' * depth + b"1" + b"}" * depth + b"}"):
+        with pytest.raises(Invalid, match="nested more than 32 levels"):
+            codec.parse_body(body)
+
+
+def test_nesting_up_to_the_limit_is_accepted():
+    body = b'{"a":' + b"[" * 31 + b"]" * 31 + b"}"
+    assert codec.parse_body(body)["a"]
+    with pytest.raises(Invalid, match="nested more than 4 levels"):
+        codec.parse_body(b'{"a":[[[[1]]]]}', max_depth=4)
+    assert codec.parse_body(b'{"a":[[[1]]]}', max_depth=4)
+
+
+@pytest.mark.parametrize("raw", ["99999999999", "-2147483649", "1" * 41, "x"])
+def test_query_integers_out_of_range_are_400(raw):
+    """Seen while preparing the fuzz run: DELETE .../ingress/99999999999 was a protobuf ValueError (HTTP 500)."""
+    field = compute_pb2.DeleteIngressRequest.DESCRIPTOR.fields_by_name["port"]
+    with pytest.raises(Invalid, match="'port'"):
+        codec.from_query(raw, field)
+    assert codec.from_query("2147483647", field) == 2 ** 31 - 1
+
+
+def test_query_bytes_are_utf8():
+    """Seen while preparing the fuzz run: ?data= on the terminal (a bytes field) was a TypeError (HTTP 500)."""
+    msg = compute_pb2.TerminalInput()
+    msg.data = codec.from_query("ls\r", msg.DESCRIPTOR.fields_by_name["data"])
+    assert msg.data == b"ls\r"
+
+
+def test_a_deeply_nested_terminal_frame_is_raw_input_not_a_crash():
+    """The terminal's JSON text frames had the same RecursionError (the socket's handler died)."""
+    from appliance.http.terminal import parse_frame
+    frame = '{"type":' + "[" * 5000 + "]" * 5000 + "}"
+    assert parse_frame(frame).data == frame.encode()
+
+
+@pytest.mark.parametrize("body", [b'{"a": NaN}', b'{"a": Infinity}', b'{"a": [-Infinity]}', b'{"a": 1e999}',
+                                  b'{"a": {"b": -1.5e400}}'])
+def test_non_finite_numbers_are_not_json(body):
+    """Python's json takes NaN/Infinity and turns 1e999 into inf; in a Struct (token scopes)
+    that was an HTTP 500. They are 400 now."""
+    with pytest.raises(Invalid, match="not valid JSON"):
+        codec.parse_body(body)
+    assert codec.parse_body(b'{"a": 1.5e300, "b": -0.0, "c": 12}') == {"a": 1.5e300, "b": -0.0, "c": 12}

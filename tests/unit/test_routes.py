@@ -48,3 +48,12 @@ def test_path_parameters_are_named_groups():
     r = _first_match("DELETE", "/compute/containers/abc/ingress/8080")
     assert re.match(r.pattern, "/compute/containers/abc/ingress/8080").groupdict() == {"id": "abc", "port": "8080"}
     assert r.path_params == ("id", "port")
+
+
+def test_additional_bindings_are_numbered_in_proto_order():
+    by_rpc = {}
+    for r in build_routes():
+        by_rpc.setdefault(r.method.descriptor.name, {})[r.binding] = r.template
+    assert by_rpc["DeleteUser"] == {0: "/admin/users/{user_id}", 1: "/admin/users"}
+    assert by_rpc["Download"] == {0: "/storage/download", 1: "/storage/download/{namespace}/{name}"}
+    assert all(set(b) == set(range(len(b))) for b in by_rpc.values())
