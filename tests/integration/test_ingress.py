@@ -456,6 +456,8 @@ def _rss_kb(pids) -> int:
 
 def test_rule_changes_while_connections_are_held_leave_one_haproxy(app, guest_a, guest_b, alice, bob):
     a, b = guest_a["id"], guest_b["id"]
+    assert alice.client.post(f"/compute/containers/{a}/ingress",  # kept from the SNI test if run
+                             json={"port": 443, "target_port": 8443}).status_code in (200, 409)
     held = [_tls_connection(app, f"{a}.{DOMAIN}")]
     before = _haproxy_processes(app)
     rss_before = _rss_kb(before)
@@ -482,8 +484,10 @@ def test_rule_changes_while_connections_are_held_leave_one_haproxy(app, guest_a,
             conn.close()
 
 
-def test_per_source_connection_limit_on_the_shared_listeners(app, guest_a):
+def test_per_source_connection_limit_on_the_shared_listeners(app, guest_a, alice):
     a = guest_a["id"]
+    assert alice.client.post(f"/compute/containers/{a}/ingress",  # kept from the Host test if run
+                             json={"port": 80, "target_port": 8080}).status_code in (200, 409)
     code = (
         "import socket,time\n"
         f"held=[socket.create_connection(({HOST_IP!r},{app.http_ingress}),timeout=5) for _ in range({PER_SOURCE})]\n"
