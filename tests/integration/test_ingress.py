@@ -363,6 +363,9 @@ def test_guest_cannot_reach_the_hosts_loopback(app, guest_a, alice):
             "printf \"GET /openapi.json HTTP/1.0\\r\\n\\r\\n\" >&3 && head -c 12 <&3' "
             "&& echo REACHED || echo BLOCKED"), timeout=30).stdout
         assert "BLOCKED" in probe and "HTTP/1" not in probe, probe
+        # host side: the packets never got as far as connection tracking (dropped at priority raw)
+        seen = sh("conntrack", "-L", "-s", ip, "-d", "127.0.0.1", check=False)
+        assert f"src={ip} dst=127.0.0.1" not in seen.stdout, seen.stdout
     finally:
         guest_sh(guest_a, alice, undo)
     assert Path(f"/proc/sys/net/ipv4/conf/{BRIDGE}/route_localnet").read_text().strip() == "0"
