@@ -350,11 +350,14 @@ def test_guest_cannot_reach_the_hosts_loopback(app, guest_a, alice):
                              json={"port": 8132, "target_port": 9000}).status_code == 200
     gw = SUBNET.rsplit(".", 1)[0] + ".1"
     ip = guest_a["external_ip"]
+    # policy route ahead of the local table (moved from pref 0 to 20)
     setup = ("sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.eth0.route_localnet=1; "
-             "ip rule add to 127.0.0.1 lookup 100 pref 100; "
-             f"ip route replace 127.0.0.1/32 via {gw} dev eth0 src {ip} table 100; ip route get 127.0.0.1")
-    undo = ("ip rule del to 127.0.0.1 lookup 100 pref 100; ip route flush table 100; "
-            "sysctl -qw net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.eth0.route_localnet=0")
+             f"ip route replace 127.0.0.1/32 via {gw} dev eth0 src {ip} table 100; "
+             "ip rule add to 127.0.0.1 lookup 100 pref 10; ip rule add lookup local pref 20; "
+             "ip rule del pref 0; ip route get 127.0.0.1")
+    undo = ("ip rule add lookup local pref 0; ip rule del pref 20; ip rule del pref 10; "
+            "ip route flush table 100; "
+            "sysctl -qw net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.eth0.route_localnet=0; true")
     try:
         out = guest_sh(guest_a, alice, setup).stdout
         assert f"via {gw}" in out, out  # the guest really sends 127.0.0.1 to the host
