@@ -161,16 +161,16 @@ class Haproxy:
 
     def apply(self, routes) -> None:
         entries = {port: map_entries(self.config, routes, port) for port in self.maps}
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for port, path in self.maps.items():
+            _write_atomic(path, map_text(entries[port]))
         if not any(entries.values()):
             self.stop()
             return
         binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
         if not os.path.exists(binary):
             raise Internal("ingress on 80/443 needs HAProxy (apt-get install haproxy)")
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.config.run_dir.mkdir(parents=True, exist_ok=True)
-        for port, path in self.maps.items():
-            _write_atomic(path, map_text(entries[port]))
         text = self.config_text()
         old = self.pids()
         if old and self.cfg.exists() and self.cfg.read_text() == text:
