@@ -433,13 +433,33 @@ def test_udp_to_a_removed_container_never_reaches_the_next_tenant(app, alice, bo
 
 # -- HAProxy: no process pile-up, per-source limit (issue 19 item 4) -------------------------------------
 
-def _tls_connection(app, server_name: str):
-    import socket
+def _client_hello(server_name: str) -> bytes:
+    """A real TLS ClientHello carrying ``server_name`` (what HAProxy routes on)."""
     import ssl
     ctx = ssl.create_default_context()
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    raw = socket.create_connection(("127.0.0.1", app.https_ingress), timeout=10)
-    return ctx.wrap_socket(raw, server_hostname=server_name)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname=server_name)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+
+
+def _held_connection(app, server_name: str):
+    """A connection through the 443 listener to the guest's echo server (a TCP
+    tunnel after the ClientHello), kept open by the caller."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", app.https_ingress), timeout=10)
+    hello = _client_hello(server_name)
+    s.sendall(hello)
+    got = b""
+    while len(got) < 5 + len(hello):  # the whole echo, so later reads start clean
+        chunk = s.recv(65536)
+        assert chunk, "closed by the proxy"
+        got += chunk
+    assert got.startswith(b"echo:"), got[:20]
+    return s
 
 
 def _haproxy_processes(app) -> list[int]:
@@ -462,9 +482,11 @@ def _rss_kb(pids) -> int:
 
 def test_rule_changes_while_connections_are_held_leave_one_haproxy(app, guest_a, guest_b, alice, bob):
     a, b = guest_a["id"], guest_b["id"]
-    assert alice.client.post(f"/compute/containers/{a}/ingress",  # kept from the SNI test if run
-                             json={"port": 443, "target_port": 8443}).status_code in (200, 409)
-    held = [_tls_connection(app, f"{a}.{DOMAIN}")]
+    # A's 443 goes to its echo server for this test (s_server serves one connection at a time)
+    alice.client.delete(f"/compute/containers/{a}/ingress/443")
+    assert alice.client.post(f"/compute/containers/{a}/ingress",
+                             json={"port": 443, "target_port": 9000}).status_code == 200
+    held = [_held_connection(app, f"{a}.{DOMAIN}")]
     before = _haproxy_processes(app)
     rss_before = _rss_kb(before)
     assert len(before) == 1, before
@@ -472,7 +494,7 @@ def test_rule_changes_while_connections_are_held_leave_one_haproxy(app, guest_a,
         assert bob.client.post(f"/compute/containers/{b}/ingress",
                                json={"port": 443, "target_port": 8443}).status_code == 200
         assert f"CN = {b}.{DOMAIN}" in tls_subject(app, f"{b}.{DOMAIN}")  # the new route works at once
-        held.append(_tls_connection(app, f"{a}.{DOMAIN}"))               # and one more held connection
+        held.append(_held_connection(app, f"{a}.{DOMAIN}"))              # and one more held connection
         assert bob.client.delete(f"/compute/containers/{b}/ingress/443").status_code == 200
     try:
         after = _haproxy_processes(app)
@@ -483,11 +505,14 @@ def test_rule_changes_while_connections_are_held_leave_one_haproxy(app, guest_a,
         assert tls_subject(app, f"{b}.{DOMAIN}") == ""  # deleted: no route
         # the held connections still work
         for conn in (held[0], held[-1]):
-            conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
-            assert conn.recv(64).startswith(b"HTTP/1.0 200"), "held connection broken"
+            conn.sendall(b"still there")
+            assert conn.recv(64) == b"echo:still there", "held connection broken"
     finally:
         for conn in held:
             conn.close()
+        alice.client.delete(f"/compute/containers/{a}/ingress/443")
+        assert alice.client.post(f"/compute/containers/{a}/ingress",
+                                 json={"port": 443, "target_port": 8443}).status_code == 200
 
 
 def test_per_source_connection_limit_on_the_shared_listeners(app, guest_a, alice):
