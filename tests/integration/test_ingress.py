@@ -463,9 +463,18 @@ def _held_connection(app, server_name: str):
 
 
 def _haproxy_processes(app) -> list[int]:
-    from appliance.core.ingress_proxy import Haproxy
-    from appliance.config import Config
-    return Haproxy(Config(data_dir=str(app.data_dir))).processes()
+    """Every haproxy process running this appliance's config (old ones finishing included)."""
+    cfg = str(app.data_dir / "ingress" / "haproxy.cfg").encode()
+    found = []
+    for d in Path("/proc").iterdir():
+        try:
+            argv = (d / "cmdline").read_bytes().split(b"\0") if d.name.isdigit() else []
+            state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0] if argv else "Z"
+        except OSError:
+            continue
+        if argv and b"haproxy" in argv[0] and cfg in argv and state != "Z":
+            found.append(int(d.name))
+    return found
 
 
 def _rss_kb(pids) -> int:
