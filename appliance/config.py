@@ -94,6 +94,21 @@ class Config:
     # JSON request bodies nested deeper than this (arrays/objects) are 400:
     # deep nesting costs stack and protobuf refuses Struct values past ~48 levels.
     json_max_depth: int = 32
+    # -- ingress and guest network limits (security; docs/access.md, docs/isolation.md) --
+    # Ingress rules per container and per user (rules of stopped containers
+    # count): one tenant cannot reserve the 8000-8999 range.
+    max_ingress_rules_per_container: int = 16
+    max_ingress_rules_per_user: int = 32
+    # Shared 80/443 listeners (HAProxy): concurrent connections one client
+    # address may hold (both ports together), the idle timeout of a
+    # connection (seconds), and how long an old process may finish its
+    # connections after a configuration reload (hard-stop-after, seconds).
+    ingress_max_conns_per_source: int = 100
+    ingress_idle_timeout: int = 600
+    ingress_hard_stop_after: int = 30
+    # A freed guest address (and its MAC) is not handed out again for this
+    # long (seconds); never-used addresses go first, then the oldest freed.
+    guest_address_quarantine_seconds: int = 600
     admin_username: str = "admin"
     admin_password: str = ""
     log_level: str = "INFO"

@@ -9,6 +9,8 @@ packages=(
   # guests: libvirt LXC, networking, image build
   libvirt-daemon libvirt-daemon-driver-lxc libvirt-clients libvirt-dev
   dnsmasq-base nftables iptables iproute2 debootstrap e2fsprogs
+  # ingress: delete the conntrack entries of removed rules and stopped guests
+  conntrack
   # reaching guests and testing as a user does
   openssh-client openssh-server curl wrk nginx-light
   # test_domain_xml validates the rendered XML against libvirt's schemas

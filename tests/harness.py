@@ -40,7 +40,7 @@ class Appliance:
     def __init__(self, data_dir: Path, admin_password: str = "admin-pass-1", **settings):
         self.data_dir = Path(data_dir)
         self.admin_password = admin_password
-        self.http_port = free_port()
+        self.http_port = int(settings.pop("http_port", 0)) or free_port()
         self.env = {
             **os.environ,
             "APPLIANCE_CONFIG": "/dev/null",

@@ -35,7 +35,7 @@ import peewee as pw
 from appliance.config import Config
 from appliance.core import compute_rules as rules
 from appliance.core import context as ctx
-from appliance.core import ingress, network, scopes, sshkeys, terminal, users
+from appliance.core import addresses, ingress, network, scopes, sshkeys, terminal, users
 from appliance.core.compute_models import (
     CONTAINER_ID_ALPHABET, CONTAINER_ID_LENGTH, ERROR, INITIALIZING, KEY_ID_LENGTH, PENDING,
     RUNNING, STOPPED, Container, SshKey,
@@ -189,6 +189,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             except Exception as e:  # noqa: BLE001
                 log.error("compute: could not destroy orphan guest %s: %s", gid, e)
             self.locks.pop(gid, None)
+            self.ingress.changed()  # its rules went with the row
 
     async def _watch(self) -> None:
         last_sweep = 0.0
@@ -348,7 +349,8 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 raise Conflict(f"container limit reached: at most {limit} containers per user")
             used = [r.ip for r in Container.select(Container.ip)]
             try:
-                ip = network.allocate_ip(self.config.guest_subnet, used)
+                ip = addresses.allocate(self.config.guest_subnet, used,
+                                        self.config.guest_address_quarantine_seconds)
             except network.NetworkError as e:
                 raise Conflict(str(e)) from None
             for _ in range(10):
@@ -362,7 +364,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 authorized_keys=json.dumps([keys[k].public_key for k in key_ids]))
             for rule in request.ingress_rules:  # all-or-nothing with the container
                 ingress.add_rule(row, *rules.ingress_rule(
-                    rule.port, rule.target_port if rule.HasField("target_port") else None))
+                    rule.port, rule.target_port if rule.HasField("target_port") else None), self.config)
         log.info("compute: %s created for %s (%s, %s)", cid, p.user.username, itype.name, ip)
         self._publish(row)
         self._spawn(self._start(cid))
@@ -383,6 +385,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             except Exception as e:  # noqa: BLE001 - libvirt missing: the sweep retries later
                 log.error("compute: destroy of %s failed (%s); its row goes, the sweep retries", cid, e)
             Container.delete().where(Container.id == row.id).execute()
+            addresses.release(row.ip)  # quarantined before reuse (core/addresses.py)
         self.locks.pop(cid, None)
         self.changed.pop(cid, None)
         log.info("compute: %s deleted", cid)

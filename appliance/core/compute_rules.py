@@ -52,6 +52,9 @@ MANAGED_FILES = ("/usr/local/sbin/appliance-init", "/etc/hostname", "/etc/hosts"
 MAX_NAME = 63
 
 INGRESS_SHARED_PORTS = (80, 443)
+# Exclusive ports. Within the range, ports the host itself uses (the
+# appliance's own ports, e.g. the default API port 8080, and anything bound
+# at the time of the request) are refused later with 409 (core/hostports.py).
 INGRESS_PORT_RANGE = (8000, 8999)
 
 

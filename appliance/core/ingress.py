@@ -5,50 +5,51 @@ from them every time something changes, never patched incrementally:
 
 - ports 8000-8999 (one container per port): kernel DNAT in the appliance's
   own nftables table (``table ip appliance``), chains
-  ``ingress_pre_<bridge>`` (prerouting: traffic from other hosts) and
-  ``ingress_out_<bridge>`` (output: traffic from the appliance itself,
-  127.0.0.1 included, with ``route_localnet`` on the bridge and a masquerade
-  in ``ingress_post_<bridge>``). TCP and UDP, any protocol on top.
-- ports 80 and 443 (shared): HAProxy, run and reloaded by the core. Port 80 is
-  ``mode http`` routed by the ``Host`` header, 443 is ``mode tcp`` routed by
-  the TLS SNI (``req.ssl_sni``) and passed through untouched, so the guest
-  serves its own certificate. Both route ``<id>.<compute_domain>``.
-  ``Config.ingress_http_port``/``ingress_https_port`` move the listeners
-  (rules still say 80/443).
+  ``ingress_pre_<bridge>`` (prerouting: traffic from other hosts and
+  guests) and ``ingress_out_<bridge>`` (output: the appliance host itself,
+  to one of its own non-loopback addresses). TCP and UDP, any protocol on
+  top. Never matched: destinations in 127.0.0.0/8 (so the host's own
+  loopback traffic is never captured, and no ``route_localnet`` is needed)
+  and the appliance's own service ports (``hostports.reserved``), even if a
+  rule for one is in the database. ``ingress_post_<bridge>`` stays empty
+  (kept so older cores' rules are flushed).
+- ports 80 and 443 (shared): HAProxy, run by the core
+  (``ingress_proxy.py``: routes in map files updated through the runtime
+  API, no reloads). ``Config.ingress_http_port``/``ingress_https_port``
+  move the listeners (rules still say 80/443).
+
+Adding a rule checks the per-container and per-user caps
+(``max_ingress_rules_per_container``/``_per_user``; rules of stopped
+containers count) and that nothing on the host uses the port.
 
 Only rules of *running* containers are rendered: a stop, a guest death, a
 delete (rules go with the row) and a core restart all converge on the same
-``sync()``, which rewrites the chains in one nft transaction and the HAProxy
-config with a seamless reload (``-sf``). HAProxy runs only while some 80/443
-rule is live. Both survive a core restart (like the guests); the core's
-start-up sync replaces whatever a previous core left.
+``sync()``, which rewrites the chains in one nft transaction, updates
+HAProxy, and then deletes the conntrack entries of every forward and guest
+address that went away (``conntrack.py``; a NAT binding outlives its rule
+otherwise). After a core start the first pass deletes the entries of every
+guest-subnet address that is not a running guest.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import pwd
 import re
-import shutil
-import signal
 import subprocess
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import peewee as pw
 
 from appliance.config import Config
-from appliance.core import db
+from appliance.core import conntrack, db, hostports
 from appliance.core.compute_models import CONTAINER_ID_ALPHABET, RUNNING, Container
 from appliance.core.db import BaseModel, database, new_public_id, now
-from appliance.core.network import NFT_TABLE, NetworkError
-from appliance.errors import Conflict, Internal, NotFound
+from appliance.core.ingress_proxy import HTTP_PORT, HTTPS_PORT, Haproxy, haproxy_config  # noqa: F401
+from appliance.core.network import NFT_TABLE, NetworkError, gateway_ip
+from appliance.errors import Conflict, NotFound
 
 log = logging.getLogger("appliance.core.ingress")
 
-HTTP_PORT, HTTPS_PORT = 80, 443
 SHARED_PORTS = (HTTP_PORT, HTTPS_PORT)
 RULE_ID_LENGTH = 8
 
@@ -82,9 +83,10 @@ def list_rules(row: Container) -> list[IngressRule]:
     return list(IngressRule.select().where(IngressRule.container == row.id).order_by(IngressRule.port))
 
 
-def add_rule(row: Container, port: int, target_port: int) -> IngressRule:
-    """Insert a validated rule; Conflict if this container has the port or
-    another one holds an exclusive port. Runs on the loop thread with no
+def add_rule(row: Container, port: int, target_port: int, config: Config | None = None) -> IngressRule:
+    """Insert a validated rule; Conflict if this container has the port,
+    another one holds an exclusive port, a cap is reached or (with
+    ``config``) the host uses the port. Runs on the loop thread with no
     await inside, so two adds cannot race."""
     with database.atomic():
         taken = IngressRule.select().where(IngressRule.port == port)
@@ -94,6 +96,10 @@ def add_rule(row: Container, port: int, target_port: int) -> IngressRule:
             other = taken.join(Container).select(Container.public_id).first()
             if other is not None:
                 raise Conflict(f"port {port} is already forwarded to another container")
+        if config is not None:
+            _check_caps(row, config)
+            if port not in SHARED_PORTS:
+                hostports.check_free(config, port)
         try:
             rule = IngressRule.create(public_id=new_public_id(RULE_ID_LENGTH, CONTAINER_ID_ALPHABET),
                                       container=row.id, port=port, target_port=target_port)
@@ -103,6 +109,19 @@ def add_rule(row: Container, port: int, target_port: int) -> IngressRule:
             Container.update(https_enabled=True).where(Container.id == row.id).execute()
             row.https_enabled = True
     return rule
+
+
+def _check_caps(row: Container, config: Config) -> None:
+    """Per-container and per-user rule caps; rules of stopped containers count."""
+    per_container = config.max_ingress_rules_per_container
+    if IngressRule.select().where(IngressRule.container == row.id).count() >= per_container:
+        raise Conflict(f"ingress rule limit reached: at most {per_container} rules per container "
+                       "(max_ingress_rules_per_container)")
+    per_user = config.max_ingress_rules_per_user
+    owned = IngressRule.select().join(Container).where(Container.owner == row.owner_id).count()
+    if owned >= per_user:
+        raise Conflict(f"ingress rule limit reached: at most {per_user} rules per user, stopped "
+                       "containers included (max_ingress_rules_per_user)")
 
 
 def delete_rule(row: Container, port: int) -> None:
@@ -122,6 +141,10 @@ def live_routes() -> list[Route]:
     return [Route(r.container.public_id, r.container.ip, r.port, r.target_port) for r in query]
 
 
+def running_addresses() -> set[str]:
+    return {r.ip for r in Container.select(Container.ip).where(Container.status == RUNNING)}
+
+
 # -- nftables ------------------------------------------------------------------------------
 
 def _suffix(bridge: str) -> str:
@@ -133,7 +156,9 @@ def chains(bridge: str) -> dict[str, str]:
     return {"pre": f"ingress_pre_{s}", "out": f"ingress_out_{s}", "post": f"ingress_post_{s}"}
 
 
-def nft_script(bridge: str, routes: list[Route]) -> str:
+def nft_script(bridge: str, routes: list[Route], reserved: set[int] | frozenset = frozenset()) -> str:
+    """The ingress chains of one bridge. ``reserved``: the appliance's own
+    ports, never DNAT'ed (whatever the routes say)."""
     c = chains(bridge)
     lines = [
         f"add table ip {NFT_TABLE}",
@@ -144,25 +169,30 @@ def nft_script(bridge: str, routes: list[Route]) -> str:
         f"flush chain ip {NFT_TABLE} {c['out']}",
         f"flush chain ip {NFT_TABLE} {c['post']}",
     ]
-    exclusive = [r for r in routes if r.port not in SHARED_PORTS]
+    exclusive = [r for r in routes if r.port not in SHARED_PORTS and r.port not in reserved]
+    if exclusive:
+        for chain in (c["pre"], c["out"]):
+            # loopback destinations and the appliance's own ports are never captured
+            lines.append(f"add rule ip {NFT_TABLE} {chain} ip daddr 127.0.0.0/8 accept")
+            if reserved:
+                lines.append(f"add rule ip {NFT_TABLE} {chain} meta l4proto {{ tcp, udp }} "
+                             f"th dport {{ {', '.join(map(str, sorted(reserved)))} }} accept")
     for r in exclusive:
         match = f"fib daddr type local meta l4proto {{ tcp, udp }} th dport {r.port}"
         for chain in (c["pre"], c["out"]):
             lines.append(f"add rule ip {NFT_TABLE} {chain} {match} dnat to {r.ip}:{r.target_port} "
                          f"comment \"{r.container_id}\"")
-    if exclusive:
-        # connections from 127.0.0.1 leave on the bridge with a guest-routable source
-        lines.append(f"add rule ip {NFT_TABLE} {c['post']} ip saddr 127.0.0.0/8 oifname \"{bridge}\" masquerade")
     return "\n".join(lines) + "\n"
 
 
-def apply_nft(bridge: str, routes: list[Route]) -> None:
-    script = nft_script(bridge, routes)
+def apply_nft(bridge: str, routes: list[Route], reserved: set[int] | frozenset = frozenset()) -> None:
+    skipped = sorted({r.port for r in routes if r.port in reserved and r.port not in SHARED_PORTS})
+    if skipped:
+        log.warning("ingress: not forwarding port(s) %s: the appliance itself uses them", skipped)
+    script = nft_script(bridge, routes, reserved)
     proc = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True)
     if proc.returncode != 0:
         raise NetworkError(f"nft: {proc.stderr.strip()}")
-    if any(r.port not in SHARED_PORTS for r in routes):
-        _route_localnet(bridge)
 
 
 def remove_nft(bridge: str) -> None:
@@ -178,133 +208,6 @@ def nft_rules_text(bridge: str) -> str:
         proc = subprocess.run(["nft", "list", "chain", "ip", NFT_TABLE, chain], capture_output=True, text=True)
         out.append(proc.stdout)
     return "".join(out)
-
-
-def _route_localnet(bridge: str) -> None:
-    path = Path(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet")
-    try:
-        if path.read_text().strip() != "1":
-            path.write_text("1\n")
-    except OSError as e:
-        log.warning("ingress: cannot enable route_localnet on %s (127.0.0.1 -> 8xxx): %s", bridge, e)
-
-
-# -- HAProxy (80/443) --------------------------------------------------------------------------
-
-def _bind(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
-def haproxy_config(config: Config, routes: list[Route]) -> str:
-    domain = config.compute_domain.lower()
-    http = [r for r in routes if r.port == HTTP_PORT]
-    tls = [r for r in routes if r.port == HTTPS_PORT]
-    user = ""
-    try:
-        pwd.getpwnam("haproxy")
-        user = "    user haproxy\n    group haproxy\n"
-    except KeyError:
-        pass
-    out = [
-        "# Written by the appliance core (appliance/core/ingress.py); rewritten on every change.\n",
-        # no maxconn: HAProxy derives it from the process's file limit
-        "global\n", user,
-        "defaults\n    timeout connect 5s\n    timeout client 1h\n    timeout server 1h\n"
-        "    timeout tunnel 1h\n    timeout http-request 15s\n    timeout client-fin 10s\n",
-    ]
-    if http:
-        out.append(f"frontend http_in\n    mode http\n    bind {_bind(config.ingress_listen, config.ingress_http_port)}\n"
-                   "    option forwardfor\n"
-                   "    http-request set-var(txn.host) req.hdr(host),field(1,:),lower\n")
-        for r in http:
-            out.append(f"    use_backend h_{r.container_id} if {{ var(txn.host) -m str {r.container_id}.{domain} }}\n")
-        out.append("    default_backend no_route\n")
-        out.append("backend no_route\n    mode http\n    http-request return status 404 content-type "
-                   "application/json string \"{\\\"error\\\":\\\"no container serves this host\\\"}\"\n")
-        for r in http:
-            out.append(f"backend h_{r.container_id}\n    mode http\n    server guest {r.ip}:{r.target_port}\n")
-    if tls:
-        out.append(f"frontend tls_in\n    mode tcp\n    bind {_bind(config.ingress_listen, config.ingress_https_port)}\n"
-                   "    tcp-request inspect-delay 5s\n"
-                   "    tcp-request content accept if { req.ssl_hello_type 1 }\n")
-        for r in tls:
-            out.append(f"    use_backend t_{r.container_id} if {{ req.ssl_sni -i {r.container_id}.{domain} }}\n")
-        for r in tls:
-            out.append(f"backend t_{r.container_id}\n    mode tcp\n    server guest {r.ip}:{r.target_port}\n")
-    return "".join(out)
-
-
-class Haproxy:
-    """One HAProxy process per appliance data dir, started, reloaded and
-    stopped by the core (pid file in ``<data_dir>/run/haproxy.pid``)."""
-
-    def __init__(self, config: Config):
-        self.config = config
-        self.dir = config.data_path / "ingress"
-        self.cfg = self.dir / "haproxy.cfg"
-        self.pidfile = config.run_dir / "haproxy.pid"
-
-    def pids(self) -> list[int]:
-        try:
-            pids = [int(p) for p in self.pidfile.read_text().split()]
-        except (FileNotFoundError, ValueError):
-            return []
-        alive = []
-        for pid in pids:
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"haproxy" in cmd and str(self.cfg).encode() in cmd:
-                alive.append(pid)
-        return alive
-
-    def apply(self, routes: list[Route]) -> None:
-        shared = [r for r in routes if r.port in SHARED_PORTS]
-        if not shared:
-            self.stop()
-            return
-        binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
-        if not os.path.exists(binary):
-            raise Internal("ingress on 80/443 needs HAProxy (apt-get install haproxy)")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.config.run_dir.mkdir(parents=True, exist_ok=True)
-        text = haproxy_config(self.config, routes)
-        old = self.pids()
-        if old and self.cfg.exists() and self.cfg.read_text() == text:
-            return
-        tmp = self.cfg.with_suffix(".new")
-        tmp.write_text(text)
-        check = subprocess.run([binary, "-c", "-q", "-f", str(tmp)], capture_output=True, text=True)
-        if check.returncode != 0:
-            raise Internal(f"haproxy rejected the ingress config: {check.stderr.strip()[-500:]}")
-        os.replace(tmp, self.cfg)
-        argv = [binary, "-D", "-f", str(self.cfg), "-p", str(self.pidfile)]
-        if old:
-            argv += ["-sf", *map(str, old)]
-        proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        if proc.returncode != 0:
-            raise Internal(f"haproxy did not start: {proc.stderr.strip()[-500:]}")
-
-    def stop(self) -> None:
-        pids = self.pids()
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + 5
-        while pids and time.monotonic() < deadline:
-            pids = [p for p in pids if Path(f"/proc/{p}").exists() and not _zombie(p)]
-            time.sleep(0.02)
-        self.pidfile.unlink(missing_ok=True)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
 
 
 # -- the manager the compute servicer holds ------------------------------------------------------
@@ -323,6 +226,9 @@ class Ingress:
         self._dirty = False
         self._task: asyncio.Task | None = None
         self.last_error: str | None = None
+        # What the last pass rendered (None before the first pass of this core).
+        self._forwards: set[Route] | None = None
+        self._addresses: set[str] | None = None
 
     def changed(self) -> None:
         if not self.enabled:
@@ -347,13 +253,34 @@ class Ingress:
         async with self._lock:
             self._dirty = False
             routes = live_routes()
+            addresses = running_addresses()
+            reserved = hostports.reserved(self.config)
             try:
-                await self.run(apply_nft, self.config.bridge_name, routes)
+                await self.run(apply_nft, self.config.bridge_name, routes, reserved)
                 await self.run(self.haproxy.apply, routes)
                 self.last_error = None
             except Exception as e:
                 self.last_error = str(e)
                 raise
+            finally:
+                # forwards and guests that went away: their NAT bindings go too (after the
+                # rules, so no new entry can be made for them)
+                await self.run(self._forget, routes, addresses)
+
+    def _forget(self, routes: list[Route], addresses: set[str]) -> None:
+        forwards = {r for r in routes if r.port not in SHARED_PORTS}
+        try:
+            if self._addresses is None:
+                conntrack.forget_stale(self.config.guest_subnet, addresses, gateway_ip(self.config.guest_subnet))
+            else:
+                for ip in self._addresses - addresses:
+                    conntrack.forget_address(ip)
+                for r in self._forwards - forwards:
+                    if r.ip in addresses:
+                        conntrack.forget_forward(r.port, r.ip)
+        except Exception as e:  # noqa: BLE001 - logged; the address quarantine still holds
+            log.error("ingress: deleting conntrack entries failed: %s", e)
+        self._forwards, self._addresses = forwards, addresses
 
     async def teardown(self) -> None:
         """Remove every forwarding this appliance made (tests, uninstall)."""
@@ -382,7 +309,7 @@ async def add_ingress(servicer, request):
     row = servicer._own(ctx.principal(), request.id, "update")
     port, target = compute_rules.ingress_rule(
         request.port, request.target_port if request.HasField("target_port") else None)
-    rule = add_rule(row, port, target)
+    rule = add_rule(row, port, target, servicer.config)
     log.info("ingress: %s port %d -> %d added", row.public_id, port, target)
     await _sync_reporting(servicer)
     return rule_message(rule)

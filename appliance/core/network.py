@@ -12,6 +12,12 @@ left stale ARP entries and 18-27 s SSH stalls).
 
 Isolation (``docs/isolation.md``), all in chains named after the bridge:
 
+- ``table ip appliance``, chain ``guard_pre_<bridge>`` (hook prerouting,
+  priority raw: before conntrack and DNAT): packets from the bridge
+  addressed to or claiming to come from 127.0.0.0/8 are dropped. The
+  bridge's ``route_localnet`` is kept at 0 too (ingress needs neither), so
+  a guest routing 127.0.0.1 via its gateway cannot reach loopback-only
+  services of the host.
 - ``table ip appliance``, chain ``guard_in_<bridge>`` (hook input): packets
   from guests to any address of the host are dropped unless they belong to a
   connection the host opened (``ct state established,related``: replies to
@@ -103,7 +109,7 @@ def _suffix(bridge: str) -> str:
 def guard_chains(bridge: str) -> dict[str, str]:
     """Names of this bridge's isolation chains and port set (family -> name)."""
     sfx = _suffix(bridge)
-    return {"input": f"guard_in_{sfx}", "forward": f"guard_fwd_{sfx}",
+    return {"pre": f"guard_pre_{sfx}", "input": f"guard_in_{sfx}", "forward": f"guard_fwd_{sfx}",
             "bridge": f"guard_{sfx}", "isolate": f"isolate_{sfx}", "ports": f"ports_{sfx}",
             "ifaces": f"ifaces_{sfx}"}
 
@@ -124,6 +130,10 @@ def ensure_guard(bridge: str, public_ports: Iterable[int] = ()) -> None:
         f"add table ip {NFT_TABLE}\n"
         f"add set ip {NFT_TABLE} {GUEST_BRIDGES_SET} {{ type ifname; }}\n"
         f"add element ip {NFT_TABLE} {GUEST_BRIDGES_SET} {{ \"{bridge}\" }}\n"
+        f"add chain ip {NFT_TABLE} {names['pre']} {{ type filter hook prerouting priority raw; }}\n"
+        f"flush chain ip {NFT_TABLE} {names['pre']}\n"
+        f"add rule ip {NFT_TABLE} {names['pre']} iifname \"{bridge}\" ip daddr 127.0.0.0/8 counter drop\n"
+        f"add rule ip {NFT_TABLE} {names['pre']} iifname \"{bridge}\" ip saddr 127.0.0.0/8 counter drop\n"
         f"add chain ip {NFT_TABLE} {names['input']} {{ type filter hook input priority filter; }}\n"
         f"flush chain ip {NFT_TABLE} {names['input']}\n"
         f"add rule ip {NFT_TABLE} {names['input']} iifname \"{bridge}\" ct state established,related accept\n"
@@ -205,8 +215,21 @@ def ensure_guest_network(bridge: str, subnet: str, public_ports: Iterable[int] =
 
     ensure_bridge(bridge, subnet)
     ensure_guard(bridge, public_ports)
+    no_route_localnet(bridge)
     ensure_nat(bridge, subnet)
     enable_ip_forwarding()
+
+
+def no_route_localnet(bridge: str) -> None:
+    """Keep 127.0.0.0/8 martian on the bridge (earlier versions set it to 1 for ingress)."""
+    path = f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet"
+    try:
+        with open(path, "r+") as f:
+            if f.read().strip() != "0":
+                f.seek(0)
+                f.write("0\n")
+    except OSError as e:
+        raise NetworkError(f"cannot clear route_localnet on {bridge}: {e}") from None
 
 
 def remove_guest_network(bridge: str) -> None:
@@ -216,6 +239,7 @@ def remove_guest_network(bridge: str) -> None:
     # only this bridge's chains: the tables also hold other bridges' and ingress rules
     names = guard_chains(bridge)
     for args in (["chain", "ip", NFT_TABLE, nat_chain(bridge)],
+                 ["chain", "ip", NFT_TABLE, names["pre"]],
                  ["chain", "ip", NFT_TABLE, names["input"]],
                  ["chain", "ip", NFT_TABLE, names["forward"]],
                  ["element", "ip", NFT_TABLE, GUEST_BRIDGES_SET, f'{{ "{bridge}" }}'],

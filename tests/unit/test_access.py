@@ -42,29 +42,73 @@ def test_nft_script_only_forwards_exclusive_ports():
     assert script.count("dnat to") == 2  # prerouting + output for 8022 only
     assert "th dport 8022 dnat to 10.217.0.3:22" in script
     assert "fib daddr type local" in script
-    assert 'oifname "apbr0" masquerade' in script
+    assert "masquerade" not in script  # 127.0.0.1 is not forwarded: no route_localnet, no SNAT
     assert "flush chain ip appliance ingress_pre_apbr0" in script
     empty = ingress.nft_script("apbr0", [])
     assert "dnat" not in empty and "masquerade" not in empty and "flush chain" in empty
 
 
-def test_haproxy_config_routes_by_host_and_sni():
+def test_nft_script_never_captures_loopback_or_the_appliances_ports():
+    routes = ROUTES + [ingress.Route("cccc3333", "10.217.0.4", 8080, 80)]
+    script = ingress.nft_script("apbr0", routes, reserved={8080, 2222, 80, 443})
+    lines = script.splitlines()
+    assert "10.217.0.4" not in script  # a stored rule on the API port is not rendered
+    for chain in ("ingress_pre_apbr0", "ingress_out_apbr0"):
+        first_dnat = next(i for i, line in enumerate(lines) if chain in line and "dnat to" in line)
+        loopback = lines.index(f"add rule ip appliance {chain} ip daddr 127.0.0.0/8 accept")
+        own = lines.index(f"add rule ip appliance {chain} meta l4proto {{ tcp, udp }} "
+                          "th dport { 80, 443, 2222, 8080 } accept")
+        assert loopback < first_dnat and own < first_dnat
+
+
+def test_host_ports_in_use(tmp_path):
+    from appliance.core import hostports
+    from appliance.errors import Conflict
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    (tmp_path / "tcp").write_text(header +
+        "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1\n"   # 8080 listen
+        "   1: 0100007F:1F41 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 2\n")  # 8001 established
+    (tmp_path / "tcp6").write_text(header +
+        "   0: 00000000000000000000000000000000:2328 00000000000000000000000000000000:0000 0A 0:0 00:0 0 0 0 3\n")  # 9000
+    (tmp_path / "udp").write_text(header +
+        "   0: 00000000:1F45 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4\n"   # 8005 bound
+        "   1: 0A000001:1F46 0A000002:0035 01 00000000:00000000 00:00000000 00000000     0        0 5\n")  # 8006 connected
+    assert hostports.bound_ports(tmp_path) == {8080, 9000, 8005}
+    config = Config(data_dir="/tmp/x", http_port=8080, ssh_port=2222, core_tcp="0.0.0.0:8500")
+    assert {8080, 2222, 80, 443, 8500} <= hostports.reserved(config)
+    for port in (8080, 8500, 8005):
+        with pytest.raises(Conflict):
+            hostports.check_free(config, port, tmp_path)
+    hostports.check_free(config, 8001, tmp_path)
+    hostports.check_free(config, 8006, tmp_path)
+
+
+def test_haproxy_config_routes_by_host_and_sni_through_maps(tmp_path):
+    from appliance.core import ingress_proxy
     config = Config(data_dir="/tmp/x", compute_domain="Compute.Example", ingress_http_port=18080,
-                    ingress_https_port=18443)
-    text = ingress.haproxy_config(config, ROUTES)
+                    ingress_https_port=18443, ingress_max_conns_per_source=7, ingress_hard_stop_after=12,
+                    ingress_idle_timeout=90)
+    text = ingress_proxy.haproxy_config(config, tmp_path / "h.map", tmp_path / "t.map", tmp_path / "s.sock")
     assert "bind 0.0.0.0:18080" in text and "bind 0.0.0.0:18443" in text
-    assert "use_backend h_aaaa1111 if { var(txn.host) -m str aaaa1111.compute.example }" in text
-    assert "use_backend t_aaaa1111 if { req.ssl_sni -i aaaa1111.compute.example }" in text
-    assert "server guest 10.217.0.2:8443" in text and "server guest 10.217.0.3:80" in text
-    assert "t_bbbb2222" not in text  # no 443 rule for b
-    assert "10.217.0.3:22" not in text  # 8xxx is the kernel's
+    assert "hard-stop-after 12s" in text and "timeout tunnel 90s" in text and "1h" not in text
+    assert text.count("tcp-request connection reject if { sc0_conn_cur gt 7 }") == 2
+    assert f"map_str({tmp_path / 'h.map'})" in text and f"req.ssl_sni,lower,map_str({tmp_path / 't.map'})" in text
+    assert f"stats socket {tmp_path / 's.sock'} mode 600 level admin" in text
+    http = ingress_proxy.map_entries(config, ROUTES, 80)
+    tls = ingress_proxy.map_entries(config, ROUTES, 443)
+    assert http == [("aaaa1111.compute.example", "10.217.0.2:8080"), ("bbbb2222.compute.example", "10.217.0.3:80")]
+    assert tls == [("aaaa1111.compute.example", "10.217.0.2:8443")]
+    assert ingress_proxy.map_text(tls) == "aaaa1111.compute.example 10.217.0.2:8443\n"
 
 
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed")
 def test_haproxy_accepts_the_rendered_config(tmp_path):
+    from appliance.core import ingress_proxy
     config = Config(data_dir=str(tmp_path), ingress_http_port=18080, ingress_https_port=18443)
+    for name in ("h.map", "t.map"):
+        (tmp_path / name).write_text(ingress_proxy.map_text(ingress_proxy.map_entries(config, ROUTES, 80)))
     cfg = tmp_path / "h.cfg"
-    cfg.write_text(ingress.haproxy_config(config, ROUTES))
+    cfg.write_text(ingress_proxy.haproxy_config(config, tmp_path / "h.map", tmp_path / "t.map", tmp_path / "s"))
     r = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 

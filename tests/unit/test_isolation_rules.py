@@ -87,6 +87,10 @@ def test_guard_rules(monkeypatch):
     # the port set is never flushed (running guests keep their entries)
     assert not any(line.startswith("flush set") for line in lines)
     assert "ether type != { ip, arp } counter drop" in script
+    # nothing from the bridge to or from 127.0.0.0/8, before conntrack and DNAT (priority raw)
+    assert f"add chain ip appliance {names['pre']} {{ type filter hook prerouting priority raw; }}" in lines
+    assert f'add rule ip appliance {names["pre"]} iifname "apbr0" ip daddr 127.0.0.0/8 counter drop' in lines
+    assert f'add rule ip appliance {names["pre"]} iifname "apbr0" ip saddr 127.0.0.0/8 counter drop' in lines
     assert f"add rule bridge appliance {names['isolate']} iifname @{names['ifaces']} counter drop" in lines
 
 

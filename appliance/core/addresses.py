@@ -1,0 +1,80 @@
+"""Guest addresses (and so MACs, ``network.mac_for_ip``): who may get which.
+
+A freed address is *not* handed out again at once: traffic meant for the
+previous guest (a UDP client still sending to a removed ingress port, a TCP
+peer retransmitting, a neighbour's ARP cache) would reach the next tenant.
+So allocation is least-recently-used with a minimum quarantine:
+
+1. addresses never handed out, lowest first;
+2. else the address released longest ago, if that was at least
+   ``Config.guest_address_quarantine_seconds`` ago;
+3. else the create fails (Conflict, naming the quarantine).
+
+Every handed-out address has a row here (``released_at`` NULL while a
+container holds it). An address whose container vanished without
+``release`` (rows deleted by ``appliance user rm`` while the core was down)
+starts its quarantine when allocation first notices it is free.
+Callers run on the loop thread inside the create's transaction, so two
+creates cannot race.
+"""
+from __future__ import annotations
+
+import ipaddress
+import time
+from typing import Iterable
+
+import peewee as pw
+
+from appliance.core import db
+from appliance.core.db import BaseModel
+from appliance.core.network import NetworkError, gateway_ip
+
+
+class GuestAddress(BaseModel):
+    ip = pw.CharField(max_length=45, unique=True)
+    released_at = pw.BigIntegerField(null=True)  # NULL: in use (or freed unnoticed)
+
+    class Meta:
+        table_name = "guest_address"
+
+
+db.register(GuestAddress)
+
+
+def allocate(subnet: str, used: Iterable[str], quarantine_seconds: int, now: float | None = None) -> str:
+    """Pick an address for a new container and record it as in use."""
+    now = int(time.time() if now is None else now)
+    net = ipaddress.ip_network(subnet)
+    used = {str(ipaddress.ip_address(u)) for u in used}
+    known = {a.ip: a for a in GuestAddress.select()}
+    for ip in used - set(known):  # held by containers created before this table existed
+        known[ip] = GuestAddress.create(ip=ip, released_at=None)
+    taken = used | {gateway_ip(subnet)}
+    for host in net.hosts():
+        ip = str(host)
+        if ip not in taken and ip not in known:
+            GuestAddress.create(ip=ip, released_at=None)
+            return ip
+    free = [a for ip, a in known.items() if ip not in taken and ipaddress.ip_address(ip) in net]
+    for a in free:
+        if a.released_at is None:  # freed without release(): its quarantine starts now
+            a.released_at = now
+            a.save()
+    ready = [a for a in free if a.released_at <= now - quarantine_seconds]
+    if not ready:
+        if free:
+            wait = min(a.released_at for a in free) + quarantine_seconds - now
+            raise NetworkError(f"no free guest address in {subnet}: {len(free)} freed address(es) are in "
+                               f"quarantine for another {wait} s (guest_address_quarantine_seconds)")
+        raise NetworkError(f"no free guest address left in {subnet}")
+    best = min(ready, key=lambda a: (a.released_at, ipaddress.ip_address(a.ip)))
+    GuestAddress.update(released_at=None).where(GuestAddress.id == best.id).execute()
+    return best.ip
+
+
+def release(ip: str, now: float | None = None) -> None:
+    """The container holding ``ip`` is gone: start its quarantine."""
+    stamp = int(time.time() if now is None else now)
+    updated = GuestAddress.update(released_at=stamp).where(GuestAddress.ip == ip).execute()
+    if not updated:
+        GuestAddress.create(ip=ip, released_at=stamp)
