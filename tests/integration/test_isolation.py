@@ -13,6 +13,7 @@ a network namespace ``apisonet`` behind a veth (host 198.51.100.1, far end
 """
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import os
 import re
@@ -637,3 +638,51 @@ def test_stop_leaves_no_mount_cgroup_or_port_entry(driver, make_guest):
     driver.destroy(spec.id)
     assert not (driver.guests_dir / spec.id).exists()
     assert driver.id_range(spec.id) is None
+
+
+# -- mount paths through the image's absolute symlinks (issue 11, item 1) -----------
+
+
+def test_mount_paths_never_reach_the_host_through_image_symlinks(driver, make_guest):
+    """The image has /var/run -> /run. Resolved by the host, the mount path
+    /var/run/<x> named the host's /run/<x>: its contents were copied into the
+    guest's volume (a root-only file there became readable in the guest) and
+    a missing one was created on the host."""
+    from appliance.core import compute_rules
+    from appliance.core.drivers.base import GuestStartError
+    from appliance.errors import Invalid
+
+    assert os.readlink(Path(driver.guest_image(), "var/run")) == "/run", "the image's link this test relies on"
+    tag = uuid.uuid4().hex[:8]
+    planted, fresh = Path(f"/run/aptest-{tag}"), Path(f"/run/aptest-new-{tag}")
+    planted.mkdir(mode=0o700)
+    try:
+        (planted / "secret").write_text("host-only secret\n")
+        os.chmod(planted / "secret", 0o600)
+        paths = ("/root", f"/var/run/aptest-{tag}", f"/var/run/aptest-new-{tag}/x")
+        try:
+            spec = make_guest(mount_paths=paths)
+        except GuestStartError as e:   # what the driver does now: refuse, touch nothing
+            assert "symbolic link" in str(e), e
+            spec = None
+        if spec is not None:
+            code, out = run(driver, spec, f"cat /var/run/aptest-{tag}/secret; ls -la /var/run/aptest-{tag}")
+            assert "host-only secret" not in out, f"the guest read a host file: {out}"
+            assert "secret" not in out, f"the host directory was copied into the guest: {out}"
+        assert not fresh.exists(), "a directory was created on the host through the guest's mount path"
+        assert sorted(os.listdir(planted)) == ["secret"]
+        assert (planted / "secret").stat().st_uid == 0, "nothing chowned on the host"
+        # and the API refuses such paths with 400 before anything is made
+        with pytest.raises(Invalid) as e:
+            compute_rules.mount_paths(list(paths), image=driver.guest_image())
+        assert "symbolic link" in e.value.message and f"'/run/aptest-{tag}'" in e.value.message
+        # a path the guest could plant a link under in its volume is refused too
+        good = make_guest(mount_paths=("/root", "/srv/data"))
+        assert run(driver, good, f"ln -s /run/aptest-{tag} /srv/data/sub")[0] == 0
+        driver.stop(good.id)
+        with pytest.raises(GuestStartError):
+            driver.start(dataclasses.replace(good, mount_paths=("/root", "/srv/data/sub/x")))
+        assert sorted(os.listdir(planted)) == ["secret"] and not Path(f"/run/aptest-{tag}/x").exists()
+    finally:
+        shutil.rmtree(planted, ignore_errors=True)
+        shutil.rmtree(fresh, ignore_errors=True)
