@@ -686,3 +686,72 @@ def test_mount_paths_never_reach_the_host_through_image_symlinks(driver, make_gu
     finally:
         shutil.rmtree(planted, ignore_errors=True)
         shutil.rmtree(fresh, ignore_errors=True)
+
+
+# -- kernel objects not charged to the guest (issue 19, items 2, 3, 13) ------------
+
+
+def test_kernel_keys_are_refused_in_guests(driver, make_guest):
+    """Keys are not charged to the guest's memory cgroup and every uid mapped
+    into a guest has its own key quota: the seccomp filter refuses the calls."""
+    spec = make_guest()
+    for call in ("add_key", "keyctl", "request_key", "keyctl32"):
+        worked, out = probe(driver, spec, call)
+        assert not worked and "EPERM" in out, f"{call}: {out}"
+    # the guest's own processes (init, sshd) run under the filter too, not only exec'd ones
+    code, out = run(driver, spec, "for p in 1 $(pgrep -x sshd); do grep '^Seccomp:' /proc/$p/status; done")
+    lines = out.split()
+    assert code == 0 and lines.count("Seccomp:") >= 2 and set(lines) == {"Seccomp:", "2"}, out
+
+
+def _host_tcp_bytes() -> int:
+    """Host-wide TCP buffer memory (pages in /proc/net/sockstat, all namespaces)."""
+    for line in Path("/proc/net/sockstat").read_text().splitlines():
+        if line.startswith("TCP:"):
+            fields = line.split()
+            return int(fields[fields.index("mem") + 1]) * os.sysconf("SC_PAGE_SIZE")
+    raise AssertionError("no TCP line in /proc/net/sockstat")
+
+
+def test_guest_tcp_buffers_and_open_files_are_bounded(driver, make_guest):
+    """100 loopback pairs that are never read queued ~375 MB of host memory
+    outside the guest's limit before; now the guest's TCP memory is capped
+    (driver.tcp_memory_mb) and its processes cannot open more than
+    driver.nofile files."""
+    spec = make_guest(memory_mb=256)
+    limit = min(driver.tcp_memory_mb, spec.memory_mb) << 20
+    before = _host_tcp_bytes()
+    code, out = run(driver, spec, "probe tcpfill 100 60 > /tmp/tcpfill.out 2>&1 &")
+    assert code == 0, out
+    deadline = time.monotonic() + 60
+    report = ""
+    while time.monotonic() < deadline and "ok tcpfill" not in report:
+        time.sleep(0.5)
+        report = run(driver, spec, "cat /tmp/tcpfill.out")[1]
+    try:
+        assert "ok tcpfill 100 pairs" in report, report
+        grown = _host_tcp_bytes() - before
+        queued = int(report.split()[4])
+        print(f"\nguest queued {queued / 2**20:.1f} MiB; host TCP memory +{grown / 2**20:.1f} MiB "
+              f"(limit {limit / 2**20:.0f} MiB)")
+        assert grown < limit + (48 << 20), "guest TCP buffers exceed its limit in host memory"
+    finally:
+        run(driver, spec, "pkill -x probe")
+    code, out = run(driver, spec, "ulimit -Hn; grep 'open files' /proc/1/limits; ulimit -n 100000 && echo raised")
+    assert out.split()[0] == str(driver.nofile), out
+    assert f"{driver.nofile}" in out.splitlines()[1], out
+    assert "raised" not in out, out
+
+
+def test_guests_see_only_their_own_cgroups(driver, make_guest):
+    a, b = make_guest(), make_guest()
+    wait_for_sshd(a.ip)   # the init's cgroup remount runs before sshd starts
+    code, out = run(driver, a, "cat /proc/self/cgroup /proc/1/cgroup; grep cgroup /proc/self/mountinfo; "
+                               "find /sys/fs/cgroup -maxdepth 3 -type d")
+    assert code == 0, out
+    assert b.id not in out and "machine" not in out, f"the guest sees other guests' cgroups:\n{out}"
+    for line in out.splitlines():
+        if re.match(r"^\d+:", line):
+            assert line.endswith(":/"), f"cgroup not rooted at the guest's own: {line}"
+        if " - cgroup " in line:
+            assert line.split()[3] == "/", f"cgroup mount not rooted at the guest's own: {line}"

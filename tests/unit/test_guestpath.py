@@ -197,3 +197,28 @@ def test_volume_directory_shifts_new_dirs_to_the_guest(trees, volume):
     got = store.directory("v", "mounts/root", seed_from=(root, "/root"), id_base=base)
     assert got.stat().st_uid == base and (got / ".bashrc").stat().st_uid == base
     assert (mnt / "mounts").stat().st_uid == base, "new parents too"
+
+
+# -- room for sparse volumes (issue 19, "also") ---------------------------------------
+
+def test_volumes_are_refused_beyond_free_space_minus_promises(tmp_path, monkeypatch):
+    gib = volumes.GIB
+    store = volumes.VolumeStore(tmp_path / "vols", margin_gb=1)
+    monkeypatch.setattr(store, "free_bytes", lambda: 10 * gib)
+    monkeypatch.setattr(volumes, "_run", lambda *cmd: None)      # no mkfs: the sparse file is what counts
+    assert store.create("a", 4)                                # 4 promised, 1 margin
+    store.reserve("b", 4)                                      # 8 + 1 of 10
+    with pytest.raises(volumes.VolumeNoRoom) as e:
+        store.reserve("c", 2)
+    assert "not enough disk" in str(e.value)
+    with pytest.raises(volumes.VolumeNoRoom):
+        store.create("c", 2)                                   # also without a reservation
+    assert not store.image("c").exists()
+    store.create("b", 4)                                       # its own reservation does not count twice
+    store.delete("a")
+    store.reserve("c", 2)                                      # room again
+    # what a volume has really allocated is no longer "promised": only the rest is
+    with open(store.image("b"), "r+b") as f:
+        f.write(b"x" * (1 << 20))
+        os.fsync(f.fileno())
+    assert store.promised_bytes() < 6 * gib

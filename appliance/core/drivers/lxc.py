@@ -83,6 +83,11 @@ if [ "$1" != --cgroupns ]; then
   done
   exec unshare --cgroup "$0" --cgroupns
 fi
+# libvirt's cgroup mounts are binds of the host's whole hierarchies (every
+# guest's cgroups in sight): mount them again, now rooted at our own cgroups.
+grep ' cgroup ' /proc/self/mounts | while read -r _ dir _ opts _; do
+  umount "$dir" && mount -t cgroup -o "$opts" cgroup "$dir"
+done
 """
 INIT_SCRIPT = """#!/bin/sh
 # Written by the appliance at every start of this guest.
