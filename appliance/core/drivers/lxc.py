@@ -54,6 +54,7 @@ from pathlib import Path
 
 from appliance.core import network
 from appliance.core.drivers import guestlimits, guestpath, idmap, nsexec
+from appliance.core.drivers.guestinit import INIT_PIDS_GATE, INIT_SCRIPT
 from appliance.core.drivers.base import (
     ExecResult, GuestDriver, GuestError, GuestNoRoom, GuestNotFound, GuestNotRunning, GuestSpec,
     GuestStartError, GuestState, GuestUsage, PtyProcess,
@@ -71,34 +72,6 @@ INIT_TIMEOUT_SECONDS = 10.0
 LIBVIRT_LOG_DIR = Path("/var/log/libvirt/lxc")
 DEFAULT_PIDS_MAX = 1024
 PIDS_CGROUP_SUFFIX = ".appliance"
-INIT_PIDS_GATE = """# Nothing runs before the host has moved this init into the guest's pids
-# cgroup; then a cgroup namespace rooted at the guest's own cgroups. Nobody
-# moves an init that libvirt restarted by itself (a reboot from inside):
-# after 30 s it gives up, and the guest stops.
-if [ "$1" != --cgroupns ]; then
-  n=0
-  while grep -q '^[0-9]*:pids:/$' /proc/self/cgroup; do
-    n=$((n+1)); [ $n -gt 6000 ] && exit 1
-    sleep 0.005
-  done
-  exec unshare --cgroup "$0" --cgroupns
-fi
-# libvirt's cgroup mounts are binds of the host's whole hierarchies (every
-# guest's cgroups in sight): mount them again, now rooted at our own cgroups.
-grep ' cgroup ' /proc/self/mounts | while read -r _ dir _ opts _; do
-  umount "$dir" && mount -t cgroup -o "$opts" cgroup "$dir"
-done
-"""
-INIT_SCRIPT = """#!/bin/sh
-# Written by the appliance at every start of this guest.
-exec >/var/log/appliance-init.log 2>&1
-{pids_gate}hostname -F /etc/hostname
-mkdir -p /run/sshd && chmod 0755 /run/sshd
-ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1 || ssh-keygen -A
-/usr/sbin/sshd -D &
-trap 'kill -TERM -1; sleep 0.3; exit 0' TERM INT
-while :; do sleep 3600 & wait $!; done
-"""
 
 
 def default_run_dir(data_dir: str | os.PathLike) -> Path:
