@@ -747,9 +747,11 @@ def test_guests_see_only_their_own_cgroups(driver, make_guest):
     a, b = make_guest(), make_guest()
     wait_for_sshd(a.ip)   # the init's cgroup remount runs before sshd starts
     code, out = run(driver, a, "cat /proc/self/cgroup /proc/1/cgroup; grep cgroup /proc/self/mountinfo; "
-                               "find /sys/fs/cgroup -maxdepth 3 -type d")
+                               "find /sys/fs/cgroup -mindepth 2 -type d")
     assert code == 0, out
     assert b.id not in out and "machine" not in out, f"the guest sees other guests' cgroups:\n{out}"
+    assert not [line for line in out.splitlines() if line.startswith("/sys/fs/cgroup/")], \
+        f"the guest sees cgroups below its own:\n{out}"
     for line in out.splitlines():
         if re.match(r"^\d+:", line):
             assert line.endswith(":/"), f"cgroup not rooted at the guest's own: {line}"

@@ -20,8 +20,10 @@ if [ "$1" != --cgroupns ]; then
 fi
 # libvirt's cgroup mounts are binds of the host's whole hierarchies (every
 # guest's cgroups in sight): mount them again, now rooted at our own cgroups.
+# A named hierarchy (name=systemd) has no guest cgroup: just unmounted.
 grep ' cgroup ' /proc/self/mounts | while read -r _ dir _ opts _; do
-  umount "$dir" && mount -t cgroup -o "$opts" cgroup "$dir"
+  umount "$dir" || continue
+  case ",$opts," in *,name=*) ;; *) mount -t cgroup -o "$opts" cgroup "$dir" ;; esac
 done
 """
 INIT_SCRIPT = """#!/bin/sh
