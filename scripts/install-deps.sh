@@ -9,6 +9,8 @@ packages=(
   # guests: libvirt LXC, networking, image build
   libvirt-daemon libvirt-daemon-driver-lxc libvirt-clients libvirt-dev
   dnsmasq-base nftables iptables iproute2 debootstrap e2fsprogs
+  # guests' seccomp filter: libseccomp, and libc headers for its small wrapper
+  libseccomp2 libc6-dev
   # reaching guests and testing as a user does
   openssh-client openssh-server curl wrk nginx-light
   # test_domain_xml validates the rendered XML against libvirt's schemas
