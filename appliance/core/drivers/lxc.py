@@ -388,6 +388,9 @@ class LxcDriver(GuestDriver):
         vol = self.volumes.mount(spec.id)
         self._shift_volume(spec.id, vol, ids)
         layer = vol / "layer"
+        root = self.guests_dir / spec.id / "root"
+        if is_mounted(root):   # left by a guest that died without a stop: its layer goes next
+            _run("umount", str(root))
         if layer.exists():
             shutil.rmtree(layer)
         (layer / "upper").mkdir(parents=True)
@@ -404,7 +407,6 @@ class LxcDriver(GuestDriver):
                     idmap.idmapped_bind_mount(self.image, lower, ids)
                 except OSError as e:
                     raise GuestStartError(f"could not make the idmapped image mount: {e}") from e
-        root = self.guests_dir / spec.id / "root"
         root.mkdir(parents=True, exist_ok=True)
         if not is_mounted(root):
             _run("mount", "-t", "overlay", "overlay", "-o",
