@@ -53,8 +53,8 @@ import time
 from pathlib import Path
 
 from appliance.core import network
-from appliance.core.drivers import guestlimits, guestpath, idmap, nsexec
-from appliance.core.drivers.guestinit import INIT_PIDS_GATE, INIT_SCRIPT
+from appliance.core.drivers import guestinit, guestlimits, guestpath, idmap, nsexec
+from appliance.core.drivers.guestinit import CGROUP_REMOUNT, INIT_PIDS_GATE, INIT_SCRIPT, READY_FILE
 from appliance.core.drivers.base import (
     ExecResult, GuestDriver, GuestError, GuestNoRoom, GuestNotFound, GuestNotRunning, GuestSpec,
     GuestStartError, GuestState, GuestUsage, PtyProcess,
@@ -121,6 +121,7 @@ class LxcDriver(GuestDriver):
         self.nofile = nofile
         self._conn = None
         self._conn_lock = threading.Lock()
+        self._ready: set[str] = set()   # guests whose init has finished setting up
 
     def reserve_storage(self, guest_id: str, storage_gb: float) -> None:
         try:
@@ -203,6 +204,7 @@ class LxcDriver(GuestDriver):
             log.exception("cleanup after a failed start of %s", guest_id)
 
     def stop(self, guest_id: str) -> None:
+        self._ready.discard(guest_id)
         dom = self._domain(guest_id)
         if dom is not None:
             self._stop_domain(dom)
@@ -285,6 +287,8 @@ class LxcDriver(GuestDriver):
         try:
             fds = libvirt_lxc.lxcOpenNamespace(dom, 0)
             pid = self.init_pid(guest_id)
+            if guest_id not in self._ready and guestinit.wait_ready(pid):
+                self._ready.add(guest_id)   # exec waits until the init has set the guest up
             # libvirt hands out ipc/mnt/net/pid/user/uts; the guest's cgroup
             # namespace (made by its init) is joined too.
             fds.append(os.open(f"/proc/{pid}/ns/cgroup", os.O_RDONLY | os.O_CLOEXEC))
@@ -413,7 +417,8 @@ class LxcDriver(GuestDriver):
                  f"lowerdir={lower},upperdir={layer / 'upper'},workdir={layer / 'work'}", str(root))
         hostname = spec.hostname or spec.id
         limit_pids = self._pids_controller_available() and (spec.pids_max or self.pids_max) > 0
-        init = INIT_SCRIPT.format(pids_gate=INIT_PIDS_GATE if limit_pids else "")
+        init = INIT_SCRIPT.format(pids_gate=INIT_PIDS_GATE if limit_pids else "", ready=READY_FILE,
+                                  cgroup_view=CGROUP_REMOUNT if limit_pids else "")
         _write_in(root, INIT_PATH, init, 0o755, own)
         _write_in(root, "/etc/hostname", hostname + "\n", owner=own)
         _write_in(root, "/etc/hosts", f"127.0.0.1\tlocalhost\n::1\tlocalhost\n{spec.ip}\t{hostname}\n", owner=own)
