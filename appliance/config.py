@@ -109,6 +109,18 @@ class Config:
     # A freed guest address (and its MAC) is not handed out again for this
     # long (seconds); never-used addresses go first, then the oldest freed.
     guest_address_quarantine_seconds: int = 600
+    # -- guest isolation (drivers/lxc.py, volumes.py; docs/isolation.md) --
+    # Kernel TCP buffer memory one guest may hold (cgroup v1
+    # memory.kmem.tcp.limit_in_bytes; at most the guest's memory limit). On
+    # cgroup v2 the memory limit already covers socket memory.
+    guest_tcp_memory_mb: int = 64
+    # Open files per guest process (RLIMIT_NOFILE, soft = hard; guest root
+    # cannot raise it).
+    guest_nofile: int = 4096
+    # Volumes are sparse: a new container's storage_gb must fit in the free
+    # space of the volume disk minus what existing volumes may still grow
+    # into, minus this margin, or the create is refused (409).
+    volume_free_margin_gb: int = 2
     admin_username: str = "admin"
     admin_password: str = ""
     log_level: str = "INFO"

@@ -11,6 +11,8 @@ packages=(
   dnsmasq-base nftables iptables iproute2 debootstrap e2fsprogs
   # ingress: delete the conntrack entries of removed rules and stopped guests
   conntrack
+  # guests' seccomp filter: libseccomp, and libc headers for its small wrapper
+  libseccomp2 libc6-dev
   # reaching guests and testing as a user does
   openssh-client openssh-server curl wrk nginx-light
   # test_domain_xml validates the rendered XML against libvirt's schemas

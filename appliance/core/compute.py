@@ -41,7 +41,7 @@ from appliance.core.compute_models import (
     RUNNING, STOPPED, Container, SshKey,
 )
 from appliance.core.db import database, new_public_id
-from appliance.core.drivers.base import GuestDriver, GuestError, GuestSpec, GuestState
+from appliance.core.drivers.base import GuestDriver, GuestError, GuestNoRoom, GuestSpec, GuestState
 from appliance.core.events import Bus, Lagged
 from appliance.core.server import EXTRA_SERVICERS
 from appliance.errors import (
@@ -331,7 +331,8 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         itype = rules.instance_type(request.instance_type)
         memory = rules.memory_mb(itype, request.memory_mb if request.HasField("memory_mb") else None)
         storage = rules.storage_gb(itype, request.storage_gb if request.HasField("storage_gb") else None)
-        mounts = rules.mount_paths(request.mount_paths, default=rules.DEFAULT_MOUNTS)
+        mounts = rules.mount_paths(request.mount_paths, default=rules.DEFAULT_MOUNTS,
+                                   image=self.driver.guest_image())
         ssh_enabled = request.ssh_enabled if request.HasField("ssh_enabled") else request.enable_ssh
         key_ids = list(dict.fromkeys(request.ssh_key_ids))
         if not key_ids:
@@ -357,6 +358,10 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 cid = new_public_id(CONTAINER_ID_LENGTH, CONTAINER_ID_ALPHABET)
                 if not Container.select().where(Container.public_id == cid).exists():
                     break
+            try:   # sparse volumes: never promise more disk than the host has
+                self.driver.reserve_storage(cid, storage)
+            except GuestNoRoom as e:
+                raise Conflict(str(e)) from None
             row = Container.create(
                 public_id=cid, owner=p.user.id, name=name, status=PENDING, instance_type=itype.name,
                 memory_mb=memory, cpus=itype.cpus, storage_gb=storage, ip=ip, ssh_enabled=ssh_enabled,
@@ -435,7 +440,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
 
     async def SetMounts(self, request, context):
         row = self._own(ctx.principal(), request.id, "update")
-        mounts = rules.mount_paths(request.mount_paths)
+        mounts = rules.mount_paths(request.mount_paths, image=self.driver.guest_image())
         restarted = False
         async with self.locks[row.public_id]:
             row = Container.get_or_none(Container.id == row.id)

@@ -5,6 +5,8 @@ message naming the field. See docs/compute.md for the tables.
 """
 from __future__ import annotations
 
+import errno
+import os
 import posixpath
 from dataclasses import dataclass
 
@@ -119,13 +121,45 @@ def mount_path(path: str) -> str:
     return path
 
 
-def mount_paths(paths, *, default: tuple[str, ...] | None = None) -> list[str]:
+def mount_path_in_image(path: str, image) -> str:
+    """Refuse a mount path that is not a plain directory path in the guest
+    image: one passing through a symlink there (``/var/run -> /run``,
+    ``/usr/lib/ssl/private -> /etc/ssl/private``) or naming a file. Choice
+    (docs/compute.md): refuse with 400 and name the path the guest would
+    really see, rather than mount somewhere else than asked. The driver
+    refuses the same at start (it never resolves such a path on the host)."""
+    from appliance.core.drivers import guestpath
+
+    try:
+        link = guestpath.first_symlink(image, path)
+        if link is not None:
+            real = guestpath.resolve(image, path)
+            raise Invalid(f"mount path {path!r} passes through a symbolic link in the guest image "
+                          f"({link[0]} -> {link[1]}); in the guest it is {real!r}")
+        os.close(guestpath.open_dir(image, path))
+    except FileNotFoundError:
+        return path          # not in the image: made in the guest's root at start
+    except guestpath.GuestPathError as e:
+        if e.errno == errno.ELOOP:   # a loop of links
+            raise Invalid(f"mount path {path!r}: {e.strerror} in the guest image") from None
+        raise Invalid(f"mount path {path!r}: {e.strerror} in the guest image; a mount path must be "
+                      "a directory") from None
+    else:
+        return path
+
+
+def mount_paths(paths, *, default: tuple[str, ...] | None = None, image=None) -> list[str]:
+    """``image``: the guest image's root directory (None: not checked, e.g. the
+    fake driver); each path must then be a plain directory path in it."""
     paths = list(paths)
     if not paths and default is not None:
         return list(default)
     if len(paths) > MAX_MOUNTS:
         raise Invalid(f"at most {MAX_MOUNTS} mount_paths")
     clean = [mount_path(p) for p in paths]
+    if image is not None:
+        for p in clean:
+            mount_path_in_image(p, image)
     if len(set(clean)) != len(clean):
         raise Invalid("mount_paths must not repeat a path")
     for a in clean:

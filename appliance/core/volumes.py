@@ -16,12 +16,22 @@ Layout under ``root``: ``<name>.img`` (the filesystem) and ``<name>/`` (its
 mount point; under ``mount_root`` instead when given, e.g. a directory that
 user-namespace guests can traverse while ``root`` stays private). ``mount -o loop`` uses an auto-clearing loop device, so
 unmounting also releases the loop device. Every operation is idempotent.
+
+Room: sparse files promise more than they take. ``create`` (and ``reserve``,
+which the service calls before it answers a create) refuses a volume unless
+its full size fits into the free space of the volumes' disk minus what the
+existing volumes may still grow into (apparent size minus allocated blocks),
+minus volumes reserved but not made yet, minus ``margin_gb``
+(``VolumeNoRoom``). Other writers of that disk (uploads, the database) are
+not predicted; the margin is for them.
 """
 from __future__ import annotations
 
 import os
 import re
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +39,15 @@ GIB = 1024 ** 3
 MOUNT_OPTIONS = "loop,nosuid,nodev"
 
 
+RESERVATION_SECONDS = 600   # a reservation whose volume was never made lapses
+
+
 class VolumeError(RuntimeError):
     pass
+
+
+class VolumeNoRoom(VolumeError):
+    """Not enough disk for the volume's full size (see the module doc)."""
 
 
 @dataclass(frozen=True)
@@ -40,9 +57,56 @@ class VolumeUsage:
 
 
 class VolumeStore:
-    def __init__(self, root: str | os.PathLike, mount_root: str | os.PathLike | None = None):
+    def __init__(self, root: str | os.PathLike, mount_root: str | os.PathLike | None = None,
+                 margin_gb: float = 0):
         self.root = Path(root)
         self.mount_root = Path(mount_root) if mount_root is not None else self.root
+        self.margin = int(margin_gb * GIB)
+        self._reserved: dict[str, tuple[int, float]] = {}   # name -> (bytes, when)
+        self._room_lock = threading.Lock()
+
+    # -- room ------------------------------------------------------------------------
+
+    def free_bytes(self) -> int:
+        p = self.root
+        while not p.exists():
+            p = p.parent
+        st = os.statvfs(p)
+        return st.f_bavail * st.f_frsize
+
+    def promised_bytes(self, *, besides: str | None = None) -> int:
+        """What existing volumes may still grow into, plus unmade reservations."""
+        total = 0
+        if self.root.exists():
+            for img in self.root.glob("*.img"):
+                st = img.stat()
+                total += max(0, st.st_size - st.st_blocks * 512)
+        now = time.monotonic()
+        for name, (size, when) in list(self._reserved.items()):
+            if now - when > RESERVATION_SECONDS or self.image(name).exists():
+                del self._reserved[name]
+            elif name != besides:
+                total += size
+        return total
+
+    def reserve(self, name: str, size_gb: float) -> None:
+        """Hold room for a volume about to be made, or raise ``VolumeNoRoom``."""
+        with self._room_lock:
+            self._check_room(name, size_gb)
+            self._reserved[_safe(name)] = (int(size_gb * GIB), time.monotonic())
+
+    def release(self, name: str) -> None:
+        with self._room_lock:
+            self._reserved.pop(name, None)
+
+    def _check_room(self, name: str, size_gb: float) -> None:
+        need = int(size_gb * GIB)
+        free, promised = self.free_bytes(), self.promised_bytes(besides=name)
+        if need + promised + self.margin > free:
+            raise VolumeNoRoom(
+                f"not enough disk for a {size_gb:g} GB volume: {free / GIB:.1f} GB free, "
+                f"{promised / GIB:.1f} GB already promised to other volumes, "
+                f"{self.margin / GIB:g} GB kept free")
 
     def image(self, name: str) -> Path:
         return self.root / f"{_safe(name)}.img"
@@ -58,6 +122,8 @@ class VolumeStore:
         img = self.image(name)
         if img.exists():
             return False
+        with self._room_lock:
+            self._check_room(name, size_gb)
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = img.with_name(f".{img.name}.new")
         try:
@@ -68,6 +134,7 @@ class VolumeStore:
             tmp.rename(img)
         finally:
             tmp.unlink(missing_ok=True)
+        self.release(name)
         return True
 
     def grow(self, name: str, size_gb: float) -> None:
@@ -109,6 +176,7 @@ class VolumeStore:
     def delete(self, name: str) -> None:
         """Unmount and remove the volume and its data. A missing volume is fine."""
         self.unmount(name)
+        self.release(name)
         self.image(name).unlink(missing_ok=True)
         mnt = self.mountpoint(name)
         if mnt.exists():
@@ -131,45 +199,72 @@ class VolumeStore:
         free = int(fields.get("Free blocks", 0))
         return VolumeUsage(size_bytes=total * block, used_bytes=(total - free) * block)
 
-    def directory(self, name: str, relative: str, *, seed_from: Path | None = None,
+    def directory(self, name: str, relative: str, *, seed_from: tuple[Path, str] | None = None,
                   id_base: int = 0) -> Path:
         """A directory inside the mounted volume, created on first use.
 
-        On creation it copies mode, owner and contents of ``seed_from`` when
-        that directory exists (e.g. the image's /root with its dotfiles).
+        Every component is resolved inside the volume with no symlink
+        followed (``drivers/guestpath.py``): the guest writes in its volume and
+        may have planted links; one on the way is a ``VolumeError``.
+
+        ``seed_from = (tree, path)``: on creation, mode, owner and contents of
+        the directory ``path`` *inside* ``tree`` (e.g. the image and
+        ``/root``, for its dotfiles) are copied in, when it exists there. It is
+        looked up inside ``tree`` without following symlinks (the image has
+        absolute ones such as ``/var/run -> /run``, which the host would resolve
+        against its own root): a symlink on the way is a ``VolumeError``.
         ``id_base``: the volume belongs to a user-namespace guest whose ids
-        0..65535 are host ids ``id_base``..: the new directory and what was
-        seeded into it are owned by those shifted ids (seeded ids shifted by
-        ``id_base``).
+        0..65535 are host ids ``id_base``..: the new directories and what was
+        seeded into them are owned by those shifted ids.
         """
+        from appliance.core.drivers import guestpath
+
         mnt = self.mountpoint(name)
         if not os.path.ismount(mnt):
             raise VolumeError(f"volume {name!r} is not mounted")
-        parts = [p for p in relative.split("/") if p]
-        if not parts or any(p in (".", "..") for p in parts):
+        try:
+            parts = guestpath.components(relative)
+        except guestpath.GuestPathError:
+            parts = []
+        if not parts:
             raise VolumeError(f"bad volume path {relative!r}")
-        path = mnt
-        for part in parts:
-            path = path / part
-            # The guest can write inside the volume: never follow a symlink it
-            # planted, or a later bind mount would expose a host path.
-            if path.is_symlink():
-                raise VolumeError(f"{relative!r} crosses a symlink inside volume {name!r}")
-            if path.exists() and not path.is_dir():
-                raise VolumeError(f"{relative!r} is not a directory inside volume {name!r}")
-        if not path.exists():
-            top = path
-            while not top.parent.exists():
-                top = top.parent
-            path.mkdir(parents=True)
-            if seed_from is not None and seed_from.is_dir() and not seed_from.is_symlink():
-                _run("cp", "-a", "--", f"{seed_from}/.", str(path))
-                st = seed_from.stat()
-                os.chown(path, st.st_uid, st.st_gid)
-                os.chmod(path, st.st_mode & 0o7777)
+        path = mnt.joinpath(*parts)
+        seed_fd = fd = -1
+        try:
+            if seed_from is not None:
+                try:
+                    seed_fd = guestpath.open_dir(seed_from[0], seed_from[1])
+                except FileNotFoundError:
+                    seed_fd = -1
+                except guestpath.GuestPathError as e:
+                    # the image itself: a link such as /var/run -> /run, or a file
+                    if guestpath.exists_dir(mnt, relative):
+                        seed_fd = -1   # made before; nothing to seed
+                    else:
+                        raise VolumeError(f"{seed_from[1]!r} in the guest image: {e.strerror}") from None
+            try:
+                fd, top = guestpath.make_dirs(mnt, relative)
+            except guestpath.GuestPathError as e:
+                raise VolumeError(f"{relative!r} inside volume {name!r}: {e.strerror}") from None
+            if top is None:
+                return path
+            if seed_fd >= 0:
+                _run_fds(("cp", "-a", "--", guestpath.fd_path(seed_fd) + "/.", guestpath.fd_path(fd)),
+                         (seed_fd, fd))
+                st = os.fstat(seed_fd)
+                os.fchown(fd, st.st_uid, st.st_gid)
+                os.fchmod(fd, st.st_mode & 0o7777)
             if id_base:
                 from appliance.core.drivers.idmap import remap_tree
-                remap_tree(top, 0, id_base)   # new parents too: a later mount path may be one
+                tfd = guestpath.open_dir(mnt, top)   # new parents too: a later mount path may be one
+                try:
+                    remap_tree(tfd, 0, id_base)
+                finally:
+                    os.close(tfd)
+        finally:
+            for f in (seed_fd, fd):
+                if f >= 0:
+                    os.close(f)
         return path
 
     def _loop_device(self, name: str) -> str | None:
@@ -182,6 +277,12 @@ def _safe(name: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name) or ".." in name:
         raise VolumeError(f"bad volume name {name!r}")
     return name
+
+
+def _run_fds(cmd: tuple[str, ...], fds: tuple[int, ...]) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, pass_fds=fds)
+    if proc.returncode != 0:
+        raise VolumeError(f"{cmd[0]}: {(proc.stderr or proc.stdout).strip()}")
 
 
 def _run(*cmd: str) -> None:

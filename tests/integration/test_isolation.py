@@ -13,6 +13,7 @@ a network namespace ``apisonet`` behind a veth (host 198.51.100.1, far end
 """
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import os
 import re
@@ -637,3 +638,123 @@ def test_stop_leaves_no_mount_cgroup_or_port_entry(driver, make_guest):
     driver.destroy(spec.id)
     assert not (driver.guests_dir / spec.id).exists()
     assert driver.id_range(spec.id) is None
+
+
+# -- mount paths through the image's absolute symlinks (issue 11, item 1) -----------
+
+
+def test_mount_paths_never_reach_the_host_through_image_symlinks(driver, make_guest):
+    """The image has /var/run -> /run. Resolved by the host, the mount path
+    /var/run/<x> named the host's /run/<x>: its contents were copied into the
+    guest's volume (a root-only file there became readable in the guest) and
+    a missing one was created on the host."""
+    from appliance.core import compute_rules
+    from appliance.core.drivers.base import GuestStartError
+    from appliance.errors import Invalid
+
+    assert os.readlink(Path(driver.image, "var/run")) == "/run", "the image's link this test relies on"
+    tag = uuid.uuid4().hex[:8]
+    planted, fresh = Path(f"/run/aptest-{tag}"), Path(f"/run/aptest-new-{tag}")
+    planted.mkdir(mode=0o700)
+    try:
+        (planted / "secret").write_text("host-only secret\n")
+        os.chmod(planted / "secret", 0o600)
+        paths = ("/root", f"/var/run/aptest-{tag}", f"/var/run/aptest-new-{tag}/x")
+        try:
+            spec = make_guest(mount_paths=paths)
+        except GuestStartError as e:   # what the driver does now: refuse, touch nothing
+            assert "symbolic link" in str(e), e
+            spec = None
+        if spec is not None:
+            code, out = run(driver, spec, f"cat /var/run/aptest-{tag}/secret; ls -la /var/run/aptest-{tag}")
+            assert "host-only secret" not in out, f"the guest read a host file: {out}"
+            assert "secret" not in out, f"the host directory was copied into the guest: {out}"
+        assert not fresh.exists(), "a directory was created on the host through the guest's mount path"
+        assert sorted(os.listdir(planted)) == ["secret"]
+        assert (planted / "secret").stat().st_uid == 0, "nothing chowned on the host"
+        # and the API refuses such paths with 400 before anything is made
+        with pytest.raises(Invalid) as e:
+            compute_rules.mount_paths(list(paths), image=driver.image)
+        assert "symbolic link" in e.value.message and f"'/run/aptest-{tag}'" in e.value.message
+        # a path the guest could plant a link under in its volume is refused too
+        good = make_guest(mount_paths=("/root", "/srv/data"))
+        assert run(driver, good, f"ln -s /run/aptest-{tag} /srv/data/sub")[0] == 0
+        driver.stop(good.id)
+        with pytest.raises(GuestStartError):
+            driver.start(dataclasses.replace(good, mount_paths=("/root", "/srv/data/sub/x")))
+        assert sorted(os.listdir(planted)) == ["secret"] and not Path(f"/run/aptest-{tag}/x").exists()
+    finally:
+        shutil.rmtree(planted, ignore_errors=True)
+        shutil.rmtree(fresh, ignore_errors=True)
+
+
+# -- kernel objects not charged to the guest (issue 19, items 2, 3, 13) ------------
+
+
+def test_kernel_keys_are_refused_in_guests(driver, make_guest):
+    """Keys are not charged to the guest's memory cgroup and every uid mapped
+    into a guest has its own key quota: the seccomp filter refuses the calls."""
+    spec = make_guest()
+    for call in ("add_key", "keyctl", "request_key", "keyctl32"):
+        worked, out = probe(driver, spec, call)
+        assert not worked and "EPERM" in out, f"{call}: {out}"
+    # the guest's own processes (init, sshd) run under the filter too, not only exec'd ones
+    code, out = run(driver, spec, "for p in 1 $(pgrep -x sshd); do grep '^Seccomp:' /proc/$p/status; done")
+    lines = out.split()
+    assert code == 0 and lines.count("Seccomp:") >= 2 and set(lines) == {"Seccomp:", "2"}, out
+
+
+def _host_tcp_bytes() -> int:
+    """Host-wide TCP buffer memory (pages in /proc/net/sockstat, all namespaces)."""
+    for line in Path("/proc/net/sockstat").read_text().splitlines():
+        if line.startswith("TCP:"):
+            fields = line.split()
+            return int(fields[fields.index("mem") + 1]) * os.sysconf("SC_PAGE_SIZE")
+    raise AssertionError("no TCP line in /proc/net/sockstat")
+
+
+def test_guest_tcp_buffers_and_open_files_are_bounded(driver, make_guest):
+    """100 loopback pairs that are never read queued ~375 MB of host memory
+    outside the guest's limit before; now the guest's TCP memory is capped
+    (driver.tcp_memory_mb) and its processes cannot open more than
+    driver.nofile files."""
+    spec = make_guest(memory_mb=256)
+    tcp_mb, nofile = getattr(driver, "tcp_memory_mb", 64), getattr(driver, "nofile", 4096)   # the defaults
+    limit = min(tcp_mb, spec.memory_mb) << 20
+    before = _host_tcp_bytes()
+    code, out = run(driver, spec, "probe tcpfill 100 60 > /tmp/tcpfill.out 2>&1 &")
+    assert code == 0, out
+    deadline = time.monotonic() + 60
+    report = ""
+    while time.monotonic() < deadline and "ok tcpfill" not in report:
+        time.sleep(0.5)
+        report = run(driver, spec, "cat /tmp/tcpfill.out")[1]
+    try:
+        assert "ok tcpfill 100 pairs" in report, report
+        grown = _host_tcp_bytes() - before
+        queued = int(report.split()[4])
+        print(f"\nguest queued {queued / 2**20:.1f} MiB; host TCP memory +{grown / 2**20:.1f} MiB "
+              f"(limit {limit / 2**20:.0f} MiB)")
+        assert grown < limit + (48 << 20), "guest TCP buffers exceed its limit in host memory"
+    finally:
+        run(driver, spec, "pkill -x probe")
+    code, out = run(driver, spec, "ulimit -Hn; grep 'open files' /proc/1/limits; ulimit -n 100000 && echo raised")
+    assert out.split()[0] == str(nofile), out
+    assert f"{nofile}" in out.splitlines()[1], out
+    assert "raised" not in out, out
+
+
+def test_guests_see_only_their_own_cgroups(driver, make_guest):
+    a, b = make_guest(), make_guest()
+    wait_for_sshd(a.ip)   # the init's cgroup remount runs before sshd starts
+    code, out = run(driver, a, "cat /proc/self/cgroup /proc/1/cgroup; grep cgroup /proc/self/mountinfo; "
+                               "find /sys/fs/cgroup -mindepth 2 -type d")
+    assert code == 0, out
+    assert b.id not in out and "machine" not in out, f"the guest sees other guests' cgroups:\n{out}"
+    assert not [line for line in out.splitlines() if line.startswith("/sys/fs/cgroup/")], \
+        f"the guest sees cgroups below its own:\n{out}"
+    for line in out.splitlines():
+        if re.match(r"^\d+:", line):
+            assert line.endswith(":/"), f"cgroup not rooted at the guest's own: {line}"
+        if " - cgroup " in line:
+            assert line.split()[3] == "/", f"cgroup mount not rooted at the guest's own: {line}"

@@ -200,3 +200,28 @@ def test_stopping_a_container_that_never_ran_on_a_broken_backend_works(env):
             assert c.status == "stopped"
             await h.close()
     run(main)
+
+
+def test_create_beyond_the_host_disk_is_refused_and_nothing_is_made(env):
+    """Volumes are sparse: without a reservation one user could be granted
+    more storage than the host has. The create beyond it is 409 (Conflict),
+    with no row, no guest and no reservation left."""
+    from appliance.errors import Conflict
+    config, user, key = env
+
+    async def main():
+        with Harness(config, user) as h:
+            h.driver.disk_bytes = 12 << 30
+            kid = await h.key(key)
+            await h.create(kid, storage_gb=5)
+            await h.create(kid, storage_gb=5)    # 10 of 12 GB promised
+            with pytest.raises(Conflict) as e:
+                await h.create(kid, storage_gb=5)
+            assert "not enough disk" in e.value.message
+            assert Container.select().count() == 2 and len(h.driver.reserved) == 2
+            await h.settle()
+            assert len(h.driver.guests) == 2
+            await h.create(kid, storage_gb=2)    # what still fits is accepted
+            await h.settle()
+            await h.close()
+    run(main)

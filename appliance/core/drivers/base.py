@@ -41,6 +41,10 @@ class GuestStartError(GuestError):
     """The guest could not be started; the message says why (shown to users)."""
 
 
+class GuestNoRoom(GuestError):
+    """Not enough host disk for the guest's volume; the message says how much."""
+
+
 class GuestState(str, enum.Enum):
     RUNNING = "running"
     STOPPED = "stopped"   # volume exists, guest not running
@@ -154,6 +158,16 @@ class GuestDriver(abc.ABC):
         the attempt is left running or mounted, the volume is kept, and
         ``GuestStartError`` is raised. ``GuestNotFound`` if no volume exists.
         """
+
+    def reserve_storage(self, guest_id: str, storage_gb: float) -> None:
+        """Hold host disk for the volume of a guest about to be spawned, or
+        raise ``GuestNoRoom``. Quick (no guest is touched); the hold lapses
+        when the volume is made or after a few minutes."""
+
+    def guest_image(self):
+        """The root directory of the image guests start from (a ``Path``), for
+        checking mount paths against it; None when the driver has no image."""
+        return None
 
     def restart(self, spec: GuestSpec) -> None:
         """Stop then start with ``spec``; the volume's data is kept."""

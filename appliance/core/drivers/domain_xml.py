@@ -64,6 +64,8 @@ class DomainSpec:
     init_env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     uuid: str = ""
     idmap: IdMap | None = None
+    # libvirt's LXC controller, or a wrapper that execs it (drivers/guestlimits.py)
+    emulator: str = LIBVIRT_LXC_EMULATOR
 
 
 def cpu_quota_us(cpus: float, period_us: int = CPU_PERIOD_US) -> int:
@@ -103,7 +105,7 @@ def build_domain_xml(spec: DomainSpec) -> str:
     _text(dom, "on_crash", "destroy")
 
     devices = ET.SubElement(dom, "devices")
-    _text(devices, "emulator", LIBVIRT_LXC_EMULATOR)
+    _text(devices, "emulator", spec.emulator)
     _filesystem(devices, BindMount(spec.root_dir, "/"))
     for mount in spec.mounts:
         _filesystem(devices, mount)

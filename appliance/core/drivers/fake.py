@@ -2,7 +2,8 @@
 tests of the layers above. It runs nothing: ``exec`` answers from a small
 table of canned commands, files live in dicts.
 
-Knobs for tests: ``fail_next_start`` (the next start raises
+Knobs for tests: ``disk_bytes`` (host disk for volumes: ``reserve_storage``
+refuses what does not fit beside the guests' full sizes), ``fail_next_start`` (the next start raises
 ``GuestStartError`` and, for a spawn, leaves nothing behind), ``start_delay``
 (seconds a start takes), ``memory_used_bytes``, and ``crash(id)`` (the guest
 dies as if its init exited; its volume stays).
@@ -15,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from appliance.core.drivers.base import (
-    ExecResult, GuestDriver, GuestNotFound, GuestNotRunning, GuestSpec, GuestStartError,
+    ExecResult, GuestDriver, GuestNoRoom, GuestNotFound, GuestNotRunning, GuestSpec, GuestStartError,
     GuestState, GuestUsage, PtyProcess,
 )
 
@@ -88,7 +89,20 @@ class FakeDriver(GuestDriver):
         self.start_delay = 0.0
         self.memory_used_bytes = memory_used_bytes
         self.storage_used_bytes = storage_used_bytes
+        self.disk_bytes: int | None = None   # None: room for anything
+        self.reserved: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    def reserve_storage(self, guest_id: str, storage_gb: float) -> None:
+        if self.disk_bytes is None:
+            return
+        with self._lock:
+            need = int(storage_gb * (1 << 30))
+            taken = sum(int(g.spec.storage_gb * (1 << 30)) for g in self.guests.values())
+            taken += sum(v for k, v in self.reserved.items() if k not in self.guests)
+            if taken + need > self.disk_bytes:
+                raise GuestNoRoom(f"not enough disk for a {storage_gb:g} GB volume")
+            self.reserved[guest_id] = need
 
     def spawn(self, spec: GuestSpec) -> None:
         with self._lock:
@@ -127,6 +141,7 @@ class FakeDriver(GuestDriver):
 
     def destroy(self, guest_id: str) -> None:
         self.guests.pop(guest_id, None)
+        self.reserved.pop(guest_id, None)
 
     def crash(self, guest_id: str) -> None:
         self.guests[guest_id].running = False

@@ -217,7 +217,7 @@ def idmapped_mounts_supported(probe_dir: str | os.PathLike) -> bool:
 
 # -- shifting ownership of files we create or seed ---------------------------------
 
-def remap_tree(root: str | os.PathLike, old_base: int, new_base: int, count: int = RANGE_SIZE) -> int:
+def remap_tree(root: str | os.PathLike | int, old_base: int, new_base: int, count: int = RANGE_SIZE) -> int:
     """Move files owned by ids ``old_base..old_base+count-1`` to the same
     offsets from ``new_base``, without following symlinks (other ids are left
     alone). For trees no guest can touch meanwhile: seeded directories, a
@@ -239,7 +239,17 @@ def remap_tree(root: str | os.PathLike, old_base: int, new_base: int, count: int
                 os.chmod(path, mode)   # chown cleared setuid/setgid: keep them
             changed += 1
 
-    remap(os.fspath(root))
+    if isinstance(root, int):   # an open directory (``guestpath``): walk it through its fd
+        st = os.fstat(root)
+        uid, gid = move(st.st_uid), move(st.st_gid)
+        if (uid, gid) != (st.st_uid, st.st_gid):
+            os.fchown(root, uid, gid)
+            if st.st_mode & 0o6000:
+                os.fchmod(root, st.st_mode & 0o7777)
+            changed += 1
+        root = f"/proc/self/fd/{root}"
+    else:
+        remap(os.fspath(root))
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             remap(os.path.join(dirpath, name))

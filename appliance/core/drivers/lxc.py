@@ -53,13 +53,14 @@ import time
 from pathlib import Path
 
 from appliance.core import network
-from appliance.core.drivers import idmap, nsexec
+from appliance.core.drivers import guestinit, guestlimits, guestpath, idmap, nsexec
+from appliance.core.drivers.guestinit import CGROUP_REMOUNT, INIT_PIDS_GATE, INIT_SCRIPT, READY_FILE
 from appliance.core.drivers.base import (
-    ExecResult, GuestDriver, GuestError, GuestNotFound, GuestNotRunning, GuestSpec,
+    ExecResult, GuestDriver, GuestError, GuestNoRoom, GuestNotFound, GuestNotRunning, GuestSpec,
     GuestStartError, GuestState, GuestUsage, PtyProcess,
 )
 from appliance.core.drivers.domain_xml import BindMount, BridgeInterface, DomainSpec, IdMap, build_domain_xml
-from appliance.core.volumes import VolumeError, VolumeStore
+from appliance.core.volumes import VolumeError, VolumeNoRoom, VolumeStore
 
 log = logging.getLogger(__name__)
 
@@ -71,29 +72,6 @@ INIT_TIMEOUT_SECONDS = 10.0
 LIBVIRT_LOG_DIR = Path("/var/log/libvirt/lxc")
 DEFAULT_PIDS_MAX = 1024
 PIDS_CGROUP_SUFFIX = ".appliance"
-INIT_PIDS_GATE = """# Nothing runs before the host has moved this init into the guest's pids
-# cgroup; then a cgroup namespace rooted at the guest's own cgroups. Nobody
-# moves an init that libvirt restarted by itself (a reboot from inside):
-# after 30 s it gives up, and the guest stops.
-if [ "$1" != --cgroupns ]; then
-  n=0
-  while grep -q '^[0-9]*:pids:/$' /proc/self/cgroup; do
-    n=$((n+1)); [ $n -gt 6000 ] && exit 1
-    sleep 0.005
-  done
-  exec unshare --cgroup "$0" --cgroupns
-fi
-"""
-INIT_SCRIPT = """#!/bin/sh
-# Written by the appliance at every start of this guest.
-exec >/var/log/appliance-init.log 2>&1
-{pids_gate}hostname -F /etc/hostname
-mkdir -p /run/sshd && chmod 0755 /run/sshd
-ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1 || ssh-keygen -A
-/usr/sbin/sshd -D &
-trap 'kill -TERM -1; sleep 0.3; exit 0' TERM INT
-while :; do sleep 3600 & wait $!; done
-"""
 
 
 def default_run_dir(data_dir: str | os.PathLike) -> Path:
@@ -114,20 +92,24 @@ class LxcDriver(GuestDriver):
     def __init__(self, *, image_dir: str | os.PathLike, data_dir: str | os.PathLike,
                  bridge: str, subnet: str, uri: str = "lxc:///", userns: bool = True,
                  pids_max: int = DEFAULT_PIDS_MAX, public_ports: tuple[int, ...] = (),
-                 run_dir: str | os.PathLike | None = None):
+                 run_dir: str | os.PathLike | None = None, tcp_memory_mb: int = 64,
+                 nofile: int = 4096, volume_margin_gb: float = 2):
         """``userns=False`` runs privileged guests (guest root = host root):
         only for measuring what the user namespace costs. ``pids_max`` is
         the default when a spec has none (0: no limit, only for measuring
         what the limit costs). ``public_ports``: host TCP ports
         guests may reach on the host (everything else on the host is closed
-        to them, see ``network.ensure_guest_network``)."""
+        to them, see ``network.ensure_guest_network``). ``tcp_memory_mb``,
+        ``nofile``: kernel limits per guest (``guestlimits``; 0: none, only for
+        measuring). ``volume_margin_gb``: free disk kept when reserving volumes."""
         from appliance.core.image import image_path
 
         self.image = image_path(image_dir)
         self.data_dir = Path(data_dir)
         self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(data_dir)
         self.guests_dir = self.run_dir / "guests"
-        self.volumes = VolumeStore(self.data_dir / "volumes", mount_root=self.run_dir / "volumes")
+        self.volumes = VolumeStore(self.data_dir / "volumes", mount_root=self.run_dir / "volumes",
+                                   margin_gb=volume_margin_gb)
         self.idranges = idmap.IdRangeAllocator(Path(data_dir) / "idmap")
         self.bridge = bridge
         self.subnet = subnet
@@ -135,15 +117,29 @@ class LxcDriver(GuestDriver):
         self.userns = userns
         self.pids_max = pids_max
         self.public_ports = tuple(public_ports)
+        self.tcp_memory_mb = tcp_memory_mb
+        self.nofile = nofile
         self._conn = None
         self._conn_lock = threading.Lock()
+        self._ready: set[str] = set()   # guests whose init has finished setting up
+
+    def reserve_storage(self, guest_id: str, storage_gb: float) -> None:
+        try:
+            self.volumes.reserve(guest_id, storage_gb)
+        except VolumeNoRoom as e:
+            raise GuestNoRoom(str(e)) from e
+
+    def guest_image(self) -> Path:
+        return self.image
 
     @classmethod
     def from_config(cls, config) -> "LxcDriver":
         # the appliance's public services: all a guest may open on the host
         public = (config.http_port, config.ssh_port, config.ingress_http_port, config.ingress_https_port)
         return cls(image_dir=config.image_dir, data_dir=config.data_dir,
-                   bridge=config.bridge_name, subnet=config.guest_subnet, public_ports=public)
+                   bridge=config.bridge_name, subnet=config.guest_subnet, public_ports=public,
+                   tcp_memory_mb=config.guest_tcp_memory_mb, nofile=config.guest_nofile,
+                   volume_margin_gb=config.volume_free_margin_gb)
 
     def prepare_host(self, *, build_image: bool = True) -> None:
         """libvirtd, bridge, NAT and the image: everything a start needs."""
@@ -175,6 +171,7 @@ class LxcDriver(GuestDriver):
             network.add_guest_port(self.bridge, veth_name(spec.id), network.mac_for_ip(spec.ip), spec.ip)
             dom = self._connection().createXML(xml, 0)
             self._wait_for_init(dom)
+            self._limit_tcp(spec)      # before the init gate opens (in _limit_pids)
             self._limit_pids(spec, dom)
         except BaseException as e:
             self._stop_quietly(spec.id)
@@ -207,6 +204,7 @@ class LxcDriver(GuestDriver):
             log.exception("cleanup after a failed start of %s", guest_id)
 
     def stop(self, guest_id: str) -> None:
+        self._ready.discard(guest_id)
         dom = self._domain(guest_id)
         if dom is not None:
             self._stop_domain(dom)
@@ -289,16 +287,33 @@ class LxcDriver(GuestDriver):
         try:
             fds = libvirt_lxc.lxcOpenNamespace(dom, 0)
             pid = self.init_pid(guest_id)
+            if guest_id not in self._ready and guestinit.wait_ready(pid):
+                self._ready.add(guest_id)   # exec waits until the init has set the guest up
             # libvirt hands out ipc/mnt/net/pid/user/uts; the guest's cgroup
             # namespace (made by its init) is joined too.
             fds.append(os.open(f"/proc/{pid}/ns/cgroup", os.O_RDONLY | os.O_CLOEXEC))
         except (libvirt.libvirtError, OSError) as e:
             raise GuestNotRunning(f"guest {guest_id}: {_message(e)}") from e
-        return nsexec.prepare_target(fds, pid)
+        return nsexec.prepare_target(fds, pid, seccomp=guestlimits.Program(guestlimits.seccomp_filter()),
+                                     nofile=self.nofile)
 
     def id_range(self, guest_id: str) -> idmap.IdRange | None:
         """The guest's host uid/gid range (None: privileged guests)."""
         return self.idranges.get(guest_id) if self.userns else None
+
+    # -- kernel limits (guestlimits) ------------------------------------------------
+
+    def _limit_tcp(self, spec: GuestSpec) -> None:
+        limit = min(self.tcp_memory_mb, spec.memory_mb) * 1024 * 1024
+        files = nsexec._cgroup_procs_files(self.init_pid(spec.id))
+        memory = next((os.path.dirname(p) for p in files if "/memory/" in p), None)
+        guestlimits.limit_tcp_memory(memory, limit)
+
+    def _emulator(self) -> str:
+        try:
+            return str(guestlimits.ensure_wrapper(self.data_dir / "bin", self.nofile or 1048576))
+        except guestlimits.GuestLimitError as e:
+            raise GuestStartError(str(e)) from e
 
     # -- pids ----------------------------------------------------------------------
 
@@ -377,6 +392,9 @@ class LxcDriver(GuestDriver):
         vol = self.volumes.mount(spec.id)
         self._shift_volume(spec.id, vol, ids)
         layer = vol / "layer"
+        root = self.guests_dir / spec.id / "root"
+        if is_mounted(root):   # left by a guest that died without a stop: its layer goes next
+            _run("umount", str(root))
         if layer.exists():
             shutil.rmtree(layer)
         (layer / "upper").mkdir(parents=True)
@@ -393,23 +411,24 @@ class LxcDriver(GuestDriver):
                     idmap.idmapped_bind_mount(self.image, lower, ids)
                 except OSError as e:
                     raise GuestStartError(f"could not make the idmapped image mount: {e}") from e
-        root = self.guests_dir / spec.id / "root"
         root.mkdir(parents=True, exist_ok=True)
         if not is_mounted(root):
             _run("mount", "-t", "overlay", "overlay", "-o",
                  f"lowerdir={lower},upperdir={layer / 'upper'},workdir={layer / 'work'}", str(root))
         hostname = spec.hostname or spec.id
         limit_pids = self._pids_controller_available() and (spec.pids_max or self.pids_max) > 0
-        init = INIT_SCRIPT.format(pids_gate=INIT_PIDS_GATE if limit_pids else "")
-        _write(root / INIT_PATH.lstrip("/"), init, 0o755, own)
-        _write(root / "etc/hostname", hostname + "\n", owner=own)
-        _write(root / "etc/hosts", f"127.0.0.1\tlocalhost\n::1\tlocalhost\n{spec.ip}\t{hostname}\n", owner=own)
-        _write(root / "etc/resolv.conf", _guest_resolv_conf(), owner=own)
+        init = INIT_SCRIPT.format(pids_gate=INIT_PIDS_GATE if limit_pids else "", ready=READY_FILE,
+                                  cgroup_view=CGROUP_REMOUNT if limit_pids else "")
+        _write_in(root, INIT_PATH, init, 0o755, own)
+        _write_in(root, "/etc/hostname", hostname + "\n", owner=own)
+        _write_in(root, "/etc/hosts", f"127.0.0.1\tlocalhost\n::1\tlocalhost\n{spec.ip}\t{hostname}\n", owner=own)
+        _write_in(root, "/etc/resolv.conf", _guest_resolv_conf(), owner=own)
         self._install_host_keys(spec.id, vol, root, own)
 
         mounts = []
         for path in spec.mount_paths:
-            source = self.volumes.directory(spec.id, "mounts" + path, seed_from=self.image / path.lstrip("/"),
+            # resolved inside the image, the volume and the root, never on the host
+            source = self.volumes.directory(spec.id, "mounts" + path, seed_from=(self.image, path),
                                             id_base=ids.base if ids else 0)
             _mkdirs(root, path, own)
             mounts.append(BindMount(str(source), path))
@@ -423,6 +442,7 @@ class LxcDriver(GuestDriver):
                 prefix=network.prefix_len(self.subnet), gateway=network.gateway_ip(self.subnet),
                 host_dev=veth_name(spec.id)),
             idmap=IdMap(ids.base, ids.count) if ids else None,
+            emulator=self._emulator(),
         )
         return build_domain_xml(domain)
 
@@ -466,11 +486,10 @@ class LxcDriver(GuestDriver):
                 _run("ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"root@{guest_id}", "-f", str(tmp))
                 os.rename(f"{tmp}.pub", f"{key}.pub")
                 os.rename(tmp, key)
-            dest = root / "etc/ssh" / key.name
-            _write(dest, key.read_text(), 0o600, own)
-            _write(Path(f"{dest}.pub"), Path(f"{key}.pub").read_text(), 0o644, own)
+            _write_in(root, f"/etc/ssh/{key.name}", key.read_text(), 0o600, own)
+            _write_in(root, f"/etc/ssh/{key.name}.pub", Path(f"{key}.pub").read_text(), 0o644, own)
             lines.append(f"HostKey /etc/ssh/{key.name}\n")
-        _write(root / "etc/ssh/sshd_config.d/10-appliance-hostkeys.conf", "".join(lines), owner=own)
+        _write_in(root, "/etc/ssh/sshd_config.d/10-appliance-hostkeys.conf", "".join(lines), owner=own)
 
     def _write_authorized_keys(self, spec: GuestSpec, vol: Path, root: Path, own: "_Owner") -> None:
         """Root's ~/.ssh/authorized_keys, wherever /root/.ssh lands (volume or layer)."""
@@ -478,10 +497,13 @@ class LxcDriver(GuestDriver):
         base, rel = root, target
         for path in sorted(spec.mount_paths, key=len, reverse=True):
             if target.startswith(path.rstrip("/") + "/"):
-                base, rel = vol / ("mounts" + path), target[len(path.rstrip("/")):]
+                base, rel = vol, "mounts" + target
                 break
         content = "".join(k.strip() + "\n" for k in spec.authorized_keys if k.strip())
-        _write_beneath(base, rel, content, own.ids)
+        try:
+            guestpath.write_file(base, rel, content, mode=0o600, owner=own.pair, dir_mode=0o700)
+        except OSError as e:
+            raise GuestStartError(f"cannot write {target}: {e.strerror}") from e
 
     # -- teardown ----------------------------------------------------------------
 
@@ -631,65 +653,39 @@ class _Owner:
 
     def __init__(self, ids: idmap.IdRange | None):
         self.ids = ids
+        self.pair = (ids.base, ids.base) if ids is not None else None
 
     def __call__(self, path: Path) -> None:
         if self.ids is not None:
             os.lchown(path, self.ids.base, self.ids.base)
 
 
-def _write(path: Path, content: str, mode: int = 0o644, owner: _Owner | None = None) -> None:
-    """Replace a file in a tree the guest cannot touch yet (it is not running)."""
+def _write(path: Path, content: str, mode: int = 0o644) -> None:
+    """Replace a file in a host-private place (the volume's ``meta/``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
     path.write_text(content)
     os.chmod(path, mode)
-    if owner is not None:
-        owner(path)
+
+
+def _write_in(root: Path, path: str, content: str, mode: int = 0o644, owner: _Owner | None = None) -> None:
+    """Replace a file of the guest's root, resolved inside it (``guestpath``)."""
+    try:
+        guestpath.write_file(root, path, content, mode=mode, owner=owner.pair if owner else None,
+                             dir_mode=0o755)
+    except OSError as e:
+        raise GuestStartError(f"cannot write {path} in the guest: {e.strerror}") from e
 
 
 def _mkdirs(root: Path, path: str, owner: _Owner) -> None:
-    """Create root/path like ``mkdir -p``, giving new directories to the guest."""
-    current = root
-    for part in [p for p in path.split("/") if p]:
-        current = current / part
-        if not current.exists():
-            current.mkdir()
-            owner(current)
-
-
-def _write_beneath(base: Path, rel: str, content: str, ids: idmap.IdRange | None = None) -> None:
-    """Write base/rel (dirs 0700, file 0600, owned by the guest's root) without
-    following any symlink under ``base``: the guest can plant links in its volume."""
-    parts = [p for p in rel.split("/") if p]
-    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    """Create root/path like ``mkdir -p`` inside the guest's root (no symlink
+    followed: the image's ``/var/run -> /run`` must not become the host's /run),
+    giving new directories to the guest."""
     try:
-        for part in parts[:-1]:
-            created = True
-            try:
-                os.mkdir(part, 0o700, dir_fd=fd)
-            except FileExistsError:
-                created = False
-            try:
-                nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            except OSError as e:
-                raise GuestStartError(f"cannot write {rel}: {part} is not a directory ({e.strerror})") from e
-            os.close(fd)
-            fd = nfd
-            if created and ids is not None:
-                os.fchown(fd, ids.base, ids.base)
-        name, tmp = parts[-1], f".{parts[-1]}.appliance-new"
-        try:
-            os.unlink(tmp, dir_fd=fd)
-        except FileNotFoundError:
-            pass
-        ffd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=fd)
-        if ids is not None:
-            os.fchown(ffd, ids.base, ids.base)
-        with os.fdopen(ffd, "w") as f:
-            f.write(content)
-        os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
-    finally:
-        os.close(fd)
+        fd, _ = guestpath.make_dirs(root, path, owner=owner.pair)
+    except OSError as e:
+        raise GuestStartError(f"mount path {path!r}: {e.strerror} in the guest's root") from e
+    os.close(fd)
 
 
 def _guest_resolv_conf() -> str:

@@ -23,6 +23,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import resource
 import selectors
 import signal
 import socket
@@ -52,9 +53,11 @@ class GuestTarget:
     ns_fds: tuple[int, ...]        # in the order to join, own namespaces skipped
     cgroup_procs: tuple[str, ...]  # host paths of the guest's cgroup.procs files
     userns: bool = False           # the guest has a user namespace of its own
+    seccomp: object = None         # guestlimits.Program the guest's processes run under
+    nofile: int = 0                # their RLIMIT_NOFILE (0: unchanged)
 
 
-def prepare_target(ns_fds: list[int], init_pid: int) -> GuestTarget:
+def prepare_target(ns_fds: list[int], init_pid: int, *, seccomp=None, nofile: int = 0) -> GuestTarget:
     """Order the namespace fds and find the guest's cgroups (from its init)."""
     by_kind: dict[str, int] = {}
     for fd in ns_fds:
@@ -70,7 +73,7 @@ def prepare_target(ns_fds: list[int], init_pid: int) -> GuestTarget:
             by_kind[kind] = fd
     userns = "user" in by_kind
     ordered = tuple(by_kind.pop(k) for k in _NS_ORDER if k in by_kind) + tuple(by_kind.values())
-    return GuestTarget(ordered, tuple(_cgroup_procs_files(init_pid)), userns)
+    return GuestTarget(ordered, tuple(_cgroup_procs_files(init_pid)), userns, seccomp, nofile)
 
 
 def _cgroup_procs_files(pid: int) -> list[str]:
@@ -119,6 +122,12 @@ def close_target(target: GuestTarget) -> None:
 # -- in the forked helper ------------------------------------------------------
 
 def _enter(target: GuestTarget) -> None:
+    # the limits the guest's own processes have (set while still host root:
+    # the filter needs CAP_SYS_ADMIN, or no_new_privs, which setuid would lose)
+    if target.nofile:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target.nofile, target.nofile))
+    if target.seccomp is not None:
+        target.seccomp.install()
     pid = str(os.getpid()).encode()
     for path in target.cgroup_procs:
         fd = os.open(path, os.O_WRONLY)

@@ -126,6 +126,41 @@ static int do_arp(int argc, char **argv) {
     return 0;
 }
 
+static int do_tcpfill(int argc, char **argv) {
+    /* tcpfill PAIRS HOLD_SECONDS: loopback TCP pairs whose receivers never
+       read; write on every sender until none takes more, report the bytes
+       queued, then hold them for HOLD_SECONDS */
+    if (argc < 4) return 2;
+    int n = atoi(argv[2]), made = 0;
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    if (bind(l, (void *)&a, sizeof a) || listen(l, 4096) || getsockname(l, (void *)&a, &al))
+        return result(-1, "listen");
+    int *senders = calloc(n, sizeof(int));
+    for (int i = 0; i < n; i++) {
+        int c = socket(AF_INET, SOCK_STREAM, 0);
+        if (c < 0 || connect(c, (void *)&a, sizeof a) != 0 || accept(l, NULL, NULL) < 0) break;
+        senders[made++] = c;
+    }
+    static char buf[1 << 16];
+    long long total = 0;
+    for (int round = 0; round < 100; round++) {
+        long long before = total;
+        for (int i = 0; i < made; i++) {
+            ssize_t w;
+            while ((w = send(senders[i], buf, sizeof buf, MSG_DONTWAIT)) > 0) total += w;
+        }
+        if (total == before) break;
+        usleep(20000);
+    }
+    printf("ok tcpfill %d pairs %lld bytes\n", made, total);
+    fflush(stdout);
+    sleep(atoi(argv[3]));
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
     const char *c = argv[1];
@@ -158,6 +193,22 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "listen")) return do_listen(argc, argv);
     if (!strcmp(c, "unix")) return do_unix(argc, argv);
     if (!strcmp(c, "arp")) return do_arp(argc, argv);
+    /* kernel keys: not charged to the guest's memory (a seccomp filter refuses them) */
+    if (!strcmp(c, "add_key"))   /* into the process keyring */
+        return result(syscall(SYS_add_key, "user", "probe", "x", 1, -2) < 0 ? -1 : 0, "add_key");
+    if (!strcmp(c, "keyctl"))    /* KEYCTL_JOIN_SESSION_KEYRING: a new keyring */
+        return result(syscall(SYS_keyctl, 1, NULL) < 0 ? -1 : 0, "keyctl");
+    if (!strcmp(c, "request_key"))
+        return result(syscall(SYS_request_key, "user", "probe", NULL, 0) < 0 ? -1 : 0, "request_key");
+#ifdef __x86_64__
+    if (!strcmp(c, "keyctl32")) {  /* the same through the i386 ABI (int 0x80, keyctl = 288) */
+        long r;
+        __asm__ volatile("int $0x80" : "=a"(r) : "a"(288L), "b"(1L), "c"(0L) : "memory");
+        if (r < 0) errno = (int)-r;
+        return result(r < 0 ? -1 : 0, "keyctl32");
+    }
+#endif
+    if (!strcmp(c, "tcpfill")) return do_tcpfill(argc, argv);
     if (!strcmp(c, "reboot"))
         return result(syscall(SYS_reboot, 0xfee1dead, 672274793, 0x4321fedc, NULL), "reboot");
     fprintf(stderr, "unknown command\n");

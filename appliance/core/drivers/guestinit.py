@@ -1,0 +1,60 @@
+"""The init script the LXC driver writes into every guest at each start
+(``/usr/local/sbin/appliance-init``): it sets the hostname, starts sshd and
+reaps orphans; on SIGTERM it forwards TERM to every process and exits, which
+ends the guest. With a v1 pids hierarchy it first waits for the host to move
+it into its pids cgroup, takes a cgroup namespace of its own and mounts the
+cgroup hierarchies again inside it (docs/isolation.md, "pids limit" and
+"cgroup view"). Then it marks itself ready (``READY_FILE``: the host's
+``exec`` and terminals wait for it, so they never see the guest half set up)
+and starts sshd."""
+
+import os
+import time
+
+READY_FILE = "/run/appliance-init.ready"
+
+
+def wait_ready(init_pid: int, timeout: float = 5.0) -> bool:
+    """Wait until the guest's init has set the guest up (host name, its own
+    cgroup view): a process joining earlier would see it half made. False
+    after ``timeout`` (an init from before the marker existed)."""
+    marker = f"/proc/{init_pid}/root{READY_FILE}"
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(marker):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+INIT_PIDS_GATE = """# Nothing runs before the host has moved this init into the guest's pids
+# cgroup; then a cgroup namespace rooted at the guest's own cgroups. Nobody
+# moves an init that libvirt restarted by itself (a reboot from inside):
+# after 30 s it gives up, and the guest stops.
+if [ "$1" != --cgroupns ]; then
+  n=0
+  while grep -q '^[0-9]*:pids:/$' /proc/self/cgroup; do
+    n=$((n+1)); [ $n -gt 6000 ] && exit 1
+    sleep 0.005
+  done
+  exec unshare --cgroup "$0" --cgroupns
+fi
+"""
+CGROUP_REMOUNT = """# libvirt's cgroup mounts are binds of the host's whole hierarchies (every
+# guest's cgroups in sight): mount them again, now rooted at our own cgroups.
+# A named hierarchy (name=systemd) has no guest cgroup: just unmounted.
+grep ' cgroup ' /proc/self/mounts | while read -r _ dir _ opts _; do
+  umount "$dir" || continue
+  case ",$opts," in *,name=*) ;; *) mount -t cgroup -o "$opts" cgroup "$dir" ;; esac
+done
+"""
+INIT_SCRIPT = """#!/bin/sh
+# Written by the appliance at every start of this guest.
+exec >/var/log/appliance-init.log 2>&1
+{pids_gate}hostname -F /etc/hostname
+{cgroup_view}mkdir -p /run/sshd && chmod 0755 /run/sshd
+ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1 || ssh-keygen -A
+: > {ready}
+/usr/sbin/sshd -D &
+trap 'kill -TERM -1; sleep 0.3; exit 0' TERM INT
+while :; do sleep 3600 & wait $!; done
+"""
