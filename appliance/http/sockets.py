@@ -12,6 +12,16 @@ shows them. The server pings every ``Config.ws_ping_seconds``; a client that doe
 answer within the ping timeout, or whose unsent data stays above
 ``MAX_BUFFERED`` for ``SLOW_SECONDS``, is disconnected (close code 1008), as
 is one the core's bus dropped for falling behind.
+
+Limits: a client message over ``Config.ws_max_message_bytes`` closes the
+socket (1009). When the core ends a stream because the credential it was
+opened with was revoked (token deleted, logout, user deleted), the socket
+closes with 1008 and the core's reason.
+
+Credentials: the ``Authorization`` header or ``?token=``, never a cookie. A
+WebSocket handshake is not protected by CORS, so a cookie would let any web
+page drive a signed-in user's sockets; that is why ``Origin`` need not be
+checked (a page gains nothing it does not already hold).
 """
 from __future__ import annotations
 
@@ -34,7 +44,17 @@ PING_SECONDS = 20.0
 MAX_BUFFERED = 1 << 20
 SLOW_SECONDS = 10.0
 CLOSE_TOO_SLOW = 1008
+CLOSE_REVOKED = 1008
 CLOSE_SERVER_ERROR = 1011
+REVOKED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+
+
+def close_reason(error: grpc.aio.AioRpcError, default: str) -> tuple[int, str]:
+    """Close code and reason (at most 123 bytes) for a stream the core ended."""
+    if error.code() in REVOKED:
+        reason = error.details() or "credentials revoked"
+        return CLOSE_REVOKED, reason.encode()[:123].decode(errors="ignore")
+    return CLOSE_SERVER_ERROR, default
 
 
 class Session:
@@ -74,7 +94,7 @@ class StatusSession(Session):
                 h.close(CLOSE_TOO_SLOW, "too slow: reconnect")
             elif e.code() != grpc.StatusCode.CANCELLED:
                 log.warning("status socket ended: %s", e.details())
-                h.close(CLOSE_SERVER_ERROR, "status stream ended")
+                h.close(*close_reason(e, "status stream ended"))
             return
         except tornado.websocket.WebSocketClosedError:
             self.cancel()
@@ -107,6 +127,22 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
     @property
     def ping_timeout(self) -> float:
         return self.ping_interval
+
+    @property
+    def max_message_size(self) -> int:
+        return self.config.ws_max_message_bytes
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """Header or ``?token=`` only: whatever else may authenticate other
+        requests (a session cookie), never a WebSocket."""
+        md = [("x-client-address", self.request.remote_ip or "")]
+        header = self.request.headers.get("Authorization")
+        token = self.get_query_argument("token", "") if self.route.method.query_token else ""
+        if header:
+            md.append(("authorization", header))
+        elif token:
+            md.append(("authorization", f"Bearer {token}"))
+        return tuple(md)
 
     async def get(self, **path_kwargs) -> None:
         session_class = SESSIONS.get(self.route.method.descriptor.name)
