@@ -45,7 +45,7 @@ MAX_QUEUED = 64          # output chunks waiting for the client before reading p
 # Opening and closing PTYs run on their own small pools, never on the compute
 # pool other tenants' calls wait on: closing waits up to 2 s for a shell.
 OPEN_THREADS = 4
-CLOSE_THREADS = 8
+CLOSE_THREADS = 16
 LOGIN_SHELL = [
     "/bin/sh", "-c",
     'cd /root 2>/dev/null || cd /; s=$(getent passwd root | cut -d: -f7); '
