@@ -74,8 +74,10 @@ class Session:
     async def run(self) -> None:
         raise NotImplementedError
 
-    def on_message(self, message) -> None:
-        """Client -> server frames; ignored unless a session uses them."""
+    def on_message(self, message) -> "asyncio.Future | None":
+        """Client -> server frames; ignored unless a session uses them. A
+        returned future holds back the next frame until it is done."""
+        return None
 
     def cancel(self) -> None:
         self.call.cancel()
@@ -197,9 +199,11 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
         buffer = getattr(stream, "_write_buffer", None)
         return len(buffer) if buffer is not None else 0
 
-    def on_message(self, message) -> None:
+    def on_message(self, message) -> "asyncio.Future | None":
+        # a future from the session: Tornado reads no further frame until it is done
         if self.session is not None:
-            self.session.on_message(message)
+            return self.session.on_message(message)
+        return None
 
     def on_close(self) -> None:
         if self.session is not None:
