@@ -156,8 +156,9 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
             request = self.build_request(path_kwargs)
         except AppError as e:
             return self.send_app_error(e)
-        call = await session_class.open_call(self, request)
         try:
+            # a bidirectional call's first write may already see the core's refusal
+            call = await session_class.open_call(self, request)
             first = await call.read()
         except grpc.aio.AioRpcError as e:
             return self.send_rpc_error(e)
