@@ -121,6 +121,18 @@ class Config:
     # space of the volume disk minus what existing volumes may still grow
     # into, minus this margin, or the create is refused (409).
     volume_free_margin_gb: int = 2
+    # -- long-lived streams (WebSockets, SSE, terminals; docs/access.md, docs/compute.md) --
+    # Largest WebSocket message a client may send (terminal input, status socket);
+    # a bigger one closes the socket with 1009.
+    ws_max_message_bytes: int = 65536
+    # Terminal input the gateway holds for a shell that is not reading; beyond it
+    # the gateway stops reading the socket (back-pressure) until the shell catches up.
+    terminal_input_buffer_bytes: int = 262144
+    # Open terminals per user (429 beyond).
+    terminals_per_user: int = 8
+    # Open streams are re-authenticated this often (token revoked, logout, user
+    # deleted, expiry end them); revocations through the API end them at once.
+    stream_recheck_seconds: int = 5
     admin_username: str = "admin"
     admin_password: str = ""
     log_level: str = "INFO"

@@ -7,6 +7,7 @@ import logging
 from google.protobuf import json_format, struct_pb2
 
 from appliance.core import context as ctx
+from appliance.core import live
 from appliance.core import scopes as scope_rules
 from appliance.core import users
 from appliance.core.db import ApiToken, User, database, new_public_id, now
@@ -90,6 +91,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         principal = ctx.optional_principal()
         if principal is not None:
             self.tokens.revoke_session(principal)
+            live.credentials_changed(principal.user.public_id)  # its open streams end now
         return OK
 
     async def CreateToken(self, request, context):
@@ -126,6 +128,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         deleted = ApiToken.delete().where((ApiToken.id == request.id) & (ApiToken.user == user)).execute()
         if not deleted:
             raise NotFound("token not found")
+        live.credentials_changed(user.public_id)  # streams opened with it end now
         return OK
 
     async def CheckToken(self, request, context):

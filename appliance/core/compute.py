@@ -42,7 +42,7 @@ from appliance.core.compute_models import (
 )
 from appliance.core.db import database, new_public_id
 from appliance.core.drivers.base import GuestDriver, GuestError, GuestNoRoom, GuestSpec, GuestState
-from appliance.core.events import Bus, Lagged
+from appliance.core.events import Bus, Lagged, user_topic
 from appliance.core.server import EXTRA_SERVICERS
 from appliance.errors import (
     Conflict, Internal, Invalid, NotFound, TooManyRequests, Unavailable,
@@ -93,6 +93,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         self.changed: dict[str, float] = {}
         self.tasks: set[asyncio.Task] = set()
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="guest")
+        self.terminals = terminal.Terminals(config.terminals_per_user)  # own pools and cap
         self.host_ready = not hasattr(self.driver, "prepare_host")
         self.host_error: str | None = None
         self._host_tried = 0.0
@@ -122,6 +123,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             task.cancel()
         self.bus.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.terminals.shutdown()
 
     async def run(self, fn, *args, **kwargs):
         """A blocking driver call on the guest thread pool."""
@@ -220,7 +222,9 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         event = compute_pb2.ContainerStatus(container_id=row.public_id, status=status or row.status)
         if (status or row.status) != DELETED:
             event.external_ip = row.ip
-        self.bus.publish(row.owner_id, event)
+        topic = user_topic(row.owner_id)
+        if topic is not None:
+            self.bus.publish(topic, event)
         self.ingress.changed()  # start/stop/death/delete: forwarding follows
 
     def _spec(self, row: Container) -> GuestSpec:
@@ -520,7 +524,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         p = ctx.principal()
         scopes.require(p, "read", "compute")
         # Subscribe before the snapshot so no change falls between the two.
-        with self.bus.subscribe(p.user.id) as sub:
+        with self.bus.subscribe(p.user.public_id) as sub:
             rows = list(Container.select().where(Container.owner == p.user.id).order_by(Container.id))
             snapshot = compute_pb2.ListContainersResponse(containers=await self._render_all(rows))
             yield compute_pb2.ContainerEvent(type="containers", containers=snapshot)

@@ -7,6 +7,10 @@ the snapshot. Publishing never blocks and never waits for a slow reader.
 
 Everything runs on the core's event loop thread; from a worker thread use
 ``publish_threadsafe``.
+
+Per-user topics are the user's *public* id (``user_topic``), never the
+database row id: SQLite hands a deleted user's row id to the next user
+created, and a stream keyed by it would receive that user's events.
 """
 from __future__ import annotations
 
@@ -15,9 +19,16 @@ import logging
 from collections import defaultdict
 from typing import Any, Hashable
 
+from appliance.core.db import User
+
 log = logging.getLogger("appliance.core.events")
 
 DEFAULT_QUEUE = 256
+
+
+def user_topic(user_row_id: int) -> str | None:
+    """The topic of a user's events, from a row's owner id (None: the user is gone)."""
+    return User.select(User.public_id).where(User.id == user_row_id).scalar()
 
 
 class Lagged(Exception):

@@ -14,6 +14,7 @@ import grpc
 
 from appliance.contract import METHODS, Method
 from appliance.core import context as ctx
+from appliance.core import live
 from appliance.core.identity import Tokens
 from appliance.errors import AppError, PermissionDenied, Unauthenticated
 from appliance.v1 import options_pb2 as opt
@@ -100,6 +101,14 @@ class CallGuard:
         self.log(principal, grpc.StatusCode.INTERNAL, started)
         await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
+    def track(self, principal, context):
+        """Register a user's stream so a revoked credential ends it (live.py);
+        None for anonymous and service calls."""
+        if principal is None:
+            return None
+        metadata = context.invocation_metadata() or ()
+        return live.REGISTRY.open(principal.user.public_id, lambda: self.authenticate(self.method, metadata))
+
     def log(self, principal, code, started: float):
         if not log.isEnabledFor(logging.INFO):
             return
@@ -127,13 +136,17 @@ def _wrap_stream_response(guard: CallGuard, behavior):
     async def call(request_or_iterator, context):
         started = time.monotonic()
         tokens, principal = await guard.enter(context)
+        stream = guard.track(principal, context)
         try:
-            async for item in behavior(request_or_iterator, context):
+            responses = behavior(request_or_iterator, context)
+            async for item in (responses if stream is None else stream.guard(responses)):
                 yield item
             guard.log(principal, grpc.StatusCode.OK, started)
         except Exception as e:  # noqa: BLE001
             await guard.fail(context, principal, e, started)
         finally:
+            if stream is not None:
+                stream.close()
             ctx.reset(tokens)
     return call
 

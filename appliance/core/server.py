@@ -18,6 +18,7 @@ from appliance.contract import SERVICES
 from appliance.core.auth import AuthServicer
 from appliance.core.db import open_database
 from appliance.core.identity import Tokens
+from appliance.core import live
 from appliance.core.interceptors import GuardedServer
 from appliance.core.mux import CallMultiplexerServicer
 from appliance.v1 import auth_pb2_grpc, mux_pb2_grpc
@@ -90,6 +91,7 @@ def build_server(config: Config) -> Core:
     health_servicer = health.aio.HealthServicer()
     core = Core(config=config, server=server, tokens=tokens, health=health_servicer)
     guarded = GuardedServer(server, tokens, config.service_secret())
+    live.configure(config.stream_recheck_seconds)  # revoked credentials end open streams
     auth = AuthServicer.from_config(tokens, config)
     auth_pb2_grpc.add_AuthServiceServicer_to_server(auth, guarded)
     core.closers.append(auth.close)

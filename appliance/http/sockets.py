@@ -12,6 +12,16 @@ shows them. The server pings every ``Config.ws_ping_seconds``; a client that doe
 answer within the ping timeout, or whose unsent data stays above
 ``MAX_BUFFERED`` for ``SLOW_SECONDS``, is disconnected (close code 1008), as
 is one the core's bus dropped for falling behind.
+
+Limits: a client message over ``Config.ws_max_message_bytes`` closes the
+socket (1009). When the core ends a stream because the credential it was
+opened with was revoked (token deleted, logout, user deleted), the socket
+closes with 1008 and the core's reason.
+
+Credentials: the ``Authorization`` header or ``?token=``, never a cookie. A
+WebSocket handshake is not protected by CORS, so a cookie would let any web
+page drive a signed-in user's sockets; that is why ``Origin`` need not be
+checked (a page gains nothing it does not already hold).
 """
 from __future__ import annotations
 
@@ -34,7 +44,17 @@ PING_SECONDS = 20.0
 MAX_BUFFERED = 1 << 20
 SLOW_SECONDS = 10.0
 CLOSE_TOO_SLOW = 1008
+CLOSE_REVOKED = 1008
 CLOSE_SERVER_ERROR = 1011
+REVOKED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+
+
+def close_reason(error: grpc.aio.AioRpcError, default: str) -> tuple[int, str]:
+    """Close code and reason (at most 123 bytes) for a stream the core ended."""
+    if error.code() in REVOKED:
+        reason = error.details() or "credentials revoked"
+        return CLOSE_REVOKED, reason.encode()[:123].decode(errors="ignore")
+    return CLOSE_SERVER_ERROR, default
 
 
 class Session:
@@ -54,8 +74,10 @@ class Session:
     async def run(self) -> None:
         raise NotImplementedError
 
-    def on_message(self, message) -> None:
-        """Client -> server frames; ignored unless a session uses them."""
+    def on_message(self, message) -> "asyncio.Future | None":
+        """Client -> server frames; ignored unless a session uses them. A
+        returned future holds back the next frame until it is done."""
+        return None
 
     def cancel(self) -> None:
         self.call.cancel()
@@ -74,7 +96,7 @@ class StatusSession(Session):
                 h.close(CLOSE_TOO_SLOW, "too slow: reconnect")
             elif e.code() != grpc.StatusCode.CANCELLED:
                 log.warning("status socket ended: %s", e.details())
-                h.close(CLOSE_SERVER_ERROR, "status stream ended")
+                h.close(*close_reason(e, "status stream ended"))
             return
         except tornado.websocket.WebSocketClosedError:
             self.cancel()
@@ -108,6 +130,22 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
     def ping_timeout(self) -> float:
         return self.ping_interval
 
+    @property
+    def max_message_size(self) -> int:
+        return self.config.ws_max_message_bytes
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """Header or ``?token=`` only: whatever else may authenticate other
+        requests (a session cookie), never a WebSocket."""
+        md = [("x-client-address", self.request.remote_ip or "")]
+        header = self.request.headers.get("Authorization")
+        token = self.get_query_argument("token", "") if self.route.method.query_token else ""
+        if header:
+            md.append(("authorization", header))
+        elif token:
+            md.append(("authorization", f"Bearer {token}"))
+        return tuple(md)
+
     async def get(self, **path_kwargs) -> None:
         session_class = SESSIONS.get(self.route.method.descriptor.name)
         if session_class is None:
@@ -118,8 +156,9 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
             request = self.build_request(path_kwargs)
         except AppError as e:
             return self.send_app_error(e)
-        call = await session_class.open_call(self, request)
         try:
+            # a bidirectional call's first write may already see the core's refusal
+            call = await session_class.open_call(self, request)
             first = await call.read()
         except grpc.aio.AioRpcError as e:
             return self.send_rpc_error(e)
@@ -161,9 +200,11 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
         buffer = getattr(stream, "_write_buffer", None)
         return len(buffer) if buffer is not None else 0
 
-    def on_message(self, message) -> None:
+    def on_message(self, message) -> "asyncio.Future | None":
+        # a future from the session: Tornado reads no further frame until it is done
         if self.session is not None:
-            self.session.on_message(message)
+            return self.session.on_message(message)
+        return None
 
     def on_close(self) -> None:
         if self.session is not None:

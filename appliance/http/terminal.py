@@ -13,6 +13,14 @@ object ``{"type":"resize","cols":N,"rows":M}`` resizes,
 terminal output. Pings keep it alive (``Config.ws_ping_seconds``). Closing
 the socket cancels the call, and the core hangs up the shell and kills what
 is left in its session. When the shell exits, the socket closes (1000).
+
+Input is bounded in bytes: a message over ``Config.ws_max_message_bytes``
+closes the socket (1009, Tornado), and at most
+``Config.terminal_input_buffer_bytes`` of input wait for a shell that is not
+reading; beyond that the gateway stops reading the socket (``on_message``
+returns a future Tornado awaits before the next frame) until the queue is
+half empty, so a client that pastes faster than the shell reads is slowed
+down by TCP, not buffered in memory.
 """
 from __future__ import annotations
 
@@ -23,12 +31,12 @@ import logging
 import grpc
 import tornado.websocket
 
-from appliance.http.sockets import CLOSE_SERVER_ERROR, MAX_BUFFERED, SESSIONS, Session
+from appliance.http.sockets import MAX_BUFFERED, SESSIONS, Session, close_reason
 from appliance.v1 import compute_pb2
 
 log = logging.getLogger("appliance.http")
 
-MAX_INPUT_QUEUE = 1024
+FRAME_OVERHEAD = 64  # bytes counted per queued message besides its data
 
 
 def parse_frame(message) -> compute_pb2.TerminalInput | None:
@@ -65,25 +73,44 @@ class TerminalSession(Session):
 
     def __init__(self, handler, call, first):
         super().__init__(handler, call, first)
-        self.inputs: asyncio.Queue = asyncio.Queue(MAX_INPUT_QUEUE)
+        self.inputs: asyncio.Queue = asyncio.Queue()  # bounded in bytes, see on_message
+        self.queued = 0
+        self.limit = max(1, handler.config.terminal_input_buffer_bytes)
+        self.drained: asyncio.Future | None = None
         self.writer: asyncio.Task | None = None
 
     async def _write_inputs(self) -> None:
         try:
             while True:
-                message = await self.inputs.get()
+                message, size = await self.inputs.get()
                 await self.call.write(message)
+                self.queued -= size
+                if self.drained is not None and self.queued <= self.limit // 2:
+                    self._resume()
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError, asyncio.CancelledError):
             pass
+        finally:
+            self._resume()
 
-    def on_message(self, message) -> None:
+    def _resume(self) -> None:
+        drained, self.drained = self.drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    def on_message(self, message):
         frame = parse_frame(message)
-        if frame is None:
-            return
-        try:
-            self.inputs.put_nowait(frame)
-        except asyncio.QueueFull:  # a client pasting faster than the shell reads
-            self.handler.close(1008, "input too fast")
+        if frame is None or (self.writer is not None and self.writer.done()):
+            return None  # nothing to send, or the call is over and the socket closing
+        size = len(frame.data) + FRAME_OVERHEAD
+        self.queued += size
+        self.inputs.put_nowait((frame, size))
+        if self.queued > self.limit:
+            # a client pasting faster than the shell reads: read no further
+            # frames until the queue is half empty (Tornado awaits this)
+            if self.drained is None:
+                self.drained = asyncio.get_running_loop().create_future()
+            return self.drained
+        return None
 
     async def run(self) -> None:
         h = self.handler
@@ -101,7 +128,7 @@ class TerminalSession(Session):
         except grpc.aio.AioRpcError as e:
             if e.code() != grpc.StatusCode.CANCELLED:
                 log.warning("terminal ended: %s", e.details())
-                h.close(CLOSE_SERVER_ERROR, "terminal ended")
+                h.close(*close_reason(e, "terminal ended"))
             return
         except tornado.websocket.WebSocketClosedError:
             self.cancel()
@@ -111,6 +138,7 @@ class TerminalSession(Session):
     def cancel(self) -> None:
         if self.writer is not None:
             self.writer.cancel()
+        self._resume()
         super().cancel()
 
 

@@ -90,7 +90,7 @@ def test_a_crash_is_noticed_and_published(env):
         with Harness(config, user) as h:
             cid = await h.create(await h.key(key))
             await h.settle()
-            with h.svc.bus.subscribe(user.id) as sub:
+            with h.svc.bus.subscribe(user.public_id) as sub:
                 h.driver.crash(cid)
                 await h.svc.reconcile()
                 event = await sub.__anext__()
