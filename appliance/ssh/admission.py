@@ -123,8 +123,8 @@ class Guarded(paramiko.ServerInterface):
                 return paramiko.OPEN_FAILED_RESOURCE_SHORTAGE
         allowed = self.gateway.registry.still_allowed([self.grant])
         if not allowed or not allowed[0]:
-            if allowed is not None:
-                self.shutdown("admission revoked")
+            if allowed is not None:  # the refusal reaches the client first
+                threading.Timer(1.0, self.shutdown, ("admission revoked",)).start()
             return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
         with self.lock:
             self.channels += 1
