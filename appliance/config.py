@@ -133,6 +133,19 @@ class Config:
     # Open streams are re-authenticated this often (token revoked, logout, user
     # deleted, expiry end them); revocations through the API end them at once.
     stream_recheck_seconds: int = 5
+    # -- SSH gateway limits (area: ssh; docs/access.md "Limits") --
+    # Seconds a connection may take from accept to a successful login.
+    ssh_auth_timeout: int = 30
+    # Open connections in total, and per client address (any state).
+    ssh_max_connections: int = 256
+    ssh_max_connections_per_source: int = 20
+    # Logged-in connections per user and per container.
+    ssh_max_connections_per_user: int = 16
+    ssh_max_connections_per_container: int = 8
+    # Channels (sessions, forwards) open at once on one connection.
+    ssh_max_channels_per_connection: int = 10
+    # Seconds between re-checks of every open connection's admission.
+    ssh_recheck_seconds: int = 2
     admin_username: str = "admin"
     admin_password: str = ""
     log_level: str = "INFO"

@@ -5,10 +5,13 @@ guest's own sshd behind.
 
 Per client connection:
 
-1. Public-key auth only. For each key offered, the gateway asks the core's
-   internal ``SshGatewayService.Authorize`` (a ~1 ms unary call over the
-   core's Unix socket, cached per connection so the signed retry does not
-   ask again). No password, keyboard-interactive or "none" auth.
+1. Public-key auth only (``admission``): for each signed key attempt the
+   gateway asks the core's internal ``SshGatewayService.Authorize`` (a ~1 ms
+   unary call over the core's Unix socket, cached per connection); unsigned
+   key queries get the same answer whatever the state. No password,
+   keyboard-interactive or "none" auth. Limits, the login timeout and the
+   re-checks of open connections: ``limits``; paramiko's own gaps (packet
+   size, banner length, flow control): ``hardening``.
 2. Once admitted, a second SSH connection is opened in the background to the
    guest's sshd (bridge address, root, the gateway's guest-access key),
    whose host key must be one the core reported for that guest.
@@ -22,9 +25,8 @@ Per client connection:
 
 paramiko callbacks run on the transport's thread, so none of them waits on
 the guest: requests are recorded and replayed by the channel's own worker
-thread. Bytes are relayed by one thread per direction with large windows
-and packets (``WINDOW``/``MAX_PACKET``) so bulk copies are not throttled by
-flow control.
+thread. Bytes are relayed by one thread per direction; windows
+(``WINDOW``) bound what one channel can hold in the gateway.
 """
 from __future__ import annotations
 
@@ -42,17 +44,27 @@ import grpc
 import paramiko
 
 from appliance.config import Config
+from appliance.logsafe import clip
 from appliance.ssh import keys
+from appliance.ssh.admission import MAX_USERNAME, Admission, Guarded
+from appliance.ssh.hardening import (
+    GatewayTransport,
+    install_log_clip,
+    trim_malloc,
+    tune_malloc,
+)
+from appliance.ssh.limits import Registry
+from appliance.ssh.relay import fail, relay_pair, relay_session, spawn
 from appliance.v1 import sshgw_pb2, sshgw_pb2_grpc
 
 log = logging.getLogger("appliance.ssh")
 
-WINDOW = 16 * 1024 * 1024
-MAX_PACKET = 256 * 1024
-# Take everything a channel has buffered at once: paramiko's buffer deletes a
-# partial read from its front (a memmove of the rest, quadratic with a big
-# window) - reading it whole costs one copy. Flow control bounds it by WINDOW.
-RECV_CHUNK = WINDOW
+# Per channel and direction the gateway holds at most about 2 x WINDOW (the
+# channel's buffer plus one read being relayed). 2 MB (OpenSSH's) cost ~10%
+# of scp download throughput here; 4 MB keeps it (was 16 MB: ~31 MB/channel).
+WINDOW = 4 * 1024 * 1024
+# Channel data packets; whole packets stay under hardening.MAX_PACKET_BYTES.
+MAX_PACKET = 255 * 1024
 AUTH_RPC_TIMEOUT = 5.0
 GUEST_CONNECT_TIMEOUT = 10.0
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
@@ -62,9 +74,7 @@ SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 DISABLED = {"ciphers": ["aes128-ctr", "aes192-ctr", "aes256-ctr", "aes128-cbc", "aes192-cbc",
                         "aes256-cbc", "3des-cbc"]}
 KNOWN_SUBSYSTEMS = {"sftp"}
-# Distinct keys one connection may offer (each costs the core a lookup);
-# OpenSSH's own MaxAuthTries default is 6.
-MAX_KEYS_PER_CONNECTION = 10
+MAX_ENV = 64
 
 
 def _guest_command(guest_user: str, kind: str, command: str | None) -> str | None:
@@ -80,16 +90,6 @@ def _guest_command(guest_user: str, kind: str, command: str | None) -> str | Non
 
 
 @dataclass
-class Admission:
-    container_id: str
-    guest_user: str
-    guest_ip: str
-    guest_port: int
-    host_keys: tuple[str, ...]
-    fingerprint: str
-
-
-@dataclass
 class SessionRequest:
     """What a client asked of one session channel, replayed on the guest."""
     pty: tuple | None = None              # (term, cols, rows, width_px, height_px)
@@ -101,51 +101,29 @@ class SessionRequest:
     size: tuple | None = None              # window-change before the guest channel exists
 
 
-class Connection(paramiko.ServerInterface):
-    """One client connection: auth callbacks plus the guest side."""
+class Connection(Guarded):
+    """One client connection: auth and limits (``Guarded``) plus the guest side."""
 
     def __init__(self, gateway: "Gateway", sock: socket.socket, address):
-        self.gateway = gateway
-        self.sock = sock
-        self.address = f"{address[0]}:{address[1]}"
-        self.client: paramiko.Transport | None = None
-        self.admission: Admission | None = None
-        self.decisions: dict[tuple[str, str], Admission | None] = {}
+        super().__init__(gateway, sock, address)
         self.guest: Future = Future()
         self.sessions: dict[int, SessionRequest] = {}
         self.direct: dict[int, tuple] = {}
-        self.lock = threading.Lock()
-
-    # -- auth ------------------------------------------------------------------------
-    def get_allowed_auths(self, username):
-        return "publickey"
-
-    def check_auth_none(self, username):
-        return paramiko.AUTH_FAILED
-
-    def check_auth_password(self, username, password):
-        return paramiko.AUTH_FAILED
-
-    def check_auth_publickey(self, username, key):
-        line = f"{key.get_name()} {key.get_base64()}"
-        cache_key = (username, line)
-        if cache_key not in self.decisions:
-            if len(self.decisions) >= MAX_KEYS_PER_CONNECTION:
-                return paramiko.AUTH_FAILED
-            self.decisions[cache_key] = self.gateway.authorize(username, line, self.address)
-        admission = self.decisions[cache_key]
-        if admission is None:
-            return paramiko.AUTH_FAILED
-        return paramiko.AUTH_SUCCESSFUL
 
     # -- channels --------------------------------------------------------------------
     def check_channel_request(self, kind, chanid):
-        if kind == "session":
-            self.sessions[chanid] = SessionRequest()
-            return paramiko.OPEN_SUCCEEDED
-        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        if kind != "session":
+            return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        refused = self.may_open()
+        if refused:
+            return refused
+        self.sessions[chanid] = SessionRequest()
+        return paramiko.OPEN_SUCCEEDED
 
     def check_channel_direct_tcpip_request(self, chanid, origin, destination):
+        refused = self.may_open()
+        if refused:
+            return refused
         self.direct[chanid] = (origin, destination)
         return paramiko.OPEN_SUCCEEDED
 
@@ -159,7 +137,7 @@ class Connection(paramiko.ServerInterface):
 
     def check_channel_env_request(self, channel, name, value):
         s = self.sessions.get(channel.get_id())
-        if s is None or s.kind:
+        if s is None or s.kind or len(s.env) >= MAX_ENV:
             return False
         name = name.decode(errors="replace") if isinstance(name, bytes) else name
         value = value.decode(errors="replace") if isinstance(value, bytes) else value
@@ -206,11 +184,14 @@ class Connection(paramiko.ServerInterface):
 
     def check_port_forward_request(self, address, port):
         """``ssh -R``: the guest's sshd listens; its connections come back to us."""
+        if self.may_open():
+            return False
+        self.channel_closed()  # a forward is not a channel; each connection it brings is
         try:
             guest = self.guest_transport().result(GUEST_CONNECT_TIMEOUT)
             return guest.request_port_forward(address, port, handler=self._forwarded)
         except Exception as e:  # noqa: BLE001
-            log.info("ssh %s: remote forward %s:%s refused: %s", self.address, address, port, e)
+            log.info("ssh %s: remote forward %s:%s refused: %s", self.address, clip(address), clip(port), clip(str(e), 200))
             return False
 
     def cancel_port_forward_request(self, address, port):
@@ -220,28 +201,35 @@ class Connection(paramiko.ServerInterface):
             pass
 
     def _forwarded(self, guest_channel, origin, server):
+        if self.may_open():
+            guest_channel.close()
+            return
         try:
             client_channel = self.client.open_forwarded_tcpip_channel(origin, server)
         except Exception:  # noqa: BLE001
             guest_channel.close()
+            self.channel_closed()
             return
-        _spawn(relay_pair, client_channel, guest_channel)
+        spawn(self._relay_forwarded, client_channel, guest_channel)
+
+    def _relay_forwarded(self, client_channel, guest_channel):
+        try:
+            relay_pair(client_channel, guest_channel)
+        finally:
+            self.channel_closed()
 
     # -- the guest side -----------------------------------------------------------------
     def guest_transport(self) -> Future:
         """The SSH connection to the guest's sshd, opened once in the background
         after the client proved its key (first channel or forward request)."""
+        a = self.logged_in()
         with self.lock:
-            if self.admission is None and not self.guest.done():
-                user = self.client.get_username()
-                self.admission = next((a for (u, _), a in self.decisions.items() if u == user and a), None)
-                if self.admission is None:
-                    self.guest.set_exception(paramiko.SSHException("not authenticated"))
+            if not self.guest.done() and not self.guest.running():
+                if a is None:
+                    self.guest.set_exception(paramiko.SSHException("not admitted"))
                     return self.guest
-                a = self.admission
-                log.info("ssh %s: %s admitted as %s@%s (%s)", self.address, user, a.guest_user,
-                         a.container_id, a.fingerprint)
-                _spawn(self._connect_guest, a)
+                self.guest.set_running_or_notify_cancel()
+                spawn(self._connect_guest, a)
         return self.guest
 
     def _connect_guest(self, admission: Admission) -> None:
@@ -252,13 +240,12 @@ class Connection(paramiko.ServerInterface):
             self.guest.set_exception(e)
 
     def serve(self) -> None:
-        t = paramiko.Transport(self.sock, default_window_size=WINDOW, default_max_packet_size=MAX_PACKET,
-                               disabled_algorithms=DISABLED)
+        t = GatewayTransport(self.sock, default_window_size=WINDOW, default_max_packet_size=MAX_PACKET,
+                             disabled_algorithms=DISABLED)
         self.client = t
         t.local_version = "SSH-2.0-appliance"
         t.add_server_key(self.gateway.host_key)
-        t.banner_timeout = 30
-        t.auth_timeout = 30
+        t.banner_timeout = t.auth_timeout = self.gateway.config.ssh_auth_timeout
         try:
             t.start_server(server=self)
         except (paramiko.SSHException, EOFError, OSError) as e:
@@ -270,7 +257,7 @@ class Connection(paramiko.ServerInterface):
                 chan = t.accept(1)
                 if chan is not None and t.is_authenticated():
                     self.guest_transport()
-                    _spawn(self.serve_channel, chan)
+                    spawn(self.serve_channel, chan)
         finally:
             t.close()
             if self.guest.done() and self.guest.exception() is None:
@@ -279,18 +266,24 @@ class Connection(paramiko.ServerInterface):
                 self.guest.add_done_callback(lambda f: f.exception() is None and f.result().close())
 
     def serve_channel(self, chan: paramiko.Channel) -> None:
+        try:
+            self._serve_channel(chan)
+        finally:
+            self.channel_closed()
+
+    def _serve_channel(self, chan: paramiko.Channel) -> None:
         chanid = chan.get_id()
         try:
             guest = self.guest_transport().result(GUEST_CONNECT_TIMEOUT)
         except Exception:  # noqa: BLE001
-            _fail(chan, "the appliance could not reach the container's SSH server\r\n")
+            fail(chan, "the appliance could not reach the container's SSH server\r\n")
             return
         if chanid in self.direct:
             origin, destination = self.direct.pop(chanid)
             try:
                 gchan = guest.open_channel("direct-tcpip", destination, origin)
             except Exception as e:  # noqa: BLE001
-                log.info("ssh %s: forward to %s refused: %s", self.address, destination, e)
+                log.info("ssh %s: forward to %s refused: %s", self.address, clip(destination), clip(str(e), 200))
                 chan.close()
                 return
             relay_pair(chan, gchan)
@@ -324,88 +317,10 @@ class Connection(paramiko.ServerInterface):
                 gchan.invoke_shell()
         except Exception as e:  # noqa: BLE001
             log.warning("ssh %s: session on %s failed: %s", self.address, self.admission.container_id, e)
-            _fail(chan, "the container refused the session\r\n")
+            fail(chan, "the container refused the session\r\n")
             return
         relay_session(chan, gchan)
         self.sessions.pop(chanid, None)
-
-
-# -- byte pumps -------------------------------------------------------------------------
-
-def _spawn(fn, *args) -> threading.Thread:
-    t = threading.Thread(target=fn, args=args, daemon=True)
-    t.start()
-    return t
-
-
-def _fail(chan: paramiko.Channel, message: str, code: int = 255) -> None:
-    try:
-        chan.send_stderr(message.encode())
-        chan.send_exit_status(code)
-    except Exception:  # noqa: BLE001
-        pass
-    chan.close()
-
-
-def _sender(send):
-    """sendall over a memoryview: paramiko's own sendall re-slices the rest
-    of the buffer after every packet (quadratic for multi-MB reads)."""
-    def sendall(data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            n = send(view)
-            if n <= 0:
-                raise EOFError("channel closed")
-            view = view[n:]
-    return sendall
-
-
-def _pump(recv, send, on_eof=None) -> int:
-    total = 0
-    try:
-        while True:
-            data = recv(RECV_CHUNK)
-            if not data:
-                break
-            send(data)
-            total += len(data)
-    except (OSError, EOFError, paramiko.SSHException) as e:
-        log.debug("relay stopped after %d bytes: %r", total, e)
-    finally:
-        if on_eof is not None:
-            try:
-                on_eof()
-            except Exception:  # noqa: BLE001
-                pass
-    return total
-
-
-def relay_pair(a: paramiko.Channel, b: paramiko.Channel) -> None:
-    """Plain byte stream both ways (port forwards); EOF travels, then both close."""
-    t = _spawn(_pump, a.recv, _sender(b.send), b.shutdown_write)
-    back = _pump(b.recv, _sender(a.send), a.shutdown_write)
-    t.join()
-    log.debug("forward %s/%s closed (%d bytes back)", a.get_id(), b.get_id(), back)
-    a.close()
-    b.close()
-
-
-def relay_session(client: paramiko.Channel, guest: paramiko.Channel) -> None:
-    """A session: stdin in; stdout and stderr out; then EOF, exit status, close."""
-    inbound = _spawn(_pump, client.recv, _sender(guest.send), guest.shutdown_write)
-    errors = _spawn(_pump, guest.recv_stderr, _sender(client.send_stderr))
-    _pump(guest.recv, _sender(client.send))
-    errors.join()
-    status = guest.recv_exit_status()
-    try:
-        client.shutdown_write()
-        if status >= 0:
-            client.send_exit_status(status)
-    except Exception:  # noqa: BLE001
-        pass
-    client.close()
-    guest.close()
-    inbound.join(1)
 
 
 # -- the daemon ---------------------------------------------------------------------------
@@ -422,8 +337,17 @@ class Gateway:
         self.metadata = (("authorization", f"Bearer {config.service_secret()}"),)
         self.listener: socket.socket | None = None
         self.stopping = threading.Event()
+        self.registry = Registry(config, self.recheck)
+
+    def recheck(self, grants: list[tuple[str, str, str]]) -> list[bool]:
+        r = self.stub.Recheck(sshgw_pb2.RecheckRequest(grants=[
+            sshgw_pb2.Grant(container_id=cid, owner_id=owner, fingerprint=fp) for cid, owner, fp in grants]),
+            metadata=self.metadata, timeout=AUTH_RPC_TIMEOUT)
+        return list(r.allowed)
 
     def authorize(self, username: str, public_key: str, address: str) -> Admission | None:
+        if len(username.encode(errors="surrogateescape")) > MAX_USERNAME:
+            return None
         try:
             r = self.stub.Authorize(sshgw_pb2.AuthorizeRequest(
                 username=username, public_key=public_key, client_address=address),
@@ -433,16 +357,16 @@ class Gateway:
                             grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
                 log.warning("ssh %s: core unavailable for auth: %s", address, e.details())
             else:
-                log.info("ssh %s: %r refused: %s", address, username, e.details())
+                log.info("ssh %s: %s refused: %s", address, clip(username), clip(e.details() or "", 200))
             return None
         return Admission(r.container_id, r.guest_user, r.guest_ip, r.guest_port,
-                         tuple(r.guest_host_keys), r.fingerprint)
+                         tuple(r.guest_host_keys), r.fingerprint, r.owner_id)
 
     def open_guest(self, a: Admission) -> paramiko.Transport:
         sock = socket.create_connection((a.guest_ip, a.guest_port), timeout=GUEST_CONNECT_TIMEOUT)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        t = paramiko.Transport(sock, default_window_size=WINDOW, default_max_packet_size=MAX_PACKET,
-                               disabled_algorithms=DISABLED)
+        t = GatewayTransport(sock, default_window_size=WINDOW, default_max_packet_size=MAX_PACKET,
+                             disabled_algorithms=DISABLED)
         try:
             t.start_client(timeout=GUEST_CONNECT_TIMEOUT)
             key = t.get_remote_server_key()
@@ -465,6 +389,7 @@ class Gateway:
         s.bind((self.config.ssh_listen, self.config.ssh_port))
         s.listen(128)
         self.listener = s
+        self.registry.start()
         log.info("ssh gateway listening on %s:%d", self.config.ssh_listen, self.config.ssh_port)
         while not self.stopping.is_set():
             try:
@@ -475,21 +400,31 @@ class Gateway:
                 time.sleep(0.05)
                 continue
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            _spawn(self._serve, conn, address)
+            spawn(self._serve, conn, address)
 
     def _serve(self, conn: socket.socket, address) -> None:
+        c = Connection(self, conn, address)
+        refusal = self.registry.open(c)
+        if refusal:
+            log.info("ssh %s: connection refused: %s", c.address, refusal)
+            conn.close()
+            return
         try:
-            Connection(self, conn, address).serve()
+            c.serve()
         except Exception:  # noqa: BLE001
             log.exception("ssh connection from %s failed", address)
         finally:
+            self.registry.close(c)
             try:
                 conn.close()
             except OSError:
                 pass
+            if c.admission is not None:
+                trim_malloc()
 
     def stop(self) -> None:
         self.stopping.set()
+        self.registry.stop()
         if self.listener is not None:
             try:
                 self.listener.shutdown(socket.SHUT_RDWR)
@@ -499,6 +434,8 @@ class Gateway:
 
 
 def serve(config: Config) -> None:
+    tune_malloc()
+    install_log_clip()
     gateway = Gateway(config)
     done = threading.Event()
 
@@ -508,7 +445,7 @@ def serve(config: Config) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    thread = _spawn(gateway.serve_forever)
+    thread = spawn(gateway.serve_forever)
     done.wait()
     thread.join(2)
     log.info("ssh gateway stopped")

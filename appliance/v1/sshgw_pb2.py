@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from appliance.v1 import options_pb2 as appliance_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61ppliance/v1/sshgw.proto\x12\x0c\x61ppliance.v1\x1a\x1a\x61ppliance/v1/options.proto\"P\n\x10\x41uthorizeRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x03 \x01(\t\"\xa3\x01\n\x11\x41uthorizeResponse\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x12\n\nguest_user\x18\x02 \x01(\t\x12\x10\n\x08guest_ip\x18\x03 \x01(\t\x12\x12\n\nguest_port\x18\x04 \x01(\x05\x12\x17\n\x0fguest_host_keys\x18\x05 \x03(\t\x12\x10\n\x08owner_id\x18\x06 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x07 \x01(\t2g\n\x11SshGatewayService\x12R\n\tAuthorize\x12\x1e.appliance.v1.AuthorizeRequest\x1a\x1f.appliance.v1.AuthorizeResponse\"\x04\xc8\xf3\x18\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61ppliance/v1/sshgw.proto\x12\x0c\x61ppliance.v1\x1a\x1a\x61ppliance/v1/options.proto\"D\n\x05Grant\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x03 \x01(\t\"5\n\x0eRecheckRequest\x12#\n\x06grants\x18\x01 \x03(\x0b\x32\x13.appliance.v1.Grant\"\"\n\x0fRecheckResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x03(\x08\"P\n\x10\x41uthorizeRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x03 \x01(\t\"\xa3\x01\n\x11\x41uthorizeResponse\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x12\n\nguest_user\x18\x02 \x01(\t\x12\x10\n\x08guest_ip\x18\x03 \x01(\t\x12\x12\n\nguest_port\x18\x04 \x01(\x05\x12\x17\n\x0fguest_host_keys\x18\x05 \x03(\t\x12\x10\n\x08owner_id\x18\x06 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x07 \x01(\t2\xb5\x01\n\x11SshGatewayService\x12R\n\tAuthorize\x12\x1e.appliance.v1.AuthorizeRequest\x1a\x1f.appliance.v1.AuthorizeResponse\"\x04\xc8\xf3\x18\x05\x12L\n\x07Recheck\x12\x1c.appliance.v1.RecheckRequest\x1a\x1d.appliance.v1.RecheckResponse\"\x04\xc8\xf3\x18\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,10 +34,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SSHGATEWAYSERVICE'].methods_by_name['Authorize']._loaded_options = None
   _globals['_SSHGATEWAYSERVICE'].methods_by_name['Authorize']._serialized_options = b'\310\363\030\005'
-  _globals['_AUTHORIZEREQUEST']._serialized_start=70
-  _globals['_AUTHORIZEREQUEST']._serialized_end=150
-  _globals['_AUTHORIZERESPONSE']._serialized_start=153
-  _globals['_AUTHORIZERESPONSE']._serialized_end=316
-  _globals['_SSHGATEWAYSERVICE']._serialized_start=318
-  _globals['_SSHGATEWAYSERVICE']._serialized_end=421
+  _globals['_SSHGATEWAYSERVICE'].methods_by_name['Recheck']._loaded_options = None
+  _globals['_SSHGATEWAYSERVICE'].methods_by_name['Recheck']._serialized_options = b'\310\363\030\005'
+  _globals['_GRANT']._serialized_start=70
+  _globals['_GRANT']._serialized_end=138
+  _globals['_RECHECKREQUEST']._serialized_start=140
+  _globals['_RECHECKREQUEST']._serialized_end=193
+  _globals['_RECHECKRESPONSE']._serialized_start=195
+  _globals['_RECHECKRESPONSE']._serialized_end=229
+  _globals['_AUTHORIZEREQUEST']._serialized_start=231
+  _globals['_AUTHORIZEREQUEST']._serialized_end=311
+  _globals['_AUTHORIZERESPONSE']._serialized_start=314
+  _globals['_AUTHORIZERESPONSE']._serialized_end=477
+  _globals['_SSHGATEWAYSERVICE']._serialized_start=480
+  _globals['_SSHGATEWAYSERVICE']._serialized_end=661
 # @@protoc_insertion_point(module_scope)

@@ -39,6 +39,11 @@ class SshGatewayServiceStub:
                 request_serializer=appliance_dot_v1_dot_sshgw__pb2.AuthorizeRequest.SerializeToString,
                 response_deserializer=appliance_dot_v1_dot_sshgw__pb2.AuthorizeResponse.FromString,
                 _registered_method=True)
+        self.Recheck = channel.unary_unary(
+                '/appliance.v1.SshGatewayService/Recheck',
+                request_serializer=appliance_dot_v1_dot_sshgw__pb2.RecheckRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_sshgw__pb2.RecheckResponse.FromString,
+                _registered_method=True)
 
 
 class SshGatewayServiceServicer:
@@ -55,6 +60,16 @@ class SshGatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Recheck(self, request, context):
+        """Are these admissions still valid? Asked for every new channel and every
+        few seconds for every open connection (one call for all of them): a
+        deleted key, SSH turned off, a stopped or deleted container or a deleted
+        owner ends the sessions. `allowed` has one entry per grant, in order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SshGatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -62,6 +77,11 @@ def add_SshGatewayServiceServicer_to_server(servicer, server):
                     servicer.Authorize,
                     request_deserializer=appliance_dot_v1_dot_sshgw__pb2.AuthorizeRequest.FromString,
                     response_serializer=appliance_dot_v1_dot_sshgw__pb2.AuthorizeResponse.SerializeToString,
+            ),
+            'Recheck': grpc.unary_unary_rpc_method_handler(
+                    servicer.Recheck,
+                    request_deserializer=appliance_dot_v1_dot_sshgw__pb2.RecheckRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_sshgw__pb2.RecheckResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -91,6 +111,33 @@ class SshGatewayService:
             '/appliance.v1.SshGatewayService/Authorize',
             appliance_dot_v1_dot_sshgw__pb2.AuthorizeRequest.SerializeToString,
             appliance_dot_v1_dot_sshgw__pb2.AuthorizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Recheck(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.SshGatewayService/Recheck',
+            appliance_dot_v1_dot_sshgw__pb2.RecheckRequest.SerializeToString,
+            appliance_dot_v1_dot_sshgw__pb2.RecheckResponse.FromString,
             options,
             channel_credentials,
             insecure,

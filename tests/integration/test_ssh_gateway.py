@@ -3,7 +3,8 @@
 One appliance (core + HTTP + SSH gateway) on its own bridge ``apsg0``
 (10.224.0.0/24). alice owns a running guest with ssh enabled; bob is another
 user with his own key. Tests run in file order (the refusal tests change
-alice's guest at the end).
+alice's guest at the end). The limit tests restart the gateway with small
+limits (``gateway_with``) and put the defaults back afterwards.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -59,10 +61,60 @@ def bob(app, admin, keys_dir):
 
 
 @pytest.fixture(scope="module")
-def guest(app, alice):
-    c = launch(app, alice, ssh_enabled=True, storage_gb=1)
+def spare(alice, keys_dir):
+    """A second key of alice's, selected for her guest at creation: (id, key file)."""
+    return _key_file(alice, keys_dir, "alice-spare")
+
+
+@pytest.fixture(scope="module")
+def guest(app, alice, spare):
+    c = launch(app, alice, ssh_enabled=True, storage_gb=1, ssh_key_ids=[alice.key_id, spare[0]])
     wait_for_sshd(c["external_ip"])
     return c
+
+
+def _key_file(person, keys_dir, name, client=None):
+    """Registers a new key for ``person`` (through ``client``, default theirs):
+    (key id, private key file for OpenSSH)."""
+    from compute_support import add_key, private_pem
+    key_id, key = add_key(client or person.client)
+    path = keys_dir / name
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(private_pem(key))
+    return key_id, path
+
+
+class KeyFile:
+    def __init__(self, path):
+        self.key_file = path
+
+
+@contextmanager
+def gateway_with(app, **settings):
+    """The SSH gateway restarted with these settings; the defaults back after."""
+    saved = dict(app.env)
+    app.env.update({f"APPLIANCE_{k.upper()}": str(v) for k, v in settings.items()})
+    _restart_gateway(app)
+    try:
+        yield
+    finally:
+        app.env = saved
+        _restart_gateway(app)
+
+
+def _restart_gateway(app):
+    app.stop("ssh")
+    app.start("ssh")
+    wait_port("127.0.0.1", app.ssh_port)
+
+
+def rss_mb(app) -> float:
+    pid = app.procs["ssh"].pid
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
 
 
 def ssh(app, person, cid, *command, user=None, extra=(), timeout=60, **kw):
@@ -269,6 +321,149 @@ def test_only_publickey_auth_is_offered(app, guest):
     assert re.search(rb"Permission denied \(publickey\)", r.stderr), r.stderr
 
 
+# -- limits (issue 11 item 6, issue 19 items 5 and 7) ------------------------------------
+
+def _banner(sock: socket.socket, timeout: float = 5) -> bytes:
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(100)
+    except OSError:
+        return b""
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    """True once the gateway closes ``sock`` (EOF or reset) within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            if sock.recv(65536) == b"":
+                return True
+        except socket.timeout:
+            return False
+        except OSError:
+            return True
+    return False
+
+
+def test_unauthenticated_connections_are_closed_after_the_login_timeout(app, guest, alice):
+    import paramiko
+    with gateway_with(app, ssh_auth_timeout=3):
+        silent = socket.create_connection(("127.0.0.1", app.ssh_port))
+        banner_only = socket.create_connection(("127.0.0.1", app.ssh_port))
+        banner_only.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+        kex = paramiko.Transport(socket.create_connection(("127.0.0.1", app.ssh_port)))
+        kex.start_client(timeout=10)   # key exchange done, never authenticates
+        assert kex.is_active()
+        started = time.monotonic()
+        assert _closed_within(silent, 8)
+        assert _closed_within(banner_only, 8)
+        while kex.is_active() and time.monotonic() - started < 8:
+            time.sleep(0.1)
+        assert not kex.is_active(), "the unauthenticated SSH connection is still open"
+        took = time.monotonic() - started
+        kex.close()
+        assert took > 1.5  # the timeout, not an immediate refusal
+        # a client that logs in in time is not affected
+        r = ssh(app, alice, guest["id"], "echo in")
+        assert r.stdout == b"in\n", r.stderr
+
+
+def test_connections_per_source_and_in_total_are_capped(app, guest, alice):
+    def connect(source):
+        s = socket.socket()
+        s.bind((source, 0))
+        s.connect(("127.0.0.1", app.ssh_port))
+        return s
+    with gateway_with(app, ssh_max_connections_per_source=3, ssh_max_connections=5):
+        time.sleep(1)   # the start-up probe of wait_port is gone
+        held = [connect("127.0.0.2") for _ in range(3)]
+        assert all(_banner(s).startswith(b"SSH-2.0-") for s in held)
+        over = connect("127.0.0.2")
+        assert _banner(over) == b"", "a 4th connection from one address got in"
+        held += [connect("127.0.0.3") for _ in range(2)]
+        assert all(_banner(s).startswith(b"SSH-2.0-") for s in held[3:])
+        assert _banner(connect("127.0.0.4")) == b"", "a 6th connection in total got in"
+        for s in held:
+            s.close()
+        time.sleep(0.5)
+        r = ssh(app, alice, guest["id"], "echo again")
+        assert r.stdout == b"again\n", r.stderr
+
+
+def test_channels_are_capped_and_gateway_memory_is_bounded(app, guest, alice):
+    """Issue 19 item 5: direct-tcpip channels to a guest port that never reads.
+    At most ssh_max_channels_per_connection (10) open (OpenSSH sees the 11th
+    refused); gateway memory stays bounded and comes back after close."""
+    cid = guest["id"]
+    sink = subprocess.Popen(ssh_argv(app, alice.key_file, cid) + [
+        "perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalAddr=>q(127.0.0.1),LocalPort=>7799,"
+        "Listen=>64,ReuseAddr=>1) or die; print qq(ready\\n); $|=1; while($c=$s->accept){push @k,$c}'"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert sink.stdout.readline() == b"ready\n"
+    port = _free_port()
+    fwd = subprocess.Popen(ssh_argv(app, alice.key_file, cid, "-N", "-v", "-L", f"{port}:127.0.0.1:7799"),
+                           stderr=subprocess.PIPE)
+    socks = []
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        time.sleep(1)
+        before = rss_mb(app)
+        socks += [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(11)]
+        chunk = b"x" * (1 << 20)
+        for s in socks:   # fill every forward until the guest side stops taking bytes
+            s.settimeout(0.5)
+            for _ in range(64):
+                try:
+                    s.sendall(chunk)
+                except (socket.timeout, OSError):
+                    break
+        time.sleep(2)
+        peak = rss_mb(app)
+        for s in socks:
+            s.close()
+        socks = []
+        fwd.terminate()
+        err = fwd.communicate(timeout=10)[1]
+        time.sleep(3)
+        after = rss_mb(app)
+        print(f"\ngateway RSS: {before:.0f} MB before, {peak:.0f} MB with 12 filled forwards, {after:.0f} MB after")
+        assert peak - before < 130, (before, peak)   # ~8 MB per forward; 480 MB before the fix
+        assert after - before < 25, (before, after)
+        assert b"open failed: resource shortage" in err, err[-3000:]
+    finally:
+        for s in socks:
+            s.close()
+        if fwd.poll() is None:
+            fwd.kill()
+            fwd.wait()
+        sink.kill()
+        sink.wait()
+
+
+def test_a_long_user_name_barely_grows_the_logs(app, guest, alice):
+    """Issue 19 item 7: a 200 KB user name is refused before any call to the
+    core; neither log grows by more than a few KB."""
+    import paramiko
+    before = {name: len(app.log(name)) for name in ("ssh", "core")}
+    for _ in range(3):
+        t = paramiko.Transport(socket.create_connection(("127.0.0.1", app.ssh_port)))
+        t.start_client(timeout=10)
+        with pytest.raises(paramiko.AuthenticationException):
+            t.auth_publickey("a" * 200_000, alice.pkey)
+        t.close()
+    time.sleep(0.5)
+    grown = {name: len(app.log(name)) - before[name] for name in before}
+    assert all(n < 4096 for n in grown.values()), grown
+
+
 # -- refusals -----------------------------------------------------------------------------
 
 def _refused(r) -> bool:
@@ -284,19 +479,94 @@ def test_unknown_container_is_refused(app, guest, alice):
     assert _refused(ssh(app, alice, "not/a-valid id", "true", user="not.a.valid"))
 
 
-def test_deleted_key_is_refused_at_once(app, guest, alice, admin, keys_dir):
-    extra = Person.__new__(Person)
-    from compute_support import add_key, private_pem
-    key_id, key = add_key(alice.client)
-    extra.key_file = keys_dir / "alice-second"
-    fd = os.open(extra.key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(private_pem(key))
-    # a key the owner registered after creating the container is admitted...
-    assert ssh(app, extra, guest["id"], "true").returncode == 0
+def test_a_key_added_later_reaches_no_existing_container(app, guest, alice, keys_dir):
+    """Issue 19 item 10: a token that may only add keys cannot make itself root
+    in the user's containers; only keys selected for the container (ssh_key_ids) log in."""
+    r = alice.client.post("/api/tokens", json={"name": "keys-only", "expires_in": "30d",
+                                               "scopes": {f"compute.{alice.client.user_id}.keys": ["create"]}})
+    assert r.status_code == 200, r.text
+    keys_only = alice.client.with_token(r.json()["token"])
+    assert keys_only.get(f"/compute/containers/{guest['id']}").status_code == 403
+    key_id, path = _key_file(alice, keys_dir, "alice-via-token", client=keys_only)
+    assert _refused(ssh(app, KeyFile(path), guest["id"], "true"))
+    # the same holds for a key the owner adds with her full session
+    key_id, path = _key_file(alice, keys_dir, "alice-later")
+    assert _refused(ssh(app, KeyFile(path), guest["id"], "true"))
+
+
+def _open_session(app, key_file, cid):
+    """A real OpenSSH session that stays open; returns once it runs in the guest."""
+    p = subprocess.Popen(ssh_argv(app, key_file, cid) + ["echo up; exec sleep 600"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.readline() == b"up\n"
+    return p
+
+
+def _ends_within(p, seconds: float) -> float:
+    started = time.monotonic()
+    try:
+        p.wait(seconds)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        raise AssertionError(f"the open session was still running {seconds} s after the revocation")
+    return time.monotonic() - started
+
+
+def test_deleted_key_is_refused_and_ends_open_sessions(app, guest, alice, spare):
+    cid = guest["id"]
+    key_id, path = spare
+    session = _open_session(app, path, cid)   # a key selected at creation is admitted
+    keep = _open_session(app, alice.key_file, cid)
     assert alice.client.delete(f"/compute/ssh-keys/{key_id}").status_code == 200
-    # ...and refused as soon as it is deleted from the account
-    assert _refused(ssh(app, extra, guest["id"], "true"))
+    took = _ends_within(session, 8)
+    assert _refused(ssh(app, KeyFile(path), cid, "true"))
+    # sessions with another key go on
+    assert keep.poll() is None
+    keep.kill()
+    keep.wait()
+    print(f"\nsession ended {took:.1f} s after the key was deleted")
+
+
+def test_turning_ssh_off_ends_open_sessions(app, guest, alice):
+    cid = guest["id"]
+    session = _open_session(app, alice.key_file, cid)
+    assert alice.client.put(f"/compute/containers/{cid}/ssh", json={"ssh_enabled": False}).status_code == 200
+    try:
+        took = _ends_within(session, 8)
+    finally:
+        assert alice.client.put(f"/compute/containers/{cid}/ssh", json={"ssh_enabled": True}).status_code == 200
+    print(f"\nsession ended {took:.1f} s after SSH was turned off")
+    assert ssh(app, alice, cid, "true").returncode == 0
+
+
+def test_new_channels_on_an_open_connection_are_rechecked(app, guest, alice, tmp_path):
+    """Issue 19 item 11: one OpenSSH connection (ControlMaster) stays open; after
+    SSH is turned off, a new session on it is refused (periodic re-check off here)."""
+    cid = guest["id"]
+    control = tmp_path / "ctl"
+    with gateway_with(app, ssh_recheck_seconds=3600):
+        master = subprocess.Popen(ssh_argv(app, alice.key_file, cid, "-M", "-S", str(control), "-N"),
+                                  stderr=subprocess.PIPE)
+        try:
+            for _ in range(100):
+                if control.exists():
+                    break
+                time.sleep(0.1)
+            mux = ["-S", str(control), "-o", "ControlMaster=no"]
+            r = ssh(app, alice, cid, "echo via-master", extra=mux)
+            assert r.stdout == b"via-master\n", r.stderr
+            c = alice.client
+            assert c.put(f"/compute/containers/{cid}/ssh", json={"ssh_enabled": False}).status_code == 200
+            try:
+                r = ssh(app, alice, cid, "echo via-master", extra=mux)
+                assert r.returncode == 255 and r.stdout == b"", r
+                assert b"Session open refused by peer" in r.stderr, r.stderr
+            finally:
+                assert c.put(f"/compute/containers/{cid}/ssh", json={"ssh_enabled": True}).status_code == 200
+        finally:
+            master.kill()
+            master.wait()
 
 
 def test_disabled_flag_is_refused(app, guest, alice):
@@ -308,9 +578,43 @@ def test_disabled_flag_is_refused(app, guest, alice):
     assert ssh(app, alice, cid, "true").returncode == 0
 
 
+def _key_query(app, key_file, user) -> list[bytes]:
+    """What the gateway answers to an unsigned query for this key (OpenSSH with
+    only the public half at hand: it asks, and cannot sign)."""
+    r = run(["ssh", "-v", "-p", str(app.ssh_port), "-i", str(key_file), "-o", "BatchMode=yes",
+             "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "PreferredAuthentications=publickey",
+             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", f"{user}@127.0.0.1", "true"])
+    assert r.returncode == 255, r
+    lines = [re.sub(rb"^(debug1: |\S+@127\.0\.0\.1: )", b"", line) for line in r.stderr.splitlines()
+             if re.search(rb"Offering public key|Server accepts key|Authentications that can continue|"
+                          rb"Permission denied", line)]
+    assert any(b"Offering public key" in line for line in lines), r.stderr
+    return lines
+
+
+def test_key_query_answer_does_not_depend_on_the_container(app, guest, alice, tmp_path):
+    """Issue 19: an unsigned public-key offer (anyone may hold the public half)
+    reveals nothing about the container: missing, stopped, SSH off, running."""
+    cid = guest["id"]
+    probe = tmp_path / "probe"   # exists, but holds no private key: OpenSSH can only ask
+    probe.write_text("not a private key\n")
+    probe.chmod(0o600)
+    probe.with_suffix(".pub").write_text(alice.client.get("/compute/ssh-keys").json()["ssh_keys"][0]["public_key"])
+    answers = {"running": _key_query(app, probe, cid), "missing": _key_query(app, probe, "zzzzzzzz")}
+    c = alice.client
+    assert c.put(f"/compute/containers/{cid}/ssh", json={"ssh_enabled": False}).status_code == 200
+    answers["ssh off"] = _key_query(app, probe, cid)
+    assert c.put(f"/compute/containers/{cid}/ssh", json={"ssh_enabled": True}).status_code == 200
+    assert c.post(f"/compute/containers/{cid}/stop").json()["status"] == "stopped"
+    answers["stopped"] = _key_query(app, probe, cid)
+    assert len({tuple(a) for a in answers.values()}) == 1, answers
+    print("\nanswer to a key query, in every state:", answers["running"])
+
+
 def test_stopped_container_is_refused(app, guest, alice):
     cid = guest["id"]
-    assert alice.client.post(f"/compute/containers/{cid}/stop").json()["status"] == "stopped"
+    if alice.client.get(f"/compute/containers/{cid}").json()["status"] != "stopped":
+        assert alice.client.post(f"/compute/containers/{cid}/stop").json()["status"] == "stopped"
     assert _refused(ssh(app, alice, cid, "true"))
 
 
