@@ -145,6 +145,10 @@ class ClipFilter(logging.Filter):
 
 
 def install_log_clip() -> None:
+    # paramiko's transport thread logs every failed handshake (a port scan, a
+    # bare TCP connect) as an ERROR with a ~30-line traceback: ~2 KB of log per
+    # anonymous connection. The gateway logs its own line per failed handshake.
+    logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, ClipFilter) for f in handler.filters):
             handler.addFilter(ClipFilter())
