@@ -34,3 +34,9 @@ def test_the_served_document_is_the_generated_one(appliance):
     served = requests.get(appliance.url + "/openapi.json").json()
     validate(served)
     assert served == document(build_routes())
+
+
+def test_a_huge_id_is_not_echoed_back_whole(user):
+    r = user.get("/compute/containers/" + "a" * 10_000)
+    assert r.status_code in (400, 404), r.text
+    assert len(r.text) < 1000, len(r.text)
