@@ -1,10 +1,10 @@
 """Storage rules without processes: names, Range parsing, conditionals, multipart filenames."""
 import pytest
 
-from appliance.core import storage
+from appliance.core import storage_rules as storage
 from appliance.core.files import BlobStore
 from appliance.errors import Invalid
-from appliance.http.files import raw_filename
+from appliance.http.upload_parts import raw_filename
 from appliance.v1 import storage_pb2
 
 
