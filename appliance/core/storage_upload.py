@@ -58,7 +58,9 @@ class UploadLimits:
         self.config = config
         self.files_dir = files_dir
         self.active: dict[int, int] = {}    # user row id -> uploads under way
-        self.inflight: dict[int, int] = {}  # user row id -> bytes those uploads received
+        # user row id -> bytes those uploads hold: each its declared size or
+        # what it received, whichever is more
+        self.inflight: dict[int, int] = {}
 
     def admit(self, user_id: int) -> "Ticket":
         cap = self.config.max_uploads_per_user
@@ -70,7 +72,7 @@ class UploadLimits:
     def _release(self, ticket: "Ticket") -> None:
         uid = ticket.user_id
         self.active[uid] -= 1
-        self.inflight[uid] = self.inflight.get(uid, 0) - ticket.received
+        self.inflight[uid] = self.inflight.get(uid, 0) - ticket.counted
         if not self.active[uid]:
             del self.active[uid]
             self.inflight.pop(uid, None)
@@ -84,6 +86,8 @@ class Ticket:
         self.config = limits.config
         self.user_id = user_id
         self.received = 0
+        self.declared = 0
+        self.counted = 0  # what this upload adds to limits.inflight
         self.stored = stored_bytes(user_id)
         self.credit = 0  # bytes of the user's own file this upload replaces
         self.next_free_check = FREE_CHECK_STEP
@@ -98,6 +102,11 @@ class Ticket:
         limit = self.config.max_upload_bytes
         if limit and size > limit:
             raise TooLarge(f"file is over the {limit}-byte upload limit")
+
+    def _count(self, n: int) -> None:
+        inflight = self.limits.inflight
+        inflight[self.user_id] = inflight.get(self.user_id, 0) + n - self.counted
+        self.counted = n
 
     def _check_quota(self, more: int) -> None:
         quota = self.config.storage_quota_bytes
@@ -115,17 +124,22 @@ class Ticket:
         self._check_limit(size)
         self._check_quota(size)
         diskspace.require_free(self.limits.files_dir, size, self.config.disk_free_reserve_bytes, "this file")
+        self.declared = size
+        self._count(size)
 
     def update(self, received: int) -> None:
         """As bytes arrive: upload limit, quota, and every step the free space."""
-        inflight = self.limits.inflight
-        inflight[self.user_id] = inflight.get(self.user_id, 0) + received - self.received
         self.received = received
+        self._count(max(self.declared, received))
         self._check_limit(received)
         self._check_quota(0)
         if received >= self.next_free_check:
             self.next_free_check = received + FREE_CHECK_STEP
             diskspace.require_free(self.limits.files_dir, 0, self.config.disk_free_reserve_bytes, "this file")
+
+    def check_end(self) -> None:
+        """All bytes are on disk: they must have left the reserve free."""
+        diskspace.require_free(self.limits.files_dir, 0, self.config.disk_free_reserve_bytes, "this file")
 
     def check_commit(self, size: int, replaced: StoredFile | None) -> None:
         """The exact quota check, inside the commit's transaction."""
@@ -263,6 +277,7 @@ class Uploads:
                 raise Invalid(f"the upload ended early: {received} of {end.size} bytes arrived")
             if header.size and header.size != received:
                 raise Invalid(f"declared size {header.size} but {received} bytes arrived")
+            ticket.check_end()
             committing = loop.run_in_executor(None, tmp.commit)
             try:
                 blob_id = await asyncio.shield(committing)
