@@ -156,6 +156,35 @@ def test_a_slow_upload_above_the_minimum_rate_completes(own_appliance, local_io)
     assert r.status_code == 200 and r.content == data
 
 
+def test_the_core_ends_an_upload_call_that_goes_quiet(own_appliance):
+    """The core's own backstop, for a gateway (or any direct gRPC caller) that
+    stops sending: the call ends after 2 x upload_stall_seconds + 10 s and its
+    temp file is gone."""
+    import grpc
+
+    from appliance.v1 import storage_pb2, storage_pb2_grpc
+
+    app = own_appliance(upload_stall_seconds=1)
+    admin = app.admin()
+    quiet = threading.Event()
+
+    def messages():
+        yield storage_pb2.UploadChunk(header=storage_pb2.UploadHeader(namespace="default", name="quiet.bin"))
+        yield storage_pb2.UploadChunk(data=b"some bytes")
+        quiet.wait(60)  # then nothing
+
+    with grpc.insecure_channel(f"unix://{app.data_dir}/core.sock") as channel:
+        stub = storage_pb2_grpc.StorageServiceStub(channel)
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as e:
+            stub.PutFile(messages(), metadata=(("authorization", f"Bearer {admin.token}"),), timeout=40)
+        took = time.monotonic() - started
+        quiet.set()
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "stalled" in e.value.details(), e.value
+    assert 11 <= took < 20, took
+    assert temp_files(app) == [] and blobs(app) == []
+
+
 def test_uploads_per_user_are_capped(own_appliance):
     app = own_appliance(max_uploads_per_user=2)
     admin = app.admin()
