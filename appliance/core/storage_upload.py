@@ -222,7 +222,12 @@ class Uploads:
 
     async def _receive(self, principal, ns, name, header, ticket: Ticket, messages, context):
         local = header.local and local_peer(context)
-        tmp: TempFile = await asyncio.to_thread(self.store.new_temp)
+        try:
+            tmp: TempFile = await asyncio.to_thread(self.store.new_temp)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientStorage("not enough free disk space for this file") from None
+            raise
         try:
             ready = UPLOAD_READY + ((("x-upload-path", str(tmp.path)),) if local else ())
             await context.send_initial_metadata(ready)
@@ -303,7 +308,7 @@ class Uploads:
                 asyncio.current_task().uncancel()
                 log.info("upload of %s/%s stalled: nothing for %ss; discarded", ns.name, name, watchdog.seconds)
                 raise Invalid(f"the upload stalled: nothing arrived for {watchdog.seconds} s") from None
-            if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise InsufficientStorage("not enough free disk space for this file") from None
             raise
         if old_blob:

@@ -64,7 +64,7 @@ def _call_error(error: grpc.aio.AioRpcError) -> tuple[int, str, dict]:
 
 
 def _os_error(e: OSError) -> tuple[int, str]:
-    if e.errno == errno.ENOSPC:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return 507, "not enough free disk space for this file"
     return 500, "internal error"
 
@@ -299,7 +299,9 @@ class RawUploadHandler(_UploadHandler):
                 transfer_id=self.get_query_argument("id", ""), local=bool(self.config.storage_local_io))
         except AppError as e:
             return self.refuse_early(http_status(e.code), e.message)
-        if not await self.start_upload(header):
+        with self.watch.busy():  # the core's time, not the client's
+            started = await self.start_upload(header)
+        if not started:
             status, message, headers = self.refusal
             self.refusal = None
             self.refuse_early(status, message, headers)
