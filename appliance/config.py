@@ -43,7 +43,6 @@ class Config:
     max_containers_per_user: int = 3
     login_max_failures: int = 5
     login_window_seconds: int = 300
-    max_upload_bytes: int = 0  # 0 = unlimited (bounded only by disk)
     # File bytes: when gateway and core share a host (Unix socket) the gateway
     # reads/writes the blob or temp file the core authorized and named, and the
     # gRPC stream carries only control (docs/storage.md); false = every byte
@@ -146,6 +145,25 @@ class Config:
     ssh_max_channels_per_connection: int = 10
     # Seconds between re-checks of every open connection's admission.
     ssh_recheck_seconds: int = 2
+    # -- storage limits (docs/storage.md "Limits"; issue 11 items 7-9) --------
+    # Largest file one upload may store (413 beyond); 0 = no limit but the quota.
+    max_upload_bytes: int = 4 << 30
+    # Bytes of files a user may keep (sum of the files they uploaded; 507
+    # beyond); 0 = unlimited.
+    storage_quota_bytes: int = 10 << 30
+    # Free space kept on the data disk for the database and the system: an
+    # upload that would go below it is 507 (and so is guest volume creation,
+    # through appliance/core/diskspace.py).
+    disk_free_reserve_bytes: int = 1 << 30
+    # Uploads one user may run at once (429 beyond); 0 = unlimited.
+    max_uploads_per_user: int = 8
+    # A request body that sends nothing for this long, or less than
+    # upload_min_bytes_per_second on average over such a period, is cut off
+    # (408) and its upload discarded.
+    upload_stall_seconds: int = 30
+    upload_min_bytes_per_second: int = 1024
+    # Namespaces one user may own (409 beyond); 0 = unlimited.
+    max_namespaces_per_user: int = 100
     admin_username: str = "admin"
     admin_password: str = ""
     log_level: str = "INFO"

@@ -62,6 +62,16 @@ class TooLarge(AppError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class InsufficientStorage(AppError):
+    """Out of room: a storage quota or the disk's free-space reserve (HTTP 507).
+    gRPC has no such code: RESOURCE_EXHAUSTED plus trailing ``x-http-status: 507``,
+    which the gateway's table honours (appliance/http/status.py)."""
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return super().trailing_metadata() + (("x-http-status", "507"),)
+
+
 class BadRange(AppError):
     """Unsatisfiable Range (HTTP 416)."""
     code = grpc.StatusCode.OUT_OF_RANGE

@@ -196,7 +196,10 @@ def main() -> None:
         os.link(src, base / "nginx" / "www" / "src.bin")
         ngx_url = f"http://127.0.0.1:{nport}"
 
-        app = Appliance(base / "appliance", log_level="WARNING").start()
+        # Every write is a new file of the admin's: a quota and an upload limit
+        # that fit them (the checks still run on every upload).
+        app = Appliance(base / "appliance", log_level="WARNING", storage_quota_bytes=1 << 40,
+                        max_upload_bytes=max(size, 4 << 30)).start()
         token = app.admin().token
         auth = ["-H", f"Authorization: Bearer {token}"]
         idle = {name: vm_kb(pid, "VmRSS") for name, pid in processes(app).items()}

@@ -22,8 +22,6 @@ import errno
 import json
 import logging
 import os
-import re
-import time
 from urllib.parse import quote
 
 import grpc
@@ -31,38 +29,26 @@ import tornado.iostream
 import tornado.web
 from streaming_form_data import StreamingFormDataParser
 from streaming_form_data.parser import ParseFailedException, parse_content_boundary
-from streaming_form_data.targets import BaseTarget
 
-from appliance.errors import AppError, Invalid, TooLarge
+from appliance.errors import AppError, Invalid
 from appliance.http import codec
 from appliance.http.app import TRANSPORTS
 from appliance.http.gateway import GatewayHandler
 from appliance.http.sse import SseHandler
 from appliance.http.status import http_status
+from appliance.http.upload_call import UploadCall
+from appliance.http.upload_parts import FieldTarget, FileTarget, parse_bool, parse_size, raw_filename
+from appliance.http.upload_watch import BodyWatch
 from appliance.v1 import options_pb2 as opt
 from appliance.v1 import storage_pb2
 
 log = logging.getLogger("appliance.http.files")
 
-UPLOAD_CHUNK = 256 * 1024
-QUEUE_DEPTH = 4
 LOCAL_READ_CHUNK = 1024 * 1024
-LOCAL_WRITE_CHUNK = 1024 * 1024
-PROGRESS_INTERVAL = 0.1
 # Multipart framing around the file part, allowed over max_upload_bytes.
 MULTIPART_SLACK = 64 * 1024
-MAX_FORM_VALUE = 1024
 # A refused body up to this size is read and dropped before answering.
 DRAIN_LIMIT = 64 * 1024 * 1024
-
-
-def _parse_bool(raw: str, name: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("true", "1", "yes", "on"):
-        return True
-    if value in ("false", "0", "no", "off", ""):
-        return False
-    raise Invalid(f"parameter '{name}' must be true or false")
 
 
 def _call_error(error: grpc.aio.AioRpcError) -> tuple[int, str, dict]:
@@ -73,145 +59,57 @@ def _call_error(error: grpc.aio.AioRpcError) -> tuple[int, str, dict]:
             headers["Content-Range"] = f"bytes */{value}"
         elif key == "retry-after":
             headers["Retry-After"] = value
-    return http_status(error.code()), error_message(error.code(), error.details()), headers
+    status = http_status(error.code(), error.trailing_metadata())
+    return status, error_message(error.code(), error.details()), headers
 
 
-def _write_all(fd: int, pieces: list[bytes]) -> None:
-    written = os.writev(fd, pieces)
-    total = sum(len(p) for p in pieces)
-    if written < total:  # short write (rare): finish byte-exactly
-        rest = memoryview(b"".join(pieces))[written:]
-        while rest:
-            rest = rest[os.write(fd, rest):]
-
-
-def _close_after_write(done: asyncio.Future, fd: int) -> None:
-    if not done.cancelled():
-        done.exception()  # retrieved: the upload already failed or was abandoned
-    os.close(fd)
-
-
-class _UploadCall:
-    """One client-streaming Upload/PutFile call fed from a request body.
-
-    Two ways for the bytes, chosen by the core: over the stream as ``data``
-    messages (the general path), or - when the core answers the header with
-    ``x-upload-path`` because we share its host - written by us into the temp
-    file the core created, with only ``progress`` messages on the stream.
-    Either way the core alone checks, fsyncs, renames and commits.
-    """
-
-    def __init__(self, handler: GatewayHandler, header: storage_pb2.UploadHeader):
-        self.limit = handler.config.max_upload_bytes
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_DEPTH)
-        self.pieces: list[bytes] = []
-        self.buffered = 0
-        self.sent = 0
-        self.fd = -1
-        # The local write in flight: awaited only before the next one, so
-        # reading the socket overlaps writing the previous chunk to disk.
-        self.writing: asyncio.Future | None = None
-        self.reported = 0.0
-        self.call = handler.call(self._messages(header), metadata=handler.metadata())
-        self.result = asyncio.ensure_future(self._result())
-
-    async def _result(self):
-        return await self.call
-
-    async def _messages(self, header):
-        yield storage_pb2.UploadChunk(header=header)
-        while True:
-            message = await self.queue.get()
-            if message is None:
-                return
-            yield message
-
-    async def ready(self) -> grpc.aio.AioRpcError | None:
-        """Wait until the core accepted the header; the error if it refused."""
-        try:
-            metadata = dict(await self.call.initial_metadata() or ())
-            if "x-upload-ready" in metadata:
-                if "x-upload-path" in metadata:
-                    self.fd = os.open(metadata["x-upload-path"], os.O_WRONLY | os.O_CLOEXEC)
-                return None
-            await self.result
-        except grpc.aio.AioRpcError as e:
-            return e
-        return None
-
-    async def _put(self, message) -> None:
-        if self.result.done():
-            await self.result  # raises the call's error
-            raise RuntimeError("upload call ended before its body")
-        put = asyncio.ensure_future(self.queue.put(message))
-        await asyncio.wait({put, self.result}, return_when=asyncio.FIRST_COMPLETED)
-        if not put.done():
-            put.cancel()
-            await self.result
-            raise RuntimeError("upload call ended before its body")
-
-    async def feed(self, data: bytes) -> None:
-        self.pieces.append(data)
-        self.buffered += len(data)
-        if self.buffered >= (LOCAL_WRITE_CHUNK if self.fd >= 0 else UPLOAD_CHUNK) or len(self.pieces) >= 256:
-            await self._flush()
-
-    async def _flush(self) -> None:
-        if not self.pieces:
-            return
-        pieces, size = self.pieces, self.buffered
-        self.pieces, self.buffered = [], 0
-        self.sent += size
-        if self.fd < 0:
-            data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-            return await self._put(storage_pb2.UploadChunk(data=data))
-        if self.limit and self.sent > self.limit:
-            raise TooLarge(f"file is over the {self.limit}-byte upload limit")
-        if self.result.done():
-            await self.result
-        await self._written()
-        self.writing = asyncio.get_running_loop().run_in_executor(None, _write_all, self.fd, pieces)
-        now = time.monotonic()
-        if now - self.reported >= PROGRESS_INTERVAL:
-            self.reported = now
-            await self._put(storage_pb2.UploadChunk(progress=storage_pb2.UploadProgress(bytes=self.sent)))
-
-    async def _written(self) -> None:
-        if self.writing is not None:
-            writing, self.writing = self.writing, None
-            await writing
-
-    async def finish(self) -> storage_pb2.UploadResponse:
-        await self._flush()
-        await self._written()
-        self._close()
-        await self._put(storage_pb2.UploadChunk(end=storage_pb2.UploadEnd(size=self.sent)))
-        await self._put(None)
-        return await self.result
-
-    def _close(self) -> None:
-        if self.fd < 0:
-            return
-        fd, self.fd = self.fd, -1
-        if self.writing is not None and not self.writing.done():
-            # Never close under a running write: the number could be reused.
-            self.writing.add_done_callback(lambda done: _close_after_write(done, fd))
-        else:
-            os.close(fd)
-        self.writing = None
-
-    def cancel(self) -> None:
-        self._close()
-        self.call.cancel()
+def _os_error(e: OSError) -> tuple[int, str]:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return 507, "not enough free disk space for this file"
+    return 500, "internal error"
 
 
 class _UploadHandler(GatewayHandler):
     """What multipart and raw uploads share: error bookkeeping and the reply."""
 
-    upload: _UploadCall | None = None
+    upload: UploadCall | None = None
     # A refusal found while the body is still arriving: answered once it has
     # been read, since closing early makes many clients lose the response.
     refusal: tuple[int, str, dict] | None = None
+    watch: BodyWatch | None = None
+
+    def watch_body(self) -> None:
+        """From prepare(): cut the body off if it stalls (upload_watch.py)."""
+        self.watch = BodyWatch(self.config.upload_stall_seconds, self.config.upload_min_bytes_per_second,
+                               self._stalled, self._alive)
+
+    def _stalled(self, message: str) -> None:
+        log.info("upload from %s cut off: %s", self.request.remote_ip, message)
+        if self.upload is not None:
+            self.upload.cancel()
+            self.upload = None
+        if not self._finished:
+            # Finishing before the body is read makes Tornado close the connection.
+            self.send_json_error(408, message)
+
+    def _alive(self) -> None:
+        if self.upload is not None:
+            self.upload.keepalive()
+
+    async def data_received(self, chunk: bytes) -> None:
+        watch = self.watch
+        if watch is None:
+            return await self.take(chunk)
+        watch.arrived(len(chunk))
+        with watch.busy():
+            await self.take(chunk)
+
+    async def take(self, chunk: bytes) -> None:
+        raise NotImplementedError
+
+    def on_finish(self) -> None:
+        if self.watch is not None:
+            self.watch.stop()
 
     def refuse(self, status: int, message: str, headers: dict | None = None) -> None:
         if self.refusal is None:
@@ -227,26 +125,27 @@ class _UploadHandler(GatewayHandler):
         many clients then lose the answer."""
         length = self.request.headers.get("Content-Length", "")
         if (self.request.headers.get("Expect", "").lower() == "100-continue"
-                or length == "0" or (length.isdigit() and int(length) > DRAIN_LIMIT)):
+                or length == "0" or self.content_length() > DRAIN_LIMIT):
             return self.send_json_error(status, message, headers)
         self.refuse(status, message, headers)
 
     def declared_size(self) -> int:
-        raw = self.request.headers.get("X-File-Size", "").strip()
-        if not raw:
+        return parse_size(self.request.headers.get("X-File-Size", ""), "X-File-Size")
+
+    def content_length(self) -> int:
+        """Tornado has checked Content-Length already; 0 when absent (chunked)."""
+        try:
+            return parse_size(self.request.headers.get("Content-Length", ""), "Content-Length")
+        except Invalid:
             return 0
-        if not re.fullmatch(r"[0-9]{1,18}", raw):  # an int64; isdigit() also took "²" (500)
-            raise Invalid("X-File-Size must be a non-negative integer")
-        return int(raw)
 
     def check_length(self, slack: int = 0) -> None:
         limit = self.config.max_upload_bytes
-        length = self.request.headers.get("Content-Length", "")
-        if limit and length.isdigit() and int(length) > limit + slack:
+        if limit and self.content_length() > limit + slack:
             self.refuse_early(413, f"file is over the {limit}-byte upload limit")
 
     async def start_upload(self, header: storage_pb2.UploadHeader) -> bool:
-        self.upload = _UploadCall(self, header)
+        self.upload = UploadCall(self, header)
         error = await self.upload.ready()
         if error is not None:
             self.upload = None
@@ -263,12 +162,11 @@ class _UploadHandler(GatewayHandler):
             self.refuse(http_status(e.code), e.message)
         except OSError as e:
             log.warning("local upload write failed: %s", e)
-            if e.errno == errno.ENOSPC:
-                self.refuse(413, "not enough free disk space for this file")
-            else:
-                self.refuse(500, "internal error")
+            self.refuse(*_os_error(e))
 
     async def reply(self) -> None:
+        if self.watch is not None:
+            self.watch.stop()  # the body is complete: what follows is the core's time
         if self._finished:
             return
         if self.refusal is not None:
@@ -279,7 +177,7 @@ class _UploadHandler(GatewayHandler):
             return self.send_json_error(*_call_error(e))
         except (AppError, OSError) as e:
             self.upload.cancel()
-            self.refuse(*((http_status(e.code), e.message) if isinstance(e, AppError) else (500, "internal error")))
+            self.refuse(*((http_status(e.code), e.message) if isinstance(e, AppError) else _os_error(e)))
             return self.send_json_error(*self.refusal)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
@@ -287,80 +185,14 @@ class _UploadHandler(GatewayHandler):
 
     def on_connection_close(self) -> None:
         # A broken or cancelled body: the core never sees `end`, stores nothing.
+        if self.watch is not None:
+            self.watch.stop()
         if self.upload is not None:
             self.upload.cancel()
 
 
-_NAME_FILE = re.compile(rb'(?:^|;)\s*name="?file"?\s*(?:;|$)', re.IGNORECASE)
-_FILENAME = re.compile(rb';\s*filename="([^"]*)"', re.IGNORECASE)
-# Keep at most this much of the body before the file part, to read its raw headers.
+# Keep this much of the body before the file part's chunk, to read the part's raw headers.
 HEAD_WINDOW = 128 * 1024
-
-
-def raw_filename(head: bytes, boundary: bytes) -> str | None:
-    """The ``file`` part's filename as browsers and curl encode it (HTML5:
-    raw UTF-8 in quotes, only ``"``, CR and LF percent-escaped).
-
-    The multipart library decodes it as an RFC 822 quoted-string instead,
-    which silently drops backslashes (``a\\b`` would arrive as ``ab``); we
-    read the raw header so a bad name is refused, not rewritten.
-    """
-    delimiter = b"--" + boundary + b"\r\n"
-    pos = 0
-    while True:
-        i = head.find(delimiter, pos)
-        if i < 0:
-            return None
-        start = i + len(delimiter)
-        end = head.find(b"\r\n\r\n", start)
-        if end < 0:
-            return None
-        for line in head[start:end].split(b"\r\n"):
-            key, _, value = line.partition(b":")
-            if key.strip().lower() == b"content-disposition" and _NAME_FILE.search(value):
-                m = _FILENAME.search(value)
-                if m is None:
-                    return None
-                try:
-                    raw = m.group(1).decode("utf-8")
-                except UnicodeDecodeError:
-                    return None
-                return raw.replace("%22", '"').replace("%0D", "\r").replace("%0A", "\n")
-        pos = end
-
-
-class _FileTarget(BaseTarget):
-    def __init__(self, events: list):
-        super().__init__()
-        self.events = events
-
-    def on_start(self):
-        self.events.append(("start", self.multipart_filename))
-
-    def on_data_received(self, chunk: bytes):
-        if chunk:
-            self.events.append(("data", chunk))
-
-    def on_finish(self):
-        self.events.append(("end", None))
-
-
-class _FieldTarget(BaseTarget):
-    """A small form field (namespace, overwrite, name) that may precede the file."""
-
-    def __init__(self, name: str, events: list):
-        super().__init__()
-        self.name = name
-        self.events = events
-        self.value = bytearray()
-
-    def on_data_received(self, chunk: bytes):
-        if len(self.value) + len(chunk) > MAX_FORM_VALUE:
-            raise ValueError(f"form field {self.name!r} is too long")
-        self.value += chunk
-
-    def on_finish(self):
-        self.events.append(("field", (self.name, self.value.decode("utf-8", "replace"))))
 
 
 @tornado.web.stream_request_body
@@ -372,6 +204,7 @@ class MultipartUploadHandler(_UploadHandler):
         self.events: list = []
         self.fields: dict[str, str] = {}
         self.file_done = False
+        self.watch_body()
         if not self.bearer():
             return self.refuse_early(401, "missing bearer token")
         self.check_length(MULTIPART_SLACK)
@@ -386,9 +219,9 @@ class MultipartUploadHandler(_UploadHandler):
             return self.refuse_early(http_status(e.code), e.message)
         except ParseFailedException:
             return self.refuse_early(400, "the body must be multipart/form-data with a 'file' field")
-        self.parser.register("file", _FileTarget(self.events))
+        self.parser.register("file", FileTarget(self.events))
         for name in ("namespace", "overwrite", "name"):
-            self.parser.register(name, _FieldTarget(name, self.events))
+            self.parser.register(name, FieldTarget(name, self.events))
 
     def _param(self, name: str, default: str = "") -> str:
         raw = self.request.query_arguments.get(name)
@@ -402,16 +235,16 @@ class MultipartUploadHandler(_UploadHandler):
             raise Invalid("the 'file' part needs a filename")
         return storage_pb2.UploadHeader(
             namespace=self._param("namespace", "default") or "default", name=name,
-            overwrite=_parse_bool(self._param("overwrite", "false"), "overwrite"),
+            overwrite=parse_bool(self._param("overwrite", "false"), "overwrite"),
             size=self.size, transfer_id=self._param("id"), local=bool(self.config.storage_local_io))
 
-    async def data_received(self, chunk: bytes) -> None:
+    async def take(self, chunk: bytes) -> None:
         if self.refusal is not None or self._finished:
             return  # drain: the answer is already decided
-        if self.head is not None:
-            self.head += chunk
+        if self.head is not None:  # the latest HEAD_WINDOW bytes before this chunk, and the chunk
             if len(self.head) > HEAD_WINDOW:
-                self.head = None  # too much before the file: trust the parser's decoding
+                del self.head[:len(self.head) - HEAD_WINDOW]
+            self.head += chunk
         try:
             self.parser.data_received(chunk)
         except (ParseFailedException, ValueError) as e:
@@ -423,10 +256,9 @@ class MultipartUploadHandler(_UploadHandler):
             elif kind == "start":
                 if self.upload is not None or self.file_done:
                     return self.refuse(400, "only one 'file' part per upload")
-                if self.head is not None:
-                    value = raw_filename(bytes(self.head), self.boundary) or value
-                    self.head = None
                 try:
+                    value = raw_filename(bytes(self.head), self.boundary)
+                    self.head = None
                     header = self._header(value)
                 except AppError as e:
                     return self.refuse(http_status(e.code), e.message)
@@ -453,27 +285,28 @@ class RawUploadHandler(_UploadHandler):
     to replace). Refusals come before the body is read (Expect: 100-continue)."""
 
     async def prepare(self) -> None:
+        self.watch_body()
         if not self.bearer():
             return self.refuse_early(401, "missing bearer token")
         self.check_length()
         if self._finished or self.refusal:
             return
         try:
-            declared = self.declared_size()
-            length = self.request.headers.get("Content-Length", "")
             header = storage_pb2.UploadHeader(
                 namespace=self.path_kwargs.get("namespace", ""), name=self.path_kwargs.get("name", ""),
-                overwrite=_parse_bool(self.get_query_argument("overwrite", "false"), "overwrite"),
-                size=declared or (int(length) if length.isdigit() else 0),
+                overwrite=parse_bool(self.get_query_argument("overwrite", "false"), "overwrite"),
+                size=self.declared_size() or self.content_length(),
                 transfer_id=self.get_query_argument("id", ""), local=bool(self.config.storage_local_io))
         except AppError as e:
             return self.refuse_early(http_status(e.code), e.message)
-        if not await self.start_upload(header):
+        with self.watch.busy():  # the core's time, not the client's
+            started = await self.start_upload(header)
+        if not started:
             status, message, headers = self.refusal
             self.refusal = None
             self.refuse_early(status, message, headers)
 
-    async def data_received(self, chunk: bytes) -> None:
+    async def take(self, chunk: bytes) -> None:
         if self.refusal is None and not self._finished:
             await self.feed(chunk)
 

@@ -106,10 +106,11 @@ class GatewayHandler(tornado.web.RequestHandler):
                 headers["Retry-After"] = value
         if code == grpc.StatusCode.UNAVAILABLE:
             log.warning("core unavailable for %s: %s", self.route.method.path, error.details())
-        self.send_json_error(http_status(code), error_message(code, error.details()), headers)
+        status = http_status(code, error.trailing_metadata())
+        self.send_json_error(status, error_message(code, error.details()), headers)
 
     def send_app_error(self, error: AppError) -> None:
-        self.send_json_error(http_status(error.code), error.message)
+        self.send_json_error(http_status(error.code, error.trailing_metadata()), error.message)
 
     def write_error(self, status_code: int, **kwargs) -> None:
         reason = self._reason if status_code != 500 else "internal error"

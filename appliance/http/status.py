@@ -21,7 +21,17 @@ HTTP_STATUS = {
 }
 
 
-def http_status(code: grpc.StatusCode) -> int:
+# Statuses a core error may name in trailing ``x-http-status`` where a gRPC code
+# alone is ambiguous (errors.InsufficientStorage: RESOURCE_EXHAUSTED -> 507).
+REFINED = {grpc.StatusCode.RESOURCE_EXHAUSTED: {"507": 507}}
+
+
+def http_status(code: grpc.StatusCode, trailing=()) -> int:
+    refined = REFINED.get(code)
+    if refined:
+        for key, value in trailing or ():
+            if key == "x-http-status" and value in refined:
+                return refined[value]
     return HTTP_STATUS.get(code, 500)
 
 

@@ -215,7 +215,7 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StorageStatus(_message.Message):
-    __slots__ = ("chunkserver_count", "total_servers", "capacity_bytes", "used_bytes", "free_bytes", "stored_bytes", "file_count", "backend")
+    __slots__ = ("chunkserver_count", "total_servers", "capacity_bytes", "used_bytes", "free_bytes", "stored_bytes", "file_count", "backend", "quota_bytes", "quota_used_bytes", "max_upload_bytes")
     CHUNKSERVER_COUNT_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SERVERS_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -224,6 +224,9 @@ class StorageStatus(_message.Message):
     STORED_BYTES_FIELD_NUMBER: _ClassVar[int]
     FILE_COUNT_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_BYTES_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_UPLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
     chunkserver_count: int
     total_servers: int
     capacity_bytes: int
@@ -232,7 +235,10 @@ class StorageStatus(_message.Message):
     stored_bytes: int
     file_count: int
     backend: str
-    def __init__(self, chunkserver_count: _Optional[int] = ..., total_servers: _Optional[int] = ..., capacity_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., file_count: _Optional[int] = ..., backend: _Optional[str] = ...) -> None: ...
+    quota_bytes: int
+    quota_used_bytes: int
+    max_upload_bytes: int
+    def __init__(self, chunkserver_count: _Optional[int] = ..., total_servers: _Optional[int] = ..., capacity_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., file_count: _Optional[int] = ..., backend: _Optional[str] = ..., quota_bytes: _Optional[int] = ..., quota_used_bytes: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ...) -> None: ...
 
 class ProgressRequest(_message.Message):
     __slots__ = ("id",)

@@ -281,6 +281,13 @@ def ten(user, ns):
     ("bytes=abc", 200, b"0123456789", None),
     ("items=0-1", 200, b"0123456789", None),
     ("bytes=0-1,4-5", 200, b"0123456789", None),      # multi-range: whole file
+    # Positions are 1-19 ASCII digits; anything else is an invalid header (was 500).
+    ("bytes=\u00b9-", 200, b"0123456789", None),      # superscript one: str.isdigit() says yes
+    ("bytes=-\u00b2", 200, b"0123456789", None),
+    ("bytes=0-" + "9" * 5000, 200, b"0123456789", None),
+    ("bytes=" + "9" * 5000 + "-", 200, b"0123456789", None),
+    ("bytes=0-" + "9" * 20, 200, b"0123456789", None),
+    ("bytes=0-9999999999999999999", 206, b"0123456789", "bytes 0-9/10"),
 ])
 def test_range(ten, header, status, body, content_range):
     r = ten(Range=header)
@@ -344,7 +351,10 @@ def test_conditional_requests(user, ns, ten):
 # -- names and traversal ---------------------------------------------------------------
 
 BAD_NAMES = ["..", ".", "a/b", "../../etc/passwd", "a\\b", "..\\x", "nul\x00byte", "bell\x07", "tab\tname",
-             "new\nline", "del\x7f", "x" * 256, "é" * 128]
+             "new\nline", "del\x7f", "x" * 256, "é" * 128,
+             # format characters (Unicode Cf) and line/paragraph separators
+             "report\u202efdp.exe", "zero\u200bwidth", "bom\ufeff.txt", "iso\u2066late", "soft\u00adhyphen",
+             "line\u2028sep", "para\u2029sep"]
 
 
 @pytest.mark.parametrize("bad", BAD_NAMES)
@@ -364,6 +374,49 @@ def test_bad_file_names_are_400_and_touch_nothing(appliance, user, ns, bad):
         assert r.status_code == (404 if bad in (".", "..") else 400), (method, bad, r.status_code)
     assert blob_files(appliance) == before
     assert user.get("/storage/files", params={"namespace": ns}).json() == []
+
+
+def _multipart(disposition: str, data: bytes = b"content") -> tuple[bytes, dict]:
+    body = (b"--rawB\r\nContent-Disposition: form-data; name=\"file\"; " + disposition.encode() +
+            b"\r\nContent-Type: application/octet-stream\r\n\r\n" + data + b"\r\n--rawB--\r\n")
+    return body, {"Content-Type": "multipart/form-data; boundary=rawB"}
+
+
+@pytest.mark.parametrize("disposition", [
+    "filename=noquote/../x", "filename=a/b", "filename=..", "filename=a\\b", "filename*=UTF-8''a%2Fb",
+    "filename*=UTF-8''%E2%80%AEtxt.exe", "filename*=latin1''x", "filename*=UTF-8''%FF", 'filename="a/b"'])
+def test_multipart_filenames_are_read_exactly_and_bad_ones_are_400(appliance, user, ns, disposition):
+    """The multipart library reads a bare ``filename=noquote/../x`` as ``noquote``;
+    the gateway reads what was sent, so the core refuses it instead of storing a
+    name the client never asked for."""
+    before = blob_files(appliance)
+    body, headers = _multipart(disposition)
+    r = user.post("/storage/upload", params={"namespace": ns}, data=body, headers=headers)
+    assert r.status_code == 400 and "error" in r.json(), (disposition, r.status_code, r.text)
+    assert user.get("/storage/files", params={"namespace": ns}).json() == []
+    assert blob_files(appliance) == before
+
+
+@pytest.mark.parametrize("disposition,name", [
+    ("filename=noquote", "noquote"), ("filename = spaced.txt ", "spaced.txt"),
+    ("filename*=UTF-8''%E2%82%AC%20rate.txt", "€ rate.txt"), ('filename="quoted.txt"', "quoted.txt")])
+def test_multipart_filename_forms(user, ns, disposition, name):
+    body, headers = _multipart(disposition, b"form")
+    r = user.post("/storage/upload", params={"namespace": ns}, data=body, headers=headers)
+    assert r.status_code == 200 and r.json()["name"] == name, r.text
+    assert user.get(f"/storage/download/{ns}/" + requests.utils.quote(name, safe="")).content == b"form"
+
+
+@pytest.mark.parametrize("value", ["\u00b9", "9" * 5000, "9" * 20, "9999999999999999999", "-1", "1e3", "1 2"])
+def test_bad_x_file_size_is_400(appliance, user, ns, value):
+    """Sizes are 1-19 ASCII digits within int64 (these were 500s)."""
+    before = blob_files(appliance)
+    r = user.post("/storage/upload", params={"namespace": ns}, files={"file": ("s", b"1")},
+                  headers={"X-File-Size": value})
+    assert r.status_code == 400 and "X-File-Size" in r.json()["error"], (value, r.status_code, r.text)
+    r = user.put(f"/storage/{ns}/s", data=b"1", headers={"X-File-Size": value})
+    assert r.status_code == 400 and "X-File-Size" in r.json()["error"], (value, r.status_code, r.text)
+    assert blob_files(appliance) == before
 
 
 def test_255_bytes_is_the_limit(user, ns):

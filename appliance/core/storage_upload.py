@@ -1,0 +1,345 @@
+"""Uploads in the core: admission (limits, quota, free space) and the
+receive -> fsync -> rename -> commit flow of docs/storage.md.
+
+Limits (settings in appliance/config.py, documented in docs/storage.md):
+
+- ``max_uploads_per_user`` uploads under way per user (429 beyond);
+- ``max_upload_bytes`` per file (413), on the declared size and on what arrives;
+- ``storage_quota_bytes`` per user: the files they uploaded plus what their
+  uploads under way have received (507), checked early and exactly again at
+  the commit, inside its transaction;
+- ``disk_free_reserve_bytes`` kept free on the data disk (507): on the
+  declared size, then every FREE_CHECK_STEP bytes received;
+- a call that sends nothing for ``2 * upload_stall_seconds + 10`` seconds is
+  ended (the gateway cuts stalled clients much sooner and sends keepalives
+  for slow ones; this is the core's own backstop).
+
+Any failure discards the temp file at once: nothing partial stays on disk.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+
+import peewee as pw
+
+from appliance.config import Config
+from appliance.core import context as ctx
+from appliance.core import diskspace
+from appliance.core import storage_access as access
+from appliance.core.db import database, now
+from appliance.core.files import BlobStore, TempFile
+from appliance.core.storage_models import DEFAULT_NAMESPACE, Namespace, StoredFile
+from appliance.core.storage_progress import ProgressHub
+from appliance.core.storage_rules import etag, file_name, local_peer, namespace_name
+from appliance.errors import Conflict, InsufficientStorage, Invalid, NotFound, TooLarge, TooManyRequests
+from appliance.v1 import storage_pb2
+
+log = logging.getLogger("appliance.core.storage")
+
+UPLOAD_READY = (("x-upload-ready", "1"),)
+# Look at the disk's free space again every this many bytes received.
+FREE_CHECK_STEP = 8 * 1024 * 1024
+
+
+def stored_bytes(user_id: int) -> int:
+    """What counts against a user's quota: the sizes of the files they uploaded."""
+    total = (StoredFile.select(pw.fn.COALESCE(pw.fn.SUM(StoredFile.size), 0))
+             .where(StoredFile.uploader == user_id).scalar())
+    return int(total or 0)
+
+
+class UploadLimits:
+    """Per-user bookkeeping of the uploads under way in this core."""
+
+    def __init__(self, config: Config, files_dir):
+        self.config = config
+        self.files_dir = files_dir
+        self.active: dict[int, int] = {}    # user row id -> uploads under way
+        # user row id -> bytes those uploads hold: each its declared size or
+        # what it received, whichever is more
+        self.inflight: dict[int, int] = {}
+
+    def admit(self, user_id: int) -> "Ticket":
+        cap = self.config.max_uploads_per_user
+        if cap and self.active.get(user_id, 0) >= cap:
+            raise TooManyRequests(f"too many uploads at once: at most {cap} per user", retry_after=5)
+        self.active[user_id] = self.active.get(user_id, 0) + 1
+        return Ticket(self, user_id)
+
+    def _release(self, ticket: "Ticket") -> None:
+        uid = ticket.user_id
+        self.active[uid] -= 1
+        self.inflight[uid] = self.inflight.get(uid, 0) - ticket.counted
+        if not self.active[uid]:
+            del self.active[uid]
+            self.inflight.pop(uid, None)
+
+
+class Ticket:
+    """One upload's share of its user's limits; release() exactly once."""
+
+    def __init__(self, limits: UploadLimits, user_id: int):
+        self.limits = limits
+        self.config = limits.config
+        self.user_id = user_id
+        self.received = 0
+        self.declared = 0
+        self.counted = 0  # what this upload adds to limits.inflight
+        self.stored = stored_bytes(user_id)
+        self.credit = 0  # bytes of the user's own file this upload replaces
+        self.next_free_check = FREE_CHECK_STEP
+        self.released = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.limits._release(self)
+
+    def _check_limit(self, size: int) -> None:
+        limit = self.config.max_upload_bytes
+        if limit and size > limit:
+            raise TooLarge(f"file is over the {limit}-byte upload limit")
+
+    def _count(self, n: int) -> None:
+        inflight = self.limits.inflight
+        inflight[self.user_id] = inflight.get(self.user_id, 0) + n - self.counted
+        self.counted = n
+
+    def _check_quota(self, more: int) -> None:
+        quota = self.config.storage_quota_bytes
+        if not quota:
+            return
+        used = self.stored - self.credit + self.limits.inflight.get(self.user_id, 0)
+        if used + more > quota:
+            raise InsufficientStorage(f"storage quota exceeded: {quota} bytes per user, "
+                                      f"{max(self.stored, 0)} in use")
+
+    def check_declared(self, size: int) -> None:
+        """Before any byte: the declared size (0 = unknown) against every limit."""
+        if size < 0:
+            raise Invalid("size must not be negative")
+        self._check_limit(size)
+        self._check_quota(size)
+        diskspace.require_free(self.limits.files_dir, size, self.config.disk_free_reserve_bytes, "this file")
+        self.declared = size
+        self._count(size)
+
+    def update(self, received: int) -> None:
+        """As bytes arrive: upload limit, quota, and every step the free space."""
+        self.received = received
+        self._count(max(self.declared, received))
+        self._check_limit(received)
+        self._check_quota(0)
+        if received >= self.next_free_check:
+            self.next_free_check = received + FREE_CHECK_STEP
+            diskspace.require_free(self.limits.files_dir, 0, self.config.disk_free_reserve_bytes, "this file")
+
+    def check_end(self) -> None:
+        """All bytes are on disk: they must have left the reserve free."""
+        diskspace.require_free(self.limits.files_dir, 0, self.config.disk_free_reserve_bytes, "this file")
+
+    def check_commit(self, size: int, replaced: StoredFile | None) -> None:
+        """The exact quota check, inside the commit's transaction."""
+        quota = self.config.storage_quota_bytes
+        if not quota:
+            return
+        used = stored_bytes(self.user_id)
+        if replaced is not None and replaced.uploader_id == self.user_id:
+            used -= replaced.size
+        if used + size > quota:
+            raise InsufficientStorage(f"storage quota exceeded: {quota} bytes per user, {used} in use")
+
+
+class _Watchdog:
+    """Ends the upload task when its caller sends nothing for too long."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.waiting_since: float | None = None
+        self.fired = False
+        self._task = asyncio.current_task()
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_later(seconds / 2, self._check) if seconds > 0 else None
+
+    def _check(self) -> None:
+        since = self.waiting_since
+        if since is not None and self._loop.time() - since >= self.seconds:
+            self.fired = True
+            self._task.cancel()
+            return
+        self._handle = self._loop.call_later(self.seconds / 2, self._check)
+
+    async def next(self, messages):
+        self.waiting_since = self._loop.time()
+        try:
+            return await messages.__anext__()
+        finally:
+            self.waiting_since = None
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+
+class Uploads:
+    """The Upload and PutFile RPCs (same flow; the gateway differs)."""
+
+    def __init__(self, config: Config, store: BlobStore, progress: ProgressHub):
+        self.config = config
+        self.store = store
+        self.progress = progress
+        self.limits = UploadLimits(config, store.root)
+
+    async def run(self, request_iterator, context):
+        principal = ctx.principal()
+        messages = request_iterator.__aiter__()
+        try:
+            first = await messages.__anext__()
+        except StopAsyncIteration:
+            raise Invalid("upload without a header") from None
+        if first.WhichOneof("part") != "header":
+            raise Invalid("the first upload message must be the header")
+        header = first.header
+        ns = access.namespace(namespace_name(header.namespace or DEFAULT_NAMESPACE))
+        name = file_name(header.name)
+        access.check_write(principal, ns, "create")
+        existing = StoredFile.get_or_none((StoredFile.namespace == ns) & (StoredFile.name == name))
+        if existing is not None:
+            if not header.overwrite:
+                raise Conflict(f"file {name!r} already exists in {ns.name!r} (pass overwrite=true to replace it)")
+            access.check_replace(principal, ns, existing)
+        ticket = self.limits.admit(principal.user.id)
+        try:
+            if existing is not None and existing.uploader_id == principal.user.id:
+                ticket.credit = existing.size
+            ticket.check_declared(header.size)
+            return await self._receive(principal, ns, name, header, ticket, messages, context)
+        finally:
+            ticket.release()
+
+    async def _receive(self, principal, ns, name, header, ticket: Ticket, messages, context):
+        local = header.local and local_peer(context)
+        try:
+            tmp: TempFile = await asyncio.to_thread(self.store.new_temp)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientStorage("not enough free disk space for this file") from None
+            raise
+        try:
+            ready = UPLOAD_READY + ((("x-upload-path", str(tmp.path)),) if local else ())
+            await context.send_initial_metadata(ready)
+        except BaseException:
+            tmp.discard()
+            raise
+        reporter = self.progress.start(principal.user_id, header.transfer_id, "upload", header.size)
+        loop = asyncio.get_running_loop()
+        stall = self.config.upload_stall_seconds
+        watchdog = _Watchdog(2 * stall + 10 if stall > 0 else 0)
+        received = 0
+        blob_id = None
+        pending = None  # overlap the next receive with the previous write
+        try:
+            end = None
+            while True:
+                try:
+                    message = await watchdog.next(messages)
+                except StopAsyncIteration:
+                    break
+                kind = message.WhichOneof("part")
+                if end is not None:
+                    raise Invalid("data after the end of the upload")
+                if kind == "data" and not local:
+                    received += len(message.data)
+                    ticket.update(received)
+                    if pending is not None:
+                        await pending
+                    pending = loop.run_in_executor(None, tmp.write, message.data)
+                    reporter.update(received)
+                elif kind == "progress":
+                    if local:  # else a keepalive from the gateway
+                        received = message.progress.bytes
+                        ticket.update(received)
+                        reporter.update(received)
+                        if pending is None or pending.done():
+                            pending = loop.run_in_executor(None, tmp.writeback, received)
+                elif kind == "end":
+                    end = message.end
+                else:
+                    raise Invalid(f"unexpected {kind} message in the upload")
+            watchdog.stop()
+            if pending is not None:
+                await pending
+                pending = None
+            if local:
+                received = os.fstat(tmp.fd).st_size
+                ticket.update(received)
+            if end is None:
+                raise Invalid("the upload ended early; nothing was stored")
+            if end.size != received:
+                raise Invalid(f"the upload ended early: {received} of {end.size} bytes arrived")
+            if header.size and header.size != received:
+                raise Invalid(f"declared size {header.size} but {received} bytes arrived")
+            ticket.check_end()
+            committing = loop.run_in_executor(None, tmp.commit)
+            try:
+                blob_id = await asyncio.shield(committing)
+            except asyncio.CancelledError:
+                # The rename may still happen in the worker: remove whatever it makes.
+                committing.add_done_callback(
+                    lambda f: f.exception() is None and self.store.remove([f.result()]))
+                raise
+            row, old_blob = self._commit(principal, ticket, ns.id, name, header.overwrite, blob_id, received)
+            blob_id = None  # owned by the row now
+        except BaseException as e:
+            watchdog.stop()
+            if pending is not None:
+                try:
+                    await asyncio.shield(pending)
+                except Exception:  # noqa: BLE001 - the first error is the one to report
+                    pass
+            tmp.discard()
+            if blob_id is not None:
+                self.store.remove([blob_id])
+            reporter.finish(received, ok=False)
+            if isinstance(e, asyncio.CancelledError) and watchdog.fired:
+                asyncio.current_task().uncancel()
+                log.info("upload of %s/%s stalled: nothing for %ss; discarded", ns.name, name, watchdog.seconds)
+                raise Invalid(f"the upload stalled: nothing arrived for {watchdog.seconds} s") from None
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientStorage("not enough free disk space for this file") from None
+            raise
+        if old_blob:
+            await asyncio.shield(asyncio.to_thread(self.store.remove, [old_blob]))
+        reporter.finish(received)
+        return storage_pb2.UploadResponse(status="ok", name=name, namespace=ns.name, size=received,
+                                          etag=etag(row.blob_id))
+
+    @staticmethod
+    def _commit(principal, ticket: Ticket, ns_id: int, name: str, overwrite: bool, blob_id: str,
+                size: int) -> tuple[StoredFile, str | None]:
+        """The commit point: after this returns the file is visible and durable."""
+        with database.atomic():
+            ns = Namespace.get_or_none(Namespace.id == ns_id)
+            if ns is None:
+                raise NotFound("the namespace was deleted during the upload")
+            existing = StoredFile.get_or_none((StoredFile.namespace == ns) & (StoredFile.name == name))
+            if existing is not None and not overwrite:
+                raise Conflict(f"file {name!r} already exists in {ns.name!r} (pass overwrite=true to replace it)")
+            ticket.check_commit(size, existing)
+            if existing is None:
+                try:
+                    with database.atomic():
+                        row = StoredFile.create(namespace=ns, name=name, blob_id=blob_id, size=size,
+                                                uploader=principal.user)
+                except pw.IntegrityError:
+                    raise Conflict(f"file {name!r} already exists in {ns.name!r}") from None
+                return row, None
+            access.check_replace(principal, ns, existing)
+            old = existing.blob_id
+            existing.blob_id, existing.size = blob_id, size
+            existing.modified_at, existing.uploader = now(), principal.user
+            existing.save()
+            return existing, old
