@@ -69,7 +69,8 @@ class Side:
 
     def create_to_running(self) -> float:
         started = time.perf_counter()
-        r = self.client.post("/compute/containers", json={"name": "hb", "storage_gb": 1})
+        r = self.client.post("/compute/containers", json={"name": "hb", "storage_gb": 1,
+                                                        "ssh_key_ids": [self.person.key_id]})
         assert r.status_code == 200, r.text
         cid = r.json()["id"]
         event = self.ws.wait(cid, "running", "error", timeout=60)
