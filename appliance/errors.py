@@ -7,7 +7,7 @@ import grpc
 
 
 # Messages often quote what the client sent (an id, a name, a scope): bounded,
-# so a 10,000-character id is not echoed back whole (or logged whole).
+# so a 10,000-character id is not echoed back (or logged) whole.
 MAX_MESSAGE_CHARS = 300
 
 
@@ -15,8 +15,9 @@ class AppError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
     def __init__(self, message: str, *, retry_after: int | None = None):
-        if len(message) > MAX_MESSAGE_CHARS:
-            message = f"{message[:MAX_MESSAGE_CHARS]}... ({len(message) - MAX_MESSAGE_CHARS} more characters)"
+        if len(message) > MAX_MESSAGE_CHARS:  # keep the head and the tail (often the reason)
+            cut = len(message) - MAX_MESSAGE_CHARS
+            message = f"{message[:200]}...({cut} characters cut)...{message[-100:]}"
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
