@@ -137,3 +137,76 @@ def test_malformed_authorization_header_does_not_put_the_token_in_the_log(fresh)
     log = app.log("http")
     signature = token.rsplit(".", 1)[-1]
     assert signature not in log, [line[:160] for line in log.splitlines() if signature in line]
+
+
+# -- 4: the token size bound counts characters, not bytes ------------------------------
+
+def _wide_scopes(uid: str, char: str = "\U0001F600") -> dict:
+    """32 scopes (the cap), each with a 64-character resource id (the cap) of *char*."""
+    return {f"storage.{uid}.files.{i:02d}" + char * 62: ["create", "delete", "read", "update"]
+            for i in range(32)}
+
+
+@pytest.fixture
+def tenant(fresh):
+    app = fresh()
+    make_user(app, "mallory", "mallory-pass-1")
+    return app, app.login("mallory", "mallory-pass-1")
+
+
+def test_largest_token_stays_under_the_documented_8_kib_with_non_ascii_ids(tenant):
+    """docs/api.md: max_token_scopes and the 64-character resource ids 'together keep
+    a token under ~8 KB'. The limit counts characters; PyJWT writes JSON with
+    ensure_ascii, so an astral character costs 12 bytes (\\ud83d\\ude00) and base64
+    adds a third: 32 scopes of 64 emoji made a 34.6 KB token on b9a56f9, accepted
+    and usable."""
+    _, user = tenant
+    r = user.post("/api/tokens", json={"name": "wide", "scopes": _wide_scopes(user.user_id)})
+    if r.status_code == 400:
+        return  # refusing such ids is a fix too
+    assert r.status_code == 200, r.text[:300]
+    assert len(r.json()["token"]) < 8 * 1024, len(r.json()["token"])
+
+
+def rss_mib(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_churning_wide_tokens_does_not_grow_the_core(tenant):
+    """The core memoises verified claims by the whole token string, up to 4096
+    entries (appliance/core/identity.py VERIFIED_CACHE_SIZE), revoked tokens
+    included. One tenant creating, using once and deleting 34 KB tokens (never more
+    than one alive, so the 50-token cap never applies) fills it: +50 MB of core RSS
+    for 800 tokens on b9a56f9, ~250 MB at 4096, never returned."""
+    app, user = tenant
+    scopes = _wide_scopes(user.user_id)
+    for _ in range(20):  # warm up allocator and caches
+        t = user.post("/api/tokens", json={"name": "w", "scopes": scopes}).json()
+        if "token" not in t:
+            return  # such scopes refused: nothing to cache
+        requests.get(app.url + "/storage/namespaces", headers={"Authorization": f"Bearer {t['token']}"})
+        user.delete(f"/api/tokens/{t['id']}")
+    core = app.procs["core"].pid
+    before = rss_mib(core)
+    rounds = 600
+
+    def churn(n):
+        with requests.Session() as s:
+            s.headers["Authorization"] = f"Bearer {user.token}"
+            for _ in range(n):
+                t = s.post(app.url + "/api/tokens", json={"name": "w", "scopes": scopes}).json()
+                r = requests.get(app.url + "/storage/namespaces", headers={"Authorization": f"Bearer {t['token']}"})
+                assert r.status_code == 200
+                assert s.delete(app.url + f"/api/tokens/{t['id']}").status_code == 200
+    threads = [threading.Thread(target=churn, args=(rounds // 4,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    grown = rss_mib(core) - before
+    print(f"core RSS +{grown:.1f} MiB after {rounds} wide tokens")
+    # 600 tokens of <= 8 KiB each (the documented bound) plus their claims: well under 16 MiB.
+    assert grown < 16, f"core RSS +{grown:.1f} MiB after {rounds} created/used/deleted tokens"
