@@ -210,3 +210,27 @@ def test_churning_wide_tokens_does_not_grow_the_core(tenant):
     print(f"core RSS +{grown:.1f} MiB after {rounds} wide tokens")
     # 600 tokens of <= 8 KiB each (the documented bound) plus their claims: well under 16 MiB.
     assert grown < 16, f"core RSS +{grown:.1f} MiB after {rounds} created/used/deleted tokens"
+
+
+# -- 5: raw C1 control characters from the request line reach the access log -----------
+
+def test_access_log_escapes_control_characters_of_the_request_path(fresh):
+    """Tornado refuses C0 controls in the request line but decodes it as latin-1,
+    so bytes 0x80-0xff pass; appliance/http/app.py log_request writes
+    request.path as is. NEL (U+0085) is a line break for Python's splitlines and
+    other log tooling, CSI (U+009B) starts an escape sequence on 8-bit terminals:
+    an anonymous client forges log lines. (clip() escapes controls in the core's
+    lines; the access log does not.)"""
+    app = fresh()
+    port = int(app.url.rsplit(":", 1)[1])
+    before = len(app.log("http"))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        # (no spaces in a request target: NBSP (0xa0) looks the same in the forged line)
+        forged = b"2026-01-01 00:00:00,000 appliance.http.access INFO 200 POST /admin/users".replace(b" ", b"\xa0")
+        s.sendall(b"GET /x\x85" + forged + b"\x9b2J HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 404")
+    time.sleep(0.3)
+    added = app.log("http")[before:]
+    assert "GET /x" in added
+    controls = sorted({hex(ord(c)) for c in added if 0x80 <= ord(c) <= 0x9f})
+    assert not controls, f"raw C1 controls {controls} in http.log: {added.splitlines()}"
