@@ -234,3 +234,50 @@ def test_access_log_escapes_control_characters_of_the_request_path(fresh):
     assert "GET /x" in added
     controls = sorted({hex(ord(c)) for c in added if 0x80 <= ord(c) <= 0x9f})
     assert not controls, f"raw C1 controls {controls} in http.log: {added.splitlines()}"
+
+
+# -- 6: a tenant's SSH forward request writes raw newlines and escapes into ssh.log ----
+
+def test_ssh_forward_request_cannot_forge_log_lines(fresh, tmp_path):
+    """appliance/ssh/server.py check_port_forward_request logs the client's bind
+    address with %s: a tenant with a key on their own container sends
+    `ssh -R` with an address holding '\\n' and ESC and writes whole forged lines
+    (here: an 'admitted as root' line) into the SSH gateway's log."""
+    from access_support import Person
+
+    port = free_port()
+    # fake guests, addressed on loopback: the gateway's guest connection goes nowhere else
+    app = fresh("core", "http", "ssh", ssh_port=port, ssh_listen="127.0.0.1", guest_driver="fake",
+                guest_subnet="127.203.0.0/24")
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "ssh gateway did not listen"
+            time.sleep(0.1)
+    person = Person(app, app.admin(), tmp_path / "keys")
+    r = person.client.post("/compute/containers",
+                           json={"name": "box", "ssh_key_ids": [person.key_id], "ssh_enabled": True})
+    assert r.status_code == 200, r.text
+    cid = r.json()["id"]
+    deadline = time.monotonic() + 30
+    while person.client.get(f"/compute/containers/{cid}").json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    before = len(app.log("ssh"))
+    forged = "2026-01-01 00:00:00,000 appliance.ssh INFO ssh 10.9.9.9:1: mallory admitted as root@FORGED"
+    transport = paramiko.Transport(("127.0.0.1", port))
+    try:
+        transport.start_client(timeout=10)
+        transport.auth_publickey(cid, person.pkey)
+        assert transport.is_authenticated()
+        with pytest.raises(paramiko.SSHException):
+            transport.request_port_forward("127.0.0.1\n" + forged + "\x1b[2J", 9000)
+    finally:
+        transport.close()
+    time.sleep(0.5)
+    lines = app.log("ssh")[before:].splitlines()
+    assert not any(line.startswith(forged) for line in lines), lines
+    assert not any("\x1b" in line for line in lines), [line for line in lines if "\x1b" in line]
