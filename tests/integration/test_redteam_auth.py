@@ -307,3 +307,30 @@ def test_anonymous_long_paths_and_header_values_do_not_grow_the_http_log(fresh):
     grown = len(app.log("http")) - before
     # 20 requests, one line each of at most a few hundred characters
     assert grown < 20 * 1024, f"http.log grew by {grown} characters for 20 anonymous requests"
+
+
+def test_anonymous_connections_without_a_banner_do_not_flood_the_ssh_log(fresh):
+    """A TCP connection to the SSH gateway that closes (or sends junk) before the
+    SSH banner makes paramiko.transport log a ~30-line ERROR traceback: ~2 KB of
+    ssh.log per anonymous connection (100 connections: ~200 KB in 2 s on
+    b9a56f9), and an ERROR an operator would chase for nothing."""
+    port = free_port()
+    app = fresh("core", "http", "ssh", ssh_port=port, ssh_listen="127.0.0.1")
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "ssh gateway did not listen"
+            time.sleep(0.1)
+    time.sleep(1)
+    before = len(app.log("ssh"))
+    for i in range(100):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            if i % 2:
+                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    time.sleep(2)
+    added = app.log("ssh")[before:]
+    assert len(added) < 100 * 300, f"ssh.log grew by {len(added)} characters for 100 bare connections"
+    assert "Traceback" not in added
