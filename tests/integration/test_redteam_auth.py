@@ -334,3 +334,58 @@ def test_anonymous_connections_without_a_banner_do_not_flood_the_ssh_log(fresh):
     added = app.log("ssh")[before:]
     assert len(added) < 100 * 300, f"ssh.log grew by {len(added)} characters for 100 bare connections"
     assert "Traceback" not in added
+
+
+# -- 8: idle connections from one anonymous client take the API down -------------------
+
+def test_one_client_holding_idle_connections_does_not_take_the_api_down(fresh):
+    """The installed gateway unit (appliance-gateway.service.j2) sets no
+    LimitNOFILE, so each worker runs with systemd's default soft limit of 1024
+    descriptors; the gateway has no per-source connection cap and lets a
+    connection sit 300 s (idle_connection_timeout) before its first byte - no
+    TLS ClientHello needed. On b9a56f9, one client holding ~2,150 idle TCP
+    connections made /healthz time out for everyone, and every accept() then
+    failed with EMFILE in a busy loop logging a traceback each time (11 MB of
+    http.log in 3 s). Simulated here by starting the gateway with the same soft
+    limit; the attacker uses 127.0.0.3, the victim 127.0.0.1."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # what systemd gives the unit
+    try:
+        app = fresh(http_workers=2)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    port = int(app.url.rsplit(":", 1)[1])
+    held = []
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 8192), hard))
+        failures = 0
+        while len(held) < 3000 and failures < 3:
+            s = socket.socket()
+            s.settimeout(2)
+            s.bind(("127.0.0.3", 0))
+            try:
+                s.connect(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                failures += 1
+                continue
+            held.append(s)
+        time.sleep(1)
+        log_before = len(app.log("http"))
+        started = time.monotonic()
+        try:
+            ok = requests.get(app.url + "/healthz", timeout=5).text == "ok"
+        except requests.RequestException:
+            ok = False
+        took = time.monotonic() - started
+        time.sleep(2)
+        log_grown = len(app.log("http")) - log_before
+    finally:
+        for s in held:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    print(f"held {len(held)} idle connections; healthz ok={ok} in {took:.1f}s; http.log +{log_grown}")
+    assert ok, f"API unreachable for others while one client held {len(held)} idle connections"
+    assert log_grown < 1 << 20, f"http.log +{log_grown} characters in ~3 s"
