@@ -94,6 +94,10 @@ class Config:
     # JSON request bodies nested deeper than this (arrays/objects) are 400:
     # deep nesting costs stack and protobuf refuses Struct values past ~48 levels.
     json_max_depth: int = 32
+    # -- red team fixes: logins, gateway connections (docs/api.md, docs/install.md)
+    # Successful logins per client address (IPv6: per /64) in login_window_seconds;
+    # one verification at a time per address and per username besides.
+    login_max_successes_per_address: int = 60
     admin_username: str = "admin"
     admin_password: str = ""
     log_level: str = "INFO"
