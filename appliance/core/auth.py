@@ -136,9 +136,10 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     async def DeleteToken(self, request, context):
         user = ctx.session().user
-        deleted = ApiToken.delete().where((ApiToken.id == request.id) & (ApiToken.user == user)).execute()
-        if not deleted:
+        row = ApiToken.get_or_none((ApiToken.id == request.id) & (ApiToken.user == user))
+        if row is None or not ApiToken.delete().where(ApiToken.id == row.id).execute():
             raise NotFound("token not found")
+        self.tokens.forget(row.token_sha256)
         return OK
 
     async def CheckToken(self, request, context):
