@@ -98,6 +98,11 @@ class Config:
     # Successful logins per client address (IPv6: per /64) in login_window_seconds;
     # one verification at a time per address and per username besides.
     login_max_successes_per_address: int = 60
+    # Gateway: connections one client address (IPv6: /64) may hold open at once,
+    # per worker process (0 = no cap); seconds a connection may wait for a
+    # request's headers (first request incl. TLS handshake, and kept-alive ones).
+    http_max_connections_per_address: int = 128
+    http_idle_timeout: int = 20
     admin_username: str = "admin"
     admin_password: str = ""
     log_level: str = "INFO"
