@@ -48,8 +48,8 @@ def validate(scopes, owner_id: str, max_scopes: int = MAX_SCOPES) -> dict[str, l
     for scope, actions in scopes.items():
         service, user_id, resource, resource_id = parse(scope)
         if resource_id is not None and not RESOURCE_ID.fullmatch(resource_id):
-            raise Invalid(f"scope {clip(scope)}: resource ids are 1-{MAX_RESOURCE_ID_CHARS} characters "
-                          "of A-Z a-z 0-9 . _ -")
+            raise Invalid(f"scope {clip(scope)}: resource ids are at most {MAX_RESOURCE_ID_CHARS} "
+                          "characters of A-Z a-z 0-9 . _ -")
         if service not in RESOURCES:
             raise Invalid(f"scope {clip(scope)}: unknown service {clip(service)} (compute, storage)")
         if user_id != owner_id:
