@@ -164,6 +164,15 @@ class Config:
     upload_min_bytes_per_second: int = 1024
     # Namespaces one user may own (409 beyond); 0 = unlimited.
     max_namespaces_per_user: int = 100
+    # -- red team fixes: logins, gateway connections (docs/api.md, docs/install.md)
+    # Successful logins per client address (IPv6: per /64) in login_window_seconds;
+    # one verification at a time per address and per username besides.
+    login_max_successes_per_address: int = 60
+    # Gateway: connections one client address (IPv6: /64) may hold open at once,
+    # per worker process (0 = no cap); seconds a connection may wait for a
+    # request's headers (first request incl. TLS handshake, and kept-alive ones).
+    http_max_connections_per_address: int = 128
+    http_idle_timeout: int = 20
     admin_username: str = "admin"
     admin_password: str = ""
     log_level: str = "INFO"

@@ -6,6 +6,10 @@
   token travels there. The filter sits on the root handler, so it sees the
   records of every logger (``tornado.access``, ``tornado.application``,
   ``tornado.general``, paramiko, ours), message, arguments and traceback alike.
+  Tornado's own lines also get credentials redacted (``Invalid header value
+  'Bearer <token>\\x7f'``), and those of ``tornado.general`` (malformed
+  requests: anyone can make them) are clipped to ``TORNADO_LINE_CHARS`` with
+  control characters escaped (appliance/logsafe.py).
 * Under ``appliance up`` (no service manager) a daemon's stdout and stderr go
   through a pipe into ``python -m appliance.logs``, one small writer process
   per daemon that rotates ``<log_dir>/<daemon>.log`` by size
@@ -23,6 +27,8 @@ import re
 import sys
 import threading
 
+from appliance.logsafe import escape, redact
+
 FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 # A '?' followed by anything up to the next space or line end: the query of a
 # URI (Tornado logs URIs as `GET /path?query (1.2.3.4)` and in reprs).
@@ -31,6 +37,9 @@ STRIPPED = "?[query stripped]"
 # The writer never holds more than this of an unfinished line.
 CHUNK = 1 << 16
 MIN_FILE_BYTES = 4096
+# A tornado.general line (e.g. "Malformed HTTP message from ...: Invalid header
+# value '<60 KB>'") keeps at most this many characters of its message.
+TORNADO_LINE_CHARS = 512
 
 
 _NUMBERS = (int, float, bool, type(None))
@@ -55,17 +64,26 @@ class StripQueryStrings(logging.Filter):
             type(a) in _NUMBERS or (type(a) is str and "?" not in a) for a in args)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._plain(record):
+        tornado = record.name.startswith("tornado.")
+        if not tornado and self._plain(record):
             return True
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format string must not hide the line
             message = f"{record.msg!s} {record.args!r}"
-        record.msg, record.args = strip_queries(message), None
+        message = strip_queries(message)
+        if tornado:
+            # Redact before clipping: a cut must not leave half a token behind.
+            message = redact(message)
+            if record.name == "tornado.general":
+                message = escape(message, TORNADO_LINE_CHARS)
+        record.msg, record.args = message, None
         if record.exc_info and not record.exc_text:
             record.exc_text = self._formatter.formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = strip_queries(record.exc_text)
+            if tornado:
+                record.exc_text = redact(record.exc_text)
         if record.stack_info:
             record.stack_info = strip_queries(record.stack_info)
         return True

@@ -12,6 +12,7 @@ from appliance.core import scopes as scope_rules
 from appliance.core import users
 from appliance.core.db import ApiToken, User, database, new_public_id, now
 from appliance.core.identity import Tokens, sha256
+from appliance.core.inflight import InFlight
 from appliance.core.passwords import HashPool, hash_password, verify_password
 from appliance.core.throttle import LoginThrottle
 from appliance.errors import Conflict, Invalid, NotFound, Unauthenticated
@@ -48,11 +49,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self.hasher = hasher or HashPool()
         self.max_tokens_per_user = max_tokens_per_user
         self.max_token_scopes = max_token_scopes
+        self.in_flight = InFlight()
 
     @classmethod
     def from_config(cls, tokens: Tokens, config) -> "AuthServicer":
         throttle = LoginThrottle(config.login_max_failures, config.login_window_seconds,
-                                 max_entries=config.login_throttle_max_entries)
+                                 max_entries=config.login_throttle_max_entries,
+                                 max_successes=config.login_max_successes_per_address)
         return cls(tokens, throttle, HashPool(config.password_hash_workers, config.password_hash_queue),
                    config.max_tokens_per_user, config.max_token_scopes)
 
@@ -63,24 +66,34 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         # Before any work: a name that cannot exist is 400 and leaves no trace.
         users.validate_login_name(request.username)
         address = ctx.client_address()
-        # The attempt is counted before its password is verified (429 here
-        # when the pair's or the address's slots are taken) ...
-        with self.throttle.reserve(request.username, address) as attempt:
-            user = User.get_or_none(User.username == request.username)
-            # ... and given back if the pool is full (429: nothing verified).
-            verifying = self.hasher.submit(verify_password, user.password_hash if user else None,
-                                           request.password)
-            try:
-                ok = await verifying
-            except BaseException:
-                attempt.failed()  # the verification ran or still runs: it counts
-                raise
-            if not ok or user is None:
-                attempt.failed()
-                log.info("login: %s failed from %s (%s)", clip(request.username), clip(address),
-                         "wrong password" if user else "unknown user")
-                raise Unauthenticated("invalid username or password")
-            attempt.succeeded()
+        # One verification at a time per client (IPv6: per /64) and per
+        # username, held until the hashing thread is done (429 otherwise).
+        keys = self.in_flight.keys(request.username, address)
+        self.in_flight.acquire(keys)
+        handed_over = False
+        try:
+            # The attempt is counted before its password is verified (429 here
+            # when the pair's or the address's slots are taken) ...
+            with self.throttle.reserve(request.username, address) as attempt:
+                user = User.get_or_none(User.username == request.username)
+                # ... and given back if the pool is full (429: nothing verified).
+                verifying = self.hasher.submit(verify_password, user.password_hash if user else None,
+                                               request.password, on_done=lambda: self.in_flight.release(keys))
+                handed_over = True
+                try:
+                    ok = await verifying
+                except BaseException:
+                    attempt.failed()  # the verification ran or still runs: it counts
+                    raise
+                if not ok or user is None:
+                    attempt.failed()
+                    log.info("login: %s failed from %s (%s)", clip(request.username), clip(address),
+                             "wrong password" if user else "unknown user")
+                    raise Unauthenticated("invalid username or password")
+                attempt.succeeded()
+        finally:
+            if not handed_over:
+                self.in_flight.release(keys)
         log.info("login: %s signed in from %s", clip(user.username), clip(address))
         return auth_pb2.LoginResponse(token=self.tokens.issue_session(user), **users.as_dict(user))
 
@@ -125,10 +138,11 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     async def DeleteToken(self, request, context):
         user = ctx.session().user
-        deleted = ApiToken.delete().where((ApiToken.id == request.id) & (ApiToken.user == user)).execute()
-        if not deleted:
+        row = ApiToken.get_or_none((ApiToken.id == request.id) & (ApiToken.user == user))
+        if row is None or not ApiToken.delete().where(ApiToken.id == row.id).execute():
             raise NotFound("token not found")
         live.credentials_changed(user.public_id)  # streams opened with it end now
+        self.tokens.forget(row.token_sha256)
         return OK
 
     async def CheckToken(self, request, context):

@@ -22,7 +22,11 @@ API_TOKEN_PREFIX = "ecloud_"
 # API token last_used_at is written at most this often per token, so a busy
 # token does not turn every read into a database write.
 LAST_USED_RESOLUTION = 60
+# Verified claims are memoised (keyed by the token's sha256, not the token):
+# at most this many entries and this many bytes of token text; revoked
+# tokens are dropped at once.
 VERIFIED_CACHE_SIZE = 4096
+VERIFIED_CACHE_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,8 @@ class Principal:
     token_id: str | None = None
     jti: str | None = None
     expires_at: int | None = None
+    # sha256 of the bearer token: its key in the verified-claims cache.
+    token_sha256: str | None = None
 
     @property
     def user_id(self) -> str:
@@ -62,7 +68,9 @@ class Tokens:
         self._user_by_public_id = Prepared(User, User.public_id)
         self._user_by_id = Prepared(User, User.id)
         self._token_by_id = Prepared(ApiToken, ApiToken.id)
-        self._verified: dict[str, dict] = {}
+        # sha256(bearer) -> (claims, token bytes), oldest first.
+        self._verified: dict[str, tuple[dict, int]] = {}
+        self._verified_bytes = 0
 
     # -- sessions -----------------------------------------------------------
     def issue_session(self, user: User) -> str:
@@ -90,20 +98,31 @@ class Tokens:
             claims["exp"] = expires_at
         return API_TOKEN_PREFIX + jwt.encode(claims, self.secret, algorithm=self.algorithm)
 
-    def _decode(self, token: str) -> dict:
-        """Verified claims. A token string that verified once verifies again
-        (same secret, same bytes), so results are memoised; expiry is
-        re-checked on every use and revocation is never cached."""
-        claims = self._verified.get(token)
-        if claims is not None:
+    def _decode(self, token: str, digest: str) -> dict:
+        """Verified claims of *token* (*digest*: the sha256 of the bearer string).
+        A token string that verified once verifies again (same secret, same
+        bytes), so results are memoised; expiry is re-checked on every use and
+        revocation is never cached."""
+        cached = self._verified.get(digest)
+        if cached is not None:
+            claims = cached[0]
             if "exp" in claims and claims["exp"] <= time.time():
                 raise Unauthenticated("token expired")
             return claims
         claims = self._verify(token)
-        if len(self._verified) >= VERIFIED_CACHE_SIZE:
-            self._verified.pop(next(iter(self._verified)))
-        self._verified[token] = claims
+        size = len(token)
+        while self._verified and (len(self._verified) >= VERIFIED_CACHE_SIZE
+                                  or self._verified_bytes + size > VERIFIED_CACHE_BYTES):
+            self._verified_bytes -= self._verified.pop(next(iter(self._verified)))[1]
+        self._verified[digest] = (claims, size)
+        self._verified_bytes += size
         return claims
+
+    def forget(self, token_sha256: str | None) -> None:
+        """Drop a revoked token's memoised claims."""
+        cached = self._verified.pop(token_sha256, None) if token_sha256 else None
+        if cached is not None:
+            self._verified_bytes -= cached[1]
 
     def _verify(self, token: str) -> dict:
         try:
@@ -126,7 +145,8 @@ class Tokens:
         return self._session(bearer)
 
     def _session(self, token: str) -> Principal:
-        claims = self._decode(token)
+        digest = sha256(token)
+        claims = self._decode(token, digest)
         if claims.get("type") == "api_token" or "jti" not in claims or "exp" not in claims:
             raise Unauthenticated("invalid token")
         if self._revoked.first(str(claims["jti"])) is not None:
@@ -134,16 +154,18 @@ class Tokens:
         user = self._user_by_public_id.first(str(claims.get("user_id")))
         if user is None:
             raise Unauthenticated("user no longer exists")
-        return Principal(user=user, kind="session", jti=str(claims["jti"]), expires_at=int(claims["exp"]))
+        return Principal(user=user, kind="session", jti=str(claims["jti"]), expires_at=int(claims["exp"]),
+                         token_sha256=digest)
 
     def _api_token(self, token: str) -> Principal:
-        claims = self._decode(token[len(API_TOKEN_PREFIX):])
+        digest = sha256(token)
+        claims = self._decode(token[len(API_TOKEN_PREFIX):], digest)
         if claims.get("type") != "api_token":
             raise Unauthenticated("invalid token")
         row = self._token_by_id.first(str(claims.get("token_id")))
         # The hash comparison makes a token that was re-signed with other
         # claims (or a deleted one) useless even if the secret leaked later.
-        if row is None or not secrets.compare_digest(row.token_sha256, sha256(token)):
+        if row is None or not secrets.compare_digest(row.token_sha256, digest):
             raise Unauthenticated("token has been revoked")
         t = now()
         if row.expires_at is not None and row.expires_at <= t:
@@ -154,9 +176,11 @@ class Tokens:
         if user is None:
             raise Unauthenticated("token has been revoked")
         return Principal(user=user, kind="api_token", scopes=json.loads(row.scopes),
-                         token_id=row.id, expires_at=row.expires_at)
+                         token_id=row.id, expires_at=row.expires_at, token_sha256=digest)
 
     def revoke_session(self, principal: Principal) -> None:
+        if principal.is_session:
+            self.forget(principal.token_sha256)
         if principal.is_session and principal.jti:
             RevokedSession.insert(jti=principal.jti, expires_at=principal.expires_at or now()) \
                 .on_conflict_ignore().execute()

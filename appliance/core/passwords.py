@@ -64,8 +64,10 @@ class HashPool:
         # a thread that is still hashing), hence a thread-safe semaphore.
         self._slots = threading.BoundedSemaphore(self.capacity)
 
-    def submit(self, fn, *args) -> asyncio.Future:
-        """Start *fn* on the pool (await the result), or raise TooManyRequests at once."""
+    def submit(self, fn, *args, on_done=None) -> asyncio.Future:
+        """Start *fn* on the pool (await the result), or raise TooManyRequests at once.
+        *on_done()* runs (in the pool's thread) when the job really ends, even if
+        the awaiting caller was cancelled; not at all when refused here."""
         if not self._slots.acquire(blocking=False):
             raise TooManyRequests("too many logins in progress; try again shortly", retry_after=1)
         try:
@@ -73,7 +75,12 @@ class HashPool:
         except BaseException:
             self._slots.release()
             raise
-        job.add_done_callback(lambda _: self._slots.release())
+
+        def done(_) -> None:
+            self._slots.release()
+            if on_done is not None:
+                on_done()
+        job.add_done_callback(done)
         return asyncio.wrap_future(job)
 
     async def run(self, fn, *args):

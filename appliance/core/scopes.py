@@ -6,6 +6,7 @@ resources (``Principal.scopes is None``).
 """
 from __future__ import annotations
 
+import re
 from typing import Mapping
 
 from appliance.errors import Invalid, PermissionDenied
@@ -16,8 +17,11 @@ RESOURCES = {
     "compute": frozenset({"containers", "keys"}),
     "storage": frozenset({"namespaces", "files"}),
 }
-# Resource ids are container ids and namespace names (both at most 64).
+# Resource ids are container and key ids and namespace names: at most 64 of
+# the namespace name characters. ASCII only, so characters are bytes: a
+# non-ASCII id would cost up to 12 bytes per character in the token's JSON.
 MAX_RESOURCE_ID_CHARS = 64
+RESOURCE_ID = re.compile(r"[A-Za-z0-9._-]{1,%d}" % MAX_RESOURCE_ID_CHARS)
 # Defaults of the settings max_token_scopes (Config); with the id limit
 # they bound a token's size (a scope is at most ~90 characters).
 MAX_SCOPES = 32
@@ -43,8 +47,9 @@ def validate(scopes, owner_id: str, max_scopes: int = MAX_SCOPES) -> dict[str, l
     clean: dict[str, list[str]] = {}
     for scope, actions in scopes.items():
         service, user_id, resource, resource_id = parse(scope)
-        if resource_id is not None and len(resource_id) > MAX_RESOURCE_ID_CHARS:
-            raise Invalid(f"scope {clip(scope)}: resource ids are at most {MAX_RESOURCE_ID_CHARS} characters")
+        if resource_id is not None and not RESOURCE_ID.fullmatch(resource_id):
+            raise Invalid(f"scope {clip(scope)}: resource ids are at most {MAX_RESOURCE_ID_CHARS} "
+                          "characters of A-Z a-z 0-9 . _ -")
         if service not in RESOURCES:
             raise Invalid(f"scope {clip(scope)}: unknown service {clip(service)} (compute, storage)")
         if user_id != owner_id:

@@ -13,6 +13,14 @@ back (and clears the pair), an attempt that never reached verification
 verifications per pair, and ``max_failures * per_address_factor`` per
 address, happen in any window, however concurrent the attempts.
 
+An IPv6 client normally holds a whole /64 and may pick a fresh source
+address per connection, so IPv6 addresses are counted by their /64 prefix
+(``address_key``); IPv4 (and IPv4-mapped IPv6) by the whole address.
+
+Successful verifications are limited per address too (``max_successes``
+in a window): a tenant who knows their own password must not keep the
+hashing pool busy for everyone by logging in in a loop.
+
 Memory is bounded globally: entries are kept oldest-updated first, expired
 ones are swept on every reservation, and beyond ``max_entries`` the oldest
 are dropped. Usernames reaching here are already at most 64 characters
@@ -20,6 +28,7 @@ are dropped. Usernames reaching here are already at most 64 characters
 """
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -28,6 +37,22 @@ from appliance.errors import TooManyRequests
 
 # Addresses come from the gateway's metadata; a longer one is not an address.
 MAX_ADDRESS_CHARS = 64
+# IPv6 clients are counted per prefix of this length (one subscriber's /64).
+IPV6_PREFIX = 64
+
+
+def address_key(address: str) -> str:
+    """The unit one client is counted as: an IPv4 address, an IPv6 /64."""
+    address = address[:MAX_ADDRESS_CHARS]
+    try:
+        ip = ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return address
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/{IPV6_PREFIX}", strict=False))
+    return str(ip)
 
 
 class Reservation:
@@ -47,8 +72,10 @@ class Reservation:
         """Right password: the pair starts afresh; the address gets its slot back."""
         if self._open:
             self._open = False
-            self._throttle._entries.pop(self._keys[0], None)
-            self._throttle._release(self._keys[1:], self._stamp)
+            throttle = self._throttle
+            throttle._entries.pop(self._keys[0], None)
+            throttle._release(self._keys[1:], self._stamp)
+            throttle._add(("ok",) + self._keys[1][1:], throttle.clock())
 
     def cancel(self) -> None:
         """Nothing was verified: give the slot back."""
@@ -65,10 +92,11 @@ class Reservation:
 
 class LoginThrottle:
     def __init__(self, max_failures: int = 5, window: int = 300, per_address_factor: int = 4,
-                 max_entries: int = 20000, clock=time.monotonic):
+                 max_entries: int = 20000, clock=time.monotonic, max_successes: int = 60):
         self.max_failures = max_failures
         self.window = window
         self.per_address_max = max_failures * per_address_factor
+        self.max_successes = max(1, max_successes)
         self.max_entries = max(2, max_entries)
         self.clock = clock
         # key -> timestamps of counted attempts (oldest first, at most the
@@ -79,7 +107,7 @@ class LoginThrottle:
         return len(self._entries)
 
     def _limits(self, username: str, address: str):
-        address = address[:MAX_ADDRESS_CHARS]
+        address = address_key(address)
         return ((("user", username.lower(), address), self.max_failures),
                 (("addr", address), self.per_address_max))
 
@@ -108,7 +136,8 @@ class LoginThrottle:
         """Seconds until another attempt would be allowed; 0 if allowed now."""
         now = self.clock()
         wait = 0.0
-        for key, limit in self._limits(username, address):
+        limits = self._limits(username, address)
+        for key, limit in limits + ((("ok",) + limits[1][0][1:], self.max_successes),):
             stamps = self._recent(key, now)
             if len(stamps) >= limit:
                 wait = max(wait, stamps[-limit] + self.window - now)
@@ -120,14 +149,17 @@ class LoginThrottle:
         self._sweep(now)
         wait = self.retry_after(username, address)
         if wait:
-            raise TooManyRequests("too many failed logins; try again later", retry_after=wait)
+            raise TooManyRequests("too many logins; try again later", retry_after=wait)
         limits = self._limits(username, address)
         for key, _ in limits:
-            stamps = self._entries.pop(key, None) or []
-            stamps.append(now)
-            self._entries[key] = stamps  # re-inserted: now the newest
+            self._add(key, now)
         self._sweep(now)
         return Reservation(self, tuple(key for key, _ in limits), now)
+
+    def _add(self, key, now: float) -> None:
+        stamps = self._entries.pop(key, None) or []
+        stamps.append(now)
+        self._entries[key] = stamps  # re-inserted: now the newest
 
     def _release(self, keys, stamp: float) -> None:
         for key in keys:

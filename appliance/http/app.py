@@ -11,6 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tornado.routing import PathMatches, Rule
 
 from appliance.http import openapi
+from appliance.logsafe import escape
 from appliance.http.gateway import GatewayHandler, JsonHandler, NotImplementedHandler
 from appliance.http.mux import Multiplexer
 from appliance.http.routes import Route, build_routes
@@ -96,11 +97,12 @@ def _multicallable(channel: grpc.aio.Channel, method):
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
-    """Access log without the query string: it may carry ?token=."""
+    """Access log without the query string: it may carry ?token=. The path is
+    anyone's: clipped and with control characters escaped (one line, bounded)."""
     status = handler.get_status()
     level = logging.INFO if status < 500 else logging.ERROR
-    access_log.log(level, "%d %s %s %.1fms", status, handler.request.method,
-                   handler.request.path, 1000.0 * handler.request.request_time())
+    access_log.log(level, "%d %s %s %.1fms", status, escape(handler.request.method, 16),
+                   escape(handler.request.path), 1000.0 * handler.request.request_time())
 
 
 def _is_unary(method) -> bool:

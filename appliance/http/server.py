@@ -9,13 +9,13 @@ import signal
 import ssl
 
 import grpc
-import tornado.httpserver
 import tornado.netutil
 
 from appliance.batching import MAX_MESSAGE
 from appliance.config import Config
 from appliance.http import workers
 from appliance.http.app import make_app
+from appliance.http.connections import LimitedHTTPServer
 from appliance.http.mux import Multiplexer
 
 log = logging.getLogger("appliance.http")
@@ -70,8 +70,12 @@ def listen(config: Config, channel: grpc.aio.Channel, port: int | None = None,
     """Start serving on *sockets* (bound here if not given); returns (http_server, bound_port)."""
     app = make_app(config, channel, multiplexer)
     # A context per process: each forked worker builds its own after the fork.
-    server = tornado.httpserver.HTTPServer(app, ssl_options=ssl_context(config), max_body_size=MAX_STREAM_BODY,
-                                           idle_connection_timeout=300, chunk_size=1 << 20)
+    # idle_connection_timeout is Tornado's wait for a request's headers (the
+    # first one, TLS handshake included, and each kept-alive one): short, so
+    # a silent connection does not hold a descriptor for minutes.
+    server = LimitedHTTPServer(app, ssl_options=ssl_context(config), max_body_size=MAX_STREAM_BODY,
+                               idle_connection_timeout=max(1, config.http_idle_timeout), chunk_size=1 << 20,
+                               max_connections_per_address=config.http_max_connections_per_address)
     sockets = sockets or bind(config, port)
     server.add_sockets(sockets)
     return server, sockets[0].getsockname()[1]
