@@ -141,8 +141,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         row = ApiToken.get_or_none((ApiToken.id == request.id) & (ApiToken.user == user))
         if row is None or not ApiToken.delete().where(ApiToken.id == row.id).execute():
             raise NotFound("token not found")
-        live.credentials_changed(user.public_id)  # streams opened with it end now
         self.tokens.forget(row.token_sha256)
+        live.credentials_changed(user.public_id)  # streams opened with it end now
         return OK
 
     async def CheckToken(self, request, context):
