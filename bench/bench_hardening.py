@@ -91,7 +91,7 @@ class Side:
         return mb / took
 
     def ssh_true(self, cid: str) -> float:
-        argv = ssh_argv(self.app, self.person.key_file, cid, "true")
+        argv = ssh_argv(self.app, self.person.key_file, cid) + ["true"]
         started = time.perf_counter()
         r = subprocess.run(argv, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
         took = time.perf_counter() - started
