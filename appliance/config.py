@@ -152,8 +152,8 @@ class Config:
     # beyond); 0 = unlimited.
     storage_quota_bytes: int = 10 << 30
     # Free space kept on the data disk for the database and the system: an
-    # upload that would go below it is 507 (and so is guest volume creation,
-    # through appliance/core/diskspace.py).
+    # upload that would go below it is 507 (guest volumes keep
+    # volume_free_margin_gb free on their own disk).
     disk_free_reserve_bytes: int = 1 << 30
     # Uploads one user may run at once (429 beyond); 0 = unlimited.
     max_uploads_per_user: int = 8
