@@ -1,0 +1,124 @@
+"""Red-team regression tests (round 3, guest isolation after the sec-guest merge).
+
+Each test is an attack run as root inside a real guest (``driver.exec``) and
+fails while the attack works. Own bridge and subnet (``aprd3``,
+10.231.0.0/24); run under ``flock /tmp/appliance-lxc.lock``.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
+
+if os.geteuid() != 0:
+    pytest.skip("libvirt LXC guests need root (run the tests as root)", allow_module_level=True)
+
+libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed")
+
+from appliance import config as appliance_config  # noqa: E402
+from appliance.core import host, image, network  # noqa: E402
+from appliance.core.drivers.base import GuestSpec  # noqa: E402
+from appliance.core.drivers.lxc import LxcDriver  # noqa: E402
+
+BRIDGE = "aprd3"
+SUBNET = "10.231.0.0/24"
+_ips = iter(f"10.231.0.{n}" for n in range(10, 250))
+PROBE_SRC = Path(__file__).parent / "probe" / "redteam3.c"
+IN_CLOEXEC = 0o2000000
+
+
+@pytest.fixture(scope="module")
+def probe_binary(tmp_path_factory) -> bytes:
+    if not shutil.which("gcc"):
+        pytest.fail("gcc is needed to build the red-team probe")
+    out = tmp_path_factory.mktemp("rd3probe") / "rd3"
+    subprocess.run(["gcc", "-static", "-O2", "-o", str(out), str(PROBE_SRC)], check=True)
+    return out.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    host.ensure_libvirtd()
+    image_dir = appliance_config.load().image_dir
+    image.ensure_image(image_dir)
+    data_dir = tmp_path_factory.mktemp("redteam3")
+    drv = LxcDriver(image_dir=image_dir, data_dir=data_dir, bridge=BRIDGE, subnet=SUBNET)
+    drv.prepare_host(build_image=False)
+    yield drv
+    for vol in Path(data_dir, "volumes").glob("*.img"):
+        drv.destroy(vol.stem)
+    network.remove_guest_network(BRIDGE)
+
+
+@pytest.fixture
+def make_guest(driver, probe_binary):
+    made = []
+
+    def make(**overrides) -> GuestSpec:
+        values = dict(id=f"rd{uuid.uuid4().hex[:8]}", ip=next(_ips), memory_mb=256, cpus=1.0, storage_gb=1)
+        values.update(overrides)
+        spec = GuestSpec(**values)
+        made.append(spec.id)
+        driver.spawn(spec)
+        r = driver.exec(spec.id, ["sh", "-c", "cat > /usr/local/bin/rd3 && chmod 755 /usr/local/bin/rd3"],
+                        input=probe_binary)
+        assert r.exit_code == 0, r
+        return spec
+
+    yield make
+    for gid in made:
+        driver.destroy(gid)
+
+
+def run(driver, spec, script: str, timeout: float = 30) -> tuple[int, str]:
+    r = driver.exec(spec.id, ["sh", "-c", script], timeout=timeout)
+    return r.exit_code, (r.stdout + r.stderr).decode(errors="replace")
+
+
+def _host_inotify_init() -> tuple[int, int]:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(IN_CLOEXEC)
+    err = ctypes.get_errno()
+    if fd >= 0:
+        os.close(fd)
+    return fd, err
+
+
+# -- per-user kernel counters shared with host root (ucounts) -------------------------
+
+
+def test_guest_cannot_use_up_host_roots_inotify_instances(driver, make_guest):
+    """The guest's user namespace is created by libvirt as host uid 0: every
+    per-user namespace counter (inotify instances/watches, fanotify groups,
+    user/net/mnt/... namespaces) of every uid in the guest is also counted,
+    one level up, against host uid 0 in the initial namespace, whose limit is
+    the host-wide sysctl (fs.inotify.max_user_instances = 128 here). A guest
+    that opens 128 inotify instances leaves none to host root (libvirtd,
+    systemd, the appliance) and none to any other guest."""
+    spec = make_guest()
+    other = make_guest()
+    assert _host_inotify_init()[0] >= 0   # the host can before the attack
+    result = {}
+    hog = threading.Thread(target=lambda: result.setdefault(
+        "r", driver.exec(spec.id, ["rd3", "inotify", "100000", "4"], timeout=30)))
+    hog.start()
+    try:
+        time.sleep(2.0)                   # the guest holds its instances for 4 s
+        host_fd, host_err = _host_inotify_init()
+        code, other_out = run(driver, other, "rd3 inotify 1 0")
+    finally:
+        hog.join()
+    guest_out = (result["r"].stdout + result["r"].stderr).decode(errors="replace").strip()
+    print(f"\nguest: {guest_out}; host inotify_init1: {host_fd} ({os.strerror(host_err) if host_fd < 0 else 'ok'});"
+          f" other guest: {other_out.strip()}")
+    assert host_fd >= 0, f"host root could not create an inotify instance while a guest held its own ({guest_out})"
+    assert "made=1 " in other_out, f"another tenant's guest could not create an inotify instance: {other_out}"
