@@ -122,3 +122,33 @@ def test_guest_cannot_use_up_host_roots_inotify_instances(driver, make_guest):
           f" other guest: {other_out.strip()}")
     assert host_fd >= 0, f"host root could not create an inotify instance while a guest held its own ({guest_out})"
     assert "made=1 " in other_out, f"another tenant's guest could not create an inotify instance: {other_out}"
+
+
+# -- cgroup view ------------------------------------------------------------------------
+
+
+def _host_top_cgroups(hierarchy: str) -> set[str]:
+    base = Path("/sys/fs/cgroup", hierarchy)
+    return {p.name for p in base.iterdir() if p.is_dir()} if base.is_dir() else set()
+
+
+@pytest.mark.parametrize("fstype,opts,hierarchy", [("cgroup2", "", "unified"),
+                                                   ("cgroup", "none,name=systemd", "systemd")])
+def test_guest_cannot_mount_the_hosts_cgroup_root(driver, make_guest, fstype, opts, hierarchy):
+    """The init's ``unshare --cgroup`` roots the guest's cgroup namespace at
+    its own cgroups only where the guest *has* one (the v1 controllers
+    libvirt manages, and pids). In the unified (cgroup2) and name=systemd
+    hierarchies no one moves the guest: its namespace root there is the
+    host's root cgroup, and guest root mounting them sees the host's whole
+    tree (host cgroup names, host-wide pressure/cpu stats, other tenants'
+    cgroups wherever a host manager puts them)."""
+    host_top = _host_top_cgroups(hierarchy)
+    if not host_top:
+        pytest.fail(f"the host has no {hierarchy} hierarchy with children to compare with")
+    spec = make_guest()
+    o = f"-o {opts} " if opts else ""
+    code, out = run(driver, spec, f"mkdir -p /tmp/cg && mount -t {fstype} {o}none /tmp/cg && "
+                                  "for d in /tmp/cg/*/; do basename \"$d\"; done; umount /tmp/cg")
+    seen = {line.strip() for line in out.splitlines() if line.strip()}
+    print(f"\n{hierarchy}: guest mount rc={code}, sees {sorted(seen)}; host top-level {sorted(host_top)}")
+    assert not (seen & host_top), f"the guest mounted the host's {hierarchy} root: sees {sorted(seen & host_top)}"
