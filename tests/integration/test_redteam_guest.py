@@ -152,3 +152,33 @@ def test_guest_cannot_mount_the_hosts_cgroup_root(driver, make_guest, fstype, op
     seen = {line.strip() for line in out.splitlines() if line.strip()}
     print(f"\n{hierarchy}: guest mount rc={code}, sees {sorted(seen)}; host top-level {sorted(host_top)}")
     assert not (seen & host_top), f"the guest mounted the host's {hierarchy} root: sees {sorted(seen & host_top)}"
+
+
+# -- host-side path resolution of guest-controlled names -----------------------------
+
+
+def test_ready_marker_is_not_resolved_against_the_hosts_root(driver, make_guest, tmp_path):
+    """``guestinit.wait_ready`` (run before every first ``exec``/terminal of
+    a guest the core has not seen ready, e.g. after a core restart) checks
+    ``/proc/<init>/root/run/appliance-init.ready`` with a plain ``stat`` as
+    host root. Guest root replaces the marker with an absolute symlink: the
+    kernel resolves the target against the *host's* root, so the wait (0 s or
+    5 s, visible as the delay of the tenant's next terminal) tells the guest
+    whether a host path exists (e.g. ``/var/lib/appliance/volumes/<id>.img``
+    of other tenants)."""
+    from appliance.core.drivers import guestinit
+
+    spec = make_guest()
+    host_only = tmp_path / "host-only-file"
+    host_only.write_text("x")
+    missing = tmp_path / "missing-file"
+    pid = driver.init_pid(spec.id)
+    answers = {}
+    for target in (host_only, missing):
+        code, out = run(driver, spec, f"rm -f {guestinit.READY_FILE} && ln -s {target} {guestinit.READY_FILE} "
+                                      f"&& test ! -e {target} && echo planted")
+        assert code == 0 and "planted" in out, out   # the target does not exist in the guest
+        answers[target.name] = guestinit.wait_ready(pid, timeout=0.3)
+    print(f"\nwait_ready through a guest symlink: {answers}")
+    assert answers["host-only-file"] == answers["missing-file"], \
+        f"the host followed a guest symlink to its own filesystem: {answers}"
