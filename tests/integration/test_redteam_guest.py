@@ -182,3 +182,61 @@ def test_ready_marker_is_not_resolved_against_the_hosts_root(driver, make_guest,
     print(f"\nwait_ready through a guest symlink: {answers}")
     assert answers["host-only-file"] == answers["missing-file"], \
         f"the host followed a guest symlink to its own filesystem: {answers}"
+
+
+# -- socket buffers outside the TCP/UDP accounting --------------------------------------
+
+
+def _memcg_usage(driver, spec) -> int:
+    for line in Path(f"/proc/{driver.init_pid(spec.id)}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return int(Path(f"/sys/fs/cgroup/memory{path}/memory.usage_in_bytes").read_text())
+    pytest.fail("the guest has no v1 memory cgroup")
+
+
+def _mem_available() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_packet_socket_queues_are_charged_to_the_guest(driver, make_guest):
+    """``memory.kmem.tcp.limit_in_bytes`` charges TCP and UDP buffers, but
+    AF_PACKET (and raw IP) sockets queue clones of every loopback packet with
+    no socket-memory accounting, and skbs are not kmem-charged: guest root
+    (CAP_NET_RAW in its netns, SO_RCVBUF up to 2 * rmem_max) pins host memory per packet socket,
+    4096 sockets per process, 1024 processes. Here 900 sockets in a 64 MiB
+    guest."""
+    spec = make_guest(memory_mb=64)
+    limit = 64 * 1024 * 1024
+    u0, a0 = _memcg_usage(driver, spec), _mem_available()
+    nsock = 900
+    hog = threading.Thread(target=lambda: run(
+        driver, spec, f"rd3 pktq {nsock} 6 50 >/dev/null & echo $! > /tmp/pktq.pid; wait", timeout=60))
+    hog.start()
+    try:
+        deadline = time.monotonic() + 45
+        queued = socks = 0
+        while time.monotonic() < deadline:
+            _, out = run(driver, spec, "awk 'NR>1{s+=$7; n++} END{print s+0, n+0}' /proc/net/packet")
+            queued, socks = (int(x) for x in out.split())
+            if socks >= nsock:
+                break
+            time.sleep(1)
+        time.sleep(1)
+        _, out = run(driver, spec, "awk 'NR>1{s+=$7; n++} END{print s+0, n+0}' /proc/net/packet")
+        queued, socks = (int(x) for x in out.split())
+        u1, a1 = _memcg_usage(driver, spec), _mem_available()
+    finally:
+        a1 = _mem_available()
+        run(driver, spec, "kill $(cat /tmp/pktq.pid)")
+        hog.join()
+        time.sleep(0.5)
+        a2 = _mem_available()
+    print(f"\n{socks} packet sockets queue {queued / 2**20:.0f} MiB; guest memcg {u0 / 2**20:.0f} -> "
+          f"{u1 / 2**20:.0f} MiB (limit 64); host MemAvailable -{(a0 - a1) / 2**20:.0f} MiB while held, "
+          f"+{(a2 - a1) / 2**20:.0f} MiB when the probe was killed (other helpers add noise)")
+    assert queued <= limit or u1 - u0 >= queued // 2, \
+        f"{queued / 2**20:.0f} MiB of packet-socket queues held outside the guest's 64 MiB memory limit"

@@ -6,6 +6,13 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/inotify.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <linux/if_packet.h>
+#include <linux/if_ether.h>
+#include <net/if.h>
+#include <sys/syscall.h>
 
 int main(int argc, char **argv) {
     if (argc >= 4 && strcmp(argv[1], "inotify") == 0) {
@@ -16,6 +23,40 @@ int main(int argc, char **argv) {
         printf("inotify made=%d errno=%d (%s)\n", made, err, err ? strerror(err) : "-");
         fflush(stdout);
         sleep(hold);
+        return 0;
+    }
+    if (argc >= 5 && strcmp(argv[1], "pktq") == 0) {
+        /* pktq NSOCK PER HOLD: NSOCK packet sockets on lo; after each is made,
+           PER 60 kB datagrams go to a closed UDP port on 127.0.0.1, queued
+           (cloned) in the newest socket that still has room. */
+        int n = atoi(argv[2]), per = atoi(argv[3]), hold = atoi(argv[4]), made = 0, err = 0;
+        static char buf[60000];
+        int u = socket(AF_INET, SOCK_DGRAM, 0);
+        struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons(9)};
+        dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        for (; made < n; made++) {
+            int s = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
+            if (s < 0) { err = errno; break; }
+            struct sockaddr_ll ll = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL),
+                                     .sll_ifindex = (int)if_nametoindex("lo")};
+            int big = 1 << 20;   /* capped by the kernel at 2 * net.core.rmem_max */
+            setsockopt(s, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+            if (bind(s, (struct sockaddr *)&ll, sizeof ll) != 0) { err = errno; break; }
+            for (int i = 0; i < per; i++) sendto(u, buf, sizeof buf, 0, (struct sockaddr *)&dst, sizeof dst);
+        }
+        printf("pktq made=%d errno=%d (%s)\n", made, err, err ? strerror(err) : "-");
+        fflush(stdout);
+        sleep(hold);
+        return 0;
+    }
+    if (argc >= 2 && strcmp(argv[1], "keyctl") == 0) {
+        long r = syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3 /* session */, 1);
+        printf("keyctl native=%ld errno=%d\n", r, r < 0 ? errno : 0);
+        long x = syscall(0x40000000 | 250, 0, -3, 1);   /* x32 keyctl */
+        printf("keyctl x32=%ld errno=%d\n", x, x < 0 ? errno : 0);
+        long a;   /* i386 keyctl (288) through int 0x80 */
+        __asm__ volatile ("int $0x80" : "=a"(a) : "a"(288), "b"(0), "c"(-3), "d"(1) : "memory");
+        printf("keyctl i386=%ld\n", a);
         return 0;
     }
     fprintf(stderr, "usage: redteam3 inotify N HOLD\n");
