@@ -240,3 +240,39 @@ def test_packet_socket_queues_are_charged_to_the_guest(driver, make_guest):
           f"+{(a2 - a1) / 2**20:.0f} MiB when the probe was killed (other helpers add noise)")
     assert queued <= limit or u1 - u0 >= queued // 2, \
         f"{queued / 2**20:.0f} MiB of packet-socket queues held outside the guest's 64 MiB memory limit"
+
+
+def _host_mq_open() -> tuple[bool, int]:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mq_open.restype = ctypes.c_int
+    name = f"/rd3-host-{os.getpid()}".encode()
+    q = libc.mq_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600, None)
+    err = ctypes.get_errno()
+    if q >= 0:
+        libc.mq_close(q)
+        libc.mq_unlink(name)
+    return q >= 0, err
+
+
+def test_guest_cannot_use_up_host_roots_message_queue_bytes(driver, make_guest):
+    """Same shared counter, rlimit kind: RLIMIT_MSGQUEUE (800 KiB) of every
+    guest uid is also counted against host uid 0's; ten default POSIX message
+    queues in one guest leave none to host root or to any other guest."""
+    spec = make_guest()
+    other = make_guest()
+    assert _host_mq_open()[0]
+    result = {}
+    hog = threading.Thread(target=lambda: result.setdefault(
+        "r", driver.exec(spec.id, ["rd3", "mq", "1000", "4"], timeout=30)))
+    hog.start()
+    try:
+        time.sleep(2.0)
+        host_ok, host_err = _host_mq_open()
+        _, other_out = run(driver, other, "rd3 mq 1 0")
+    finally:
+        hog.join()
+    guest_out = (result["r"].stdout + result["r"].stderr).decode(errors="replace").strip()
+    print(f"\nguest: {guest_out}; host mq_open: {'ok' if host_ok else os.strerror(host_err)}; "
+          f"other guest: {other_out.strip()}")
+    assert host_ok, f"host root could not open a message queue while a guest held its own ({guest_out})"
+    assert "made=1 " in other_out, f"another tenant's guest could not open a message queue: {other_out}"

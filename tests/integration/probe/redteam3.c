@@ -13,6 +13,8 @@
 #include <linux/if_ether.h>
 #include <net/if.h>
 #include <sys/syscall.h>
+#include <mqueue.h>
+#include <fcntl.h>
 
 int main(int argc, char **argv) {
     if (argc >= 4 && strcmp(argv[1], "inotify") == 0) {
@@ -45,6 +47,21 @@ int main(int argc, char **argv) {
             for (int i = 0; i < per; i++) sendto(u, buf, sizeof buf, 0, (struct sockaddr *)&dst, sizeof dst);
         }
         printf("pktq made=%d errno=%d (%s)\n", made, err, err ? strerror(err) : "-");
+        fflush(stdout);
+        sleep(hold);
+        return 0;
+    }
+    if (argc >= 4 && strcmp(argv[1], "mq") == 0) {
+        /* mq N HOLD: create up to N POSIX message queues (default size), hold them */
+        int n = atoi(argv[2]), hold = atoi(argv[3]), made = 0, err = 0;
+        char name[64];
+        for (; made < n; made++) {
+            snprintf(name, sizeof name, "/rd3-%d-%d", (int)getpid(), made);
+            mqd_t q = mq_open(name, O_CREAT | O_EXCL | O_RDWR, 0600, NULL);
+            if (q == (mqd_t)-1) { err = errno; break; }
+            mq_unlink(name);   /* lives as long as this process holds it */
+        }
+        printf("mq made=%d errno=%d (%s)\n", made, err, err ? strerror(err) : "-");
         fflush(stdout);
         sleep(hold);
         return 0;
