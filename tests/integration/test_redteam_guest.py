@@ -24,10 +24,10 @@ if os.geteuid() != 0:
 
 libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed")
 
-from appliance import config as appliance_config  # noqa: E402
-from appliance.core import host, image, network  # noqa: E402
-from appliance.core.drivers.base import GuestSpec  # noqa: E402
-from appliance.core.drivers.lxc import LxcDriver  # noqa: E402
+from appliance import config as appliance_config
+from appliance.core import host, image, network
+from appliance.core.drivers.base import GuestSpec
+from appliance.core.drivers.lxc import LxcDriver
 
 BRIDGE = "aprd3"
 SUBNET = "10.231.0.0/24"
@@ -64,7 +64,7 @@ def make_guest(driver, probe_binary):
     made = []
 
     def make(**overrides) -> GuestSpec:
-        values = dict(id=f"rd{uuid.uuid4().hex[:8]}", ip=next(_ips), memory_mb=256, cpus=1.0, storage_gb=1)
+        values = {"id": f"rd{uuid.uuid4().hex[:8]}", "ip": next(_ips), "memory_mb": 256, "cpus": 1.0, "storage_gb": 1}
         values.update(overrides)
         spec = GuestSpec(**values)
         made.append(spec.id)
@@ -114,7 +114,7 @@ def test_guest_cannot_use_up_host_roots_inotify_instances(driver, make_guest):
     try:
         time.sleep(2.0)                   # the guest holds its instances for 4 s
         host_fd, host_err = _host_inotify_init()
-        code, other_out = run(driver, other, "rd3 inotify 1 0")
+        _, other_out = run(driver, other, "rd3 inotify 1 0")
     finally:
         hog.join()
     guest_out = (result["r"].stdout + result["r"].stderr).decode(errors="replace").strip()
@@ -296,7 +296,8 @@ def test_a_refused_create_leaves_no_disk_reservation_behind(tmp_path):
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     from appliance.config import Config
-    from appliance.core import compute, context as ctx, users
+    from appliance.core import compute, users
+    from appliance.core import context as ctx
     from appliance.core.db import open_database
     from appliance.core.drivers.fake import FakeDriver
     from appliance.core.identity import Principal
