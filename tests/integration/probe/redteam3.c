@@ -13,12 +13,41 @@
 #include <linux/if_ether.h>
 #include <net/if.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <mqueue.h>
 #include <fcntl.h>
 
 int main(int argc, char **argv) {
     if (argc >= 4 && strcmp(argv[1], "inotify") == 0) {
+        /* optional 5th argument: that many processes (each with its own
+           RLIMIT_NOFILE) share the N instances; the first reports the total */
         int n = atoi(argv[2]), hold = atoi(argv[3]), made = 0, err = 0;
+        int procs = argc >= 5 ? atoi(argv[4]) : 1;
+        if (procs > 1) {
+            int pfd[2];
+            if (pipe(pfd) != 0) return 2;
+            for (int p = 0; p < procs; p++) {
+                if (fork() == 0) {
+                    int m = 0, e = 0;
+                    for (; m < n / procs; m++)
+                        if (inotify_init1(IN_CLOEXEC) < 0) { e = errno; break; }
+                    int rec[2] = {m, e};
+                    if (write(pfd[1], rec, sizeof rec) != sizeof rec) _exit(1);
+                    sleep(hold);
+                    _exit(0);
+                }
+            }
+            for (int p = 0; p < procs; p++) {
+                int rec[2];
+                if (read(pfd[0], rec, sizeof rec) != sizeof rec) break;
+                made += rec[0];
+                if (rec[1]) err = rec[1];
+            }
+            printf("inotify made=%d errno=%d (%s) in %d processes\n", made, err, err ? strerror(err) : "-", procs);
+            fflush(stdout);
+            sleep(hold);
+            return 0;
+        }
         for (; made < n; made++) {
             if (inotify_init1(IN_CLOEXEC) < 0) { err = errno; break; }
         }
