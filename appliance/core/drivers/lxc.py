@@ -129,6 +129,9 @@ class LxcDriver(GuestDriver):
         except VolumeNoRoom as e:
             raise GuestNoRoom(str(e)) from e
 
+    def release_storage(self, guest_id: str) -> None:
+        self.volumes.release(guest_id)
+
     def guest_image(self) -> Path:
         return self.image
 
