@@ -42,7 +42,7 @@ def test_guest_rlimits_come_from_the_config():
 
 def test_the_controller_wrapper_leaves_the_namespace_ceiling_unlimited():
     src = guestlimits.wrapper_source(4096, "/bin/true")
-    assert "setrlimit(RLIMIT_MSGQUEUE, &unlimited)" in src and "setrlimit(RLIMIT_SIGPENDING, &unlimited)" in src
+    assert "int res[2] = {RLIMIT_MSGQUEUE, RLIMIT_SIGPENDING};" in src and "RLIM_INFINITY" in src
 
 
 def test_guest_cgroups_in_the_unmanaged_hierarchies():

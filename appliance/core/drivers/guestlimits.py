@@ -189,11 +189,15 @@ int main(int argc, char **argv) {
     /* The guest's user namespace takes these as the ceiling of what all its
        uids together may count against host root (drivers/ucounts.py): none,
        so one tenant never refuses another's; the guest's processes get
-       small per-uid limits from the host. */
-    struct rlimit unlimited = {RLIM_INFINITY, RLIM_INFINITY};
-    if (setrlimit(RLIMIT_MSGQUEUE, &unlimited) != 0 || setrlimit(RLIMIT_SIGPENDING, &unlimited) != 0) {
-        perror("appliance guest wrapper: setrlimit");
-        return 126;
+       small per-uid limits from the host. Raising a hard limit needs
+       CAP_SYS_RESOURCE: without it, the soft limit goes up to the hard one. */
+    int res[2] = {RLIMIT_MSGQUEUE, RLIMIT_SIGPENDING};
+    for (int i = 0; i < 2; i++) {
+        struct rlimit lim = {RLIM_INFINITY, RLIM_INFINITY};
+        if (setrlimit(res[i], &lim) != 0 && getrlimit(res[i], &lim) == 0) {
+            lim.rlim_cur = lim.rlim_max;
+            setrlimit(res[i], &lim);
+        }
     }
     struct sock_fprog prog = {sizeof bpf / sizeof(struct sock_filter), (struct sock_filter *)bpf};
     if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) {

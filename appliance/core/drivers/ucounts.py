@@ -63,7 +63,12 @@ def raise_host_limits(root: Path = SYSCTL_ROOT) -> dict[str, int]:
         except (OSError, ValueError, IndexError):
             continue   # an older kernel without this counter
         if current < least:
-            path.write_text(f"{least}\n")
+            try:
+                path.write_text(f"{least}\n")
+            except PermissionError:   # /proc/sys/user/* needs CAP_SYS_RESOURCE
+                log.warning("host: cannot raise %s (%d) to %d: guests share it with host root",
+                            name, current, least)
+                continue
             changed[name] = least
     if changed:
         log.info("host: raised shared per-user kernel limits %s", changed)
