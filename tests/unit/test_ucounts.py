@@ -51,3 +51,42 @@ def test_guest_cgroups_in_the_unmanaged_hierarchies():
     assert guestcgroups.cgroups("ap-x.appliance", mounts) == [
         Path("/sys/fs/cgroup/unified/machine/ap-x.appliance"), Path("/sys/fs/cgroup/systemd/machine/ap-x.appliance")]
     assert guestcgroups.cgroups("ap-x.appliance", {"pids": "/p"}) == []
+
+
+def test_the_guest_filter_refuses_packet_and_raw_sockets_only():
+    """Red team round 3: packet/raw socket queues are charged to no one. In a
+    forked child under the guest filter (no_new_privs, so any user can
+    install it): AF_PACKET and raw IP sockets fail with EPERM, UDP, TCP and
+    unix sockets work."""
+    import ctypes
+    import errno
+    import os
+    import socket
+
+    program = guestlimits.Program(guestlimits.seccomp_filter())
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # child: report one letter per attempt, then exit at once
+        try:
+            os.close(r)
+            ctypes.CDLL(None, use_errno=True).prctl(38, 1, 0, 0, 0)   # PR_SET_NO_NEW_PRIVS
+            program.install()
+            out = ""
+            for family, kind in [(socket.AF_PACKET, socket.SOCK_RAW), (socket.AF_PACKET, socket.SOCK_DGRAM),
+                                 (socket.AF_INET, socket.SOCK_RAW | socket.SOCK_CLOEXEC),
+                                 (socket.AF_INET6, socket.SOCK_RAW | socket.SOCK_NONBLOCK),
+                                 (socket.AF_INET, socket.SOCK_DGRAM), (socket.AF_INET, socket.SOCK_STREAM),
+                                 (socket.AF_UNIX, socket.SOCK_STREAM)]:
+                try:
+                    socket.socket(family, kind, 0 if family == socket.AF_UNIX else 1 if kind & 0xF == 3 else 0).close()
+                    out += "o"
+                except OSError as e:
+                    out += "x" if e.errno == errno.EPERM else "?"
+            os.write(w, out.encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    got = os.read(r, 64).decode()
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert got == "xxxxooo", got
