@@ -116,6 +116,12 @@ class Config:
     # Open files per guest process (RLIMIT_NOFILE, soft = hard; guest root
     # cannot raise it).
     guest_nofile: int = 4096
+    # Shared per-user counters (drivers/ucounts.py; docs/isolation.md): bytes
+    # of POSIX message queues and queued signals per guest uid (RLIMIT_MSGQUEUE,
+    # RLIMIT_SIGPENDING, soft = hard). They also count against host root's own
+    # 800 KiB / pending-signals limits, so they stay well below those.
+    guest_msgqueue_bytes: int = 262144
+    guest_sigpending: int = 1024
     # Volumes are sparse: a new container's storage_gb must fit in the free
     # space of the volume disk minus what existing volumes may still grow
     # into, minus this margin, or the create is refused (409).

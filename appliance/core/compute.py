@@ -349,31 +349,38 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         for rule in request.ingress_rules:
             rules.ingress_rule(rule.port, rule.target_port if rule.HasField("target_port") else None)
         limit = self.config.max_containers_per_user
-        with database.atomic():
-            if Container.select().where(Container.owner == p.user.id).count() >= limit:
-                raise Conflict(f"container limit reached: at most {limit} containers per user")
-            used = [r.ip for r in Container.select(Container.ip)]
-            try:
-                ip = addresses.allocate(self.config.guest_subnet, used,
-                                        self.config.guest_address_quarantine_seconds)
-            except network.NetworkError as e:
-                raise Conflict(str(e)) from None
-            for _ in range(10):
-                cid = new_public_id(CONTAINER_ID_LENGTH, CONTAINER_ID_ALPHABET)
-                if not Container.select().where(Container.public_id == cid).exists():
-                    break
-            try:   # sparse volumes: never promise more disk than the host has
-                self.driver.reserve_storage(cid, storage)
-            except GuestNoRoom as e:
-                raise Conflict(str(e)) from None
-            row = Container.create(
-                public_id=cid, owner=p.user.id, name=name, status=PENDING, instance_type=itype.name,
-                memory_mb=memory, cpus=itype.cpus, storage_gb=storage, ip=ip, ssh_enabled=ssh_enabled,
-                mount_paths=json.dumps(mounts), key_ids=json.dumps(key_ids),
-                authorized_keys=json.dumps([keys[k].public_key for k in key_ids]))
-            for rule in request.ingress_rules:  # all-or-nothing with the container
-                ingress.add_rule(row, *rules.ingress_rule(
-                    rule.port, rule.target_port if rule.HasField("target_port") else None), self.config)
+        reserved = None
+        try:   # a refused create (e.g. an ingress conflict) keeps no disk reservation
+            with database.atomic():
+                if Container.select().where(Container.owner == p.user.id).count() >= limit:
+                    raise Conflict(f"container limit reached: at most {limit} containers per user")
+                used = [r.ip for r in Container.select(Container.ip)]
+                try:
+                    ip = addresses.allocate(self.config.guest_subnet, used,
+                                            self.config.guest_address_quarantine_seconds)
+                except network.NetworkError as e:
+                    raise Conflict(str(e)) from None
+                for _ in range(10):
+                    cid = new_public_id(CONTAINER_ID_LENGTH, CONTAINER_ID_ALPHABET)
+                    if not Container.select().where(Container.public_id == cid).exists():
+                        break
+                try:   # sparse volumes: never promise more disk than the host has
+                    self.driver.reserve_storage(cid, storage)
+                except GuestNoRoom as e:
+                    raise Conflict(str(e)) from None
+                reserved = cid
+                row = Container.create(
+                    public_id=cid, owner=p.user.id, name=name, status=PENDING, instance_type=itype.name,
+                    memory_mb=memory, cpus=itype.cpus, storage_gb=storage, ip=ip, ssh_enabled=ssh_enabled,
+                    mount_paths=json.dumps(mounts), key_ids=json.dumps(key_ids),
+                    authorized_keys=json.dumps([keys[k].public_key for k in key_ids]))
+                for rule in request.ingress_rules:  # all-or-nothing with the container
+                    ingress.add_rule(row, *rules.ingress_rule(
+                        rule.port, rule.target_port if rule.HasField("target_port") else None), self.config)
+        except BaseException:
+            if reserved:
+                self.driver.release_storage(reserved)
+            raise
         log.info("compute: %s created for %s (%s, %s)", cid, p.user.username, itype.name, ip)
         self._publish(row)
         self._spawn(self._start(cid))

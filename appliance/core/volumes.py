@@ -97,7 +97,7 @@ class VolumeStore:
 
     def release(self, name: str) -> None:
         with self._room_lock:
-            self._reserved.pop(name, None)
+            self._reserved.pop(_safe(name), None)
 
     def _check_room(self, name: str, size_gb: float) -> None:
         need = int(size_gb * GIB)

@@ -319,3 +319,13 @@ def test_installed_api_refuses_plain_http(converged, daemons):
         except ConnectionResetError:
             reply = b""
     assert not reply.startswith(b"HTTP/"), reply
+
+
+def test_shared_ucount_limits_are_written(converged):
+    """Red team round 3 (ucounts): the host-wide limits guests share with host
+    root, the same values the core applies (drivers/ucounts.py)."""
+    from appliance.core.drivers.ucounts import HOST_LIMITS
+
+    text = converged.host.ssh("cat /etc/sysctl.d/61-appliance-ucounts.conf").stdout
+    for name, value in HOST_LIMITS.items():
+        assert f"{name.replace('/', '.')} = {value}" in text, name

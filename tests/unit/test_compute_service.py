@@ -225,3 +225,91 @@ def test_create_beyond_the_host_disk_is_refused_and_nothing_is_made(env):
             await h.settle()
             await h.close()
     run(main)
+
+
+# -- red team round 3: volume reservations (moved from tests/integration/test_redteam_guest.py:
+# it needs no root, so it runs in every unit run) ----------------------------------------
+
+
+def test_a_refused_create_leaves_no_disk_reservation_behind(tmp_path):
+    """``CreateContainer`` reserves the volume's disk and then, in the same
+    transaction, inserts the ingress rules: a rule on a port another
+    container already forwards raises Conflict *after* the reservation, the
+    row is rolled back, the reservation stays (``VolumeStore`` keeps it
+    ``RESERVATION_SECONDS`` = 600 s). One tenant repeating that request
+    (each refused, so never counted against its container limit) promises
+    the whole host disk to nothing: every other tenant's create is refused
+    with "not enough disk" for the next ten minutes, and again after."""
+    import asyncio
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from appliance.config import Config
+    from appliance.core import compute, users
+    from appliance.core import context as ctx
+    from appliance.core.db import open_database
+    from appliance.core.drivers.fake import FakeDriver
+    from appliance.core.identity import Principal
+    from appliance.errors import Conflict
+    from appliance.v1 import compute_pb2
+
+    open_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    config = Config(data_dir=str(tmp_path), guest_driver="fake")
+    driver = FakeDriver()
+    driver.disk_bytes = 12 << 30
+    key = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    alice = users.create_user("alice", "pw", password_hash="x")
+    bob = users.create_user("bob", "pw", password_hash="x")
+    svc = compute.ComputeServicer(config, driver)
+
+    async def as_user(user, coro_fn):
+        tokens = ctx.bind(Principal(user=user, kind="session"), "")
+        try:
+            return await coro_fn()
+        finally:
+            ctx.reset(tokens)
+
+    key_ids = {}
+
+    async def create(user, storage, ports=()):
+        async def go():
+            if user.id not in key_ids:
+                key_ids[user.id] = (await svc.CreateSshKey(
+                    compute_pb2.CreateSshKeyRequest(name="k", public_key=key), None)).id
+            kid = key_ids[user.id]
+            rules = [compute_pb2.IngressRuleSpec(port=p) for p in ports]
+            req = compute_pb2.CreateContainerRequest(name="box", ssh_key_ids=[kid], storage_gb=storage,
+                                                     ingress_rules=rules)
+            return (await svc.CreateContainer(req, None)).id
+        return await as_user(user, go)
+
+    async def main():
+        await create(alice, 1, ports=(8123,))          # alice forwards port 8123
+        refused = 0
+        for _ in range(3):                             # the same port again: refused each time
+            try:
+                await create(alice, 5, ports=(8123,))
+            except Conflict as e:
+                assert "port 8123" in e.message or "not enough disk" in e.message, e.message
+                refused += 1
+        while svc.tasks:
+            await asyncio.gather(*svc.tasks, return_exceptions=True)
+        try:
+            await create(bob, 5)
+            bob_result = "created"
+        except Conflict as e:
+            bob_result = f"refused: {e.message}"
+        while svc.tasks:
+            await asyncio.gather(*svc.tasks, return_exceptions=True)
+        await svc.close()
+        return refused, bob_result
+
+    refused, bob_result = asyncio.run(asyncio.wait_for(main(), 20))
+    orphans = {k: v for k, v in driver.reserved.items() if k not in driver.guests}
+    print(f"\nalice's refused creates: {refused}; reservations without a container: "
+          f"{sum(orphans.values()) / 2**30:g} GB; bob's 5 GB create: {bob_result}")
+    assert refused == 3
+    assert not orphans, f"refused creates left {sum(orphans.values()) / 2**30:g} GB reserved"
+    assert bob_result == "created", f"another tenant was refused by reservations of nothing: {bob_result}"

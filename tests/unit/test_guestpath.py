@@ -222,3 +222,24 @@ def test_volumes_are_refused_beyond_free_space_minus_promises(tmp_path, monkeypa
         f.write(b"x" * (1 << 20))
         os.fsync(f.fileno())
     assert store.promised_bytes() < 6 * gib
+
+
+@pytest.mark.parametrize("use_openat2", [True, False])
+def test_is_regular_file_never_follows_a_guest_link_to_the_host(tmp_path, monkeypatch, use_openat2):
+    """guestinit.wait_ready's check (red team round 3): a link answers False
+    whether or not its target exists on the host."""
+    if not use_openat2:
+        monkeypatch.setattr(guestpath, "_openat2_works", False)
+    root, host = tmp_path / "guest", tmp_path / "host-only"
+    (root / "run").mkdir(parents=True)
+    host.write_text("x")
+    (root / "run" / "ready").write_text("")
+    (root / "run" / "to-host").symlink_to(host)
+    (root / "run" / "to-missing").symlink_to(tmp_path / "missing")
+    (root / "hostdir").symlink_to(tmp_path)
+    assert guestpath.is_regular_file(root, "/run/ready")
+    assert not guestpath.is_regular_file(root, "/run/to-host")
+    assert not guestpath.is_regular_file(root, "/run/to-missing")
+    assert not guestpath.is_regular_file(root, "/hostdir/host-only")
+    assert not guestpath.is_regular_file(root, "/run")          # a directory
+    assert not guestpath.is_regular_file(root, "/run/absent")

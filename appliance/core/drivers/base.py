@@ -164,6 +164,10 @@ class GuestDriver(abc.ABC):
         raise ``GuestNoRoom``. Quick (no guest is touched); the hold lapses
         when the volume is made or after a few minutes."""
 
+    def release_storage(self, guest_id: str) -> None:
+        """Drop the hold of ``reserve_storage`` (the create was refused after
+        it); nothing if there is none."""
+
     def guest_image(self):
         """The root directory of the image guests start from (a ``Path``), for
         checking mount paths against it; None when the driver has no image."""

@@ -16,6 +16,10 @@ the same bytes for the same spec (golden-file tested). Notes on the choices:
 - User namespace: ``<idmap>`` maps guest uids/gids 0..count-1 to the
   guest's own unprivileged host range (``drivers/idmap.py``); without it the
   guest's root is the host's root.
+- Capabilities: ``<features><capabilities>`` drops ``drop_capabilities``
+  from the guest's bounding set (``net_raw``: packet and raw sockets queue
+  packet clones no memory cgroup is charged for; the seccomp filter of
+  ``guestlimits`` refuses them too, also in nested namespaces).
 """
 from __future__ import annotations
 
@@ -66,6 +70,8 @@ class DomainSpec:
     idmap: IdMap | None = None
     # libvirt's LXC controller, or a wrapper that execs it (drivers/guestlimits.py)
     emulator: str = LIBVIRT_LXC_EMULATOR
+    # capabilities taken from the guest (libvirt names: net_raw, sys_module, ...)
+    drop_capabilities: tuple[str, ...] = ("net_raw",)
 
 
 def cpu_quota_us(cpus: float, period_us: int = CPU_PERIOD_US) -> int:
@@ -98,6 +104,11 @@ def build_domain_xml(spec: DomainSpec) -> str:
         idmap = ET.SubElement(dom, "idmap")
         for kind in ("uid", "gid"):
             ET.SubElement(idmap, kind, start="0", target=str(spec.idmap.target), count=str(spec.idmap.count))
+
+    if spec.drop_capabilities:
+        caps = ET.SubElement(ET.SubElement(dom, "features"), "capabilities", policy="default")
+        for cap in spec.drop_capabilities:
+            ET.SubElement(caps, cap, state="off")
 
     _text(dom, "clock", None, offset="utc")
     _text(dom, "on_poweroff", "destroy")

@@ -104,6 +104,11 @@ class FakeDriver(GuestDriver):
                 raise GuestNoRoom(f"not enough disk for a {storage_gb:g} GB volume")
             self.reserved[guest_id] = need
 
+    def release_storage(self, guest_id: str) -> None:
+        with self._lock:
+            if guest_id not in self.guests:
+                self.reserved.pop(guest_id, None)
+
     def spawn(self, spec: GuestSpec) -> None:
         with self._lock:
             created = spec.id not in self.guests

@@ -8,8 +8,9 @@ cgroup hierarchies again inside it (docs/isolation.md, "pids limit" and
 ``exec`` and terminals wait for it, so they never see the guest half set up)
 and starts sshd."""
 
-import os
 import time
+
+from appliance.core.drivers import guestpath
 
 READY_FILE = "/run/appliance-init.ready"
 
@@ -17,10 +18,13 @@ READY_FILE = "/run/appliance-init.ready"
 def wait_ready(init_pid: int, timeout: float = 5.0) -> bool:
     """Wait until the guest's init has set the guest up (host name, its own
     cgroup view): a process joining earlier would see it half made. False
-    after ``timeout`` (an init from before the marker existed)."""
-    marker = f"/proc/{init_pid}/root{READY_FILE}"
+    after ``timeout`` (an init from before the marker existed). The marker
+    is looked up inside the guest's root, no symlink followed, and must be a
+    regular file: guest root can replace it with a link, which the host must
+    not resolve against its own root (an existence oracle)."""
+    root = f"/proc/{init_pid}/root"
     deadline = time.monotonic() + timeout
-    while not os.path.exists(marker):
+    while not guestpath.is_regular_file(root, READY_FILE):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.005)

@@ -41,10 +41,20 @@ import threading
 from pathlib import Path
 
 DENIED_SYSCALLS = ("add_key", "keyctl", "request_key")
+# socket(domain, type) pairs refused with EPERM (type compared under SOCK_TYPE_MASK;
+# None: any type). Packet and raw IP sockets queue clones of packets that no
+# memory cgroup is charged for (docs/isolation.md, "Kernel objects"); the
+# domain XML also takes CAP_NET_RAW, but a nested user + network namespace
+# would give it back, the filter does not.
+AF_INET, AF_INET6, AF_PACKET = 2, 10, 17
+SOCK_RAW, SOCK_PACKET, SOCK_TYPE_MASK = 3, 10, 0xF
+DENIED_SOCKETS = ((AF_PACKET, None), (AF_INET, SOCK_RAW), (AF_INET6, SOCK_RAW), (AF_INET, SOCK_PACKET))
 LIBVIRT_LXC = "/usr/lib/libvirt/libvirt_lxc"
 
 _SCMP_ACT_ALLOW = 0x7FFF0000
 _SCMP_ACT_ERRNO = 0x00050000
+_SCMP_CMP_EQ = 4
+_SCMP_CMP_MASKED_EQ = 7
 # extra ABIs a process of this architecture can call the kernel with
 _COMPAT_ARCHES = {"x86_64": (0x40000003, 0x4000003E),   # SCMP_ARCH_X86, SCMP_ARCH_X32
                   "aarch64": (0x40000028,)}              # SCMP_ARCH_ARM
@@ -57,6 +67,11 @@ _filter: bytes | None = None
 
 class GuestLimitError(RuntimeError):
     pass
+
+
+class _ArgCmp(ctypes.Structure):   # struct scmp_arg_cmp
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int),
+                ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
 
 
 def seccomp_filter() -> bytes:
@@ -79,6 +94,8 @@ def _build_filter() -> bytes:
     lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
     lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
     lib.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
+                                           ctypes.POINTER(_ArgCmp)]
     lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
     ctx = lib.seccomp_init(_SCMP_ACT_ALLOW)
@@ -96,6 +113,15 @@ def _build_filter() -> bytes:
             rc = lib.seccomp_rule_add(ctx, _SCMP_ACT_ERRNO | errno.EPERM, nr, 0)
             if rc != 0:
                 raise GuestLimitError(f"seccomp_rule_add({call}): {os.strerror(-rc)}")
+        nr = lib.seccomp_syscall_resolve_name(b"socket")
+        for domain, kind in DENIED_SOCKETS:
+            cmps = [_ArgCmp(0, _SCMP_CMP_EQ, domain, 0)]
+            if kind is not None:
+                cmps.append(_ArgCmp(1, _SCMP_CMP_MASKED_EQ, SOCK_TYPE_MASK, kind))
+            arr = (_ArgCmp * len(cmps))(*cmps)
+            rc = lib.seccomp_rule_add_array(ctx, _SCMP_ACT_ERRNO | errno.EPERM, nr, len(cmps), arr)
+            if rc != 0:
+                raise GuestLimitError(f"seccomp_rule_add(socket {domain}/{kind}): {os.strerror(-rc)}")
         r, w = os.pipe()
         try:
             rc = lib.seccomp_export_bpf(ctx, w)
@@ -159,6 +185,19 @@ int main(int argc, char **argv) {
     if (setrlimit(RLIMIT_NOFILE, &nofile) != 0) {
         perror("appliance guest wrapper: setrlimit");
         return 126;
+    }
+    /* The guest's user namespace takes these as the ceiling of what all its
+       uids together may count against host root (drivers/ucounts.py): none,
+       so one tenant never refuses another's; the guest's processes get
+       small per-uid limits from the host. Raising a hard limit needs
+       CAP_SYS_RESOURCE: without it, the soft limit goes up to the hard one. */
+    int res[2] = {RLIMIT_MSGQUEUE, RLIMIT_SIGPENDING};
+    for (int i = 0; i < 2; i++) {
+        struct rlimit lim = {RLIM_INFINITY, RLIM_INFINITY};
+        if (setrlimit(res[i], &lim) != 0 && getrlimit(res[i], &lim) == 0) {
+            lim.rlim_cur = lim.rlim_max;
+            setrlimit(res[i], &lim);
+        }
     }
     struct sock_fprog prog = {sizeof bpf / sizeof(struct sock_filter), (struct sock_filter *)bpf};
     if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) {

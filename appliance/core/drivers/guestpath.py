@@ -315,3 +315,41 @@ def resolve(root: str | os.PathLike | int, rel: str) -> str:
             pending = [p for p in target.split("/") if p] + pending
     return posixpath.join("/", *done)
 
+
+
+def is_regular_file(root: str | os.PathLike | int, rel: str) -> bool:
+    """Whether ``root/rel`` is a regular file reached inside ``root`` with no
+    symlink followed (mounts inside the tree may be crossed: a guest's
+    ``/run``). A symlink anywhere on the way answers False, whatever it
+    names: the host never learns from a guest's link what exists on its own
+    filesystem."""
+    with _Root(root) as r:
+        how = _OpenHow(os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, 0,
+                       RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
+        fd = -1
+        if _openat2_works is not False:
+            fd = _libc.syscall(_SYS_OPENAT2, r.fd, os.fsencode(rel.lstrip("/")), ctypes.byref(how),
+                               ctypes.sizeof(how))
+            if fd < 0 and ctypes.get_errno() not in (errno.ENOSYS, errno.EPERM):
+                return False   # ENOENT, ELOOP (a symlink), ENOTDIR, ...
+        if fd < 0:   # no openat2: one component at a time, never following a link
+            try:
+                parts = components(rel)
+            except GuestPathError:
+                return False
+            dirfd = os.dup(r.fd)
+            try:
+                for name in parts[:-1]:
+                    nxt = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
+                    os.close(dirfd)
+                    dirfd = nxt
+                st = _lstat(dirfd, parts[-1]) if parts else None
+            except OSError:
+                return False
+            finally:
+                os.close(dirfd)
+            return st is not None and st.st_mode & 0o170000 == 0o100000
+        try:
+            return os.fstat(fd).st_mode & 0o170000 == 0o100000
+        finally:
+            os.close(fd)

@@ -53,7 +53,7 @@ import time
 from pathlib import Path
 
 from appliance.core import network
-from appliance.core.drivers import guestinit, guestlimits, guestpath, idmap, nsexec
+from appliance.core.drivers import guestcgroups, guestinit, guestlimits, guestpath, idmap, nsexec, ucounts
 from appliance.core.drivers.guestinit import CGROUP_REMOUNT, INIT_PIDS_GATE, INIT_SCRIPT, READY_FILE
 from appliance.core.drivers.base import (
     ExecResult, GuestDriver, GuestError, GuestNoRoom, GuestNotFound, GuestNotRunning, GuestSpec,
@@ -93,7 +93,8 @@ class LxcDriver(GuestDriver):
                  bridge: str, subnet: str, uri: str = "lxc:///", userns: bool = True,
                  pids_max: int = DEFAULT_PIDS_MAX, public_ports: tuple[int, ...] = (),
                  run_dir: str | os.PathLike | None = None, tcp_memory_mb: int = 64,
-                 nofile: int = 4096, volume_margin_gb: float = 2):
+                 nofile: int = 4096, volume_margin_gb: float = 2,
+                 msgqueue_bytes: int = 262144, sigpending: int = 1024):
         """``userns=False`` runs privileged guests (guest root = host root):
         only for measuring what the user namespace costs. ``pids_max`` is
         the default when a spec has none (0: no limit, only for measuring
@@ -101,7 +102,8 @@ class LxcDriver(GuestDriver):
         guests may reach on the host (everything else on the host is closed
         to them, see ``network.ensure_guest_network``). ``tcp_memory_mb``,
         ``nofile``: kernel limits per guest (``guestlimits``; 0: none, only for
-        measuring). ``volume_margin_gb``: free disk kept when reserving volumes."""
+        measuring). ``volume_margin_gb``: free disk kept when reserving volumes.
+        ``msgqueue_bytes``, ``sigpending``: per guest uid (``ucounts``)."""
         from appliance.core.image import image_path
 
         self.image = image_path(image_dir)
@@ -119,6 +121,7 @@ class LxcDriver(GuestDriver):
         self.public_ports = tuple(public_ports)
         self.tcp_memory_mb = tcp_memory_mb
         self.nofile = nofile
+        self.rlimits = ucounts.guest_rlimits(msgqueue_bytes, sigpending)
         self._conn = None
         self._conn_lock = threading.Lock()
         self._ready: set[str] = set()   # guests whose init has finished setting up
@@ -128,6 +131,9 @@ class LxcDriver(GuestDriver):
             self.volumes.reserve(guest_id, storage_gb)
         except VolumeNoRoom as e:
             raise GuestNoRoom(str(e)) from e
+
+    def release_storage(self, guest_id: str) -> None:
+        self.volumes.release(guest_id)
 
     def guest_image(self) -> Path:
         return self.image
@@ -139,13 +145,15 @@ class LxcDriver(GuestDriver):
         return cls(image_dir=config.image_dir, data_dir=config.data_dir,
                    bridge=config.bridge_name, subnet=config.guest_subnet, public_ports=public,
                    tcp_memory_mb=config.guest_tcp_memory_mb, nofile=config.guest_nofile,
-                   volume_margin_gb=config.volume_free_margin_gb)
+                   volume_margin_gb=config.volume_free_margin_gb,
+                   msgqueue_bytes=config.guest_msgqueue_bytes, sigpending=config.guest_sigpending)
 
     def prepare_host(self, *, build_image: bool = True) -> None:
         """libvirtd, bridge, NAT and the image: everything a start needs."""
         from appliance.core import host, image
 
         host.ensure_libvirtd()
+        ucounts.raise_host_limits()   # counters guests share with host root
         network.ensure_guest_network(self.bridge, self.subnet, public_ports=self.public_ports)
         if build_image:
             image.ensure_image(self.image.parent, log=log.info)
@@ -172,6 +180,7 @@ class LxcDriver(GuestDriver):
             dom = self._connection().createXML(xml, 0)
             self._wait_for_init(dom)
             self._limit_tcp(spec)      # before the init gate opens (in _limit_pids)
+            ucounts.limit_process(self.init_pid(spec.id), self.rlimits)
             self._limit_pids(spec, dom)
         except BaseException as e:
             self._stop_quietly(spec.id)
@@ -295,7 +304,7 @@ class LxcDriver(GuestDriver):
         except (libvirt.libvirtError, OSError) as e:
             raise GuestNotRunning(f"guest {guest_id}: {_message(e)}") from e
         return nsexec.prepare_target(fds, pid, seccomp=guestlimits.Program(guestlimits.seccomp_filter()),
-                                     nofile=self.nofile)
+                                     nofile=self.nofile, rlimits=self.rlimits)
 
     def id_range(self, guest_id: str) -> idmap.IdRange | None:
         """The guest's host uid/gid range (None: privileged guests)."""
@@ -345,6 +354,9 @@ class LxcDriver(GuestDriver):
         (cg / "pids.max").write_text(f"{limit}\n")
         controller = str(dom.ID())
         memory_procs = next(p for p in nsexec._cgroup_procs_files(init) if "/memory/" in p)
+        # still before the gate: the guest's own unified/systemd cgroups
+        guestcgroups.enter(domain_name(spec.id) + PIDS_CGROUP_SUFFIX,
+                           [p for p in Path(memory_procs).read_text().split() if p != controller])
         procs = str(cg / "cgroup.procs")
         while True:   # until every guest process is inside (children follow their parent)
             moved = 0
@@ -538,6 +550,7 @@ class LxcDriver(GuestDriver):
             if subprocess.run(["umount", str(lower)], capture_output=True).returncode != 0:
                 raise GuestError(f"could not unmount the image of {guest_id}")
         self._remove_pids_cgroup(guest_id)
+        guestcgroups.remove(domain_name(guest_id) + PIDS_CGROUP_SUFFIX)
         network.remove_guest_port(self.bridge, veth_name(guest_id))
         try:
             self.volumes.unmount(guest_id)

@@ -55,9 +55,11 @@ class GuestTarget:
     userns: bool = False           # the guest has a user namespace of its own
     seccomp: object = None         # guestlimits.Program the guest's processes run under
     nofile: int = 0                # their RLIMIT_NOFILE (0: unchanged)
+    rlimits: tuple = ()            # further (resource, soft = hard) limits (drivers/ucounts.py)
 
 
-def prepare_target(ns_fds: list[int], init_pid: int, *, seccomp=None, nofile: int = 0) -> GuestTarget:
+def prepare_target(ns_fds: list[int], init_pid: int, *, seccomp=None, nofile: int = 0,
+                   rlimits: tuple = ()) -> GuestTarget:
     """Order the namespace fds and find the guest's cgroups (from its init)."""
     by_kind: dict[str, int] = {}
     for fd in ns_fds:
@@ -73,7 +75,7 @@ def prepare_target(ns_fds: list[int], init_pid: int, *, seccomp=None, nofile: in
             by_kind[kind] = fd
     userns = "user" in by_kind
     ordered = tuple(by_kind.pop(k) for k in _NS_ORDER if k in by_kind) + tuple(by_kind.values())
-    return GuestTarget(ordered, tuple(_cgroup_procs_files(init_pid)), userns, seccomp, nofile)
+    return GuestTarget(ordered, tuple(_cgroup_procs_files(init_pid)), userns, seccomp, nofile, tuple(rlimits))
 
 
 def _cgroup_procs_files(pid: int) -> list[str]:
@@ -126,6 +128,8 @@ def _enter(target: GuestTarget) -> None:
     # the filter needs CAP_SYS_ADMIN, or no_new_privs, which setuid would lose)
     if target.nofile:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target.nofile, target.nofile))
+    for res, value in target.rlimits:
+        resource.setrlimit(res, (value, value))
     if target.seccomp is not None:
         target.seccomp.install()
     pid = str(os.getpid()).encode()
