@@ -89,3 +89,80 @@ def test_per_source_limit_holds_for_ipv6_clients(tmp_path):
         assert _held(socket.AF_INET6, "::1", http_port, 12) == 5, "an IPv6 client is not limited"
     finally:
         proxy.stop()
+
+
+# -- a host service bound *after* the rule is captured by the DNAT --------------------------
+# Real guests: needs root, libvirt and the machine-wide lock; own bridge and subnet.
+
+RD_BRIDGE, RD_SUBNET, RD_GATEWAY = "aprd2", "10.230.0.0/24", "10.230.0.1"
+GUEST_SERVER = ("nohup perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalPort=>9000,Listen=>8,"
+                "ReuseAddr=>1) or die; while($c=$s->accept){print $c \"guest\\n\"; close $c}' "
+                ">/dev/null 2>&1 &\n"
+                "for i in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/9000) 2>/dev/null && break; sleep 0.1; done")
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    import os
+    if os.geteuid() != 0:
+        pytest.skip("libvirt LXC guests need root")
+    pytest.importorskip("libvirt", reason="libvirt-python is not installed")
+    from access_support import start_appliance, stop_appliance
+    a = start_appliance(tmp_path_factory.mktemp("red-ingress"), RD_BRIDGE, RD_SUBNET)
+    yield a
+    stop_appliance(a, RD_BRIDGE)
+
+
+def _first_line(ip: str, port: int) -> str:
+    with socket.create_connection((ip, port), timeout=3) as s:
+        return s.recv(100).decode().strip()
+
+
+@pytest.mark.libvirt
+def test_host_service_started_after_the_rule_is_not_captured(real, tmp_path):
+    """An 8xxx rule is refused only if the port is bound *at the request*.
+    A tenant who adds a rule while a host service on that port is down (a
+    restart, an upgrade) keeps it: once the service is back, every client of
+    it on a non-loopback host address (other hosts, the host's own public
+    address) is DNAT'ed to the tenant's guest - even after later syncs."""
+    import subprocess
+    from access_support import Person, launch
+    from harness import wait_for_sshd
+    person = Person(real, real.admin(), tmp_path / "keys")
+    guest = launch(real, person, storage_gb=1)
+    wait_for_sshd(guest["external_ip"])
+    r = subprocess.run(["ssh", "-i", str(person.key_file), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                        "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes",
+                        f"root@{guest['external_ip']}", GUEST_SERVER], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    port = next(p for p in range(8100, 8999) if _bindable(p))
+    rule = person.client.post(f"/compute/containers/{guest['id']}/ingress", json={"port": port, "target_port": 9000})
+    assert rule.status_code == 200, rule.text
+    assert _first_line(RD_GATEWAY, port) == "guest"  # control: the rule works
+    # the host service (down while the rule was added) comes back
+    service = socket.create_server(("0.0.0.0", port))
+    service.settimeout(3)
+    try:
+        other = next(p for p in range(port + 1, 8999) if _bindable(p))  # any change: a full sync
+        assert person.client.post(f"/compute/containers/{guest['id']}/ingress",
+                                  json={"port": other, "target_port": 9000}).status_code == 200
+        with socket.create_connection((RD_GATEWAY, port), timeout=3) as c:
+            try:
+                conn, _ = service.accept()
+                conn.close()
+                reached = "host"
+            except socket.timeout:
+                reached = c.recv(100).decode().strip()
+        assert reached == "host", f"the host's own service on {RD_GATEWAY}:{port} was captured by the rule: {reached}"
+    finally:
+        service.close()
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+            return True
+        except OSError:
+            return False
