@@ -4,6 +4,7 @@ each fails while the hole is open."""
 from __future__ import annotations
 
 import socket
+import sys
 import time
 
 import pytest
@@ -166,3 +167,78 @@ def _bindable(port: int) -> bool:
             return True
         except OSError:
             return False
+
+
+# -- UDP: a tenant's egress pre-empts another tenant's published port ------------------------
+
+RD_NS, RD_HOST_IF, RD_NS_IF, RD_HOST_IP, RD_PEER_IP = "aprd2-peer", "aprd2v0", "aprd2v1", "10.232.0.1", "10.232.0.2"
+
+
+@pytest.fixture(scope="module")
+def peer():
+    """An outside UDP peer in a namespace of our own (host 10.232.0.1, peer 10.232.0.2)."""
+    import subprocess
+    def sh(*argv, check=True):
+        r = subprocess.run(argv, capture_output=True, text=True)
+        assert r.returncode == 0 or not check, (argv, r.stderr)
+    sh("ip", "netns", "del", RD_NS, check=False)
+    sh("ip", "link", "del", RD_HOST_IF, check=False)
+    sh("ip", "netns", "add", RD_NS)
+    try:
+        sh("ip", "link", "add", RD_HOST_IF, "type", "veth", "peer", "name", RD_NS_IF)
+        sh("ip", "link", "set", RD_NS_IF, "netns", RD_NS)
+        sh("ip", "addr", "add", f"{RD_HOST_IP}/24", "dev", RD_HOST_IF)
+        sh("ip", "link", "set", RD_HOST_IF, "up")
+        for cmd in (("ip", "addr", "add", f"{RD_PEER_IP}/24", "dev", RD_NS_IF), ("ip", "link", "set", RD_NS_IF, "up"),
+                    ("ip", "link", "set", "lo", "up")):
+            sh("ip", "netns", "exec", RD_NS, *cmd)
+        yield RD_NS
+    finally:
+        sh("ip", "link", "del", RD_HOST_IF, check=False)
+        sh("ip", "netns", "del", RD_NS, check=False)
+
+
+def _guest_sh(guest, person, command, timeout=60):
+    import subprocess
+    r = subprocess.run(["ssh", "-i", str(person.key_file), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                        "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes",
+                        f"root@{guest['external_ip']}", command], capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+UDP_LOG = ("nohup perl -MSocket -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalPort=>{port},Proto=>\"udp\"{peer}) "
+           "or die; {hello} open F,\">>/root/udp.log\"; F->autoflush(1); while($s->recv($b,2048)){{print F \"$b\\n\"}}' "
+           ">/dev/null 2>&1 </dev/null & sleep 0.5")
+
+
+@pytest.mark.libvirt
+def test_udp_egress_of_one_tenant_cannot_take_another_tenants_published_port(real, peer, tmp_path):
+    """Tenant B publishes UDP 8xxx -> B:9100; its client (a peer with a fixed
+    source port: WireGuard, SIP, NTP, games, ...) sends to host:8xxx. Tenant A's
+    guest first sends one datagram *from its port 8xxx* to that peer: masquerade
+    keeps the source port, so conntrack now holds peer:port -> host:8xxx as the
+    reply of A's flow, and the peer's datagrams to B's published port are
+    delivered to A (and never to B) for as long as the peer keeps sending."""
+    import subprocess
+    from access_support import Person, launch
+    from harness import wait_for_sshd
+    alice, bob = Person(real, real.admin(), tmp_path / "a"), Person(real, real.admin(), tmp_path / "b")
+    ga, gb = launch(real, alice, storage_gb=1), launch(real, bob, storage_gb=1)
+    wait_for_sshd(ga["external_ip"])
+    wait_for_sshd(gb["external_ip"])
+    port = next(p for p in range(8700, 8999) if _bindable(p))
+    r = bob.client.post(f"/compute/containers/{gb['id']}/ingress", json={"port": port, "target_port": 9100})
+    assert r.status_code == 200, r.text
+    _guest_sh(gb, bob, UDP_LOG.format(port=9100, peer="", hello=""))
+    # A: bind the published port number, say hello to the peer's fixed port, then listen
+    hello = f"$s->send(\"hello\",0,pack_sockaddr_in(5060,inet_aton(\"{RD_PEER_IP}\")));"
+    _guest_sh(ga, alice, UDP_LOG.format(port=port, peer="", hello=hello))
+    sender = ("import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('0.0.0.0',5060))\n"
+              f"for n in range(20):\n    s.sendto(b'dgram%d'%n,('{RD_HOST_IP}',{port})); time.sleep(0.05)\n")
+    subprocess.run(["ip", "netns", "exec", RD_NS, sys.executable, "-c", sender], check=True, timeout=30)
+    time.sleep(0.5)
+    to_a = _guest_sh(ga, alice, "grep -c dgram /root/udp.log || true").strip()
+    to_b = _guest_sh(gb, bob, "grep -c dgram /root/udp.log || true").strip()
+    assert to_a == "0", f"tenant A received {to_a} datagrams sent to tenant B's published port (B got {to_b})"
+    assert int(to_b) > 0
