@@ -77,12 +77,12 @@ def test_per_source_limit_holds_for_ipv6_clients(tmp_path):
     from appliance.config import Config
     from appliance.core.ingress import Route
     from appliance.core.ingress_proxy import Haproxy
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        http_port = s.getsockname()[1]
+    with socket.socket(socket.AF_INET6) as s1, socket.socket(socket.AF_INET6) as s2:
+        s1.bind(("::", 0))
+        s2.bind(("::", 0))  # two ports free on every address (dual-stack)
+        http_port, https_port = s1.getsockname()[1], s2.getsockname()[1]
     cfg = Config(data_dir=str(tmp_path), ingress_listen="::", ingress_http_port=http_port,
-                 ingress_https_port=http_port + 1 if http_port < 65535 else http_port - 1,
-                 compute_domain="apps.test", ingress_max_conns_per_source=5)
+                 ingress_https_port=https_port, compute_domain="apps.test", ingress_max_conns_per_source=5)
     proxy = Haproxy(cfg)
     try:
         proxy.apply([Route("aaaaaaaa", "127.0.0.2", 80, 9)])
