@@ -51,8 +51,12 @@ def _held(family, address, port, n):
     for _ in range(n):
         s = socket.socket(family)
         s.settimeout(2)
-        s.connect((address, port))
-        s.sendall(b"GET / HTTP/1.1\r\n")  # a request never finished: the connection stays
+        try:
+            s.connect((address, port))
+            s.sendall(b"GET / HTTP/1.1\r\n")  # a request never finished: the connection stays
+        except OSError:  # refused by the limit
+            s.close()
+            continue
         socks.append(s)
     time.sleep(0.5)
     alive = 0
