@@ -203,6 +203,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                         continue
                     await self.ensure_host()
                 await self.reconcile()
+                self.ingress.recheck()  # a host service bound on a forwarded port keeps it
                 if time.monotonic() - last_sweep > SWEEP_SECONDS:
                     last_sweep = time.monotonic()
                     await self.sweep()
