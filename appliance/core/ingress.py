@@ -293,6 +293,8 @@ class Ingress:
         if not self.enabled or self._busy is None:
             return
         ports = {r.port for r in live_routes() if r.port not in SHARED_PORTS}
+        if not ports and not self._busy:
+            return  # nothing forwarded: no need to read the host's socket tables
         if ports & hostports.bound_ports() != self._busy:
             self.changed()
 

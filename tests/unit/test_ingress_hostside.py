@@ -38,3 +38,21 @@ def test_a_port_that_becomes_live_forgets_entries_replying_to_it(monkeypatch, tm
     calls.clear()
     ing._forget([b], {"10.9.0.2", "10.9.0.3"})  # a left out (host service): its NAT bindings go
     assert calls == [("forward", 8100, "10.9.0.2")]
+
+
+def test_recheck_starts_a_pass_only_when_a_forwarded_ports_binding_changed(monkeypatch, tmp_path):
+    bound = {8123}
+    monkeypatch.setattr(hostports, "bound_ports", lambda *a: set(bound))
+    monkeypatch.setattr(ingress, "live_routes", lambda: [Route("a", "10.9.0.2", 8123, 80),
+                                                         Route("b", "10.9.0.3", 80, 80)])
+    ing = Ingress(Config(data_dir=str(tmp_path)), run_blocking=None)
+    passes = []
+    monkeypatch.setattr(ing, "changed", lambda: passes.append(1))
+    ing.recheck()
+    assert passes == []  # before the first pass there is nothing to compare
+    ing._busy = {8123}
+    ing.recheck()
+    assert passes == []  # unchanged
+    bound.clear()  # the host service went away: the rule may come back
+    ing.recheck()
+    assert passes == [1]
