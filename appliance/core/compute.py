@@ -40,7 +40,7 @@ from appliance.core.compute_models import (
     CONTAINER_ID_ALPHABET, CONTAINER_ID_LENGTH, ERROR, INITIALIZING, KEY_ID_LENGTH, PENDING,
     RUNNING, STOPPED, Container, SshKey,
 )
-from appliance.core.db import database, new_public_id
+from appliance.core.db import User, database, new_public_id
 from appliance.core.drivers.base import GuestDriver, GuestError, GuestNoRoom, GuestSpec, GuestState
 from appliance.core.events import Bus, Lagged, user_topic
 from appliance.core.server import EXTRA_SERVICERS
@@ -203,6 +203,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                         continue
                     await self.ensure_host()
                 await self.reconcile()
+                self.ingress.recheck()  # a host service bound on a forwarded port keeps it
                 if time.monotonic() - last_sweep > SWEEP_SECONDS:
                     last_sweep = time.monotonic()
                     await self.sweep()
@@ -357,7 +358,8 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 used = [r.ip for r in Container.select(Container.ip)]
                 try:
                     ip = addresses.allocate(self.config.guest_subnet, used,
-                                            self.config.guest_address_quarantine_seconds)
+                                            self.config.guest_address_quarantine_seconds,
+                                            owner=p.user.public_id)
                 except network.NetworkError as e:
                     raise Conflict(str(e)) from None
                 for _ in range(10):
@@ -401,7 +403,8 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             except Exception as e:  # noqa: BLE001 - libvirt missing: the sweep retries later
                 log.error("compute: destroy of %s failed (%s); its row goes, the sweep retries", cid, e)
             Container.delete().where(Container.id == row.id).execute()
-            addresses.release(row.ip)  # quarantined before reuse (core/addresses.py)
+            owner = User.select(User.public_id).where(User.id == row.owner_id).scalar()
+            addresses.release(row.ip, owner=owner)  # quarantined, except for its owner (core/addresses.py)
         self.locks.pop(cid, None)
         self.changed.pop(cid, None)
         log.info("compute: %s deleted", cid)

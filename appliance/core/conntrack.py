@@ -60,6 +60,13 @@ def forget_forward(port: int, ip: str) -> int:
                for proto in ("tcp", "udp"))
 
 
+def forget_reply_port(port: int) -> int:
+    """Entries whose reply goes to host port ``port`` (TCP and UDP): flows made
+    before ``port`` became an ingress port (e.g. a guest's egress that kept its
+    source port) would otherwise take that port's incoming packets."""
+    return sum(_delete("-p", proto, "--reply-port-dst", str(int(port))) for proto in ("tcp", "udp"))
+
+
 def addresses_in_table(subnet: str) -> set[str]:
     """Guest-subnet addresses that appear in any entry (for the start-up sweep)."""
     binary = _binary()

@@ -20,7 +20,13 @@ from them every time something changes, never patched incrementally:
 
 Adding a rule checks the per-container and per-user caps
 (``max_ingress_rules_per_container``/``_per_user``; rules of stopped
-containers count) and that nothing on the host uses the port.
+containers count) and that nothing on the host uses the port. Every pass
+checks the host's bound ports again (``hostports.bound_ports``): a host
+service started after the rule keeps its port (the rule is left out,
+logged, ``last_error``), and compute's monitor (``recheck``) starts a new
+pass when such a port is bound or freed. A port that becomes live first
+loses the conntrack entries whose reply goes to it (flows made before the
+rule, which would otherwise take its packets).
 
 Only rules of *running* containers are rendered: a stop, a guest death, a
 delete (rules go with the row) and a core restart all converge on the same
@@ -185,6 +191,16 @@ def nft_script(bridge: str, routes: list[Route], reserved: set[int] | frozenset 
     return "\n".join(lines) + "\n"
 
 
+def _without_host_services(routes: list[Route]) -> tuple[list[Route], set[int]]:
+    """The routes minus exclusive ports a host socket is bound to now (a host service
+    started after the rule was added: it keeps its port), and those ports."""
+    bound = hostports.bound_ports()
+    busy = {r.port for r in routes if r.port not in SHARED_PORTS and r.port in bound}
+    if busy:
+        log.warning("ingress: not forwarding port(s) %s: a host service is bound to them", sorted(busy))
+    return [r for r in routes if r.port not in busy], busy
+
+
 def apply_nft(bridge: str, routes: list[Route], reserved: set[int] | frozenset = frozenset()) -> None:
     skipped = sorted({r.port for r in routes if r.port in reserved and r.port not in SHARED_PORTS})
     if skipped:
@@ -229,6 +245,7 @@ class Ingress:
         # What the last pass rendered (None before the first pass of this core).
         self._forwards: set[Route] | None = None
         self._addresses: set[str] | None = None
+        self._busy: set[int] | None = None  # forwarded ports left out: a host service uses them
 
     def changed(self) -> None:
         if not self.enabled:
@@ -255,21 +272,40 @@ class Ingress:
             routes = live_routes()
             addresses = running_addresses()
             reserved = hostports.reserved(self.config)
+            routes, busy = await self.run(_without_host_services, routes)
+            self._busy = busy
             try:
                 await self.run(apply_nft, self.config.bridge_name, routes, reserved)
                 await self.run(self.haproxy.apply, routes)
-                self.last_error = None
+                self.last_error = (f"port(s) {sorted(busy)} not forwarded: a host service uses them "
+                                   "(retried while the rules are re-checked)") if busy else None
             except Exception as e:
                 self.last_error = str(e)
                 raise
             finally:
                 # forwards and guests that went away: their NAT bindings go too (after the
                 # rules, so no new entry can be made for them)
-                await self.run(self._forget, routes, addresses)
+                await self.run(self._forget, [r for r in routes if r.port not in reserved], addresses)
+
+    def recheck(self) -> None:
+        """Periodic (compute's monitor): a new pass if a host service was bound on, or
+        left, a forwarded port since the last pass."""
+        if not self.enabled or self._busy is None:
+            return
+        ports = {r.port for r in live_routes() if r.port not in SHARED_PORTS}
+        if not ports and not self._busy:
+            return  # nothing forwarded: no need to read the host's socket tables
+        if ports & hostports.bound_ports() != self._busy:
+            self.changed()
 
     def _forget(self, routes: list[Route], addresses: set[str]) -> None:
         forwards = {r for r in routes if r.port not in SHARED_PORTS}
         try:
+            # ports that became live: flows made before (whose reply goes to that host port)
+            # would otherwise keep receiving the port's incoming packets instead of the DNAT
+            known = set() if self._forwards is None else {r.port for r in self._forwards}
+            for port in sorted({r.port for r in forwards} - known):
+                conntrack.forget_reply_port(port)
             if self._addresses is None:
                 conntrack.forget_stale(self.config.guest_subnet, addresses, gateway_ip(self.config.guest_subnet))
             else:

@@ -21,7 +21,8 @@ closed on 443), never forwarded to the original destination.
 Limits (settings, docs/access.md): idle timeouts
 (``ingress_idle_timeout``), concurrent connections per client address on
 80 and 443 together (``ingress_max_conns_per_source``, a ``conn_cur``
-stick table; over the limit a new connection is closed at once).
+stick table of ``type ipv6``: IPv4 clients are keyed on their address,
+IPv6 clients on their /64; over the limit a new connection is closed at once).
 """
 from __future__ import annotations
 
@@ -69,7 +70,9 @@ def haproxy_config(config: Config, http_map: Path, tls_map: Path, admin_socket: 
         pass
     idle = max(1, int(config.ingress_idle_timeout))
     limit = max(1, int(config.ingress_max_conns_per_source))
-    per_source = ("    tcp-request connection track-sc0 src table per_source\n"
+    # IPv4 sources map into the ipv6 table (::ffff:a.b.c.d); an IPv6 client counts per /64,
+    # the smallest block a host is usually given (it could rotate through 2^64 addresses)
+    per_source = ("    tcp-request connection track-sc0 src,ipmask(32,64) table per_source\n"
                   f"    tcp-request connection reject if {{ sc0_conn_cur gt {limit} }}\n")
     return "".join([
         "# Written by the appliance core (appliance/core/ingress_proxy.py). Routes are in the maps,\n"
@@ -81,7 +84,7 @@ def haproxy_config(config: Config, http_map: Path, tls_map: Path, admin_socket: 
         f"    timeout client {idle}s\n    timeout server {idle}s\n    timeout tunnel {idle}s\n"
         "    timeout http-request 15s\n    timeout http-keep-alive 15s\n"
         "    timeout client-fin 10s\n    timeout server-fin 10s\n",
-        "backend per_source\n    stick-table type ip size 200k expire 60s store conn_cur\n",
+        "backend per_source\n    stick-table type ipv6 size 200k expire 60s store conn_cur\n",
         # 80: HTTP routed by the Host header (port and case ignored)
         f"frontend http_in\n    mode http\n    bind {_bind(config.ingress_listen, config.ingress_http_port)}\n",
         per_source,

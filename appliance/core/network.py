@@ -4,7 +4,9 @@ All guests hang off one Linux bridge (``Config.bridge_name``) whose address
 is the first host address of ``Config.guest_subnet``; that address is the
 guests' default gateway. Outbound traffic is masqueraded by a rule in the
 appliance's own nftables table (``table ip appliance``, one chain per
-bridge), so nothing else on the host's ruleset is touched. Every call here is idempotent.
+bridge), so nothing else on the host's ruleset is touched; TCP and UDP
+source ports are always rewritten into ``MASQUERADE_PORTS`` (32768-60999),
+so a guest can never send from a published ingress port of the host. Every call here is idempotent.
 
 Each guest IP gets a fixed MAC derived from it (``mac_for_ip``): a reused IP
 then keeps its MAC and peers' ARP caches stay right (a fresh MAC per start
@@ -44,6 +46,9 @@ import subprocess
 from typing import Iterable
 
 NFT_TABLE = "appliance"
+# source ports of masqueraded guest TCP/UDP: Linux's default ephemeral range, far from
+# the published ingress ports (8000-8999) and the host's service ports
+MASQUERADE_PORTS = "32768-60999"
 
 
 class NetworkError(RuntimeError):
@@ -97,6 +102,11 @@ def ensure_nat(bridge: str, subnet: str) -> None:
         f"add table ip {NFT_TABLE}\n"
         f"add chain ip {NFT_TABLE} {chain} {{ type nat hook postrouting priority srcnat; }}\n"
         f"flush chain ip {NFT_TABLE} {chain}\n"
+        # TCP/UDP sources are mapped into the host's ephemeral range, never kept: a guest
+        # sending from port 8xxx would otherwise own the reply tuple of another tenant's
+        # published port 8xxx (conntrack would deliver that port's clients to it)
+        f"add rule ip {NFT_TABLE} {chain} ip saddr {net} ip daddr != {net} meta l4proto {{ tcp, udp }} "
+        f"masquerade to :{MASQUERADE_PORTS}\n"
         f"add rule ip {NFT_TABLE} {chain} ip saddr {net} ip daddr != {net} masquerade\n"
     )
     _nft(script)

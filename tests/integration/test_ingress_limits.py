@@ -124,21 +124,26 @@ def small(tmp_path_factory):
 
 
 def test_freed_addresses_are_quarantined(small):
-    """A freed address is not handed out while it is in quarantine, even when it
-    is the lowest free one; when every free one is in quarantine the create
-    fails with a clear error."""
+    """A freed address is not handed out to another user while it is in
+    quarantine, even when it is the lowest free one; when every free one is in
+    quarantine that user's create fails with a clear error. The user who freed
+    it gets it back at once (the traffic it may still receive was meant for
+    that same user)."""
     app = small
-    user = new_user(app, app.admin())
+    user, other = new_user(app, app.admin()), new_user(app, app.admin())
     kid, _ = add_key(user)
+    okid, _ = add_key(other)
     first = running(app, user, kid)
     freed = first["external_ip"]
     assert user.delete(f"/compute/containers/{first['id']}").status_code == 200
     seen = []
     while True:
-        r = user.post("/compute/containers", json={"name": "q", "ssh_key_ids": [kid]})
+        r = other.post("/compute/containers", json={"name": "q", "ssh_key_ids": [okid]})
         if r.status_code != 200:
             break
         seen.append(r.json()["external_ip"])
         assert len(seen) <= 5
-    assert freed not in seen
+    assert freed not in seen and len(seen) == 4
     assert r.status_code == 409 and "quarantine" in r.json()["error"], r.text
+    again = user.post("/compute/containers", json={"name": "back", "ssh_key_ids": [kid]})
+    assert again.status_code == 200 and again.json()["external_ip"] == freed, again.text

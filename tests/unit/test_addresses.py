@@ -44,3 +44,33 @@ def test_full_subnet():
     used = ["10.217.0.2", "10.217.0.3", "10.217.0.4", "10.217.0.5", "10.217.0.6"]
     with pytest.raises(NetworkError, match="no free guest address left"):
         addresses.allocate(SUBNET, used, 600, now=0)
+
+
+def test_a_user_reuses_its_own_released_addresses_first_others_never_get_them_early():
+    a = addresses.allocate(SUBNET, [], 600, now=0, owner="alice")
+    addresses.release(a, now=10, owner="alice")
+    # alice's create/delete loop cycles through her own address, in quarantine or not
+    for t in range(20, 200, 10):
+        assert addresses.allocate(SUBNET, [], 600, now=t, owner="alice") == a
+        addresses.release(a, now=t + 1, owner="alice")
+    # bob never gets alice's quarantined address, but the rest of the pool is intact
+    got = []
+    for _ in range(4):
+        got.append(addresses.allocate(SUBNET, got, 600, now=300, owner="bob"))
+    assert a not in got and len(set(got)) == 4
+    with pytest.raises(NetworkError, match="quarantine"):
+        addresses.allocate(SUBNET, got, 600, now=300, owner="bob")
+
+
+def test_an_address_held_by_someone_else_since_is_no_longer_the_old_releasers():
+    a = addresses.allocate(SUBNET, [], 600, now=0, owner="alice")
+    addresses.release(a, now=10, owner="alice")
+    held = ["10.217.0.3", "10.217.0.4", "10.217.0.5", "10.217.0.6"]
+    # after the quarantine bob gets it; his container then vanishes without release()
+    assert addresses.allocate(SUBNET, held, 600, now=700, owner="bob") == a
+    with pytest.raises(NetworkError, match="quarantine"):
+        addresses.allocate(SUBNET, held, 600, now=800, owner="alice")
+    # freed unnoticed: who held it last is not recorded, so it is nobody's own
+    with pytest.raises(NetworkError, match="quarantine"):
+        addresses.allocate(SUBNET, held, 600, now=800, owner="bob")
+    assert addresses.allocate(SUBNET, held, 600, now=1400, owner="carol") == a
