@@ -172,7 +172,7 @@ class Config:
     max_namespaces_per_user: int = 100
     # -- red team fixes: logins, gateway connections (docs/api.md, docs/install.md)
     # Successful logins per client address (IPv6: per /64) in login_window_seconds;
-    # one verification at a time per address and per username besides.
+    # one verification at a time per address besides.
     login_max_successes_per_address: int = 60
     # Gateway: connections one client address (IPv6: /64) may hold open at once,
     # per worker process (0 = no cap); seconds a connection may wait for a

@@ -66,8 +66,9 @@ class UploadLimits:
         cap = self.config.max_uploads_per_user
         if cap and self.active.get(user_id, 0) >= cap:
             raise TooManyRequests(f"too many uploads at once: at most {cap} per user", retry_after=5)
+        ticket = Ticket(self, user_id)  # first: it queries the database, which may fail
         self.active[user_id] = self.active.get(user_id, 0) + 1
-        return Ticket(self, user_id)
+        return ticket
 
     def _release(self, ticket: "Ticket") -> None:
         uid = ticket.user_id

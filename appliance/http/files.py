@@ -11,14 +11,13 @@ Downloads: the core decides everything (access, 200/206/304/416, headers) in
 the first message of its server stream. The bytes then come either from the
 stream (gRPC chunks) or, when the gateway shares the core's host and reaches
 it over the Unix socket, from the blob the core named and authorized, which
-the gateway opens and reads itself (measured faster; see bench/). Each chunk
-is followed by ``await flush()``, so a slow client holds one chunk, not a file.
+the gateway opens and reads itself (measured faster; see bench/). Each chunk is
+followed by ``await flush()``: a slow client holds one chunk, not a file.
 """
 from __future__ import annotations
 
 import asyncio
 import email.utils
-import errno
 import json
 import logging
 import os
@@ -35,8 +34,8 @@ from appliance.http import codec
 from appliance.http.app import TRANSPORTS
 from appliance.http.gateway import GatewayHandler
 from appliance.http.sse import SseHandler
-from appliance.http.status import http_status
-from appliance.http.upload_call import UploadCall
+from appliance.http.status import error_message, http_status
+from appliance.http.upload_call import UploadCall, os_error_status
 from appliance.http.upload_parts import FieldTarget, FileTarget, parse_bool, parse_size, raw_filename
 from appliance.http.upload_watch import BodyWatch
 from appliance.v1 import options_pb2 as opt
@@ -52,7 +51,6 @@ DRAIN_LIMIT = 64 * 1024 * 1024
 
 
 def _call_error(error: grpc.aio.AioRpcError) -> tuple[int, str, dict]:
-    from appliance.http.status import error_message
     headers = {}
     for key, value in error.trailing_metadata() or ():
         if key == "x-file-size":
@@ -61,12 +59,6 @@ def _call_error(error: grpc.aio.AioRpcError) -> tuple[int, str, dict]:
             headers["Retry-After"] = value
     status = http_status(error.code(), error.trailing_metadata())
     return status, error_message(error.code(), error.details()), headers
-
-
-def _os_error(e: OSError) -> tuple[int, str]:
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return 507, "not enough free disk space for this file"
-    return 500, "internal error"
 
 
 class _UploadHandler(GatewayHandler):
@@ -110,6 +102,8 @@ class _UploadHandler(GatewayHandler):
     def on_finish(self) -> None:
         if self.watch is not None:
             self.watch.stop()
+        if self.upload is not None and not self.upload.result.done():  # answered on an error path:
+            self.upload.cancel()  # the core call and its temp file end now
 
     def refuse(self, status: int, message: str, headers: dict | None = None) -> None:
         if self.refusal is None:
@@ -146,7 +140,11 @@ class _UploadHandler(GatewayHandler):
 
     async def start_upload(self, header: storage_pb2.UploadHeader) -> bool:
         self.upload = UploadCall(self, header)
-        error = await self.upload.ready()
+        try:
+            error = await self.upload.ready()
+        except OSError as e:  # the temp file the core named cannot be opened: end its call now
+            self.refuse(*os_error_status(e))
+            return False
         if error is not None:
             self.upload = None
             self.refuse(*_call_error(error))
@@ -162,7 +160,7 @@ class _UploadHandler(GatewayHandler):
             self.refuse(http_status(e.code), e.message)
         except OSError as e:
             log.warning("local upload write failed: %s", e)
-            self.refuse(*_os_error(e))
+            self.refuse(*os_error_status(e))
 
     async def reply(self) -> None:
         if self.watch is not None:
@@ -177,7 +175,7 @@ class _UploadHandler(GatewayHandler):
             return self.send_json_error(*_call_error(e))
         except (AppError, OSError) as e:
             self.upload.cancel()
-            self.refuse(*((http_status(e.code), e.message) if isinstance(e, AppError) else _os_error(e)))
+            self.refuse(*((http_status(e.code), e.message) if isinstance(e, AppError) else os_error_status(e)))
             return self.send_json_error(*self.refusal)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")

@@ -134,17 +134,8 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
     def max_message_size(self) -> int:
         return self.config.ws_max_message_bytes
 
-    def metadata(self) -> tuple[tuple[str, str], ...]:
-        """Header or ``?token=`` only: whatever else may authenticate other
-        requests (a session cookie), never a WebSocket."""
-        md = [("x-client-address", self.request.remote_ip or "")]
-        header = self.request.headers.get("Authorization")
-        token = self.get_query_argument("token", "") if self.route.method.query_token else ""
-        if header:
-            md.append(("authorization", header))
-        elif token:
-            md.append(("authorization", f"Bearer {token}"))
-        return tuple(md)
+    # Credentials: GatewayHandler.metadata (the Authorization header or ``?token=``
+    # only, never a cookie, whatever may authenticate other requests later).
 
     async def get(self, **path_kwargs) -> None:
         session_class = SESSIONS.get(self.route.method.descriptor.name)
@@ -152,6 +143,8 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
             return self.send_json_error(501, "not implemented yet")
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
             return self.send_json_error(400, "this endpoint needs a WebSocket upgrade")
+        if self.needs_credentials():  # as the JSON routes: no call to the core without any
+            return self.send_json_error(401, "missing bearer token")
         try:
             request = self.build_request(path_kwargs)
         except AppError as e:

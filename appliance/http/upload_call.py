@@ -3,6 +3,7 @@ appliance/http/files.py for the handlers and docs/storage.md for the flow)."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import time
 
@@ -31,6 +32,13 @@ def _close_after_write(done: asyncio.Future, fd: int) -> None:
         done.exception()  # retrieved: the upload already failed or was abandoned
     os.close(fd)
 
+
+
+def os_error_status(e: OSError) -> tuple[int, str]:
+    """HTTP status and message for a disk error of an upload."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return 507, "not enough free disk space for this file"
+    return 500, "internal error"
 
 class UploadCall:
     """One client-streaming Upload/PutFile call fed from a request body.

@@ -38,6 +38,7 @@ class Tracked(Protocol):
     counted: tuple[str, str] | None         # (owner_id, container_id) once admitted
 
     def is_authenticated(self) -> bool: ...
+    def logged_in(self) -> object | None: ...   # the admission, counted against the caps
     def shutdown(self, reason: str) -> None: ...
 
 
@@ -133,9 +134,12 @@ class Registry:
             for conn in due:
                 self.deadlines.pop(conn, None)
         for conn in due:
-            if conn.counted is None:
-                conn.shutdown("no login within ssh_auth_timeout" if not conn.is_authenticated()
-                              else "over a connection limit")
+            if conn.counted is not None:
+                continue
+            if not conn.is_authenticated():
+                conn.shutdown("no login within ssh_auth_timeout")
+            elif conn.logged_in() is None:  # logged in but no channel yet (ssh -N): count it now
+                conn.shutdown("over a connection limit")
 
     def _recheck_all(self) -> None:
         with self.lock:

@@ -369,6 +369,27 @@ def test_unauthenticated_connections_are_closed_after_the_login_timeout(app, gue
         assert r.stdout == b"in\n", r.stderr
 
 
+def test_a_logged_in_connection_without_channels_outlives_the_login_timeout(app, guest, alice, tmp_path):
+    """`ssh -N` (a tunnel waiting for its first local connection, an idle
+    ControlMaster) logs in and opens no channel: the login timeout is not for it."""
+    control = tmp_path / "ctl-idle"
+    with gateway_with(app, ssh_auth_timeout=2):
+        master = subprocess.Popen(ssh_argv(app, alice.key_file, guest["id"], "-M", "-S", str(control), "-N"),
+                                  stderr=subprocess.PIPE)
+        try:
+            for _ in range(100):
+                if control.exists():
+                    break
+                time.sleep(0.1)
+            time.sleep(5)   # well past the 2 s login timeout, no channel opened
+            assert master.poll() is None, master.stderr.read()
+            r = ssh(app, alice, guest["id"], "echo still-up", extra=["-S", str(control), "-o", "ControlMaster=no"])
+            assert r.stdout == b"still-up\n", r.stderr
+        finally:
+            master.kill()
+            master.wait()
+
+
 def test_connections_per_source_and_in_total_are_capped(app, guest, alice):
     def connect(source):
         s = socket.socket()
