@@ -1,5 +1,5 @@
 """Batches on the gateway's call stream: limits and splitting shared by both
-ends (appliance/http/mux.py, appliance/core/mux.py)."""
+ends (appliance/http/multiplexed.py, appliance/core/multiplexer.py)."""
 from __future__ import annotations
 
 from typing import Callable

@@ -23,7 +23,7 @@ from appliance import logs, supervise
 # (guests, ingress proxy, the libvirtd that `up` started); compute registers its own.
 PREPARE_STEPS: list = []
 RELEASE_STEPS: list = []
-import appliance.core.compute_host  # noqa: E402,F401  (libvirtd, guest image, bridge)
+import appliance.core.compute.hostprep  # noqa: E402,F401  (libvirtd, guest image, bridge)
 
 
 def _setup_logging(cfg) -> None:
@@ -65,7 +65,7 @@ def _read_password(prompt: str) -> str:
 
 def ensure_admin(cfg) -> tuple[str, str | None]:
     """Create the first admin if missing. Returns (username, password or None if unknown)."""
-    from appliance.core import users
+    from appliance.core.auth import users
     from appliance.core.db import User
     _open_db(cfg)
     stored = cfg.data_path / "admin_password"
@@ -119,7 +119,7 @@ def cmd_status(cfg, args) -> int:
 
 
 def cmd_user(cfg, args) -> int:
-    from appliance.core import users
+    from appliance.core.auth import users
     from appliance.core.db import User
     from appliance.errors import AppError
     _open_db(cfg)

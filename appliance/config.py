@@ -49,7 +49,7 @@ class Config:
     # over the gRPC stream.
     storage_local_io: bool = True
     # The gateway's unary calls travel over one multiplexed stream to the core
-    # (appliance/http/mux.py); false = one gRPC call per request.
+    # (appliance/http/multiplexed.py); false = one gRPC call per request.
     gateway_multiplex: bool = True
     # Gateway worker processes sharing the HTTP port; 0 = one per CPU, at most 4.
     http_workers: int = 0

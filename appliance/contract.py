@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from google.protobuf import descriptor as _d
 from google.protobuf import message_factory
 
-from appliance.v1 import auth_pb2, compute_pb2, mux_pb2, options_pb2, sshgw_pb2, storage_pb2
+from appliance.v1 import (
+    auth_pb2,
+    compute_pb2,
+    mux_pb2,
+    options_pb2,
+    sshgw_pb2,
+    storage_pb2,
+)
 
 SERVICES: tuple[_d.ServiceDescriptor, ...] = (
     auth_pb2.DESCRIPTOR.services_by_name["AuthService"],

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import grpc
 
-
 # Messages often quote what the client sent (an id, a name, a scope): bounded,
 # so a 10,000-character id is not echoed back (or logged) whole.
 MAX_MESSAGE_CHARS = 300

@@ -28,7 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from access_support import (  # noqa: E402
-    Person, launch, scp_argv, start_appliance, stop_appliance,
+    Person,
+    launch,
+    scp_argv,
+    start_appliance,
+    stop_appliance,
 )
 from harness import wait_for_sshd  # noqa: E402
 

@@ -47,9 +47,9 @@ class RawGuest:
     def __init__(self, tmp: Path, image_dir: str):
         import libvirt
 
-        from appliance.core import network
-        from appliance.core.drivers.base import GuestSpec
-        from appliance.core.drivers.lxc import LxcDriver, veth_name
+        from appliance.drivers.base import GuestSpec
+        from appliance.drivers.lxc.driver import LxcDriver, veth_name
+        from appliance.host import network
 
         self.driver = LxcDriver(image_dir=image_dir, data_dir=tmp / "raw", bridge=BRIDGE, subnet=SUBNET)
         self.spec = GuestSpec(id="rawbench", ip=RAW_IP, memory_mb=512, cpus=0.5, storage_gb=1)
@@ -85,7 +85,8 @@ def main() -> None:
         sys.exit("bench_compute needs root (libvirt LXC guests)")
 
     from appliance import config as config_mod
-    from appliance.core import host, image, network
+    from appliance.host import image, network
+    from appliance.host import libvirtd as host
 
     host.ensure_libvirtd()
     image_dir = config_mod.load().image_dir

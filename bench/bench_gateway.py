@@ -9,7 +9,7 @@ Prints requests/s and ratios (target >= 0.6) of:
   - the real gateway in front of the real core, making one gRPC call per
     request (gateway_multiplex=false);
   - the same with unary calls carried over one multiplexed stream
-    (appliance/http/mux.py, the default);
+    (appliance/http/multiplexed.py, the default);
   these four run one gateway process (http_workers=1), like the baseline;
   - the appliance as shipped: the default http_workers, one gateway worker
     per CPU (at most 4; appliance/http/workers.py).

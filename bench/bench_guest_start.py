@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -75,9 +75,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     from appliance import config
-    from appliance.core import network
-    from appliance.core.drivers.base import GuestSpec
-    from appliance.core.drivers.lxc import LxcDriver
+    from appliance.drivers.base import GuestSpec
+    from appliance.drivers.lxc.driver import LxcDriver
+    from appliance.host import network
 
     image_dir = args.image_dir or config.load().image_dir
     with tempfile.TemporaryDirectory(prefix="bench-guest-") as data_dir:

@@ -116,7 +116,8 @@ def main() -> None:
         sys.exit("bench_hardening needs root (libvirt LXC guests)")
 
     from appliance import config as config_mod
-    from appliance.core import host, image
+    from appliance.host import image
+    from appliance.host import libvirtd as host
 
     host.ensure_libvirtd()
     image_dir = config_mod.load().image_dir

@@ -23,8 +23,8 @@ import os
 import shutil
 import statistics
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -38,7 +38,7 @@ IPS = {"privileged": "10.225.0.10", "privileged+pids": "10.225.0.11", "userns+pi
 
 
 def idmapped_mount_ms(image: Path, runs: int) -> list[float]:
-    from appliance.core.drivers import idmap
+    from appliance.host import idmap
 
     times = []
     with tempfile.TemporaryDirectory(prefix="bench-idmap-") as d:
@@ -54,7 +54,7 @@ def idmapped_mount_ms(image: Path, runs: int) -> list[float]:
 
 def chowned_copy_seconds(image: Path, scratch: Path) -> tuple[float, float]:
     """The alternative to idmapped mounts: copy the image and shift every owner."""
-    from appliance.core.drivers import idmap
+    from appliance.host import idmap
 
     copy = scratch / "shifted-image"
     t0 = time.perf_counter()
@@ -73,9 +73,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     from appliance import config
-    from appliance.core import network
-    from appliance.core.drivers.base import GuestSpec
-    from appliance.core.drivers.lxc import DEFAULT_PIDS_MAX, LxcDriver
+    from appliance.drivers.base import GuestSpec
+    from appliance.drivers.lxc.driver import DEFAULT_PIDS_MAX, LxcDriver
+    from appliance.host import network
 
     image_dir = args.image_dir or config.load().image_dir
     modes = {"privileged": dict(userns=False, pids_max=0),

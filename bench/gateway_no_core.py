@@ -15,7 +15,7 @@ USER = auth_pb2.User(username="admin", display_name="admin", user_id="AbC123", i
 
 
 class Instant:
-    """Stands in for appliance.http.mux.Multiplexer."""
+    """Stands in for appliance.http.multiplexed.Multiplexer."""
 
     def unary(self, method):
         async def call(request, metadata=(), timeout=None):

@@ -8,7 +8,7 @@ import sys
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from appliance.core.mux import CallMultiplexerServicer
+from appliance.core.multiplexer import CallMultiplexerServicer
 from appliance.v1 import auth_pb2, auth_pb2_grpc, mux_pb2_grpc
 
 USER = auth_pb2.User(username="admin", display_name="admin", user_id="AbC123", is_admin=True)

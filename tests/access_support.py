@@ -15,7 +15,8 @@ from harness import Appliance, free_port
 
 def start_appliance(data_dir: Path, bridge: str, subnet: str, **settings) -> Appliance:
     from appliance import config as appliance_config
-    from appliance.core import host, image
+    from appliance.host import image
+    from appliance.host import libvirtd as host
 
     host.ensure_libvirtd()
     # ACCESS_IMAGE_DIR: a private guest image (tests that must not share one)
@@ -44,7 +45,7 @@ def wait_port(host: str, port: int, timeout: float = 20) -> None:
 
 
 def stop_appliance(a: Appliance, bridge: str) -> None:
-    from appliance.core import network
+    from appliance.host import network
 
     admin = a.admin()
     for u in admin.get("/admin/users").json():
@@ -54,7 +55,7 @@ def stop_appliance(a: Appliance, bridge: str) -> None:
         admin.delete(f"/compute/containers/{c['id']}")
     time.sleep(0.3)  # the last ingress sync
     a.close()
-    from appliance.core import ingress
+    from appliance.core.compute import ingress
     ingress.remove_nft(bridge)
     _stop_haproxy(a.data_dir)
     network.remove_guest_network(bridge)

@@ -8,7 +8,6 @@ import time
 import websocket
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-
 from harness import Appliance, Client
 
 _names = itertools.count()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
-from appliance.core.identity import Principal
+from appliance.core.auth.identity import Principal
 from appliance.errors import PermissionDenied, Unauthenticated
 
 _principal: ContextVar[Principal | None] = ContextVar("principal", default=None)

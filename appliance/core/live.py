@@ -28,7 +28,7 @@ import logging
 from contextvars import ContextVar
 from typing import AsyncIterator, Callable
 
-from appliance.core import users
+from appliance.core.auth import users
 from appliance.errors import AppError, Unauthenticated
 
 log = logging.getLogger("appliance.core.live")

@@ -15,12 +15,12 @@ from grpc_reflection.v1alpha import reflection
 from appliance.batching import MAX_MESSAGE
 from appliance.config import Config
 from appliance.contract import SERVICES
-from appliance.core.auth import AuthServicer
-from appliance.core.db import open_database
-from appliance.core.identity import Tokens
 from appliance.core import live
-from appliance.core.interceptors import GuardedServer
-from appliance.core.mux import CallMultiplexerServicer
+from appliance.core.auth.identity import Tokens
+from appliance.core.auth.servicer import AuthServicer
+from appliance.core.db import open_database
+from appliance.core.guard import GuardedServer
+from appliance.core.multiplexer import CallMultiplexerServicer
 from appliance.v1 import auth_pb2_grpc, mux_pb2_grpc
 
 log = logging.getLogger("appliance.core")
@@ -28,9 +28,9 @@ log = logging.getLogger("appliance.core")
 # Servicers register themselves here: (add_XServicer_to_server, factory(core)).
 # Compute and Storage append to this list from their own modules.
 EXTRA_SERVICERS: list = []
-import appliance.core.storage  # noqa: E402,F401  (appends StorageServicer)
-import appliance.core.compute  # noqa: E402,F401  (appends ComputeServicer)
-import appliance.core.sshgw  # noqa: E402,F401  (appends SshGatewayServicer, internal)
+import appliance.core.compute.service  # noqa: E402,F401  (appends ComputeServicer)
+import appliance.core.compute.sshgw  # noqa: E402,F401  (appends SshGatewayServicer, internal)
+import appliance.core.storage.servicer  # noqa: E402,F401  (appends StorageServicer)
 
 
 @dataclass

@@ -11,10 +11,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tornado.routing import PathMatches, Rule
 
 from appliance.http import openapi
-from appliance.logsafe import escape
 from appliance.http.gateway import GatewayHandler, JsonHandler, NotImplementedHandler
-from appliance.http.mux import Multiplexer
+from appliance.http.multiplexed import Multiplexer
 from appliance.http.routes import Route, build_routes
+from appliance.logsafe import escape
 from appliance.v1 import options_pb2 as opt
 
 log = logging.getLogger("appliance.http")
@@ -24,7 +24,7 @@ access_log = logging.getLogger("appliance.http.access")
 TRANSPORTS: dict[int, type[GatewayHandler]] = {opt.TRANSPORT_JSON: JsonHandler}
 import appliance.http.files  # noqa: E402,F401  (registers uploads, downloads, SSE)
 import appliance.http.sockets  # noqa: E402,F401  (registers WebSockets: status, terminal)
-import appliance.http.terminal  # noqa: E402,F401  (the terminal's WebSocket session)
+import appliance.http.terminal_ws  # noqa: E402,F401  (the terminal's WebSocket session)
 
 
 class RouteMatcher(PathMatches):
@@ -111,7 +111,7 @@ def _is_unary(method) -> bool:
 
 def make_app(config, channel: grpc.aio.Channel, multiplexer: Multiplexer | None = None,
              **settings) -> tornado.web.Application:
-    """Unary RPCs go over *multiplexer* when given (appliance/http/mux.py),
+    """Unary RPCs go over *multiplexer* when given (appliance/http/multiplexed.py),
     else each is its own gRPC call; streaming RPCs are always their own call."""
     routes = build_routes()
     calls = {r.method.path: multiplexer.unary(r.method) if multiplexer and _is_unary(r.method)

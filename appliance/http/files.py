@@ -36,7 +36,13 @@ from appliance.http.gateway import GatewayHandler
 from appliance.http.sse import SseHandler
 from appliance.http.status import error_message, http_status
 from appliance.http.upload_call import UploadCall, os_error_status
-from appliance.http.upload_parts import FieldTarget, FileTarget, parse_bool, parse_size, raw_filename
+from appliance.http.upload_parts import (
+    FieldTarget,
+    FileTarget,
+    parse_bool,
+    parse_size,
+    raw_filename,
+)
 from appliance.http.upload_watch import BodyWatch
 from appliance.v1 import options_pb2 as opt
 from appliance.v1 import storage_pb2

@@ -16,7 +16,7 @@ from appliance.config import Config
 from appliance.http import workers
 from appliance.http.app import make_app
 from appliance.http.connections import LimitedHTTPServer
-from appliance.http.mux import Multiplexer
+from appliance.http.multiplexed import Multiplexer
 
 log = logging.getLogger("appliance.http")
 

@@ -115,7 +115,7 @@ class StatusSession(Session):
         return {"type": event.type, "data": data}
 
 
-# RPC name -> session class. The terminal registers from appliance/http/terminal.py.
+# RPC name -> session class. The terminal registers from appliance/http/terminal_ws.py.
 SESSIONS: dict[str, type[Session]] = {"WatchContainers": StatusSession}
 
 

@@ -43,11 +43,16 @@ from dataclasses import dataclass, field
 import grpc
 import paramiko
 
+from appliance import gatewaykeys as keys
 from appliance.config import Config
 from appliance.logsafe import clip
-from appliance.ssh import keys
 from appliance.ssh.admission import MAX_USERNAME, Admission, Guarded
-from appliance.ssh.hardening import GatewayTransport, install_log_clip, trim_malloc, tune_malloc
+from appliance.ssh.hardening import (
+    GatewayTransport,
+    install_log_clip,
+    trim_malloc,
+    tune_malloc,
+)
 from appliance.ssh.limits import Registry
 from appliance.ssh.relay import fail, relay_pair, relay_session, spawn
 from appliance.v1 import sshgw_pb2, sshgw_pb2_grpc

@@ -22,7 +22,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import testhost  # noqa: E402
 import tlscert  # noqa: E402
-from installrun import INVENTORY_VARS, REPO, TIMINGS, TLS_CERT, PlaybookRun, run_playbook  # noqa: E402
+from installrun import (  # noqa: E402
+    INVENTORY_VARS,
+    REPO,
+    TIMINGS,
+    TLS_CERT,
+    PlaybookRun,
+    run_playbook,
+)
 
 
 def pytest_configure(config):

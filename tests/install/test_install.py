@@ -20,7 +20,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 import tlscert
 from installrun import INVENTORY_VARS, TLS_CERT, TLS_KEY
 
@@ -324,7 +323,7 @@ def test_installed_api_refuses_plain_http(converged, daemons):
 def test_shared_ucount_limits_are_written(converged):
     """Red team round 3 (ucounts): the host-wide limits guests share with host
     root, the same values the core applies (drivers/ucounts.py)."""
-    from appliance.core.drivers.ucounts import HOST_LIMITS
+    from appliance.drivers.lxc.ucounts import HOST_LIMITS
 
     text = converged.host.ssh("cat /etc/sysctl.d/61-appliance-ucounts.conf").stdout
     for name, value in HOST_LIMITS.items():

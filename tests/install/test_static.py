@@ -6,7 +6,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from installrun import REPO, ansible_env, tool
 
 

@@ -7,7 +7,6 @@ import time
 import jwt
 import pytest
 import requests
-
 from harness import Appliance
 
 SCOPES_READ = lambda uid: {f"compute.{uid}": ["read"]}  # noqa: E731

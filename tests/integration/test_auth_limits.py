@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 import requests
+from harness import Appliance
 
 from appliance.v1 import sshgw_pb2, sshgw_pb2_grpc
-from harness import Appliance
 
 
 def rss_bytes(pid: int) -> int:
@@ -68,7 +68,7 @@ def test_concurrent_wrong_logins_verify_at_most_the_limit(fresh):
     verified = app.log("core").count("login: 'admin' failed")
     assert verified == codes[401]
     # Concurrent attempts of one address mostly find one already verifying
-    # (429, nothing counted: appliance/core/inflight.py); the ones verified
+    # (429, nothing counted: appliance/core/auth/inflight.py); the ones verified
     # count, so the rest of the limit, one at a time, locks the pair out,
     # even with the right password.
     for i in range(limit - codes[401]):

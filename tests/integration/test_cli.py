@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import requests
-
 from harness import Appliance, free_port
 
 

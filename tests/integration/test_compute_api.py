@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 import requests
 import websocket
-
 from compute_support import StatusSocket, add_key, keypair, new_user
 from harness import Appliance
 

@@ -15,7 +15,6 @@ import os
 import time
 
 import pytest
-
 from access_support import stop_appliance
 from compute_support import StatusSocket, add_key, new_user, private_pem
 from harness import Appliance
@@ -28,7 +27,11 @@ libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed
 paramiko = pytest.importorskip("paramiko")
 
 from appliance import config as appliance_config  # noqa: E402
-from appliance.core import host, image, network  # noqa: E402
+from appliance.host import (
+    image,
+    network,  # noqa: E402
+)
+from appliance.host import libvirtd as host
 
 BRIDGE, SUBNET = "apct0", "10.218.0.0/24"
 

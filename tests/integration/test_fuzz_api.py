@@ -23,6 +23,8 @@ import hypothesis
 import pytest
 import requests
 import schemathesis
+from compute_support import add_key
+from harness import Appliance
 from hypothesis import HealthCheck, Phase
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -33,9 +35,6 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-
-from compute_support import add_key
-from harness import Appliance
 
 FUZZ_EXAMPLES = int(os.environ.get("APPLIANCE_FUZZ_EXAMPLES", "12"))
 MIN_CASES = 1000

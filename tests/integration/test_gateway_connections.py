@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from harness import Appliance
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import requests
 import websocket
-
 from compute_support import add_key, new_user
 from harness import Appliance
 from tlscert import der, make_cert

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from harness import Appliance
 
 from appliance.http.workers import worker_count
-from harness import Appliance
 
 
 def children(pid: int) -> set[int]:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from harness import Appliance
 
 BIN = Path(sys.executable).parent

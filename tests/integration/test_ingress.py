@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from access_support import Person, launch, start_appliance, stop_appliance
 from harness import free_port, wait_for_sshd
 
@@ -203,7 +202,7 @@ def rules_of(person, cid):
 
 
 def nft_text() -> str:
-    from appliance.core import ingress
+    from appliance.core.compute import ingress
     return ingress.nft_rules_text(BRIDGE)
 
 
@@ -303,6 +302,7 @@ def test_removing_443_clears_https_and_stops_tls(app, guest_b, bob):
 
 def test_ports_the_host_uses_are_refused_and_the_api_stays_reachable(app, guest_a, alice):
     import socket
+
     import requests
     c, cid = alice.client, guest_a["id"]
     before = rules_of(alice, cid)
@@ -583,7 +583,7 @@ def test_stop_removes_forwarding_and_start_restores_it(app, guest_a, alice):
 
 
 def test_core_restart_restores_rules_from_the_database(app, guest_a, alice):
-    from appliance.core import ingress
+    from appliance.core.compute import ingress
     cid = guest_a["id"]
     app.stop("core")
     ingress.remove_nft(BRIDGE)  # as after a host reboot

@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 
 import pytest
-
 from compute_support import StatusSocket, add_key, new_user
 from harness import Appliance
 

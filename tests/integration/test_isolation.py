@@ -30,7 +30,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from harness import wait_for_sshd
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
@@ -42,10 +41,14 @@ libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed
 paramiko = pytest.importorskip("paramiko")
 
 from appliance import config as appliance_config  # noqa: E402
-from appliance.core import host, image, network  # noqa: E402
-from appliance.core.drivers import idmap  # noqa: E402
-from appliance.core.drivers.base import GuestSpec, GuestState  # noqa: E402
-from appliance.core.drivers.lxc import LxcDriver  # noqa: E402
+from appliance.drivers.base import GuestSpec, GuestState  # noqa: E402
+from appliance.drivers.lxc.driver import LxcDriver  # noqa: E402
+from appliance.host import (
+    idmap,  # noqa: E402
+    image,
+    network,  # noqa: E402
+)
+from appliance.host import libvirtd as host
 
 BRIDGE = "apisot0"
 SUBNET = "10.223.0.0/24"
@@ -655,8 +658,8 @@ def test_mount_paths_never_reach_the_host_through_image_symlinks(driver, make_gu
     /var/run/<x> named the host's /run/<x>: its contents were copied into the
     guest's volume (a root-only file there became readable in the guest) and
     a missing one was created on the host."""
-    from appliance.core import compute_rules
-    from appliance.core.drivers.base import GuestStartError
+    from appliance.core.compute import rules as compute_rules
+    from appliance.drivers.base import GuestStartError
     from appliance.errors import Invalid
 
     assert os.readlink(Path(driver.image, "var/run")) == "/run", "the image's link this test relies on"

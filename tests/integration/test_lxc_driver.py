@@ -19,7 +19,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from harness import wait_for_sshd
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
@@ -31,11 +30,18 @@ libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed
 paramiko = pytest.importorskip("paramiko")
 
 from appliance import config as appliance_config  # noqa: E402
-from appliance.core import host, image, network  # noqa: E402
-from appliance.core.drivers.base import (  # noqa: E402
-    GuestNotRunning, GuestSpec, GuestStartError, GuestState,
+from appliance.drivers.base import (  # noqa: E402
+    GuestNotRunning,
+    GuestSpec,
+    GuestStartError,
+    GuestState,
 )
-from appliance.core.drivers.lxc import LxcDriver, domain_name, veth_name  # noqa: E402
+from appliance.drivers.lxc.driver import LxcDriver, domain_name, veth_name  # noqa: E402
+from appliance.host import (
+    image,
+    network,  # noqa: E402
+)
+from appliance.host import libvirtd as host
 
 BRIDGE = "apdrvt0"
 SUBNET = "10.219.0.0/24"

@@ -1,5 +1,5 @@
-"""The gateway's unary calls over one CallMultiplexer stream (appliance/http/mux.py,
-appliance/core/mux.py): every carried call is authenticated on its own, answers
+"""The gateway's unary calls over one CallMultiplexer stream (appliance/http/multiplexed.py,
+appliance/core/multiplexer.py): every carried call is authenticated on its own, answers
 reach their own request, and the stream survives the core going away."""
 import asyncio
 import concurrent.futures
@@ -8,14 +8,14 @@ import time
 import grpc
 import pytest
 import requests
+from harness import Appliance
 
 from appliance.config import Config
 from appliance.contract import METHODS
-from appliance.core.mux import CallMultiplexerServicer
-from appliance.http.mux import Multiplexer
+from appliance.core.multiplexer import CallMultiplexerServicer
+from appliance.http.multiplexed import Multiplexer
 from appliance.http.server import core_channel
 from appliance.v1 import auth_pb2, mux_pb2, mux_pb2_grpc
-from harness import Appliance
 
 EXCHANGE = "/appliance.v1.CallMultiplexer/Exchange"
 GET_SESSION = "/appliance.v1.AuthService/GetSession"

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from harness import Appliance
 
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None) \

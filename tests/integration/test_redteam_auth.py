@@ -14,7 +14,6 @@ from collections import Counter
 import paramiko
 import pytest
 import requests
-
 from harness import Appliance, free_port
 
 
@@ -177,7 +176,7 @@ def rss_mib(pid: int) -> float:
 
 def test_churning_wide_tokens_does_not_grow_the_core(tenant):
     """The core memoises verified claims by the whole token string, up to 4096
-    entries (appliance/core/identity.py VERIFIED_CACHE_SIZE), revoked tokens
+    entries (appliance/core/auth/identity.py VERIFIED_CACHE_SIZE), revoked tokens
     included. One tenant creating, using once and deleting 34 KB tokens (never more
     than one alive, so the 50-token cap never applies) fills it: +50 MB of core RSS
     for 800 tokens on b9a56f9, ~250 MB at 4096, never returned."""

@@ -25,9 +25,10 @@ if os.geteuid() != 0:
 libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed")
 
 from appliance import config as appliance_config
-from appliance.core import host, image, network
-from appliance.core.drivers.base import GuestSpec
-from appliance.core.drivers.lxc import LxcDriver
+from appliance.drivers.base import GuestSpec
+from appliance.drivers.lxc.driver import LxcDriver
+from appliance.host import image, network
+from appliance.host import libvirtd as host
 
 BRIDGE = "aprd3"
 SUBNET = "10.231.0.0/24"
@@ -168,7 +169,7 @@ def test_ready_marker_is_not_resolved_against_the_hosts_root(driver, make_guest,
     5 s, visible as the delay of the tenant's next terminal) tells the guest
     whether a host path exists (e.g. ``/var/lib/appliance/volumes/<id>.img``
     of other tenants)."""
-    from appliance.core.drivers import guestinit
+    from appliance.drivers.lxc import init as guestinit
 
     spec = make_guest()
     host_only = tmp_path / "host-only-file"

@@ -8,10 +8,8 @@ import sys
 import time
 
 import pytest
-
 from compute_support import add_key, new_user
 from harness import Appliance
-
 
 # -- guest address quarantine: one tenant burns the pool for everyone -----------------------
 
@@ -79,8 +77,8 @@ def test_per_source_limit_holds_for_ipv6_clients(tmp_path):
     the shared 80/443 listeners (IPv4 clients of the same process are limited).
     Needs the machine-wide lock (it starts HAProxy on ::1)."""
     from appliance.config import Config
-    from appliance.core.ingress import Route
-    from appliance.core.ingress_proxy import Haproxy
+    from appliance.core.compute.ingress import Route
+    from appliance.core.compute.ingress_proxy import Haproxy
     with socket.socket(socket.AF_INET6) as s1, socket.socket(socket.AF_INET6) as s2:
         s1.bind(("::", 0))
         s2.bind(("::", 0))  # two ports free on every address (dual-stack)
@@ -131,6 +129,7 @@ def test_host_service_started_after_the_rule_is_not_captured(real, tmp_path):
     it on a non-loopback host address (other hosts, the host's own public
     address) is DNAT'ed to the tenant's guest - even after later syncs."""
     import subprocess
+
     from access_support import Person, launch
     from harness import wait_for_sshd
     person = Person(real, real.admin(), tmp_path / "keys")
@@ -225,6 +224,7 @@ def test_udp_egress_of_one_tenant_cannot_take_another_tenants_published_port(rea
     reply of A's flow, and the peer's datagrams to B's published port are
     delivered to A (and never to B) for as long as the peer keeps sending."""
     import subprocess
+
     from access_support import Person, launch
     from harness import wait_for_sshd
     alice, bob = Person(real, real.admin(), tmp_path / "a"), Person(real, real.admin(), tmp_path / "b")

@@ -18,9 +18,15 @@ import time
 from contextlib import contextmanager
 
 import pytest
-
 from access_support import (
-    Person, launch, run, scp_argv, ssh_argv, start_appliance, stop_appliance, wait_port,
+    Person,
+    launch,
+    run,
+    scp_argv,
+    ssh_argv,
+    start_appliance,
+    stop_appliance,
+    wait_port,
 )
 from harness import wait_for_sshd
 
@@ -642,6 +648,7 @@ def test_stopped_container_is_refused(app, guest, alice):
 def test_user_tokens_cannot_call_the_internal_service(app, alice):
     """The core refuses a user's token on the gateway's RPC (ACCESS_SERVICE)."""
     import grpc
+
     from appliance.v1 import sshgw_pb2, sshgw_pb2_grpc
     channel = grpc.insecure_channel(f"unix://{app.data_dir / 'core.sock'}")
     stub = sshgw_pb2_grpc.SshGatewayServiceStub(channel)

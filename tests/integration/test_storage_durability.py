@@ -12,7 +12,6 @@ import time
 
 import pytest
 import requests
-
 from harness import Appliance
 from test_storage_helpers import curl_upload, file_sha256, sha256, upload
 

@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-
 from test_storage_helpers import curl_upload, sha256, unique_ns, upload
 
 

@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-
 from harness import Appliance
 from test_storage_helpers import upload
 

@@ -1,8 +1,7 @@
 """Storage namespaces as a user meets them (API.md "Storage"): listing rules,
 owner-only changes, the shared default namespace, scopes of API tokens."""
-import requests
 import pytest
-
+import requests
 from test_storage_helpers import unique_ns, upload
 
 

@@ -17,7 +17,6 @@ import time
 import pytest
 import requests
 import websocket
-
 from compute_support import StatusSocket, add_key, new_user
 from harness import Appliance
 

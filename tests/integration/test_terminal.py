@@ -15,7 +15,6 @@ import time
 import pytest
 import requests
 import websocket
-
 from access_support import Person, launch, start_appliance, stop_appliance
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]

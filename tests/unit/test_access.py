@@ -6,10 +6,10 @@ import subprocess
 import pytest
 
 from appliance.config import Config
-from appliance.core import ingress
-from appliance.core.sshgw import split_username
+from appliance.core.compute import ingress
+from appliance.core.compute.sshgw import split_username
 from appliance.errors import Invalid
-from appliance.http.terminal import parse_frame
+from appliance.http.terminal_ws import parse_frame
 from appliance.ssh.server import _guest_command
 
 ROUTES = [
@@ -62,7 +62,7 @@ def test_nft_script_never_captures_loopback_or_the_appliances_ports():
 
 
 def test_host_ports_in_use(tmp_path):
-    from appliance.core import hostports
+    from appliance.core.compute import hostports
     from appliance.errors import Conflict
     header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
     (tmp_path / "tcp").write_text(header +
@@ -84,7 +84,7 @@ def test_host_ports_in_use(tmp_path):
 
 
 def test_haproxy_config_routes_by_host_and_sni_through_maps(tmp_path):
-    from appliance.core import ingress_proxy
+    from appliance.core.compute import ingress_proxy
     config = Config(data_dir="/tmp/x", compute_domain="Compute.Example", ingress_http_port=18080,
                     ingress_https_port=18443, ingress_max_conns_per_source=7, ingress_hard_stop_after=12,
                     ingress_idle_timeout=90)
@@ -103,7 +103,7 @@ def test_haproxy_config_routes_by_host_and_sni_through_maps(tmp_path):
 
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed")
 def test_haproxy_accepts_the_rendered_config(tmp_path):
-    from appliance.core import ingress_proxy
+    from appliance.core.compute import ingress_proxy
     config = Config(data_dir=str(tmp_path), ingress_http_port=18080, ingress_https_port=18443)
     for name in ("h.map", "t.map"):
         (tmp_path / name).write_text(ingress_proxy.map_text(ingress_proxy.map_entries(config, ROUTES, 80)))
@@ -128,7 +128,7 @@ def test_terminal_frames():
 
 def test_service_access_needs_the_service_secret():
     from appliance.contract import METHODS
-    from appliance.core.interceptors import Authenticator
+    from appliance.core.guard import Authenticator
     from appliance.errors import PermissionDenied, Unauthenticated
 
     method = METHODS["/appliance.v1.SshGatewayService/Authorize"]

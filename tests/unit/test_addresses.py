@@ -1,9 +1,9 @@
 """Guest address allocation: least recently used, with a quarantine."""
 import pytest
 
-from appliance.core import addresses
+from appliance.core.compute import addresses
 from appliance.core.db import open_database
-from appliance.core.network import NetworkError
+from appliance.host.network import NetworkError
 
 SUBNET = "10.217.0.0/29"  # guests .2-.6
 

@@ -85,7 +85,7 @@ def test_query_bytes_are_utf8():
 
 def test_a_deeply_nested_terminal_frame_is_raw_input_not_a_crash():
     """The terminal's JSON text frames had the same RecursionError (the socket's handler died)."""
-    from appliance.http.terminal import parse_frame
+    from appliance.http.terminal_ws import parse_frame
     frame = '{"type":' + "[" * 5000 + "]" * 5000 + "}"
     assert parse_frame(frame).data == frame.encode()
 

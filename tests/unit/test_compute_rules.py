@@ -1,7 +1,7 @@
 """Instance types, mount paths, names and ingress ports (compute_rules)."""
 import pytest
 
-from appliance.core import compute_rules as rules
+from appliance.core.compute import rules
 from appliance.errors import Invalid
 
 

@@ -6,18 +6,20 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from appliance.config import Config
-from appliance.core import compute, context as ctx, users
-from appliance.core.compute_models import Container, SshKey
-from appliance.core.db import open_database
-from appliance.core.drivers.base import GuestSpec
-from appliance.core.drivers.fake import FakeDriver
-from appliance.core.identity import Principal
-from appliance.errors import TooManyRequests
-from appliance.v1 import compute_pb2
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from appliance.config import Config
+from appliance.core import context as ctx
+from appliance.core.auth import users
+from appliance.core.auth.identity import Principal
+from appliance.core.compute import service as compute
+from appliance.core.compute.models import Container, SshKey
+from appliance.core.db import open_database
+from appliance.drivers.base import GuestSpec
+from appliance.drivers.fake import FakeDriver
+from appliance.errors import TooManyRequests
+from appliance.v1 import compute_pb2
 
 
 @pytest.fixture
@@ -246,11 +248,12 @@ def test_a_refused_create_leaves_no_disk_reservation_behind(tmp_path):
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     from appliance.config import Config
-    from appliance.core import compute, users
     from appliance.core import context as ctx
+    from appliance.core.auth import users
+    from appliance.core.auth.identity import Principal
+    from appliance.core.compute import service as compute
     from appliance.core.db import open_database
-    from appliance.core.drivers.fake import FakeDriver
-    from appliance.core.identity import Principal
+    from appliance.drivers.fake import FakeDriver
     from appliance.errors import Conflict
     from appliance.v1 import compute_pb2
 

@@ -11,10 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from appliance.core import network
-from appliance.core.drivers.domain_xml import (
-    BindMount, BridgeInterface, DomainSpec, IdMap, build_domain_xml, cpu_quota_us,
+from appliance.drivers.lxc.domain_xml import (
+    BindMount,
+    BridgeInterface,
+    DomainSpec,
+    IdMap,
+    build_domain_xml,
+    cpu_quota_us,
 )
+from appliance.host import network
 
 GOLDEN = Path(__file__).parent / "golden"
 

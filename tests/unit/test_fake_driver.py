@@ -3,8 +3,14 @@ import os
 
 import pytest
 
-from appliance.core.drivers.base import GuestNotFound, GuestNotRunning, GuestSpec, GuestStartError, GuestState
-from appliance.core.drivers.fake import FakeDriver
+from appliance.drivers.base import (
+    GuestNotFound,
+    GuestNotRunning,
+    GuestSpec,
+    GuestStartError,
+    GuestState,
+)
+from appliance.drivers.fake import FakeDriver
 
 
 def spec(**kw):

@@ -13,9 +13,9 @@ import uuid
 
 import pytest
 
-from appliance.core import compute_rules, volumes
-from appliance.core.drivers import guestpath
+from appliance.core.compute import rules as compute_rules
 from appliance.errors import Invalid
+from appliance.host import guestpath, volumes
 
 
 @pytest.fixture(params=[True, False], ids=["openat2", "walk"])

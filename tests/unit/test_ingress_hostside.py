@@ -1,8 +1,9 @@
 """Ingress host-side hardening without root: what the NAT rule says, which
 ports a pass leaves out, which conntrack entries a pass forgets."""
 from appliance.config import Config
-from appliance.core import conntrack, hostports, ingress, network
-from appliance.core.ingress import Ingress, Route
+from appliance.core.compute import hostports, ingress
+from appliance.core.compute.ingress import Ingress, Route
+from appliance.host import conntrack, network
 
 
 def test_masquerade_never_keeps_a_guest_tcp_udp_source_port(monkeypatch):

@@ -6,8 +6,7 @@ import threading
 
 import pytest
 
-from appliance.core import network
-from appliance.core.drivers import idmap
+from appliance.host import idmap, network
 
 
 def test_ranges_are_distinct_persistent_and_reused_after_release(tmp_path):

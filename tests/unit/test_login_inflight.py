@@ -1,6 +1,6 @@
 """Red team item 2: a tenant looping successful logins held the whole argon2
 pool. One verification at a time per address (IPv6 /64) and per username
-(appliance/core/inflight.py), a per-address rate of successes
+(appliance/core/auth/inflight.py), a per-address rate of successes
 (LoginThrottle max_successes), and the pool's on_done hook that frees a key
 only when the hashing thread really ends."""
 from __future__ import annotations
@@ -10,9 +10,9 @@ import threading
 
 import pytest
 
-from appliance.core.inflight import InFlight
-from appliance.core.passwords import HashPool
-from appliance.core.throttle import LoginThrottle, address_key
+from appliance.core.auth.inflight import InFlight
+from appliance.core.auth.passwords import HashPool
+from appliance.core.auth.throttle import LoginThrottle, address_key
 from appliance.errors import TooManyRequests
 
 

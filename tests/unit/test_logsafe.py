@@ -1,6 +1,6 @@
 import pytest
 
-from appliance.core.users import validate_login_name
+from appliance.core.auth.users import validate_login_name
 from appliance.errors import Invalid
 from appliance.logsafe import clip
 

@@ -6,7 +6,12 @@ import time
 
 import pytest
 
-from appliance.core.passwords import HASH_NICENESS, HashPool, hash_password, verify_password
+from appliance.core.auth.passwords import (
+    HASH_NICENESS,
+    HashPool,
+    hash_password,
+    verify_password,
+)
 from appliance.errors import TooManyRequests
 
 

@@ -9,7 +9,7 @@ Failed on main at b9a56f9.
 """
 import pytest
 
-from appliance.core.throttle import LoginThrottle
+from appliance.core.auth.throttle import LoginThrottle
 from appliance.errors import TooManyRequests
 
 

@@ -1,7 +1,7 @@
 """The endpoint -> scope map of API.md, checked against the one scope function."""
 import pytest
 
-from appliance.core import scopes
+from appliance.core.auth import scopes
 from appliance.errors import Invalid
 
 UID = "XyZ123"

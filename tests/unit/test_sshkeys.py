@@ -6,7 +6,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 
-from appliance.core import sshkeys
+from appliance.core.compute import sshkeys
 from appliance.errors import Invalid
 
 

@@ -1,11 +1,10 @@
 """Storage rules without processes: names, Range parsing, conditionals, multipart filenames."""
 import pytest
 
-from appliance.core import storage_rules as storage
-from appliance.core.files import BlobStore
+from appliance.core.storage import rules as storage
+from appliance.core.storage.blobs import BlobStore
 from appliance.errors import Invalid
-from appliance.http.upload_parts import parse_size
-from appliance.http.upload_parts import raw_filename
+from appliance.http.upload_parts import parse_size, raw_filename
 from appliance.v1 import storage_pb2
 
 

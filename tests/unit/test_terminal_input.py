@@ -1,10 +1,10 @@
 """The gateway's terminal input queue is bounded in bytes and pushes back
-(appliance/http/terminal.py); end to end on a real guest: test_terminal.py."""
+(appliance/http/terminal_ws.py); end to end on a real guest: test_terminal.py."""
 import asyncio
 from types import SimpleNamespace
 
 from appliance.config import Config
-from appliance.http.terminal import FRAME_OVERHEAD, TerminalSession
+from appliance.http.terminal_ws import FRAME_OVERHEAD, TerminalSession
 
 
 class StuckCall:

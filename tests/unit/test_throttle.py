@@ -2,7 +2,7 @@ import sys
 
 import pytest
 
-from appliance.core.throttle import LoginThrottle
+from appliance.core.auth.throttle import LoginThrottle
 from appliance.errors import TooManyRequests
 
 

@@ -1,13 +1,13 @@
-"""The core's verified-claims cache (appliance/core/identity.py): keyed by the
+"""The core's verified-claims cache (appliance/core/auth/identity.py): keyed by the
 token's sha256, bounded in bytes, and a revoked token's entry is dropped at once
 (red team: 34 KB tokens created, used once and deleted grew the core by ~250 MB)."""
 from __future__ import annotations
 
 import pytest
 
-from appliance.core import identity, users
+from appliance.core.auth import identity, users
+from appliance.core.auth.identity import Tokens, sha256
 from appliance.core.db import ApiToken, now, open_database
-from appliance.core.identity import Tokens, sha256
 from appliance.errors import Unauthenticated
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import yaml
 
 from appliance.config import Config
-from appliance.core.drivers import guestcgroups, guestlimits, ucounts
+from appliance.drivers.lxc import cgroups as guestcgroups
+from appliance.drivers.lxc import limits as guestlimits
+from appliance.drivers.lxc import ucounts
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -41,8 +41,8 @@ def prepare(cfg) -> None:
     if cfg.guest_driver != "lxc":
         return
     try:
-        from appliance.core import host
-        from appliance.core.drivers.lxc import LxcDriver
+        from appliance.drivers.lxc.driver import LxcDriver
+        from appliance.host import libvirtd as host
         was_running = host.libvirtd_pid() is not None
         LxcDriver.from_config(cfg).prepare_host(build_image=True)
         if not was_running and host.libvirtd_pid() is not None:
@@ -66,14 +66,14 @@ def release(cfg) -> list[str]:
     if cfg.guest_driver != "lxc":
         return []
     stopped = []
-    from appliance.core.ingress import Haproxy
+    from appliance.core.compute.ingress import Haproxy
     haproxy = Haproxy(cfg)
     if haproxy.pids():
         haproxy.stop()
         stopped.append("ingress proxy")
-    from appliance.core import host
+    from appliance.host import libvirtd as host
     if host.libvirtd_pid() is not None:
-        from appliance.core.drivers.lxc import LxcDriver
+        from appliance.drivers.lxc.driver import LxcDriver
         driver = LxcDriver.from_config(cfg)
         # Only this data dir's guests: one libvirtd may serve several appliances.
         guests = [g for g in driver.running_guests() if driver.volumes.exists(g)]

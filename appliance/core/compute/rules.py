@@ -56,7 +56,7 @@ MAX_NAME = 63
 INGRESS_SHARED_PORTS = (80, 443)
 # Exclusive ports. Within the range, ports the host itself uses (the
 # appliance's own ports, e.g. the default API port 8080, and anything bound
-# at the time of the request) are refused later with 409 (core/hostports.py).
+# at the time of the request) are refused later with 409 (core/compute/hostports.py).
 INGRESS_PORT_RANGE = (8000, 8999)
 
 
@@ -128,7 +128,7 @@ def mount_path_in_image(path: str, image) -> str:
     (docs/compute.md): refuse with 400 and name the path the guest would
     really see, rather than mount somewhere else than asked. The driver
     refuses the same at start (it never resolves such a path on the host)."""
-    from appliance.core.drivers import guestpath
+    from appliance.host import guestpath
 
     try:
         link = guestpath.first_symlink(image, path)

@@ -2,7 +2,7 @@
 
 Per guest, on the host:
 
-- ``<data>/volumes/<id>.img`` (the persistent volume, ``core/volumes.py``),
+- ``<data>/volumes/<id>.img`` (the persistent volume, ``host/volumes.py``),
   mounted at ``<run>/volumes/<id>/`` while the guest runs. Inside it:
   ``mounts/<mount path>`` (bind-mounted into the guest), ``layer/{upper,work}``
   (the overlayfs layer: the guest's writes outside mount paths count against
@@ -27,7 +27,7 @@ Isolation (``docs/isolation.md``):
   until the driver has moved it there, then takes a fresh cgroup namespace
   rooted at its own cgroups, and only then starts anything.
 - network: per-guest anti-spoofing entries and the guard chains of
-  ``core/network.py``.
+  ``host/network.py``.
 
 ``<run>`` (``run_dir``, default ``/run/appliance-guests/<hash of data dir>``)
 holds only mount points. It exists because a user-namespace guest's root
@@ -52,15 +52,38 @@ import threading
 import time
 from pathlib import Path
 
-from appliance.core import network
-from appliance.core.drivers import guestcgroups, guestinit, guestlimits, guestpath, idmap, nsexec, ucounts
-from appliance.core.drivers.guestinit import CGROUP_REMOUNT, INIT_PIDS_GATE, INIT_SCRIPT, READY_FILE
-from appliance.core.drivers.base import (
-    ExecResult, GuestDriver, GuestError, GuestNoRoom, GuestNotFound, GuestNotRunning, GuestSpec,
-    GuestStartError, GuestState, GuestUsage, PtyProcess,
+from appliance.drivers.base import (
+    ExecResult,
+    GuestDriver,
+    GuestError,
+    GuestNoRoom,
+    GuestNotFound,
+    GuestNotRunning,
+    GuestSpec,
+    GuestStartError,
+    GuestState,
+    GuestUsage,
+    PtyProcess,
 )
-from appliance.core.drivers.domain_xml import BindMount, BridgeInterface, DomainSpec, IdMap, build_domain_xml
-from appliance.core.volumes import VolumeError, VolumeNoRoom, VolumeStore
+from appliance.drivers.lxc import cgroups as guestcgroups
+from appliance.drivers.lxc import init as guestinit
+from appliance.drivers.lxc import limits as guestlimits
+from appliance.drivers.lxc import nsexec, ucounts
+from appliance.drivers.lxc.domain_xml import (
+    BindMount,
+    BridgeInterface,
+    DomainSpec,
+    IdMap,
+    build_domain_xml,
+)
+from appliance.drivers.lxc.init import (
+    CGROUP_REMOUNT,
+    INIT_PIDS_GATE,
+    INIT_SCRIPT,
+    READY_FILE,
+)
+from appliance.host import guestpath, idmap, network
+from appliance.host.volumes import VolumeError, VolumeNoRoom, VolumeStore
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +127,7 @@ class LxcDriver(GuestDriver):
         ``nofile``: kernel limits per guest (``guestlimits``; 0: none, only for
         measuring). ``volume_margin_gb``: free disk kept when reserving volumes.
         ``msgqueue_bytes``, ``sigpending``: per guest uid (``ucounts``)."""
-        from appliance.core.image import image_path
+        from appliance.host.image import image_path
 
         self.image = image_path(image_dir)
         self.data_dir = Path(data_dir)
@@ -150,7 +173,8 @@ class LxcDriver(GuestDriver):
 
     def prepare_host(self, *, build_image: bool = True) -> None:
         """libvirtd, bridge, NAT and the image: everything a start needs."""
-        from appliance.core import host, image
+        from appliance.host import image
+        from appliance.host import libvirtd as host
 
         host.ensure_libvirtd()
         ucounts.raise_host_limits()   # counters guests share with host root
@@ -396,7 +420,7 @@ class LxcDriver(GuestDriver):
 
     def _prepare_runtime(self, spec: GuestSpec) -> str:
         if not (self.image / "etc/os-release").exists():
-            raise GuestStartError(f"guest image missing at {self.image}; run: python -m appliance.core.image build")
+            raise GuestStartError(f"guest image missing at {self.image}; run: python -m appliance.host.image build")
         ids = self.idranges.ensure(spec.id) if self.userns else None
         own = _Owner(ids)
         _traversable(self.run_dir, "guests", "volumes")

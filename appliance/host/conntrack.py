@@ -21,7 +21,7 @@ import shutil
 import subprocess
 from typing import Iterable
 
-log = logging.getLogger("appliance.core.conntrack")
+log = logging.getLogger("appliance.host.conntrack")
 
 # orig src, orig dst, reply src (the DNAT target), reply dst
 DIRECTIONS = ("--orig-src", "--orig-dst", "--reply-src", "--reply-dst")

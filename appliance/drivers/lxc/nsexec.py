@@ -32,7 +32,7 @@ import termios
 import time
 from dataclasses import dataclass
 
-from appliance.core.drivers.base import ExecResult, PtyProcess
+from appliance.drivers.base import ExecResult, PtyProcess
 
 _libc = ctypes.CDLL(None, use_errno=True)
 # user first (it grants the rights for the rest), mnt last (after it /proc

@@ -34,11 +34,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from appliance.core import context as ctx
 from appliance.core import live
-from appliance.core.compute_models import RUNNING
+from appliance.core.compute.models import RUNNING
 from appliance.errors import Invalid, TooManyRequests, WrongState
 from appliance.v1 import compute_pb2
 
-log = logging.getLogger("appliance.core.terminal")
+log = logging.getLogger("appliance.core.compute.terminal")
 
 READ_CHUNK = 64 * 1024
 MAX_QUEUED = 64          # output chunks waiting for the client before reading pauses

@@ -6,8 +6,8 @@ from typing import Awaitable, Callable
 
 import peewee as pw
 
+from appliance.core.auth.passwords import MAX_PASSWORD_BYTES, hash_password
 from appliance.core.db import User, database, new_public_id
-from appliance.core.passwords import MAX_PASSWORD_BYTES, hash_password
 from appliance.errors import Conflict, Invalid, NotFound
 
 MAX_USERNAME_CHARS = 64

@@ -15,7 +15,7 @@ import grpc
 from appliance.contract import METHODS, Method
 from appliance.core import context as ctx
 from appliance.core import live
-from appliance.core.identity import Tokens
+from appliance.core.auth.identity import Tokens
 from appliance.errors import AppError, PermissionDenied, Unauthenticated
 from appliance.v1 import options_pb2 as opt
 

@@ -49,7 +49,7 @@ def public_line(pem: bytes, comment: str = "") -> str:
 
 def guest_authorized_line(config) -> str:
     """The authorized_keys line that lets the gateway into a guest as root."""
-    from appliance.core.network import gateway_ip
+    from appliance.host.network import gateway_ip
 
     pem = private_key_pem(config, GUEST_ACCESS_KEY)
     return f'from="{gateway_ip(config.guest_subnet)}" {public_line(pem, GUEST_KEY_COMMENT)}'

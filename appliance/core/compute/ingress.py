@@ -47,14 +47,21 @@ from dataclasses import dataclass
 import peewee as pw
 
 from appliance.config import Config
-from appliance.core import conntrack, db, hostports
-from appliance.core.compute_models import CONTAINER_ID_ALPHABET, RUNNING, Container
+from appliance.core import db
+from appliance.core.compute import hostports
+from appliance.core.compute.ingress_proxy import (  # noqa: F401
+    HTTP_PORT,
+    HTTPS_PORT,
+    Haproxy,
+    haproxy_config,
+)
+from appliance.core.compute.models import CONTAINER_ID_ALPHABET, RUNNING, Container
 from appliance.core.db import BaseModel, database, new_public_id, now
-from appliance.core.ingress_proxy import HTTP_PORT, HTTPS_PORT, Haproxy, haproxy_config  # noqa: F401
-from appliance.core.network import NFT_TABLE, NetworkError, gateway_ip
 from appliance.errors import Conflict, NotFound
+from appliance.host import conntrack
+from appliance.host.network import NFT_TABLE, NetworkError, gateway_ip
 
-log = logging.getLogger("appliance.core.ingress")
+log = logging.getLogger("appliance.core.compute.ingress")
 
 SHARED_PORTS = (HTTP_PORT, HTTPS_PORT)
 RULE_ID_LENGTH = 8
@@ -340,8 +347,8 @@ async def list_ingress(servicer, request):
 
 
 async def add_ingress(servicer, request):
-    from appliance.core import compute_rules
     from appliance.core import context as ctx
+    from appliance.core.compute import rules as compute_rules
     row = servicer._own(ctx.principal(), request.id, "update")
     port, target = compute_rules.ingress_rule(
         request.port, request.target_port if request.HasField("target_port") else None)

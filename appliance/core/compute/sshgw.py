@@ -29,14 +29,14 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from appliance.core import sshkeys
-from appliance.core.compute_models import RUNNING, Container, SshKey
+from appliance.core.compute import sshkeys
+from appliance.core.compute.models import RUNNING, Container, SshKey
 from appliance.core.server import EXTRA_SERVICERS
 from appliance.errors import AppError, Invalid, NotFound, PermissionDenied, WrongState
 from appliance.logsafe import clip
 from appliance.v1 import sshgw_pb2, sshgw_pb2_grpc
 
-log = logging.getLogger("appliance.core.sshgw")
+log = logging.getLogger("appliance.core.compute.sshgw")
 
 GUEST_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 CONTAINER_ID_RE = re.compile(r"^[a-z0-9]{1,16}$")
@@ -92,8 +92,8 @@ class SshGatewayServicer(sshgw_pb2_grpc.SshGatewayServiceServicer):
     def __init__(self, core):
         self.core = core
         # The gateway's keys exist before any gateway or guest needs them
-        # (created once, 0600; see appliance/ssh/keys.py).
-        from appliance.ssh import keys
+        # (created once, 0600; see appliance/gatewaykeys.py).
+        from appliance import gatewaykeys as keys
         keys.private_key_pem(core.config, keys.HOST_KEY)
         keys.private_key_pem(core.config, keys.GUEST_ACCESS_KEY)
 

@@ -10,7 +10,7 @@ bumping ``IMAGE_VERSION`` (package list or tweaks changed) makes
 
 SSH host keys are removed from the image: every guest generates its own.
 
-Command line: ``python -m appliance.core.image build [--force] [--image-dir DIR]``.
+Command line: ``python -m appliance.host.image build [--force] [--image-dir DIR]``.
 """
 from __future__ import annotations
 
@@ -190,7 +190,7 @@ def _bind_mounted(tree: Path) -> bool:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m appliance.core.image")
+    parser = argparse.ArgumentParser(prog="python -m appliance.host.image")
     sub = parser.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build the guest image if missing (or --force)")
     b.add_argument("--force", action="store_true")

@@ -19,7 +19,7 @@ import errno
 import time
 from pathlib import Path
 
-from appliance.core.drivers import nsexec
+from appliance.drivers.lxc import nsexec
 
 HIERARCHIES = ("unified", "name=systemd")   # keys of nsexec._cgroup_mounts()
 

@@ -17,22 +17,36 @@ import peewee as pw
 
 from appliance.config import Config
 from appliance.core import context as ctx
-from appliance.core import scopes, users
-from appliance.core import storage_access as access
+from appliance.core.auth import scopes, users
 from appliance.core.db import database
-from appliance.core.files import BlobStore
 from appliance.core.server import EXTRA_SERVICERS
-from appliance.core.storage_models import (DEFAULT_NAMESPACE, Namespace, StoredFile,
-                                           ensure_default_namespace)
-from appliance.core.storage_progress import ProgressHub
-from appliance.core.storage_rules import (PUBLIC, VISIBLE, content_type, etag, file_name, local_peer,
-                                          namespace_name, not_modified, parse_range, range_applies,
-                                          visibility)
-from appliance.core.storage_upload import Uploads, stored_bytes
+from appliance.core.storage import access
+from appliance.core.storage.blobs import BlobStore
+from appliance.core.storage.models import (
+    DEFAULT_NAMESPACE,
+    Namespace,
+    StoredFile,
+    ensure_default_namespace,
+)
+from appliance.core.storage.progress import ProgressHub
+from appliance.core.storage.rules import (
+    PUBLIC,
+    VISIBLE,
+    content_type,
+    etag,
+    file_name,
+    local_peer,
+    namespace_name,
+    not_modified,
+    parse_range,
+    range_applies,
+    visibility,
+)
+from appliance.core.storage.upload import Uploads, stored_bytes
 from appliance.errors import Conflict, Internal, Invalid, NotFound, PermissionDenied
 from appliance.v1 import common_pb2, storage_pb2, storage_pb2_grpc
 
-log = logging.getLogger("appliance.core.storage")
+log = logging.getLogger("appliance.core.storage.servicer")
 
 OK = common_pb2.StatusResponse(status="ok")
 CHUNK = 256 * 1024

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-log = logging.getLogger("appliance.core.files")
+log = logging.getLogger("appliance.core.storage.blobs")
 
 BLOB_ID_BYTES = 16  # 32 hex characters
 # Start writeback of an upload every this many bytes, so the final fsync

@@ -8,18 +8,18 @@ from google.protobuf import json_format, struct_pb2
 
 from appliance.core import context as ctx
 from appliance.core import live
-from appliance.core import scopes as scope_rules
-from appliance.core import users
+from appliance.core.auth import scopes as scope_rules
+from appliance.core.auth import users
+from appliance.core.auth.identity import Tokens, sha256
+from appliance.core.auth.inflight import InFlight
+from appliance.core.auth.passwords import HashPool, hash_password, verify_password
+from appliance.core.auth.throttle import LoginThrottle
 from appliance.core.db import ApiToken, User, database, new_public_id, now
-from appliance.core.identity import Tokens, sha256
-from appliance.core.inflight import InFlight
-from appliance.core.passwords import HashPool, hash_password, verify_password
-from appliance.core.throttle import LoginThrottle
 from appliance.errors import Conflict, Invalid, NotFound, Unauthenticated
 from appliance.logsafe import clip
 from appliance.v1 import auth_pb2, auth_pb2_grpc, common_pb2
 
-log = logging.getLogger("appliance.core.auth")
+log = logging.getLogger("appliance.core.auth.servicer")
 
 EXPIRY = {"30d": 30 * 86400, "90d": 90 * 86400, "365d": 365 * 86400, "never": None, "": None}
 OK = common_pb2.StatusResponse(status="ok")

@@ -36,7 +36,7 @@ import peewee as pw
 
 from appliance.core import db
 from appliance.core.db import BaseModel
-from appliance.core.network import NetworkError, gateway_ip
+from appliance.host.network import NetworkError, gateway_ip
 
 
 class GuestAddress(BaseModel):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 
-from appliance.core.throttle import address_key
+from appliance.core.auth.throttle import address_key
 from appliance.errors import TooManyRequests
 
 

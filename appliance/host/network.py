@@ -221,7 +221,7 @@ def ensure_guest_network(bridge: str, subnet: str, public_ports: Iterable[int] =
     """Bridge + NAT + isolation rules + IPv4 forwarding: everything guests
     need from the host. ``public_ports``: host TCP ports guests may connect
     to (the appliance's public services); the rest of the host is closed to them."""
-    from appliance.core.host import enable_ip_forwarding
+    from appliance.host.libvirtd import enable_ip_forwarding
 
     ensure_bridge(bridge, subnet)
     ensure_guard(bridge, public_ports)

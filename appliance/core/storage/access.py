@@ -9,9 +9,9 @@
 """
 from __future__ import annotations
 
-from appliance.core import scopes
-from appliance.core.storage_models import Namespace, StoredFile
-from appliance.core.storage_rules import VISIBLE
+from appliance.core.auth import scopes
+from appliance.core.storage.models import Namespace, StoredFile
+from appliance.core.storage.rules import VISIBLE
 from appliance.errors import NotFound, PermissionDenied, Unauthenticated
 
 

@@ -27,17 +27,24 @@ import peewee as pw
 
 from appliance.config import Config
 from appliance.core import context as ctx
-from appliance.core import diskspace
-from appliance.core import storage_access as access
 from appliance.core.db import database, now
-from appliance.core.files import BlobStore, TempFile
-from appliance.core.storage_models import DEFAULT_NAMESPACE, Namespace, StoredFile
-from appliance.core.storage_progress import ProgressHub
-from appliance.core.storage_rules import etag, file_name, local_peer, namespace_name
-from appliance.errors import Conflict, InsufficientStorage, Invalid, NotFound, TooLarge, TooManyRequests
+from appliance.core.storage import access
+from appliance.core.storage.blobs import BlobStore, TempFile
+from appliance.core.storage.models import DEFAULT_NAMESPACE, Namespace, StoredFile
+from appliance.core.storage.progress import ProgressHub
+from appliance.core.storage.rules import etag, file_name, local_peer, namespace_name
+from appliance.errors import (
+    Conflict,
+    InsufficientStorage,
+    Invalid,
+    NotFound,
+    TooLarge,
+    TooManyRequests,
+)
+from appliance.host import diskspace
 from appliance.v1 import storage_pb2
 
-log = logging.getLogger("appliance.core.storage")
+log = logging.getLogger("appliance.core.storage.servicer")
 
 UPLOAD_READY = (("x-upload-ready", "1"),)
 # Look at the disk's free space again every this many bytes received.

@@ -33,23 +33,43 @@ from pathlib import Path
 import peewee as pw
 
 from appliance.config import Config
-from appliance.core import compute_rules as rules
 from appliance.core import context as ctx
-from appliance.core import addresses, ingress, network, scopes, sshkeys, terminal, users
-from appliance.core.compute_models import (
-    CONTAINER_ID_ALPHABET, CONTAINER_ID_LENGTH, ERROR, INITIALIZING, KEY_ID_LENGTH, PENDING,
-    RUNNING, STOPPED, Container, SshKey,
+from appliance.core.auth import scopes, users
+from appliance.core.compute import addresses, ingress, rules, sshkeys, terminal
+from appliance.core.compute.models import (
+    CONTAINER_ID_ALPHABET,
+    CONTAINER_ID_LENGTH,
+    ERROR,
+    INITIALIZING,
+    KEY_ID_LENGTH,
+    PENDING,
+    RUNNING,
+    STOPPED,
+    Container,
+    SshKey,
 )
 from appliance.core.db import User, database, new_public_id
-from appliance.core.drivers.base import GuestDriver, GuestError, GuestNoRoom, GuestSpec, GuestState
 from appliance.core.events import Bus, Lagged, user_topic
 from appliance.core.server import EXTRA_SERVICERS
-from appliance.errors import (
-    Conflict, Internal, Invalid, NotFound, TooManyRequests, Unavailable,
+from appliance.drivers.base import (
+    GuestDriver,
+    GuestError,
+    GuestNoRoom,
+    GuestSpec,
+    GuestState,
 )
+from appliance.errors import (
+    Conflict,
+    Internal,
+    Invalid,
+    NotFound,
+    TooManyRequests,
+    Unavailable,
+)
+from appliance.host import network
 from appliance.v1 import common_pb2, compute_pb2, compute_pb2_grpc
 
-log = logging.getLogger("appliance.core.compute")
+log = logging.getLogger("appliance.core.compute.service")
 
 OK = common_pb2.StatusResponse(status="ok")
 MAX_KEYS_PER_USER = 10
@@ -62,10 +82,10 @@ DELETED = "deleted"  # only ever seen on the status stream
 
 def make_driver(config: Config) -> GuestDriver:
     if config.guest_driver == "fake":
-        from appliance.core.drivers.fake import FakeDriver
+        from appliance.drivers.fake import FakeDriver
         return FakeDriver()
     if config.guest_driver == "lxc":
-        from appliance.core.drivers.lxc import LxcDriver
+        from appliance.drivers.lxc.driver import LxcDriver
         return LxcDriver.from_config(config)
     raise ValueError(f"guest_driver must be 'lxc' or 'fake', not {config.guest_driver!r}")
 
@@ -99,7 +119,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         self._host_tried = 0.0
         self._host_lock = asyncio.Lock()
         self._monitor: asyncio.Task | None = None
-        # Ingress forwarding follows the rules of running containers (core/ingress.py).
+        # Ingress forwarding follows the rules of running containers (core/compute/ingress.py).
         self.ingress = ingress.Ingress(config, self.run, enabled=config.guest_driver != "fake")
         users.delete_hooks.append(self.on_user_deleted)
 
@@ -234,10 +254,10 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                          authorized_keys=tuple(row.keys) + self._gateway_keys(), hostname=row.public_id)
 
     def _gateway_keys(self) -> tuple[str, ...]:
-        """The SSH gateway's guest-access key (appliance/ssh/keys.py), authorised at every start."""
+        """The SSH gateway's guest-access key (appliance/gatewaykeys.py), authorised at every start."""
         if self.config.guest_driver == "fake":
             return ()
-        from appliance.ssh.keys import guest_authorized_line
+        from appliance.gatewaykeys import guest_authorized_line
         return (guest_authorized_line(self.config),)
 
     async def _start(self, container_id: str) -> None:
@@ -404,7 +424,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 log.error("compute: destroy of %s failed (%s); its row goes, the sweep retries", cid, e)
             Container.delete().where(Container.id == row.id).execute()
             owner = User.select(User.public_id).where(User.id == row.owner_id).scalar()
-            addresses.release(row.ip, owner=owner)  # quarantined, except for its owner (core/addresses.py)
+            addresses.release(row.ip, owner=owner)  # quarantined, except for its owner (core/compute/addresses.py)
         self.locks.pop(cid, None)
         self.changed.pop(cid, None)
         log.info("compute: %s deleted", cid)

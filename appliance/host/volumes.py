@@ -217,7 +217,7 @@ class VolumeStore:
         0..65535 are host ids ``id_base``..: the new directories and what was
         seeded into them are owned by those shifted ids.
         """
-        from appliance.core.drivers import guestpath
+        from appliance.host import guestpath
 
         mnt = self.mountpoint(name)
         if not os.path.ismount(mnt):
@@ -255,7 +255,7 @@ class VolumeStore:
                 os.fchown(fd, st.st_uid, st.st_gid)
                 os.fchmod(fd, st.st_mode & 0o7777)
             if id_base:
-                from appliance.core.drivers.idmap import remap_tree
+                from appliance.host.idmap import remap_tree
                 tfd = guestpath.open_dir(mnt, top)   # new parents too: a later mount path may be one
                 try:
                     remap_tree(tfd, 0, id_base)

@@ -15,9 +15,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from appliance.core.drivers.base import (
-    ExecResult, GuestDriver, GuestNoRoom, GuestNotFound, GuestNotRunning, GuestSpec, GuestStartError,
-    GuestState, GuestUsage, PtyProcess,
+from appliance.drivers.base import (
+    ExecResult,
+    GuestDriver,
+    GuestNoRoom,
+    GuestNotFound,
+    GuestNotRunning,
+    GuestSpec,
+    GuestStartError,
+    GuestState,
+    GuestUsage,
+    PtyProcess,
 )
 
 

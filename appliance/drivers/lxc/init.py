@@ -10,7 +10,7 @@ and starts sshd."""
 
 import time
 
-from appliance.core.drivers import guestpath
+from appliance.host import guestpath
 
 READY_FILE = "/run/appliance-init.ready"
 
