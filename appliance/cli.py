@@ -17,13 +17,13 @@ import sys
 
 from appliance import config as config_mod
 from appliance import logs, supervise
+from appliance.core.compute import hostprep
 
 # Steps `appliance up` runs before starting the daemons (host preparation:
 # libvirtd, guest image, bridge) and `appliance down` runs after stopping them
-# (guests, ingress proxy, the libvirtd that `up` started); compute registers its own.
-PREPARE_STEPS: list = []
-RELEASE_STEPS: list = []
-import appliance.core.compute.hostprep  # noqa: E402,F401  (libvirtd, guest image, bridge)
+# (guests, ingress proxy, the libvirtd that `up` started).
+PREPARE_STEPS = [hostprep.prepare]
+RELEASE_STEPS = [hostprep.release]
 
 
 def _setup_logging(cfg) -> None:

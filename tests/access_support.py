@@ -55,8 +55,8 @@ def stop_appliance(a: Appliance, bridge: str) -> None:
         admin.delete(f"/compute/containers/{c['id']}")
     time.sleep(0.3)  # the last ingress sync
     a.close()
-    from appliance.core.compute import ingress
-    ingress.remove_nft(bridge)
+    from appliance.host import ingress_nft
+    ingress_nft.remove_nft(bridge)
     _stop_haproxy(a.data_dir)
     network.remove_guest_network(bridge)
 

@@ -135,7 +135,51 @@ class PtyProcess(abc.ABC):
         """Hang up and reap. Idempotent."""
 
 
+# Ingress ports shared by name (HTTP Host, TLS SNI); every other port belongs to one guest.
+SHARED_INGRESS_PORTS = (80, 443)
+
+
+@dataclass(frozen=True)
+class IngressRoute:
+    """One forwarding: external ``port`` of the host to ``ip:target_port`` of a guest."""
+    container_id: str
+    ip: str
+    port: int
+    target_port: int
+
+
+class IngressApplier(abc.ABC):
+    """Makes the host forward the appliance's external ports to guests. The
+    core decides which routes are live (rules of running containers, minus
+    ports a host service holds); the applier only makes the host match.
+    Calls come one at a time, from a worker thread."""
+
+    @abc.abstractmethod
+    def apply(self, routes: list[IngressRoute], reserved: set[int] | frozenset[int],
+              running_addresses: set[str]) -> None:
+        """Forward exactly ``routes`` (``SHARED_INGRESS_PORTS`` by name),
+        never an exclusive port in
+        ``reserved`` (the appliance's own). Then forget the connections of
+        forwards and guest addresses that went away (``running_addresses``:
+        the guests running now), so no old binding outlives its rule. Raises
+        on a host failure; the next call starts over from the full set."""
+
+    @abc.abstractmethod
+    def stop(self) -> bool:
+        """Stop the forwarding processes (the shared-port proxy), keeping
+        the kernel rules; True if one was running (``appliance down``)."""
+
+    @abc.abstractmethod
+    def teardown(self) -> None:
+        """Remove every forwarding this appliance made (tests, uninstall)."""
+
+
 class GuestDriver(abc.ABC):
+    @classmethod
+    @abc.abstractmethod
+    def from_config(cls, config) -> GuestDriver:
+        """The driver for an ``appliance.config.Config`` (``drivers/factory.py``)."""
+
     @abc.abstractmethod
     def spawn(self, spec: GuestSpec) -> None:
         """Create a new guest (its volume) and start it.
@@ -172,6 +216,36 @@ class GuestDriver(abc.ABC):
         """The root directory of the image guests start from (a ``Path``), for
         checking mount paths against it; None when the driver has no image."""
         return None
+
+    def prepare_host(self, *, build_image: bool = True) -> None:
+        """Make the host ready to start guests (services, network, and the
+        image when ``build_image``); raises with the reason when it cannot.
+        Idempotent; the core retries it. Nothing to do by default."""
+
+    @abc.abstractmethod
+    def stored_guests(self) -> set[str]:
+        """Ids of every guest with persistent state (a volume) on this host,
+        running or not (the core's orphan sweep)."""
+
+    @abc.abstractmethod
+    def guest_host_keys(self, guest_id: str) -> list[str]:
+        """The public SSH host keys of the guest's sshd (``"<type> <base64>"``),
+        for the SSH gateway to verify; empty when the guest has none yet or
+        is not running."""
+
+    @abc.abstractmethod
+    def stop_guests(self) -> list[str]:
+        """Stop every running guest of this driver's data directory (not
+        other appliances' guests on the same backend); the ids stopped.
+        For ``appliance down``: volumes stay."""
+
+    @abc.abstractmethod
+    def ingress_applier(self, config) -> IngressApplier:
+        """What forwards external ports to this driver's guests (``config``:
+        an ``appliance.config.Config``, for ports, names and paths)."""
+
+    def close(self) -> None:
+        """Release what the driver holds open (connections). Guests keep running."""
 
     def restart(self, spec: GuestSpec) -> None:
         """Stop then start with ``spec``; the volume's data is kept."""

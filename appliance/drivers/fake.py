@@ -1,6 +1,7 @@
 """An in-memory guest driver honouring the ``GuestDriver`` contract, for quick
 tests of the layers above. It runs nothing: ``exec`` answers from a small
-table of canned commands, files live in dicts.
+table of canned commands, files live in dicts, and the ingress applier
+records the routes it would forward (``driver.ingress``).
 
 Knobs for tests: ``disk_bytes`` (host disk for volumes: ``reserve_storage``
 refuses what does not fit beside the guests' full sizes), ``fail_next_start`` (the next start raises
@@ -16,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from appliance.drivers.base import (
+    SHARED_INGRESS_PORTS,
     ExecResult,
     GuestDriver,
     GuestNoRoom,
@@ -25,6 +27,8 @@ from appliance.drivers.base import (
     GuestStartError,
     GuestState,
     GuestUsage,
+    IngressApplier,
+    IngressRoute,
     PtyProcess,
 )
 
@@ -35,6 +39,7 @@ class FakeGuest:
     running: bool = False
     starts: int = 0
     volume: dict[str, bytes] = field(default_factory=dict)   # path -> content, under mount paths
+    host_keys: list[str] = field(default_factory=list)      # made at the first start, kept with the volume
     layer: dict[str, bytes] = field(default_factory=dict)    # everything else, reset on start
 
     def in_mounts(self, path: str) -> bool:
@@ -90,6 +95,39 @@ def _socketpair() -> tuple[int, int]:
     return a.detach(), b.detach()
 
 
+def _new_host_key() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    public = ed25519.Ed25519PrivateKey.generate().public_key()
+    return public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+
+
+class FakeIngress(IngressApplier):
+    """Forwards nothing; ``routes`` is what the host would forward now
+    (exclusive ports in ``reserved`` left out, as the real applier does),
+    ``proxy_running`` whether the shared-port proxy would run."""
+
+    def __init__(self):
+        self.routes: list[IngressRoute] = []
+        self.running_addresses: set[str] = set()
+        self.proxy_running = False
+        self.passes = 0
+
+    def apply(self, routes: list[IngressRoute], reserved: set[int] | frozenset[int],
+              running_addresses: set[str]) -> None:
+        self.routes = [r for r in routes if r.port in SHARED_INGRESS_PORTS or r.port not in reserved]
+        self.running_addresses = set(running_addresses)
+        self.proxy_running = any(r.port in SHARED_INGRESS_PORTS for r in self.routes)
+        self.passes += 1
+
+    def stop(self) -> bool:
+        was, self.proxy_running = self.proxy_running, False
+        return was
+
+    def teardown(self) -> None:
+        self.routes, self.proxy_running = [], False
+
+
 class FakeDriver(GuestDriver):
     def __init__(self, *, storage_used_bytes: int = 0, memory_used_bytes: int = 32 << 20):
         self.guests: dict[str, FakeGuest] = {}
@@ -99,7 +137,28 @@ class FakeDriver(GuestDriver):
         self.storage_used_bytes = storage_used_bytes
         self.disk_bytes: int | None = None   # None: room for anything
         self.reserved: dict[str, int] = {}
+        self.ingress = FakeIngress()
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config) -> FakeDriver:
+        return cls()
+
+    def stored_guests(self) -> set[str]:
+        return set(self.guests)
+
+    def guest_host_keys(self, guest_id: str) -> list[str]:
+        guest = self.guests.get(guest_id)
+        return list(guest.host_keys) if guest is not None and guest.running else []
+
+    def stop_guests(self) -> list[str]:
+        stopped = self.running_guests()
+        for guest_id in stopped:
+            self.stop(guest_id)
+        return stopped
+
+    def ingress_applier(self, config) -> FakeIngress:
+        return self.ingress
 
     def reserve_storage(self, guest_id: str, storage_gb: float) -> None:
         if self.disk_bytes is None:
@@ -141,6 +200,8 @@ class FakeDriver(GuestDriver):
             reason, self.fail_next_start = self.fail_next_start, None
             raise GuestStartError(f"guest {spec.id} could not start: {reason}")
         guest.spec = spec
+        if not guest.host_keys:
+            guest.host_keys = [_new_host_key()]
         guest.layer = {"/root/.ssh/authorized_keys": "".join(k.strip() + "\n" for k in spec.authorized_keys).encode()}
         if guest.in_mounts("/root/.ssh/authorized_keys"):
             guest.volume["/root/.ssh/authorized_keys"] = guest.layer.pop("/root/.ssh/authorized_keys")

@@ -202,8 +202,8 @@ def rules_of(person, cid):
 
 
 def nft_text() -> str:
-    from appliance.core.compute import ingress
-    return ingress.nft_rules_text(BRIDGE)
+    from appliance.host import ingress_nft
+    return ingress_nft.nft_rules_text(BRIDGE)
 
 
 def haproxy_maps(app) -> str:
@@ -583,10 +583,10 @@ def test_stop_removes_forwarding_and_start_restores_it(app, guest_a, alice):
 
 
 def test_core_restart_restores_rules_from_the_database(app, guest_a, alice):
-    from appliance.core.compute import ingress
+    from appliance.host import ingress_nft
     cid = guest_a["id"]
     app.stop("core")
-    ingress.remove_nft(BRIDGE)  # as after a host reboot
+    ingress_nft.remove_nft(BRIDGE)  # as after a host reboot
     with pytest.raises(ConnectionError):
         tcp_exchange(HOST_IP, 8124)
     app.start("core")

@@ -77,8 +77,8 @@ def test_per_source_limit_holds_for_ipv6_clients(tmp_path):
     the shared 80/443 listeners (IPv4 clients of the same process are limited).
     Needs the machine-wide lock (it starts HAProxy on ::1)."""
     from appliance.config import Config
-    from appliance.core.compute.ingress import Route
-    from appliance.core.compute.ingress_proxy import Haproxy
+    from appliance.drivers.base import IngressRoute as Route
+    from appliance.host.ingress_proxy import Haproxy
     with socket.socket(socket.AF_INET6) as s1, socket.socket(socket.AF_INET6) as s2:
         s1.bind(("::", 0))
         s2.bind(("::", 0))  # two ports free on every address (dual-stack)

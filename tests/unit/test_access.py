@@ -6,17 +6,18 @@ import subprocess
 import pytest
 
 from appliance.config import Config
-from appliance.core.compute import ingress
+from appliance.drivers.base import IngressRoute
+from appliance.host import ingress_nft
 from appliance.core.compute.sshgw import split_username
 from appliance.errors import Invalid
 from appliance.http.terminal_ws import parse_frame
 from appliance.ssh.server import _guest_command
 
 ROUTES = [
-    ingress.Route("aaaa1111", "10.217.0.2", 80, 8080),
-    ingress.Route("aaaa1111", "10.217.0.2", 443, 8443),
-    ingress.Route("bbbb2222", "10.217.0.3", 80, 80),
-    ingress.Route("bbbb2222", "10.217.0.3", 8022, 22),
+    IngressRoute("aaaa1111", "10.217.0.2", 80, 8080),
+    IngressRoute("aaaa1111", "10.217.0.2", 443, 8443),
+    IngressRoute("bbbb2222", "10.217.0.3", 80, 80),
+    IngressRoute("bbbb2222", "10.217.0.3", 8022, 22),
 ]
 
 
@@ -38,19 +39,19 @@ def test_guest_commands_for_other_users():
 
 
 def test_nft_script_only_forwards_exclusive_ports():
-    script = ingress.nft_script("apbr0", ROUTES)
+    script = ingress_nft.nft_script("apbr0", ROUTES)
     assert script.count("dnat to") == 2  # prerouting + output for 8022 only
     assert "th dport 8022 dnat to 10.217.0.3:22" in script
     assert "fib daddr type local" in script
     assert "masquerade" not in script  # 127.0.0.1 is not forwarded: no route_localnet, no SNAT
     assert "flush chain ip appliance ingress_pre_apbr0" in script
-    empty = ingress.nft_script("apbr0", [])
+    empty = ingress_nft.nft_script("apbr0", [])
     assert "dnat" not in empty and "masquerade" not in empty and "flush chain" in empty
 
 
 def test_nft_script_never_captures_loopback_or_the_appliances_ports():
-    routes = ROUTES + [ingress.Route("cccc3333", "10.217.0.4", 8080, 80)]
-    script = ingress.nft_script("apbr0", routes, reserved={8080, 2222, 80, 443})
+    routes = ROUTES + [IngressRoute("cccc3333", "10.217.0.4", 8080, 80)]
+    script = ingress_nft.nft_script("apbr0", routes, reserved={8080, 2222, 80, 443})
     lines = script.splitlines()
     assert "10.217.0.4" not in script  # a stored rule on the API port is not rendered
     for chain in ("ingress_pre_apbr0", "ingress_out_apbr0"):
@@ -84,7 +85,7 @@ def test_host_ports_in_use(tmp_path):
 
 
 def test_haproxy_config_routes_by_host_and_sni_through_maps(tmp_path):
-    from appliance.core.compute import ingress_proxy
+    from appliance.host import ingress_proxy
     config = Config(data_dir="/tmp/x", compute_domain="Compute.Example", ingress_http_port=18080,
                     ingress_https_port=18443, ingress_max_conns_per_source=7, ingress_hard_stop_after=12,
                     ingress_idle_timeout=90)
@@ -103,7 +104,7 @@ def test_haproxy_config_routes_by_host_and_sni_through_maps(tmp_path):
 
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed")
 def test_haproxy_accepts_the_rendered_config(tmp_path):
-    from appliance.core.compute import ingress_proxy
+    from appliance.host import ingress_proxy
     config = Config(data_dir=str(tmp_path), ingress_http_port=18080, ingress_https_port=18443)
     for name in ("h.map", "t.map"):
         (tmp_path / name).write_text(ingress_proxy.map_text(ingress_proxy.map_entries(config, ROUTES, 80)))

@@ -3,6 +3,8 @@ ports a pass leaves out, which conntrack entries a pass forgets."""
 from appliance.config import Config
 from appliance.core.compute import hostports, ingress
 from appliance.core.compute.ingress import Ingress, Route
+from appliance.drivers.fake import FakeIngress
+from appliance.drivers.lxc.ingress import LxcIngress
 from appliance.host import conntrack, network
 
 
@@ -29,7 +31,7 @@ def test_a_port_that_becomes_live_forgets_entries_replying_to_it(monkeypatch, tm
     monkeypatch.setattr(conntrack, "forget_forward", lambda port, ip: calls.append(("forward", port, ip)))
     monkeypatch.setattr(conntrack, "forget_address", lambda ip: calls.append(("address", ip)))
     monkeypatch.setattr(conntrack, "forget_stale", lambda *a: 0)
-    ing = Ingress(Config(data_dir=str(tmp_path)), run_blocking=None)
+    ing = LxcIngress(Config(data_dir=str(tmp_path)))
     a, b = Route("a", "10.9.0.2", 8100, 80), Route("b", "10.9.0.3", 8101, 80)
     ing._forget([a, Route("c", "10.9.0.4", 443, 443)], {"10.9.0.2", "10.9.0.4"})
     assert calls == [("reply", 8100)]  # first pass: every exclusive port; never 80/443
@@ -46,7 +48,7 @@ def test_recheck_starts_a_pass_only_when_a_forwarded_ports_binding_changed(monke
     monkeypatch.setattr(hostports, "bound_ports", lambda *a: set(bound))
     monkeypatch.setattr(ingress, "live_routes", lambda: [Route("a", "10.9.0.2", 8123, 80),
                                                          Route("b", "10.9.0.3", 80, 80)])
-    ing = Ingress(Config(data_dir=str(tmp_path)), run_blocking=None)
+    ing = Ingress(Config(data_dir=str(tmp_path)), run_blocking=None, applier=FakeIngress())
     passes = []
     monkeypatch.setattr(ing, "changed", lambda: passes.append(1))
     ing.recheck()

@@ -1,22 +1,15 @@
 """Ingress: external ports of the appliance reaching ports in guests.
 
 Rules live in the database (``IngressRule``); what the host does is derived
-from them every time something changes, never patched incrementally:
-
-- ports 8000-8999 (one container per port): kernel DNAT in the appliance's
-  own nftables table (``table ip appliance``), chains
-  ``ingress_pre_<bridge>`` (prerouting: traffic from other hosts and
-  guests) and ``ingress_out_<bridge>`` (output: the appliance host itself,
-  to one of its own non-loopback addresses). TCP and UDP, any protocol on
-  top. Never matched: destinations in 127.0.0.0/8 (so the host's own
-  loopback traffic is never captured, and no ``route_localnet`` is needed)
-  and the appliance's own service ports (``hostports.reserved``), even if a
-  rule for one is in the database. ``ingress_post_<bridge>`` stays empty
-  (kept so older cores' rules are flushed).
-- ports 80 and 443 (shared): HAProxy, run by the core
-  (``ingress_proxy.py``: routes in map files updated through the runtime
-  API, no reloads). ``Config.ingress_http_port``/``ingress_https_port``
-  move the listeners (rules still say 80/443).
+from them every time something changes, never patched incrementally. The
+driver's ingress applier (``GuestDriver.ingress_applier``) makes the host
+match: on LXC, kernel DNAT for ports 8000-8999 (one container per port,
+``host/ingress_nft.py``) and HAProxy for the shared ports 80 and 443
+(``host/ingress_proxy.py``: routes in map files updated through the runtime
+API, no reloads; ``Config.ingress_http_port``/``ingress_https_port`` move
+the listeners, rules still say 80/443), then the conntrack entries of
+forwards and guests that went away (``drivers/lxc/ingress.py``). On the
+fake driver the applier records the routes.
 
 Adding a rule checks the per-container and per-user caps
 (``max_ingress_rules_per_container``/``_per_user``; rules of stopped
@@ -24,42 +17,34 @@ containers count) and that nothing on the host uses the port. Every pass
 checks the host's bound ports again (``hostports.bound_ports``): a host
 service started after the rule keeps its port (the rule is left out,
 logged, ``last_error``), and compute's monitor (``recheck``) starts a new
-pass when such a port is bound or freed. A port that becomes live first
-loses the conntrack entries whose reply goes to it (flows made before the
-rule, which would otherwise take its packets).
+pass when such a port is bound or freed. The appliance's own service ports
+(``hostports.reserved``) are never forwarded, even if a rule for one is in
+the database.
 
-Only rules of *running* containers are rendered: a stop, a guest death, a
+Only rules of *running* containers are applied: a stop, a guest death, a
 delete (rules go with the row) and a core restart all converge on the same
-``sync()``, which rewrites the chains in one nft transaction, updates
-HAProxy, and then deletes the conntrack entries of every forward and guest
-address that went away (``conntrack.py``; a NAT binding outlives its rule
-otherwise). After a core start the first pass deletes the entries of every
-guest-subnet address that is not a running guest.
+``sync()``, which hands the applier the full set of live routes.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import subprocess
-from dataclasses import dataclass
 
 import peewee as pw
 
 from appliance.config import Config
+from appliance.core import context as ctx
 from appliance.core import db
 from appliance.core.compute import hostports
-from appliance.core.compute.ingress_proxy import (  # noqa: F401
-    HTTP_PORT,
-    HTTPS_PORT,
-    Haproxy,
-    haproxy_config,
-)
+from appliance.core.compute import rules as compute_rules
 from appliance.core.compute.models import CONTAINER_ID_ALPHABET, RUNNING, Container
+from appliance.core.compute.ownership import owned_container
 from appliance.core.db import BaseModel, database, new_public_id, now
+from appliance.drivers.base import IngressApplier
+from appliance.drivers.base import IngressRoute as Route
 from appliance.errors import Conflict, NotFound
-from appliance.host import conntrack
-from appliance.host.network import NFT_TABLE, NetworkError, gateway_ip
+from appliance.host.ingress_proxy import HTTP_PORT, HTTPS_PORT
+from appliance.v1 import common_pb2, compute_pb2
 
 log = logging.getLogger("appliance.core.compute.ingress")
 
@@ -80,14 +65,6 @@ class IngressRule(BaseModel):
 
 
 db.register(IngressRule)
-
-
-@dataclass(frozen=True)
-class Route:
-    container_id: str
-    ip: str
-    port: int          # external
-    target_port: int
 
 
 # -- database ----------------------------------------------------------------------------
@@ -158,45 +135,7 @@ def running_addresses() -> set[str]:
     return {r.ip for r in Container.select(Container.ip).where(Container.status == RUNNING)}
 
 
-# -- nftables ------------------------------------------------------------------------------
-
-def _suffix(bridge: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", bridge)
-
-
-def chains(bridge: str) -> dict[str, str]:
-    s = _suffix(bridge)
-    return {"pre": f"ingress_pre_{s}", "out": f"ingress_out_{s}", "post": f"ingress_post_{s}"}
-
-
-def nft_script(bridge: str, routes: list[Route], reserved: set[int] | frozenset = frozenset()) -> str:
-    """The ingress chains of one bridge. ``reserved``: the appliance's own
-    ports, never DNAT'ed (whatever the routes say)."""
-    c = chains(bridge)
-    lines = [
-        f"add table ip {NFT_TABLE}",
-        f"add chain ip {NFT_TABLE} {c['pre']} {{ type nat hook prerouting priority dstnat; }}",
-        f"add chain ip {NFT_TABLE} {c['out']} {{ type nat hook output priority -100; }}",
-        f"add chain ip {NFT_TABLE} {c['post']} {{ type nat hook postrouting priority srcnat; }}",
-        f"flush chain ip {NFT_TABLE} {c['pre']}",
-        f"flush chain ip {NFT_TABLE} {c['out']}",
-        f"flush chain ip {NFT_TABLE} {c['post']}",
-    ]
-    exclusive = [r for r in routes if r.port not in SHARED_PORTS and r.port not in reserved]
-    if exclusive:
-        for chain in (c["pre"], c["out"]):
-            # loopback destinations and the appliance's own ports are never captured
-            lines.append(f"add rule ip {NFT_TABLE} {chain} ip daddr 127.0.0.0/8 accept")
-            if reserved:
-                lines.append(f"add rule ip {NFT_TABLE} {chain} meta l4proto {{ tcp, udp }} "
-                             f"th dport {{ {', '.join(map(str, sorted(reserved)))} }} accept")
-    for r in exclusive:
-        match = f"fib daddr type local meta l4proto {{ tcp, udp }} th dport {r.port}"
-        for chain in (c["pre"], c["out"]):
-            lines.append(f"add rule ip {NFT_TABLE} {chain} {match} dnat to {r.ip}:{r.target_port} "
-                         f"comment \"{r.container_id}\"")
-    return "\n".join(lines) + "\n"
-
+# -- the host side ---------------------------------------------------------------------------
 
 def _without_host_services(routes: list[Route]) -> tuple[list[Route], set[int]]:
     """The routes minus exclusive ports a host socket is bound to now (a host service
@@ -208,55 +147,25 @@ def _without_host_services(routes: list[Route]) -> tuple[list[Route], set[int]]:
     return [r for r in routes if r.port not in busy], busy
 
 
-def apply_nft(bridge: str, routes: list[Route], reserved: set[int] | frozenset = frozenset()) -> None:
-    skipped = sorted({r.port for r in routes if r.port in reserved and r.port not in SHARED_PORTS})
-    if skipped:
-        log.warning("ingress: not forwarding port(s) %s: the appliance itself uses them", skipped)
-    script = nft_script(bridge, routes, reserved)
-    proc = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise NetworkError(f"nft: {proc.stderr.strip()}")
-
-
-def remove_nft(bridge: str) -> None:
-    for chain in chains(bridge).values():
-        subprocess.run(["nft", "delete", "chain", "ip", NFT_TABLE, chain],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def nft_rules_text(bridge: str) -> str:
-    """The live ingress rules (for tests and debugging)."""
-    out = []
-    for chain in chains(bridge).values():
-        proc = subprocess.run(["nft", "list", "chain", "ip", NFT_TABLE, chain], capture_output=True, text=True)
-        out.append(proc.stdout)
-    return "".join(out)
-
-
 # -- the manager the compute servicer holds ------------------------------------------------------
 
 class Ingress:
-    """Keeps nftables and HAProxy equal to the live rules. ``changed()`` may be
-    called from anywhere on the loop (status changes); ``sync()`` awaits a
-    full pass. Passes never overlap; changes during a pass trigger another."""
+    """Keeps the host's forwarding (the driver's applier) equal to the live
+    rules. ``changed()`` may be called from anywhere on the loop (status
+    changes); ``sync()`` awaits a full pass. Passes never overlap; changes
+    during a pass trigger another."""
 
-    def __init__(self, config: Config, run_blocking, enabled: bool = True):
+    def __init__(self, config: Config, run_blocking, applier: IngressApplier):
         self.config = config
         self.run = run_blocking
-        self.enabled = enabled
-        self.haproxy = Haproxy(config)
+        self.applier = applier
         self._lock = asyncio.Lock()
         self._dirty = False
         self._task: asyncio.Task | None = None
         self.last_error: str | None = None
-        # What the last pass rendered (None before the first pass of this core).
-        self._forwards: set[Route] | None = None
-        self._addresses: set[str] | None = None
         self._busy: set[int] | None = None  # forwarded ports left out: a host service uses them
 
     def changed(self) -> None:
-        if not self.enabled:
-            return
         self._dirty = True
         if self._task is None or self._task.done():
             try:
@@ -272,8 +181,6 @@ class Ingress:
                 log.error("ingress: sync failed: %s", e)
 
     async def sync(self) -> None:
-        if not self.enabled:
-            return
         async with self._lock:
             self._dirty = False
             routes = live_routes()
@@ -282,22 +189,17 @@ class Ingress:
             routes, busy = await self.run(_without_host_services, routes)
             self._busy = busy
             try:
-                await self.run(apply_nft, self.config.bridge_name, routes, reserved)
-                await self.run(self.haproxy.apply, routes)
+                await self.run(self.applier.apply, routes, reserved, addresses)
                 self.last_error = (f"port(s) {sorted(busy)} not forwarded: a host service uses them "
                                    "(retried while the rules are re-checked)") if busy else None
             except Exception as e:
                 self.last_error = str(e)
                 raise
-            finally:
-                # forwards and guests that went away: their NAT bindings go too (after the
-                # rules, so no new entry can be made for them)
-                await self.run(self._forget, [r for r in routes if r.port not in reserved], addresses)
 
     def recheck(self) -> None:
         """Periodic (compute's monitor): a new pass if a host service was bound on, or
         left, a forwarded port since the last pass."""
-        if not self.enabled or self._busy is None:
+        if self._busy is None:
             return
         ports = {r.port for r in live_routes() if r.port not in SHARED_PORTS}
         if not ports and not self._busy:
@@ -305,34 +207,12 @@ class Ingress:
         if ports & hostports.bound_ports() != self._busy:
             self.changed()
 
-    def _forget(self, routes: list[Route], addresses: set[str]) -> None:
-        forwards = {r for r in routes if r.port not in SHARED_PORTS}
-        try:
-            # ports that became live: flows made before (whose reply goes to that host port)
-            # would otherwise keep receiving the port's incoming packets instead of the DNAT
-            known = set() if self._forwards is None else {r.port for r in self._forwards}
-            for port in sorted({r.port for r in forwards} - known):
-                conntrack.forget_reply_port(port)
-            if self._addresses is None:
-                conntrack.forget_stale(self.config.guest_subnet, addresses, gateway_ip(self.config.guest_subnet))
-            else:
-                for ip in self._addresses - addresses:
-                    conntrack.forget_address(ip)
-                for r in self._forwards - forwards:
-                    if r.ip in addresses:
-                        conntrack.forget_forward(r.port, r.ip)
-        except Exception as e:  # noqa: BLE001 - logged; the address quarantine still holds
-            log.error("ingress: deleting conntrack entries failed: %s", e)
-        self._forwards, self._addresses = forwards, addresses
-
     async def teardown(self) -> None:
         """Remove every forwarding this appliance made (tests, uninstall)."""
-        await self.run(remove_nft, self.config.bridge_name)
-        await self.run(self.haproxy.stop)
+        await self.run(self.applier.teardown)
 
 
-def rule_message(rule: IngressRule):
-    from appliance.v1 import compute_pb2
+def rule_message(rule: IngressRule) -> compute_pb2.IngressRule:
     return compute_pb2.IngressRule(id=rule.public_id, port=rule.port, target_port=rule.target_port,
                                    created_at=rule.created_at)
 
@@ -340,16 +220,12 @@ def rule_message(rule: IngressRule):
 # -- the RPCs (ComputeService delegates here) -----------------------------------------------------
 
 async def list_ingress(servicer, request):
-    from appliance.core import context as ctx
-    from appliance.v1 import compute_pb2
-    row = servicer._own(ctx.principal(), request.id, "read")
+    row = owned_container(ctx.principal(), request.id, "read")
     return compute_pb2.ListIngressResponse(rules=[rule_message(r) for r in list_rules(row)])
 
 
 async def add_ingress(servicer, request):
-    from appliance.core import context as ctx
-    from appliance.core.compute import rules as compute_rules
-    row = servicer._own(ctx.principal(), request.id, "update")
+    row = owned_container(ctx.principal(), request.id, "update")
     port, target = compute_rules.ingress_rule(
         request.port, request.target_port if request.HasField("target_port") else None)
     rule = add_rule(row, port, target, servicer.config)
@@ -359,9 +235,7 @@ async def add_ingress(servicer, request):
 
 
 async def delete_ingress(servicer, request):
-    from appliance.core import context as ctx
-    from appliance.v1 import common_pb2
-    row = servicer._own(ctx.principal(), request.id, "update")
+    row = owned_container(ctx.principal(), request.id, "update")
     delete_rule(row, request.port)
     log.info("ingress: %s port %d removed", row.public_id, request.port)
     await _sync_reporting(servicer)

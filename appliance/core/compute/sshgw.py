@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import re
 from functools import lru_cache
-from pathlib import Path
 
 from appliance.core.compute import sshkeys
 from appliance.core.compute.models import RUNNING, Container, SshKey
@@ -103,19 +102,9 @@ class SshGatewayServicer(sshgw_pb2_grpc.SshGatewayServiceServicer):
         return compute.driver if compute is not None else None
 
     def guest_host_keys(self, container_id: str) -> list[str]:
-        """The guest sshd's public host keys as the LXC driver keeps them
-        (``<volume>/meta/ssh``); empty when the driver keeps none (fake)."""
-        volumes = getattr(self.driver, "volumes", None)
-        if volumes is None:
-            return []
-        directory = Path(volumes.mountpoint(container_id)) / "meta" / "ssh"
-        keys = []
-        for pub in sorted(directory.glob("ssh_host_*_key.pub")):
-            try:
-                keys.append(" ".join(pub.read_text().split()[:2]))
-            except OSError:
-                continue
-        return keys
+        """The guest sshd's public host keys, as its driver keeps them."""
+        driver = self.driver
+        return driver.guest_host_keys(container_id) if driver is not None else []
 
     async def Authorize(self, request, context):
         try:

@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from appliance.core import context as ctx
 from appliance.core import live
 from appliance.core.compute.models import RUNNING
+from appliance.core.compute.ownership import owned_container
 from appliance.errors import Invalid, TooManyRequests, WrongState
 from appliance.v1 import compute_pb2
 
@@ -163,7 +164,7 @@ async def run_terminal(servicer, request_iterator, context):
     if first is None:
         raise Invalid("the first terminal message must name the container")
     principal = ctx.principal()
-    row = servicer._own(principal, first.id, "update")
+    row = owned_container(principal, first.id, "update")
     if row.status != RUNNING:
         raise WrongState(f"container {row.public_id} is {row.status}, not running")
     cols, rows = _size(first.cols, 80), _size(first.rows, 24)

@@ -628,6 +628,46 @@ class LxcDriver(GuestDriver):
                 return None
             raise GuestError(_message(e)) from e
 
+    # -- the rest of the GuestDriver seam (drivers/base.py) ------------------------
+
+    def stored_guests(self) -> set[str]:
+        return {p.stem for p in Path(self.volumes.root).glob("*.img")}
+
+    def guest_host_keys(self, guest_id: str) -> list[str]:
+        """Read from ``<volume>/meta/ssh`` (mounted while the guest runs)."""
+        keys = []
+        for pub in sorted((Path(self.volumes.mountpoint(guest_id)) / "meta" / "ssh").glob("ssh_host_*_key.pub")):
+            try:
+                keys.append(" ".join(pub.read_text().split()[:2]))
+            except OSError:
+                continue
+        return keys
+
+    def stop_guests(self) -> list[str]:
+        from appliance.host import libvirtd
+
+        if libvirtd.libvirtd_pid() is None:
+            return []   # no libvirtd: no guest runs (and none is started by asking)
+        # Only this data dir's guests: one libvirtd may serve several appliances.
+        guests = [g for g in self.running_guests() if self.volumes.exists(g)]
+        for guest_id in guests:
+            self.stop(guest_id)
+        return guests
+
+    def ingress_applier(self, config):
+        from appliance.drivers.lxc.ingress import LxcIngress
+
+        return LxcIngress(config)
+
+    def close(self) -> None:
+        with self._conn_lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - closing a dead connection
+                pass
+
 
 def is_mounted(path: str | os.PathLike) -> bool:
     """Whether something is mounted at ``path`` (from mountinfo: unlike

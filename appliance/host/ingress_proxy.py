@@ -39,7 +39,7 @@ from pathlib import Path
 from appliance.config import Config
 from appliance.errors import Internal
 
-log = logging.getLogger("appliance.core.compute.ingress")
+log = logging.getLogger("appliance.host.ingress")
 
 HTTP_PORT, HTTPS_PORT = 80, 443
 
@@ -75,7 +75,7 @@ def haproxy_config(config: Config, http_map: Path, tls_map: Path, admin_socket: 
     per_source = ("    tcp-request connection track-sc0 src,ipmask(32,64) table per_source\n"
                   f"    tcp-request connection reject if {{ sc0_conn_cur gt {limit} }}\n")
     return "".join([
-        "# Written by the appliance core (appliance/core/compute/ingress_proxy.py). Routes are in the maps,\n"
+        "# Written by the appliance core (appliance/host/ingress_proxy.py). Routes are in the maps,\n"
         "# replaced at run time through the admin socket; this file changes only with the settings.\n",
         "global\n", user,
         f"    stats socket {admin_socket} mode 600 level admin\n",

@@ -1,0 +1,35 @@
+"""Rows -> protocol messages for the compute RPCs (no I/O: the live readings
+are taken by the caller)."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from appliance.config import Config
+from appliance.core.compute.models import ERROR, Container, SshKey
+from appliance.drivers.base import GuestUsage
+from appliance.v1 import compute_pb2
+
+
+def rfc3339(ts: int) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def container_message(row: Container, config: Config, usage: GuestUsage | None) -> compute_pb2.Container:
+    msg = compute_pb2.Container(
+        id=row.public_id, name=row.name, status=row.status,
+        hostname=f"{row.public_id}.{config.compute_domain}",
+        ssh_command=f"ssh {row.public_id}@{config.ssh_host} -p {config.ssh_port}",
+        memory_mb=row.memory_mb, storage_gb=row.storage_gb, instance_type=row.instance_type,
+        created_at=rfc3339(row.created_at), ssh_enabled=row.ssh_enabled,
+        https_enabled=row.https_enabled, external_ip=row.ip)
+    if row.error and row.status == ERROR:
+        msg.error = row.error
+    if usage is not None:
+        msg.memory_used_mb = usage.memory_used_bytes // (1 << 20)
+        msg.storage_used_gb = round(usage.storage_used_bytes / (1 << 30), 3)
+    return msg
+
+
+def key_message(k: SshKey) -> compute_pb2.SshKey:
+    return compute_pb2.SshKey(id=k.public_id, name=k.name, public_key=k.public_key,
+                              fingerprint=k.fingerprint, created_at=rfc3339(k.created_at))
