@@ -135,7 +135,7 @@ class FakeDriver(GuestDriver):
         self.start_delay = 0.0
         self.memory_used_bytes = memory_used_bytes
         self.storage_used_bytes = storage_used_bytes
-        self.disk_bytes: int | None = None   # None: room for anything
+        self.disk_bytes: int | None = 1 << 40   # host disk for volumes (None: room for anything)
         self.reserved: dict[str, int] = {}
         self.ingress = FakeIngress()
         self._lock = threading.Lock()

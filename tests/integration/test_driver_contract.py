@@ -1,0 +1,237 @@
+"""The ``GuestDriver`` contract (``appliance/drivers/base.py``), run against
+every driver: the in-memory fake (no root, every run) and libvirt LXC (root,
+libvirt, the machine-wide lock: ``flock /tmp/appliance-lxc.lock ... -k lxc``).
+Whatever the layers above rely on is asserted here once for both, so the
+fake cannot drift from the real driver. LXC-only behaviour (isolation,
+limits, traces on the host) stays in test_lxc_driver.py."""
+from __future__ import annotations
+
+import os
+import re
+import select
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from appliance.config import Config
+from appliance.drivers.base import (
+    GuestNoRoom,
+    GuestNotFound,
+    GuestNotRunning,
+    GuestSpec,
+    GuestState,
+    IngressRoute,
+)
+
+BRIDGE, SUBNET = "apdc0", "10.226.0.0/24"
+_ips = iter(f"10.226.0.{n}" for n in range(10, 250))
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDcontractcontractcontractcontractcontract1 contract"
+
+
+def _lxc_driver(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("libvirt LXC guests need root (run the tests as root)")
+    pytest.importorskip("libvirt", reason="libvirt-python is not installed")
+    from appliance import config as appliance_config
+    from appliance.drivers.lxc.driver import LxcDriver
+    from appliance.host import image
+    from appliance.host import libvirtd as host
+    host.ensure_libvirtd()
+    image_dir = appliance_config.load().image_dir
+    image.ensure_image(image_dir)
+    data_dir = tmp_path_factory.mktemp("contract-lxc")
+    drv = LxcDriver(image_dir=image_dir, data_dir=data_dir, bridge=BRIDGE, subnet=SUBNET)
+    drv.prepare_host(build_image=False)
+    return drv
+
+
+@pytest.fixture(scope="module", params=["fake", pytest.param("lxc", marks=[pytest.mark.libvirt, pytest.mark.slow])])
+def driver(request, tmp_path_factory):
+    if request.param == "fake":
+        from appliance.drivers.fake import FakeDriver
+        drv = FakeDriver()
+    else:
+        drv = _lxc_driver(tmp_path_factory)
+    drv.kind = request.param
+    yield drv
+    for gid in drv.stored_guests():
+        drv.destroy(gid)
+    drv.close()
+    if request.param == "lxc":
+        from appliance.host import network
+        network.remove_guest_network(BRIDGE)
+
+
+@pytest.fixture
+def spec():
+    return GuestSpec(id=f"dc{uuid.uuid4().hex[:8]}", ip=next(_ips), memory_mb=256, cpus=1.0, storage_gb=1,
+                     authorized_keys=(KEY,))
+
+
+@pytest.fixture
+def guest(driver, spec):
+    driver.spawn(spec)
+    yield spec
+    driver.destroy(spec.id)
+
+
+# -- lifecycle -----------------------------------------------------------------------------------
+
+def test_a_guest_goes_through_its_lifecycle(driver, spec):
+    assert driver.state(spec.id) == GuestState.MISSING
+    driver.spawn(spec)
+    try:
+        assert driver.state(spec.id) == GuestState.RUNNING
+        assert spec.id in driver.running_guests() and spec.id in driver.stored_guests()
+        keys = driver.guest_host_keys(spec.id)
+        assert keys and all(re.fullmatch(r"ssh-[a-z0-9-]+ [A-Za-z0-9+/=]+", k) for k in keys), keys
+
+        driver.stop(spec.id)
+        assert driver.state(spec.id) == GuestState.STOPPED
+        assert spec.id not in driver.running_guests() and spec.id in driver.stored_guests()
+        assert driver.usage(spec.id).memory_used_bytes == 0
+        assert driver.guest_host_keys(spec.id) == []
+        driver.stop(spec.id)  # idempotent
+
+        driver.start(spec)
+        assert driver.state(spec.id) == GuestState.RUNNING
+        assert driver.guest_host_keys(spec.id) == keys  # made once per guest, kept with its volume
+        driver.start(spec)  # a running guest is left alone
+        driver.spawn(spec)  # an existing guest: like start
+        driver.restart(spec)
+        assert driver.state(spec.id) == GuestState.RUNNING
+    finally:
+        driver.destroy(spec.id)
+    assert driver.state(spec.id) == GuestState.MISSING
+    assert spec.id not in driver.running_guests() and spec.id not in driver.stored_guests()
+    driver.destroy(spec.id)  # idempotent
+
+
+def test_usage_reports_the_specs_limits(driver, guest):
+    usage = driver.usage(guest.id)
+    assert usage.memory_limit_bytes == guest.memory_mb << 20
+    assert usage.storage_size_bytes == int(guest.storage_gb * (1 << 30))
+    assert 0 < usage.memory_used_bytes <= usage.memory_limit_bytes
+    assert 0 <= usage.storage_used_bytes <= usage.storage_size_bytes
+
+
+def test_stop_guests_stops_every_running_guest_and_keeps_volumes(driver, guest):
+    assert guest.id in driver.stop_guests()
+    assert driver.state(guest.id) == GuestState.STOPPED and guest.id in driver.stored_guests()
+    assert guest.id not in driver.stop_guests()
+
+
+# -- exec and terminals --------------------------------------------------------------------------
+
+def test_exec_runs_in_the_guest(driver, guest):
+    r = driver.exec(guest.id, ["echo", "hello", "guest"])
+    assert (r.exit_code, r.stdout) == (0, b"hello guest\n")
+    assert driver.exec(guest.id, ["true"]).exit_code == 0
+    assert driver.exec(guest.id, ["false"]).exit_code == 1
+    assert driver.exec(guest.id, ["no-such-command-here"]).exit_code == 127
+    keys = driver.exec(guest.id, ["cat", "/root/.ssh/authorized_keys"])
+    assert keys.exit_code == 0 and KEY.encode() in keys.stdout
+    missing = driver.exec(guest.id, ["cat", "/nonexistent"])
+    assert missing.exit_code == 1 and b"No such file" in missing.stderr
+
+
+def test_open_pty_talks_to_a_process_in_the_guest(driver, guest):
+    pty = driver.open_pty(guest.id, ["cat"], cols=100, rows=30)
+    try:
+        pty.resize(120, 40)
+        os.write(pty.master_fd, b"ping-contract\n")
+        seen = b""
+        deadline = time.monotonic() + 10
+        while b"ping-contract" not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([pty.master_fd], [], [], 0.5)
+            if ready:
+                seen += os.read(pty.master_fd, 4096)
+        assert b"ping-contract" in seen
+        assert pty.poll() is None
+    finally:
+        pty.close()
+    assert pty.wait(5) is not None
+    pty.close()  # idempotent
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+def test_a_missing_guest_raises_the_contracts_errors(driver, spec):
+    assert driver.state(spec.id) == GuestState.MISSING
+    with pytest.raises(GuestNotFound):
+        driver.start(spec)
+    with pytest.raises(GuestNotFound):
+        driver.usage(spec.id)
+    with pytest.raises(GuestNotRunning):
+        driver.exec(spec.id, ["true"])
+    with pytest.raises(GuestNotRunning):
+        driver.open_pty(spec.id)
+    assert driver.guest_host_keys(spec.id) == []
+    driver.stop(spec.id)
+    driver.destroy(spec.id)
+    assert spec.id not in driver.stored_guests()
+
+
+def test_a_stopped_guest_refuses_exec_and_terminals(driver, guest):
+    driver.stop(guest.id)
+    with pytest.raises(GuestNotRunning):
+        driver.exec(guest.id, ["true"])
+    with pytest.raises(GuestNotRunning):
+        driver.open_pty(guest.id)
+
+
+# -- storage reservations ------------------------------------------------------------------------
+
+def test_storage_is_reserved_or_refused(driver):
+    gid = f"dc{uuid.uuid4().hex[:8]}"
+    driver.reserve_storage(gid, 1)
+    driver.release_storage(gid)
+    driver.release_storage(gid)  # nothing held: nothing to do
+    with pytest.raises(GuestNoRoom, match="not enough disk"):
+        driver.reserve_storage(gid, 10 ** 6)
+
+
+# -- ingress -------------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _forwarded(driver, applier, config) -> set[int]:
+    """The external ports the host forwards now, read from the host itself on LXC."""
+    if driver.kind == "fake":
+        return {r.port for r in applier.routes}
+    from appliance.host.ingress_nft import nft_rules_text
+    ports = {int(p) for p in re.findall(r"th dport (\d+) dnat", nft_rules_text(BRIDGE))}
+    maps = {80: "http.map", 443: "tls.map"}
+    for port, name in maps.items():
+        path = Path(config.data_dir) / "ingress" / name
+        if path.exists() and path.read_text().strip():
+            ports.add(port)
+    return ports
+
+
+def test_the_ingress_applier_forwards_exactly_the_routes_it_is_given(driver, tmp_path):
+    config = Config(data_dir=str(tmp_path), bridge_name=BRIDGE, guest_subnet=SUBNET, compute_domain="apps.test",
+                    ingress_listen="127.0.0.1", ingress_http_port=_free_port(), ingress_https_port=_free_port())
+    applier = driver.ingress_applier(config)
+    a = IngressRoute("dcaaaaaaaa", "10.226.0.2", 8123, 80)
+    web = IngressRoute("dcaaaaaaaa", "10.226.0.2", 80, 8080)
+    own = IngressRoute("dcbbbbbbbb", "10.226.0.3", 8124, 22)   # a port the appliance itself uses
+    try:
+        applier.apply([a, web, own], {8124}, {"10.226.0.2", "10.226.0.3"})
+        assert _forwarded(driver, applier, config) == {8123, 80}
+        assert applier.stop() is True        # the shared-port proxy ran
+        assert applier.stop() is False
+        applier.apply([a], set(), {"10.226.0.2"})
+        assert _forwarded(driver, applier, config) == {8123}
+        applier.apply([], set(), set())
+        assert _forwarded(driver, applier, config) == set()
+    finally:
+        applier.teardown()
+    assert _forwarded(driver, applier, config) == set()
