@@ -316,3 +316,41 @@ def test_a_refused_create_leaves_no_disk_reservation_behind(tmp_path):
     assert refused == 3
     assert not orphans, f"refused creates left {sum(orphans.values()) / 2**30:g} GB reserved"
     assert bob_result == "created", f"another tenant was refused by reservations of nothing: {bob_result}"
+
+
+def test_forwarding_follows_running_containers_through_the_drivers_applier(env):
+    """The fake driver's applier gets what an LXC host would forward: the
+    rules of running containers only, re-applied at every status change."""
+    import socket
+
+    from appliance.drivers.base import IngressRoute
+    config, user, key = env
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        port = 8000 + s.getsockname()[1] % 1000
+    while port in config_ports(config):
+        port += 1
+
+    async def main():
+        with Harness(config, user) as h:
+            req = compute_pb2.CreateContainerRequest(
+                name="box", ssh_key_ids=[await h.key(key)],
+                ingress_rules=[compute_pb2.IngressRuleSpec(port=port, target_port=22),
+                               compute_pb2.IngressRuleSpec(port=80)])
+            cid = (await h.svc.CreateContainer(req, None)).id
+            await h.settle()
+            await h.svc.ingress.sync()
+            ip = (await h.get(cid)).external_ip
+            assert sorted(h.driver.ingress.routes, key=lambda r: r.port) == [
+                IngressRoute(cid, ip, 80, 80), IngressRoute(cid, ip, port, 22)]
+            assert h.driver.ingress.proxy_running and h.driver.ingress.running_addresses == {ip}
+            await h.svc.StopContainer(compute_pb2.ContainerRef(id=cid), None)
+            await h.svc.ingress.sync()
+            assert h.driver.ingress.routes == [] and not h.driver.ingress.proxy_running
+            await h.close()
+    run(main)
+
+
+def config_ports(config):
+    from appliance.core.compute import hostports
+    return hostports.reserved(config) | hostports.bound_ports()
