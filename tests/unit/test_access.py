@@ -6,10 +6,10 @@ import subprocess
 import pytest
 
 from appliance.config import Config
-from appliance.drivers.base import IngressRoute
-from appliance.host import ingress_nft
 from appliance.core.compute.sshgw import split_username
+from appliance.drivers.base import IngressRoute
 from appliance.errors import Invalid
+from appliance.host import ingress_nft
 from appliance.http.terminal_ws import parse_frame
 from appliance.ssh.server import _guest_command
 

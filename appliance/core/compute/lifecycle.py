@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from appliance import gatewaykeys
 from appliance.config import Config
 from appliance.core.auth import users
-from appliance.core.compute import addresses, ingress, rendering, rules, terminal
+from appliance.core.compute import addresses, ingress, rendering, terminal
 from appliance.core.compute.models import (
     ERROR,
     INITIALIZING,

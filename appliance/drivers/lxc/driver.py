@@ -665,8 +665,8 @@ class LxcDriver(GuestDriver):
         if conn is not None:
             try:
                 conn.close()
-            except Exception:  # noqa: BLE001 - closing a dead connection
-                pass
+            except Exception as e:  # noqa: BLE001 - closing a dead connection
+                log.debug("closing the libvirt connection: %s", e)
 
 
 def is_mounted(path: str | os.PathLike) -> bool:
