@@ -73,3 +73,14 @@ def test_usage_exec_and_pty_need_a_running_guest():
         d.exec("g1", ["true"])
     with pytest.raises(GuestNotFound):
         d.usage("other")
+
+
+def test_the_factory_builds_the_named_driver_and_refuses_others(tmp_path):
+    import pytest
+
+    from appliance.config import Config
+    from appliance.drivers.factory import make_driver
+    from appliance.drivers.fake import FakeDriver
+    assert isinstance(make_driver(Config(data_dir=str(tmp_path), guest_driver="fake")), FakeDriver)
+    with pytest.raises(ValueError, match="guest_driver must be one of 'lxc', 'fake', not 'qemu'"):
+        make_driver(Config(data_dir=str(tmp_path), guest_driver="qemu"))

@@ -76,6 +76,7 @@ class ContainerLifecycle:
         self._host_tried = 0.0
         self._host_lock = asyncio.Lock()
         self._monitor: asyncio.Task | None = None
+        self._startup_task: asyncio.Task | None = None  # set by the servicer's factory
         # Ingress forwarding follows the rules of running containers (core/compute/ingress.py).
         self.ingress = ingress.Ingress(config, self.run, driver.ingress_applier(config))
         users.delete_hooks.append(self.on_user_deleted)
