@@ -24,7 +24,7 @@ from appliance.http.gateway import GatewayHandler
 from appliance.http.status import rpc_error_reply
 from appliance.v1 import storage_pb2
 
-log = logging.getLogger("appliance.http.files")
+log = logging.getLogger("appliance.http.files")  # one logger for file transfers
 
 LOCAL_READ_CHUNK = 1024 * 1024
 

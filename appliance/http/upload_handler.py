@@ -23,7 +23,7 @@ from appliance.http.upload_parts import parse_size
 from appliance.http.upload_watch import BodyWatch
 from appliance.v1 import storage_pb2
 
-log = logging.getLogger("appliance.http.files")
+log = logging.getLogger("appliance.http.files")  # one logger for file transfers
 
 # A refused body up to this size is read and dropped before answering.
 DRAIN_LIMIT = 64 * 1024 * 1024
