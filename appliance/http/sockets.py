@@ -122,16 +122,16 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
             self.close(CLOSE_TOO_SLOW, "too slow: reconnect")
             raise tornado.websocket.WebSocketClosedError() from None
 
-    def write_message(self, message, binary: bool = False) -> "asyncio.Future[None]":
+    def write_message(self, message, binary: bool = False) -> asyncio.Future[None]:
         """Tornado's write_message, counted: its future completes once the
         frame has left Tornado's buffer for the kernel (IOStream.write)."""
         future = super().write_message(message, binary=binary)
         size = len(message)  # str messages are JSON with ensure_ascii: one byte a character
         self.in_flight += size
-        future.add_done_callback(lambda f, n=size: self._written(f, n))
+        future.add_done_callback(lambda f: self._written(f, size))
         return future
 
-    def _written(self, future: "asyncio.Future[None]", size: int) -> None:
+    def _written(self, future: asyncio.Future[None], size: int) -> None:
         self.in_flight -= size
         if not future.cancelled():
             future.exception()  # retrieved: a closed socket is handled where it is noticed

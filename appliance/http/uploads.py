@@ -45,7 +45,7 @@ class MultipartUploadHandler(UploadHandler):
             self.size = self.declared_size()
             self.parser = StreamingFormDataParser(headers=self.request.headers)
             self.boundary = parse_content_boundary(self.request.headers)
-            self.head: bytearray | None = bytearray()
+            self.window: bytearray | None = bytearray()
         except AppError as e:
             return self.refuse_early(http_status(e.code), e.message)
         except ParseFailedException:
@@ -72,10 +72,10 @@ class MultipartUploadHandler(UploadHandler):
     async def take(self, chunk: bytes) -> None:
         if self.refusal is not None or self._finished:
             return  # drain: the answer is already decided
-        if self.head is not None:  # the latest HEAD_WINDOW bytes before this chunk, and the chunk
-            if len(self.head) > HEAD_WINDOW:
-                del self.head[:len(self.head) - HEAD_WINDOW]
-            self.head += chunk
+        if self.window is not None:  # the latest HEAD_WINDOW bytes before this chunk, and the chunk
+            if len(self.window) > HEAD_WINDOW:
+                del self.window[:len(self.window) - HEAD_WINDOW]
+            self.window += chunk
         try:
             self.parser.data_received(chunk)
         except (ParseFailedException, ValueError) as e:
@@ -88,8 +88,8 @@ class MultipartUploadHandler(UploadHandler):
                 if self.upload is not None or self.file_done:
                     return self.refuse(400, "only one 'file' part per upload")
                 try:
-                    value = raw_filename(bytes(self.head), self.boundary)
-                    self.head = None
+                    value = raw_filename(bytes(self.window), self.boundary)
+                    self.window = None
                     header = self._header(value)
                 except AppError as e:
                     return self.refuse(http_status(e.code), e.message)

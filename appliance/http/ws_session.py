@@ -42,7 +42,7 @@ class Session:
     async def run(self) -> None:
         raise NotImplementedError
 
-    def on_message(self, message) -> "asyncio.Future | None":
+    def on_message(self, message) -> asyncio.Future | None:
         """Client -> server frames; ignored unless a session uses them. A
         returned future holds back the next frame until it is done."""
         return None

@@ -9,6 +9,7 @@ import os
 import socket
 import struct
 import time
+from typing import ClassVar
 
 import grpc
 import pytest
@@ -51,7 +52,7 @@ class Probe(sockets.WebSocketGateway):
     """The real handler, recording the most bytes it ever held unsent."""
 
     peak = 0
-    closed_with: list = []
+    closed_with: ClassVar[list] = []
 
     def write_message(self, message, binary=False):
         future = super().write_message(message, binary=binary)
