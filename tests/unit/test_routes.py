@@ -167,3 +167,16 @@ def test_a_custom_verb_is_refused(things):
 
 def test_the_real_contract_loads():
     assert len(build_routes()) == len(API_MD)
+
+
+def test_every_transport_and_websocket_rpc_has_its_handler():
+    """make_app's table names a handler for every transport the contract uses,
+    and the WebSocket handler a session for every WebSocket RPC: no route of
+    the real contract falls through to 501."""
+    from appliance.http.app import TRANSPORTS
+    from appliance.http.sockets import SESSIONS
+    from appliance.v1 import options_pb2 as opt
+
+    assert set(TRANSPORTS) == set(opt.Transport.values())
+    websocket_rpcs = {r.method.descriptor.name for r in build_routes() if r.method.transport == opt.TRANSPORT_WEBSOCKET}
+    assert websocket_rpcs == set(SESSIONS) == {"WatchContainers", "Terminal"}
