@@ -11,26 +11,35 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tornado.routing import PathMatches, Rule
 
 from appliance.http import openapi
+from appliance.http.downloads import DownloadHandler
 from appliance.http.gateway import GatewayHandler, JsonHandler, NotImplementedHandler
 from appliance.http.multiplexed import Multiplexer
-from appliance.http.routes import Route, build_routes
+from appliance.http.routes import ApiRoute, build_routes
+from appliance.http.sockets import WebSocketGateway
+from appliance.http.sse import SseHandler
+from appliance.http.uploads import MultipartUploadHandler, RawUploadHandler
 from appliance.logsafe import escape
 from appliance.v1 import options_pb2 as opt
 
 log = logging.getLogger("appliance.http")
 access_log = logging.getLogger("appliance.http.access")
 
-# Handler class per non-JSON transport; streaming modules register here.
-TRANSPORTS: dict[int, type[GatewayHandler]] = {opt.TRANSPORT_JSON: JsonHandler}
-import appliance.http.files  # noqa: E402,F401  (registers uploads, downloads, SSE)
-import appliance.http.sockets  # noqa: E402,F401  (registers WebSockets: status, terminal)
-import appliance.http.terminal_ws  # noqa: E402,F401  (the terminal's WebSocket session)
+# The handler class serving each transport (the proto's appliance.v1.transport
+# option on every RPC); a route whose transport is missing here answers 501.
+TRANSPORTS: dict[int, type[GatewayHandler]] = {
+    opt.TRANSPORT_JSON: JsonHandler,  # unary RPCs: gateway.py
+    opt.TRANSPORT_WEBSOCKET: WebSocketGateway,  # sockets.py (status_ws.py, terminal_ws.py)
+    opt.TRANSPORT_UPLOAD_MULTIPART: MultipartUploadHandler,  # uploads.py
+    opt.TRANSPORT_UPLOAD_RAW: RawUploadHandler,  # uploads.py
+    opt.TRANSPORT_DOWNLOAD: DownloadHandler,  # downloads.py
+    opt.TRANSPORT_SSE: SseHandler,  # sse.py
+}
 
 
 class RouteMatcher(PathMatches):
     """Matches path *and* HTTP method, so two routes may share a path shape."""
 
-    def __init__(self, route: Route):
+    def __init__(self, route: ApiRoute):
         super().__init__(route.pattern)
         self.verb = route.verb
         # Downloads answer HEAD with the GET route's headers.

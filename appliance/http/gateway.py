@@ -3,7 +3,7 @@
 ``GatewayHandler`` holds what every transport shares (credentials from the
 request, JSON errors, gRPC error mapping); ``JsonHandler`` serves every unary
 RPC. Streaming transports (WebSocket, SSE, uploads, downloads) subclass
-``GatewayHandler`` in their own modules and register in ``app.TRANSPORTS``.
+``GatewayHandler`` in their own modules; ``app.TRANSPORTS`` lists them.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import tornado.web
 
 from appliance.errors import AppError
 from appliance.http import codec
-from appliance.http.routes import Route
+from appliance.http.routes import ApiRoute
 from appliance.http.status import error_message, http_status
 from appliance.v1 import options_pb2 as opt
 
@@ -25,9 +25,9 @@ MAX_JSON_BODY = 1024 * 1024
 
 
 class GatewayHandler(tornado.web.RequestHandler):
-    route: Route
+    route: ApiRoute
 
-    def initialize(self, route: Route, calls: dict, config) -> None:
+    def initialize(self, route: ApiRoute, calls: dict, config) -> None:
         self.route = route
         self.calls = calls
         self.config = config

@@ -1,4 +1,6 @@
-"""The gateway's unary calls to the core, carried over one CallMultiplexer stream.
+"""The gateway's unary calls to the core, carried over one CallMultiplexer stream
+(the core's end: appliance/core/multiplexer.py; docs/architecture.md, "Gateway
+to core: unary calls over one stream").
 
 ``Multiplexer.unary(method)`` returns a callable with the calling convention of
 a grpc.aio unary-unary multicallable (``await call(request, metadata=...)``,

@@ -1,17 +1,16 @@
 """WebSockets bridged to streaming RPCs (TRANSPORT_WEBSOCKET).
 
 One handler class serves every WebSocket route and dispatches by RPC to a
-*session* class (``SESSIONS``); a route without one answers 501 JSON. The
-call to the core starts *before* the upgrade: authentication and scope
-errors come back as the usual JSON error status and the connection is never
-upgraded.
+*session* class (``SESSIONS``: the status socket, status_ws.py; the
+terminal, terminal_ws.py); a route without one answers 501 JSON. The call to
+the core starts *before* the upgrade: authentication and scope errors come
+back as the usual JSON error status and the connection is never upgraded.
 
-Status socket (``WatchContainers``): the core's first message is the
-``containers`` snapshot, then ``container_status`` changes, rendered as API.md
-shows them. The server pings every ``Config.ws_ping_seconds``; a client that does not
-answer within the ping timeout, or whose unsent data stays above
-``MAX_BUFFERED`` for ``SLOW_SECONDS``, is disconnected (close code 1008), as
-is one the core's bus dropped for falling behind.
+Slow clients: the handler counts the bytes it has handed to Tornado whose
+write has not completed yet (``buffered()``). The server pings every
+``Config.ws_ping_seconds``; a client that does not answer within the ping
+timeout, or whose unsent data stays above ``MAX_BUFFERED`` for
+``SLOW_SECONDS``, is disconnected (close code 1008).
 
 Limits: a client message over ``Config.ws_max_message_bytes`` closes the
 socket (1009). When the core ends a stream because the credential it was
@@ -33,94 +32,31 @@ import grpc
 import tornado.websocket
 
 from appliance.errors import AppError
-from appliance.http import codec
-from appliance.http.app import TRANSPORTS
 from appliance.http.gateway import GatewayHandler
-from appliance.v1 import options_pb2 as opt
+from appliance.http.status_ws import StatusSession
+from appliance.http.terminal_ws import TerminalSession
+from appliance.http.ws_session import (
+    CLOSE_SERVER_ERROR,
+    CLOSE_TOO_SLOW,
+    MAX_BUFFERED,
+    Session,
+)
 
 log = logging.getLogger("appliance.http")
 
 PING_SECONDS = 20.0
-MAX_BUFFERED = 1 << 20
 SLOW_SECONDS = 10.0
-CLOSE_TOO_SLOW = 1008
-CLOSE_REVOKED = 1008
-CLOSE_SERVER_ERROR = 1011
-REVOKED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 
-
-def close_reason(error: grpc.aio.AioRpcError, default: str) -> tuple[int, str]:
-    """Close code and reason (at most 123 bytes) for a stream the core ended."""
-    if error.code() in REVOKED:
-        reason = error.details() or "credentials revoked"
-        return CLOSE_REVOKED, reason.encode()[:123].decode(errors="ignore")
-    return CLOSE_SERVER_ERROR, default
-
-
-class Session:
-    """What one socket does once upgraded. ``first`` is the core's first
-    message, already read before the upgrade."""
-
-    def __init__(self, handler: "WebSocketGateway", call, first):
-        self.handler = handler
-        self.call = call
-        self.first = first
-
-    @classmethod
-    async def open_call(cls, handler: "WebSocketGateway", request):
-        """Start the RPC before the upgrade (bidirectional sessions override)."""
-        return handler.call(request, metadata=handler.metadata())
-
-    async def run(self) -> None:
-        raise NotImplementedError
-
-    def on_message(self, message) -> "asyncio.Future | None":
-        """Client -> server frames; ignored unless a session uses them. A
-        returned future holds back the next frame until it is done."""
-        return None
-
-    def cancel(self) -> None:
-        self.call.cancel()
-
-
-class StatusSession(Session):
-    async def run(self) -> None:
-        h = self.handler
-        try:
-            message = self.first
-            while message is not grpc.aio.EOF:
-                await h.send_json(self.render(message))
-                message = await self.call.read()
-        except grpc.aio.AioRpcError as e:
-            if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                h.close(CLOSE_TOO_SLOW, "too slow: reconnect")
-            elif e.code() != grpc.StatusCode.CANCELLED:
-                log.warning("status socket ended: %s", e.details())
-                h.close(*close_reason(e, "status stream ended"))
-            return
-        except tornado.websocket.WebSocketClosedError:
-            self.cancel()
-            return
-        h.close()
-
-    @staticmethod
-    def render(event) -> dict:
-        if event.WhichOneof("data") == "containers":
-            return {"type": "containers",
-                    "data": [codec.to_json(c) for c in event.containers.containers]}
-        status = event.container_status
-        data = {"container_id": status.container_id, "status": status.status}
-        if status.HasField("external_ip"):
-            data["external_ip"] = status.external_ip
-        return {"type": event.type, "data": data}
-
-
-# RPC name -> session class. The terminal registers from appliance/http/terminal_ws.py.
-SESSIONS: dict[str, type[Session]] = {"WatchContainers": StatusSession}
+# RPC name -> what an upgraded socket of that route does.
+SESSIONS: dict[str, type[Session]] = {
+    "WatchContainers": StatusSession,
+    "Terminal": TerminalSession,
+}
 
 
 class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
     session: Session | None = None
+    in_flight = 0  # bytes passed to write_message whose write has not completed
 
     @property
     def ping_interval(self) -> float:
@@ -177,7 +113,6 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
     async def send_json(self, payload: dict) -> None:
         """Send one message; disconnect a client that cannot keep up."""
         future = self.write_message(json.dumps(payload))
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no log noise
         if self.buffered() <= MAX_BUFFERED:
             return
         try:
@@ -187,11 +122,23 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
             self.close(CLOSE_TOO_SLOW, "too slow: reconnect")
             raise tornado.websocket.WebSocketClosedError() from None
 
+    def write_message(self, message, binary: bool = False) -> asyncio.Future[None]:
+        """Tornado's write_message, counted: its future completes once the
+        frame has left Tornado's buffer for the kernel (IOStream.write)."""
+        future = super().write_message(message, binary=binary)
+        size = len(message)  # str messages are JSON with ensure_ascii: one byte a character
+        self.in_flight += size
+        future.add_done_callback(lambda f: self._written(f, size))
+        return future
+
+    def _written(self, future: asyncio.Future[None], size: int) -> None:
+        self.in_flight -= size
+        if not future.cancelled():
+            future.exception()  # retrieved: a closed socket is handled where it is noticed
+
     def buffered(self) -> int:
-        """Bytes written to the socket but not yet taken by the kernel."""
-        stream = getattr(self.ws_connection, "stream", None)
-        buffer = getattr(stream, "_write_buffer", None)
-        return len(buffer) if buffer is not None else 0
+        """Bytes handed to the socket whose write has not completed yet."""
+        return self.in_flight
 
     def on_message(self, message) -> "asyncio.Future | None":
         # a future from the session: Tornado reads no further frame until it is done
@@ -208,5 +155,3 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
         # cross-origin page gains nothing it does not already hold.
         return True
 
-
-TRANSPORTS[opt.TRANSPORT_WEBSOCKET] = WebSocketGateway

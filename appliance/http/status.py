@@ -41,3 +41,17 @@ def error_message(code: grpc.StatusCode, details: str | None) -> str:
     if code == grpc.StatusCode.UNIMPLEMENTED:
         return "not implemented yet"
     return details or code.name.lower().replace("_", " ")
+
+
+def rpc_error_reply(error) -> tuple[int, str, dict]:
+    """HTTP status, message and headers for a failed file-transfer call (a
+    grpc.aio.AioRpcError): its trailing metadata may carry the file size (416's
+    ``Content-Range``) and ``Retry-After``."""
+    headers = {}
+    for key, value in error.trailing_metadata() or ():
+        if key == "x-file-size":
+            headers["Content-Range"] = f"bytes */{value}"
+        elif key == "retry-after":
+            headers["Retry-After"] = value
+    status = http_status(error.code(), error.trailing_metadata())
+    return status, error_message(error.code(), error.details()), headers

@@ -1,5 +1,5 @@
 """The terminal WebSocket (``GET /compute/containers/:id/terminal``) bridged to
-``ComputeService.Terminal`` (API.md "Terminal WebSocket").
+``ComputeService.Terminal`` (docs/access.md "Terminal WebSocket").
 
 Before the upgrade the gateway writes the first TerminalInput (container id,
 optional ``?cols=&rows=``) and waits for the core's "accepted" message: a
@@ -31,7 +31,7 @@ import logging
 import grpc
 import tornado.websocket
 
-from appliance.http.sockets import MAX_BUFFERED, SESSIONS, Session, close_reason
+from appliance.http.ws_session import MAX_BUFFERED, Session, close_reason
 from appliance.v1 import compute_pb2
 
 log = logging.getLogger("appliance.http")
@@ -141,5 +141,3 @@ class TerminalSession(Session):
         self._resume()
         super().cancel()
 
-
-SESSIONS["Terminal"] = TerminalSession

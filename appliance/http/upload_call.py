@@ -1,5 +1,6 @@
 """One client-streaming Upload/PutFile call fed from a request body (see
-appliance/http/files.py for the handlers and docs/storage.md for the flow)."""
+appliance/http/upload_handler.py and uploads.py for the handlers, docs/storage.md
+for the flow)."""
 from __future__ import annotations
 
 import asyncio

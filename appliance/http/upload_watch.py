@@ -1,4 +1,4 @@
-"""Cut off request bodies that stall (issue 11, item 7).
+"""Cut off request bodies that stall (docs/storage.md, ``upload_stall_seconds``).
 
 Tornado waits for a streamed body as long as the client keeps the connection
 open, and an upload holds a core call and a temp file meanwhile. ``BodyWatch``

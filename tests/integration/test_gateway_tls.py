@@ -1,6 +1,6 @@
 """The gateway serving HTTPS and WSS itself (tls_cert_file / tls_key_file), in
-forked workers, with a certificate made here (issue 11: the fleet install
-serves the API over TLS; tests/install checks the installed host)."""
+forked workers, with a certificate made here (the fleet install serves
+the API over TLS, docs/install.md; tests/install checks the installed host)."""
 from __future__ import annotations
 
 import json

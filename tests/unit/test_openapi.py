@@ -1,4 +1,4 @@
-"""/openapi.json describes every operation fully (issue 11, "Beyond the list")."""
+"""/openapi.json describes every operation fully (docs/api.md, "The OpenAPI document")."""
 from openapi_spec_validator import validate
 
 from appliance.contract import METHODS

@@ -4,7 +4,8 @@ import pytest
 from appliance.core.storage import rules as storage
 from appliance.core.storage.blobs import BlobStore
 from appliance.errors import Invalid
-from appliance.http.upload_parts import parse_size, raw_filename
+from appliance.http.multipart_headers import raw_filename
+from appliance.http.upload_parts import parse_size
 from appliance.v1 import storage_pb2
 
 

@@ -1,0 +1,157 @@
+"""Downloads: GET/HEAD of a stored file (see docs/storage.md).
+
+The core decides everything (access, 200/206/304/416, headers) in the first
+message of its server stream. The bytes then come either from the stream
+(gRPC chunks) or, when the gateway shares the core's host and reaches it over
+the Unix socket, from the blob the core named and authorized, which the
+gateway opens and reads itself (measured faster; see bench/bench_storage.py).
+Each chunk is followed by ``await flush()``: a slow client holds one chunk,
+not a file.
+"""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import os
+from urllib.parse import quote
+
+import grpc
+import tornado.iostream
+
+from appliance.errors import AppError
+from appliance.http.gateway import GatewayHandler
+from appliance.http.status import rpc_error_reply
+from appliance.v1 import storage_pb2
+
+log = logging.getLogger("appliance.http.files")  # one logger for file transfers
+
+LOCAL_READ_CHUNK = 1024 * 1024
+
+
+def _disposition(kind: str, name: str) -> str:
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+class DownloadHandler(GatewayHandler):
+    """GET/HEAD downloads: /storage/download?..., /storage/download/{ns}/{name}
+    (attachment) and /storage/{ns}/{name} (inline)."""
+
+    _call = None
+
+    def _request(self, path_kwargs: dict) -> storage_pb2.DownloadRequest:
+        request = self.build_request(path_kwargs)
+        headers = self.request.headers
+        # Transport facts come from the HTTP request only, never the query.
+        request.range = headers.get("Range", "")
+        request.if_range = headers.get("If-Range", "")
+        request.if_none_match = headers.get("If-None-Match", "")
+        request.if_modified_since = headers.get("If-Modified-Since", "")
+        request.head = self.request.method == "HEAD"
+        request.local = bool(self.config.storage_local_io) and not request.id
+        return request
+
+    async def get(self, **path_kwargs) -> None:
+        try:
+            request = self._request(path_kwargs)
+        except AppError as e:
+            return self.send_app_error(e)
+        for _ in range(5):
+            self._call = call = self.call(request, metadata=self.metadata())
+            try:
+                first = await call.read()
+            except grpc.aio.AioRpcError as e:
+                return self.send_json_error(*rpc_error_reply(e))
+            if first is grpc.aio.EOF or first.WhichOneof("part") != "meta":
+                return self.send_json_error(500, "internal error")
+            meta = first.meta
+            if not meta.local_path:
+                return await self._send(meta, call, None)
+            call.cancel()
+            fd = self._open_local(meta)
+            if fd is not None:
+                try:
+                    return await self._send(meta, None, fd)
+                finally:
+                    os.close(fd)
+            # The file was replaced between the core's answer and our open: ask again.
+        self.send_json_error(503, "file is changing too fast; try again")
+
+    head = get
+
+    @staticmethod
+    def _open_local(meta) -> int | None:
+        try:
+            fd = os.open(meta.local_path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        if os.fstat(fd).st_ino != meta.inode:
+            os.close(fd)
+            return None
+        return fd
+
+    def _response_headers(self, meta) -> int:
+        attachment = self.route.method.descriptor.name == "Download"
+        self.set_header("ETag", meta.etag)
+        self.set_header("Last-Modified", email.utils.formatdate(meta.modified_at, usegmt=True))
+        self.set_header("Accept-Ranges", "bytes")
+        self.set_header("Cache-Control", ("public" if meta.public else "private") + ", no-cache")
+        if meta.not_modified:
+            return 304
+        length = meta.range_end - meta.range_start + 1 if meta.size else 0
+        self.set_header("Content-Type", meta.content_type)
+        self.set_header("Content-Length", str(length))
+        self.set_header("Content-Disposition", _disposition("attachment" if attachment else "inline", meta.name))
+        if not attachment:
+            # User content served inline from the API's origin: no scripts with its privileges.
+            self.set_header("Content-Security-Policy", "sandbox")
+        if meta.partial:
+            self.set_header("Content-Range", f"bytes {meta.range_start}-{meta.range_end}/{meta.size}")
+            return 206
+        return 200
+
+    async def _send(self, meta, call, fd) -> None:
+        status = self._response_headers(meta)
+        self.set_status(status)
+        if status == 304 or self.request.method == "HEAD" or not meta.size:
+            return self.finish()
+        try:
+            await self.flush()
+            if fd is not None:
+                await self._send_local(fd, meta.range_start, meta.range_end + 1)
+            else:
+                await self._send_stream(call)
+        except tornado.iostream.StreamClosedError:
+            if call is not None:
+                call.cancel()
+            return
+        except (grpc.aio.AioRpcError, OSError) as e:
+            # Headers are out: all we can do is cut the body short so the
+            # client sees an incomplete transfer rather than a wrong file.
+            log.warning("download of %s broke off: %s", meta.name, e)
+            self.request.connection.close()
+            return
+        self.finish()
+
+    async def _send_stream(self, call) -> None:
+        while True:
+            message = await call.read()
+            if message is grpc.aio.EOF:
+                return
+            self.write(message.data)
+            await self.flush()
+
+    async def _send_local(self, fd: int, offset: int, end: int) -> None:
+        loop = asyncio.get_running_loop()
+        while offset < end:
+            data = await loop.run_in_executor(None, os.pread, fd, min(LOCAL_READ_CHUNK, end - offset), offset)
+            if not data:
+                raise OSError("file is shorter than the core said")
+            offset += len(data)
+            self.write(data)
+            await self.flush()
+
+    def on_connection_close(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
