@@ -37,11 +37,8 @@ from appliance.drivers.base import (  # noqa: E402
     GuestState,
 )
 from appliance.drivers.lxc.driver import LxcDriver, domain_name, veth_name  # noqa: E402
-from appliance.host import (
-    image,
-    network,  # noqa: E402
-)
-from appliance.host import libvirtd as host
+from appliance.host import image, network  # noqa: E402
+from appliance.host import libvirtd as host  # noqa: E402
 
 BRIDGE = "apdrvt0"
 SUBNET = "10.219.0.0/24"

@@ -55,7 +55,7 @@ from appliance.drivers.lxc.domain_xml import (
     IdMap,
     build_domain_xml,
 )
-from appliance.drivers.lxc.rootfs import INIT_PATH, GuestRootfs
+from appliance.drivers.lxc.rootfs import INIT_PATH, GuestRootfs, default_run_dir
 from appliance.host import idmap, network
 from appliance.host.volumes import VolumeError, VolumeNoRoom, VolumeStore
 from appliance.revert import Reverter
@@ -64,11 +64,6 @@ log = logging.getLogger(__name__)
 
 DOMAIN_PREFIX = "ap-"
 DEFAULT_PIDS_MAX = 1024
-
-
-def default_run_dir(data_dir: str | os.PathLike) -> Path:
-    key = hashlib.sha1(os.fsencode(os.path.realpath(data_dir))).hexdigest()[:12]
-    return Path("/run/appliance-guests") / key
 
 
 def domain_name(guest_id: str) -> str:

@@ -24,6 +24,7 @@ not listable.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -50,6 +51,11 @@ log = logging.getLogger(__name__)
 
 INIT_PATH = "/usr/local/sbin/appliance-init"
 HOST_KEY_TYPES = ("ed25519", "ecdsa")
+
+
+def default_run_dir(data_dir: str | os.PathLike) -> Path:
+    key = hashlib.sha1(os.fsencode(os.path.realpath(data_dir))).hexdigest()[:12]
+    return Path("/run/appliance-guests") / key
 
 
 class GuestRootfs:
