@@ -138,9 +138,9 @@ def limit_pids(name: str, limit: int, init_pid: int, controller_pid: int) -> Non
         for line in Path(f"/proc/{init_pid}/cgroup").read_text().splitlines():
             if line.startswith("0::"):
                 unified = cgroup_mounts().get("unified")
-                f = Path(unified or "/sys/fs/cgroup", line[3:].lstrip("/"), "pids.max")
-                if f.exists():
-                    f.write_text(f"{limit}\n")
+                pids_max = Path(unified or "/sys/fs/cgroup", line[3:].lstrip("/"), "pids.max")
+                if pids_max.exists():
+                    pids_max.write_text(f"{limit}\n")
                     return
         raise GuestStartError("no pids cgroup controller on this host: cannot limit processes")
     cg.mkdir(parents=True, exist_ok=True)
