@@ -59,10 +59,12 @@ class RawGuest:
         self.conn = libvirt.open("lxc:///")
 
     def start(self):
+        from appliance.drivers.lxc import domain
+
         dom = self.conn.defineXML(self.xml)
         dom.create()
         # what libvirt needs before the guest's init goes on (the driver does the same)
-        self.driver._wait_for_init(dom)
+        domain.wait_for_init(dom)
         if hasattr(self.driver, "_limit_pids"):
             self.driver._limit_pids(self.spec, dom)
         return dom

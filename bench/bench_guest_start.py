@@ -31,6 +31,8 @@ GUEST_IP = "10.227.0.10"
 def bench_raw(driver, spec, runs: int) -> tuple[list[float], list[float]]:
     import libvirt
 
+    from appliance.drivers.lxc import domain
+
     driver.volumes.create(spec.id, spec.storage_gb)
     xml = driver._prepare_runtime(spec)      # root, volume, keys: prepared once, outside the timing
     conn = libvirt.open("lxc:///")
@@ -40,7 +42,7 @@ def bench_raw(driver, spec, runs: int) -> tuple[list[float], list[float]]:
             t0 = time.perf_counter()
             dom = conn.defineXML(xml)
             dom.create()
-            driver._wait_for_init(dom)
+            domain.wait_for_init(dom)
             driver._limit_pids(spec, dom)   # the guest's init waits for its pids cgroup
             started.append(time.perf_counter() - t0)
             wait_for_sshd(spec.ip)

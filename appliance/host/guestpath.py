@@ -5,7 +5,8 @@ A path a user or a guest controls (a mount path, anything under a volume the
 guest has written to, the image's own symlinks such as ``/var/run -> /run``)
 must never be resolved by the host against the *host's* root: an absolute
 symlink would then name a host directory, which the driver would copy from,
-create, or chown as host root (issue 11, item 1).
+create, or chown as host root (docs/isolation.md, "Paths inside a guest's
+trees").
 
 Rules here:
 

@@ -2,7 +2,7 @@
 
 The image lives at ``<image_dir>/bookworm`` (``Config.image_dir``, outside the
 repository) and is only ever read: each guest runs on its own overlayfs layer
-over it (see ``drivers/lxc.py``). A build goes into a temporary directory next
+over it (see ``drivers/lxc/rootfs.py``). A build goes into a temporary directory next
 to the target and is renamed into place only when complete, so a half-built
 tree is never used. ``<image>/.appliance-image`` records the image version;
 bumping ``IMAGE_VERSION`` (package list or tweaks changed) makes

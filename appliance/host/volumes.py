@@ -204,7 +204,7 @@ class VolumeStore:
         """A directory inside the mounted volume, created on first use.
 
         Every component is resolved inside the volume with no symlink
-        followed (``drivers/guestpath.py``): the guest writes in its volume and
+        followed (``host/guestpath.py``): the guest writes in its volume and
         may have planted links; one on the way is a ``VolumeError``.
 
         ``seed_from = (tree, path)``: on creation, mode, owner and contents of

@@ -43,12 +43,8 @@ paramiko = pytest.importorskip("paramiko")
 from appliance import config as appliance_config  # noqa: E402
 from appliance.drivers.base import GuestSpec, GuestState  # noqa: E402
 from appliance.drivers.lxc.driver import LxcDriver  # noqa: E402
-from appliance.host import (
-    idmap,  # noqa: E402
-    image,
-    network,  # noqa: E402
-)
-from appliance.host import libvirtd as host
+from appliance.host import idmap, image, network  # noqa: E402
+from appliance.host import libvirtd as host  # noqa: E402
 
 BRIDGE = "apisot0"
 SUBNET = "10.223.0.0/24"

@@ -37,11 +37,8 @@ from appliance.drivers.base import (  # noqa: E402
     GuestState,
 )
 from appliance.drivers.lxc.driver import LxcDriver, domain_name, veth_name  # noqa: E402
-from appliance.host import (
-    image,
-    network,  # noqa: E402
-)
-from appliance.host import libvirtd as host
+from appliance.host import image, network  # noqa: E402
+from appliance.host import libvirtd as host  # noqa: E402
 
 BRIDGE = "apdrvt0"
 SUBNET = "10.219.0.0/24"
@@ -372,6 +369,75 @@ def test_failed_spawn_cleans_up(driver, keypair):
     assert "apnobridge0" in str(err.value) or "bridge" in str(err.value).lower()
     assert broken.state(spec.id) is GuestState.MISSING
     assert host_traces(spec.id) == []
+
+
+def _fail_after_tracing(seen: list, guest_id: str):
+    """A step that records what the earlier steps left on the host, then fails."""
+    def step(*_args, **_kwargs):
+        seen.extend(host_traces(guest_id))
+        seen.extend(f"port: {p}" for p in network.guest_ports(BRIDGE) if p[0] == veth_name(guest_id))
+        raise RuntimeError("injected failure")
+    return step
+
+
+def _assert_left_stopped(driver, spec):
+    assert host_traces(spec.id) == []
+    assert all(p[0] != veth_name(spec.id) for p in network.guest_ports(BRIDGE))
+    assert not (driver.guests_dir / spec.id).exists()
+    assert driver.state(spec.id) is GuestState.STOPPED
+
+
+def test_a_start_failing_after_the_domain_runs_undoes_every_earlier_step(driver, make_guest, monkeypatch):
+    """Start = rootfs, port entry, cgroups, domain, then limits: the per-uid
+    limits step fails once the guest's init runs; every earlier step is undone."""
+    from appliance.drivers.lxc import ucounts
+
+    spec = make_guest()
+    driver.stop(spec.id)
+    seen: list[str] = []
+    monkeypatch.setattr(ucounts, "limit_process", _fail_after_tracing(seen, spec.id))
+    with pytest.raises(GuestStartError, match="injected failure"):
+        driver.start(spec)
+    assert "domain" in seen and any(t.startswith("mount") for t in seen) and any(t.startswith("port") for t in seen)
+    assert any(t.startswith("loop") for t in seen), seen
+    _assert_left_stopped(driver, spec)
+    monkeypatch.undo()
+    driver.start(spec)   # nothing in the way of the next start
+    assert driver.exec(spec.id, ["cat", "/etc/hostname"]).stdout == spec.id.encode() + b"\n"
+
+
+def test_a_failed_rootfs_assembly_undoes_its_mounts(driver, make_guest, monkeypatch):
+    """Host keys are written after the volume, the idmapped image and the
+    overlay root are mounted: when that step fails, those mounts go again."""
+    from appliance.drivers.lxc import rootfs
+
+    spec = make_guest()
+    driver.stop(spec.id)
+    seen: list[str] = []
+    monkeypatch.setattr(rootfs, "install_host_keys", _fail_after_tracing(seen, spec.id))
+    with pytest.raises(GuestStartError, match="injected failure"):
+        driver.start(spec)
+    mounts = [t for t in seen if t.startswith("mount(self)")]
+    assert any(t.endswith(f"/volumes/{spec.id}") for t in mounts), seen
+    assert any(t.endswith(f"/guests/{spec.id}/lower") for t in mounts), seen
+    assert any(t.endswith(f"/guests/{spec.id}/root") for t in mounts), seen
+    _assert_left_stopped(driver, spec)
+
+
+def test_a_failed_spawn_late_in_the_start_leaves_no_guest(driver, keypair, monkeypatch):
+    from appliance.drivers.lxc import ucounts
+
+    spec = GuestSpec(id=f"dt{uuid.uuid4().hex[:8]}", ip=next(_ips), memory_mb=128, cpus=1,
+                     storage_gb=1, authorized_keys=(keypair[1],))
+    seen: list[str] = []
+    monkeypatch.setattr(ucounts, "limit_process", _fail_after_tracing(seen, spec.id))
+    with pytest.raises(GuestStartError, match="injected failure"):
+        driver.spawn(spec)
+    assert "domain" in seen
+    assert host_traces(spec.id) == []
+    assert driver.state(spec.id) is GuestState.MISSING
+    assert not (driver.guests_dir / spec.id).exists()
+    assert driver.id_range(spec.id) is None
 
 
 def test_restart_of_running_guest_keeps_ip_and_sshd_comes_back(driver, make_guest, keypair):

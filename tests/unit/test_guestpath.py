@@ -1,4 +1,4 @@
-"""The in-root path resolver (``drivers/guestpath.py``) and its users: nothing
+"""The in-root path resolver (``host/guestpath.py``) and its users: nothing
 is ever opened, created, copied from or chowned on the host through a path
 inside a guest's image, root or volume (issue 11, item 1).
 

@@ -1,5 +1,5 @@
-"""Shared per-user counters (drivers/ucounts.py) and the guest's own cgroups
-(drivers/guestcgroups.py): the parts that need no guest. The attacks are in
+"""Shared per-user counters (drivers/lxc/ucounts.py) and the guest's own cgroups
+(drivers/lxc/cgroups.py): the parts that need no guest. The attacks are in
 tests/integration/test_redteam_guest.py."""
 from __future__ import annotations
 

@@ -1,33 +1,87 @@
-"""The guest's own cgroups in the hierarchies libvirt does not manage
-(docs/isolation.md, "cgroup view").
+"""A guest's cgroups on the host: where they are, its pids limit, and its
+own cgroups in the hierarchies libvirt does not manage (docs/isolation.md,
+"pids limit" and "cgroup view").
 
-libvirt (cgroup v1) puts a guest into cgroups of the controllers it uses;
-the driver adds the pids one (``LxcDriver._limit_pids``). In the unified
-(cgroup2, no controllers on a hybrid host) and the named ``name=systemd``
-hierarchies nobody moves the guest: its init's ``unshare --cgroup`` would
-root the guest's cgroup namespace there at the *host's* root cgroup, and
-guest root mounting those hierarchies would see the host's whole tree
-(host cgroup names, host-wide pressure and cpu stats, other tenants).
-``enter`` makes a cgroup per guest in each of them and moves the guest's
-processes in before the init's gate opens, so the namespace is rooted at
-the guest's own cgroup everywhere. Processes the appliance starts in a
-guest follow (``nsexec`` joins every cgroup its init is in).
+libvirt (cgroup v1) puts a guest into cgroups of the controllers it uses.
+libvirt 9 leaves LXC guests in the root pids cgroup: ``limit_pids`` gives
+the guest one of its own, ``<pids>/machine/ap-<id>.appliance`` with
+``pids.max`` (on a cgroup v2 only host, libvirt's guest cgroup has
+``pids.max`` itself). In the unified (cgroup2, no controllers on a hybrid
+host) and the named ``name=systemd`` hierarchies nobody moves the guest: its
+init's ``unshare --cgroup`` would root the guest's cgroup namespace there at
+the *host's* root cgroup, and guest root mounting those hierarchies would
+see the host's whole tree (host cgroup names, host-wide pressure and cpu
+stats, other tenants). ``enter`` makes a cgroup per guest in each of them
+and moves the guest's processes in before the init's gate opens, so the
+namespace is rooted at the guest's own cgroup everywhere. Processes the
+appliance starts in a guest follow (``nsexec`` joins every cgroup its init
+is in, ``cgroup_procs_files``).
 """
 from __future__ import annotations
 
 import errno
+import os
 import time
 from pathlib import Path
 
-from appliance.drivers.lxc import nsexec
+from appliance.drivers.base import GuestError, GuestStartError
 
-HIERARCHIES = ("unified", "name=systemd")   # keys of nsexec._cgroup_mounts()
+SUFFIX = ".appliance"   # the guest's own cgroups: <libvirt domain name><SUFFIX>
+HIERARCHIES = ("unified", "name=systemd")   # keys of cgroup_mounts()
 
+
+def name_for(domain: str) -> str:
+    """The name of the cgroups the driver makes for a libvirt domain."""
+    return domain + SUFFIX
+
+
+def cgroup_mounts() -> dict[str, str]:
+    """controller list (as in /proc/PID/cgroup) -> mount point on this host."""
+    found = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, right = line.split(" - ", 1)
+            fstype, _, options = right.split()[:3]
+            mountpoint = left.split()[4]
+            if fstype == "cgroup2":
+                found["unified"] = mountpoint
+            elif fstype == "cgroup":
+                names = [o for o in options.split(",") if o not in ("rw", "ro")
+                         and not o.startswith(("relatime", "noatime", "nosuid", "nodev",
+                                               "noexec", "release_agent", "clone_children"))]
+                key = ",".join(sorted(n for n in names if not n.startswith("name=")))
+                named = [n for n in names if n.startswith("name=")]
+                found[named[0] if named else key] = mountpoint
+    return found
+
+
+def cgroup_procs_files(pid: int) -> list[str]:
+    """The ``cgroup.procs`` file of every non-root cgroup ``pid`` is in."""
+    files = []
+    mounts = cgroup_mounts()
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if path == "/":
+                continue
+            key = controllers or "unified"
+            base = mounts.get(key)
+            if base:
+                files.append(os.path.join(base, path.lstrip("/"), "cgroup.procs"))
+    return files
+
+
+def memory_cgroup(pid: int) -> str | None:
+    """The v1 memory cgroup directory ``pid`` is in (None: none)."""
+    return next((os.path.dirname(p) for p in cgroup_procs_files(pid) if "/memory/" in p), None)
+
+
+# -- unified and name=systemd: the guest's cgroup view --------------------------------
 
 def cgroups(name: str, mounts: dict[str, str] | None = None) -> list[Path]:
     """The guest's cgroup directories (``<mount>/machine/<name>``), one per
     hierarchy the host has mounted."""
-    mounts = nsexec._cgroup_mounts() if mounts is None else mounts
+    mounts = cgroup_mounts() if mounts is None else mounts
     return [Path(mounts[key], "machine", name) for key in HIERARCHIES if key in mounts]
 
 
@@ -58,3 +112,69 @@ def remove(name: str, attempts: int = 100) -> None:
                 if e.errno != errno.EBUSY:
                     raise
                 time.sleep(0.02)
+
+
+# -- pids ------------------------------------------------------------------------------
+
+def pids_controller_available() -> bool:
+    """A v1 pids hierarchy (the init gate waits for the move into it)."""
+    return "pids" in cgroup_mounts()
+
+
+def pids_cgroup(name: str) -> Path | None:
+    """The guest's own pids cgroup directory (cgroup v1), None without a pids hierarchy."""
+    base = cgroup_mounts().get("pids")
+    return Path(base, "machine", name) if base else None
+
+
+def limit_pids(name: str, limit: int, init_pid: int, controller_pid: int) -> None:
+    """Move the guest (not libvirt's controller) into its pids cgroup with
+    ``pids.max`` = ``limit``; on the way, into its own cgroups of ``enter``.
+
+    The init script waits for this before it starts anything, so no
+    guest process can be forked outside the limit."""
+    cg = pids_cgroup(name)
+    if cg is None:   # cgroup v2 only: libvirt's guest cgroup has pids.max itself
+        for line in Path(f"/proc/{init_pid}/cgroup").read_text().splitlines():
+            if line.startswith("0::"):
+                unified = cgroup_mounts().get("unified")
+                pids_max = Path(unified or "/sys/fs/cgroup", line[3:].lstrip("/"), "pids.max")
+                if pids_max.exists():
+                    pids_max.write_text(f"{limit}\n")
+                    return
+        raise GuestStartError("no pids cgroup controller on this host: cannot limit processes")
+    cg.mkdir(parents=True, exist_ok=True)
+    (cg / "pids.max").write_text(f"{limit}\n")
+    controller = str(controller_pid)
+    memory_procs = next(p for p in cgroup_procs_files(init_pid) if "/memory/" in p)
+    # still before the gate: the guest's own unified/systemd cgroups
+    enter(name, [p for p in Path(memory_procs).read_text().split() if p != controller])
+    procs = str(cg / "cgroup.procs")
+    while True:   # until every guest process is inside (children follow their parent)
+        moved = 0
+        for pid in Path(memory_procs).read_text().split():
+            if pid == controller or pid in (cg / "cgroup.procs").read_text().split():
+                continue
+            try:
+                with open(procs, "w") as f:
+                    f.write(pid)
+                moved += 1
+            except ProcessLookupError:
+                pass
+        if not moved:
+            return
+
+
+def remove_pids_cgroup(name: str) -> None:
+    cg = pids_cgroup(name)
+    if cg is None or not cg.exists():
+        return
+    for _ in range(100):
+        try:
+            cg.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:   # EBUSY while the last guest processes exit
+            time.sleep(0.02)
+    raise GuestError(f"could not remove the pids cgroup of {name}")

@@ -14,12 +14,12 @@ the same bytes for the same spec (golden-file tested). Notes on the choices:
 - Network: a veth on the bridge with a fixed MAC; ``<ip>`` and ``<route>``
   let libvirt configure the guest side before init runs (no DHCP).
 - User namespace: ``<idmap>`` maps guest uids/gids 0..count-1 to the
-  guest's own unprivileged host range (``drivers/idmap.py``); without it the
+  guest's own unprivileged host range (``host/idmap.py``); without it the
   guest's root is the host's root.
 - Capabilities: ``<features><capabilities>`` drops ``drop_capabilities``
   from the guest's bounding set (``net_raw``: packet and raw sockets queue
   packet clones no memory cgroup is charged for; the seccomp filter of
-  ``guestlimits`` refuses them too, also in nested namespaces).
+  ``limits.py`` refuses them too, also in nested namespaces).
 """
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ class DomainSpec:
     init_env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     uuid: str = ""
     idmap: IdMap | None = None
-    # libvirt's LXC controller, or a wrapper that execs it (drivers/guestlimits.py)
+    # libvirt's LXC controller, or a wrapper that execs it (drivers/lxc/limits.py)
     emulator: str = LIBVIRT_LXC_EMULATOR
     # capabilities taken from the guest (libvirt names: net_raw, sys_module, ...)
     drop_capabilities: tuple[str, ...] = ("net_raw",)

@@ -62,3 +62,10 @@ ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1 || ssh-keygen -A
 trap 'kill -TERM -1; sleep 0.3; exit 0' TERM INT
 while :; do sleep 3600 & wait $!; done
 """
+
+
+def script(*, pids_gate: bool) -> str:
+    """The init script; ``pids_gate``: wait to be moved into the guest's pids
+    cgroup, then take a cgroup namespace and a cgroup view of its own."""
+    return INIT_SCRIPT.format(pids_gate=INIT_PIDS_GATE if pids_gate else "", ready=READY_FILE,
+                              cgroup_view=CGROUP_REMOUNT if pids_gate else "")

@@ -1,6 +1,6 @@
 """Run a process inside a running guest's namespaces and cgroup.
 
-Recipe (ARCHITECTURE.md): the caller gets the guest's namespace fds with
+How: the caller gets the guest's namespace fds with
 ``libvirt_lxc.lxcOpenNamespace`` *in the parent*, then
 
     parent --fork--> helper: joins the guest's cgroups, setns() each fd
@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass
 
 from appliance.drivers.base import ExecResult, PtyProcess
+from appliance.drivers.lxc.cgroups import cgroup_procs_files
 
 _libc = ctypes.CDLL(None, use_errno=True)
 # user first (it grants the rights for the rest), mnt last (after it /proc
@@ -53,9 +54,9 @@ class GuestTarget:
     ns_fds: tuple[int, ...]        # in the order to join, own namespaces skipped
     cgroup_procs: tuple[str, ...]  # host paths of the guest's cgroup.procs files
     userns: bool = False           # the guest has a user namespace of its own
-    seccomp: object = None         # guestlimits.Program the guest's processes run under
+    seccomp: object = None         # limits.Program the guest's processes run under
     nofile: int = 0                # their RLIMIT_NOFILE (0: unchanged)
-    rlimits: tuple = ()            # further (resource, soft = hard) limits (drivers/ucounts.py)
+    rlimits: tuple = ()            # further (resource, soft = hard) limits (drivers/lxc/ucounts.py)
 
 
 def prepare_target(ns_fds: list[int], init_pid: int, *, seccomp=None, nofile: int = 0,
@@ -75,42 +76,7 @@ def prepare_target(ns_fds: list[int], init_pid: int, *, seccomp=None, nofile: in
             by_kind[kind] = fd
     userns = "user" in by_kind
     ordered = tuple(by_kind.pop(k) for k in _NS_ORDER if k in by_kind) + tuple(by_kind.values())
-    return GuestTarget(ordered, tuple(_cgroup_procs_files(init_pid)), userns, seccomp, nofile, tuple(rlimits))
-
-
-def _cgroup_procs_files(pid: int) -> list[str]:
-    files = []
-    mounts = _cgroup_mounts()
-    with open(f"/proc/{pid}/cgroup") as f:
-        for line in f:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
-            if path == "/":
-                continue
-            key = controllers or "unified"
-            base = mounts.get(key)
-            if base:
-                files.append(os.path.join(base, path.lstrip("/"), "cgroup.procs"))
-    return files
-
-
-def _cgroup_mounts() -> dict[str, str]:
-    """controller list (as in /proc/PID/cgroup) -> mount point on this host."""
-    found = {}
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, right = line.split(" - ", 1)
-            fstype, _, options = right.split()[:3]
-            mountpoint = left.split()[4]
-            if fstype == "cgroup2":
-                found["unified"] = mountpoint
-            elif fstype == "cgroup":
-                names = [o for o in options.split(",") if o not in ("rw", "ro")
-                         and not o.startswith(("relatime", "noatime", "nosuid", "nodev",
-                                               "noexec", "release_agent", "clone_children"))]
-                key = ",".join(sorted(n for n in names if not n.startswith("name=")))
-                named = [n for n in names if n.startswith("name=")]
-                found[named[0] if named else key] = mountpoint
-    return found
+    return GuestTarget(ordered, tuple(cgroup_procs_files(init_pid)), userns, seccomp, nofile, tuple(rlimits))
 
 
 def close_target(target: GuestTarget) -> None:
