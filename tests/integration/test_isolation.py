@@ -71,7 +71,7 @@ def _sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="session")
 def probe_binary(tmp_path_factory) -> bytes:
     if not shutil.which("gcc"):
-        pytest.skip("gcc is needed to build the attack probe")
+        pytest.fail("gcc is needed to build the attack probe: run scripts/install-deps.sh")
     out = tmp_path_factory.mktemp("probe") / "probe"
     _sh("gcc", "-static", "-O2", "-o", str(out), str(PROBE_SRC))
     return out.read_bytes()
@@ -223,15 +223,6 @@ def test_guest_root_is_an_unprivileged_host_uid_of_its_own_range(driver, make_gu
     assert driver.id_range(a.id) == ra
     assert run(driver, a, "cat /root/secret") == (0, "secret\n")
     assert (driver.image / "etc/shadow").stat().st_uid == 0
-
-
-def test_range_is_released_and_reused_after_destroy(driver):
-    alloc = idmap.IdRangeAllocator(driver.data_dir / "idmap-test")
-    r1, r2 = alloc.ensure("g1"), alloc.ensure("g2")
-    assert (r1.base, r2.base) == (idmap.FIRST_HOST_ID, idmap.FIRST_HOST_ID + idmap.RANGE_SIZE)
-    assert alloc.ensure("g1") == r1
-    alloc.release("g1")
-    assert alloc.ensure("g3") == r1 and alloc.get("g1") is None
 
 
 # -- from guest root: the host's kernel, cgroups, disks, devices, files --------------

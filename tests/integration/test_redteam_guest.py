@@ -40,7 +40,7 @@ IN_CLOEXEC = 0o2000000
 @pytest.fixture(scope="module")
 def probe_binary(tmp_path_factory) -> bytes:
     if not shutil.which("gcc"):
-        pytest.fail("gcc is needed to build the red-team probe")
+        pytest.fail("gcc is needed to build the red-team probe: run scripts/install-deps.sh")
     out = tmp_path_factory.mktemp("rd3probe") / "rd3"
     subprocess.run(["gcc", "-static", "-O2", "-o", str(out), str(PROBE_SRC)], check=True)
     return out.read_bytes()
