@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from compute_support import StatusSocket, add_key, new_user, private_pem
+from compute_support import add_key, new_user, private_pem, running
 from harness import Appliance, free_port
 
 
@@ -91,15 +91,8 @@ class Person:
 
 
 def launch(app: Appliance, person: Person, **body) -> dict:
-    with StatusSocket(app, person.client.token) as ws:
-        r = person.client.post("/compute/containers",
-                               json={"name": "box", "ssh_key_ids": [person.key_id], **body})
-        assert r.status_code == 200, r.text
-        cid = r.json()["id"]
-        event = ws.wait(cid, "running", "error", timeout=60)
-    c = person.client.get(f"/compute/containers/{cid}").json()
-    assert event["status"] == "running", c
-    return c
+    """A running guest of ``person``'s with their key (a real guest may take a minute)."""
+    return running(app, person.client, person.key_id, timeout=60, **body)
 
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import requests
 import websocket
-from compute_support import StatusSocket, add_key, keypair, new_user
+from compute_support import StatusSocket, add_key, db_row_id, keypair, new_user, running
 from harness import Appliance
 
 
@@ -35,14 +35,6 @@ def user(app, admin):
 def create(client, key_id, **body):
     body = {"name": "box", "ssh_key_ids": [key_id], **body}
     return client.post("/compute/containers", json=body)
-
-
-def running(app, client, key_id, **body) -> dict:
-    with StatusSocket(app, client.token) as ws:
-        r = create(client, key_id, **body)
-        assert r.status_code == 200, r.text
-        ws.wait(r.json()["id"], "running")
-    return client.get(f"/compute/containers/{r.json()['id']}").json()
 
 
 # -- containers ---------------------------------------------------------------------
@@ -405,5 +397,8 @@ def test_user_deletion_removes_containers_and_keys(app, admin):
     u = new_user(app, admin)
     kid, _ = add_key(u)
     cid = running(app, u, kid)["id"]
+    assert db_row_id(app, "container", cid) and db_row_id(app, "ssh_key", kid)   # control
     assert admin.delete(f"/admin/users/{u.user_id}").status_code == 200
-    assert f"compute: {cid} deleted" in app.log("core")
+    assert db_row_id(app, "container", cid) is None and db_row_id(app, "ssh_key", kid) is None
+    assert f"compute: {cid} deleted" in app.log("core")   # the guest too, not only its row
+    assert u.get("/compute/containers").status_code == 401
