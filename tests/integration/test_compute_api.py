@@ -375,15 +375,17 @@ def test_socket_pings(app, user):
 
 
 def test_terminal_on_the_fake_driver(app, user):
-    """The terminal's plumbing (its behaviour on real guests: test_terminal.py):
-    the fake PTY echoes input; a stopped container is 409 without upgrading."""
+    """The terminal's plumbing (its behaviour on real guests: test_terminal.py,
+    where test_resize_and_stty_size checks a resize inside the guest): the fake
+    PTY echoes input, a resize between two inputs keeps the stream going; a
+    stopped container is 409 without upgrading."""
     kid, _ = add_key(user)
     cid = running(app, user, kid)["id"]
     ws = websocket.create_connection(app.url.replace("http", "ws") + f"/compute/containers/{cid}/terminal?token={user.token}",
                                      timeout=10)
     ws.send_binary(b"raw ")
-    ws.send('{"type":"input","data":"typed"}')
     ws.send('{"type":"resize","cols":100,"rows":30}')
+    ws.send('{"type":"input","data":"typed"}')
     seen = b""
     while b"raw typed" not in seen:
         seen += ws.recv()
