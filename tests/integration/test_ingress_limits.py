@@ -7,18 +7,7 @@ import socket
 
 import pytest
 from compute_support import add_key, new_user, running
-from harness import Appliance
-
-
-def free_port_in(lo: int, hi: int) -> int:
-    for port in range(lo, hi + 1):
-        with socket.socket() as s:
-            try:
-                s.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {lo}-{hi}")
+from harness import Appliance, free_port_in
 
 PER_CONTAINER, PER_USER = 4, 6
 

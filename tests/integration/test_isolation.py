@@ -38,17 +38,12 @@ if os.geteuid() != 0:
     pytest.skip("libvirt LXC guests need root (run the tests as root)", allow_module_level=True)
 
 libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed")
-paramiko = pytest.importorskip("paramiko")
 
-from appliance import config as appliance_config  # noqa: E402
-from appliance.drivers.base import GuestSpec, GuestState  # noqa: E402
-from appliance.drivers.lxc.driver import LxcDriver  # noqa: E402
-from appliance.host import (
-    idmap,  # noqa: E402
-    image,
-    network,  # noqa: E402
-)
-from appliance.host import libvirtd as host
+from access_support import outside_namespace  # noqa: E402
+from guest_support import build_probe, guest_maker, lxc_driver, run  # noqa: E402
+
+from appliance.drivers.base import GuestState  # noqa: E402
+from appliance.host import idmap, network  # noqa: E402
 
 BRIDGE = "apisot0"
 SUBNET = "10.223.0.0/24"
@@ -70,68 +65,26 @@ def _sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="session")
 def probe_binary(tmp_path_factory) -> bytes:
-    if not shutil.which("gcc"):
-        pytest.fail("gcc is needed to build the attack probe: run scripts/install-deps.sh")
-    out = tmp_path_factory.mktemp("probe") / "probe"
-    _sh("gcc", "-static", "-O2", "-o", str(out), str(PROBE_SRC))
-    return out.read_bytes()
+    return build_probe(PROBE_SRC, tmp_path_factory.mktemp("probe") / "probe")
 
 
 @pytest.fixture(scope="session")
 def driver(tmp_path_factory):
-    host.ensure_libvirtd()
-    image_dir = appliance_config.load().image_dir
-    image.ensure_image(image_dir)
-    data_dir = tmp_path_factory.mktemp("isolation")
-    drv = LxcDriver(image_dir=image_dir, data_dir=data_dir, bridge=BRIDGE, subnet=SUBNET,
-                    public_ports=(PUBLIC_PORT,))
-    drv.prepare_host(build_image=False)
-    yield drv
-    for vol in Path(data_dir, "volumes").glob("*.img"):
-        drv.destroy(vol.stem)
-    network.remove_guest_network(BRIDGE)
+    with lxc_driver(tmp_path_factory.mktemp("isolation"), BRIDGE, SUBNET, public_ports=(PUBLIC_PORT,)) as drv:
+        yield drv
 
 
 @pytest.fixture(scope="session")
 def internet(driver):
     """A namespace standing in for the outside world, routed via the host."""
-    _sh("ip", "netns", "del", NETNS, check=False)
-    _sh("ip", "link", "del", VETH, check=False)
-    _sh("ip", "netns", "add", NETNS)
-    _sh("ip", "link", "add", VETH, "type", "veth", "peer", "name", "eth0", "netns", NETNS)
-    _sh("ip", "addr", "add", f"{NET_HOST}/24", "dev", VETH)
-    _sh("ip", "link", "set", VETH, "up")
-    for cmd in (("ip", "addr", "add", f"{NET_FAR}/24", "dev", "eth0"), ("ip", "link", "set", "eth0", "up"),
-                ("ip", "link", "set", "lo", "up")):
-        _sh("ip", "netns", "exec", NETNS, *cmd)
-    yield NETNS
-    _sh("ip", "netns", "del", NETNS, check=False)
-    _sh("ip", "link", "del", VETH, check=False)
+    with outside_namespace(NETNS, VETH, "eth0", NET_HOST, NET_FAR) as ns:
+        yield ns
 
 
 @pytest.fixture
 def make_guest(driver, probe_binary):
-    made = []
-
-    def make(**overrides) -> GuestSpec:
-        values = dict(id=f"is{uuid.uuid4().hex[:8]}", ip=next(_ips), memory_mb=256, cpus=1.0, storage_gb=1)
-        values.update(overrides)
-        spec = GuestSpec(**values)
-        made.append(spec.id)
-        driver.spawn(spec)
-        r = driver.exec(spec.id, ["sh", "-c", "cat > /usr/local/bin/probe && chmod 755 /usr/local/bin/probe"],
-                        input=probe_binary)
-        assert r.exit_code == 0, r
-        return spec
-
-    yield make
-    for gid in made:
-        driver.destroy(gid)
-
-
-def run(driver, spec, script: str, timeout: float = 30) -> tuple[int, str]:
-    r = driver.exec(spec.id, ["sh", "-c", script], timeout=timeout)
-    return r.exit_code, (r.stdout + r.stderr).decode(errors="replace")
+    with guest_maker(driver, _ips, "is", probe_binary, "/usr/local/bin/probe") as make:
+        yield make
 
 
 def probe(driver, spec, *args: str, timeout: float = 30) -> tuple[bool, str]:
@@ -435,7 +388,7 @@ def test_ingress_dnat_to_a_guest_and_its_replies_work(driver, make_guest, intern
     try:
         probe_path = driver.data_dir / "probe-host"
         if not probe_path.exists():
-            _sh("gcc", "-static", "-O2", "-o", str(probe_path), str(PROBE_SRC))
+            build_probe(PROBE_SRC, probe_path)
         outside = _sh("ip", "netns", "exec", NETNS, str(probe_path), "connect", NET_HOST, "18080", "3000",
                       check=False).stdout
         assert outside.startswith("ok") and spec.id in outside, f"ingress from outside: {outside}"
@@ -481,7 +434,7 @@ def test_ip_and_mac_spoofing_is_dropped(driver, make_guest, internet, listen):
     # the bridge guard still drops such frames: sent from A's network namespace by host root (no filter)
     probe_path = driver.data_dir / "probe-host"
     if not probe_path.exists():
-        _sh("gcc", "-static", "-O2", "-o", str(probe_path), str(PROBE_SRC))
+        build_probe(PROBE_SRC, probe_path)
     out = _sh("nsenter", "-t", str(driver.init_pid(a.id)), "-n", str(probe_path), "arp", "eth0", b.ip, GATEWAY,
               "10", check=False).stdout
     assert out.startswith("ok"), out   # sending works; the bridge drops it
