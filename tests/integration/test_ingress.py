@@ -176,7 +176,7 @@ def haproxy_maps(app) -> str:
     return "".join(p.read_text() for p in paths if p.exists())
 
 
-# rule validation needs no guest: test_ingress_limits.py::test_rule_validation
+# rule validation needs no guest: test_ingress_api.py::test_create_with_rules_and_bad_input_answers_json_errors
 
 # -- layer 4: 8000-8999 ----------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Ingress rule validation, caps and guest address quarantine through the REST API, on
+"""Ingress rule caps and guest address quarantine through the REST API, on
 the in-memory guest driver (no guests, no lock needed). The data-path
 behaviour on real guests is in test_ingress.py."""
 from __future__ import annotations
@@ -31,17 +31,6 @@ def user(app):
 
 def add(client, cid, port, **body):
     return client.post(f"/compute/containers/{cid}/ingress", json={"port": port, **body})
-
-
-def test_rule_validation(app, user):
-    cid = running(app, user)["id"]
-    for body in ({"port": 22}, {"port": 7999}, {"port": 9000}, {"port": 8100, "target_port": 0},
-                 {"port": 8100, "target_port": 70000}, {"target_port": 80}, {"port": "x"}):
-        r = user.post(f"/compute/containers/{cid}/ingress", json=body)
-        assert r.status_code == 400 and r.json()["error"], (body, r.text)
-    assert user.delete(f"/compute/containers/{cid}/ingress/8100").status_code == 404
-    assert user.get(f"/compute/containers/{cid}/ingress").json()["rules"] == []
-    user.delete(f"/compute/containers/{cid}")
 
 
 def test_rule_caps_per_container_and_per_user_stopped_containers_count(app, user):
