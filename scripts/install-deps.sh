@@ -13,8 +13,8 @@ packages=(
   conntrack
   # guests' seccomp filter: libseccomp, and libc headers for its small wrapper
   libseccomp2 libc6-dev
-  # reaching guests and testing as a user does
-  openssh-client openssh-server curl wrk nginx-light
+  # reaching guests and testing as a user does (openssl: the ingress test's TLS client)
+  openssh-client openssh-server curl openssl wrk nginx-light
   # test_domain_xml validates the rendered XML against libvirt's schemas
   libxml2-utils
   # ingress on 80/443 (Host/SNI routing; the core runs its own instance)

@@ -1,15 +1,19 @@
-"""Shared by the SSH gateway, terminal and ingress tests (and bench_access):
-a real appliance (core + HTTP + SSH gateway) on its own bridge, and users
-with real guests created through REST."""
+"""Shared by the SSH gateway, terminal, ingress and red-team tests (and
+bench_access): a real appliance (core + HTTP + SSH gateway) on its own bridge,
+users with real guests created through REST, commands in those guests over
+their own sshd, and an "outside" network namespace to reach them from."""
 from __future__ import annotations
 
 import io
 import os
+import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from compute_support import StatusSocket, add_key, new_user, private_pem
+from compute_support import add_key, new_user, private_pem, running
 from harness import Appliance, free_port
 
 
@@ -32,7 +36,6 @@ def start_appliance(data_dir: Path, bridge: str, subnet: str, **settings) -> App
 
 
 def wait_port(host: str, port: int, timeout: float = 20) -> None:
-    import socket
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -91,15 +94,8 @@ class Person:
 
 
 def launch(app: Appliance, person: Person, **body) -> dict:
-    with StatusSocket(app, person.client.token) as ws:
-        r = person.client.post("/compute/containers",
-                               json={"name": "box", "ssh_key_ids": [person.key_id], **body})
-        assert r.status_code == 200, r.text
-        cid = r.json()["id"]
-        event = ws.wait(cid, "running", "error", timeout=60)
-    c = person.client.get(f"/compute/containers/{cid}").json()
-    assert event["status"] == "running", c
-    return c
+    """A running guest of ``person``'s with their key (a real guest may take a minute)."""
+    return running(app, person.client, person.key_id, timeout=60, **body)
 
 
 
@@ -124,3 +120,43 @@ def _opts(known_hosts: Path | None) -> list[str]:
 
 def run(argv: list[str], timeout: float = 120, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, timeout=timeout, stdin=kw.pop("stdin", subprocess.DEVNULL), **kw)
+
+
+def guest_sh(guest: dict, person: Person, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """``command`` as root in the guest over the guest's own sshd (not through
+    the appliance), as text; fails the test unless it exits 0."""
+    r = run(["ssh", "-i", str(person.key_file), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes",
+             f"root@{guest['external_ip']}", command], timeout=timeout, text=True)
+    assert r.returncode == 0, (command, r.stdout, r.stderr)
+    return r
+
+
+def _ip(*argv: str, check: bool = True) -> None:
+    r = subprocess.run(["ip", *argv], capture_output=True, text=True)
+    assert r.returncode == 0 or not check, (argv, r.stderr)
+
+
+@contextmanager
+def outside_namespace(name: str, host_if: str, ns_if: str, host_ip: str, ns_ip: str, *,
+                      route_via_host: bool = False) -> Iterator[str]:
+    """A network namespace standing in for the outside world, joined to this
+    host by a veth pair (``host_if`` with ``host_ip``/24 here, ``ns_if`` with
+    ``ns_ip``/24 there); left over ones of the same names are removed first,
+    this one afterwards. Yields the namespace's name."""
+    _ip("netns", "del", name, check=False)
+    _ip("link", "del", host_if, check=False)
+    _ip("netns", "add", name)
+    try:
+        _ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if, "netns", name)
+        _ip("addr", "add", f"{host_ip}/24", "dev", host_if)
+        _ip("link", "set", host_if, "up")
+        _ip("-n", name, "addr", "add", f"{ns_ip}/24", "dev", ns_if)
+        _ip("-n", name, "link", "set", ns_if, "up")
+        _ip("-n", name, "link", "set", "lo", "up")
+        if route_via_host:
+            _ip("-n", name, "route", "add", "default", "via", host_ip)
+        yield name
+    finally:
+        _ip("link", "del", host_if, check=False)
+        _ip("netns", "del", name, check=False)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sqlite3
 import time
 
 import websocket
@@ -94,3 +95,29 @@ class StatusSocket:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def running(app: Appliance, client: Client, key_id: str | None = None, *, timeout: float = 30, **body) -> dict:
+    """A new container of ``client``'s (``body`` over the defaults), once the
+    status socket says it runs; a new key of theirs is selected if none is given."""
+    if key_id is None:
+        key_id, _ = add_key(client)
+    with StatusSocket(app, client.token) as ws:
+        r = client.post("/compute/containers", json={"name": "box", "ssh_key_ids": [key_id], **body})
+        assert r.status_code == 200, r.text
+        cid = r.json()["id"]
+        event = ws.wait(cid, "running", "error", timeout=timeout)
+    c = client.get(f"/compute/containers/{cid}").json()
+    assert event["status"] == "running", c
+    return c
+
+
+def db_row_id(app: Appliance, table: str, public_id: str) -> int | None:
+    """The row id of ``public_id`` in ``table`` of the appliance's SQLite
+    database (read-only), None if there is no such row."""
+    db = sqlite3.connect(f"file:{app.data_dir / 'appliance.db'}?mode=ro", uri=True)
+    try:
+        row = db.execute(f"SELECT id FROM {table} WHERE public_id = ?", (public_id,)).fetchone()
+        return row[0] if row else None
+    finally:
+        db.close()

@@ -1,4 +1,5 @@
 import itertools
+import os
 import sys
 from pathlib import Path
 
@@ -9,6 +10,51 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import Appliance, Client  # noqa: E402
 
 _names = itertools.count()
+
+# -- a skip is a failure where everything can run ---------------------------------------
+# As root (how CI runs `make test`, on a machine with libvirt, PostgreSQL and the
+# install test's tools), every test can run: a skip there means a test that did not
+# prove anything, so the run fails and names it. Developers running a deliberate
+# subset as root (e.g. with a tool they have not installed) set this to 1.
+ALLOW_SKIPS_ENV = "APPLIANCE_TEST_ALLOW_SKIPS"
+_skipped: list[tuple[str, str]] = []
+
+
+def _skips_are_fatal() -> bool:
+    return os.geteuid() == 0 and os.environ.get(ALLOW_SKIPS_ENV, "") in ("", "0")
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:   # (path, line, "Skipped: why")
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def pytest_collectreport(report):
+    if report.skipped:   # a module-level pytest.skip / importorskip
+        _skipped.append((report.nodeid, _skip_reason(report)))
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _skipped.append((report.nodeid, _skip_reason(report)))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _skipped and _skips_are_fatal() and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not (_skipped and _skips_are_fatal()):
+        return
+    terminalreporter.write_sep("=", f"{len(_skipped)} skipped as root: the run fails", red=True, bold=True)
+    for nodeid, reason in _skipped:
+        terminalreporter.write_line(f"{nodeid}: {reason}")
+    terminalreporter.write_line(
+        "As root every test must run (scripts/install-deps.sh installs what they need). "
+        f"To run a deliberate subset anyway: {ALLOW_SKIPS_ENV}=1.")
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def bindable(port: int) -> bool:
+    """True if this host could listen on TCP ``port`` on every address."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+            return True
+        except OSError:
+            return False
+
+
+def free_port_in(lo: int, hi: int) -> int:
+    """The first port of ``lo``-``hi`` that is free on every address."""
+    for port in range(lo, hi + 1):
+        if bindable(port):
+            return port
+    raise RuntimeError(f"no free port in {lo}-{hi}")
+
+
 class Appliance:
     """A core and an HTTP gateway as subprocesses over one data dir."""
 

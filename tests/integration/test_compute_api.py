@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import requests
 import websocket
-from compute_support import StatusSocket, add_key, keypair, new_user
+from compute_support import StatusSocket, add_key, db_row_id, keypair, new_user, running
 from harness import Appliance
 
 
@@ -35,14 +35,6 @@ def user(app, admin):
 def create(client, key_id, **body):
     body = {"name": "box", "ssh_key_ids": [key_id], **body}
     return client.post("/compute/containers", json=body)
-
-
-def running(app, client, key_id, **body) -> dict:
-    with StatusSocket(app, client.token) as ws:
-        r = create(client, key_id, **body)
-        assert r.status_code == 200, r.text
-        ws.wait(r.json()["id"], "running")
-    return client.get(f"/compute/containers/{r.json()['id']}").json()
 
 
 # -- containers ---------------------------------------------------------------------
@@ -383,15 +375,17 @@ def test_socket_pings(app, user):
 
 
 def test_terminal_on_the_fake_driver(app, user):
-    """The terminal's plumbing (its behaviour on real guests: test_terminal.py):
-    the fake PTY echoes input; a stopped container is 409 without upgrading."""
+    """The terminal's plumbing (its behaviour on real guests: test_terminal.py,
+    where test_resize_and_stty_size checks a resize inside the guest): the fake
+    PTY echoes input, a resize between two inputs keeps the stream going; a
+    stopped container is 409 without upgrading."""
     kid, _ = add_key(user)
     cid = running(app, user, kid)["id"]
     ws = websocket.create_connection(app.url.replace("http", "ws") + f"/compute/containers/{cid}/terminal?token={user.token}",
                                      timeout=10)
     ws.send_binary(b"raw ")
-    ws.send('{"type":"input","data":"typed"}')
     ws.send('{"type":"resize","cols":100,"rows":30}')
+    ws.send('{"type":"input","data":"typed"}')
     seen = b""
     while b"raw typed" not in seen:
         seen += ws.recv()
@@ -405,5 +399,8 @@ def test_user_deletion_removes_containers_and_keys(app, admin):
     u = new_user(app, admin)
     kid, _ = add_key(u)
     cid = running(app, u, kid)["id"]
+    assert db_row_id(app, "container", cid) and db_row_id(app, "ssh_key", kid)   # control
     assert admin.delete(f"/admin/users/{u.user_id}").status_code == 200
-    assert f"compute: {cid} deleted" in app.log("core")
+    assert db_row_id(app, "container", cid) is None and db_row_id(app, "ssh_key", kid) is None
+    assert f"compute: {cid} deleted" in app.log("core")   # the guest too, not only its row
+    assert u.get("/compute/containers").status_code == 401

@@ -4,7 +4,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from appliance.v1 import auth_pb2, auth_pb2_grpc
+from appliance.v1 import auth_pb2, auth_pb2_grpc, sshgw_pb2, sshgw_pb2_grpc
 
 
 @pytest.fixture
@@ -49,3 +49,16 @@ def test_socket_is_not_world_accessible(appliance):
     import stat
     mode = stat.S_IMODE((appliance.data_dir / "core.sock").stat().st_mode)
     assert mode & 0o007 == 0
+
+
+def test_user_tokens_cannot_call_the_internal_service(channel, user, admin):
+    """The core refuses a user's (even an admin's) token on the gateway's RPC (ACCESS_SERVICE)."""
+    stub = sshgw_pb2_grpc.SshGatewayServiceStub(channel)
+    request = sshgw_pb2.AuthorizeRequest(username="x", public_key="ssh-ed25519 AAAA")
+    for client in (user, admin):
+        with pytest.raises(grpc.RpcError) as e:
+            stub.Authorize(request, metadata=(("authorization", f"Bearer {client.token}"),), timeout=5)
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Authorize(request, timeout=5)
+    assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED

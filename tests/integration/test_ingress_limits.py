@@ -6,19 +6,8 @@ from __future__ import annotations
 import socket
 
 import pytest
-from compute_support import StatusSocket, add_key, new_user
-from harness import Appliance
-
-
-def free_port_in(lo: int, hi: int) -> int:
-    for port in range(lo, hi + 1):
-        with socket.socket() as s:
-            try:
-                s.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {lo}-{hi}")
+from compute_support import add_key, new_user, running
+from harness import Appliance, free_port_in
 
 PER_CONTAINER, PER_USER = 4, 6
 
@@ -38,14 +27,6 @@ def app(tmp_path_factory):
 @pytest.fixture
 def user(app):
     return new_user(app, app.admin())
-
-
-def running(app, client, key_id, **body) -> dict:
-    with StatusSocket(app, client.token) as ws:
-        r = client.post("/compute/containers", json={"name": "box", "ssh_key_ids": [key_id], **body})
-        assert r.status_code == 200, r.text
-        ws.wait(r.json()["id"], "running")
-    return client.get(f"/compute/containers/{r.json()['id']}").json()
 
 
 def add(client, cid, port, **body):

@@ -16,8 +16,8 @@ from harness import Appliance
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None) \
     if Path("/usr/lib/postgresql").exists() else None
 
-pytestmark = pytest.mark.skipif(PG_BIN is None or os.geteuid() != 0,
-                                reason="needs root and Debian's postgresql package")
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs a private PostgreSQL cluster as the "
+                                                           "postgres user: needs root")
 
 
 def _as_postgres(*argv, **kw):
@@ -27,6 +27,8 @@ def _as_postgres(*argv, **kw):
 
 @pytest.fixture(scope="module")
 def postgres():
+    if PG_BIN is None:
+        pytest.fail("Debian's postgresql package is needed: run scripts/install-deps.sh")
     # Not under pytest's tmp dir: that is root's 0700 tree, closed to postgres.
     root = Path(tempfile.mkdtemp(prefix="appliance-pg-", dir="/var/tmp"))
     data, sock = root / "data", root / "sock"

@@ -242,29 +242,15 @@ def test_ssh_forward_request_cannot_forge_log_lines(fresh, tmp_path):
     address with %s: a tenant with a key on their own container sends
     `ssh -R` with an address holding '\\n' and ESC and writes whole forged lines
     (here: an 'admitted as root' line) into the SSH gateway's log."""
-    from access_support import Person
+    from access_support import Person, launch, wait_port
 
     port = free_port()
     # fake guests, addressed on loopback: the gateway's guest connection goes nowhere else
     app = fresh("core", "http", "ssh", ssh_port=port, ssh_listen="127.0.0.1", guest_driver="fake",
                 guest_subnet="127.203.0.0/24")
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "ssh gateway did not listen"
-            time.sleep(0.1)
+    wait_port("127.0.0.1", port)
     person = Person(app, app.admin(), tmp_path / "keys")
-    r = person.client.post("/compute/containers",
-                           json={"name": "box", "ssh_key_ids": [person.key_id], "ssh_enabled": True})
-    assert r.status_code == 200, r.text
-    cid = r.json()["id"]
-    deadline = time.monotonic() + 30
-    while person.client.get(f"/compute/containers/{cid}").json()["status"] != "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    cid = launch(app, person, ssh_enabled=True)["id"]
     before = len(app.log("ssh"))
     forged = "2026-01-01 00:00:00,000 appliance.ssh INFO ssh 10.9.9.9:1: mallory admitted as root@FORGED"
     transport = paramiko.Transport(("127.0.0.1", port))

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shutil
-import subprocess
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -24,11 +21,7 @@ if os.geteuid() != 0:
 
 libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed")
 
-from appliance import config as appliance_config
-from appliance.drivers.base import GuestSpec
-from appliance.drivers.lxc.driver import LxcDriver
-from appliance.host import image, network
-from appliance.host import libvirtd as host
+from guest_support import build_probe, guest_maker, lxc_driver, run  # noqa: E402
 
 BRIDGE = "aprd3"
 SUBNET = "10.231.0.0/24"
@@ -39,50 +32,19 @@ IN_CLOEXEC = 0o2000000
 
 @pytest.fixture(scope="module")
 def probe_binary(tmp_path_factory) -> bytes:
-    if not shutil.which("gcc"):
-        pytest.fail("gcc is needed to build the red-team probe")
-    out = tmp_path_factory.mktemp("rd3probe") / "rd3"
-    subprocess.run(["gcc", "-static", "-O2", "-o", str(out), str(PROBE_SRC)], check=True)
-    return out.read_bytes()
+    return build_probe(PROBE_SRC, tmp_path_factory.mktemp("rd3probe") / "rd3")
 
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory):
-    host.ensure_libvirtd()
-    image_dir = appliance_config.load().image_dir
-    image.ensure_image(image_dir)
-    data_dir = tmp_path_factory.mktemp("redteam3")
-    drv = LxcDriver(image_dir=image_dir, data_dir=data_dir, bridge=BRIDGE, subnet=SUBNET)
-    drv.prepare_host(build_image=False)
-    yield drv
-    for vol in Path(data_dir, "volumes").glob("*.img"):
-        drv.destroy(vol.stem)
-    network.remove_guest_network(BRIDGE)
+    with lxc_driver(tmp_path_factory.mktemp("redteam3"), BRIDGE, SUBNET) as drv:
+        yield drv
 
 
 @pytest.fixture
 def make_guest(driver, probe_binary):
-    made = []
-
-    def make(**overrides) -> GuestSpec:
-        values = {"id": f"rd{uuid.uuid4().hex[:8]}", "ip": next(_ips), "memory_mb": 256, "cpus": 1.0, "storage_gb": 1}
-        values.update(overrides)
-        spec = GuestSpec(**values)
-        made.append(spec.id)
-        driver.spawn(spec)
-        r = driver.exec(spec.id, ["sh", "-c", "cat > /usr/local/bin/rd3 && chmod 755 /usr/local/bin/rd3"],
-                        input=probe_binary)
-        assert r.exit_code == 0, r
-        return spec
-
-    yield make
-    for gid in made:
-        driver.destroy(gid)
-
-
-def run(driver, spec, script: str, timeout: float = 30) -> tuple[int, str]:
-    r = driver.exec(spec.id, ["sh", "-c", script], timeout=timeout)
-    return r.exit_code, (r.stdout + r.stderr).decode(errors="replace")
+    with guest_maker(driver, _ips, "rd", probe_binary, "/usr/local/bin/rd3") as make:
+        yield make
 
 
 def _host_inotify_init() -> tuple[int, int]:

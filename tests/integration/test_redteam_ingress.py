@@ -8,8 +8,9 @@ import sys
 import time
 
 import pytest
+from access_support import Person, guest_sh, launch, outside_namespace, start_appliance, stop_appliance
 from compute_support import add_key, new_user
-from harness import Appliance
+from harness import Appliance, free_port_in, wait_for_sshd
 
 # -- guest address quarantine: one tenant burns the pool for everyone -----------------------
 
@@ -110,7 +111,6 @@ def real(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("libvirt LXC guests need root")
     pytest.importorskip("libvirt", reason="libvirt-python is not installed")
-    from access_support import start_appliance, stop_appliance
     a = start_appliance(tmp_path_factory.mktemp("red-ingress"), RD_BRIDGE, RD_SUBNET)
     yield a
     stop_appliance(a, RD_BRIDGE)
@@ -128,18 +128,11 @@ def test_host_service_started_after_the_rule_is_not_captured(real, tmp_path):
     restart, an upgrade) keeps it: once the service is back, every client of
     it on a non-loopback host address (other hosts, the host's own public
     address) is DNAT'ed to the tenant's guest - even after later syncs."""
-    import subprocess
-
-    from access_support import Person, launch
-    from harness import wait_for_sshd
     person = Person(real, real.admin(), tmp_path / "keys")
     guest = launch(real, person, storage_gb=1)
     wait_for_sshd(guest["external_ip"])
-    r = subprocess.run(["ssh", "-i", str(person.key_file), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-                        "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes",
-                        f"root@{guest['external_ip']}", GUEST_SERVER], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    port = next(p for p in range(8100, 8999) if _bindable(p))
+    guest_sh(guest, person, GUEST_SERVER)
+    port = free_port_in(8100, 8998)
     rule = person.client.post(f"/compute/containers/{guest['id']}/ingress", json={"port": port, "target_port": 9000})
     assert rule.status_code == 200, rule.text
     assert _first_line(RD_GATEWAY, port) == "guest"  # control: the rule works
@@ -147,7 +140,7 @@ def test_host_service_started_after_the_rule_is_not_captured(real, tmp_path):
     service = socket.create_server(("0.0.0.0", port))
     service.settimeout(3)
     try:
-        other = next(p for p in range(port + 1, 8999) if _bindable(p))  # any change: a full sync
+        other = free_port_in(port + 1, 8998)  # any change: a full sync
         assert person.client.post(f"/compute/containers/{guest['id']}/ingress",
                                   json={"port": other, "target_port": 9000}).status_code == 200
         with socket.create_connection((RD_GATEWAY, port), timeout=3) as c:
@@ -162,16 +155,6 @@ def test_host_service_started_after_the_rule_is_not_captured(real, tmp_path):
         service.close()
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("0.0.0.0", port))
-            return True
-        except OSError:
-            return False
-
-
 # -- UDP: a tenant's egress pre-empts another tenant's published port ------------------------
 
 RD_NS, RD_HOST_IF, RD_NS_IF, RD_HOST_IP, RD_PEER_IP = "aprd2-peer", "aprd2v0", "aprd2v1", "10.232.0.1", "10.232.0.2"
@@ -180,34 +163,8 @@ RD_NS, RD_HOST_IF, RD_NS_IF, RD_HOST_IP, RD_PEER_IP = "aprd2-peer", "aprd2v0", "
 @pytest.fixture(scope="module")
 def peer():
     """An outside UDP peer in a namespace of our own (host 10.232.0.1, peer 10.232.0.2)."""
-    import subprocess
-    def sh(*argv, check=True):
-        r = subprocess.run(argv, capture_output=True, text=True)
-        assert r.returncode == 0 or not check, (argv, r.stderr)
-    sh("ip", "netns", "del", RD_NS, check=False)
-    sh("ip", "link", "del", RD_HOST_IF, check=False)
-    sh("ip", "netns", "add", RD_NS)
-    try:
-        sh("ip", "link", "add", RD_HOST_IF, "type", "veth", "peer", "name", RD_NS_IF)
-        sh("ip", "link", "set", RD_NS_IF, "netns", RD_NS)
-        sh("ip", "addr", "add", f"{RD_HOST_IP}/24", "dev", RD_HOST_IF)
-        sh("ip", "link", "set", RD_HOST_IF, "up")
-        for cmd in (("ip", "addr", "add", f"{RD_PEER_IP}/24", "dev", RD_NS_IF), ("ip", "link", "set", RD_NS_IF, "up"),
-                    ("ip", "link", "set", "lo", "up")):
-            sh("ip", "netns", "exec", RD_NS, *cmd)
-        yield RD_NS
-    finally:
-        sh("ip", "link", "del", RD_HOST_IF, check=False)
-        sh("ip", "netns", "del", RD_NS, check=False)
-
-
-def _guest_sh(guest, person, command, timeout=60):
-    import subprocess
-    r = subprocess.run(["ssh", "-i", str(person.key_file), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-                        "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes",
-                        f"root@{guest['external_ip']}", command], capture_output=True, text=True, timeout=timeout)
-    assert r.returncode == 0, r.stderr
-    return r.stdout
+    with outside_namespace(RD_NS, RD_HOST_IF, RD_NS_IF, RD_HOST_IP, RD_PEER_IP) as ns:
+        yield ns
 
 
 UDP_LOG = ("nohup perl -MSocket -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalPort=>{port},Proto=>\"udp\"{peer}) "
@@ -225,24 +182,22 @@ def test_udp_egress_of_one_tenant_cannot_take_another_tenants_published_port(rea
     delivered to A (and never to B) for as long as the peer keeps sending."""
     import subprocess
 
-    from access_support import Person, launch
-    from harness import wait_for_sshd
     alice, bob = Person(real, real.admin(), tmp_path / "a"), Person(real, real.admin(), tmp_path / "b")
     ga, gb = launch(real, alice, storage_gb=1), launch(real, bob, storage_gb=1)
     wait_for_sshd(ga["external_ip"])
     wait_for_sshd(gb["external_ip"])
-    port = next(p for p in range(8700, 8999) if _bindable(p))
+    port = free_port_in(8700, 8998)
     r = bob.client.post(f"/compute/containers/{gb['id']}/ingress", json={"port": port, "target_port": 9100})
     assert r.status_code == 200, r.text
-    _guest_sh(gb, bob, UDP_LOG.format(port=9100, peer="", hello=""))
+    guest_sh(gb, bob, UDP_LOG.format(port=9100, peer="", hello=""))
     # A: bind the published port number, say hello to the peer's fixed port, then listen
     hello = f"$s->send(\"hello\",0,pack_sockaddr_in(5060,inet_aton(\"{RD_PEER_IP}\")));"
-    _guest_sh(ga, alice, UDP_LOG.format(port=port, peer="", hello=hello))
+    guest_sh(ga, alice, UDP_LOG.format(port=port, peer="", hello=hello))
     sender = ("import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('0.0.0.0',5060))\n"
               f"for n in range(20):\n    s.sendto(b'dgram%d'%n,('{RD_HOST_IP}',{port})); time.sleep(0.05)\n")
     subprocess.run(["ip", "netns", "exec", RD_NS, sys.executable, "-c", sender], check=True, timeout=30)
     time.sleep(0.5)
-    to_a = _guest_sh(ga, alice, "grep -c dgram /root/udp.log || true").strip()
-    to_b = _guest_sh(gb, bob, "grep -c dgram /root/udp.log || true").strip()
+    to_a = guest_sh(ga, alice, "grep -c dgram /root/udp.log || true").stdout.strip()
+    to_b = guest_sh(gb, bob, "grep -c dgram /root/udp.log || true").stdout.strip()
     assert to_a == "0", f"tenant A received {to_a} datagrams sent to tenant B's published port (B got {to_b})"
     assert int(to_b) > 0

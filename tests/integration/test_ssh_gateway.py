@@ -643,20 +643,3 @@ def test_stopped_container_is_refused(app, guest, alice):
     if alice.client.get(f"/compute/containers/{cid}").json()["status"] != "stopped":
         assert alice.client.post(f"/compute/containers/{cid}/stop").json()["status"] == "stopped"
     assert _refused(ssh(app, alice, cid, "true"))
-
-
-def test_user_tokens_cannot_call_the_internal_service(app, alice):
-    """The core refuses a user's token on the gateway's RPC (ACCESS_SERVICE)."""
-    import grpc
-
-    from appliance.v1 import sshgw_pb2, sshgw_pb2_grpc
-    channel = grpc.insecure_channel(f"unix://{app.data_dir / 'core.sock'}")
-    stub = sshgw_pb2_grpc.SshGatewayServiceStub(channel)
-    request = sshgw_pb2.AuthorizeRequest(username="x", public_key="ssh-ed25519 AAAA")
-    with pytest.raises(grpc.RpcError) as e:
-        stub.Authorize(request, metadata=(("authorization", f"Bearer {alice.client.token}"),), timeout=5)
-    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    with pytest.raises(grpc.RpcError) as e:
-        stub.Authorize(request, timeout=5)
-    assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    channel.close()

@@ -10,14 +10,13 @@ i.e. by another process).
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 
 import pytest
 import requests
 import websocket
-from compute_support import StatusSocket, add_key, new_user
+from compute_support import db_row_id, new_user, running
 from harness import Appliance
 
 PASSWORD = "pw-123456"
@@ -61,35 +60,17 @@ def closed_within(ws, seconds: float) -> tuple[int | None, list]:
         seen.append(data)
 
 
-def running(app, client) -> str:
-    kid, _ = add_key(client)
-    with StatusSocket(app, client.token) as ws:
-        r = client.post("/compute/containers", json={"name": "box", "ssh_key_ids": [kid]})
-        assert r.status_code == 200, r.text
-        ws.wait(r.json()["id"], "running")
-    return r.json()["id"]
-
-
-def user_row_id(app, user_id: str) -> int | None:
-    db = sqlite3.connect(f"file:{app.data_dir / 'appliance.db'}?mode=ro", uri=True)
-    try:
-        row = db.execute("SELECT id FROM user WHERE public_id = ?", (user_id,)).fetchone()
-        return row[0] if row else None
-    finally:
-        db.close()
-
-
 # -- item 9: a deleted user's status socket --------------------------------------------------
 
 def test_deleted_users_socket_closes_and_never_sees_the_next_users_events(app, admin):
     x = new_user(app, admin)
-    x_row = user_row_id(app, x.user_id)
+    x_row = db_row_id(app, "user", x.user_id)
     ws = websocket.create_connection(ws_url(app, f"/compute/ws?token={x.token}"), timeout=10)
     assert json.loads(ws.recv())["type"] == "containers"
     assert admin.delete(f"/admin/users/{x.user_id}").status_code == 200
     y = new_user(app, admin)
-    assert user_row_id(app, y.user_id) == x_row, "the test needs Y to reuse X's row id"
-    cid = running(app, y)  # Y's container goes pending -> initializing -> running
+    assert db_row_id(app, "user", y.user_id) == x_row, "the test needs Y to reuse X's row id"
+    cid = running(app, y)["id"]  # Y's container goes pending -> initializing -> running
     code, seen = closed_within(ws, 5)
     assert code == 1008
     assert not any(cid.encode() in m for m in seen), seen
@@ -113,7 +94,7 @@ def test_status_socket_ends_when_its_api_token_is_deleted(app, admin):
     assert code == 1008 and seen == []
     assert time.monotonic() - started < 5
     # the session's own socket is untouched and still gets events
-    cid = running(app, u)
+    cid = running(app, u)["id"]
     other.settimeout(10)
     events = []
     while not any(e.get("data", {}).get("status") == "running" for e in events):
@@ -139,7 +120,7 @@ def test_status_socket_ends_at_logout(app, admin):
 
 def test_terminal_on_the_fake_driver_ends_when_its_token_is_deleted(app, admin):
     u = new_user(app, admin)
-    cid = running(app, u)
+    cid = running(app, u)["id"]
     r = u.post("/api/tokens", json={"name": "t", "scopes": {f"compute.{u.user_id}.containers.{cid}": ["update"]}})
     token, token_id = r.json()["token"], r.json()["id"]
     ws = websocket.create_connection(ws_url(app, f"/compute/containers/{cid}/terminal?token={token}"), timeout=10)
@@ -206,7 +187,7 @@ UPGRADE = {"Upgrade": "websocket", "Connection": "Upgrade",
 
 def test_a_websocket_upgrade_with_only_a_cookie_is_refused(app, admin):
     u = new_user(app, admin)
-    cid = running(app, u)
+    cid = running(app, u)["id"]
     browser = requests.Session()  # whatever cookie the login sets, it keeps
     r = browser.post(app.url + "/api/login", json={"username": u.info["username"], "password": PASSWORD})
     assert r.status_code == 200
@@ -244,14 +225,14 @@ def test_an_oversized_message_on_the_status_socket_closes_it_with_1009(app, admi
 
 def test_terminals_per_user_are_capped(app, admin):
     u = new_user(app, admin)
-    cid = running(app, u)
+    cid = running(app, u)["id"]
     url = ws_url(app, f"/compute/containers/{cid}/terminal?token={u.token}")
     open_ = [websocket.create_connection(url, timeout=10) for _ in range(3)]
     r = requests.get(app.url + f"/compute/containers/{cid}/terminal?token={u.token}", headers=UPGRADE, timeout=10)
     assert r.status_code == 429 and "terminals" in r.json()["error"]
     # another user is not affected by this one's cap
     v = new_user(app, admin)
-    vid = running(app, v)
+    vid = running(app, v)["id"]
     websocket.create_connection(ws_url(app, f"/compute/containers/{vid}/terminal?token={v.token}"),
                                 timeout=10).close()
     open_.pop().close()

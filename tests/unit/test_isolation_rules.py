@@ -13,6 +13,7 @@ def test_ranges_are_distinct_persistent_and_reused_after_release(tmp_path):
     alloc = idmap.IdRangeAllocator(tmp_path)
     a, b = alloc.ensure("a"), alloc.ensure("b")
     assert a.base == idmap.FIRST_HOST_ID and b.base == a.base + idmap.RANGE_SIZE
+    assert alloc.ensure("a") == a, "idempotent"
     assert idmap.IdRangeAllocator(tmp_path).get("a") == a, "persisted"
     alloc.release("a")
     assert alloc.get("a") is None

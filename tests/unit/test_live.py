@@ -21,18 +21,25 @@ async def ticking(log: list, stop: asyncio.Event | None = None):
         log.append("finally")
 
 
+async def consuming(stream, source, got: list | None = None) -> asyncio.Task:
+    """A task draining ``stream.guard(source)`` into ``got``, given a moment to
+    reach its first wait."""
+    async def consume():
+        async for item in stream.guard(source):
+            if got is not None:
+                got.append(item)
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.05)
+    return task
+
+
 def test_revoking_a_waiting_stream_ends_it_with_unauthenticated():
     async def main():
         reg, log = Registry(interval=0), []
         stream = reg.open("user-a", lambda: None)
         got = []
-
-        async def consume():
-            async for item in stream.guard(ticking(log)):
-                got.append(item)
-
-        task = asyncio.create_task(consume())
-        await asyncio.sleep(0.05)
+        task = await consuming(stream, ticking(log), got)
         assert reg.streams("user-a") == [stream]
         assert reg.revoke_user("user-a", "token has been revoked") == 1
         with pytest.raises(Unauthenticated, match="token has been revoked"):
@@ -60,13 +67,7 @@ def test_a_client_cancellation_stays_a_cancellation():
     async def main():
         reg, log = Registry(interval=0), []
         stream = reg.open("u", lambda: None)
-
-        async def consume():
-            async for _ in stream.guard(ticking(log)):
-                pass
-
-        task = asyncio.create_task(consume())
-        await asyncio.sleep(0.05)
+        task = await consuming(stream, ticking(log))
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -78,13 +79,7 @@ def test_cancelled_by_revocation_and_by_the_client_at_once_is_a_cancellation():
     async def main():
         reg, log = Registry(interval=0), []
         stream = reg.open("u", lambda: None)
-
-        async def consume():
-            async for _ in stream.guard(ticking(log)):
-                pass
-
-        task = asyncio.create_task(consume())
-        await asyncio.sleep(0.05)
+        task = await consuming(stream, ticking(log))
         stream.revoke("gone")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -142,12 +137,8 @@ def test_periodic_recheck_and_callbacks():
             async for item in ticking(log):
                 yield item
 
-        async def consume():
-            async for _ in stream.guard(servicer()):
-                pass
-
-        task = asyncio.create_task(consume())
-        await asyncio.sleep(0.12)
+        task = await consuming(stream, servicer())
+        await asyncio.sleep(0.07)   # past the first periodic recheck
         assert not task.done()
         state["ok"] = False
         with pytest.raises(Unauthenticated, match="user no longer exists"):
