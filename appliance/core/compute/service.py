@@ -50,7 +50,6 @@ from appliance.core.compute.models import (
 )
 from appliance.core.db import User, database, new_public_id
 from appliance.core.events import Bus, Lagged, user_topic
-from appliance.core.server import EXTRA_SERVICERS
 from appliance.drivers.base import (
     GuestDriver,
     GuestError,
@@ -587,5 +586,3 @@ def _factory(core) -> ComputeServicer:
     servicer._startup_task = loop.create_task(servicer.startup())
     return servicer
 
-
-EXTRA_SERVICERS.append((compute_pb2_grpc.add_ComputeServiceServicer_to_server, _factory))

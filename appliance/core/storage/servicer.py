@@ -19,7 +19,6 @@ from appliance.config import Config
 from appliance.core import context as ctx
 from appliance.core.auth import scopes, users
 from appliance.core.db import database
-from appliance.core.server import EXTRA_SERVICERS
 from appliance.core.storage import access
 from appliance.core.storage.blobs import BlobStore
 from appliance.core.storage.models import (
@@ -289,6 +288,3 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             yield storage_pb2.Progress(direction=snap.direction, bytes=snap.bytes, total=snap.total,
                                        done=snap.done)
 
-
-EXTRA_SERVICERS.append((storage_pb2_grpc.add_StorageServiceServicer_to_server,
-                        lambda core: StorageServicer(core.config)))
