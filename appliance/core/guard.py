@@ -13,11 +13,11 @@ import time
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 
-from appliance.contract import METHODS, Method
+from appliance.contract import Method
 from appliance.core import context as ctx
 from appliance.core import live
-from appliance.core.handlers import method_handlers, register
 from appliance.core.auth.identity import Tokens
+from appliance.core.handlers import method_handlers, register
 from appliance.errors import AppError, PermissionDenied, Unauthenticated
 from appliance.v1 import options_pb2 as opt
 
