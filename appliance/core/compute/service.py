@@ -311,7 +311,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         msg = compute_pb2.Container(
             id=row.public_id, name=row.name, status=row.status,
             hostname=f"{row.public_id}.{self.config.compute_domain}",
-            ssh_command=f"ssh {row.public_id}@{self.config.ssh_host} -p {self.config.ssh_port}",
+            ssh_command=f"ssh {row.public_id}@{self.config.public_host} -p {self.config.ssh_port}",
             memory_mb=row.memory_mb, storage_gb=row.storage_gb, instance_type=row.instance_type,
             created_at=rfc3339(row.created_at), ssh_enabled=row.ssh_enabled,
             https_enabled=row.https_enabled, external_ip=row.ip)
