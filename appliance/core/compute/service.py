@@ -257,7 +257,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         if self.config.guest_driver == "fake":
             return ()
         from appliance.gatewaykeys import guest_authorized_line
-        return (guest_authorized_line(self.config),)
+        return (guest_authorized_line(self.config, network.gateway_ip(self.config.guest_subnet)),)
 
     async def _start(self, container_id: str) -> None:
         """Background: pending -> initializing -> running | error."""
