@@ -30,6 +30,8 @@ def guest_command(guest_user: str, kind: str, command: str | None) -> str | None
         return f"exec runuser -l {shlex.quote(guest_user)}"
     if kind == "subsystem":
         command = SFTP_SERVER
+    if command is None:
+        raise ValueError(f"an {kind} request without a command")
     return f"exec runuser -l {shlex.quote(guest_user)} -c {shlex.quote(command)}"
 
 
@@ -69,6 +71,8 @@ def open_guest(a: Admission, key: paramiko.PKey) -> paramiko.Transport:
 
 def open_session(guest: paramiko.Transport, s: SessionRequest, guest_user: str) -> paramiko.Channel:
     """A session channel on the guest doing what the client asked of ``s``."""
+    if s.kind is None or (s.kind != "shell" and s.command is None):
+        raise ValueError("the client has not started the session")
     gchan = guest.open_session(window_size=WINDOW, max_packet_size=MAX_PACKET)
     for name, value in s.env.items():
         try:
@@ -85,7 +89,7 @@ def open_session(guest: paramiko.Transport, s: SessionRequest, guest_user: str) 
     if command is not None:
         gchan.exec_command(command)
     elif s.kind == "subsystem":
-        gchan.invoke_subsystem(s.command)
+        gchan.invoke_subsystem(s.command)  # type: ignore[arg-type]  # checked above
     else:
         gchan.invoke_shell()
     return gchan

@@ -23,11 +23,13 @@ def test_ansible_lint_passes():
 def render_config(dest, *extra_vars: str) -> dict:
     """playbooks/roles/appliance_config's template with the roles' defaults, for host cloud.example."""
     roles = "playbooks/roles"
+    defaults = [f"-e@{roles}/{role}/defaults/main.yml"
+                for role in ("appliance_common", "appliance_tls", "appliance_config")]
     proc = subprocess.run(
         [tool("ansible"), "cloud.example", "-c", "local", "-i", "cloud.example,", "-m", "ansible.builtin.template",
          "-a", f"src={roles}/appliance_config/templates/appliance.toml.j2 dest={dest}",
          "-e", f"ansible_python_interpreter={sys.executable}",
-         *(f"-e@{roles}/{role}/defaults/main.yml" for role in ("appliance_common", "appliance_tls", "appliance_config")),
+         *defaults,
          *(arg for var in extra_vars for arg in ("-e", var))],
         cwd=REPO, env=ansible_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr

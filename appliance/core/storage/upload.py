@@ -204,7 +204,7 @@ class _Incoming:
         self.reporter = reporter
         self.local = local
         self.received = 0
-        self.pending = None  # the last write, overlapped with the next receive
+        self.pending: asyncio.Future | None = None  # the last write, overlapped with the next receive
         self.loop = asyncio.get_running_loop()
 
     async def receive(self, messages, watchdog: _Watchdog):
