@@ -1,7 +1,7 @@
 """StorageService: namespaces and files on the local disk (see docs/storage.md).
 
-Access rules: storage_access.py; names, Range and conditionals:
-storage_rules.py; uploads and their limits: storage_upload.py.
+Access rules: access.py; names, Range and conditionals: rules.py; uploads
+and their limits: upload.py.
 
 Database work runs on the event loop thread with no await inside a
 transaction, so commits of this servicer are serialized; disk work (writes,
