@@ -98,7 +98,7 @@ def cmd_up(cfg, args) -> int:
     print(f"appliance is up (data in {cfg.data_dir}, logs in {cfg.log_dir})")
     print(f"  API:      {base}/api  {base}/compute  {base}/storage")
     print(f"  OpenAPI:  {base}/openapi.json")
-    print(f"  SSH:      ssh <container-id>@{cfg.ssh_host} -p {cfg.ssh_port}")
+    print(f"  SSH:      ssh <container-id>@{cfg.public_host} -p {cfg.ssh_port}")
     print(f"  admin:    {username} / {password if password else '(set earlier; unchanged)'}")
     return 0
 

@@ -7,6 +7,7 @@ Paths left empty are derived from ``data_dir`` so one override moves everything.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import secrets
 import tomllib
@@ -16,6 +17,11 @@ from pathlib import Path
 from appliance.keep import read_or_create
 
 DEFAULT_CONFIG_FILE = Path("/etc/appliance/appliance.toml")
+# Settings that were renamed: old name -> new name. The old name is still
+# read (with a warning) unless the new one is set too.
+RENAMED = {"ssh_host": "public_host"}
+
+log = logging.getLogger("appliance.config")
 
 
 @dataclass(frozen=True)
@@ -27,9 +33,9 @@ class Config:
     core_tcp: str = ""
     http_host: str = "127.0.0.1"
     http_port: int = 8080
-    # Public host name users put in URLs and ssh commands.
-    public_host: str = "localhost"
-    ssh_host: str = "127.0.0.1"
+    # Public host name users put in URLs and ssh commands (a container's
+    # ssh_command is ``ssh <id>@<public_host> -p <ssh_port>``).
+    public_host: str = "127.0.0.1"
     ssh_port: int = 2222
     # Address the SSH gateway listens on (port: ssh_port).
     ssh_listen: str = "0.0.0.0"
@@ -246,6 +252,25 @@ def _coerce(name: str, kind: type, raw):
     return str(raw)
 
 
+def _env_name(name: str) -> str:
+    return f"APPLIANCE_{name.upper()}"
+
+
+def _renamed(values: dict, source: str, spelled=str) -> dict:
+    """``values`` of one source with renamed settings under their new names
+    (``spelled``: how the source writes a name, for the warning)."""
+    for old, new in RENAMED.items():
+        if old not in values:
+            continue
+        value = values.pop(old)
+        if new in values:
+            log.warning("%s: %s is deprecated and ignored: %s is set", source, spelled(old), spelled(new))
+        else:
+            log.warning("%s: %s is deprecated: read as %s, rename it", source, spelled(old), spelled(new))
+            values[new] = value
+    return values
+
+
 def load(path: str | os.PathLike | None = None, env: dict | None = None) -> Config:
     env = os.environ if env is None else env
     values: dict = {}
@@ -254,15 +279,13 @@ def load(path: str | os.PathLike | None = None, env: dict | None = None) -> Conf
         file = DEFAULT_CONFIG_FILE
     if file:
         with open(file, "rb") as f:
-            values.update(tomllib.load(f))
+            values.update(_renamed(tomllib.load(f), str(file)))
     known = {f.name: f for f in fields(Config)}
     unknown = set(values) - set(known)
     if unknown:
         raise ValueError(f"unknown settings in {file}: {', '.join(sorted(unknown))}")
-    for name in known:
-        key = f"APPLIANCE_{name.upper()}"
-        if key in env:
-            values[name] = env[key]
+    from_env = {name: env[_env_name(name)] for name in [*known, *RENAMED] if _env_name(name) in env}
+    values.update(_renamed(from_env, "environment", _env_name))
     kinds = {"int": int, "str": str, "bool": bool}
     return Config(**{
         name: _coerce(name, kinds.get(known[name].type, str), value)

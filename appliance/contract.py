@@ -19,15 +19,15 @@ from appliance.v1 import (
     storage_pb2,
 )
 
-SERVICES: tuple[_d.ServiceDescriptor, ...] = (
-    auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
-    compute_pb2.DESCRIPTOR.services_by_name["ComputeService"],
-    storage_pb2.DESCRIPTOR.services_by_name["StorageService"],
-    # Internal (no HTTP bindings; ACCESS_SERVICE): the SSH gateway's questions.
-    sshgw_pb2.DESCRIPTOR.services_by_name["SshGatewayService"],
-    # Internal: the HTTP gateway's unary calls, carried over one stream.
-    mux_pb2.DESCRIPTOR.services_by_name["CallMultiplexer"],
-)
+AUTH = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
+COMPUTE = compute_pb2.DESCRIPTOR.services_by_name["ComputeService"]
+STORAGE = storage_pb2.DESCRIPTOR.services_by_name["StorageService"]
+# Internal (no HTTP bindings; ACCESS_SERVICE): the SSH gateway's questions.
+SSH_GATEWAY = sshgw_pb2.DESCRIPTOR.services_by_name["SshGatewayService"]
+# Internal: the HTTP gateway's unary calls, carried over one stream.
+MULTIPLEXER = mux_pb2.DESCRIPTOR.services_by_name["CallMultiplexer"]
+
+SERVICES: tuple[_d.ServiceDescriptor, ...] = (AUTH, COMPUTE, STORAGE, SSH_GATEWAY, MULTIPLEXER)
 
 
 @dataclass(frozen=True)

@@ -47,9 +47,8 @@ def public_line(pem: bytes, comment: str = "") -> str:
     return f"{line} {comment}".rstrip()
 
 
-def guest_authorized_line(config) -> str:
-    """The authorized_keys line that lets the gateway into a guest as root."""
-    from appliance.host.network import gateway_ip
-
+def guest_authorized_line(config, gateway_address: str) -> str:
+    """The authorized_keys line that lets the gateway into a guest as root,
+    from ``gateway_address`` only (the host's address on the guest bridge)."""
     pem = private_key_pem(config, GUEST_ACCESS_KEY)
-    return f'from="{gateway_ip(config.guest_subnet)}" {public_line(pem, GUEST_KEY_COMMENT)}'
+    return f'from="{gateway_address}" {public_line(pem, GUEST_KEY_COMMENT)}'

@@ -12,25 +12,22 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from appliance import contract
 from appliance.batching import MAX_MESSAGE
 from appliance.config import Config
 from appliance.contract import SERVICES
 from appliance.core import live
 from appliance.core.auth.identity import Tokens
 from appliance.core.auth.servicer import AuthServicer
+from appliance.core.compute.service import ComputeServicer
+from appliance.core.compute.sshgw import SshGatewayServicer
 from appliance.core.db import open_database
 from appliance.core.guard import GuardedServer
+from appliance.core.handlers import method_handlers, register
 from appliance.core.multiplexer import CallMultiplexerServicer
-from appliance.v1 import auth_pb2_grpc, mux_pb2_grpc
+from appliance.core.storage.servicer import StorageServicer
 
 log = logging.getLogger("appliance.core")
-
-# Servicers register themselves here: (add_XServicer_to_server, factory(core)).
-# Compute and Storage append to this list from their own modules.
-EXTRA_SERVICERS: list = []
-import appliance.core.compute.service  # noqa: E402,F401  (appends ComputeServicer)
-import appliance.core.compute.sshgw  # noqa: E402,F401  (appends SshGatewayServicer, internal)
-import appliance.core.storage.servicer  # noqa: E402,F401  (appends StorageServicer)
 
 
 @dataclass
@@ -45,6 +42,17 @@ class Core:
     # Called before the server drains: end long-lived streams (status
     # sockets) so they do not hold the stop for the whole grace period.
     stopping: list = field(default_factory=list)
+    # Work started with the server (compute's reconciliation), kept referenced.
+    background: list[asyncio.Task] = field(default_factory=list)
+
+    def run_in_background(self, work) -> None:
+        """Start ``work`` (a coroutine) now if an event loop runs (serve()); else drop it."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            work.close()
+            return
+        self.background.append(loop.create_task(work))
 
     async def start(self) -> None:
         await self.server.start()
@@ -92,15 +100,23 @@ def build_server(config: Config) -> Core:
     core = Core(config=config, server=server, tokens=tokens, health=health_servicer)
     guarded = GuardedServer(server, tokens, config.service_secret())
     live.configure(config.stream_recheck_seconds)  # revoked credentials end open streams
+    # Every service the core answers, each method behind its guard:
     auth = AuthServicer.from_config(tokens, config)
-    auth_pb2_grpc.add_AuthServiceServicer_to_server(auth, guarded)
+    guarded.add(contract.AUTH, auth)
     core.closers.append(auth.close)
-    for add, factory in EXTRA_SERVICERS:
-        add(factory(core), guarded)
+    compute = ComputeServicer(config)
+    guarded.add(contract.COMPUTE, compute)
+    core.stopping.append(compute.bus.close)
+    core.closers.append(compute.close)
+    core.run_in_background(compute.startup())
+    # Internal: the SSH gateway asks who may reach which guest.
+    guarded.add(contract.SSH_GATEWAY, SshGatewayServicer(config, compute.driver))
+    guarded.add(contract.STORAGE, StorageServicer(config))
     # Not guarded itself: every call it carries goes through its method's guard.
     multiplexer = CallMultiplexerServicer(guarded.unary)
-    mux_pb2_grpc.add_CallMultiplexerServicer_to_server(multiplexer, server)
+    register(server, contract.MULTIPLEXER, method_handlers(contract.MULTIPLEXER, multiplexer))
     core.stopping.append(multiplexer.stop)
+    # Standard gRPC services: health and reflection.
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         [s.full_name for s in SERVICES] + [health.SERVICE_NAME, reflection.SERVICE_NAME], server)

@@ -85,7 +85,7 @@ class Guarded(paramiko.ServerInterface):
         if cache_key not in self.decisions:
             if len(self.decisions) >= MAX_KEYS_PER_CONNECTION:
                 return paramiko.AUTH_FAILED
-            self.decisions[cache_key] = self.gateway.authorize(username, line, self.address)
+            self.decisions[cache_key] = self.gateway.authorizer.authorize(username, line, self.address)
         if self.decisions[cache_key] is None:
             return paramiko.AUTH_FAILED
         self.offer = cache_key   # paramiko verifies the signature next

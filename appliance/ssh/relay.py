@@ -10,7 +10,7 @@ log = logging.getLogger("appliance.ssh")
 
 # Take everything a channel has buffered at once: paramiko's buffer deletes a
 # partial read from its front (a memmove of the rest) - reading it whole
-# costs one copy. Flow control bounds it by the window (server.WINDOW).
+# costs one copy. Flow control bounds it by the window (hardening.WINDOW).
 RECV_CHUNK = 4 * 1024 * 1024
 
 

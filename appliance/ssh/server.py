@@ -6,7 +6,7 @@ guest's own sshd behind.
 Per client connection:
 
 1. Public-key auth only (``admission``): for each signed key attempt the
-   gateway asks the core's internal ``SshGatewayService.Authorize`` (a ~1 ms
+   gateway asks the core's internal ``SshGatewayService.Authorize`` (``authorizer``; a ~1 ms
    unary call over the core's Unix socket, cached per connection); unsigned
    key queries get the same answer whatever the state. No password,
    keyboard-interactive or "none" auth. Limits, the login timeout and the
@@ -14,7 +14,7 @@ Per client connection:
    size, banner length, flow control): ``hardening``.
 2. Once admitted, a second SSH connection is opened in the background to the
    guest's sshd (bridge address, root, the gateway's guest-access key),
-   whose host key must be one the core reported for that guest.
+   whose host key must be one the core reported for that guest (``guest``).
 3. Every channel the client opens is mirrored on the guest connection:
    session channels with their pty-req, env, window-change, shell / exec /
    subsystem (so scp, sftp, rsync, exit codes and stderr are OpenSSH's own);
@@ -26,79 +26,34 @@ Per client connection:
 paramiko callbacks run on the transport's thread, so none of them waits on
 the guest: requests are recorded and replayed by the channel's own worker
 thread. Bytes are relayed by one thread per direction; windows
-(``WINDOW``) bound what one channel can hold in the gateway.
+(``hardening.WINDOW``) bound what one channel can hold in the gateway.
 """
 from __future__ import annotations
 
 import io
 import logging
-import shlex
 import signal
 import socket
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 
-import grpc
 import paramiko
 
 from appliance import gatewaykeys as keys
 from appliance.config import Config
 from appliance.logsafe import clip
-from appliance.ssh.admission import MAX_USERNAME, Admission, Guarded
-from appliance.ssh.hardening import (
-    GatewayTransport,
-    install_log_clip,
-    trim_malloc,
-    tune_malloc,
-)
+from appliance.ssh.admission import Admission, Guarded
+from appliance.ssh.authorizer import Authorizer
+from appliance.ssh.guest import GUEST_CONNECT_TIMEOUT, SessionRequest, open_guest, open_session
+from appliance.ssh.hardening import gateway_transport, install_log_clip, trim_malloc, tune_malloc
 from appliance.ssh.limits import Registry
 from appliance.ssh.relay import fail, relay_pair, relay_session, spawn
-from appliance.v1 import sshgw_pb2, sshgw_pb2_grpc
 
 log = logging.getLogger("appliance.ssh")
 
-# Per channel and direction the gateway holds at most about 2 x WINDOW (the
-# channel's buffer plus one read being relayed). 2 MB (OpenSSH's) cost ~10%
-# of scp download throughput here; 4 MB keeps it (was 16 MB: ~31 MB/channel).
-WINDOW = 4 * 1024 * 1024
-# Channel data packets; whole packets stay under hardening.MAX_PACKET_BYTES.
-MAX_PACKET = 255 * 1024
-AUTH_RPC_TIMEOUT = 5.0
-GUEST_CONNECT_TIMEOUT = 10.0
-SFTP_SERVER = "/usr/lib/openssh/sftp-server"
-# AES-GCM only (both legs): one AEAD call per packet instead of AES-CTR plus a
-# separate HMAC, measured faster in paramiko; every OpenSSH since 6.2 has it.
-# CBC and 3DES are off as they are weak anyway.
-DISABLED = {"ciphers": ["aes128-ctr", "aes192-ctr", "aes256-ctr", "aes128-cbc", "aes192-cbc",
-                        "aes256-cbc", "3des-cbc"]}
 KNOWN_SUBSYSTEMS = {"sftp"}
 MAX_ENV = 64
-
-
-def _guest_command(guest_user: str, kind: str, command: str | None) -> str | None:
-    """An exec command for the guest connection; None = replay the request as is
-    (a shell, a subsystem or an exec as root)."""
-    if guest_user == "root":
-        return command if kind == "exec" else None
-    if kind == "shell":
-        return f"exec runuser -l {shlex.quote(guest_user)}"
-    if kind == "subsystem":
-        command = SFTP_SERVER
-    return f"exec runuser -l {shlex.quote(guest_user)} -c {shlex.quote(command)}"
-
-
-@dataclass
-class SessionRequest:
-    """What a client asked of one session channel, replayed on the guest."""
-    pty: tuple | None = None              # (term, cols, rows, width_px, height_px)
-    env: dict = field(default_factory=dict)
-    kind: str | None = None               # shell | exec | subsystem
-    command: str | None = None
-    started: threading.Event = field(default_factory=threading.Event)
-    guest: paramiko.Channel | None = None
-    size: tuple | None = None              # window-change before the guest channel exists
 
 
 class Connection(Guarded):
@@ -234,14 +189,13 @@ class Connection(Guarded):
 
     def _connect_guest(self, admission: Admission) -> None:
         try:
-            self.guest.set_result(self.gateway.open_guest(admission))
+            self.guest.set_result(open_guest(admission, self.gateway.guest_key))
         except Exception as e:  # noqa: BLE001
             log.warning("ssh %s: cannot reach %s: %s", self.address, admission.container_id, e)
             self.guest.set_exception(e)
 
     def serve(self) -> None:
-        t = GatewayTransport(self.sock, default_window_size=WINDOW, default_max_packet_size=MAX_PACKET,
-                             disabled_algorithms=DISABLED)
+        t = gateway_transport(self.sock)
         self.client = t
         t.local_version = "SSH-2.0-appliance"
         t.add_server_key(self.gateway.host_key)
@@ -296,25 +250,7 @@ class Connection(Guarded):
             chan.close()
             return
         try:
-            gchan = guest.open_session(window_size=WINDOW, max_packet_size=MAX_PACKET)
-            for name, value in s.env.items():
-                try:
-                    gchan.set_environment_variable(name, value)
-                except paramiko.SSHException:
-                    pass
-            if s.pty:
-                term, cols, rows, wpx, hpx = s.pty
-                gchan.get_pty(term=term, width=cols, height=rows, width_pixels=wpx, height_pixels=hpx)
-            s.guest = gchan
-            if s.size:
-                gchan.resize_pty(*s.size)
-            command = _guest_command(self.admission.guest_user, s.kind, s.command)
-            if command is not None:
-                gchan.exec_command(command)
-            elif s.kind == "subsystem":
-                gchan.invoke_subsystem(s.command)
-            else:
-                gchan.invoke_shell()
+            gchan = open_session(guest, s, self.admission.guest_user)
         except Exception as e:  # noqa: BLE001
             log.warning("ssh %s: session on %s failed: %s", self.address, self.admission.container_id, e)
             fail(chan, "the container refused the session\r\n")
@@ -332,55 +268,10 @@ class Gateway:
             io.StringIO(keys.private_key_pem(config, keys.HOST_KEY).decode()))
         self.guest_key = paramiko.Ed25519Key.from_private_key(
             io.StringIO(keys.private_key_pem(config, keys.GUEST_ACCESS_KEY).decode()))
-        self.channel = grpc.insecure_channel(config.core_address)
-        self.stub = sshgw_pb2_grpc.SshGatewayServiceStub(self.channel)
-        self.metadata = (("authorization", f"Bearer {config.service_secret()}"),)
+        self.authorizer = Authorizer(config)  # asked by each connection's auth (admission.py)
         self.listener: socket.socket | None = None
         self.stopping = threading.Event()
-        self.registry = Registry(config, self.recheck)
-
-    def recheck(self, grants: list[tuple[str, str, str]]) -> list[bool]:
-        r = self.stub.Recheck(sshgw_pb2.RecheckRequest(grants=[
-            sshgw_pb2.Grant(container_id=cid, owner_id=owner, fingerprint=fp) for cid, owner, fp in grants]),
-            metadata=self.metadata, timeout=AUTH_RPC_TIMEOUT)
-        return list(r.allowed)
-
-    def authorize(self, username: str, public_key: str, address: str) -> Admission | None:
-        if len(username.encode(errors="surrogateescape")) > MAX_USERNAME:
-            return None
-        try:
-            r = self.stub.Authorize(sshgw_pb2.AuthorizeRequest(
-                username=username, public_key=public_key, client_address=address),
-                metadata=self.metadata, timeout=AUTH_RPC_TIMEOUT)
-        except grpc.RpcError as e:
-            if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                            grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
-                log.warning("ssh %s: core unavailable for auth: %s", address, e.details())
-            else:
-                log.info("ssh %s: %s refused: %s", address, clip(username), clip(e.details() or "", 200))
-            return None
-        return Admission(r.container_id, r.guest_user, r.guest_ip, r.guest_port,
-                         tuple(r.guest_host_keys), r.fingerprint, r.owner_id)
-
-    def open_guest(self, a: Admission) -> paramiko.Transport:
-        sock = socket.create_connection((a.guest_ip, a.guest_port), timeout=GUEST_CONNECT_TIMEOUT)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        t = GatewayTransport(sock, default_window_size=WINDOW, default_max_packet_size=MAX_PACKET,
-                             disabled_algorithms=DISABLED)
-        try:
-            t.start_client(timeout=GUEST_CONNECT_TIMEOUT)
-            key = t.get_remote_server_key()
-            seen = f"{key.get_name()} {key.get_base64()}"
-            if a.host_keys and seen not in a.host_keys:
-                raise paramiko.SSHException(f"guest {a.container_id} presented an unexpected host key")
-            t.auth_publickey("root", self.guest_key)
-            if not t.is_authenticated():
-                raise paramiko.SSHException("the guest refused the gateway key")
-            t.set_keepalive(30)
-        except BaseException:
-            t.close()
-            raise
-        return t
+        self.registry = Registry(config, self.authorizer.recheck)
 
     def serve_forever(self) -> None:
         family = socket.AF_INET6 if ":" in self.config.ssh_listen else socket.AF_INET

@@ -4,9 +4,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+import tomllib
 
 import pytest
 from installrun import REPO, ansible_env, tool
+
+from appliance import config as config_mod
 
 
 def test_ansible_lint_passes():
@@ -14,6 +18,37 @@ def test_ansible_lint_passes():
         [tool("ansible-lint"), "--offline", "--nocolor", "playbooks/", "inventory/"],
         cwd=REPO, env=ansible_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def render_config(dest, *extra_vars: str) -> dict:
+    """playbooks/roles/appliance_config's template with the roles' defaults, for host cloud.example."""
+    roles = "playbooks/roles"
+    defaults = [f"-e@{roles}/{role}/defaults/main.yml"
+                for role in ("appliance_common", "appliance_tls", "appliance_config")]
+    proc = subprocess.run(
+        [tool("ansible"), "cloud.example", "-c", "local", "-i", "cloud.example,", "-m", "ansible.builtin.template",
+         "-a", f"src={roles}/appliance_config/templates/appliance.toml.j2 dest={dest}",
+         "-e", f"ansible_python_interpreter={sys.executable}",
+         *defaults,
+         *(arg for var in extra_vars for arg in ("-e", var))],
+        cwd=REPO, env=ansible_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return tomllib.loads(dest.read_text())
+
+
+def test_config_template_advertises_the_public_host_and_listens_everywhere(tmp_path):
+    rendered = render_config(tmp_path / "appliance.toml")
+    assert rendered["public_host"] == "cloud.example" and rendered["ssh_listen"] == "0.0.0.0"
+    assert "ssh_host" not in rendered
+    loaded = config_mod.load(tmp_path / "appliance.toml", env={})  # the daemons' own loader accepts it
+    assert (loaded.public_host, loaded.ssh_listen, loaded.ssh_port) == ("cloud.example", "0.0.0.0", 2222)
+
+
+def test_config_template_reads_the_old_listen_variable_name(tmp_path):
+    rendered = render_config(tmp_path / "appliance.toml", "appliance_config_ssh_host=10.9.8.7")
+    assert rendered["ssh_listen"] == "10.9.8.7" and rendered["public_host"] == "cloud.example"
+    rendered = render_config(tmp_path / "appliance.toml", "appliance_config_ssh_listen=10.1.1.1")
+    assert rendered["ssh_listen"] == "10.1.1.1"
 
 
 @pytest.mark.parametrize("inventory", ["single", "lab"])

@@ -87,7 +87,7 @@ def test_a_tenant_logging_in_in_a_loop_does_not_lock_everyone_out(fresh):
 def test_ssh_gateway_clips_anonymous_usernames_in_its_log(fresh):
     """Issue 19 item 7: 'refuse usernames over ~64 bytes before any call, truncate
     logged values'. The core clips, but the SSH gateway logs `%r` of the whole name
-    (appliance/ssh/server.py Gateway.authorize): one anonymous connection with a
+    (appliance/ssh/authorizer.py Authorizer.authorize): one anonymous connection with a
     200 KB username added 200 KB to ssh.log per attempt (and several attempts fit in
     one connection), enough to rotate an operator's log history away in seconds."""
     port = free_port()

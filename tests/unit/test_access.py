@@ -11,7 +11,7 @@ from appliance.drivers.base import IngressRoute
 from appliance.errors import Invalid
 from appliance.host import ingress_nft
 from appliance.http.terminal_ws import parse_frame
-from appliance.ssh.server import _guest_command
+from appliance.ssh.guest import guest_command
 
 ROUTES = [
     IngressRoute("aaaa1111", "10.217.0.2", 80, 8080),
@@ -30,12 +30,12 @@ def test_ssh_user_names():
 
 
 def test_guest_commands_for_other_users():
-    assert _guest_command("root", "shell", None) is None
-    assert _guest_command("root", "subsystem", "sftp") is None
-    assert _guest_command("root", "exec", "ls -l") == "ls -l"
-    assert _guest_command("dev", "shell", None) == "exec runuser -l dev"
-    assert _guest_command("dev", "exec", "echo 'a b'") == "exec runuser -l dev -c 'echo '\"'\"'a b'\"'\"''"
-    assert _guest_command("dev", "subsystem", "sftp") == "exec runuser -l dev -c /usr/lib/openssh/sftp-server"
+    assert guest_command("root", "shell", None) is None
+    assert guest_command("root", "subsystem", "sftp") is None
+    assert guest_command("root", "exec", "ls -l") == "ls -l"
+    assert guest_command("dev", "shell", None) == "exec runuser -l dev"
+    assert guest_command("dev", "exec", "echo 'a b'") == "exec runuser -l dev -c 'echo '\"'\"'a b'\"'\"''"
+    assert guest_command("dev", "subsystem", "sftp") == "exec runuser -l dev -c /usr/lib/openssh/sftp-server"
 
 
 def test_nft_script_only_forwards_exclusive_ports():

@@ -32,3 +32,25 @@ def test_secret_is_generated_once_and_private(tmp_path):
     first = cfg.secret()
     assert first == cfg.secret() and len(first) >= 32
     assert stat.S_IMODE(os.stat(tmp_path / "jwt_secret").st_mode) == 0o600
+
+
+def test_ssh_host_is_read_as_public_host_with_a_warning(tmp_path, caplog):
+    f = tmp_path / "old.toml"
+    f.write_text('ssh_host = "cloud.example"\nssh_listen = "0.0.0.0"\n')
+    cfg = config.load(f, env={})
+    assert cfg.public_host == "cloud.example" and cfg.ssh_listen == "0.0.0.0"
+    assert not hasattr(cfg, "ssh_host")
+    assert "ssh_host is deprecated: read as public_host" in caplog.text
+    caplog.clear()
+    cfg = config.load("/dev/null", env={"APPLIANCE_SSH_HOST": "env.example"})
+    assert cfg.public_host == "env.example"
+    assert "APPLIANCE_SSH_HOST is deprecated: read as APPLIANCE_PUBLIC_HOST" in caplog.text
+
+
+def test_public_host_wins_over_the_old_ssh_host(tmp_path, caplog):
+    f = tmp_path / "both.toml"
+    f.write_text('public_host = "cloud.example"\nssh_host = "0.0.0.0"\n')
+    assert config.load(f, env={}).public_host == "cloud.example"
+    assert "ssh_host is deprecated and ignored: public_host is set" in caplog.text
+    # The environment still overrides the file, under the old name too.
+    assert config.load(f, env={"APPLIANCE_SSH_HOST": "env.example"}).public_host == "env.example"

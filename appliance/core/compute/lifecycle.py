@@ -45,6 +45,7 @@ from appliance.core.db import User
 from appliance.core.events import Bus, user_topic
 from appliance.drivers.base import GuestDriver, GuestError, GuestSpec, GuestState
 from appliance.errors import Internal, NotFound, Unavailable
+from appliance.host.network import gateway_ip
 from appliance.v1 import compute_pb2
 
 log = logging.getLogger("appliance.core.compute.service")
@@ -76,7 +77,6 @@ class ContainerLifecycle:
         self._host_tried = 0.0
         self._host_lock = asyncio.Lock()
         self._monitor: asyncio.Task | None = None
-        self._startup_task: asyncio.Task | None = None  # set by the servicer's factory
         # Ingress forwarding follows the rules of running containers (core/compute/ingress.py).
         self.ingress = ingress.Ingress(config, self.run, driver.ingress_applier(config))
         users.delete_hooks.append(self.on_user_deleted)
@@ -215,7 +215,7 @@ class ContainerLifecycle:
 
     def _gateway_keys(self) -> tuple[str, ...]:
         """The SSH gateway's guest-access key (appliance/gatewaykeys.py), authorised at every start."""
-        return (gatewaykeys.guest_authorized_line(self.config),)
+        return (gatewaykeys.guest_authorized_line(self.config, gateway_ip(self.config.guest_subnet)),)
 
     async def _start(self, container_id: str) -> None:
         """Background: pending -> initializing -> running | error."""

@@ -18,7 +18,7 @@ def container_message(row: Container, config: Config, usage: GuestUsage | None) 
     msg = compute_pb2.Container(
         id=row.public_id, name=row.name, status=row.status,
         hostname=f"{row.public_id}.{config.compute_domain}",
-        ssh_command=f"ssh {row.public_id}@{config.ssh_host} -p {config.ssh_port}",
+        ssh_command=f"ssh {row.public_id}@{config.public_host} -p {config.ssh_port}",
         memory_mb=row.memory_mb, storage_gb=row.storage_gb, instance_type=row.instance_type,
         created_at=rfc3339(row.created_at), ssh_enabled=row.ssh_enabled,
         https_enabled=row.https_enabled, external_ip=row.ip)

@@ -5,7 +5,6 @@ docs/compute.md), ingress (``ingress.py``), the key store (``keystore.py``)
 or the terminal (``terminal.py``)."""
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 
@@ -26,7 +25,6 @@ from appliance.core.compute.models import (
 from appliance.core.compute.ownership import owned_container
 from appliance.core.db import database, new_public_id
 from appliance.core.events import Lagged
-from appliance.core.server import EXTRA_SERVICERS
 from appliance.drivers.base import GuestDriver, GuestNoRoom
 from appliance.drivers.factory import make_driver
 from appliance.errors import Conflict, Invalid, TooManyRequests
@@ -188,19 +186,3 @@ class ComputeServicer(ContainerLifecycle, compute_pb2_grpc.ComputeServiceService
                     yield compute_pb2.ContainerEvent(type="container_status", container_status=status)
             except Lagged:
                 raise TooManyRequests("status stream dropped: the client fell behind; reconnect") from None
-
-
-def _factory(core) -> ComputeServicer:
-    servicer = ComputeServicer(core.config)
-    core.compute = servicer  # the SSH gateway's servicer reads guests through it
-    core.stopping.append(servicer.bus.close)
-    core.closers.append(servicer.close)
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return servicer
-    servicer._startup_task = loop.create_task(servicer.startup())
-    return servicer
-
-
-EXTRA_SERVICERS.append((compute_pb2_grpc.add_ComputeServiceServicer_to_server, _factory))

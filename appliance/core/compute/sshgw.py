@@ -28,9 +28,11 @@ import logging
 import re
 from functools import lru_cache
 
+from appliance import gatewaykeys
+from appliance.config import Config
 from appliance.core.compute import sshkeys
 from appliance.core.compute.models import RUNNING, Container, SshKey
-from appliance.core.server import EXTRA_SERVICERS
+from appliance.drivers.base import GuestDriver
 from appliance.errors import AppError, Invalid, NotFound, PermissionDenied, WrongState
 from appliance.logsafe import clip
 from appliance.v1 import sshgw_pb2, sshgw_pb2_grpc
@@ -88,18 +90,12 @@ def split_username(username: str) -> tuple[str, str]:
 
 
 class SshGatewayServicer(sshgw_pb2_grpc.SshGatewayServiceServicer):
-    def __init__(self, core):
-        self.core = core
+    def __init__(self, config: Config, driver: GuestDriver):
+        self.driver = driver  # the compute service's: where guests' host keys are kept
         # The gateway's keys exist before any gateway or guest needs them
         # (created once, 0600; see appliance/gatewaykeys.py).
-        from appliance import gatewaykeys as keys
-        keys.private_key_pem(core.config, keys.HOST_KEY)
-        keys.private_key_pem(core.config, keys.GUEST_ACCESS_KEY)
-
-    @property
-    def driver(self):
-        compute = getattr(self.core, "compute", None)
-        return compute.driver if compute is not None else None
+        gatewaykeys.private_key_pem(config, gatewaykeys.HOST_KEY)
+        gatewaykeys.private_key_pem(config, gatewaykeys.GUEST_ACCESS_KEY)
 
     def guest_host_keys(self, container_id: str) -> list[str]:
         """The guest sshd's public host keys, as its driver keeps them."""
@@ -148,5 +144,3 @@ class SshGatewayServicer(sshgw_pb2_grpc.SshGatewayServiceServicer):
             guest_host_keys=self.guest_host_keys(cid), owner_id=row.owner.public_id,
             fingerprint=key.fingerprint)
 
-
-EXTRA_SERVICERS.append((sshgw_pb2_grpc.add_SshGatewayServiceServicer_to_server, SshGatewayServicer))

@@ -1,7 +1,7 @@
 """StorageService: namespaces and files on the local disk (see docs/storage.md).
 
-Access rules: storage_access.py; names, Range and conditionals:
-storage_rules.py; uploads and their limits: storage_upload.py.
+Access rules: access.py; names, Range and conditionals: rules.py; uploads
+and their limits: upload.py.
 
 Database work runs on the event loop thread with no await inside a
 transaction, so commits of this servicer are serialized; disk work (writes,
@@ -19,7 +19,6 @@ from appliance.config import Config
 from appliance.core import context as ctx
 from appliance.core.auth import scopes, users
 from appliance.core.db import database
-from appliance.core.server import EXTRA_SERVICERS
 from appliance.core.storage import access
 from appliance.core.storage.blobs import BlobStore
 from appliance.core.storage.models import (
@@ -289,6 +288,3 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             yield storage_pb2.Progress(direction=snap.direction, bytes=snap.bytes, total=snap.total,
                                        done=snap.done)
 
-
-EXTRA_SERVICERS.append((storage_pb2_grpc.add_StorageServiceServicer_to_server,
-                        lambda core: StorageServicer(core.config)))

@@ -42,6 +42,7 @@ from appliance.errors import (
     TooManyRequests,
 )
 from appliance.host import diskspace
+from appliance.revert import Reverter
 from appliance.v1 import storage_pb2
 
 log = logging.getLogger("appliance.core.storage.servicer")
@@ -192,6 +193,80 @@ class _Watchdog:
             self._handle.cancel()
 
 
+class _Incoming:
+    """The bytes of one upload arriving in its temp file, counted against the
+    ticket's limits and reported as progress. A local upload's bytes are
+    written by the gateway: its messages only say how many there are."""
+
+    def __init__(self, tmp: TempFile, ticket: Ticket, reporter, local: bool):
+        self.tmp = tmp
+        self.ticket = ticket
+        self.reporter = reporter
+        self.local = local
+        self.received = 0
+        self.pending: asyncio.Future | None = None  # the last write, overlapped with the next receive
+        self.loop = asyncio.get_running_loop()
+
+    async def receive(self, messages, watchdog: _Watchdog):
+        """Take messages until the caller closes its side; the end message (None if none came)."""
+        end = None
+        while True:
+            try:
+                message = await watchdog.next(messages)
+            except StopAsyncIteration:
+                return end
+            kind = message.WhichOneof("part")
+            if end is not None:
+                raise Invalid("data after the end of the upload")
+            if kind == "data" and not self.local:
+                self.received += len(message.data)
+                self.ticket.update(self.received)
+                if self.pending is not None:
+                    await self.pending
+                self.pending = self.loop.run_in_executor(None, self.tmp.write, message.data)
+                self.reporter.update(self.received)
+            elif kind == "progress":
+                if self.local:  # else a keepalive from the gateway
+                    self.received = message.progress.bytes
+                    self.ticket.update(self.received)
+                    self.reporter.update(self.received)
+                    if self.pending is None or self.pending.done():
+                        self.pending = self.loop.run_in_executor(None, self.tmp.writeback, self.received)
+            elif kind == "end":
+                end = message.end
+            else:
+                raise Invalid(f"unexpected {kind} message in the upload")
+
+    async def complete(self, end, declared: int) -> int:
+        """Every byte is in the temp file and is what was announced; the size."""
+        if self.pending is not None:
+            await self.pending
+            self.pending = None
+        if self.local:
+            self.received = os.fstat(self.tmp.fd).st_size
+            self.ticket.update(self.received)
+        if end is None:
+            raise Invalid("the upload ended early; nothing was stored")
+        if end.size != self.received:
+            raise Invalid(f"the upload ended early: {self.received} of {end.size} bytes arrived")
+        if declared and declared != self.received:
+            raise Invalid(f"declared size {declared} but {self.received} bytes arrived")
+        self.ticket.check_end()
+        return self.received
+
+    async def settle(self) -> None:
+        """Undo: let the write under way finish before its file goes."""
+        if self.pending is not None:
+            try:
+                await asyncio.shield(self.pending)
+            except Exception:  # noqa: BLE001 - the first error is the one to report
+                pass
+
+    def failed(self) -> None:
+        """Undo: watchers see the transfer end, unsuccessfully."""
+        self.reporter.finish(self.received, ok=False)
+
+
 class Uploads:
     """The Upload and PutFile RPCs (same flow; the gateway differs)."""
 
@@ -229,101 +304,54 @@ class Uploads:
             ticket.release()
 
     async def _receive(self, principal, ns, name, header, ticket: Ticket, messages, context):
+        """temp file -> bytes -> blob -> row, each step undone if a later one fails."""
         local = header.local and local_peer(context)
+        stall = self.config.upload_stall_seconds
+        watchdog = None
         try:
-            tmp: TempFile = await asyncio.to_thread(self.store.new_temp)
+            async with Reverter() as revert:
+                tmp: TempFile = await asyncio.to_thread(self.store.new_temp)
+                revert.add(tmp.discard)
+                await context.send_initial_metadata(
+                    UPLOAD_READY + ((("x-upload-path", str(tmp.path)),) if local else ()))
+                reporter = self.progress.start(principal.user_id, header.transfer_id, "upload", header.size)
+                incoming = _Incoming(tmp, ticket, reporter, local)
+                revert.add(incoming.failed)
+                revert.add(incoming.settle)
+                watchdog = _Watchdog(2 * stall + 10 if stall > 0 else 0)
+                revert.add(watchdog.stop)
+                end = await incoming.receive(messages, watchdog)
+                watchdog.stop()
+                size = await incoming.complete(end, header.size)
+                blob_id = await self._publish(tmp)
+                revert.add(self.store.remove, [blob_id])
+                row, old_blob = self._commit(principal, ticket, ns.id, name, header.overwrite, blob_id, size)
+                revert.success()  # the blob is the row's now
+        except asyncio.CancelledError:
+            if watchdog is None or not watchdog.fired:
+                raise
+            asyncio.current_task().uncancel()
+            log.info("upload of %s/%s stalled: nothing for %ss; discarded", ns.name, name, watchdog.seconds)
+            raise Invalid(f"the upload stalled: nothing arrived for {watchdog.seconds} s") from None
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise InsufficientStorage("not enough free disk space for this file") from None
             raise
-        try:
-            ready = UPLOAD_READY + ((("x-upload-path", str(tmp.path)),) if local else ())
-            await context.send_initial_metadata(ready)
-        except BaseException:
-            tmp.discard()
-            raise
-        reporter = self.progress.start(principal.user_id, header.transfer_id, "upload", header.size)
-        loop = asyncio.get_running_loop()
-        stall = self.config.upload_stall_seconds
-        watchdog = _Watchdog(2 * stall + 10 if stall > 0 else 0)
-        received = 0
-        blob_id = None
-        pending = None  # overlap the next receive with the previous write
-        try:
-            end = None
-            while True:
-                try:
-                    message = await watchdog.next(messages)
-                except StopAsyncIteration:
-                    break
-                kind = message.WhichOneof("part")
-                if end is not None:
-                    raise Invalid("data after the end of the upload")
-                if kind == "data" and not local:
-                    received += len(message.data)
-                    ticket.update(received)
-                    if pending is not None:
-                        await pending
-                    pending = loop.run_in_executor(None, tmp.write, message.data)
-                    reporter.update(received)
-                elif kind == "progress":
-                    if local:  # else a keepalive from the gateway
-                        received = message.progress.bytes
-                        ticket.update(received)
-                        reporter.update(received)
-                        if pending is None or pending.done():
-                            pending = loop.run_in_executor(None, tmp.writeback, received)
-                elif kind == "end":
-                    end = message.end
-                else:
-                    raise Invalid(f"unexpected {kind} message in the upload")
-            watchdog.stop()
-            if pending is not None:
-                await pending
-                pending = None
-            if local:
-                received = os.fstat(tmp.fd).st_size
-                ticket.update(received)
-            if end is None:
-                raise Invalid("the upload ended early; nothing was stored")
-            if end.size != received:
-                raise Invalid(f"the upload ended early: {received} of {end.size} bytes arrived")
-            if header.size and header.size != received:
-                raise Invalid(f"declared size {header.size} but {received} bytes arrived")
-            ticket.check_end()
-            committing = loop.run_in_executor(None, tmp.commit)
-            try:
-                blob_id = await asyncio.shield(committing)
-            except asyncio.CancelledError:
-                # The rename may still happen in the worker: remove whatever it makes.
-                committing.add_done_callback(
-                    lambda f: f.exception() is None and self.store.remove([f.result()]))
-                raise
-            row, old_blob = self._commit(principal, ticket, ns.id, name, header.overwrite, blob_id, received)
-            blob_id = None  # owned by the row now
-        except BaseException as e:
-            watchdog.stop()
-            if pending is not None:
-                try:
-                    await asyncio.shield(pending)
-                except Exception:  # noqa: BLE001 - the first error is the one to report
-                    pass
-            tmp.discard()
-            if blob_id is not None:
-                self.store.remove([blob_id])
-            reporter.finish(received, ok=False)
-            if isinstance(e, asyncio.CancelledError) and watchdog.fired:
-                asyncio.current_task().uncancel()
-                log.info("upload of %s/%s stalled: nothing for %ss; discarded", ns.name, name, watchdog.seconds)
-                raise Invalid(f"the upload stalled: nothing arrived for {watchdog.seconds} s") from None
-            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise InsufficientStorage("not enough free disk space for this file") from None
-            raise
         if old_blob:
             await asyncio.shield(asyncio.to_thread(self.store.remove, [old_blob]))
-        reporter.finish(received)
-        return storage_pb2.UploadResponse(status="ok", name=name, namespace=ns.name, size=received,
+        reporter.finish(size)
+        return storage_pb2.UploadResponse(status="ok", name=name, namespace=ns.name, size=size,
                                           etag=etag(row.blob_id))
+
+    async def _publish(self, tmp: TempFile) -> str:
+        """fsync and rename the temp file into blobs/ (in a worker); the blob id."""
+        committing = asyncio.get_running_loop().run_in_executor(None, tmp.commit)
+        try:
+            return await asyncio.shield(committing)
+        except asyncio.CancelledError:
+            # The rename may still happen in the worker: remove whatever it makes.
+            committing.add_done_callback(lambda f: f.exception() is None and self.store.remove([f.result()]))
+            raise
 
     @staticmethod
     def _commit(principal, ticket: Ticket, ns_id: int, name: str, overwrite: bool, blob_id: str,
