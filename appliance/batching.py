@@ -2,7 +2,7 @@
 ends (appliance/http/multiplexed.py, appliance/core/multiplexer.py)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 # The gRPC message limit set on both ends (core server, gateway channel).
 MAX_MESSAGE = 8 * 1024 * 1024

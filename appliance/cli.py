@@ -114,7 +114,7 @@ def cmd_down(cfg, args) -> int:
 def cmd_status(cfg, args) -> int:
     for name in supervise.SERVICES:
         pid = supervise.running_pid(cfg, name)
-        print(f"{name}: {'running (pid %d)' % pid if pid else 'stopped'}")
+        print(f"{name}: {f'running (pid {pid})' if pid else 'stopped'}")
     return 0
 
 

@@ -224,7 +224,7 @@ class Config:
         generated once into <data_dir>/service_secret (0600) and kept."""
         return read_or_create_secret(self.data_path / "service_secret")
 
-    def replace(self, **changes) -> "Config":
+    def replace(self, **changes) -> Config:
         return dataclasses.replace(self, **changes)
 
 

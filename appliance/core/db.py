@@ -89,7 +89,7 @@ class Prepared:
         row = self.model._meta.database.execute_sql(self.sql, (value,)).fetchone()
         if row is None:
             return None
-        return self.model(**{f.name: f.python_value(v) for f, v in zip(self.fields, row)})
+        return self.model(**{f.name: f.python_value(v) for f, v in zip(self.fields, row, strict=True)})
 
 
 def register(*models: type[BaseModel]) -> None:

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
-from typing import AsyncIterator, Callable
 
 from appliance.core.auth import users
 from appliance.errors import AppError, Unauthenticated
@@ -40,7 +40,7 @@ _END = object()
 class LiveStream:
     """One open stream of one user."""
 
-    def __init__(self, registry: "Registry", user_id: str, recheck: Callable[[], object]):
+    def __init__(self, registry: Registry, user_id: str, recheck: Callable[[], object]):
         self.registry = registry
         self.user_id = user_id
         self.recheck = recheck

@@ -43,7 +43,7 @@ import ipaddress
 import json
 import re
 import subprocess
-from typing import Iterable
+from collections.abc import Iterable
 
 NFT_TABLE = "appliance"
 # source ports of masqueraded guest TCP/UDP: Linux's default ephemeral range, far from

@@ -72,7 +72,7 @@ class Multiplexer:
         self._wake.set()
         try:
             reply = await asyncio.wait_for(future, timeout) if timeout else await future
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise _rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded") from None
         finally:
             self._pending.pop(call_id, None)
@@ -89,7 +89,7 @@ class Multiplexer:
             # rather than failing calls during gRPC's reconnect backoff.
             try:
                 await asyncio.wait_for(self._channel.channel_ready(), CONNECT_WAIT)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass  # the stream fails UNAVAILABLE below, and so do its calls
         stream = self._exchange()
         reader = asyncio.ensure_future(self._read(stream))

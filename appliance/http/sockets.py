@@ -61,20 +61,20 @@ class Session:
     """What one socket does once upgraded. ``first`` is the core's first
     message, already read before the upgrade."""
 
-    def __init__(self, handler: "WebSocketGateway", call, first):
+    def __init__(self, handler: WebSocketGateway, call, first):
         self.handler = handler
         self.call = call
         self.first = first
 
     @classmethod
-    async def open_call(cls, handler: "WebSocketGateway", request):
+    async def open_call(cls, handler: WebSocketGateway, request):
         """Start the RPC before the upgrade (bidirectional sessions override)."""
         return handler.call(request, metadata=handler.metadata())
 
     async def run(self) -> None:
         raise NotImplementedError
 
-    def on_message(self, message) -> "asyncio.Future | None":
+    def on_message(self, message) -> asyncio.Future | None:
         """Client -> server frames; ignored unless a session uses them. A
         returned future holds back the next frame until it is done."""
         return None
@@ -182,7 +182,7 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
             return
         try:
             await asyncio.wait_for(asyncio.shield(future), SLOW_SECONDS)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.info("closing a slow websocket client on %s", self.request.path)
             self.close(CLOSE_TOO_SLOW, "too slow: reconnect")
             raise tornado.websocket.WebSocketClosedError() from None
@@ -193,7 +193,7 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
         buffer = getattr(stream, "_write_buffer", None)
         return len(buffer) if buffer is not None else 0
 
-    def on_message(self, message) -> "asyncio.Future | None":
+    def on_message(self, message) -> asyncio.Future | None:
         # a future from the session: Tornado reads no further frame until it is done
         if self.session is not None:
             return self.session.on_message(message)

@@ -104,7 +104,7 @@ class SessionRequest:
 class Connection(Guarded):
     """One client connection: auth and limits (``Guarded``) plus the guest side."""
 
-    def __init__(self, gateway: "Gateway", sock: socket.socket, address):
+    def __init__(self, gateway: Gateway, sock: socket.socket, address):
         super().__init__(gateway, sock, address)
         self.guest: Future = Future()
         self.sessions: dict[int, SessionRequest] = {}
@@ -191,7 +191,8 @@ class Connection(Guarded):
             guest = self.guest_transport().result(GUEST_CONNECT_TIMEOUT)
             return guest.request_port_forward(address, port, handler=self._forwarded)
         except Exception as e:  # noqa: BLE001
-            log.info("ssh %s: remote forward %s:%s refused: %s", self.address, clip(address), clip(port), clip(str(e), 200))
+            log.info("ssh %s: remote forward %s:%s refused: %s",
+                     self.address, clip(address), clip(port), clip(str(e), 200))
             return False
 
     def cancel_port_forward_request(self, address, port):

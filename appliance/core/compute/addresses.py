@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 import peewee as pw
 

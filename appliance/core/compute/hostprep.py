@@ -83,7 +83,7 @@ def release(cfg) -> list[str]:
             stopped.append(f"{len(guests)} guest(s)")
     record = _started_by_up(cfg)
     if record.exists():
-        for name, pid in zip(("libvirtd", "virtlogd"), record.read_text().split()):
+        for name, pid in zip(("libvirtd", "virtlogd"), record.read_text().split(), strict=False):
             pidfile = host.LIBVIRTD_PIDFILE if name == "libvirtd" else VIRTLOGD_PIDFILE
             if _pid(pidfile) == int(pid):  # still the process `up` started
                 _terminate(int(pid))

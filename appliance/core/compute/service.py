@@ -27,7 +27,7 @@ import logging
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import peewee as pw
@@ -91,7 +91,7 @@ def make_driver(config: Config) -> GuestDriver:
 
 
 def rfc3339(ts: int) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _stored_guest_ids(driver: GuestDriver) -> set[str]:

@@ -69,7 +69,7 @@ class UploadLimits:
         # what it received, whichever is more
         self.inflight: dict[int, int] = {}
 
-    def admit(self, user_id: int) -> "Ticket":
+    def admit(self, user_id: int) -> Ticket:
         cap = self.config.max_uploads_per_user
         if cap and self.active.get(user_id, 0) >= cap:
             raise TooManyRequests(f"too many uploads at once: at most {cap} per user", retry_after=5)
@@ -77,7 +77,7 @@ class UploadLimits:
         self.active[user_id] = self.active.get(user_id, 0) + 1
         return ticket
 
-    def _release(self, ticket: "Ticket") -> None:
+    def _release(self, ticket: Ticket) -> None:
         uid = ticket.user_id
         self.active[uid] -= 1
         self.inflight[uid] = self.inflight.get(uid, 0) - ticket.counted

@@ -162,7 +162,7 @@ class LxcDriver(GuestDriver):
         return self.image
 
     @classmethod
-    def from_config(cls, config) -> "LxcDriver":
+    def from_config(cls, config) -> LxcDriver:
         # the appliance's public services: all a guest may open on the host
         public = (config.http_port, config.ssh_port, config.ingress_http_port, config.ingress_https_port)
         return cls(image_dir=config.image_dir, data_dir=config.data_dir,
@@ -509,7 +509,7 @@ class LxcDriver(GuestDriver):
         log.info("volume of %s: %d entries moved from id base %d to %d in %.2fs",
                  guest_id, n, old, new, time.monotonic() - started)
 
-    def _install_host_keys(self, guest_id: str, vol: Path, root: Path, own: "_Owner") -> None:
+    def _install_host_keys(self, guest_id: str, vol: Path, root: Path, own: _Owner) -> None:
         keys = vol / "meta" / "ssh"
         keys.mkdir(parents=True, exist_ok=True, mode=0o700)
         lines = []
@@ -527,7 +527,7 @@ class LxcDriver(GuestDriver):
             lines.append(f"HostKey /etc/ssh/{key.name}\n")
         _write_in(root, "/etc/ssh/sshd_config.d/10-appliance-hostkeys.conf", "".join(lines), owner=own)
 
-    def _write_authorized_keys(self, spec: GuestSpec, vol: Path, root: Path, own: "_Owner") -> None:
+    def _write_authorized_keys(self, spec: GuestSpec, vol: Path, root: Path, own: _Owner) -> None:
         """Root's ~/.ssh/authorized_keys, wherever /root/.ssh lands (volume or layer)."""
         target = "/root/.ssh/authorized_keys"
         base, rel = root, target
