@@ -10,6 +10,7 @@ import dataclasses
 import os
 import secrets
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -246,7 +247,7 @@ def _coerce(name: str, kind: type, raw):
     return str(raw)
 
 
-def load(path: str | os.PathLike | None = None, env: dict | None = None) -> Config:
+def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     values: dict = {}
     file = path or env.get("APPLIANCE_CONFIG")
@@ -263,7 +264,7 @@ def load(path: str | os.PathLike | None = None, env: dict | None = None) -> Conf
         key = f"APPLIANCE_{name.upper()}"
         if key in env:
             values[name] = env[key]
-    kinds = {"int": int, "str": str, "bool": bool}
+    kinds: dict[object, type] = {"int": int, "str": str, "bool": bool}  # Field.type: a string (postponed annotations)
     return Config(**{
         name: _coerce(name, kinds.get(known[name].type, str), value)
         for name, value in values.items()

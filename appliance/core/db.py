@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import string
 import time
+from typing import TYPE_CHECKING
 
 import peewee as pw
 from playhouse.db_url import connect
@@ -32,8 +33,15 @@ class BaseModel(pw.Model):
     class Meta:
         database = database
 
+    if TYPE_CHECKING:
+        # types-peewee declares Model.delete as a generic descriptor that mypy
+        # cannot resolve on a class ("generic instance variables via class").
+        @classmethod
+        def delete(cls) -> pw.ModelDelete: ...
+
 
 class User(BaseModel):
+    id = pw.AutoField()  # what peewee adds when a model has no primary key; named for the type checker
     public_id = pw.CharField(max_length=16, unique=True)
     username = pw.CharField(max_length=64, unique=True)
     display_name = pw.CharField(max_length=128)
