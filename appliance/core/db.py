@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import string
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import peewee as pw
@@ -77,7 +78,7 @@ MODELS: list[type[BaseModel]] = [SchemaVersion, User, ApiToken, RevokedSession]
 
 # Numbered migrations for schemas that already exist: version -> function(db).
 # Version 1 is the initial schema created by create_tables.
-MIGRATIONS: dict[int, callable] = {}
+MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {}
 SCHEMA_VERSION = 1
 
 
