@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextvars import ContextVar
 
 from appliance.core.auth import users
@@ -76,9 +76,10 @@ class LiveStream:
     def _revoked_error(self) -> Unauthenticated:
         return Unauthenticated(f"stream closed: {self.reason}")
 
-    async def guard(self, responses: AsyncIterator) -> AsyncIterator:
+    async def guard(self, responses: AsyncGenerator) -> AsyncIterator:
         """Yield what ``responses`` yields until the stream is revoked."""
         task = asyncio.current_task()
+        assert task is not None  # an async generator iterated by a coroutine: it runs in a task
         token = _current.set(self)
         try:
             while True:

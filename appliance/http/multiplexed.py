@@ -43,7 +43,7 @@ class Multiplexer:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future] = {}
         self._outbox: list[mux_pb2.CarriedCall] = []
-        self._wake: asyncio.Event | None = None
+        self._wake = asyncio.Event()  # replaced by a fresh one for each session
         self._session: asyncio.Task | None = None
 
     def unary(self, method):
@@ -99,7 +99,8 @@ class Multiplexer:
                 await wake.wait()
                 wake.clear()
                 while self._outbox and not reader.done():
-                    await stream.write(mux_pb2.CallBatch(calls=take(self._outbox, _request_size)))
+                    batch = take(self._outbox, _request_size)
+                    await stream.write(mux_pb2.CallBatch(calls=batch))
         except grpc.aio.AioRpcError as e:
             log.warning("call stream to the core broke: %s %s", e.code().name, e.details())
         except asyncio.InvalidStateError:
