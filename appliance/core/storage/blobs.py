@@ -24,7 +24,7 @@ import logging
 import os
 import secrets
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,7 @@ BLOB_ID_BYTES = 16  # 32 hex characters
 WRITEBACK_STEP = 8 * 1024 * 1024
 _SYNC_FILE_RANGE_WRITE = 2
 
+_sync_file_range: Callable[..., int] | None
 try:
     _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     _sync_file_range = _libc.sync_file_range

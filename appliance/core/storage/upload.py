@@ -168,7 +168,9 @@ class _Watchdog:
         self.seconds = seconds
         self.waiting_since: float | None = None
         self.fired = False
-        self._task = asyncio.current_task()
+        task = asyncio.current_task()
+        assert task is not None  # made by the upload coroutine, in its task
+        self._task = task
         self._loop = asyncio.get_running_loop()
         self._handle = self._loop.call_later(seconds / 2, self._check) if seconds > 0 else None
 
@@ -296,8 +298,10 @@ class Uploads:
                 blob_id = await asyncio.shield(committing)
             except asyncio.CancelledError:
                 # The rename may still happen in the worker: remove whatever it makes.
-                committing.add_done_callback(
-                    lambda f: f.exception() is None and self.store.remove([f.result()]))
+                def remove_made(f: asyncio.Future) -> None:
+                    if f.exception() is None:
+                        self.store.remove([f.result()])
+                committing.add_done_callback(remove_made)
                 raise
             row, old_blob = self._commit(principal, ticket, ns.id, name, header.overwrite, blob_id, received)
             blob_id = None  # owned by the row now
@@ -313,7 +317,9 @@ class Uploads:
                 self.store.remove([blob_id])
             reporter.finish(received, ok=False)
             if isinstance(e, asyncio.CancelledError) and watchdog.fired:
-                asyncio.current_task().uncancel()
+                task = asyncio.current_task()
+                assert task is not None  # a coroutine runs in a task
+                task.uncancel()
                 log.info("upload of %s/%s stalled: nothing for %ss; discarded", ns.name, name, watchdog.seconds)
                 raise Invalid(f"the upload stalled: nothing arrived for {watchdog.seconds} s") from None
             if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):

@@ -51,6 +51,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from appliance.drivers.base import (
     ExecResult,
@@ -145,7 +146,7 @@ class LxcDriver(GuestDriver):
         self.tcp_memory_mb = tcp_memory_mb
         self.nofile = nofile
         self.rlimits = ucounts.guest_rlimits(msgqueue_bytes, sigpending)
-        self._conn = None
+        self._conn: Any = None  # a libvirt.virConnect (libvirt-python has no type hints)
         self._conn_lock = threading.Lock()
         self._ready: set[str] = set()   # guests whose init has finished setting up
 
@@ -388,8 +389,8 @@ class LxcDriver(GuestDriver):
                 if pid == controller or pid in (cg / "cgroup.procs").read_text().split():
                     continue
                 try:
-                    with open(procs, "w") as f:
-                        f.write(pid)
+                    with open(procs, "w") as out:
+                        out.write(pid)
                     moved += 1
                 except ProcessLookupError:
                     pass
