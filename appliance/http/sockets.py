@@ -167,12 +167,14 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
         asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
+        session = self.session
+        assert session is not None  # get() made it before the upgrade that calls open()
         try:
-            await self.session.run()
+            await session.run()
         except Exception:  # noqa: BLE001
             log.exception("websocket session %s failed", self.route.method.path)
             self.close(CLOSE_SERVER_ERROR, "internal error")
-            self.session.cancel()
+            session.cancel()
 
     async def send_json(self, payload: dict) -> None:
         """Send one message; disconnect a client that cannot keep up."""

@@ -86,6 +86,7 @@ def _guest_command(guest_user: str, kind: str, command: str | None) -> str | Non
         return f"exec runuser -l {shlex.quote(guest_user)}"
     if kind == "subsystem":
         command = SFTP_SERVER
+    assert command is not None  # an exec request carries one
     return f"exec runuser -l {shlex.quote(guest_user)} -c {shlex.quote(command)}"
 
 
@@ -296,6 +297,7 @@ class Connection(Guarded):
         if not s.started.wait(60):
             chan.close()
             return
+        assert self.admission is not None and s.kind is not None  # logged in; started once the request came
         try:
             gchan = guest.open_session(window_size=WINDOW, max_packet_size=MAX_PACKET)
             for name, value in s.env.items():

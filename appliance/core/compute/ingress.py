@@ -318,7 +318,7 @@ class Ingress:
             else:
                 for ip in self._addresses - addresses:
                     conntrack.forget_address(ip)
-                for r in (self._forwards or set()) - forwards:
+                for r in self._forwards - forwards:
                     if r.ip in addresses:
                         conntrack.forget_forward(r.port, r.ip)
         except Exception as e:  # noqa: BLE001 - logged; the address quarantine still holds

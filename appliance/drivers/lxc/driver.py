@@ -389,8 +389,8 @@ class LxcDriver(GuestDriver):
                 if pid == controller or pid in (cg / "cgroup.procs").read_text().split():
                     continue
                 try:
-                    with open(procs, "w") as out:
-                        out.write(pid)
+                    with open(procs, "w") as f:
+                        f.write(pid)
                     moved += 1
                 except ProcessLookupError:
                     pass
