@@ -32,6 +32,12 @@ from pathlib import Path
 import pytest
 from harness import wait_for_sshd
 
+from appliance import config as appliance_config
+from appliance.drivers.base import GuestSpec, GuestState
+from appliance.drivers.lxc.driver import LxcDriver
+from appliance.host import idmap, image, network
+from appliance.host import libvirtd as host
+
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
 
 if os.geteuid() != 0:
@@ -40,15 +46,6 @@ if os.geteuid() != 0:
 libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed")
 paramiko = pytest.importorskip("paramiko")
 
-from appliance import config as appliance_config  # noqa: E402
-from appliance.drivers.base import GuestSpec, GuestState  # noqa: E402
-from appliance.drivers.lxc.driver import LxcDriver  # noqa: E402
-from appliance.host import (
-    idmap,  # noqa: E402
-    image,
-    network,  # noqa: E402
-)
-from appliance.host import libvirtd as host
 
 BRIDGE = "apisot0"
 SUBNET = "10.223.0.0/24"
@@ -188,8 +185,6 @@ def host_connect(ip: str, port: int, timeout: float = 3.0, source: str | None = 
         return s.recv(100).decode()
 
 
-
-
 def init_pid(driver, spec) -> int:
     return driver.init_pid(spec.id)
 
@@ -206,7 +201,8 @@ def test_guest_root_is_an_unprivileged_host_uid_of_its_own_range(driver, make_gu
         status = Path(f"/proc/{init_pid(driver, spec)}/status").read_text()
         uids = re.search(r"^Uid:\s+(.*)$", status, re.M).group(1).split()
         assert set(uids) == {str(r.base)}, "guest init runs as the range's first host uid, not host root"
-        assert driver.exec(spec.id, ["cat", "/proc/self/uid_map"]).stdout.split() == [b"0", str(r.base).encode(), b"65536"]
+        uid_map = driver.exec(spec.id, ["cat", "/proc/self/uid_map"]).stdout.split()
+        assert uid_map == [b"0", str(r.base).encode(), b"65536"]
         code, out = run(driver, spec, "id -u; stat -c %u /etc/shadow /root")
         assert out.split() == ["0", "0", "0"], "inside, the image and the volume are root's"
 
@@ -393,7 +389,7 @@ def test_host_services_are_closed_to_guests_but_public_ports_and_replies_work(
     spec = make_guest()
     private = listen(GATEWAY, 18931)         # a host service bound to the bridge address
     anywhere = listen("0.0.0.0", 18932)      # bound to every host address
-    public = listen(GATEWAY, PUBLIC_PORT)
+    listen(GATEWAY, PUBLIC_PORT)
     for ip, port in ((GATEWAY, 18931), (GATEWAY, 18932), (NET_HOST, 18932)):
         ok, out = probe(driver, spec, "connect", ip, str(port), "1500")
         assert not ok, f"guest reached host {ip}:{port}: {out}"
@@ -568,7 +564,8 @@ def test_fork_bomb_hits_the_pids_limit_and_the_host_keeps_answering(driver, make
     bomb.start()
     time.sleep(1.0)
     during = latency.sample(4.0)
-    peak = int((cg / "pids.peak").read_text()) if (cg / "pids.peak").exists() else int((cg / "pids.current").read_text())
+    peak_file = cg / "pids.peak" if (cg / "pids.peak").exists() else cg / "pids.current"
+    peak = int(peak_file.read_text())
     events = (cg / "pids.events").read_text()
     print(f"\nfork bomb: pids peak {peak}/200, {events.strip()}; host latency p50 "
           f"{statistics.median(baseline) * 1000:.1f} -> {statistics.median(during) * 1000:.1f} ms, "

@@ -21,6 +21,17 @@ from pathlib import Path
 import pytest
 from harness import wait_for_sshd
 
+from appliance import config as appliance_config
+from appliance.drivers.base import (
+    GuestNotRunning,
+    GuestSpec,
+    GuestStartError,
+    GuestState,
+)
+from appliance.drivers.lxc.driver import LxcDriver, domain_name, veth_name
+from appliance.host import image, network
+from appliance.host import libvirtd as host
+
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
 
 if os.geteuid() != 0:
@@ -29,19 +40,6 @@ if os.geteuid() != 0:
 libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed")
 paramiko = pytest.importorskip("paramiko")
 
-from appliance import config as appliance_config  # noqa: E402
-from appliance.drivers.base import (  # noqa: E402
-    GuestNotRunning,
-    GuestSpec,
-    GuestStartError,
-    GuestState,
-)
-from appliance.drivers.lxc.driver import LxcDriver, domain_name, veth_name  # noqa: E402
-from appliance.host import (
-    image,
-    network,  # noqa: E402
-)
-from appliance.host import libvirtd as host
 
 BRIDGE = "apdrvt0"
 SUBNET = "10.219.0.0/24"
@@ -227,7 +225,7 @@ def _busy(driver, spec, loops: int, seconds: float = 2.0) -> tuple[float, int]:
         return int(re.search(r"^nr_throttled (\d+)", stat.read_text(), re.M).group(1))
 
     before, throttled_before, t0 = int(usage.read_text()), throttled(), time.monotonic()
-    busy = " ".join(["timeout %s sh -c 'while :; do :; done' &" % seconds] * loops) + " wait"
+    busy = " ".join([f"timeout {seconds} sh -c 'while :; do :; done' &"] * loops) + " wait"
     assert driver.exec(spec.id, ["sh", "-c", busy], timeout=seconds + 10).exit_code == 0
     share = (int(usage.read_text()) - before) / 1e9 / (time.monotonic() - t0)
     return share, throttled() - throttled_before

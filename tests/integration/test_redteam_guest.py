@@ -17,6 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from appliance import config as appliance_config
+from appliance.drivers.base import GuestSpec
+from appliance.drivers.lxc.driver import LxcDriver
+from appliance.host import image, network
+from appliance.host import libvirtd as host
+
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
 
 if os.geteuid() != 0:
@@ -24,11 +30,6 @@ if os.geteuid() != 0:
 
 libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed")
 
-from appliance import config as appliance_config
-from appliance.drivers.base import GuestSpec
-from appliance.drivers.lxc.driver import LxcDriver
-from appliance.host import image, network
-from appliance.host import libvirtd as host
 
 BRIDGE = "aprd3"
 SUBNET = "10.231.0.0/24"
