@@ -74,7 +74,7 @@ def check_mount_propagation() -> None:
     if "master:" not in fields and "shared:" not in fields:
         raise HostSetupError(
             "libvirtd runs in a mount namespace that does not receive host mounts; "
-            "restart it after `mount --make-rshared /` (see ARCHITECTURE.md)")
+            "restart it after `mount --make-rshared /` (guest roots are mounted after it started)")
 
 
 def libvirtd_pid() -> int | None:

@@ -1,4 +1,4 @@
-"""Storage files over real HTTP (API.md "Storage"): every row of the table,
+"""Storage files over real HTTP (docs/storage.md "Files"): every row of the table,
 auth by visibility, scopes, Range/conditional requests, bad names, races."""
 import email.utils
 import json

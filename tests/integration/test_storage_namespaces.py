@@ -1,4 +1,4 @@
-"""Storage namespaces as a user meets them (API.md "Storage"): listing rules,
+"""Storage namespaces as a user meets them (docs/storage.md "Namespaces"): listing rules,
 owner-only changes, the shared default namespace, scopes of API tokens."""
 import pytest
 import requests
