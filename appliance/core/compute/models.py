@@ -57,6 +57,7 @@ class Container(BaseModel):
 
 
 class SshKey(BaseModel):
+    id = pw.AutoField()  # what peewee adds when a model has no primary key; named for the type checker
     public_id = pw.CharField(max_length=16, unique=True)
     owner = pw.ForeignKeyField(User, backref="ssh_keys", on_delete="CASCADE")
     name = pw.CharField(max_length=100)
