@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export APPLIANCE_DATA_DIR ?= /var/lib/appliance
 
-.PHONY: up down test test-install lint-ansible deps venv proto bench clean
+.PHONY: up down test lint test-install lint-ansible deps venv proto bench clean
 
 up: venv
 	$(BIN)/appliance up
@@ -13,8 +13,13 @@ up: venv
 down:
 	@if [ -x $(BIN)/appliance ]; then $(BIN)/appliance down; else echo "nothing to stop"; fi
 
-test: venv
+test: venv lint
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# Lint + import order (ruff.toml) and types (setup.cfg [mypy]); either failing fails `make test`.
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # Only the Ansible install test (part of `make test` too).
 test-install: venv

@@ -2,7 +2,8 @@
 ends (appliance/http/multiplexed.py, appliance/core/multiplexer.py)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import TypeVar
 
 # The gRPC message limit set on both ends (core server, gateway channel).
 MAX_MESSAGE = 8 * 1024 * 1024
@@ -12,8 +13,10 @@ BATCH_BYTES = 2 * 1024 * 1024
 # RESOURCE_EXHAUSTED, as a unary call over the limit would be.
 MAX_CARRIED = 7 * 1024 * 1024
 
+T = TypeVar("T")
 
-def take(queue: list, size: Callable[[object], int], limit: int = BATCH_BYTES) -> list:
+
+def take(queue: list[T], size: Callable[[T], int], limit: int = BATCH_BYTES) -> list[T]:
     """Remove and return the leading items of *queue* that fit in *limit*
     bytes; at least one, so an item larger than the limit travels alone."""
     total, count = 0, 0

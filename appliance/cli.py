@@ -114,7 +114,7 @@ def cmd_down(cfg, args) -> int:
 def cmd_status(cfg, args) -> int:
     for name in supervise.SERVICES:
         pid = supervise.running_pid(cfg, name)
-        print(f"{name}: {'running (pid %d)' % pid if pid else 'stopped'}")
+        print(f"{name}: {f'running (pid {pid})' if pid else 'stopped'}")
     return 0
 
 
@@ -132,11 +132,11 @@ def cmd_user(cfg, args) -> int:
             for u in User.select().order_by(User.id):
                 print(f"{u.public_id}\t{u.username}\t{u.display_name}\t{'admin' if u.is_admin else ''}")
         elif args.user_cmd == "rm":
-            user = User.get_or_none(User.username == args.name)
-            if user is None:
+            found = User.get_or_none(User.username == args.name)
+            if found is None:
                 print(f"no such user: {args.name}", file=sys.stderr)
                 return 1
-            asyncio.run(users.delete_user(user))
+            asyncio.run(users.delete_user(found))
             print(f"removed {args.name}")
     except AppError as e:
         print(f"error: {e.message}", file=sys.stderr)

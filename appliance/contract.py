@@ -61,11 +61,13 @@ class Method:
 
 def _method(md: _d.MethodDescriptor) -> Method:
     opts = md.GetOptions()
+    # The ignores below: protoc's options_pb2.pyi types an extension as a plain
+    # FieldDescriptor; types-protobuf indexes Extensions by the extension descriptor it is at run time.
     return Method(
         descriptor=md,
-        access=opts.Extensions[options_pb2.access],
-        transport=opts.Extensions[options_pb2.transport],
-        query_token=opts.Extensions[options_pb2.query_token],
+        access=opts.Extensions[options_pb2.access],  # type: ignore[index]
+        transport=opts.Extensions[options_pb2.transport],  # type: ignore[index]
+        query_token=opts.Extensions[options_pb2.query_token],  # type: ignore[index]
     )
 
 

@@ -6,8 +6,8 @@ so processes racing to create the same file all end up reading one value.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def read_or_create(path: Path, make: Callable[[], bytes]) -> bytes:

@@ -149,7 +149,7 @@ def main() -> None:
         finally:
             for s in sides:
                 s.ws.close()
-            for s, name in zip(sides, SIDES):
+            for s, name in zip(sides, SIDES, strict=False):  # sides is short when a start failed
                 stop_appliance(s.app, SIDES[name][0])
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)],
                            capture_output=True)

@@ -111,7 +111,8 @@ def main(argv=None) -> None:
             network.remove_guest_network(BRIDGE)
 
     def ms(values: list[float]) -> str:
-        return f"{statistics.median(values) * 1000:7.1f} ms (min {min(values) * 1000:.1f}, max {max(values) * 1000:.1f})"
+        return (f"{statistics.median(values) * 1000:7.1f} ms"
+                f" (min {min(values) * 1000:.1f}, max {max(values) * 1000:.1f})")
 
     print(f"runs: {args.runs} per configuration, interleaved, medians; kernel {os.uname().release}")
     for mode in modes:

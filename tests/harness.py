@@ -76,7 +76,7 @@ class Appliance:
         return subprocess.run([sys.executable, "-m", "appliance.cli", *args], env=self.env,
                               input=input, capture_output=True, text=True, timeout=120)
 
-    def start(self, *names: str) -> "Appliance":
+    def start(self, *names: str) -> Appliance:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.procs:
             out = self.cli("user", "list")
@@ -130,12 +130,12 @@ class Appliance:
             self.stop(name)
 
     # -- a user's view ----------------------------------------------------------
-    def login(self, username: str, password: str) -> "Client":
+    def login(self, username: str, password: str) -> Client:
         r = requests.post(self.url + "/api/login", json={"username": username, "password": password})
         assert r.status_code == 200, r.text
         return Client(self.url, r.json()["token"], r.json())
 
-    def admin(self) -> "Client":
+    def admin(self) -> Client:
         return self.login("admin", self.admin_password)
 
 
@@ -159,5 +159,5 @@ class Client(requests.Session):
             url = self.base + url
         return super().request(method, url, *args, **kwargs)
 
-    def with_token(self, token: str) -> "Client":
+    def with_token(self, token: str) -> Client:
         return Client(self.base, token, self.info)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import secrets
 import string
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import peewee as pw
 from playhouse.db_url import connect
@@ -32,8 +34,15 @@ class BaseModel(pw.Model):
     class Meta:
         database = database
 
+    if TYPE_CHECKING:
+        # types-peewee declares Model.delete as a generic descriptor that mypy
+        # cannot resolve on a class ("generic instance variables via class").
+        @classmethod
+        def delete(cls) -> pw.ModelDelete: ...
+
 
 class User(BaseModel):
+    id = pw.AutoField()  # what peewee adds when a model has no primary key; named for the type checker
     public_id = pw.CharField(max_length=16, unique=True)
     username = pw.CharField(max_length=64, unique=True)
     display_name = pw.CharField(max_length=128)
@@ -69,7 +78,7 @@ MODELS: list[type[BaseModel]] = [SchemaVersion, User, ApiToken, RevokedSession]
 
 # Numbered migrations for schemas that already exist: version -> function(db).
 # Version 1 is the initial schema created by create_tables.
-MIGRATIONS: dict[int, callable] = {}
+MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {}
 SCHEMA_VERSION = 1
 
 
@@ -89,7 +98,7 @@ class Prepared:
         row = self.model._meta.database.execute_sql(self.sql, (value,)).fetchone()
         if row is None:
             return None
-        return self.model(**{f.name: f.python_value(v) for f, v in zip(self.fields, row)})
+        return self.model(**{f.name: f.python_value(v) for f, v in zip(self.fields, row, strict=True)})
 
 
 def register(*models: type[BaseModel]) -> None:

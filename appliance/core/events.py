@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from typing import Any, Hashable
+from collections.abc import Hashable
+from typing import Any
 
 from appliance.core.db import User
 
@@ -39,7 +40,7 @@ _CLOSED = object()
 
 
 class Subscription:
-    def __init__(self, bus: "Bus", topic: Hashable, maxsize: int):
+    def __init__(self, bus: Bus, topic: Hashable, maxsize: int):
         self.bus = bus
         self.topic = topic
         self.maxsize = maxsize

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextvars import ContextVar
-from typing import AsyncIterator, Callable
 
 from appliance.core.auth import users
 from appliance.errors import AppError, Unauthenticated
@@ -40,7 +40,7 @@ _END = object()
 class LiveStream:
     """One open stream of one user."""
 
-    def __init__(self, registry: "Registry", user_id: str, recheck: Callable[[], object]):
+    def __init__(self, registry: Registry, user_id: str, recheck: Callable[[], object]):
         self.registry = registry
         self.user_id = user_id
         self.recheck = recheck
@@ -76,9 +76,10 @@ class LiveStream:
     def _revoked_error(self) -> Unauthenticated:
         return Unauthenticated(f"stream closed: {self.reason}")
 
-    async def guard(self, responses: AsyncIterator) -> AsyncIterator:
+    async def guard(self, responses: AsyncGenerator) -> AsyncIterator:
         """Yield what ``responses`` yields until the stream is revoked."""
         task = asyncio.current_task()
+        assert task is not None  # an async generator iterated by a coroutine: it runs in a task
         token = _current.set(self)
         try:
             while True:

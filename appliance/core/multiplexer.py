@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import cast
 
 import grpc
 
@@ -75,7 +76,8 @@ class CallMultiplexerServicer(mux_pb2_grpc.CallMultiplexerServicer):
 
     async def run(self, call: mux_pb2.CarriedCall, outer) -> mux_pb2.CarriedReply:
         handler = self.handlers.get(call.method)
-        if handler is None:
+        if handler is None or not (handler.unary_unary and handler.request_deserializer
+                                   and handler.response_serializer):
             return _error(call.id, grpc.StatusCode.UNIMPLEMENTED, f"no unary method {call.method}")
         if self.stopping:
             return _error(call.id, grpc.StatusCode.UNAVAILABLE, "core is shutting down")
@@ -85,7 +87,9 @@ class CallMultiplexerServicer(mux_pb2_grpc.CallMultiplexerServicer):
             return _error(call.id, grpc.StatusCode.INVALID_ARGUMENT, "request message could not be parsed")
         context = CarriedContext(tuple((m.key, m.value) for m in call.metadata), outer)
         try:
-            response = await handler.unary_unary(request, context)
+            # cast: grpc's stubs type a handler's context as the sync server's; the guarded
+            # aio behaviour uses only what CarriedContext provides.
+            response = await handler.unary_unary(request, cast(grpc.ServicerContext, context))
         except grpc.aio.AbortError:
             return _error(call.id, context.code, context.details, context.trailing)
         except Exception:  # noqa: BLE001 - the guard maps errors; this is a bug

@@ -35,7 +35,7 @@ class Core:
     config: Config
     server: grpc.aio.Server
     tokens: Tokens
-    health: "health.aio.HealthServicer"
+    health: health.aio.HealthServicer
     addresses: list[str] = field(default_factory=list)
     # Things to close on stop (servicers with background tasks, drivers).
     closers: list = field(default_factory=list)

@@ -45,7 +45,7 @@ class GuestNoRoom(GuestError):
     """Not enough host disk for the guest's volume; the message says how much."""
 
 
-class GuestState(str, enum.Enum):
+class GuestState(enum.StrEnum):
     RUNNING = "running"
     STOPPED = "stopped"   # volume exists, guest not running
     MISSING = "missing"   # nothing exists for this id
@@ -203,12 +203,12 @@ class GuestDriver(abc.ABC):
         ``GuestStartError`` is raised. ``GuestNotFound`` if no volume exists.
         """
 
-    def reserve_storage(self, guest_id: str, storage_gb: float) -> None:
+    def reserve_storage(self, guest_id: str, storage_gb: float) -> None:  # noqa: B027 - optional, a no-op by default
         """Hold host disk for the volume of a guest about to be spawned, or
         raise ``GuestNoRoom``. Quick (no guest is touched); the hold lapses
         when the volume is made or after a few minutes."""
 
-    def release_storage(self, guest_id: str) -> None:
+    def release_storage(self, guest_id: str) -> None:  # noqa: B027 - optional, a no-op by default
         """Drop the hold of ``reserve_storage`` (the create was refused after
         it); nothing if there is none."""
 

@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 import subprocess
-from typing import Iterable
+from collections.abc import Iterable
 
 log = logging.getLogger("appliance.host.conntrack")
 

@@ -66,7 +66,7 @@ class _Root:
 
     def __init__(self, root: str | os.PathLike | int):
         self.owned = not isinstance(root, int)
-        self.fd = os.open(root, _DIR_FLAGS) if self.owned else root
+        self.fd = root if isinstance(root, int) else os.open(root, _DIR_FLAGS)
         self.dev = os.fstat(self.fd).st_dev
 
     def __enter__(self):

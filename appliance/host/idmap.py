@@ -250,7 +250,7 @@ def remap_tree(root: str | os.PathLike | int, old_base: int, new_base: int, coun
         root = f"/proc/self/fd/{root}"
     else:
         remap(os.fspath(root))
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(os.fspath(root)):
         for name in dirnames + filenames:
             remap(os.path.join(dirpath, name))
     return changed

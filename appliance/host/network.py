@@ -43,7 +43,7 @@ import ipaddress
 import json
 import re
 import subprocess
-from typing import Iterable
+from collections.abc import Iterable
 
 NFT_TABLE = "appliance"
 # source ports of masqueraded guest TCP/UDP: Linux's default ephemeral range, far from
@@ -195,14 +195,15 @@ def guest_ports(bridge: str) -> list[tuple[str, str, str]]:
                           capture_output=True, text=True)
     if proc.returncode != 0:
         return []
-    found = []
+    found: list[tuple[str, str, str]] = []
     for item in json.loads(proc.stdout).get("nftables", []):
         for elem in item.get("set", {}).get("elem", []):
             concat = elem.get("concat") if isinstance(elem, dict) else None
             if concat is None and isinstance(elem, dict):
                 concat = elem.get("elem", {}).get("val", {}).get("concat")
             if concat and len(concat) == 3:
-                found.append(tuple(str(v) for v in concat))
+                a, b, c = (str(v) for v in concat)
+                found.append((a, b, c))
     return found
 
 

@@ -14,8 +14,9 @@ Choice: a sparse file holding an ext4 filesystem, loop-mounted on the host.
 
 Layout under ``root``: ``<name>.img`` (the filesystem) and ``<name>/`` (its
 mount point; under ``mount_root`` instead when given, e.g. a directory that
-user-namespace guests can traverse while ``root`` stays private). ``mount -o loop`` uses an auto-clearing loop device, so
-unmounting also releases the loop device. Every operation is idempotent.
+user-namespace guests can traverse while ``root`` stays private).
+``mount -o loop`` uses an auto-clearing loop device, so unmounting also
+releases the loop device. Every operation is idempotent.
 
 Room: sparse files promise more than they take. ``create`` (and ``reserve``,
 which the service calls before it answers a create) refuses a volume unless

@@ -40,7 +40,7 @@ def _value(field, value):
 
 
 def to_json(message) -> dict:
-    out = {}
+    out: dict[str, object] = {}
     for field in message.DESCRIPTOR.fields:
         value = getattr(message, field.name)
         if field.is_repeated:

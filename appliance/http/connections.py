@@ -134,7 +134,7 @@ class LimitedHTTPServer(tornado.httpserver.HTTPServer):
 
     def _accept_on(self, sock: socket.socket):
         io_loop = IOLoop.current()
-        state = {"removed": False, "paused": None}
+        state: dict[str, object] = {"removed": False, "paused": None}
 
         def resume() -> None:
             state["paused"] = None

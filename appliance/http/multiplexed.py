@@ -45,7 +45,7 @@ class Multiplexer:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future] = {}
         self._outbox: list[mux_pb2.CarriedCall] = []
-        self._wake: asyncio.Event | None = None
+        self._wake = asyncio.Event()  # replaced by a fresh one for each session
         self._session: asyncio.Task | None = None
 
     def unary(self, method):
@@ -74,7 +74,7 @@ class Multiplexer:
         self._wake.set()
         try:
             reply = await asyncio.wait_for(future, timeout) if timeout else await future
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise _rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded") from None
         finally:
             self._pending.pop(call_id, None)
@@ -91,7 +91,7 @@ class Multiplexer:
             # rather than failing calls during gRPC's reconnect backoff.
             try:
                 await asyncio.wait_for(self._channel.channel_ready(), CONNECT_WAIT)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass  # the stream fails UNAVAILABLE below, and so do its calls
         stream = self._exchange()
         reader = asyncio.ensure_future(self._read(stream))
@@ -101,7 +101,8 @@ class Multiplexer:
                 await wake.wait()
                 wake.clear()
                 while self._outbox and not reader.done():
-                    await stream.write(mux_pb2.CallBatch(calls=take(self._outbox, _request_size)))
+                    batch = take(self._outbox, _request_size)
+                    await stream.write(mux_pb2.CallBatch(calls=batch))
         except grpc.aio.AioRpcError as e:
             log.warning("call stream to the core broke: %s %s", e.code().name, e.details())
         except asyncio.InvalidStateError:

@@ -17,7 +17,7 @@ from appliance.v1 import options_pb2 as opt
 
 _INT32 = {"type": "integer", "format": "int32", "minimum": -(2 ** 31), "maximum": 2 ** 31 - 1}
 _INT64 = {"type": "integer", "format": "int64", "minimum": -(2 ** 63), "maximum": 2 ** 63 - 1}
-_SCALARS = {
+_SCALARS: dict[int, dict[str, object]] = {
     F.TYPE_STRING: {"type": "string"}, F.TYPE_BOOL: {"type": "boolean"},
     F.TYPE_DOUBLE: {"type": "number", "format": "double"}, F.TYPE_FLOAT: {"type": "number", "format": "float"},
     F.TYPE_BYTES: {"type": "string", "format": "byte"},
@@ -28,8 +28,9 @@ _SCALARS = {
     F.TYPE_UINT64: {"type": "integer", "minimum": 0, "maximum": 2 ** 64 - 1},
     F.TYPE_FIXED64: {"type": "integer", "minimum": 0, "maximum": 2 ** 64 - 1},
 }
-_FREEFORM = {"google.protobuf.Struct": {"type": "object", "additionalProperties": True},
-             "google.protobuf.Value": {}, "google.protobuf.ListValue": {"type": "array", "items": {}}}
+_FREEFORM: dict[str, dict[str, object]] = {
+    "google.protobuf.Struct": {"type": "object", "additionalProperties": True},
+    "google.protobuf.Value": {}, "google.protobuf.ListValue": {"type": "array", "items": {}}}
 _ERROR = {"type": "object", "required": ["error"], "additionalProperties": False,
           "properties": {"error": {"type": "string", "description": "What went wrong."}}}
 _ACCESS = {

@@ -107,7 +107,7 @@ async def serve(config: Config, sockets: list | None = None) -> None:
         # Accept only once connected: with several workers, /healthz answered
         # by one says nothing of another still waiting out a reconnect backoff.
         await asyncio.wait_for(channel.channel_ready(), STARTUP_WAIT)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.warning("core not reachable at %s yet; serving 503 until it is", config.core_address)
     multiplexer = Multiplexer(channel) if config.gateway_multiplex else None
     server, port = listen(config, channel, multiplexer=multiplexer, sockets=sockets)

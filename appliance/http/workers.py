@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import time
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger("appliance.http")
 

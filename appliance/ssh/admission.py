@@ -99,33 +99,37 @@ class Guarded(paramiko.ServerInterface):
         (once); None when not logged in or over a cap."""
         with self.lock:
             if self.admission is None:
-                if not self.is_authenticated() or self.offer is None:
+                client = self.client
+                if client is None or not client.is_authenticated() or self.offer is None:
                     return None
-                a = self.admission = self.decisions[self.offer]
+                a = self.decisions[self.offer]
+                if a is None:  # not reached: check_auth_publickey accepts only keys with an admission
+                    return None
+                self.admission = a
                 self.grant = (a.container_id, a.owner_id, a.fingerprint)
                 self.refusal = self.gateway.registry.admit(self, a.owner_id, a.container_id)
                 if self.refusal:
                     log.info("ssh %s: %s refused: %s", self.address, a.container_id, self.refusal)
                 else:
-                    log.info("ssh %s: %s admitted as %s@%s (%s)", self.address, self.client.get_username(),
+                    log.info("ssh %s: %s admitted as %s@%s (%s)", self.address, client.get_username(),
                              a.guest_user, a.container_id, a.fingerprint)
             return None if self.refusal else self.admission
 
     def may_open(self) -> int:
         """0 if another channel (or forward) may open now, else paramiko's refusal code."""
         if self.logged_in() is None:
-            return paramiko.OPEN_FAILED_RESOURCE_SHORTAGE if self.refusal else \
-                paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+            return paramiko.common.OPEN_FAILED_RESOURCE_SHORTAGE if self.refusal else \
+                paramiko.common.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
         with self.lock:
             if self.channels >= self.gateway.config.ssh_max_channels_per_connection:
                 log.info("ssh %s: channel refused: %d open (ssh_max_channels_per_connection)",
                          self.address, self.channels)
-                return paramiko.OPEN_FAILED_RESOURCE_SHORTAGE
+                return paramiko.common.OPEN_FAILED_RESOURCE_SHORTAGE
         allowed = self.gateway.registry.still_allowed([self.grant])
         if not allowed or not allowed[0]:
             if allowed is not None:  # the refusal reaches the client first
                 threading.Timer(1.0, self.shutdown, ("admission revoked",)).start()
-            return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+            return paramiko.common.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
         with self.lock:
             self.channels += 1
         return 0

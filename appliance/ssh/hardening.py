@@ -91,7 +91,7 @@ def _feed(chan: Channel, m) -> None:
     data = m.get_binary()
     if _over_window(chan, len(data)):
         raise paramiko.SSHException(f"channel {chan.get_id()}: peer sent past its window")
-    chan._feed(data)
+    chan._feed(data)  # type: ignore[attr-defined]  # paramiko internal, not in its stubs
 
 
 def _feed_extended(chan: Channel, m) -> None:
@@ -102,14 +102,14 @@ def _feed_extended(chan: Channel, m) -> None:
     if code != 1:
         return
     if chan.combine_stderr:
-        chan._feed(data)
+        chan._feed(data)  # type: ignore[attr-defined]  # paramiko internal, not in its stubs
     else:
         chan.in_stderr_buffer.feed(data)
 
 
 class GatewayTransport(paramiko.Transport):
     _channel_handler_table = {
-        **paramiko.Transport._channel_handler_table,
+        **paramiko.Transport._channel_handler_table,  # type: ignore[attr-defined]  # internal, not in the stubs
         MSG_CHANNEL_DATA: _feed,
         MSG_CHANNEL_EXTENDED_DATA: _feed_extended,
     }

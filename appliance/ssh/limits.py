@@ -21,7 +21,8 @@ import logging
 import threading
 import time
 from collections import Counter
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 log = logging.getLogger("appliance.ssh")
 
@@ -149,7 +150,7 @@ class Registry:
         allowed = self.still_allowed([conn.grant for conn in live])
         if allowed is None:
             return
-        for conn, ok in zip(live, allowed):
+        for conn, ok in zip(live, allowed, strict=True):
             if not ok:
                 conn.shutdown("admission revoked")
 

@@ -196,7 +196,7 @@ class TestHost:
         self.proc: subprocess.Popen | None = None
 
     # -- lifecycle -------------------------------------------------------------
-    def __enter__(self) -> "TestHost":
+    def __enter__(self) -> TestHost:
         try:
             self.start()
         except BaseException:

@@ -43,7 +43,8 @@ def test_a_huge_id_is_not_echoed_back_whole(user):
 
 
 def test_a_non_ascii_token_on_a_websocket_is_401_not_500(appliance):
-    for headers, query in (({}, "?token=%C3%A9"), ({"Authorization": "Bearer \u00e9t\u00e9".encode().decode("latin-1")}, "")):
+    for headers, query in (({}, "?token=%C3%A9"),
+                           ({"Authorization": "Bearer \u00e9t\u00e9".encode().decode("latin-1")}, "")):
         r = requests.get(f"{appliance.url}/compute/ws{query}", headers={
             "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
             "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", **headers}, timeout=10)

@@ -1,4 +1,4 @@
-"""Auth as a user meets it: real core + gateway over HTTP (API.md "Auth")."""
+"""Auth as a user meets it: real core + gateway over HTTP (docs/api.md "Auth")."""
 import base64
 import json
 import subprocess

@@ -381,8 +381,8 @@ def test_terminal_on_the_fake_driver(app, user):
     stopped container is 409 without upgrading."""
     kid, _ = add_key(user)
     cid = running(app, user, kid)["id"]
-    ws = websocket.create_connection(app.url.replace("http", "ws") + f"/compute/containers/{cid}/terminal?token={user.token}",
-                                     timeout=10)
+    ws = websocket.create_connection(
+        app.url.replace("http", "ws") + f"/compute/containers/{cid}/terminal?token={user.token}", timeout=10)
     ws.send_binary(b"raw ")
     ws.send('{"type":"resize","cols":100,"rows":30}')
     ws.send('{"type":"input","data":"typed"}')

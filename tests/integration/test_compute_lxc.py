@@ -19,6 +19,10 @@ from access_support import stop_appliance
 from compute_support import StatusSocket, add_key, new_user, private_pem
 from harness import Appliance
 
+from appliance import config as appliance_config
+from appliance.host import image, network
+from appliance.host import libvirtd as host
+
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
 
 if os.geteuid() != 0:
@@ -26,12 +30,6 @@ if os.geteuid() != 0:
 libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed")
 paramiko = pytest.importorskip("paramiko")
 
-from appliance import config as appliance_config  # noqa: E402
-from appliance.host import (
-    image,
-    network,  # noqa: E402
-)
-from appliance.host import libvirtd as host
 
 BRIDGE, SUBNET = "apct0", "10.218.0.0/24"
 

@@ -36,7 +36,7 @@ def _closed_by_server(s: socket.socket, within: float) -> bool:
     s.settimeout(within)
     try:
         return s.recv(1) == b""
-    except socket.timeout:
+    except TimeoutError:
         return False
     except ConnectionResetError:
         return True

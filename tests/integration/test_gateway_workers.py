@@ -52,7 +52,7 @@ def test_workers_serve_and_a_dead_worker_is_replaced(app):
     for _ in range(50):  # fresh connections, whichever worker accepts them
         r = requests.get(app.url + "/api/session", headers={"Authorization": f"Bearer {admin.token}"})
         assert r.status_code == 200 and r.json()["username"] == "admin"
-    assert "gateway worker %d exited" % victim in app.log("http")
+    assert f"gateway worker {victim} exited" in app.log("http")
 
 
 def test_sigterm_to_the_gateway_stops_every_worker(app):

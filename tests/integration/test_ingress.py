@@ -44,7 +44,8 @@ while (my $c=$s->accept) { if (!fork) { my $host='';
 ECHO_SERVER = r"""
 use IO::Socket::INET; $SIG{CHLD}='IGNORE';
 my $s=IO::Socket::INET->new(LocalPort=>$ARGV[0],Listen=>64,ReuseAddr=>1) or die "listen: $!";
-while (my $c=$s->accept) { if (!fork) { my $b; while (sysread($c,$b,65536)) { syswrite($c,"echo:".$b) } exit } close $c }
+while (my $c=$s->accept) {
+  if (!fork) { my $b; while (sysread($c,$b,65536)) { syswrite($c,"echo:".$b) } exit } close $c }
 """
 
 
@@ -215,8 +216,10 @@ def test_removing_the_tcp_rule_stops_traffic(app, guest_a, alice):
 
 def test_http_routed_by_host_between_two_containers(app, guest_a, guest_b, alice, bob):
     a, b = guest_a["id"], guest_b["id"]
-    assert alice.client.post(f"/compute/containers/{a}/ingress", json={"port": 80, "target_port": 8080}).status_code == 200
-    assert bob.client.post(f"/compute/containers/{b}/ingress", json={"port": 80, "target_port": 8080}).status_code == 200
+    assert alice.client.post(f"/compute/containers/{a}/ingress",
+                            json={"port": 80, "target_port": 8080}).status_code == 200
+    assert bob.client.post(f"/compute/containers/{b}/ingress",
+                          json={"port": 80, "target_port": 8080}).status_code == 200
     assert curl_http(app, f"{a}.{DOMAIN}").stdout == f"hello from {a} via {a}.{DOMAIN}\n"
     assert curl_http(app, f"{b}.{DOMAIN}:80").stdout == f"hello from {b} via {b}.{DOMAIN}:80\n"
     assert curl_http(app, f"{a.upper()}.{DOMAIN}").stdout.startswith(f"hello from {a}")
@@ -233,7 +236,8 @@ def test_tls_routed_by_sni_with_the_guests_certificate(app, guest_a, guest_b, al
     r = alice.client.post(f"/compute/containers/{a}/ingress", json={"port": 443, "target_port": 8443})
     assert r.status_code == 200, r.text
     assert alice.client.get(f"/compute/containers/{a}").json()["https_enabled"] is True
-    assert bob.client.post(f"/compute/containers/{b}/ingress", json={"port": 443, "target_port": 8443}).status_code == 200
+    assert bob.client.post(f"/compute/containers/{b}/ingress",
+                           json={"port": 443, "target_port": 8443}).status_code == 200
     assert f"CN = {a}.{DOMAIN}" in tls_subject(app, f"{a}.{DOMAIN}")
     assert f"CN = {b}.{DOMAIN}" in tls_subject(app, f"{b}.{DOMAIN}")
     assert tls_subject(app, f"nobody.{DOMAIN}") == ""
@@ -375,7 +379,7 @@ def test_udp_to_a_removed_container_never_reaches_the_next_tenant(app, alice, bo
         assert _received(b, bob) == 0, f"B ({b['external_ip']}, A had {a['external_ip']}) got A's datagrams"
         assert b["external_ip"] != a["external_ip"], "a freed address is quarantined"
         stale = sh("conntrack", "-L", "-p", "udp", "--reply-src", a["external_ip"], check=False)
-        assert "dport=%d" % port not in stale.stdout, stale.stdout  # the NAT binding went with A
+        assert f"dport={port}" not in stale.stdout, stale.stdout  # the NAT binding went with A
     finally:
         sender.kill()
         sender.wait()

@@ -59,7 +59,7 @@ def test_concurrent_requests_of_many_users_each_get_their_own_answer(appliance, 
 
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
         results = list(pool.map(get, cases))
-    for (_, status, username), (got_status, body) in zip(cases, results):
+    for (_, status, username), (got_status, body) in zip(cases, results, strict=True):
         assert got_status == status, body
         if username:
             assert body["username"] == username

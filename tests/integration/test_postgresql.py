@@ -81,7 +81,8 @@ def test_users_files_containers_and_cascade(app):
     assert requests.get(app.url + "/storage/docs/a.txt").content == b"hello postgres"
     assert pat.post("/storage/upload?namespace=docs", files={"file": ("a.txt", b"x")}).status_code == 409
     key = pat.post("/compute/ssh-keys", json={
-        "name": "k", "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl pat"})
+        "name": "k",
+        "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl pat"})
     assert key.status_code == 200, key.text
     c = pat.post("/compute/containers", json={"name": "box", "ssh_key_ids": [key.json()["id"]]})
     assert c.status_code == 200, c.text

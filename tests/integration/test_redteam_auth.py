@@ -281,7 +281,7 @@ def test_anonymous_long_paths_and_header_values_do_not_grow_the_http_log(fresh):
     app = fresh()
     port = int(app.url.rsplit(":", 1)[1])
     before = len(app.log("http"))
-    for i in range(10):
+    for _ in range(10):
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(b"GET /" + b"a" * 60_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
             assert s.recv(40).startswith(b"HTTP/1.1 404")

@@ -148,7 +148,7 @@ def test_host_service_started_after_the_rule_is_not_captured(real, tmp_path):
                 conn, _ = service.accept()
                 conn.close()
                 reached = "host"
-            except socket.timeout:
+            except TimeoutError:
                 reached = c.recv(100).decode().strip()
         assert reached == "host", f"the host's own service on {RD_GATEWAY}:{port} was captured by the rule: {reached}"
     finally:
@@ -167,8 +167,10 @@ def peer():
         yield ns
 
 
-UDP_LOG = ("nohup perl -MSocket -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalPort=>{port},Proto=>\"udp\"{peer}) "
-           "or die; {hello} open F,\">>/root/udp.log\"; F->autoflush(1); while($s->recv($b,2048)){{print F \"$b\\n\"}}' "
+UDP_LOG = ("nohup perl -MSocket -MIO::Socket::INET -e "
+           "'$s=IO::Socket::INET->new(LocalPort=>{port},Proto=>\"udp\"{peer}) "
+           "or die; {hello} open F,\">>/root/udp.log\"; F->autoflush(1); "
+           "while($s->recv($b,2048)){{print F \"$b\\n\"}}' "
            ">/dev/null 2>&1 </dev/null & sleep 0.5")
 
 

@@ -220,7 +220,8 @@ def test_scp_50_mb_both_ways(app, guest, alice, tmp_path):
 def test_sftp_subsystem(app, guest, alice, tmp_path):
     (tmp_path / "a.txt").write_text("hello sftp\n")
     batch = tmp_path / "batch"
-    batch.write_text(f"put {tmp_path / 'a.txt'} /root/a.txt\nls -l /root/a.txt\nget /root/a.txt {tmp_path / 'b.txt'}\nrm /root/a.txt\n")
+    batch.write_text(f"put {tmp_path / 'a.txt'} /root/a.txt\nls -l /root/a.txt\n"
+                     f"get /root/a.txt {tmp_path / 'b.txt'}\nrm /root/a.txt\n")
     argv = ["sftp", "-P", str(app.ssh_port), "-i", str(alice.key_file), "-b", str(batch),
             *ssh_argv(app, alice.key_file, guest["id"])[5:]]
     r = run(argv)
@@ -345,7 +346,7 @@ def _closed_within(sock: socket.socket, seconds: float) -> bool:
         try:
             if sock.recv(65536) == b"":
                 return True
-        except socket.timeout:
+        except TimeoutError:
             return False
         except OSError:
             return True
@@ -450,7 +451,7 @@ def test_channels_are_capped_and_gateway_memory_is_bounded(app, guest, alice):
             for _ in range(64):
                 try:
                     s.sendall(chunk)
-                except (socket.timeout, OSError):
+                except (TimeoutError, OSError):
                     break
         time.sleep(2)
         peak = rss_mb(app)
@@ -536,7 +537,7 @@ def _ends_within(p, seconds: float) -> float:
     except subprocess.TimeoutExpired:
         p.kill()
         p.wait()
-        raise AssertionError(f"the open session was still running {seconds} s after the revocation")
+        raise AssertionError(f"the open session was still running {seconds} s after the revocation") from None
     return time.monotonic() - started
 
 

@@ -172,8 +172,9 @@ def test_upload_limit_is_413_and_stores_nothing(grpc_app, tmp_path):
     status, body = curl_upload(admin, src, namespace="default")
     assert status == 413 and "limit" in body["error"]
     # Without a Content-Length the core counts the bytes itself.
-    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", f"Authorization: Bearer {admin.token}",
-                          "-H", "Transfer-Encoding: chunked", "-T", str(src), grpc_app.url + "/storage/default/huge2.bin"],
+    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                          "-H", f"Authorization: Bearer {admin.token}", "-H", "Transfer-Encoding: chunked",
+                          "-T", str(src), grpc_app.url + "/storage/default/huge2.bin"],
                          capture_output=True, text=True)
     assert out.stdout == "413"
     r = admin.post("/storage/upload", files={"file": ("x", b"1")}, headers={"X-File-Size": str(9 << 20)})
@@ -187,8 +188,9 @@ def test_upload_limit_with_local_io(own_appliance, tmp_path):
     admin = app.admin()
     src = tmp_path / "huge.bin"
     src.write_bytes(os.urandom(3 * 1024 * 1024))
-    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", f"Authorization: Bearer {admin.token}",
-                          "-H", "Transfer-Encoding: chunked", "-T", str(src), app.url + "/storage/default/huge.bin"],
+    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                          "-H", f"Authorization: Bearer {admin.token}", "-H", "Transfer-Encoding: chunked",
+                          "-T", str(src), app.url + "/storage/default/huge.bin"],
                          capture_output=True, text=True)
     assert out.stdout == "413"
     assert curl_upload(admin, src, namespace="default")[0] == 413

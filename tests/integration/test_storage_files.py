@@ -1,4 +1,4 @@
-"""Storage files over real HTTP (API.md "Storage"): every row of the table,
+"""Storage files over real HTTP (docs/storage.md "Files"): every row of the table,
 auth by visibility, scopes, Range/conditional requests, bad names, races."""
 import email.utils
 import json
@@ -196,7 +196,8 @@ def test_query_token_for_downloads_and_header_wins(appliance, user, ns, make_use
     assert upload(user, ns, "f.txt", b"secret").status_code == 200
     r = requests.get(appliance.url + f"/storage/{ns}/f.txt", params={"token": user.token})
     assert r.status_code == 200 and r.content == b"secret"
-    r = requests.get(appliance.url + "/storage/download", params={"namespace": ns, "name": "f.txt", "token": user.token})
+    r = requests.get(appliance.url + "/storage/download",
+                     params={"namespace": ns, "name": "f.txt", "token": user.token})
     assert r.status_code == 200
     other = make_user()
     r = requests.get(appliance.url + f"/storage/{ns}/f.txt", params={"token": user.token},

@@ -68,7 +68,7 @@ def read_reply(s: socket.socket, timeout: float) -> bytes:
             if not data:
                 return out
             out += data
-    except socket.timeout:
+    except TimeoutError:
         return out + b"<timeout>"
 
 

@@ -1,4 +1,4 @@
-"""Storage namespaces as a user meets them (API.md "Storage"): listing rules,
+"""Storage namespaces as a user meets them (docs/storage.md "Namespaces"): listing rules,
 owner-only changes, the shared default namespace, scopes of API tokens."""
 import pytest
 import requests
@@ -62,7 +62,8 @@ def test_listing_rules(appliance, make_user):
     owner, other = make_user(), make_user()
     private, visible, public, hidden = (unique_ns(k) for k in ("priv", "vis", "pub", "hid"))
     for name, vis, hid in ((private, 0, False), (visible, 1, False), (public, 2, False), (hidden, 2, True)):
-        assert owner.post("/storage/namespaces", json={"name": name, "visibility": vis, "hidden": hid}).status_code == 200
+        r = owner.post("/storage/namespaces", json={"name": name, "visibility": vis, "hidden": hid})
+        assert r.status_code == 200
     mine = names(owner.get("/storage/namespaces").json())
     assert {private, visible, public, hidden} <= set(mine)
     theirs = names(other.get("/storage/namespaces").json())

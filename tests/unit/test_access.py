@@ -68,12 +68,15 @@ def test_host_ports_in_use(tmp_path):
     header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
     (tmp_path / "tcp").write_text(header +
         "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1\n"   # 8080 listen
-        "   1: 0100007F:1F41 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 2\n")  # 8001 established
+        # 8001 established
+        "   1: 0100007F:1F41 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 2\n")
     (tmp_path / "tcp6").write_text(header +
-        "   0: 00000000000000000000000000000000:2328 00000000000000000000000000000000:0000 0A 0:0 00:0 0 0 0 3\n")  # 9000
+        # 9000
+        "   0: 00000000000000000000000000000000:2328 00000000000000000000000000000000:0000 0A 0:0 00:0 0 0 0 3\n")
     (tmp_path / "udp").write_text(header +
         "   0: 00000000:1F45 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4\n"   # 8005 bound
-        "   1: 0A000001:1F46 0A000002:0035 01 00000000:00000000 00:00000000 00000000     0        0 5\n")  # 8006 connected
+        # 8006 connected
+        "   1: 0A000001:1F46 0A000002:0035 01 00000000:00000000 00:00000000 00000000     0        0 5\n")
     assert hostports.bound_ports(tmp_path) == {8080, 9000, 8005}
     config = Config(data_dir="/tmp/x", http_port=8080, ssh_port=2222, core_tcp="0.0.0.0:8500")
     assert {8080, 2222, 80, 443, 8500} <= hostports.reserved(config)

@@ -24,10 +24,13 @@ def test_lifecycle_and_idempotent_stop_destroy():
     d = FakeDriver()
     d.spawn(spec())
     assert d.state("g1") is GuestState.RUNNING and d.running_guests() == ["g1"]
-    d.stop("g1"); d.stop("g1")
+    d.stop("g1")
+    d.stop("g1")
     assert d.state("g1") is GuestState.STOPPED
     d.start(spec())
-    d.destroy("g1"); d.destroy("g1"); d.destroy("never")
+    d.destroy("g1")
+    d.destroy("g1")
+    d.destroy("never")
     assert d.state("g1") is GuestState.MISSING
     with pytest.raises(GuestNotFound):
         d.start(spec())

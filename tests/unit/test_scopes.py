@@ -109,7 +109,8 @@ def test_validate_rejects(bad):
 
 
 def test_validate_normalises():
-    assert scopes.validate({f"compute.{UID}": ["read", "read", "create"]}, UID) == {f"compute.{UID}": ["create", "read"]}
+    validated = scopes.validate({f"compute.{UID}": ["read", "read", "create"]}, UID)
+    assert validated == {f"compute.{UID}": ["create", "read"]}
 
 
 def test_require_names_the_target():

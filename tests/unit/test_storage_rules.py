@@ -35,8 +35,9 @@ def test_good_file_names(name):
     assert storage.file_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "a\\b", "a\x00b", "a\x1fb", "a\x7fb", "a\x85b", "x" * 256, "é" * 128,
-                                  "a\u202eb", "a\u200bb", "a\ufeffb", "a\u2066b", "a\u00adb", "a\u2028b", "a\u2029b"])
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "a\\b", "a\x00b", "a\x1fb", "a\x7fb", "a\x85b",
+                                  "x" * 256, "é" * 128, "a\u202eb", "a\u200bb", "a\ufeffb", "a\u2066b", "a\u00adb",
+                                  "a\u2028b", "a\u2029b"])
 def test_bad_file_names(name):
     with pytest.raises(Invalid):
         storage.file_name(name)

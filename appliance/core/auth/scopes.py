@@ -7,7 +7,7 @@ resources (``Principal.scopes is None``).
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from appliance.errors import Invalid, PermissionDenied
 from appliance.logsafe import clip
@@ -21,7 +21,7 @@ RESOURCES = {
 # the namespace name characters. ASCII only, so characters are bytes: a
 # non-ASCII id would cost up to 12 bytes per character in the token's JSON.
 MAX_RESOURCE_ID_CHARS = 64
-RESOURCE_ID = re.compile(r"[A-Za-z0-9._-]{1,%d}" % MAX_RESOURCE_ID_CHARS)
+RESOURCE_ID = re.compile(r"[A-Za-z0-9._-]{1,%d}" % MAX_RESOURCE_ID_CHARS)  # noqa: UP031 - an f-string doubles the braces
 # Defaults of the settings max_token_scopes (Config); with the id limit
 # they bound a token's size (a scope is at most ~90 characters).
 MAX_SCOPES = 32

@@ -52,7 +52,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self.in_flight = InFlight()
 
     @classmethod
-    def from_config(cls, tokens: Tokens, config) -> "AuthServicer":
+    def from_config(cls, tokens: Tokens, config) -> AuthServicer:
         throttle = LoginThrottle(config.login_max_failures, config.login_window_seconds,
                                  max_entries=config.login_throttle_max_entries,
                                  max_successes=config.login_max_successes_per_address)

@@ -58,7 +58,7 @@ def address_key(address: str) -> str:
 class Reservation:
     """One login attempt's slot in every counter it belongs to."""
 
-    def __init__(self, throttle: "LoginThrottle", keys: tuple, stamp: float):
+    def __init__(self, throttle: LoginThrottle, keys: tuple, stamp: float):
         self._throttle = throttle
         self._keys = keys
         self._stamp = stamp
@@ -83,7 +83,7 @@ class Reservation:
             self._open = False
             self._throttle._release(self._keys, self._stamp)
 
-    def __enter__(self) -> "Reservation":
+    def __enter__(self) -> Reservation:
         return self
 
     def __exit__(self, *exc) -> None:

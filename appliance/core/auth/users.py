@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import peewee as pw
 
@@ -11,7 +11,7 @@ from appliance.core.db import User, database, new_public_id
 from appliance.errors import Conflict, Invalid, NotFound
 
 MAX_USERNAME_CHARS = 64
-USERNAME = re.compile(r"[A-Za-z0-9._@-]{1,%d}" % MAX_USERNAME_CHARS)
+USERNAME = re.compile(r"[A-Za-z0-9._@-]{1,%d}" % MAX_USERNAME_CHARS)  # noqa: UP031 - an f-string doubles the braces
 
 # Called with the User before its row is deleted, so services can release
 # what they hold outside the database (guests, volumes, files on disk).

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 import peewee as pw
 
@@ -40,6 +40,7 @@ from appliance.host.network import NetworkError, gateway_ip
 
 
 class GuestAddress(BaseModel):
+    id = pw.AutoField()  # what peewee adds when a model has no primary key; named for the type checker
     ip = pw.CharField(max_length=45, unique=True)
     released_at = pw.BigIntegerField(null=True)  # NULL: in use (or freed unnoticed)
 
@@ -88,10 +89,10 @@ def allocate(subnet: str, used: Iterable[str], quarantine_seconds: int, now: flo
         if a.released_at is None:  # freed without release(): its quarantine starts now
             a.released_at = now
             a.save()
-    ready = [a for a in free if a.released_at <= now - quarantine_seconds]
+    ready = [a for a in free if a.released_at is not None and a.released_at <= now - quarantine_seconds]
     if not ready:
         if free:
-            wait = min(a.released_at for a in free) + quarantine_seconds - now
+            wait = min(a.released_at for a in free if a.released_at is not None) + quarantine_seconds - now
             raise NetworkError(f"no free guest address in {subnet}: {len(free)} freed address(es) are in "
                                f"quarantine for another {wait} s (guest_address_quarantine_seconds)")
         raise NetworkError(f"no free guest address left in {subnet}")

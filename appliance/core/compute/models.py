@@ -22,10 +22,12 @@ WANTS_RUNNING = (PENDING, INITIALIZING, RUNNING)
 
 
 class Container(BaseModel):
+    id = pw.AutoField()  # what peewee adds when a model has no primary key; named for the type checker
     public_id = pw.CharField(max_length=16, unique=True)
     # ON DELETE CASCADE: a user removed outside the core (CLI) takes their rows
     # along; the core's sweep then destroys the guests left without a row.
     owner = pw.ForeignKeyField(User, backref="containers", on_delete="CASCADE")
+    owner_id: int  # peewee's accessor for the key column, declared for the type checker
     name = pw.CharField(max_length=63)
     status = pw.CharField(max_length=16, default=PENDING)
     error = pw.TextField(null=True)
@@ -55,6 +57,7 @@ class Container(BaseModel):
 
 
 class SshKey(BaseModel):
+    id = pw.AutoField()  # what peewee adds when a model has no primary key; named for the type checker
     public_id = pw.CharField(max_length=16, unique=True)
     owner = pw.ForeignKeyField(User, backref="ssh_keys", on_delete="CASCADE")
     name = pw.CharField(max_length=100)

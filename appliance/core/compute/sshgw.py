@@ -3,7 +3,7 @@
 The SSH gateway (``appliance/ssh``) holds no state and no business rules: for
 every public key a client offers it asks ``Authorize`` and gets either a
 refusal or where to connect (the guest's address, the guest user, the guest
-sshd's host keys to verify). Rules (API.md "SSH"):
+sshd's host keys to verify). Rules (docs/access.md "SSH gateway"):
 
 - the SSH user name is ``<container-id>`` (root) or ``<user>.<container-id>``;
 - the key must be one of the keys selected for that container

@@ -1,4 +1,4 @@
-"""SSH public key validation and fingerprints (API.md "POST /compute/ssh-keys").
+"""SSH public key validation and fingerprints (docs/compute.md "SSH keys").
 
 A key must be one line ``<type> <base64> [comment]`` of an accepted type, the
 type inside the blob must match the one outside, and the key must parse

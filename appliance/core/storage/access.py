@@ -1,4 +1,4 @@
-"""Who may read and write which namespace and file (API.md "Storage").
+"""Who may read and write which namespace and file (docs/storage.md "Namespaces").
 
 - read (list files, download): public (2) or visible (1) namespaces for
   anyone; private (0) ones for the owner only, whose API tokens also need

@@ -24,9 +24,9 @@ import logging
 import os
 import secrets
 import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 log = logging.getLogger("appliance.core.storage.blobs")
 
@@ -36,6 +36,7 @@ BLOB_ID_BYTES = 16  # 32 hex characters
 WRITEBACK_STEP = 8 * 1024 * 1024
 _SYNC_FILE_RANGE_WRITE = 2
 
+_sync_file_range: Callable[..., int] | None
 try:
     _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     _sync_file_range = _libc.sync_file_range
@@ -72,7 +73,7 @@ class DiskUsage:
 class TempFile:
     """An upload in progress: an O_EXCL file in tmp/ that only commit() publishes."""
 
-    def __init__(self, store: "BlobStore"):
+    def __init__(self, store: BlobStore):
         self.store = store
         self.path = store.tmp_dir / f"{secrets.token_hex(BLOB_ID_BYTES)}.part"
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)

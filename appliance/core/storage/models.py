@@ -10,11 +10,13 @@ DEFAULT_NAMESPACE = "default"
 
 
 class Namespace(BaseModel):
+    id = pw.AutoField()  # what peewee adds when a model has no primary key; named for the type checker
     name = pw.CharField(max_length=64, unique=True)
     # NULL only for the shared "default" namespace. ON DELETE CASCADE in SQL so
     # a user removed outside the core (CLI) takes their rows along; their blobs
     # become orphans that the core's start-up sweep removes.
     owner = pw.ForeignKeyField(User, null=True, backref="namespaces", on_delete="CASCADE")
+    owner_id: int | None  # peewee's accessor for the key column, declared for the type checker
     visibility = pw.IntegerField(default=0)  # 0 private, 1 visible, 2 public
     hidden = pw.BooleanField(default=False)
     created_at = pw.BigIntegerField(default=now)
@@ -27,6 +29,7 @@ class StoredFile(BaseModel):
     size = pw.BigIntegerField()
     # Who uploaded it (matters in "default": only they or an admin may replace it).
     uploader = pw.ForeignKeyField(User, null=True, backref="uploads", on_delete="CASCADE")
+    uploader_id: int | None  # peewee's accessor for the key column, declared for the type checker
     created_at = pw.BigIntegerField(default=now)
     modified_at = pw.BigIntegerField(default=now)
 

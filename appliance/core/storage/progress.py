@@ -122,7 +122,7 @@ class ProgressHub:
                     return
                 try:
                     await asyncio.wait_for(entry.changed.wait(), timeout=remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     return
                 if entry.state is not None and not entry.state.done:
                     deadline = time.monotonic() + WAIT_FOR_START

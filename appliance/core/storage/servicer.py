@@ -103,7 +103,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     # -- namespaces -------------------------------------------------------------
     @staticmethod
     def _ns_message(ns: Namespace, count: int) -> storage_pb2.Namespace:
-        owner = ns.owner.public_id if ns.owner_id is not None else None
+        owner = ns.owner.public_id if ns.owner is not None else None
         return storage_pb2.Namespace(name=ns.name, count=count, hidden=ns.hidden,
                                      visibility=ns.visibility, owner_id=owner)
 

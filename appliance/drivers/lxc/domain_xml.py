@@ -147,6 +147,6 @@ def _interface(parent: ET.Element, nic: BridgeInterface) -> None:
 
 
 def _text(parent: ET.Element, tag: str, text: str | None, **attrs: str) -> ET.Element:
-    el = ET.SubElement(parent, tag, **attrs)
+    el = ET.SubElement(parent, tag, attrs)
     el.text = text
     return el
