@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -230,7 +231,7 @@ class Config:
         generated once into <data_dir>/service_secret (0600) and kept."""
         return read_or_create_secret(self.data_path / "service_secret")
 
-    def replace(self, **changes) -> "Config":
+    def replace(self, **changes) -> Config:
         return dataclasses.replace(self, **changes)
 
 
@@ -271,7 +272,7 @@ def _renamed(values: dict, source: str, spelled=str) -> dict:
     return values
 
 
-def load(path: str | os.PathLike | None = None, env: dict | None = None) -> Config:
+def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     values: dict = {}
     file = path or env.get("APPLIANCE_CONFIG")
@@ -286,7 +287,7 @@ def load(path: str | os.PathLike | None = None, env: dict | None = None) -> Conf
         raise ValueError(f"unknown settings in {file}: {', '.join(sorted(unknown))}")
     from_env = {name: env[_env_name(name)] for name in [*known, *RENAMED] if _env_name(name) in env}
     values.update(_renamed(from_env, "environment", _env_name))
-    kinds = {"int": int, "str": str, "bool": bool}
+    kinds: dict[object, type] = {"int": int, "str": str, "bool": bool}  # Field.type: a string (postponed annotations)
     return Config(**{
         name: _coerce(name, kinds.get(known[name].type, str), value)
         for name, value in values.items()

@@ -217,7 +217,7 @@ class GuestDriver(abc.ABC):
         checking mount paths against it; None when the driver has no image."""
         return None
 
-    def prepare_host(self, *, build_image: bool = True) -> None:
+    def prepare_host(self, *, build_image: bool = True) -> None:  # noqa: B027 - a no-op unless overridden
         """Make the host ready to start guests (services, network, and the
         image when ``build_image``); raises with the reason when it cannot.
         Idempotent; the core retries it. Nothing to do by default."""
@@ -244,7 +244,7 @@ class GuestDriver(abc.ABC):
         """What forwards external ports to this driver's guests (``config``:
         an ``appliance.config.Config``, for ports, names and paths)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a no-op unless overridden
         """Release what the driver holds open (connections). Guests keep running."""
 
     def restart(self, spec: GuestSpec) -> None:

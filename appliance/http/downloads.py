@@ -14,10 +14,12 @@ import asyncio
 import email.utils
 import logging
 import os
+from typing import cast
 from urllib.parse import quote
 
 import grpc
 import tornado.iostream
+from tornado.http1connection import HTTP1Connection
 
 from appliance.errors import AppError
 from appliance.http.gateway import GatewayHandler
@@ -115,7 +117,8 @@ class DownloadHandler(GatewayHandler):
         status = self._response_headers(meta)
         self.set_status(status)
         if status == 304 or self.request.method == "HEAD" or not meta.size:
-            return self.finish()
+            self.finish()
+            return
         try:
             await self.flush()
             if fd is not None:
@@ -130,7 +133,8 @@ class DownloadHandler(GatewayHandler):
             # Headers are out: all we can do is cut the body short so the
             # client sees an incomplete transfer rather than a wrong file.
             log.warning("download of %s broke off: %s", meta.name, e)
-            self.request.connection.close()
+            # cast: Tornado types the connection as its abstract interface; the server's has close()
+            cast(HTTP1Connection, self.request.connection).close()
             return
         self.finish()
 

@@ -103,12 +103,14 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
         asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
+        session = self.session
+        assert session is not None  # get() made it before the upgrade that calls open()
         try:
-            await self.session.run()
+            await session.run()
         except Exception:  # noqa: BLE001
             log.exception("websocket session %s failed", self.route.method.path)
             self.close(CLOSE_SERVER_ERROR, "internal error")
-            self.session.cancel()
+            session.cancel()
 
     async def send_json(self, payload: dict) -> None:
         """Send one message; disconnect a client that cannot keep up."""
@@ -117,7 +119,7 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
             return
         try:
             await asyncio.wait_for(asyncio.shield(future), SLOW_SECONDS)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.info("closing a slow websocket client on %s", self.request.path)
             self.close(CLOSE_TOO_SLOW, "too slow: reconnect")
             raise tornado.websocket.WebSocketClosedError() from None
@@ -140,7 +142,7 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
         """Bytes handed to the socket whose write has not completed yet."""
         return self.in_flight
 
-    def on_message(self, message) -> "asyncio.Future | None":
+    def on_message(self, message) -> asyncio.Future | None:
         # a future from the session: Tornado reads no further frame until it is done
         if self.session is not None:
             return self.session.on_message(message)

@@ -120,6 +120,8 @@ class UploadHandler(GatewayHandler):
         return True
 
     async def feed(self, data: bytes) -> None:
+        if self.upload is None:  # refused or cut off meanwhile
+            return
         try:
             await self.upload.feed(data)
         except grpc.aio.AioRpcError as e:
@@ -137,13 +139,16 @@ class UploadHandler(GatewayHandler):
             return
         if self.refusal is not None:
             return self.send_json_error(*self.refusal)
+        upload = self.upload
+        assert upload is not None  # started, or refused or finished (both answered above)
         try:
-            result = await self.upload.finish()
+            result = await upload.finish()
         except grpc.aio.AioRpcError as e:
             return self.send_json_error(*rpc_error_reply(e))
         except (AppError, OSError) as e:
-            self.upload.cancel()
+            upload.cancel()
             self.refuse(*((http_status(e.code), e.message) if isinstance(e, AppError) else os_error_status(e)))
+            assert self.refusal is not None  # set just now
             return self.send_json_error(*self.refusal)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")

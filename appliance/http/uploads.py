@@ -85,7 +85,7 @@ class MultipartUploadHandler(UploadHandler):
             if kind == "field":
                 self.fields[value[0]] = value[1]
             elif kind == "start":
-                if self.upload is not None or self.file_done:
+                if self.upload is not None or self.file_done or self.window is None:
                     return self.refuse(400, "only one 'file' part per upload")
                 try:
                     value = raw_filename(bytes(self.window), self.boundary)
@@ -130,9 +130,11 @@ class RawUploadHandler(UploadHandler):
                 transfer_id=self.get_query_argument("id", ""), local=bool(self.config.storage_local_io))
         except AppError as e:
             return self.refuse_early(http_status(e.code), e.message)
+        assert self.watch is not None  # watch_body() above
         with self.watch.busy():  # the core's time, not the client's
             started = await self.start_upload(header)
         if not started:
+            assert self.refusal is not None  # start_upload() refused
             status, message, headers = self.refusal
             self.refusal = None
             self.refuse_early(status, message, headers)

@@ -59,7 +59,7 @@ MAX_ENV = 64
 class Connection(Guarded):
     """One client connection: auth and limits (``Guarded``) plus the guest side."""
 
-    def __init__(self, gateway: "Gateway", sock: socket.socket, address):
+    def __init__(self, gateway: Gateway, sock: socket.socket, address):
         super().__init__(gateway, sock, address)
         self.guest: Future = Future()
         self.sessions: dict[int, SessionRequest] = {}
@@ -146,7 +146,8 @@ class Connection(Guarded):
             guest = self.guest_transport().result(GUEST_CONNECT_TIMEOUT)
             return guest.request_port_forward(address, port, handler=self._forwarded)
         except Exception as e:  # noqa: BLE001
-            log.info("ssh %s: remote forward %s:%s refused: %s", self.address, clip(address), clip(port), clip(str(e), 200))
+            log.info("ssh %s: remote forward %s:%s refused: %s",
+                     self.address, clip(address), clip(port), clip(str(e), 200))
             return False
 
     def cancel_port_forward_request(self, address, port):
@@ -249,6 +250,7 @@ class Connection(Guarded):
         if not s.started.wait(60):
             chan.close()
             return
+        assert self.admission is not None  # channels open only once logged in
         try:
             gchan = open_session(guest, s, self.admission.guest_user)
         except Exception as e:  # noqa: BLE001

@@ -159,7 +159,8 @@ def test_guest_root_is_an_unprivileged_host_uid_of_its_own_range(driver, make_gu
         status = Path(f"/proc/{init_pid(driver, spec)}/status").read_text()
         uids = re.search(r"^Uid:\s+(.*)$", status, re.M).group(1).split()
         assert set(uids) == {str(r.base)}, "guest init runs as the range's first host uid, not host root"
-        assert driver.exec(spec.id, ["cat", "/proc/self/uid_map"]).stdout.split() == [b"0", str(r.base).encode(), b"65536"]
+        uid_map = driver.exec(spec.id, ["cat", "/proc/self/uid_map"]).stdout.split()
+        assert uid_map == [b"0", str(r.base).encode(), b"65536"]
         code, out = run(driver, spec, "id -u; stat -c %u /etc/shadow /root")
         assert out.split() == ["0", "0", "0"], "inside, the image and the volume are root's"
 
@@ -194,7 +195,8 @@ def test_cannot_write_the_host_cgroup_tree(driver, make_guest):
     code, out = run(driver, spec, "mkdir -p /mnt/cg && mount -t cgroup -o pids none /mnt/cg && ls /mnt/cg")
     assert code == 0, out
     assert "machine" not in out, "the guest sees the host's pids hierarchy"
-    assert "release_agent" not in out.split(), "the guest mounted the hierarchy's root (the only place of release_agent)"
+    assert "release_agent" not in out.split(), \
+        "the guest mounted the hierarchy's root (the only place of release_agent)"
     ok, msg = probe(driver, spec, "write", "/mnt/cg/pids.max", "max")
     assert not ok, f"the guest lifted its own pids limit: {msg}"
     code, out = run(driver, spec, "mkdir /sys/fs/cgroup/memory/escape")
@@ -512,7 +514,8 @@ def test_fork_bomb_hits_the_pids_limit_and_the_host_keeps_answering(driver, make
     bomb.start()
     time.sleep(1.0)
     during = latency.sample(4.0)
-    peak = int((cg / "pids.peak").read_text()) if (cg / "pids.peak").exists() else int((cg / "pids.current").read_text())
+    peak_file = cg / "pids.peak" if (cg / "pids.peak").exists() else cg / "pids.current"
+    peak = int(peak_file.read_text())
     events = (cg / "pids.events").read_text()
     print(f"\nfork bomb: pids peak {peak}/200, {events.strip()}; host latency p50 "
           f"{statistics.median(baseline) * 1000:.1f} -> {statistics.median(during) * 1000:.1f} ms, "

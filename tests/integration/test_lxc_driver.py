@@ -224,7 +224,7 @@ def _busy(driver, spec, loops: int, seconds: float = 2.0) -> tuple[float, int]:
         return int(re.search(r"^nr_throttled (\d+)", stat.read_text(), re.M).group(1))
 
     before, throttled_before, t0 = int(usage.read_text()), throttled(), time.monotonic()
-    busy = " ".join(["timeout %s sh -c 'while :; do :; done' &" % seconds] * loops) + " wait"
+    busy = " ".join([f"timeout {seconds} sh -c 'while :; do :; done' &"] * loops) + " wait"
     assert driver.exec(spec.id, ["sh", "-c", busy], timeout=seconds + 10).exit_code == 0
     share = (int(usage.read_text()) - before) / 1e9 / (time.monotonic() - t0)
     return share, throttled() - throttled_before

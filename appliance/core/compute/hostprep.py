@@ -78,7 +78,8 @@ def release(cfg) -> list[str]:
         driver.close()
     record = _started_by_up(cfg)
     if record.exists():
-        for name, pid in zip(("libvirtd", "virtlogd"), record.read_text().split()):
+        # the record may name no virtlogd: zip stops at the shorter
+        for name, pid in zip(("libvirtd", "virtlogd"), record.read_text().split(), strict=False):
             pidfile = libvirtd.LIBVIRTD_PIDFILE if name == "libvirtd" else VIRTLOGD_PIDFILE
             if _pid(pidfile) == int(pid):  # still the process `up` started
                 _terminate(int(pid))

@@ -294,9 +294,10 @@ class ContainerLifecycle:
     async def _stop(self, container_id: str, row: Container) -> Container:
         """Stop the container's guest (nothing to stop if it never ran); the current row."""
         async with self.locks[row.public_id]:
-            row = Container.get_or_none(Container.id == row.id)
-            if row is None:
+            current = Container.get_or_none(Container.id == row.id)
+            if current is None:
                 raise NotFound(f"container {container_id!r} not found")
+            row = current
             try:
                 await self.ensure_host()
                 await self.run(self.driver.stop, row.public_id)
@@ -316,9 +317,10 @@ class ContainerLifecycle:
         """Store new mount paths; a running container restarts with them. True if it restarted."""
         restarted = False
         async with self.locks[row.public_id]:
-            row = Container.get_or_none(Container.id == row.id)
-            if row is None:
+            current = Container.get_or_none(Container.id == row.id)
+            if current is None:
                 raise NotFound(f"container {container_id!r} not found")
+            row = current
             row.mount_paths = json.dumps(mounts)
             Container.update(mount_paths=row.mount_paths).where(Container.id == row.id).execute()
             if row.status == RUNNING:

@@ -2,7 +2,7 @@
 are taken by the caller)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from appliance.config import Config
 from appliance.core.compute.models import ERROR, Container, SshKey
@@ -11,7 +11,7 @@ from appliance.v1 import compute_pb2
 
 
 def rfc3339(ts: int) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def container_message(row: Container, config: Config, usage: GuestUsage | None) -> compute_pb2.Container:

@@ -70,7 +70,7 @@ class UploadLimits:
         # what it received, whichever is more
         self.inflight: dict[int, int] = {}
 
-    def admit(self, user_id: int) -> "Ticket":
+    def admit(self, user_id: int) -> Ticket:
         cap = self.config.max_uploads_per_user
         if cap and self.active.get(user_id, 0) >= cap:
             raise TooManyRequests(f"too many uploads at once: at most {cap} per user", retry_after=5)
@@ -78,7 +78,7 @@ class UploadLimits:
         self.active[user_id] = self.active.get(user_id, 0) + 1
         return ticket
 
-    def _release(self, ticket: "Ticket") -> None:
+    def _release(self, ticket: Ticket) -> None:
         uid = ticket.user_id
         self.active[uid] -= 1
         self.inflight[uid] = self.inflight.get(uid, 0) - ticket.counted
@@ -169,7 +169,9 @@ class _Watchdog:
         self.seconds = seconds
         self.waiting_since: float | None = None
         self.fired = False
-        self._task = asyncio.current_task()
+        task = asyncio.current_task()
+        assert task is not None  # made by the upload coroutine, in its task
+        self._task = task
         self._loop = asyncio.get_running_loop()
         self._handle = self._loop.call_later(seconds / 2, self._check) if seconds > 0 else None
 
@@ -330,7 +332,9 @@ class Uploads:
         except asyncio.CancelledError:
             if watchdog is None or not watchdog.fired:
                 raise
-            asyncio.current_task().uncancel()
+            task = asyncio.current_task()
+            assert task is not None  # a coroutine runs in a task
+            task.uncancel()
             log.info("upload of %s/%s stalled: nothing for %ss; discarded", ns.name, name, watchdog.seconds)
             raise Invalid(f"the upload stalled: nothing arrived for {watchdog.seconds} s") from None
         except OSError as e:
@@ -350,7 +354,10 @@ class Uploads:
             return await asyncio.shield(committing)
         except asyncio.CancelledError:
             # The rename may still happen in the worker: remove whatever it makes.
-            committing.add_done_callback(lambda f: f.exception() is None and self.store.remove([f.result()]))
+            def remove_made(f: asyncio.Future) -> None:
+                if f.exception() is None:
+                    self.store.remove([f.result()])
+            committing.add_done_callback(remove_made)
             raise
 
     @staticmethod

@@ -156,8 +156,8 @@ def limit_pids(name: str, limit: int, init_pid: int, controller_pid: int) -> Non
             if pid == controller or pid in (cg / "cgroup.procs").read_text().split():
                 continue
             try:
-                with open(procs, "w") as f:
-                    f.write(pid)
+                with open(procs, "w") as out:
+                    out.write(pid)
                 moved += 1
             except ProcessLookupError:
                 pass

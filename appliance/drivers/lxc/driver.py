@@ -29,6 +29,7 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 from appliance.drivers.base import (
     ExecResult,
@@ -110,7 +111,7 @@ class LxcDriver(GuestDriver):
         self.tcp_memory_mb = tcp_memory_mb
         self.nofile = nofile
         self.rlimits = ucounts.guest_rlimits(msgqueue_bytes, sigpending)
-        self._conn = None
+        self._conn: Any = None  # a libvirt.virConnect (libvirt-python has no type hints)
         self._conn_lock = threading.Lock()
         self._ready: set[str] = set()   # guests whose init has finished setting up
 
@@ -127,7 +128,7 @@ class LxcDriver(GuestDriver):
         return self.image
 
     @classmethod
-    def from_config(cls, config) -> "LxcDriver":
+    def from_config(cls, config) -> LxcDriver:
         # the appliance's public services: all a guest may open on the host
         public = (config.http_port, config.ssh_port, config.ingress_http_port, config.ingress_https_port)
         return cls(image_dir=config.image_dir, data_dir=config.data_dir,

@@ -31,9 +31,13 @@ import struct
 import termios
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from appliance.drivers.base import ExecResult, PtyProcess
 from appliance.drivers.lxc.cgroups import cgroup_procs_files
+
+if TYPE_CHECKING:
+    from appliance.drivers.lxc.limits import Program
 
 _libc = ctypes.CDLL(None, use_errno=True)
 # user first (it grants the rights for the rest), mnt last (after it /proc
@@ -54,7 +58,7 @@ class GuestTarget:
     ns_fds: tuple[int, ...]        # in the order to join, own namespaces skipped
     cgroup_procs: tuple[str, ...]  # host paths of the guest's cgroup.procs files
     userns: bool = False           # the guest has a user namespace of its own
-    seccomp: object = None         # limits.Program the guest's processes run under
+    seccomp: Program | None = None  # the seccomp filter the guest's processes run under
     nofile: int = 0                # their RLIMIT_NOFILE (0: unchanged)
     rlimits: tuple = ()            # further (resource, soft = hard) limits (drivers/lxc/ucounts.py)
 
@@ -301,11 +305,11 @@ class GuestPty(PtyProcess):
 
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
+        while (status := self.poll()) is None:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError("terminal process still running")
             time.sleep(0.01)
-        return self._status
+        return status
 
     def close(self) -> None:
         if self.master_fd >= 0:
