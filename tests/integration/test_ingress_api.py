@@ -6,9 +6,8 @@ host then does is test_ingress.py (LXC) and test_driver_contract.py."""
 from __future__ import annotations
 
 import pytest
-from compute_support import StatusSocket, add_key, new_user
-from harness import Appliance
-from test_ingress_limits import free_port_in
+from compute_support import add_key, new_user, running
+from harness import Appliance, free_port_in
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +22,6 @@ def app(tmp_path_factory):
 @pytest.fixture
 def user(app):
     return new_user(app, app.admin())
-
-
-def running(app, client, key_id, **body) -> dict:
-    with StatusSocket(app, client.token) as ws:
-        r = client.post("/compute/containers", json={"name": "box", "ssh_key_ids": [key_id], **body})
-        assert r.status_code == 200, r.text
-        ws.wait(r.json()["id"], "running")
-    return client.get(f"/compute/containers/{r.json()['id']}").json()
 
 
 def rules(client, cid) -> list[dict]:

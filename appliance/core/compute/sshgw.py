@@ -99,8 +99,7 @@ class SshGatewayServicer(sshgw_pb2_grpc.SshGatewayServiceServicer):
 
     def guest_host_keys(self, container_id: str) -> list[str]:
         """The guest sshd's public host keys, as its driver keeps them."""
-        driver = self.driver
-        return driver.guest_host_keys(container_id) if driver is not None else []
+        return self.driver.guest_host_keys(container_id)
 
     async def Authorize(self, request, context):
         try:
