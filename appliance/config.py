@@ -158,7 +158,7 @@ class Config:
     ssh_max_channels_per_connection: int = 10
     # Seconds between re-checks of every open connection's admission.
     ssh_recheck_seconds: int = 2
-    # -- storage limits (docs/storage.md "Limits"; issue 11 items 7-9) --------
+    # -- storage limits (docs/storage.md "Limits") ------------------------------
     # Largest file one upload may store (413 beyond); 0 = no limit but the quota.
     max_upload_bytes: int = 4 << 30
     # Bytes of files a user may keep (sum of the files they uploaded; 507

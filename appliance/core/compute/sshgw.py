@@ -11,7 +11,7 @@ sshd's host keys to verify). Rules (docs/access.md "SSH gateway"):
   holds) *and* still registered by the owner now (deleting the key from the
   account revokes gateway access at once). A key added later reaches no
   existing container: a token that may only add keys cannot make itself
-  root in the user's containers (issue 19 item 10);
+  root in the user's containers (docs/security.md);
 - ``ssh_enabled`` must be true and the container running.
 
 ``Recheck`` answers the same question for admissions already made (per new
