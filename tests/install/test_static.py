@@ -52,6 +52,18 @@ def test_config_template_reads_the_old_listen_variable_name(tmp_path):
 
 
 @pytest.mark.parametrize("inventory", ["single", "lab"])
+def test_example_inventories_keep_the_old_listen_variable_name_working(inventory):
+    """The role's default derives appliance_config_ssh_listen from the old name
+    appliance_config_ssh_host; an inventory that sets ssh_listen itself (group_vars
+    outrank role defaults) would silently ignore an old-name override."""
+    import yaml
+
+    for path in (REPO / "inventory" / inventory).rglob("*.yml"):
+        text = yaml.safe_load(path.read_text()) or {}
+        assert "appliance_config_ssh_listen" not in text, f"{path} overrides the role's ssh_listen default"
+
+
+@pytest.mark.parametrize("inventory", ["single", "lab"])
 def test_example_inventories_parse_with_site_playbook(inventory):
     proc = subprocess.run(
         [tool("ansible-playbook"), "--syntax-check", "-i", f"inventory/{inventory}", "playbooks/site.yml"],
