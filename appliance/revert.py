@@ -17,6 +17,7 @@ awaits undos that are coroutine functions.
 """
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Callable
@@ -48,13 +49,18 @@ class Reverter:
 
     async def fail_async(self) -> None:
         undos, self._undo = self._undo, []
+        cancelled: asyncio.CancelledError | None = None
         for undo, args in reversed(undos):
             try:
                 result = undo(*args)
                 if inspect.isawaitable(result):
                     await result
+            except asyncio.CancelledError as e:
+                cancelled = e  # cancelled while undoing: finish the rollback, then let it through
             except Exception:  # noqa: BLE001 - the rollback goes on
                 log.exception("undo %s failed", getattr(undo, "__qualname__", undo))
+        if cancelled is not None:
+            raise cancelled
 
     def __enter__(self) -> Reverter:
         return self

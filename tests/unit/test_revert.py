@@ -63,3 +63,26 @@ def test_async_blocks_await_coroutine_undos():
 
     asyncio.run(main())
     assert done == ["row", "blob"]
+
+
+def test_a_cancellation_during_the_rollback_still_runs_every_undo_then_goes_through():
+    done = []
+
+    async def slow_undo():
+        await asyncio.sleep(10)
+
+    async def block():
+        async with Reverter() as revert:
+            revert.add(done.append, "temp file")
+            revert.add(slow_undo)
+            raise ValueError("upload failed")
+
+    async def main():
+        task = asyncio.create_task(block())
+        await asyncio.sleep(0.05)  # the rollback is inside slow_undo now
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert done == ["temp file"]
