@@ -121,11 +121,21 @@ class UploadCall:
         if self.result.done():
             await self.result
         await self._written()
+        if os.fstat(self.fd).st_nlink == 0:
+            await self._refused()
         self.writing = asyncio.get_running_loop().run_in_executor(None, _write_all, self.fd, pieces)
         now = time.monotonic()
         if now - self.reported >= PROGRESS_INTERVAL:
             self.reported = now
             await self._put(storage_pb2.UploadChunk(progress=storage_pb2.UploadProgress(bytes=self.sent)))
+
+    async def _refused(self) -> None:
+        """The core removed the temp file: it refused the upload (quota, size,
+        disk) and waits for our side to close before it says why."""
+        self._close()
+        await self._put(None)
+        await self.result  # raises the core's refusal
+        raise RuntimeError("upload call ended without its refusal")
 
     async def _written(self) -> None:
         if self.writing is not None:

@@ -34,6 +34,7 @@ from appliance.core.storage.models import DEFAULT_NAMESPACE, Namespace, StoredFi
 from appliance.core.storage.progress import ProgressHub
 from appliance.core.storage.rules import etag, file_name, local_peer, namespace_name
 from appliance.errors import (
+    AppError,
     Conflict,
     InsufficientStorage,
     Invalid,
@@ -50,6 +51,8 @@ log = logging.getLogger("appliance.core.storage.servicer")
 UPLOAD_READY = (("x-upload-ready", "1"),)
 # Look at the disk's free space again every this many bytes received.
 FREE_CHECK_STEP = 8 * 1024 * 1024
+# A refused local upload waits at most this long for the gateway to close its side.
+REFUSAL_CLOSE_WAIT = 10.0
 
 
 def stored_bytes(user_id: int) -> int:
@@ -230,7 +233,10 @@ class _Incoming:
             elif kind == "progress":
                 if self.local:  # else a keepalive from the gateway
                     self.received = message.progress.bytes
-                    self.ticket.update(self.received)
+                    try:
+                        self.ticket.update(self.received)
+                    except AppError as refusal:
+                        await self._refuse_once_closed(refusal, messages, watchdog)
                     self.reporter.update(self.received)
                     if self.pending is None or self.pending.done():
                         self.pending = self.loop.run_in_executor(None, self.tmp.writeback, self.received)
@@ -238,6 +244,24 @@ class _Incoming:
                 end = message.end
             else:
                 raise Invalid(f"unexpected {kind} message in the upload")
+
+    async def _refuse_once_closed(self, refusal: AppError, messages, watchdog: _Watchdog):
+        """A local upload refused while the gateway writes: remove the temp file
+        (the gateway checks it before each write, so it stops and closes its
+        side), and answer only once that side is closed. grpcio's asyncio client
+        may replace a status that races one of its writes with INTERNAL
+        (grpc/grpc#36066): the refusal would reach the user as a 500."""
+        if self.pending is not None:
+            await asyncio.shield(self.pending)
+            self.pending = None
+        await asyncio.to_thread(self.tmp.discard)
+        deadline = self.loop.time() + REFUSAL_CLOSE_WAIT
+        while (left := deadline - self.loop.time()) > 0:
+            try:
+                await asyncio.wait_for(watchdog.next(messages), left)
+            except (StopAsyncIteration, TimeoutError):
+                break
+        raise refusal
 
     async def complete(self, end, declared: int) -> int:
         """Every byte is in the temp file and is what was announced; the size."""
