@@ -98,10 +98,14 @@ def run(config: Config) -> int:
     if not tls and not _loopback(config.http_host):
         log.warning("plain HTTP on %s: passwords and tokens cross the network in clear; "
                     "set tls_cert_file and tls_key_file", config.http_host)
-    if count == 1:
-        asyncio.run(serve(config, sockets))
-        return 0
-    return workers.run(count, lambda: asyncio.run(serve(config, sockets)))
+    try:
+        if count == 1:
+            asyncio.run(serve(config, sockets))
+            return 0
+        return workers.run(count, lambda: asyncio.run(serve(config, sockets)))
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 async def serve(config: Config, sockets: list | None = None) -> None:
