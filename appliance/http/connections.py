@@ -16,13 +16,14 @@
 from __future__ import annotations
 
 import errno
-import ipaddress
 import logging
 import socket
 import time
 
 import tornado.httpserver
 from tornado.ioloop import IOLoop
+
+from appliance.clientkey import client_key
 
 log = logging.getLogger("appliance.http")
 
@@ -35,18 +36,10 @@ _EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 SWEEP_EVERY = 1024
 
 
-def client_key(address) -> str:
-    """The unit one client is counted as: an IPv4 address, an IPv6 /64."""
-    host = address[0] if isinstance(address, tuple) else str(address)
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host  # a Unix socket: one client
-    if ip.version == 6:
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
+def address_client(address) -> str:
+    """A connection's client (appliance/clientkey.py), from Tornado's address
+    tuple or a Unix socket's path."""
+    return client_key(address[0] if isinstance(address, tuple) else str(address))
 
 
 class _Notice:
@@ -81,7 +74,7 @@ class LimitedHTTPServer(tornado.httpserver.HTTPServer):
     # -- per-address cap -----------------------------------------------------
     def handle_stream(self, stream, address) -> None:
         if self.max_per_address > 0:
-            key = client_key(address)
+            key = address_client(address)
             streams = self._by_client.get(key)
             if streams is not None:
                 self._prune(streams)
@@ -123,7 +116,7 @@ class LimitedHTTPServer(tornado.httpserver.HTTPServer):
                 del self._by_client[key]
 
     def connections_of(self, address) -> int:
-        streams = self._by_client.get(client_key(address), ())
+        streams = self._by_client.get(address_client(address), ())
         return sum(1 for s in streams if not s.closed())
 
     # -- accepting, with back-off ----------------------------------------------

@@ -22,8 +22,9 @@ FORBIDDEN = [
     ("appliance.host", "appliance.core"), ("appliance.host", "appliance.drivers"), ("appliance.host", "appliance.cli"),
 ]
 # The shared top-level modules sit below every package.
-SHARED = ["appliance.batching", "appliance.config", "appliance.contract", "appliance.errors", "appliance.gatewaykeys",
-          "appliance.keep", "appliance.logs", "appliance.logsafe", "appliance.revert", "appliance.v1"]
+SHARED = ["appliance.batching", "appliance.clientkey", "appliance.config", "appliance.contract", "appliance.errors",
+          "appliance.gatewaykeys", "appliance.keep", "appliance.logs", "appliance.logsafe", "appliance.revert",
+          "appliance.v1"]
 PACKAGES = ["appliance.cli", "appliance.http", "appliance.ssh", "appliance.core", "appliance.drivers",
             "appliance.host"]
 

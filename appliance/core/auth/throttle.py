@@ -28,31 +28,19 @@ are dropped. Usernames reaching here are already at most 64 characters
 """
 from __future__ import annotations
 
-import ipaddress
 import math
 import time
 from collections import OrderedDict
 
+from appliance.clientkey import client_key
 from appliance.errors import TooManyRequests
 
 # Addresses come from the gateway's metadata; a longer one is not an address.
 MAX_ADDRESS_CHARS = 64
-# IPv6 clients are counted per prefix of this length (one subscriber's /64).
-IPV6_PREFIX = 64
-
-
 def address_key(address: str) -> str:
-    """The unit one client is counted as: an IPv4 address, an IPv6 /64."""
-    address = address[:MAX_ADDRESS_CHARS]
-    try:
-        ip = ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
-    except ValueError:
-        return address
-    if ip.version == 6:
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/{IPV6_PREFIX}", strict=False))
-    return str(ip)
+    """The unit one client is counted as (appliance/clientkey.py), from at most
+    MAX_ADDRESS_CHARS of what the caller says its address is."""
+    return client_key(address[:MAX_ADDRESS_CHARS])
 
 
 class Reservation:
