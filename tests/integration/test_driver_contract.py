@@ -6,6 +6,7 @@ fake cannot drift from the real driver. LXC-only behaviour (isolation,
 limits, traces on the host) stays in test_lxc_driver.py."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -31,38 +32,23 @@ _ips = iter(f"10.226.0.{n}" for n in range(10, 250))
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDcontractcontractcontractcontractcontract1 contract"
 
 
-def _lxc_driver(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("libvirt LXC guests need root (run the tests as root)")
-    pytest.importorskip("libvirt", reason="libvirt-python is not installed")
-    from appliance import config as appliance_config
-    from appliance.drivers.lxc.driver import LxcDriver
-    from appliance.host import image
-    from appliance.host import libvirtd as host
-    host.ensure_libvirtd()
-    image_dir = appliance_config.load().image_dir
-    image.ensure_image(image_dir)
-    data_dir = tmp_path_factory.mktemp("contract-lxc")
-    drv = LxcDriver(image_dir=image_dir, data_dir=data_dir, bridge=BRIDGE, subnet=SUBNET)
-    drv.prepare_host(build_image=False)
-    return drv
-
-
 @pytest.fixture(scope="module", params=["fake", pytest.param("lxc", marks=[pytest.mark.libvirt, pytest.mark.slow])])
 def driver(request, tmp_path_factory):
-    if request.param == "fake":
-        from appliance.drivers.fake import FakeDriver
-        drv = FakeDriver()
-    else:
-        drv = _lxc_driver(tmp_path_factory)
-    drv.kind = request.param
-    yield drv
-    for gid in drv.stored_guests():
-        drv.destroy(gid)
-    drv.close()
-    if request.param == "lxc":
-        from appliance.host import network
-        network.remove_guest_network(BRIDGE)
+    with contextlib.ExitStack() as stack:
+        if request.param == "fake":
+            from appliance.drivers.fake import FakeDriver
+            drv = FakeDriver()
+        else:
+            if os.geteuid() != 0:
+                pytest.skip("libvirt LXC guests need root (run the tests as root)")
+            pytest.importorskip("libvirt", reason="libvirt-python is not installed")
+            from guest_support import lxc_driver  # imports the LXC driver: after the root check
+            drv = stack.enter_context(lxc_driver(tmp_path_factory.mktemp("contract-lxc"), BRIDGE, SUBNET))
+        drv.kind = request.param
+        yield drv
+        for gid in drv.stored_guests():
+            drv.destroy(gid)
+        drv.close()
 
 
 @pytest.fixture
