@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import os
 import secrets
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -189,6 +190,15 @@ class Config:
     admin_username: str = "admin"
     admin_password: str = ""
     log_level: str = "INFO"
+    # -- observability (docs/observability.md) --------------------------------
+    # This host's name in health, metrics and admin lists; "" -> the machine's
+    # host name (socket.gethostname()).
+    host_name: str = ""
+
+    @property
+    def node_name(self) -> str:
+        """``host_name``, or the machine's host name."""
+        return self.host_name or socket.gethostname()
 
     # -- derived paths -------------------------------------------------------
     @property
