@@ -194,6 +194,11 @@ class Config:
     # This host's name in health, metrics and admin lists; "" -> the machine's
     # host name (socket.gethostname()).
     host_name: str = ""
+    # The metrics sampler reads the host and its containers this often
+    # (seconds); the health stream (/sse/health) sends a fresh snapshot every
+    # health_interval_seconds. History: docs/observability-metrics.md.
+    metrics_sample_seconds: float = 5.0
+    health_interval_seconds: float = 5.0
 
     @property
     def node_name(self) -> str:
@@ -256,6 +261,11 @@ def _coerce(name: str, kind: type, raw):
             return int(raw)
         except (TypeError, ValueError):
             raise ValueError(f"setting {name!r} must be an integer, got {raw!r}") from None
+    if kind is float:
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"setting {name!r} must be a number, got {raw!r}") from None
     if kind is bool:
         if isinstance(raw, bool):
             return raw
@@ -297,7 +307,7 @@ def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = 
         raise ValueError(f"unknown settings in {file}: {', '.join(sorted(unknown))}")
     from_env = {name: env[_env_name(name)] for name in [*known, *RENAMED] if _env_name(name) in env}
     values.update(_renamed(from_env, "environment", _env_name))
-    kinds: dict[object, type] = {"int": int, "str": str, "bool": bool}  # Field.type: a string (postponed annotations)
+    kinds: dict[object, type] = {"int": int, "float": float, "str": str, "bool": bool}  # Field.type: a string (postponed annotations)
     return Config(**{
         name: _coerce(name, kinds.get(known[name].type, str), value)
         for name, value in values.items()

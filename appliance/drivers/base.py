@@ -95,6 +95,9 @@ class GuestUsage:
     memory_limit_bytes: int
     storage_used_bytes: int
     storage_size_bytes: int
+    # CPU time the guest has used since it started (its cgroup), nanoseconds;
+    # 0 when stopped. Rates come from two readings.
+    cpu_ns: int = 0
 
 
 @dataclass(frozen=True)
@@ -273,8 +276,9 @@ class GuestDriver(abc.ABC):
 
     @abc.abstractmethod
     def usage(self, guest_id: str) -> GuestUsage:
-        """Live readings: memory from the guest's cgroup (0 when stopped),
-        storage from its volume. ``GuestNotFound`` if missing."""
+        """Live readings: memory and CPU time from the guest's cgroup (0 when
+        stopped), storage from its volume. ``GuestNotFound`` if missing.
+        Cheap enough to call for every guest every few seconds."""
 
     @abc.abstractmethod
     def exec(self, guest_id: str, argv: list[str], *, input: bytes | None = None,

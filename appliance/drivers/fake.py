@@ -6,7 +6,8 @@ records the routes it would forward (``driver.ingress``).
 Knobs for tests: ``disk_bytes`` (host disk for volumes: ``reserve_storage``
 refuses what does not fit beside the guests' full sizes), ``fail_next_start`` (the next start raises
 ``GuestStartError`` and, for a spawn, leaves nothing behind), ``start_delay``
-(seconds a start takes), ``memory_used_bytes``, and ``crash(id)`` (the guest
+(seconds a start takes), ``memory_used_bytes``, ``cpu_ns`` (a running guest's
+CPU time counter, by guest id; set it to simulate load), and ``crash(id)`` (the guest
 dies as if its init exited; its volume stays).
 """
 from __future__ import annotations
@@ -134,6 +135,7 @@ class FakeDriver(GuestDriver):
         self.fail_next_start: str | None = None
         self.start_delay = 0.0
         self.memory_used_bytes = memory_used_bytes
+        self.cpu_ns: dict[str, int] = {}
         self.storage_used_bytes = storage_used_bytes
         self.disk_bytes: int | None = 1 << 40   # host disk for volumes (None: room for anything)
         self.reserved: dict[str, int] = {}
@@ -239,6 +241,7 @@ class FakeDriver(GuestDriver):
             memory_limit_bytes=guest.spec.memory_mb << 20,
             storage_used_bytes=stored,
             storage_size_bytes=int(guest.spec.storage_gb * (1 << 30)),
+            cpu_ns=self.cpu_ns.get(guest_id, 0) if guest.running else 0,
         )
 
     def exec(self, guest_id: str, argv: list[str], *, input: bytes | None = None,

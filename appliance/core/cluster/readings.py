@@ -17,6 +17,15 @@ class HostReading:
     disk_total_bytes: int
     pids: int = 0
     pids_max: int = 0
+    # What is left for new work (MemAvailable; statvfs f_bavail): the
+    # pressure conditions of the health stream.
+    memory_available_bytes: int = 0
+    disk_available_bytes: int = 0
+
+    @property
+    def cpu_nanocores(self) -> int:
+        """CPU in use, in nanocores (1e9 = one core busy)."""
+        return int(self.cpu_percent / 100.0 * self.cpu_cores * 1e9)
 
     @property
     def memory_percent(self) -> float:
@@ -39,6 +48,8 @@ class GuestReading:
     memory_limit_bytes: int
     disk_used_bytes: int
     disk_limit_bytes: int
+    # The CPU time counter (ns) the rate came from.
+    cpu_ns: int = 0
 
 
 @dataclass(frozen=True)

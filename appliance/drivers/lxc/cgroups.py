@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.drivers.base import GuestError, GuestStartError
@@ -74,6 +75,72 @@ def cgroup_procs_files(pid: int) -> list[str]:
 def memory_cgroup(pid: int) -> str | None:
     """The v1 memory cgroup directory ``pid`` is in (None: none)."""
     return next((os.path.dirname(p) for p in cgroup_procs_files(pid) if "/memory/" in p), None)
+
+
+# -- accounting: CPU time and memory of a running guest ------------------------------
+
+@dataclass(frozen=True)
+class Accounting:
+    """The files a running guest's CPU time and memory are read from: its
+    cgroup v1 ``cpuacct``/``memory`` cgroups (libvirt's), or its cgroup v2
+    cgroup. Found once per guest start (``accounting``), then each reading
+    is three small file reads, no libvirt call."""
+    cpu: str            # v1 cpuacct.usage (ns) | v2 cpu.stat (usage_usec)
+    memory_used: str    # memory.usage_in_bytes | memory.current
+    memory_limit: str   # memory.limit_in_bytes | memory.max
+    v2: bool = False
+
+
+def accounting(pid: int, mounts: dict[str, str] | None = None) -> Accounting | None:
+    """Where the CPU time and memory of the cgroups ``pid`` is in are read;
+    None when they are not found (no such process, controllers missing)."""
+    mounts = cgroup_mounts() if mounts is None else mounts
+    cpu = memory = unified = None
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        names = controllers.split(",") if controllers else []
+        base = mounts.get(",".join(sorted(names)) if names else "unified")
+        if base is None:
+            continue
+        directory = os.path.join(base, path.lstrip("/"))
+        if "cpuacct" in names:
+            cpu = directory
+        if "memory" in names:
+            memory = directory
+        if not names:
+            unified = directory
+    if cpu and memory:
+        return Accounting(os.path.join(cpu, "cpuacct.usage"), os.path.join(memory, "memory.usage_in_bytes"),
+                          os.path.join(memory, "memory.limit_in_bytes"))
+    if unified and os.path.exists(os.path.join(unified, "memory.current")):
+        return Accounting(os.path.join(unified, "cpu.stat"), os.path.join(unified, "memory.current"),
+                          os.path.join(unified, "memory.max"), v2=True)
+    return None
+
+
+# Above this a memory limit means "none" (v1 writes 2^63 rounded to pages, v2 "max").
+_NO_LIMIT = 1 << 62
+
+
+def read_accounting(acc: Accounting) -> tuple[int, int, int]:
+    """(CPU ns used, memory bytes used, memory limit in bytes or 0 for none);
+    ``OSError`` once the cgroup is gone (the guest stopped)."""
+    with open(acc.cpu) as f:
+        if acc.v2:
+            cpu_ns = next(int(line.split()[1]) * 1000 for line in f if line.startswith("usage_usec "))
+        else:
+            cpu_ns = int(f.read())
+    with open(acc.memory_used) as f:
+        used = int(f.read())
+    with open(acc.memory_limit) as f:
+        raw = f.read().strip()
+    limit = int(raw) if raw.isdigit() else 0
+    return cpu_ns, used, limit if limit < _NO_LIMIT else 0
 
 
 # -- unified and name=systemd: the guest's cgroup view --------------------------------

@@ -24,6 +24,7 @@ forwards TERM to every process and exits, which ends the guest.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -114,6 +115,8 @@ class LxcDriver(GuestDriver):
         self._conn: Any = None  # a libvirt.virConnect (libvirt-python has no type hints)
         self._conn_lock = threading.Lock()
         self._ready: set[str] = set()   # guests whose init has finished setting up
+        # Running guests' cgroup files (usage() reads them without asking libvirt).
+        self._accounting: dict[str, guestcgroups.Accounting] = {}
 
     def reserve_storage(self, guest_id: str, storage_gb: float) -> None:
         try:
@@ -187,6 +190,7 @@ class LxcDriver(GuestDriver):
 
     def stop(self, guest_id: str) -> None:
         self._ready.discard(guest_id)
+        self._accounting.pop(guest_id, None)
         self._stop_guest_domain(guest_id)
         self._teardown_runtime(guest_id)
 
@@ -216,16 +220,34 @@ class LxcDriver(GuestDriver):
     def usage(self, guest_id: str) -> GuestUsage:
         if not self.volumes.exists(guest_id):
             raise GuestNotFound(f"guest {guest_id} does not exist")
-        mem_used = mem_limit = 0
-        dom = self._domain(guest_id)
-        if dom is not None:
-            try:
-                _, max_kib, used_kib, _, _ = dom.info()  # LXC: from the guest's memory cgroup
-                mem_used, mem_limit = used_kib * 1024, max_kib * 1024
-            except Exception:  # stopped between lookup and info
-                pass
+        cpu_ns, mem_used, mem_limit = self._cgroup_usage(guest_id)
         vol = self.volumes.usage(guest_id)
-        return GuestUsage(mem_used, mem_limit, vol.used_bytes, vol.size_bytes)
+        return GuestUsage(mem_used, mem_limit, vol.used_bytes, vol.size_bytes, cpu_ns=cpu_ns)
+
+    def _cgroup_usage(self, guest_id: str) -> tuple[int, int, int]:
+        """(CPU ns, memory used, memory limit) from the guest's cgroups, zeros when
+        stopped. Its cgroup files, once found, are read with no libvirt call."""
+        acc = self._accounting.get(guest_id)
+        if acc is not None:
+            try:
+                return guestcgroups.read_accounting(acc)
+            except OSError:
+                self._accounting.pop(guest_id, None)
+        dom = self._domain(guest_id)
+        if dom is None:
+            return 0, 0, 0
+        pid = libvirt_domain.init_pid(dom)
+        acc = guestcgroups.accounting(pid) if pid is not None else None
+        with contextlib.suppress(OSError):
+            if acc is not None:
+                reading = guestcgroups.read_accounting(acc)
+                self._accounting[guest_id] = acc
+                return reading
+        try:
+            _, max_kib, used_kib, _, _ = dom.info()  # LXC: from the guest's memory cgroup
+            return 0, used_kib * 1024, max_kib * 1024
+        except Exception:  # stopped between lookup and info
+            return 0, 0, 0
 
     # -- processes inside ------------------------------------------------------
 
