@@ -12,6 +12,7 @@ from google.protobuf import message_factory
 
 from appliance.v1 import (
     auth_pb2,
+    cluster_pb2,
     compute_pb2,
     mux_pb2,
     options_pb2,
@@ -22,12 +23,13 @@ from appliance.v1 import (
 AUTH = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
 COMPUTE = compute_pb2.DESCRIPTOR.services_by_name["ComputeService"]
 STORAGE = storage_pb2.DESCRIPTOR.services_by_name["StorageService"]
+CLUSTER = cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"]
 # Internal (no HTTP bindings; ACCESS_SERVICE): the SSH gateway's questions.
 SSH_GATEWAY = sshgw_pb2.DESCRIPTOR.services_by_name["SshGatewayService"]
 # Internal: the HTTP gateway's unary calls, carried over one stream.
 MULTIPLEXER = mux_pb2.DESCRIPTOR.services_by_name["CallMultiplexer"]
 
-SERVICES: tuple[_d.ServiceDescriptor, ...] = (AUTH, COMPUTE, STORAGE, SSH_GATEWAY, MULTIPLEXER)
+SERVICES: tuple[_d.ServiceDescriptor, ...] = (AUTH, COMPUTE, STORAGE, CLUSTER, SSH_GATEWAY, MULTIPLEXER)
 
 
 @dataclass(frozen=True)

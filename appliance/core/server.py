@@ -19,6 +19,8 @@ from appliance.contract import SERVICES
 from appliance.core import live
 from appliance.core.auth.identity import Tokens
 from appliance.core.auth.servicer import AuthServicer
+from appliance.core.cluster.sampler import Sampler
+from appliance.core.cluster.servicer import ClusterServicer
 from appliance.core.compute.service import ComputeServicer
 from appliance.core.compute.sshgw import SshGatewayServicer
 from appliance.core.db import open_database
@@ -112,6 +114,11 @@ def build_server(config: Config) -> Core:
     # Internal: the SSH gateway asks who may reach which guest.
     guarded.add(contract.SSH_GATEWAY, SshGatewayServicer(config, compute.driver))
     guarded.add(contract.STORAGE, StorageServicer(config))
+    # Host and container readings every metrics_sample_seconds, on a thread of its own.
+    sampler = Sampler(config, compute.driver)
+    guarded.add(contract.CLUSTER, ClusterServicer(config, sampler))
+    core.closers.append(sampler.close)
+    core.run_in_background(sampler.run())
     # Not guarded itself: every call it carries goes through its method's guard.
     multiplexer = CallMultiplexerServicer(guarded.unary)
     register(server, contract.MULTIPLEXER, method_handlers(contract.MULTIPLEXER, multiplexer))

@@ -16,6 +16,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor as F
 
 from appliance.errors import Invalid
+from appliance.v1 import options_pb2
 
 _STRUCT_TYPES = {"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"}
 _INTS = {F.TYPE_INT32, F.TYPE_INT64, F.TYPE_UINT32, F.TYPE_UINT64, F.TYPE_SINT32,
@@ -27,10 +28,27 @@ def required_fields(descriptor) -> list[str]:
             if field_behavior_pb2.REQUIRED in f.GetOptions().Extensions[field_behavior_pb2.field_behavior]]
 
 
+def is_inline(descriptor) -> bool:
+    """A ``json_inline`` message: written as the value of its one set field."""
+    return descriptor.GetOptions().Extensions[options_pb2.json_inline]  # type: ignore[index]
+
+
+def _inline(message):
+    descriptor = message.DESCRIPTOR
+    if descriptor.oneofs:
+        name = message.WhichOneof(descriptor.oneofs[0].name)
+        return None if name is None else _value(descriptor.fields_by_name[name], getattr(message, name))
+    field = descriptor.fields[0]
+    value = getattr(message, field.name)
+    return [_value(field, v) for v in value] if field.is_repeated else _value(field, value)
+
+
 def _value(field, value):
     if field.type == F.TYPE_MESSAGE:
         if field.message_type.full_name in _STRUCT_TYPES:
             return json_format.MessageToDict(value)
+        if is_inline(field.message_type):
+            return _inline(value)
         return to_json(value)
     if field.type == F.TYPE_ENUM:
         return field.enum_type.values_by_number[value].name

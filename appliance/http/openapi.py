@@ -12,7 +12,7 @@ from __future__ import annotations
 from google.protobuf.descriptor import FieldDescriptor as F
 
 from appliance import __version__
-from appliance.http.codec import required_fields
+from appliance.http.codec import is_inline, required_fields
 from appliance.v1 import options_pb2 as opt
 
 _INT32 = {"type": "integer", "format": "int32", "minimum": -(2 ** 31), "maximum": 2 ** 31 - 1}
@@ -87,10 +87,20 @@ class _Schemas:
             name += "Output" if output else "Input"
         if name not in self.components:
             self.components[name] = {}  # placeholder breaks recursion
-            self.components[name] = self.message(descriptor, output, exclude)
+            self.components[name] = (self.inline(descriptor, output) if is_inline(descriptor)
+                                      else self.message(descriptor, output, exclude))
         return {"$ref": f"#/components/schemas/{name}"}
 
+    def inline(self, descriptor, output: bool) -> dict:
+        """A ``json_inline`` message is its set field's value (codec.py)."""
+        if descriptor.oneofs:
+            return {"oneOf": [self.field(f, output) for f in descriptor.oneofs[0].fields]}
+        return self.field(descriptor.fields[0], output)
+
     def field(self, field, output: bool) -> dict:
+        if field.type == F.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
+            return {"type": "object", "additionalProperties": self.field(
+                field.message_type.fields_by_name["value"], output)}
         if field.type == F.TYPE_MESSAGE:
             schema = self.ref(field.message_type, output)
         elif field.type == F.TYPE_ENUM:

@@ -44,3 +44,5 @@ HTTP_HEADER_FIELD_NUMBER: _ClassVar[int]
 http_header: _descriptor.FieldDescriptor
 GATEWAY_ONLY_FIELD_NUMBER: _ClassVar[int]
 gateway_only: _descriptor.FieldDescriptor
+JSON_INLINE_FIELD_NUMBER: _ClassVar[int]
+json_inline: _descriptor.FieldDescriptor
