@@ -307,7 +307,8 @@ def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = 
         raise ValueError(f"unknown settings in {file}: {', '.join(sorted(unknown))}")
     from_env = {name: env[_env_name(name)] for name in [*known, *RENAMED] if _env_name(name) in env}
     values.update(_renamed(from_env, "environment", _env_name))
-    kinds: dict[object, type] = {"int": int, "float": float, "str": str, "bool": bool}  # Field.type: a string (postponed annotations)
+    # Field.type: a string (postponed annotations)
+    kinds: dict[object, type] = {"int": int, "float": float, "str": str, "bool": bool}
     return Config(**{
         name: _coerce(name, kinds.get(known[name].type, str), value)
         for name, value in values.items()

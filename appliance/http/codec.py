@@ -30,7 +30,7 @@ def required_fields(descriptor) -> list[str]:
 
 def is_inline(descriptor) -> bool:
     """A ``json_inline`` message: written as the value of its one set field."""
-    return descriptor.GetOptions().Extensions[options_pb2.json_inline]  # type: ignore[index]
+    return descriptor.GetOptions().Extensions[options_pb2.json_inline]
 
 
 def _inline(message):

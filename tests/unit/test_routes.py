@@ -28,6 +28,8 @@ API_MD = {
     "DELETE /storage/namespaces/{name}", "GET /storage/files", "POST /storage/upload",
     "GET /storage/download", "DELETE /storage/delete", "GET /storage/{namespace}/{name}",
     "GET /storage/download/{namespace}/{name}", "GET /storage/status", "GET /sse/progress",
+    # observability (API.md "Cluster health, metrics, logs and admin lists")
+    "GET /sse/health", "GET /api/metrics/nodes", "GET /api/metrics/nodes/{name}",
     # beyond the original specification: raw uploads
     "PUT /storage/{namespace}/{name}",
 }

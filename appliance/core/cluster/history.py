@@ -13,7 +13,9 @@ upsert with ``ON CONFLICT``): the same on SQLite and PostgreSQL.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import peewee as pw
 
@@ -95,7 +97,8 @@ def series(level: int, start: float, end: float, host: str | None = None) -> dic
     if host is not None:
         query = query.where(MetricSample.host == host)
     out: dict[str, list[Point]] = {}
-    for name, t_ms, cpu, mem, disk in query.order_by(MetricSample.host, MetricSample.t_ms).tuples():
+    rows = cast(Iterable[tuple], query.order_by(MetricSample.host, MetricSample.t_ms).tuples())
+    for name, t_ms, cpu, mem, disk in rows:
         out.setdefault(name, []).append(Point(t_ms, cpu, mem, disk))
     return out
 

@@ -18,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import cast
 
 from appliance.config import Config
 from appliance.core import db
@@ -143,7 +145,7 @@ class Sampler:
                                   Container.storage_gb, User.public_id.alias("owner_public_id"))
                  .join(User).order_by(Container.id).tuples())
         return [_Row(cid, name, owner, status, mem, storage)
-                for cid, name, status, mem, storage, owner in query]
+                for cid, name, status, mem, storage, owner in cast(Iterable[tuple], query)]
 
     def _guests(self, rows: list[_Row]) -> list[GuestReading]:
         wall = time.monotonic()
