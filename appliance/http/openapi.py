@@ -161,13 +161,15 @@ def _message_parameters(route, schemas: _Schemas) -> list[dict]:
     params = [_param(p, "path", schemas.field(desc.fields_by_name[p], False)) for p in route.path_params]
     if route.body == "*":
         return params
+    required = required_fields(desc)
     for f in desc.fields:
         if f.name in route.path_params or f.type == F.TYPE_MESSAGE or _gateway_only(f):
             continue
         header = _header_of(f)
         schema = {"type": "string"} if f.type == F.TYPE_BYTES else schemas.field(f, False)
         schema.pop("nullable", None)
-        params.append(_param(header or f.name, "header" if header else "query", schema))
+        params.append(_param(header or f.name, "header" if header else "query", schema,
+                             required=f.name in required))
     return params
 
 

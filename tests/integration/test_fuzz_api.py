@@ -17,6 +17,7 @@ at least ``MIN_CASES`` requests in all. APPLIANCE_FUZZ_SEED=N runs other request
 from __future__ import annotations
 
 import os
+import socket
 import time
 
 import hypothesis
@@ -89,6 +90,7 @@ class Identities:
             "/storage/namespaces/": {"name": "fuzzns"},
             "/storage/": {"namespace": "fuzzns", "name": "hello.txt"},
             "/admin/users/": {"user_id": victim.json()["user_id"]},
+            "/api/metrics/nodes/": {"name": socket.gethostname()},   # this host (host_name unset)
         }
 
     def headers(self, operation, narrow: bool = False) -> dict:

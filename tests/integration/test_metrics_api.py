@@ -193,6 +193,8 @@ def test_metrics_history_shape_and_automatic_resolution(app, admin):
     {"start": "2026-01-15T11:00:00.000Z", "end": "2026-01-15T10:00:00.000Z"},
     {"start": "2026-01-15T10:00:00.000Z", "end": "2026-01-15T11:00:00.000Z", "resolution": "1h"},
     {"start": "1970-01-01T00:00:00.000Z", "end": "2026-01-15T11:00:00.000Z"},
+    {"end": "2026-01-15T11:00:00.000Z"},
+    {},
 ])
 def test_metrics_bad_input_is_400_json(app, admin, params):
     r = admin.get("/api/metrics/nodes", params=params)

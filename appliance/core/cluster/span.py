@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from appliance.core.cluster import history
 from appliance.errors import Invalid
 
-DEFAULT_SPAN_SECONDS = 3600
 # History is kept 8 days; a span beyond this is a client's mistake, not a question.
 MAX_SPAN_SECONDS = 31 * 86400
 
@@ -42,8 +41,10 @@ def iso(t: float) -> str:
 
 
 def resolve(start: str, end: str, resolution: str, now: float) -> Span:
-    end_t = parse_time("end", end) if end else now
-    start_t = parse_time("start", start) if start else end_t - DEFAULT_SPAN_SECONDS
+    for name, value in (("start", start), ("end", end)):
+        if not value:
+            raise Invalid(f"parameter '{name}' is required (ISO 8601, e.g. 2026-01-15T10:30:00.000Z)")
+    start_t, end_t = parse_time("start", start), parse_time("end", end)
     if end_t < start_t:
         raise Invalid("end is before start")
     if end_t - start_t > MAX_SPAN_SECONDS:
