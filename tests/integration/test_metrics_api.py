@@ -83,7 +83,8 @@ def check_node(node: dict) -> None:
     assert 0 < int(node["memory_usage"][:-2]) < int(node["memory_capacity"][:-2])
     for field in ("cpu_percent", "memory_percent", "disk_percent"):
         assert is_number(node[field]) and 0 <= node[field] <= 100, node
-    assert is_int(node["disk_usage"]) and is_int(node["disk_capacity"]) and 0 < node["disk_usage"] < node["disk_capacity"]
+    assert is_int(node["disk_usage"]) and is_int(node["disk_capacity"])
+    assert 0 < node["disk_usage"] < node["disk_capacity"]
     assert [c["type"] for c in node["conditions"]] == ["MemoryPressure", "DiskPressure", "PIDPressure"]
     assert all(set(c) == {"type", "status"} and c["status"] in ("True", "False") for c in node["conditions"])
     assert "Ready" not in {c["type"] for c in node["conditions"]}

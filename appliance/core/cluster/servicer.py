@@ -53,11 +53,10 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
 
     async def GetNodeMetrics(self, request, context):
         ctx.principal()
-        now = time.time()
-        s = span.resolve(request.start, request.end, request.resolution, now)
         name = request.name or None
         if name is not None and name not in {x.host.name for x in self.snapshots()} and not history.known(name):
             raise NotFound(f"no host named {name!r}")
+        s = span.resolve(request.start, request.end, request.resolution, time.time())
         series = history.series(s.level, s.start, s.end, host=name)
         return cluster_pb2.NodeMetrics(
             start=span.iso(s.start), end=span.iso(s.end), resolution=history.NAMES[s.level],
