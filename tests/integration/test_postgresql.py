@@ -3,48 +3,13 @@
 A private PostgreSQL cluster (Debian's postgresql package) runs in a temp
 dir on a Unix socket only, as the postgres user; nothing listens on TCP.
 """
-import os
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
-
+import pg_support
 import pytest
 import requests
 from harness import Appliance
 
-PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None) \
-    if Path("/usr/lib/postgresql").exists() else None
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs a private PostgreSQL cluster as the "
-                                                           "postgres user: needs root")
-
-
-def _as_postgres(*argv, **kw):
-    return subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True,
-                          capture_output=True, text=True, timeout=120, **kw)
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    if PG_BIN is None:
-        pytest.fail("Debian's postgresql package is needed: run scripts/install-deps.sh")
-    # Not under pytest's tmp dir: that is root's 0700 tree, closed to postgres.
-    root = Path(tempfile.mkdtemp(prefix="appliance-pg-", dir="/var/tmp"))
-    data, sock = root / "data", root / "sock"
-    sock.mkdir()
-    shutil.chown(root, "postgres")
-    shutil.chown(sock, "postgres")
-    os.chmod(root, 0o755)
-    _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
-    _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "pg.log"),
-                 "-o", f"-k {sock} -c listen_addresses='' -p 5499", "start")
-    try:
-        _as_postgres(str(PG_BIN / "createdb"), "-h", str(sock), "-p", "5499", "appliance")
-        yield f"postgresql://postgres@/appliance?host={sock}&port=5499"
-    finally:
-        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
-        shutil.rmtree(root)
+pytestmark = pg_support.needs_root
+postgres = pg_support.postgres   # the fixture
 
 
 @pytest.fixture(scope="module")
