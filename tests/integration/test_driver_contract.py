@@ -78,7 +78,7 @@ def test_a_guest_goes_through_its_lifecycle(driver, spec):
         driver.stop(spec.id)
         assert driver.state(spec.id) == GuestState.STOPPED
         assert spec.id not in driver.running_guests() and spec.id in driver.stored_guests()
-        assert driver.usage(spec.id).memory_used_bytes == 0
+        assert driver.usage(spec.id).memory_used_bytes == 0 and driver.usage(spec.id).cpu_ns == 0
         assert driver.guest_host_keys(spec.id) == []
         driver.stop(spec.id)  # idempotent
 
@@ -89,6 +89,7 @@ def test_a_guest_goes_through_its_lifecycle(driver, spec):
         driver.spawn(spec)  # an existing guest: like start
         driver.restart(spec)
         assert driver.state(spec.id) == GuestState.RUNNING
+        assert driver.usage(spec.id).memory_used_bytes > 0   # read again after the restarts
     finally:
         driver.destroy(spec.id)
     assert driver.state(spec.id) == GuestState.MISSING
@@ -103,6 +104,7 @@ def test_usage_reports_the_specs_limits(driver, guest):
     assert 0.9 * nominal <= usage.storage_size_bytes <= nominal  # a file system keeps some for itself
     assert 0 < usage.memory_used_bytes <= usage.memory_limit_bytes
     assert 0 <= usage.storage_used_bytes <= usage.storage_size_bytes
+    assert usage.cpu_ns >= 0
 
 
 def test_stop_guests_stops_every_running_guest_and_keeps_volumes(driver, guest):

@@ -271,6 +271,27 @@ def test_storage_size_is_enforced_and_usage_is_live(driver, make_guest):
     assert driver.usage(spec.id).storage_used_bytes > 900 << 20   # read from the unmounted volume
 
 
+def test_usage_reads_cpu_time_and_memory_from_the_guests_cgroup_files(driver, make_guest, monkeypatch):
+    spec = make_guest(memory_mb=192)
+    first = driver.usage(spec.id)   # finds the cgroup files (one libvirt lookup)
+    assert first.cpu_ns > 0 and first.memory_limit_bytes == 192 << 20
+    r = driver.exec(spec.id, ["sh", "-c", "timeout 1 sh -c 'while :; do :; done'; true"], timeout=10)
+    assert r.exit_code == 0
+    monkeypatch.setattr(driver, "_domain", lambda guest_id: pytest.fail("usage() asked libvirt"))
+    second = driver.usage(spec.id)
+    assert second.cpu_ns - first.cpu_ns > 300_000_000   # the busy second, as the kernel counted it
+    assert 0 < second.memory_used_bytes < second.memory_limit_bytes == 192 << 20
+    started = time.perf_counter()
+    for _ in range(200):
+        driver.usage(spec.id)
+    per_call = (time.perf_counter() - started) / 200
+    print(f"\nusage(): {per_call * 1e6:.0f} us a call from the cgroup files")
+    monkeypatch.undo()
+    driver.stop(spec.id)
+    stopped = driver.usage(spec.id)
+    assert (stopped.cpu_ns, stopped.memory_used_bytes) == (0, 0)
+
+
 def test_exec_returns_output_exit_code_and_takes_input(driver, make_guest):
     spec = make_guest()
     r = driver.exec(spec.id, ["sh", "-c", "echo out; echo err >&2; exit 7"])
