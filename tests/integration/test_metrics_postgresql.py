@@ -34,9 +34,9 @@ def test_downsampling_pruning_and_series_on_postgresql(database):
     assert history.series(900, T0, T0 + 120)["h1"][0].cpu == pytest.approx(11.5)
     assert len(history.series(history.RAW, T0, T0 + 120)["h1"]) == 24
     assert history.known("h1") and not history.known("h2")
-    # a sample at an existing raw time replaces it (no duplicate key error)
+    # a second sample at an existing raw time is averaged in (no duplicate key error)
     history.record("h1", T0, cpu=99.0, mem=50.0, disk=10.0)
-    assert history.series(history.RAW, T0, T0)["h1"][0].cpu == 99.0
+    assert history.series(history.RAW, T0, T0)["h1"][0].cpu == pytest.approx(49.5)
     assert history.prune("h1", T0 + 3 * 3600) == 24   # the raw rows: kept 2 h
     assert history.series(history.RAW, T0, T0 + 120) == {}
     assert history.series(60, T0, T0 + 120)["h1"]
