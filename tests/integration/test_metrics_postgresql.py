@@ -4,11 +4,14 @@ PostgreSQL cluster (tests/pg_support.py); and the size a week of history
 takes there."""
 from __future__ import annotations
 
+import time
+
 import pg_support
 import pytest
+from harness import Appliance
 
 from appliance.core import db
-from appliance.core.cluster import history
+from appliance.core.cluster import history, span
 from appliance.core.cluster.history import MetricSample
 
 pytestmark = pg_support.needs_root
@@ -56,3 +59,18 @@ def test_a_week_of_history_on_postgresql_is_bounded(database):
     size = db.database.execute_sql("SELECT pg_total_relation_size('metric_sample')").fetchone()[0]
     print(f"\nPostgreSQL: a week of one host's history: {counts} rows, {size} bytes")
     assert size < 2 << 20
+
+
+def test_the_sampler_of_a_core_on_postgresql_stores_and_serves_history(postgres, tmp_path):
+    app = Appliance(tmp_path / "on-pg", db_url=postgres, guest_driver="fake", host_name="pg-node",
+                    metrics_sample_seconds=0.3).start()
+    try:
+        time.sleep(1.5)
+        end = time.time()
+        r = app.admin().get("/api/metrics/nodes/pg-node", params={"start": span.iso(end - 60), "end": span.iso(end)})
+        assert r.status_code == 200, r.text
+        assert r.json()["resolution"] == "raw" and len(r.json()["series"]["pg-node"]) >= 3
+    finally:
+        app.close()
+    assert "sample failed" not in app.log("core")
+    assert not (tmp_path / "on-pg" / "appliance.db").exists()   # really not on SQLite
