@@ -8,8 +8,9 @@ and its three bucket updates are all there after a crash, or none is.
 
 Kept per level (``RETENTION``): raw 2 h, 1 min 12 h, 5 min 48 h, 15 min 8 days,
 so a host has at most ~3,500 rows whatever the uptime; older rows are pruned
-(``prune``, every minute by the sampler). Plain SQL through peewee (an
-upsert with ``ON CONFLICT``): the same on SQLite and PostgreSQL.
+(``prune``, every minute by the sampler). Standard SQL only (the sample's
+upsert is ``INSERT ... ON CONFLICT DO UPDATE``, the rest peewee queries):
+the same on SQLite and PostgreSQL.
 """
 from __future__ import annotations
 
