@@ -28,6 +28,9 @@ API_MD = {
     "DELETE /storage/namespaces/{name}", "GET /storage/files", "POST /storage/upload",
     "GET /storage/download", "DELETE /storage/delete", "GET /storage/{namespace}/{name}",
     "GET /storage/download/{namespace}/{name}", "GET /storage/status", "GET /sse/progress",
+    # issue 15: admin lists (helper admin) and container logs
+    "GET /compute/admin/containers", "GET /admin/namespaces", "GET /admin/sessions",
+    "GET /compute/containers/{id}/logs",
     # beyond the original specification: raw uploads
     "PUT /storage/{namespace}/{name}",
 }

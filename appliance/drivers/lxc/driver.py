@@ -35,6 +35,7 @@ from appliance.drivers.base import (
     ExecResult,
     GuestDriver,
     GuestError,
+    GuestLog,
     GuestNoRoom,
     GuestNotFound,
     GuestNotRunning,
@@ -244,6 +245,16 @@ class LxcDriver(GuestDriver):
             return nsexec.open_pty(target, argv or ["/bin/bash", "-l"], cols=cols, rows=rows, env=env)
         finally:
             nsexec.close_target(target)
+
+    def open_log(self, guest_id: str) -> GuestLog:
+        if not self.volumes.exists(guest_id):
+            raise GuestNotFound(f"guest {guest_id} does not exist")
+        pid = self.init_pid(guest_id)
+        log = guestinit.InitLog(pid)
+        if self.init_pid(guest_id) != pid:   # restarted in between: that pid is not its init
+            log.close()
+            raise GuestNotRunning(f"guest {guest_id} restarted; try again")
+        return log
 
     def init_pid(self, guest_id: str) -> int:
         """Host pid of the guest's init (the child of libvirt's LXC controller)."""
