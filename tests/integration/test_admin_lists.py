@@ -147,6 +147,17 @@ def test_container_logs_backlog_access_and_stopped_guests(app, admin, user):
         stream.wait_for("sshd started")
     with LogStream(app, admin.token, c["id"]) as stream:                   # admins read any
         stream.wait_for("sshd started")
+    # an API token with read on the container may follow it; logging out ends an open stream
+    scoped = user.post("/api/tokens", json={"name": "logs", "scopes": {
+        f"compute.{user.user_id}.containers.{c['id']}": ["read"]}}).json()["token"]
+    with LogStream(app, scoped, c["id"]) as stream:
+        stream.wait_for("sshd started")
+    second = app.login(user.info["username"], "pw-123456")
+    with LogStream(app, second.token, c["id"]) as stream:
+        stream.wait_for("sshd started")
+        assert second.post("/api/logout").status_code == 200
+        stream.thread.join(3)
+        assert not stream.thread.is_alive()
     stranger = new_user(app, admin)
     for token in (stranger.token, "not-a-token"):
         r = LogStream(app, token, c["id"])
