@@ -158,6 +158,22 @@ def test_container_logs_backlog_access_and_stopped_guests(app, admin, user):
         assert second.post("/api/logout").status_code == 200
         stream.thread.join(3)
         assert not stream.thread.is_alive()
+    # at most 16 log streams per user at once
+    streams = [LogStream(app, user.token, c["id"]) for _ in range(16)]
+    try:
+        assert all(x.status == 200 for x in streams)
+        refused = LogStream(app, user.token, c["id"])
+        assert refused.status == 429 and "at most 16" in refused.body["error"]
+        with LogStream(app, admin.token, c["id"]) as other:   # counted per user
+            assert other.status == 200
+    finally:
+        for x in streams:
+            x.close()
+    deadline = time.monotonic() + 5   # closed streams are let go of as the gateway sees them close
+    while (again := LogStream(app, user.token, c["id"])).status == 429 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    again.close()
+    assert again.status == 200
     stranger = new_user(app, admin)
     for token in (stranger.token, "not-a-token"):
         r = LogStream(app, token, c["id"])
