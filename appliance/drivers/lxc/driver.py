@@ -250,10 +250,17 @@ class LxcDriver(GuestDriver):
         if not self.volumes.exists(guest_id):
             raise GuestNotFound(f"guest {guest_id} does not exist")
         pid = self.init_pid(guest_id)
-        log = guestinit.InitLog(pid)
-        if self.init_pid(guest_id) != pid:   # restarted in between: that pid is not its init
+        try:
+            log = guestinit.InitLog(pid)
+        except ProcessLookupError:
+            raise GuestNotRunning(f"guest {guest_id} has stopped") from None
+        try:
+            moved = self.init_pid(guest_id) != pid
+        except GuestNotRunning:
+            moved = True
+        if moved:   # stopped or restarted in between: that pid is not its init
             log.close()
-            raise GuestNotRunning(f"guest {guest_id} restarted; try again")
+            raise GuestNotRunning(f"guest {guest_id} stopped or restarted; try again")
         return log
 
     def init_pid(self, guest_id: str) -> int:
