@@ -48,15 +48,18 @@ def test_last_seen_is_written_at_most_once_a_resolution(tokens, monkeypatch):
     monkeypatch.setattr(identity.time, "time", clock)
     bob = users.create_user("bob", "bob-pass-1", None, False)
     token = tokens.issue_session(bob, "::1")
+    clock.t += 1
+    tokens.authenticate(token)   # the first use is written
+    assert LoginSession.get().last_seen_at == start + 1
     # a marker no write of the core would put there: shows whether a request wrote
     LoginSession.update(last_seen_at=7).execute()
     for _ in range(50):
         clock.t += 1   # 50 s of requests, one a second
         tokens.authenticate(token)
     assert LoginSession.get().last_seen_at == 7
-    clock.t += 10
+    clock.t += 11
     tokens.authenticate(token)
-    assert LoginSession.get().last_seen_at == start + 60
+    assert LoginSession.get().last_seen_at == start + 62
     LoginSession.update(last_seen_at=7).execute()
     clock.t += 59
     tokens.authenticate(token)
@@ -117,3 +120,16 @@ def test_an_existing_database_gets_the_table(tmp_path):
     token = tokens.issue_session(db.User.get(db.User.public_id == old_user.public_id), "203.0.113.9")
     assert tokens.authenticate(token).user.username == "olduser"
     assert [s["ip_address"] for s in users.live_sessions()] == ["203.0.113.9"]
+
+
+def test_a_session_from_before_the_table_is_listed_once_used(tokens):
+    hana = users.create_user("hana", "hana-pass-1", None, False)
+    token = tokens.issue_session(hana, "198.51.100.4")
+    LoginSession.delete().execute()   # as if issued by the previous version
+    tokens._seen.clear()              # a restarted core
+    principal = tokens.authenticate(token)
+    [s] = users.live_sessions()
+    assert (s["id"], s["username"], s["ip_address"]) == (principal.jti, "hana", "")
+    assert s["created_at"] <= s["last_seen_at"]
+    tokens.revoke_session(principal)
+    assert users.live_sessions() == []

@@ -97,7 +97,6 @@ class Tokens:
         LoginSession.delete().where(LoginSession.expires_at <= issued).execute()
         LoginSession.create(id=claims["jti"], user=user, ip_address=address[:64], created_at=issued,
                             last_seen_at=issued, expires_at=claims["exp"])
-        self._seen_now(str(claims["jti"]), issued)
         return jwt.encode(claims, self.secret, algorithm=self.algorithm)
 
     def issue_api_token(self, user: User, token_id: str, scopes: dict, expires_at: int | None) -> str:
@@ -168,7 +167,7 @@ class Tokens:
         user = self._user_by_public_id.first(str(claims.get("user_id")))
         if user is None:
             raise Unauthenticated("user no longer exists")
-        self._touch(str(claims["jti"]))
+        self._touch(str(claims["jti"]), user, claims)
         return Principal(user=user, kind="session", jti=str(claims["jti"]), expires_at=int(claims["exp"]),
                          token_sha256=digest)
 
@@ -193,12 +192,16 @@ class Tokens:
         return Principal(user=user, kind="api_token", scopes=json.loads(row.scopes),
                          token_id=row.id, expires_at=row.expires_at, token_sha256=digest)
 
-    def _touch(self, jti: str) -> None:
-        """Record that the session was used (at most once a SESSION_SEEN_RESOLUTION)."""
+    def _touch(self, jti: str, user: User, claims: dict) -> None:
+        """Record that the session was used (at most once a SESSION_SEEN_RESOLUTION).
+        A session without a row (issued before the table existed) gets one,
+        without its client address."""
         t = int(time.time())
         if t - self._seen.get(jti, 0) < SESSION_SEEN_RESOLUTION:
             return
-        LoginSession._meta.database.execute_sql(self._touch_sql, (t, jti))
+        if not LoginSession._meta.database.execute_sql(self._touch_sql, (t, jti)).rowcount:
+            LoginSession.insert(id=jti, user=user, created_at=int(claims["iat"]), last_seen_at=t,
+                                expires_at=int(claims["exp"])).on_conflict_ignore().execute()
         self._seen_now(jti, t)
 
     def _seen_now(self, jti: str, t: int) -> None:
