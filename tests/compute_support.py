@@ -121,3 +121,65 @@ def db_row_id(app: Appliance, table: str, public_id: str) -> int | None:
         return row[0] if row else None
     finally:
         db.close()
+
+
+class LogStream:
+    """GET /compute/containers/{id}/logs (Server-Sent Events) over a socket of
+    its own, read in a thread: ``events`` collects the events' JSON as they
+    arrive; ``status`` and ``body`` (for an error answer) as the gateway sent them."""
+
+    def __init__(self, app: Appliance, token: str, cid: str, *, via_query: bool = True):
+        import socket
+        import threading
+        from urllib.parse import quote, urlsplit
+        url = urlsplit(app.url)
+        path = f"/compute/containers/{quote(cid)}/logs" + (f"?token={quote(token)}" if via_query else "")
+        auth = "" if via_query else f"Authorization: Bearer {token}\r\n"
+        self.sock = socket.create_connection((url.hostname, url.port), timeout=30)
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {url.netloc}\r\nConnection: close\r\n{auth}\r\n".encode())
+        self.file = self.sock.makefile("rb")
+        self.status = int(self.file.readline().split()[1])
+        self.headers = {}
+        while (line := self.file.readline().decode().strip()):
+            key, _, value = line.partition(":")
+            self.headers[key.lower()] = value.strip()
+        self.events: list[dict] = []
+        self.body = None
+        if self.status != 200:
+            self.body = json.loads(self.file.read(int(self.headers.get("content-length", 0))))
+            self.close()
+            return
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            for raw in self.file:
+                if raw.startswith(b"data: "):
+                    self.events.append(json.loads(raw[6:]))
+        except (OSError, ValueError):  # closed by the test
+            pass
+
+    def wait_for(self, text: str, timeout: float = 5.0) -> tuple[dict, float]:
+        """The first event whose line contains ``text``, and the seconds waited."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            for event in list(self.events):
+                if text in event["line"]:
+                    return event, time.monotonic() - started
+            time.sleep(0.01)
+        raise AssertionError(f"{text!r} not in the log stream: {self.events}")
+
+    def close(self) -> None:
+        import socket
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

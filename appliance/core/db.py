@@ -68,16 +68,34 @@ class RevokedSession(BaseModel):
     expires_at = pw.BigIntegerField(index=True)
 
 
+class LoginSession(BaseModel):
+    """A session JWT issued at login, for the admins' session list; the JWT
+    (and RevokedSession) stays what authenticates. Removed at logout and with
+    its user, pruned once expired."""
+    id = pw.CharField(max_length=64, primary_key=True)  # the JWT's jti
+    user = pw.ForeignKeyField(User, backref="login_sessions", on_delete="CASCADE")
+    user_id: int  # peewee's accessor for the key column, declared for the type checker
+    ip_address = pw.CharField(max_length=64, default="")
+    created_at = pw.BigIntegerField(default=now)
+    last_seen_at = pw.BigIntegerField(default=now)
+    expires_at = pw.BigIntegerField(index=True)
+
+    class Meta:
+        table_name = "login_session"
+
+
 class SchemaVersion(BaseModel):
     version = pw.IntegerField()
 
 
 # Every model, in creation order. Services append their own models here
 # (appliance.core.<service>_models) before migrate() runs.
-MODELS: list[type[BaseModel]] = [SchemaVersion, User, ApiToken, RevokedSession]
+MODELS: list[type[BaseModel]] = [SchemaVersion, User, ApiToken, RevokedSession, LoginSession]
 
 # Numbered migrations for schemas that already exist: version -> function(db).
-# Version 1 is the initial schema created by create_tables.
+# Version 1 is the initial schema created by create_tables. A new table needs
+# no migration: create_tables(safe=True) adds it to an existing database
+# (login_session came that way; tests/unit/test_sessions.py opens an old one).
 MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {}
 SCHEMA_VERSION = 1
 

@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 
 GUEST_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+# Where a guest's init writes its output (and sshd's): what ``open_log`` follows.
+INIT_LOG = "/var/log/appliance-init.log"
 
 
 class GuestError(Exception):
@@ -136,6 +138,23 @@ class PtyProcess(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Hang up and reap. Idempotent."""
+
+
+class GuestLog(abc.ABC):
+    """A guest's log being followed (``GuestDriver.open_log``). Reads are
+    quick and never block on the guest; nothing of the guest stays open
+    between them."""
+
+    @abc.abstractmethod
+    def read(self) -> list[str]:
+        """The first call: the backlog (the last lines, at most ~64 KiB); then
+        the lines written since the previous call. Lines are at most 4096
+        bytes (longer ones are cut), without their newline. A symlink or a
+        non-regular file in the log's place is never followed or opened (one
+        line says so). ``GuestNotRunning`` once the guest has stopped."""
+
+    def close(self) -> None:  # noqa: B027 - nothing to release by default
+        """Stop following. Idempotent."""
 
 
 # Ingress ports shared by name (HTTP Host, TLS SNI); every other port belongs to one guest.
@@ -287,6 +306,12 @@ class GuestDriver(abc.ABC):
         with cwd ``/`` and return its exit code and output. On timeout the
         process is killed and ``TimeoutError`` raised. ``GuestNotRunning``
         unless running."""
+
+    @abc.abstractmethod
+    def open_log(self, guest_id: str) -> GuestLog:
+        """Follow the guest's init log (``INIT_LOG`` inside the guest: the
+        output of its init and sshd, which is this guest's console output).
+        ``GuestNotRunning`` unless running, ``GuestNotFound`` if missing."""
 
     @abc.abstractmethod
     def open_pty(self, guest_id: str, argv: list[str] | None = None, *, cols: int = 80,

@@ -18,9 +18,11 @@ import time
 from dataclasses import dataclass, field
 
 from appliance.drivers.base import (
+    INIT_LOG,
     SHARED_INGRESS_PORTS,
     ExecResult,
     GuestDriver,
+    GuestLog,
     GuestNoRoom,
     GuestNotFound,
     GuestNotRunning,
@@ -32,6 +34,7 @@ from appliance.drivers.base import (
     IngressRoute,
     PtyProcess,
 )
+from appliance.host.guestlog import LogCursor
 
 
 @dataclass
@@ -88,6 +91,21 @@ class FakePty(PtyProcess):
             self._thread.join(1)
             os.close(self._guest_side)
         self._status = 0 if self._status is None else self._status
+
+
+class FakeGuestLog(GuestLog):
+    """The init log held in the guest's layer, read with the real driver's cursor."""
+
+    def __init__(self, guest: FakeGuest):
+        self.guest, self.starts = guest, guest.starts
+        self.cursor = LogCursor()
+
+    def read(self) -> list[str]:
+        if not self.guest.running or self.guest.starts != self.starts:
+            raise GuestNotRunning(f"guest {self.guest.spec.id} has stopped")
+        data = self.guest.layer.get(INIT_LOG, b"")
+        offset, length, lines = self.cursor.plan(self.starts, len(data))
+        return lines + self.cursor.take(data[offset:offset + length])
 
 
 def _socketpair() -> tuple[int, int]:
@@ -204,7 +222,9 @@ class FakeDriver(GuestDriver):
         guest.spec = spec
         if not guest.host_keys:
             guest.host_keys = [_new_host_key()]
-        guest.layer = {"/root/.ssh/authorized_keys": "".join(k.strip() + "\n" for k in spec.authorized_keys).encode()}
+        guest.layer = {"/root/.ssh/authorized_keys": "".join(k.strip() + "\n" for k in spec.authorized_keys).encode(),
+                       INIT_LOG: f"appliance-init: starting {spec.hostname or spec.id}\n"
+                                 "appliance-init: sshd started; ready\n".encode()}
         if guest.in_mounts("/root/.ssh/authorized_keys"):
             guest.volume["/root/.ssh/authorized_keys"] = guest.layer.pop("/root/.ssh/authorized_keys")
         guest.running = True
@@ -247,7 +267,7 @@ class FakeDriver(GuestDriver):
     def exec(self, guest_id: str, argv: list[str], *, input: bytes | None = None,
              timeout: float | None = None, env: dict[str, str] | None = None) -> ExecResult:
         """Understands ``cat PATH``, ``write PATH`` (stdin -> file), ``echo ...``,
-        ``true``/``false``; anything else exits 127."""
+        ``true``/``false``, ``sh -c 'echo WORDS >> PATH'``; anything else exits 127."""
         guest = self._running(guest_id)
         cmd, args = argv[0], argv[1:]
         if cmd == "echo":
@@ -259,11 +279,21 @@ class FakeDriver(GuestDriver):
             if args[0] in files:
                 return ExecResult(0, files[args[0]], b"")
             return ExecResult(1, b"", f"cat: {args[0]}: No such file or directory\n".encode())
+        if cmd == "sh" and len(args) == 2 and args[0] == "-c" and args[1].startswith("echo ") and " >> " in args[1]:
+            words, path = args[1][5:].rsplit(" >> ", 1)
+            files = guest.volume if guest.in_mounts(path) else guest.layer
+            files[path] = files.get(path, b"") + words.encode() + b"\n"
+            return ExecResult(0, b"", b"")
         if cmd == "write" and len(args) == 1:
             files = guest.volume if guest.in_mounts(args[0]) else guest.layer
             files[args[0]] = input or b""
             return ExecResult(0, b"", b"")
         return ExecResult(127, b"", f"{cmd}: command not found\n".encode())
+
+    def open_log(self, guest_id: str) -> GuestLog:
+        if guest_id not in self.guests:
+            raise GuestNotFound(f"guest {guest_id} does not exist")
+        return FakeGuestLog(self._running(guest_id))
 
     def open_pty(self, guest_id: str, argv: list[str] | None = None, *, cols: int = 80,
                  rows: int = 24, env: dict[str, str] | None = None) -> PtyProcess:

@@ -354,3 +354,48 @@ def is_regular_file(root: str | os.PathLike | int, rel: str) -> bool:
             return os.fstat(fd).st_mode & 0o170000 == 0o100000
         finally:
             os.close(fd)
+
+
+def open_regular_file(root: str | os.PathLike | int, rel: str) -> int:
+    """An O_RDONLY fd (the caller closes it) of the regular file ``root/rel``,
+    reached inside ``root`` with no symlink followed (mounts inside the tree
+    may be crossed). The file is opened O_PATH first and checked to be a
+    regular file before it is opened for reading, so a FIFO or a device put
+    there is never opened. ``FileNotFoundError`` if missing; ``GuestPathError``
+    for a symlink on the way or anything but a regular file."""
+    parts = components(rel)
+    if not parts:
+        raise GuestPathError(errno.EINVAL, "no file name")
+    with _Root(root) as r:
+        fd = -1
+        if _openat2_works is not False:
+            how = _OpenHow(os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, 0,
+                           RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
+            fd = _libc.syscall(_SYS_OPENAT2, r.fd, os.fsencode("/".join(parts)), ctypes.byref(how),
+                               ctypes.sizeof(how))
+            err = ctypes.get_errno() if fd < 0 else 0
+            if err == errno.ENOENT:
+                raise FileNotFoundError(err, f"/{'/'.join(parts)}: no such file")
+            if fd < 0 and err not in (errno.ENOSYS, errno.EPERM):
+                raise GuestPathError(err, f"/{'/'.join(parts)}: {os.strerror(err)}")
+        if fd < 0:   # no openat2: one component at a time, never following a link
+            dirfd = os.dup(r.fd)
+            try:
+                for i, name in enumerate(parts[:-1]):
+                    try:
+                        nxt = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
+                    except OSError as e:
+                        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                            raise GuestPathError(e.errno, f"/{'/'.join(parts[:i + 1])}: not a directory") from None
+                        raise
+                    os.close(dirfd)
+                    dirfd = nxt
+                fd = os.open(parts[-1], os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
+            finally:
+                os.close(dirfd)
+    try:
+        if os.fstat(fd).st_mode & 0o170000 != 0o100000:
+            raise GuestPathError(errno.EINVAL, f"/{'/'.join(parts)} is not a regular file")
+        return os.open(fd_path(fd), os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
+    finally:
+        os.close(fd)

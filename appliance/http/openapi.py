@@ -252,8 +252,12 @@ def _sse(route, op: dict, schemas: _Schemas) -> None:
     op["parameters"].append(_TOKEN_PARAM)
     op["description"] += (" Server-Sent Events: each event is `data: <json>` (one "
                           f"{event['$ref'].rsplit('/', 1)[-1]} object); comment lines keep the stream alive.")
+    # The media type's schema describes one event (as schemathesis reads SSE):
+    # its `data` is the JSON of the object in x-event-schema.
+    one_event = {"type": "object", "required": ["data"], "properties": {
+        "data": {"type": "string", "description": "The event's object as JSON."}, "event": {"type": "string"}}}
     op["responses"]["200"] = {"description": "An event stream.", "content": {
-        "text/event-stream": {"schema": {"type": "string"}}}, "x-event-schema": event}
+        "text/event-stream": {"schema": one_event}}, "x-event-schema": event}
 
 
 def _operation(route, schemas: _Schemas) -> dict:

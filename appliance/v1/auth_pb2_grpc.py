@@ -85,6 +85,11 @@ class AuthServiceStub:
                 request_serializer=appliance_dot_v1_dot_auth__pb2.DeleteUserRequest.SerializeToString,
                 response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.ListSessions = channel.unary_unary(
+                '/appliance.v1.AuthService/ListSessions',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -153,6 +158,13 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSessions(self, request, context):
+        """Admins: the sessions signed in now (not logged out, not expired).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -205,6 +217,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.DeleteUser,
                     request_deserializer=appliance_dot_v1_dot_auth__pb2.DeleteUserRequest.FromString,
                     response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
+            ),
+            'ListSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessions,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.ListSessionsRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.ListSessionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -477,6 +494,33 @@ class AuthService:
             '/appliance.v1.AuthService/DeleteUser',
             appliance_dot_v1_dot_auth__pb2.DeleteUserRequest.SerializeToString,
             appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/ListSessions',
+            appliance_dot_v1_dot_auth__pb2.ListSessionsRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.ListSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

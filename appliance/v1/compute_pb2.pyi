@@ -241,3 +241,63 @@ class TerminalOutput(_message.Message):
     DATA_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class ContainerLogLine(_message.Message):
+    __slots__ = ("source", "line", "backlog")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    line: str
+    backlog: bool
+    def __init__(self, source: _Optional[str] = ..., line: _Optional[str] = ..., backlog: _Optional[bool] = ...) -> None: ...
+
+class ListAllContainersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AdminContainer(_message.Message):
+    __slots__ = ("id", "name", "status", "error", "hostname", "ssh_command", "memory_mb", "memory_used_mb", "storage_gb", "storage_used_gb", "instance_type", "created_at", "ssh_enabled", "https_enabled", "external_ip", "owner", "user_id", "host")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    SSH_COMMAND_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_MB_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_GB_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_USED_GB_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    SSH_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    HTTPS_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_IP_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    status: str
+    error: str
+    hostname: str
+    ssh_command: str
+    memory_mb: int
+    memory_used_mb: int
+    storage_gb: int
+    storage_used_gb: float
+    instance_type: str
+    created_at: str
+    ssh_enabled: bool
+    https_enabled: bool
+    external_ip: str
+    owner: str
+    user_id: str
+    host: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., error: _Optional[str] = ..., hostname: _Optional[str] = ..., ssh_command: _Optional[str] = ..., memory_mb: _Optional[int] = ..., memory_used_mb: _Optional[int] = ..., storage_gb: _Optional[int] = ..., storage_used_gb: _Optional[float] = ..., instance_type: _Optional[str] = ..., created_at: _Optional[str] = ..., ssh_enabled: _Optional[bool] = ..., https_enabled: _Optional[bool] = ..., external_ip: _Optional[str] = ..., owner: _Optional[str] = ..., user_id: _Optional[str] = ..., host: _Optional[str] = ...) -> None: ...
+
+class ListAllContainersResponse(_message.Message):
+    __slots__ = ("containers",)
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    containers: _containers.RepeatedCompositeFieldContainer[AdminContainer]
+    def __init__(self, containers: _Optional[_Iterable[_Union[AdminContainer, _Mapping]]] = ...) -> None: ...

@@ -125,6 +125,16 @@ class ComputeServiceStub:
                 request_serializer=appliance_dot_v1_dot_compute__pb2.TerminalInput.SerializeToString,
                 response_deserializer=appliance_dot_v1_dot_compute__pb2.TerminalOutput.FromString,
                 _registered_method=True)
+        self.ContainerLogs = channel.unary_stream(
+                '/appliance.v1.ComputeService/ContainerLogs',
+                request_serializer=appliance_dot_v1_dot_compute__pb2.ContainerRef.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_compute__pb2.ContainerLogLine.FromString,
+                _registered_method=True)
+        self.ListAllContainers = channel.unary_unary(
+                '/appliance.v1.ComputeService/ListAllContainers',
+                request_serializer=appliance_dot_v1_dot_compute__pb2.ListAllContainersRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_compute__pb2.ListAllContainersResponse.FromString,
+                _registered_method=True)
 
 
 class ComputeServiceServicer:
@@ -240,6 +250,21 @@ class ComputeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ContainerLogs(self, request, context):
+        """The guest's init log, which is its console output (docs/observability-admin.md):
+        the last lines first, then new ones as they are written. Owner or admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAllContainers(self, request, context):
+        """Admins: every user's containers, with owner and host.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ComputeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -332,6 +357,16 @@ def add_ComputeServiceServicer_to_server(servicer, server):
                     servicer.Terminal,
                     request_deserializer=appliance_dot_v1_dot_compute__pb2.TerminalInput.FromString,
                     response_serializer=appliance_dot_v1_dot_compute__pb2.TerminalOutput.SerializeToString,
+            ),
+            'ContainerLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.ContainerLogs,
+                    request_deserializer=appliance_dot_v1_dot_compute__pb2.ContainerRef.FromString,
+                    response_serializer=appliance_dot_v1_dot_compute__pb2.ContainerLogLine.SerializeToString,
+            ),
+            'ListAllContainers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAllContainers,
+                    request_deserializer=appliance_dot_v1_dot_compute__pb2.ListAllContainersRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_compute__pb2.ListAllContainersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -820,6 +855,60 @@ class ComputeService:
             '/appliance.v1.ComputeService/Terminal',
             appliance_dot_v1_dot_compute__pb2.TerminalInput.SerializeToString,
             appliance_dot_v1_dot_compute__pb2.TerminalOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ContainerLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/appliance.v1.ComputeService/ContainerLogs',
+            appliance_dot_v1_dot_compute__pb2.ContainerRef.SerializeToString,
+            appliance_dot_v1_dot_compute__pb2.ContainerLogLine.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAllContainers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.ComputeService/ListAllContainers',
+            appliance_dot_v1_dot_compute__pb2.ListAllContainersRequest.SerializeToString,
+            appliance_dot_v1_dot_compute__pb2.ListAllContainersResponse.FromString,
             options,
             channel_credentials,
             insecure,

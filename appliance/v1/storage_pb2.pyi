@@ -28,6 +28,32 @@ class ListNamespacesRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class ListAllNamespacesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AdminNamespace(_message.Message):
+    __slots__ = ("name", "owner_id", "owner", "visibility", "count", "bytes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OWNER_ID_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    VISIBILITY_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    owner_id: str
+    owner: str
+    visibility: int
+    count: int
+    bytes: int
+    def __init__(self, name: _Optional[str] = ..., owner_id: _Optional[str] = ..., owner: _Optional[str] = ..., visibility: _Optional[int] = ..., count: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class ListAllNamespacesResponse(_message.Message):
+    __slots__ = ("namespaces",)
+    NAMESPACES_FIELD_NUMBER: _ClassVar[int]
+    namespaces: _containers.RepeatedCompositeFieldContainer[AdminNamespace]
+    def __init__(self, namespaces: _Optional[_Iterable[_Union[AdminNamespace, _Mapping]]] = ...) -> None: ...
+
 class ListNamespacesResponse(_message.Message):
     __slots__ = ("namespaces",)
     NAMESPACES_FIELD_NUMBER: _ClassVar[int]

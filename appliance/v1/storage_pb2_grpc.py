@@ -90,6 +90,11 @@ class StorageServiceStub:
                 request_serializer=appliance_dot_v1_dot_storage__pb2.GetStatusRequest.SerializeToString,
                 response_deserializer=appliance_dot_v1_dot_storage__pb2.StorageStatus.FromString,
                 _registered_method=True)
+        self.ListAllNamespaces = channel.unary_unary(
+                '/appliance.v1.StorageService/ListAllNamespaces',
+                request_serializer=appliance_dot_v1_dot_storage__pb2.ListAllNamespacesRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_storage__pb2.ListAllNamespacesResponse.FromString,
+                _registered_method=True)
         self.WatchProgress = channel.unary_stream(
                 '/appliance.v1.StorageService/WatchProgress',
                 request_serializer=appliance_dot_v1_dot_storage__pb2.ProgressRequest.SerializeToString,
@@ -181,10 +186,17 @@ class StorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def WatchProgress(self, request, context):
+    def ListAllNamespaces(self, request, context):
         """Sends initial metadata `x-stream-open: 1` at once (before any event), so
         the gateway opens the SSE response even before the transfer starts.
+        Admins: every namespace with its owner, file count and bytes.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchProgress(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -246,6 +258,11 @@ def add_StorageServiceServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=appliance_dot_v1_dot_storage__pb2.GetStatusRequest.FromString,
                     response_serializer=appliance_dot_v1_dot_storage__pb2.StorageStatus.SerializeToString,
+            ),
+            'ListAllNamespaces': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAllNamespaces,
+                    request_deserializer=appliance_dot_v1_dot_storage__pb2.ListAllNamespacesRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_storage__pb2.ListAllNamespacesResponse.SerializeToString,
             ),
             'WatchProgress': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchProgress,
@@ -550,6 +567,33 @@ class StorageService:
             '/appliance.v1.StorageService/GetStatus',
             appliance_dot_v1_dot_storage__pb2.GetStatusRequest.SerializeToString,
             appliance_dot_v1_dot_storage__pb2.StorageStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAllNamespaces(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.StorageService/ListAllNamespaces',
+            appliance_dot_v1_dot_storage__pb2.ListAllNamespacesRequest.SerializeToString,
+            appliance_dot_v1_dot_storage__pb2.ListAllNamespacesResponse.FromString,
             options,
             channel_credentials,
             insecure,

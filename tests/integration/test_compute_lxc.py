@@ -13,10 +13,11 @@ import glob
 import io
 import os
 import time
+import uuid
 
 import pytest
 from access_support import stop_appliance
-from compute_support import StatusSocket, add_key, new_user, private_pem
+from compute_support import LogStream, StatusSocket, add_key, new_user, private_pem
 from harness import Appliance
 
 from appliance import config as appliance_config
@@ -154,6 +155,53 @@ def test_users_cannot_see_or_touch_each_others_guests(app, guest_a, guest_b, ali
     assert bob.client.delete(f"/compute/ssh-keys/{alice.key_id}").status_code == 404
     assert alice.client.get(f"/compute/containers/{a}").json()["status"] == "running"
     assert bob.client.get(f"/compute/containers/{b}").json()["status"] == "running"
+
+
+def test_container_logs_stream_the_init_log_live_to_its_owner_only(app, admin, guest_a, alice, bob):
+    cid, ip = guest_a["id"], guest_a["external_ip"]
+    marker = f"live-{uuid.uuid4().hex[:8]}"
+    with LogStream(app, alice.client.token, cid) as stream:
+        assert stream.status == 200
+        assert stream.wait_for("appliance-init: starting")[0]["backlog"] is True
+        stream.wait_for("sshd started")
+        rc, out = ssh(ip, alice.pkey, f"echo {marker} >> /var/log/appliance-init.log")
+        assert rc == 0, out
+        event, waited = stream.wait_for(marker, timeout=3)
+        assert event == {"source": "init", "line": marker, "backlog": False} and waited < 1.0
+        stream.wait_for("Accepted publickey for root")   # sshd logs there too (-e)
+    print(f"\ncontainer logs: a line written in the guest arrived {waited * 1000:.0f} ms later")
+    with LogStream(app, admin.token, cid) as stream:
+        assert stream.wait_for(marker)[0]["backlog"] is True
+    refused = LogStream(app, bob.client.token, cid)
+    assert refused.status == 404 and refused.body == {"error": f"container {cid!r} not found"}
+
+
+def test_container_logs_never_follow_the_guests_symlinks_to_host_files(app, guest_a, alice, tmp_path):
+    cid, ip = guest_a["id"], guest_a["external_ip"]
+    secret_dir = tmp_path / "hostlog"
+    secret_dir.mkdir()
+    secret = f"HOST-SECRET-{uuid.uuid4().hex}"
+    (secret_dir / "appliance-init.log").write_text(secret + "\n")
+    with open("/etc/shadow") as f:
+        shadow = f.readline().strip()
+    attacks = ["ln -sf /etc/shadow /var/log/appliance-init.log",
+               f"ln -sf {secret_dir}/appliance-init.log /var/log/appliance-init.log",
+               "ln -sf ../../../../../../etc/shadow /var/log/appliance-init.log",
+               f"mv /var/log /var/log.real && ln -s {secret_dir} /var/log",
+               "rm /var/log && mv /var/log.real /var/log && rm /var/log/appliance-init.log && "
+               "mkfifo /var/log/appliance-init.log"]
+    try:
+        for attack in attacks:
+            rc, out = ssh(ip, alice.pkey, attack)
+            assert rc == 0, (attack, out)
+            with LogStream(app, alice.client.token, cid) as stream:
+                stream.wait_for("is not a regular file: not read")
+                time.sleep(0.6)   # a few more polls
+                text = "\n".join(e["line"] for e in stream.events)
+            assert secret not in text and shadow not in text and "root:" not in text, (attack, text)
+    finally:
+        ssh(ip, alice.pkey, "rm -f /var/log/appliance-init.log; [ -L /var/log ] && rm /var/log && "
+                            "mv /var/log.real /var/log; touch /var/log/appliance-init.log")
 
 
 def _host_state():

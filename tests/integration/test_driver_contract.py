@@ -19,6 +19,7 @@ import pytest
 
 from appliance.config import Config
 from appliance.drivers.base import (
+    INIT_LOG,
     GuestNoRoom,
     GuestNotFound,
     GuestNotRunning,
@@ -146,6 +147,41 @@ def test_open_pty_talks_to_a_process_in_the_guest(driver, guest):
     pty.close()  # idempotent
 
 
+# -- the init log ----------------------------------------------------------------------------
+
+def _read_until(log, text: str, timeout: float = 5.0) -> tuple[list[str], float]:
+    started, seen = time.monotonic(), []
+    while time.monotonic() - started < timeout:
+        seen += log.read()
+        if any(text in line for line in seen):
+            return seen, time.monotonic() - started
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} never came: {seen}")
+
+
+def test_the_init_log_gives_its_backlog_then_new_lines(driver, guest):
+    log = driver.open_log(guest.id)
+    try:
+        backlog, _ = _read_until(log, "sshd started")
+        assert any("appliance-init: starting" in line for line in backlog)
+        marker = f"contract-live-{uuid.uuid4().hex[:8]}"
+        r = driver.exec(guest.id, ["sh", "-c", f"echo {marker} >> {INIT_LOG}"])
+        assert r.exit_code == 0, r
+        lines, waited = _read_until(log, marker, timeout=2.0)
+        # only new lines (sshd may still be saying it listens), the marker at once
+        assert lines[-1] == marker and not any("appliance-init: starting" in line for line in lines)
+        assert waited < 1.0
+        assert log.read() == []
+        driver.stop(guest.id)
+        with pytest.raises(GuestNotRunning):
+            log.read()
+    finally:
+        log.close()
+        log.close()  # idempotent
+    with pytest.raises(GuestNotRunning):
+        driver.open_log(guest.id)
+
+
 # -- errors --------------------------------------------------------------------------------------
 
 def test_a_missing_guest_raises_the_contracts_errors(driver, spec):
@@ -158,6 +194,8 @@ def test_a_missing_guest_raises_the_contracts_errors(driver, spec):
         driver.exec(spec.id, ["true"])
     with pytest.raises(GuestNotRunning):
         driver.open_pty(spec.id)
+    with pytest.raises(GuestNotFound):
+        driver.open_log(spec.id)
     assert driver.guest_host_keys(spec.id) == []
     driver.stop(spec.id)
     driver.destroy(spec.id)

@@ -139,7 +139,8 @@ def _run_operation(operation, mode, ids: Identities, app: Appliance, stats: dict
         # form fields only when they precede the file and the query does not set them:
         # "violating" values there are not sent as such or not read.
         checks = [c for c in CHECKS if c is not negative_data_rejection]
-    sse = operation.path.startswith("/sse/")
+    # event streams by their documented media type (/sse/* and /compute/containers/{id}/logs)
+    sse = "text/event-stream" in operation.definition.raw["responses"].get("200", {}).get("content", {})
 
     @hypothesis.settings(max_examples=FUZZ_EXAMPLES // 2 if narrow else FUZZ_EXAMPLES, deadline=None,
                          database=None, derandomize=SEED is None, phases=[Phase.explicit, Phase.generate],

@@ -52,7 +52,16 @@ def test_users_files_containers_and_cascade(app):
     c = pat.post("/compute/containers", json={"name": "box", "ssh_key_ids": [key.json()["id"]]})
     assert c.status_code == 200, c.text
     assert [x["id"] for x in pat.get("/compute/containers").json()["containers"]] == [c.json()["id"]]
+    # the admin lists' grouped and joined queries (issue 15)
+    listed = {n["name"]: n for n in admin.get("/admin/namespaces").json()}
+    assert listed["docs"] == {"name": "docs", "owner_id": pat.user_id, "owner": "pat", "visibility": 1,
+                              "count": 1, "bytes": 14}
+    assert listed["default"]["owner_id"] is None
+    [box] = [x for x in admin.get("/compute/admin/containers").json() if x["id"] == c.json()["id"]]
+    assert (box["owner"], box["user_id"]) == ("pat", pat.user_id)
+    assert [s["username"] for s in admin.get("/admin/sessions").json()].count("pat") == 1
     assert admin.delete(f"/admin/users/{pat.user_id}").status_code == 200
+    assert "pat" not in [s["username"] for s in admin.get("/admin/sessions").json()]
     assert requests.get(app.url + "/storage/docs/a.txt").status_code == 404
     names = [ns["name"] for ns in admin.get("/storage/namespaces").json()]
     assert "docs" not in names

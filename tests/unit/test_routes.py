@@ -30,6 +30,9 @@ API_MD = {
     "GET /storage/download/{namespace}/{name}", "GET /storage/status", "GET /sse/progress",
     # observability (API.md "Cluster health, metrics, logs and admin lists")
     "GET /sse/health", "GET /api/metrics/nodes", "GET /api/metrics/nodes/{name}",
+    # issue 15: admin lists (helper admin) and container logs
+    "GET /compute/admin/containers", "GET /admin/namespaces", "GET /admin/sessions",
+    "GET /compute/containers/{id}/logs",
     # beyond the original specification: raw uploads
     "PUT /storage/{namespace}/{name}",
 }

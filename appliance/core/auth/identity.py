@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from appliance.core.db import ApiToken, Prepared, RevokedSession, User, now
+from appliance.core.db import ApiToken, LoginSession, Prepared, RevokedSession, User, now
 from appliance.errors import Unauthenticated
 
 API_TOKEN_PREFIX = "ecloud_"
@@ -27,6 +27,11 @@ LAST_USED_RESOLUTION = 60
 # tokens are dropped at once.
 VERIFIED_CACHE_SIZE = 4096
 VERIFIED_CACHE_BYTES = 4 << 20
+# A session's last_seen_at (the admins' session list) is written at most this
+# often: the sessions written lately are remembered (at most SEEN_CACHE_SIZE),
+# so a request of a busy session costs a dict lookup, not a database write.
+SESSION_SEEN_RESOLUTION = 60
+SEEN_CACHE_SIZE = 8192
 
 
 @dataclass(frozen=True)
@@ -71,9 +76,14 @@ class Tokens:
         # sha256(bearer) -> (claims, token bytes), oldest first.
         self._verified: dict[str, tuple[dict, int]] = {}
         self._verified_bytes = 0
+        # jti -> when this process last wrote the session's last_seen_at.
+        self._seen: dict[str, int] = {}
+        self._touch_sql, _ = LoginSession.update(last_seen_at=0).where(LoginSession.id == "").sql()
 
     # -- sessions -----------------------------------------------------------
-    def issue_session(self, user: User) -> str:
+    def issue_session(self, user: User, address: str = "") -> str:
+        """A session JWT for *user*, recorded (with the client *address*) for
+        the admins' session list; expired records are pruned here."""
         issued = int(time.time())
         claims = {
             "username": user.username,
@@ -84,6 +94,9 @@ class Tokens:
             "exp": issued + self.session_ttl,
             "jti": secrets.token_hex(16),
         }
+        LoginSession.delete().where(LoginSession.expires_at <= issued).execute()
+        LoginSession.create(id=claims["jti"], user=user, ip_address=address[:64], created_at=issued,
+                            last_seen_at=issued, expires_at=claims["exp"])
         return jwt.encode(claims, self.secret, algorithm=self.algorithm)
 
     def issue_api_token(self, user: User, token_id: str, scopes: dict, expires_at: int | None) -> str:
@@ -154,6 +167,7 @@ class Tokens:
         user = self._user_by_public_id.first(str(claims.get("user_id")))
         if user is None:
             raise Unauthenticated("user no longer exists")
+        self._touch(str(claims["jti"]), user, claims)
         return Principal(user=user, kind="session", jti=str(claims["jti"]), expires_at=int(claims["exp"]),
                          token_sha256=digest)
 
@@ -178,10 +192,30 @@ class Tokens:
         return Principal(user=user, kind="api_token", scopes=json.loads(row.scopes),
                          token_id=row.id, expires_at=row.expires_at, token_sha256=digest)
 
+    def _touch(self, jti: str, user: User, claims: dict) -> None:
+        """Record that the session was used (at most once a SESSION_SEEN_RESOLUTION).
+        A session without a row (issued before the table existed) gets one,
+        without its client address."""
+        t = int(time.time())
+        if t - self._seen.get(jti, 0) < SESSION_SEEN_RESOLUTION:
+            return
+        if not LoginSession._meta.database.execute_sql(self._touch_sql, (t, jti)).rowcount:
+            LoginSession.insert(id=jti, user=user, created_at=int(claims["iat"]), last_seen_at=t,
+                                expires_at=int(claims["exp"])).on_conflict_ignore().execute()
+        self._seen_now(jti, t)
+
+    def _seen_now(self, jti: str, t: int) -> None:
+        self._seen.pop(jti, None)
+        while len(self._seen) >= SEEN_CACHE_SIZE:
+            self._seen.pop(next(iter(self._seen)))
+        self._seen[jti] = t
+
     def revoke_session(self, principal: Principal) -> None:
         if principal.is_session:
             self.forget(principal.token_sha256)
         if principal.is_session and principal.jti:
             RevokedSession.insert(jti=principal.jti, expires_at=principal.expires_at or now()) \
                 .on_conflict_ignore().execute()
+            LoginSession.delete().where(LoginSession.id == principal.jti).execute()
+            self._seen.pop(principal.jti, None)
         RevokedSession.delete().where(RevokedSession.expires_at < now()).execute()

@@ -95,7 +95,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             if not handed_over:
                 self.in_flight.release(keys)
         log.info("login: %s signed in from %s", clip(user.username), clip(address))
-        return auth_pb2.LoginResponse(token=self.tokens.issue_session(user), **users.as_dict(user))
+        return auth_pb2.LoginResponse(token=self.tokens.issue_session(user, address), **users.as_dict(user))
 
     async def GetSession(self, request, context):
         return _user_message(ctx.session().user)
@@ -150,6 +150,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         if row is None or (row.expires_at is not None and row.expires_at <= now()):
             raise NotFound("token not found")
         return OK
+
+    async def ListSessions(self, request, context):
+        return auth_pb2.ListSessionsResponse(sessions=[auth_pb2.Session(**s) for s in users.live_sessions()])
 
     async def ListUsers(self, request, context):
         return auth_pb2.ListUsersResponse(users=[_user_message(u) for u in User.select().order_by(User.id)])

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 import peewee as pw
 
 from appliance.core.auth.passwords import MAX_PASSWORD_BYTES, hash_password
-from appliance.core.db import User, database, new_public_id
+from appliance.core.db import LoginSession, RevokedSession, User, database, new_public_id, now
 from appliance.errors import Conflict, Invalid, NotFound
 
 MAX_USERNAME_CHARS = 64
@@ -81,3 +81,15 @@ async def delete_user(user: User) -> None:
 def as_dict(user: User) -> dict:
     return {"username": user.username, "display_name": user.display_name,
             "user_id": user.public_id, "is_admin": user.is_admin}
+
+
+def live_sessions() -> list[dict]:
+    """Sessions signed in now (unexpired, not logged out), newest first, with
+    their user: one query."""
+    revoked = RevokedSession.select(RevokedSession.jti)
+    rows = (LoginSession.select(LoginSession, User.public_id, User.username, User.display_name)
+            .join(User).where((LoginSession.expires_at > now()) & LoginSession.id.not_in(revoked))
+            .order_by(LoginSession.created_at.desc(), LoginSession.id))
+    return [{"id": r.id, "user_id": r.user.public_id, "username": r.user.username,
+             "display_name": r.user.display_name, "ip_address": r.ip_address,
+             "created_at": r.created_at, "last_seen_at": r.last_seen_at} for r in rows]

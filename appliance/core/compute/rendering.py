@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from appliance.config import Config
 from appliance.core.compute.models import ERROR, Container, SshKey
+from appliance.core.db import User
 from appliance.drivers.base import GuestUsage
 from appliance.v1 import compute_pb2
 
@@ -28,6 +29,21 @@ def container_message(row: Container, config: Config, usage: GuestUsage | None) 
         msg.memory_used_mb = usage.memory_used_bytes // (1 << 20)
         msg.storage_used_gb = round(usage.storage_used_bytes / (1 << 30), 3)
     return msg
+
+
+def host_of(row: Container, config: Config) -> str:
+    """The host a container's guest lives on. One host today: this one; with
+    several hosts this reads the container's own column."""
+    return config.node_name
+
+
+def admin_message(msg: compute_pb2.Container, row: Container, owner: User,
+                  config: Config) -> compute_pb2.AdminContainer:
+    """*msg* (the container as its owner sees it) plus who owns it and where it runs.
+    AdminContainer repeats Container's field numbers, so the bytes carry over."""
+    out = compute_pb2.AdminContainer.FromString(msg.SerializeToString())
+    out.owner, out.user_id, out.host = owner.username, owner.public_id, host_of(row, config)
+    return out
 
 
 def key_message(k: SshKey) -> compute_pb2.SshKey:

@@ -11,7 +11,7 @@ import logging
 from appliance.config import Config
 from appliance.core import context as ctx
 from appliance.core.auth import scopes
-from appliance.core.compute import addresses, ingress, keystore, rules, terminal
+from appliance.core.compute import addresses, guestlogs, ingress, keystore, rendering, rules, terminal
 from appliance.core.compute.lifecycle import ContainerLifecycle
 from appliance.core.compute.models import (
     CONTAINER_ID_ALPHABET,
@@ -23,7 +23,7 @@ from appliance.core.compute.models import (
     SshKey,
 )
 from appliance.core.compute.ownership import owned_container
-from appliance.core.db import database, new_public_id
+from appliance.core.db import User, database, new_public_id
 from appliance.core.events import Lagged
 from appliance.drivers.base import GuestDriver, GuestNoRoom
 from appliance.drivers.factory import make_driver
@@ -50,6 +50,12 @@ class ComputeServicer(ContainerLifecycle, compute_pb2_grpc.ComputeServiceService
         query = Container.select().where(Container.owner == p.user.id).order_by(Container.id)
         rows = [r for r in query if granted is None or r.public_id in granted]
         return compute_pb2.ListContainersResponse(containers=await self._render_all(rows))
+
+    async def ListAllContainers(self, request, context):
+        rows = list(Container.select(Container, User).join(User).order_by(Container.id))
+        rendered = await self._render_all(rows)
+        return compute_pb2.ListAllContainersResponse(containers=[
+            rendering.admin_message(msg, row, row.owner, self.config) for msg, row in zip(rendered, rows, strict=True)])
 
     async def GetContainer(self, request, context):
         row = owned_container(ctx.principal(), request.id, "read")
@@ -156,6 +162,10 @@ class ComputeServicer(ContainerLifecycle, compute_pb2_grpc.ComputeServiceService
 
     async def DeleteIngress(self, request, context):
         return await ingress.delete_ingress(self, request)
+
+    async def ContainerLogs(self, request, context):
+        async for line in guestlogs.follow(self, request, context):
+            yield line
 
     async def Terminal(self, request_iterator, context):
         async for message in terminal.run_terminal(self, request_iterator, context):

@@ -18,7 +18,7 @@ import peewee as pw
 from appliance.config import Config
 from appliance.core import context as ctx
 from appliance.core.auth import scopes, users
-from appliance.core.db import database
+from appliance.core.db import User, database
 from appliance.core.storage import access
 from appliance.core.storage.blobs import BlobStore
 from appliance.core.storage.models import (
@@ -127,6 +127,21 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         out = [self._ns_message(ns, ns.n) for ns in rows]
         out.sort(key=lambda n: n.name != DEFAULT_NAMESPACE)
         return storage_pb2.ListNamespacesResponse(namespaces=out)
+
+    async def ListAllNamespaces(self, request, context):
+        """Admins: every namespace with owner, file count and bytes (one grouped query)."""
+        count = pw.fn.COUNT(StoredFile.id)
+        size = pw.fn.COALESCE(pw.fn.SUM(StoredFile.size), 0)
+        rows = (Namespace.select(Namespace.name, Namespace.visibility, User.public_id, User.username,
+                                 count.alias("n"), size.alias("b"))
+                .join(StoredFile, pw.JOIN.LEFT_OUTER).switch(Namespace)
+                .join(User, pw.JOIN.LEFT_OUTER)
+                .group_by(Namespace.id, Namespace.name, Namespace.visibility, User.public_id, User.username)
+                .order_by(Namespace.name).tuples())
+        return storage_pb2.ListAllNamespacesResponse(namespaces=[
+            storage_pb2.AdminNamespace(name=name, owner_id=owner_id, owner=owner or "", visibility=vis,
+                                       count=n, bytes=int(b))
+            for name, vis, owner_id, owner, n, b in rows])
 
     async def CreateNamespace(self, request, context):
         principal = ctx.principal()

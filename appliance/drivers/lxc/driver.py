@@ -24,7 +24,6 @@ forwards TERM to every process and exits, which ends the guest.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -36,6 +35,7 @@ from appliance.drivers.base import (
     ExecResult,
     GuestDriver,
     GuestError,
+    GuestLog,
     GuestNoRoom,
     GuestNotFound,
     GuestNotRunning,
@@ -58,6 +58,7 @@ from appliance.drivers.lxc.domain_xml import (
     build_domain_xml,
 )
 from appliance.drivers.lxc.rootfs import INIT_PATH, GuestRootfs, default_run_dir
+from appliance.drivers.lxc.usage import CgroupUsage
 from appliance.host import idmap, network
 from appliance.host.volumes import VolumeError, VolumeNoRoom, VolumeStore
 from appliance.revert import Reverter
@@ -116,7 +117,7 @@ class LxcDriver(GuestDriver):
         self._conn_lock = threading.Lock()
         self._ready: set[str] = set()   # guests whose init has finished setting up
         # Running guests' cgroup files (usage() reads them without asking libvirt).
-        self._accounting: dict[str, guestcgroups.Accounting] = {}
+        self._usage = CgroupUsage()
 
     def reserve_storage(self, guest_id: str, storage_gb: float) -> None:
         try:
@@ -190,7 +191,7 @@ class LxcDriver(GuestDriver):
 
     def stop(self, guest_id: str) -> None:
         self._ready.discard(guest_id)
-        self._accounting.pop(guest_id, None)
+        self._usage.forget(guest_id)
         self._stop_guest_domain(guest_id)
         self._teardown_runtime(guest_id)
 
@@ -220,34 +221,9 @@ class LxcDriver(GuestDriver):
     def usage(self, guest_id: str) -> GuestUsage:
         if not self.volumes.exists(guest_id):
             raise GuestNotFound(f"guest {guest_id} does not exist")
-        cpu_ns, mem_used, mem_limit = self._cgroup_usage(guest_id)
+        cpu_ns, mem_used, mem_limit = self._usage.read(guest_id, lambda: self._domain(guest_id))
         vol = self.volumes.usage(guest_id)
         return GuestUsage(mem_used, mem_limit, vol.used_bytes, vol.size_bytes, cpu_ns=cpu_ns)
-
-    def _cgroup_usage(self, guest_id: str) -> tuple[int, int, int]:
-        """(CPU ns, memory used, memory limit) from the guest's cgroups, zeros when
-        stopped. Its cgroup files, once found, are read with no libvirt call."""
-        acc = self._accounting.get(guest_id)
-        if acc is not None:
-            try:
-                return guestcgroups.read_accounting(acc)
-            except OSError:
-                self._accounting.pop(guest_id, None)
-        dom = self._domain(guest_id)
-        if dom is None:
-            return 0, 0, 0
-        pid = libvirt_domain.init_pid(dom)
-        acc = guestcgroups.accounting(pid) if pid is not None else None
-        with contextlib.suppress(OSError):
-            if acc is not None:
-                reading = guestcgroups.read_accounting(acc)
-                self._accounting[guest_id] = acc
-                return reading
-        try:
-            _, max_kib, used_kib, _, _ = dom.info()  # LXC: from the guest's memory cgroup
-            return 0, used_kib * 1024, max_kib * 1024
-        except Exception:  # stopped between lookup and info
-            return 0, 0, 0
 
     # -- processes inside ------------------------------------------------------
 
@@ -266,6 +242,23 @@ class LxcDriver(GuestDriver):
             return nsexec.open_pty(target, argv or ["/bin/bash", "-l"], cols=cols, rows=rows, env=env)
         finally:
             nsexec.close_target(target)
+
+    def open_log(self, guest_id: str) -> GuestLog:
+        if not self.volumes.exists(guest_id):
+            raise GuestNotFound(f"guest {guest_id} does not exist")
+        pid = self.init_pid(guest_id)
+        try:
+            log = guestinit.InitLog(pid)
+        except ProcessLookupError:
+            raise GuestNotRunning(f"guest {guest_id} has stopped") from None
+        try:
+            moved = self.init_pid(guest_id) != pid
+        except GuestNotRunning:
+            moved = True
+        if moved:   # stopped or restarted in between: that pid is not its init
+            log.close()
+            raise GuestNotRunning(f"guest {guest_id} stopped or restarted; try again")
+        return log
 
     def init_pid(self, guest_id: str) -> int:
         """Host pid of the guest's init (the child of libvirt's LXC controller)."""

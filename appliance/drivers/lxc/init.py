@@ -10,7 +10,8 @@ and starts sshd."""
 
 import time
 
-from appliance.host import guestpath
+from appliance.drivers.base import INIT_LOG, GuestLog, GuestNotRunning
+from appliance.host import guestlog, guestpath
 
 READY_FILE = "/run/appliance-init.ready"
 
@@ -29,6 +30,25 @@ def wait_ready(init_pid: int, timeout: float = 5.0) -> bool:
             return False
         time.sleep(0.005)
     return True
+
+class InitLog(GuestLog):
+    """The init log of the guest whose init is ``init_pid``, read through that
+    process's root (the guest's own view, its mounts included), never
+    following a symlink of the guest's (``host/guestlog.py``)."""
+
+    def __init__(self, init_pid: int):
+        self.root = guestlog.ProcessRoot(init_pid)
+        self.log = guestlog.GuestFileLog(self.root, INIT_LOG)
+
+    def read(self) -> list[str]:
+        try:
+            return self.log.read()
+        except ProcessLookupError:
+            raise GuestNotRunning("the guest has stopped") from None
+
+    def close(self) -> None:
+        self.root.close()
+
 
 INIT_PIDS_GATE = """# Nothing runs before the host has moved this init into the guest's pids
 # cgroup; then a cgroup namespace rooted at the guest's own cgroups. Nobody
@@ -51,14 +71,19 @@ grep ' cgroup ' /proc/self/mounts | while read -r _ dir _ opts _; do
   case ",$opts," in *,name=*) ;; *) mount -t cgroup -o "$opts" cgroup "$dir" ;; esac
 done
 """
+# The init's output and sshd's (-e: its log to stderr) go to {log}: with no
+# kernel or system init of its own, that is this guest's console output.
 INIT_SCRIPT = """#!/bin/sh
 # Written by the appliance at every start of this guest.
-exec >/var/log/appliance-init.log 2>&1
+exec >>{log} 2>&1
+say() {{ echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) appliance-init: $*"; }}
 {pids_gate}hostname -F /etc/hostname
+say "starting $(hostname)"
 {cgroup_view}mkdir -p /run/sshd && chmod 0755 /run/sshd
 ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1 || ssh-keygen -A
 : > {ready}
-/usr/sbin/sshd -D &
+/usr/sbin/sshd -D -e &
+say "sshd started (pid $!); ready"
 trap 'kill -TERM -1; sleep 0.3; exit 0' TERM INT
 while :; do sleep 3600 & wait $!; done
 """
@@ -67,5 +92,5 @@ while :; do sleep 3600 & wait $!; done
 def script(*, pids_gate: bool) -> str:
     """The init script; ``pids_gate``: wait to be moved into the guest's pids
     cgroup, then take a cgroup namespace and a cgroup view of its own."""
-    return INIT_SCRIPT.format(pids_gate=INIT_PIDS_GATE if pids_gate else "", ready=READY_FILE,
+    return INIT_SCRIPT.format(pids_gate=INIT_PIDS_GATE if pids_gate else "", ready=READY_FILE, log=INIT_LOG,
                               cgroup_view=CGROUP_REMOUNT if pids_gate else "")

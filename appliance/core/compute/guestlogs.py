@@ -1,0 +1,77 @@
+"""ComputeService.ContainerLogs: a guest's init log (its console output),
+the backlog first, then new lines as they are written.
+
+The container's owner may follow it (``read`` on the container), and admins
+any container; others get 404 as on every container route. The container
+must be running (409 otherwise). The driver's ``GuestLog`` is polled every
+``POLL_SECONDS`` in a worker thread (a read is a few syscalls and never
+blocks on the guest); the stream ends when the guest stops, and the guard
+ends it when the caller's credential is revoked (``live.py``). A user follows
+at most ``MAX_STREAMS_PER_USER`` logs at once (429 beyond): each open stream
+costs a poll every ``POLL_SECONDS``.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from appliance.core import context as ctx
+from appliance.core.compute.models import RUNNING, Container
+from appliance.core.compute.ownership import owned_container
+from appliance.drivers.base import GuestNotFound, GuestNotRunning
+from appliance.errors import NotFound, TooManyRequests, WrongState
+from appliance.v1 import compute_pb2
+
+POLL_SECONDS = 0.25
+STREAM_OPEN = (("x-stream-open", "1"),)
+SOURCE = "init"
+MAX_STREAMS_PER_USER = 16
+_open: Counter[str] = Counter()   # user id -> log streams open now
+
+
+def readable_container(container_id: str) -> Container:
+    principal = ctx.principal()
+    if principal.is_admin:
+        row = Container.get_or_none(Container.public_id == container_id)
+        if row is None:
+            raise NotFound(f"container {container_id!r} not found")
+        return row
+    return owned_container(principal, container_id, "read")
+
+
+async def follow(servicer, request, context):
+    row = readable_container(request.id)
+    if row.status != RUNNING:
+        raise WrongState(f"container {row.public_id} is {row.status}, not running")
+    user = ctx.principal().user_id
+    if _open[user] >= MAX_STREAMS_PER_USER:
+        raise TooManyRequests(f"at most {MAX_STREAMS_PER_USER} container log streams at once; close one")
+    _open[user] += 1
+    try:
+        async for line in _stream(servicer, row, context):
+            yield line
+    finally:
+        _open[user] -= 1
+        if not _open[user]:
+            del _open[user]
+
+
+async def _stream(servicer, row: Container, context):
+    try:
+        log = await asyncio.to_thread(servicer.driver.open_log, row.public_id)
+    except (GuestNotRunning, GuestNotFound):
+        raise WrongState(f"container {row.public_id} is not running") from None
+    try:
+        await context.send_initial_metadata(STREAM_OPEN)
+        backlog = True
+        while True:
+            try:
+                lines = await asyncio.to_thread(log.read)
+            except GuestNotRunning:
+                return
+            for line in lines:
+                yield compute_pb2.ContainerLogLine(source=SOURCE, line=line, backlog=backlog)
+            backlog = False
+            await asyncio.sleep(POLL_SECONDS)
+    finally:
+        log.close()
