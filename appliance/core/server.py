@@ -22,6 +22,7 @@ from appliance.core.auth.servicer import AuthServicer
 from appliance.core.compute.service import ComputeServicer
 from appliance.core.compute.sshgw import SshGatewayServicer
 from appliance.core.db import open_database
+from appliance.core.exposition import Exposition, Listener, MetricsServicer
 from appliance.core.guard import GuardedServer
 from appliance.core.handlers import method_handlers, register
 from appliance.core.multiplexer import CallMultiplexerServicer
@@ -44,6 +45,8 @@ class Core:
     stopping: list = field(default_factory=list)
     # Work started with the server (compute's reconciliation), kept referenced.
     background: list[asyncio.Task] = field(default_factory=list)
+    # Other listeners, started with the server (each returns its address).
+    listeners: list = field(default_factory=list)
 
     def run_in_background(self, work) -> None:
         """Start ``work`` (a coroutine) now if an event loop runs (serve()); else drop it."""
@@ -56,6 +59,7 @@ class Core:
 
     async def start(self) -> None:
         await self.server.start()
+        self.addresses += [start() for start in self.listeners]
         for service in SERVICES:
             await self.health.set(service.full_name, health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -112,6 +116,13 @@ def build_server(config: Config) -> Core:
     # Internal: the SSH gateway asks who may reach which guest.
     guarded.add(contract.SSH_GATEWAY, SshGatewayServicer(config, compute.driver))
     guarded.add(contract.STORAGE, StorageServicer(config))
+    # Prometheus: GET /metrics through the gateway (admins), and on metrics_listen.
+    exposition = Exposition(config)
+    guarded.add(contract.METRICS, MetricsServicer(exposition))
+    if config.metrics_listen:
+        listener = Listener(exposition, config.metrics_listen)
+        core.listeners.append(listener.start)
+        core.closers.append(listener.close)
     # Not guarded itself: every call it carries goes through its method's guard.
     multiplexer = CallMultiplexerServicer(guarded.unary)
     register(server, contract.MULTIPLEXER, method_handlers(contract.MULTIPLEXER, multiplexer))
