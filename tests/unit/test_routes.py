@@ -30,6 +30,8 @@ API_MD = {
     "GET /storage/download/{namespace}/{name}", "GET /storage/status", "GET /sse/progress",
     # beyond the original specification: raw uploads
     "PUT /storage/{namespace}/{name}",
+    # issue 15: Prometheus (admins; docs/observability-prometheus.md)
+    "GET /metrics",
 }
 
 
