@@ -15,7 +15,14 @@ Prints requests/s and ratios (target >= 0.6) of:
     per CPU (at most 4; appliance/http/workers.py).
 All run on this machine in the same run; the ratios are what count.
 
-    python -m bench.bench_gateway [--seconds 10] [--connections 32]
+``--baseline REF`` instead measures this checkout against the code of REF (a
+detached git worktree first on the PYTHONPATH of its processes, which run in
+a scratch directory so the checkout's own ``appliance/`` does not shadow it):
+the appliance as shipped and with one gateway worker, both sides interleaved
+round by round, and prints current/baseline (e.g. what the Prometheus
+instruments cost the gateway).
+
+    python -m bench.bench_gateway [--seconds 10] [--connections 32] [--baseline REF]
 """
 from __future__ import annotations
 
@@ -71,12 +78,55 @@ def wait_up(url: str) -> None:
     raise TimeoutError(url)
 
 
+def against_baseline(ref: str, args) -> None:
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        old = tmp / "baseline-src"
+        subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", "-f", str(old), ref],
+                       check=True, capture_output=True)
+        here = os.getcwd()
+        os.chdir(tmp)  # `python -m appliance.cli` puts the working directory first on sys.path
+        apps: dict[str, Appliance] = {}
+        try:
+            for side, path in (("baseline", str(old)), ("current", None)):
+                for label, settings in (("as shipped", {}), ("one worker", {"http_workers": 1})):
+                    app = Appliance(tmp / f"{side}-{label.replace(' ', '-')}", log_level="WARNING", **settings)
+                    if path:
+                        app.env["PYTHONPATH"] = path
+                    apps[f"{side}, {label}"] = app.start()
+            tokens = {name: app.admin().token for name, app in apps.items()}
+            for name, app in apps.items():
+                wrk(app.url + "/api/session", tokens[name], 2, args.connections)  # warm up
+            rates: dict[str, list[float]] = {name: [] for name in apps}
+            for round_no in range(args.rounds):  # interleaved, the order alternating
+                for name in (list(apps) if round_no % 2 == 0 else list(apps)[::-1]):
+                    rates[name].append(wrk(apps[name].url + "/api/session", tokens[name], args.seconds,
+                                           args.connections))
+        finally:
+            for app in apps.values():
+                app.close()
+            os.chdir(here)
+            subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(old)], capture_output=True)
+    best = {name: statistics.median(r) for name, r in rates.items()}
+    print(f"GET /api/session, wrk {args.connections} connections, median of {args.rounds} x {args.seconds}s")
+    print(f"{'':34}{'baseline':>10}{'current':>10}{'ratio':>8}")
+    for label in ("as shipped", "one worker"):
+        b, c = best[f"baseline, {label}"], best[f"current, {label}"]
+        print(f"{label + ' (req/s)':34}{b:>10.0f}{c:>10.0f}{c / b:>8.3f}")
+    print(f"baseline {ref} vs this checkout; rounds: " +
+          "; ".join(f"{name}: {' '.join(f'{r:.0f}' for r in rs)}" for name, rs in rates.items()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--baseline", help="a git ref: compare this checkout with it instead")
     args = ap.parse_args()
+    if args.baseline:
+        return against_baseline(args.baseline, args)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         app = Appliance(tmp / "app", log_level="WARNING").start()
