@@ -1,5 +1,4 @@
-"""Prometheus instruments of every daemon (prometheus_client), and the directory
-they share.
+"""Prometheus instruments of every daemon (prometheus_client).
 
 The gateway runs several forked workers and the appliance three daemons, so
 the instruments use prometheus_client's multiprocess mode: each process
@@ -11,8 +10,9 @@ imports prometheus_client, which picks its value store at import. Without it (te
 in one process) the instruments are plain in-memory ones.
 
 Labels are bounded: routes are proto path templates, gRPC methods come from
-the contract, codes and statuses are small sets. Nothing user-supplied
-becomes a label.
+the contract, codes and statuses are small sets. Nothing a request carries
+becomes a label. (The sampler's per-container gauges, read from its latest
+sample in the core, carry each existing container's id, name and owner.)
 """
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ bounded, and the gateway workers' counters add up across processes.
 A real Prometheus server scraping it: test_prometheus_server.py."""
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import time
 import uuid
@@ -211,3 +213,25 @@ def test_ssh_gateway_connections_are_a_gauge_across_daemons(app, admin):
     while value(scrape(admin), "appliance_ssh_connections") != 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert value(scrape(admin), "appliance_ssh_connections") == 0
+
+
+def children(pid: int) -> set[int]:
+    return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def test_a_dead_workers_requests_still_count(app, admin):
+    route = dict(route="/api/session", method="GET", status="200")
+    for _ in range(20):
+        assert admin.get("/api/session").status_code == 200
+    counted = value(scrape(admin), "appliance_http_requests_total", **route)
+    parent = app.procs["http"].pid
+    workers = children(parent)
+    assert len(workers) == 2
+    victim = min(workers)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while (len(children(parent)) < 2 or victim in children(parent)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert victim not in children(parent) and len(children(parent)) == 2  # replaced
+    assert value(scrape(admin), "appliance_http_requests_total", **route) == counted
+    assert not list(Path(app.data_dir, "metrics").glob(f"gauge_live*_{victim}.db"))
