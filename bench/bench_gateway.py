@@ -46,13 +46,30 @@ from appliance.http.workers import worker_count  # noqa: E402
 SHIPPED_WORKERS = worker_count(0)
 
 
-def wrk(url: str, token: str, seconds: int, connections: int) -> float:
+def wrk(url: str, token: str, seconds: int, connections: int, counted: list | None = None) -> float:
+    """Requests/s; the number of requests is appended to ``counted`` if given."""
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-H", f"Authorization: Bearer {token}", url],
         capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out:
         raise RuntimeError(f"wrk saw errors:\n{out}")
+    if counted is not None:
+        counted.append(int(re.search(r"(\d+) requests in", out).group(1)))
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+def cpu_seconds(app: Appliance) -> float:
+    """CPU time (user + system) of the appliance's processes so far: the core,
+    the gateway and its workers. Unlike requests/s, what other programs on a
+    shared machine do barely moves it."""
+    pids = {p.pid for p in app.procs.values()}
+    for p in list(pids):
+        pids |= {int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()}
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def start_floor(tmp: Path):
@@ -99,21 +116,27 @@ def against_baseline(ref: str, args) -> None:
             for name, app in apps.items():
                 wrk(app.url + "/api/session", tokens[name], 2, args.connections)  # warm up
             rates: dict[str, list[float]] = {name: [] for name in apps}
+            cpu_us: dict[str, list[float]] = {name: [] for name in apps}  # CPU per request
             for round_no in range(args.rounds):  # interleaved, the order alternating
                 for name in (list(apps) if round_no % 2 == 0 else list(apps)[::-1]):
+                    before, counted = cpu_seconds(apps[name]), []
                     rates[name].append(wrk(apps[name].url + "/api/session", tokens[name], args.seconds,
-                                           args.connections))
+                                           args.connections, counted))
+                    cpu_us[name].append((cpu_seconds(apps[name]) - before) / counted[0] * 1e6)
         finally:
             for app in apps.values():
                 app.close()
             os.chdir(here)
             subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(old)], capture_output=True)
     best = {name: statistics.median(r) for name, r in rates.items()}
+    cpu = {name: statistics.median(r) for name, r in cpu_us.items()}
     print(f"GET /api/session, wrk {args.connections} connections, median of {args.rounds} x {args.seconds}s")
-    print(f"{'':34}{'baseline':>10}{'current':>10}{'ratio':>8}")
+    print(f"{'':42}{'baseline':>10}{'current':>10}{'ratio':>8}")
     for label in ("as shipped", "one worker"):
         b, c = best[f"baseline, {label}"], best[f"current, {label}"]
-        print(f"{label + ' (req/s)':34}{b:>10.0f}{c:>10.0f}{c / b:>8.3f}")
+        print(f"{label + ' (req/s)':42}{b:>10.0f}{c:>10.0f}{c / b:>8.3f}")
+        b, c = cpu[f"baseline, {label}"], cpu[f"current, {label}"]
+        print(f"{label + ' (CPU us per request, all daemons)':42}{b:>10.0f}{c:>10.0f}{c / b:>8.3f}")
     print(f"baseline {ref} vs this checkout; rounds: " +
           "; ".join(f"{name}: {' '.join(f'{r:.0f}' for r in rs)}" for name, rs in rates.items()))
 
