@@ -22,7 +22,7 @@ the appliance as shipped and with one gateway worker, both sides interleaved
 round by round, and prints current/baseline (e.g. what the Prometheus
 instruments cost the gateway).
 
-    python -m bench.bench_gateway [--seconds 10] [--connections 32] [--baseline REF]
+    python -m bench.bench_gateway [--seconds 10] [--connections 32] [--baseline REF [--sequential 2000]]
 """
 from __future__ import annotations
 
@@ -95,6 +95,25 @@ def wait_up(url: str) -> None:
     raise TimeoutError(url)
 
 
+def cpu_per_sequential_request(apps: dict, tokens: dict, rounds: int, count: int) -> dict[str, list[float]]:
+    """CPU us per request of ``count`` requests one after the other on one
+    kept-alive connection, each side in turn: no batching, least sensitive
+    to what else the machine runs."""
+    out: dict[str, list[float]] = {side: [] for side in apps}
+    sessions = {}
+    for side in apps:
+        sessions[side] = requests.Session()
+        sessions[side].headers["Authorization"] = f"Bearer {tokens[side]}"
+    for round_no in range(rounds):
+        for side in (list(apps) if round_no % 2 == 0 else list(apps)[::-1]):
+            app, session = apps[side], sessions[side]
+            before = cpu_seconds(app)
+            for _ in range(count):
+                session.get(app.url + "/api/session").raise_for_status()
+            out[side].append((cpu_seconds(app) - before) / count * 1e6)
+    return out
+
+
 def against_baseline(ref: str, args) -> None:
     root = Path(__file__).resolve().parent.parent
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,6 +142,11 @@ def against_baseline(ref: str, args) -> None:
                     rates[name].append(wrk(apps[name].url + "/api/session", tokens[name], args.seconds,
                                            args.connections, counted))
                     cpu_us[name].append((cpu_seconds(apps[name]) - before) / counted[0] * 1e6)
+            if args.sequential:
+                sequential = cpu_per_sequential_request(
+                    {side: apps[f"{side}, one worker"] for side in ("baseline", "current")},
+                    {side: tokens[f"{side}, one worker"] for side in ("baseline", "current")},
+                    args.rounds, args.sequential)
         finally:
             for app in apps.values():
                 app.close()
@@ -137,6 +161,17 @@ def against_baseline(ref: str, args) -> None:
         print(f"{label + ' (req/s)':42}{b:>10.0f}{c:>10.0f}{c / b:>8.3f}")
         b, c = cpu[f"baseline, {label}"], cpu[f"current, {label}"]
         print(f"{label + ' (CPU us per request, all daemons)':42}{b:>10.0f}{c:>10.0f}{c / b:>8.3f}")
+    # Runs next to each other share the machine's load of the moment: the
+    # median of each round's own current/baseline ratio drifts less.
+    for label in ("as shipped", "one worker"):
+        for what, series in (("req/s", rates), ("CPU per request", cpu_us)):
+            paired = [c / b for b, c in zip(series[f"baseline, {label}"], series[f"current, {label}"], strict=True)]
+            print(f"{label}, {what}: median of the rounds' own ratios {statistics.median(paired):.3f}")
+    if args.sequential:
+        b, c = (statistics.median(sequential[side]) for side in ("baseline", "current"))
+        paired = statistics.median(x / y for y, x in zip(sequential["baseline"], sequential["current"], strict=True))
+        print(f"one worker, {args.sequential} sequential requests a round (CPU us per request): "
+              f"baseline {b:.0f}, current {c:.0f}, median of the rounds' own ratios {paired:.3f}")
     print(f"baseline {ref} vs this checkout; rounds: " +
           "; ".join(f"{name}: {' '.join(f'{r:.0f}' for r in rs)}" for name, rs in rates.items()))
 
@@ -147,6 +182,8 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--baseline", help="a git ref: compare this checkout with it instead")
+    ap.add_argument("--sequential", type=int, default=0,
+                    help="with --baseline: also CPU per request of this many sequential requests a round")
     args = ap.parse_args()
     if args.baseline:
         return against_baseline(args.baseline, args)
