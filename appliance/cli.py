@@ -16,7 +16,7 @@ import secrets
 import sys
 
 from appliance import config as config_mod
-from appliance import logs, supervise
+from appliance import logs, metricsdir, supervise
 from appliance.core.compute import hostprep
 
 # Steps `appliance up` runs before starting the daemons (host preparation:
@@ -36,22 +36,29 @@ def _open_db(cfg):
     return open_database(cfg.database_url)
 
 
-def cmd_core(cfg, args) -> int:
-    from appliance.core.server import serve
+def _daemon(cfg) -> None:
+    """What every daemon does first: logging, and the directory its Prometheus
+    instruments share with the others (before prometheus_client is imported)."""
     _setup_logging(cfg)
+    metricsdir.use(cfg.metrics_dir)
+
+
+def cmd_core(cfg, args) -> int:
+    _daemon(cfg)
+    from appliance.core.server import serve
     asyncio.run(serve(cfg))
     return 0
 
 
 def cmd_http(cfg, args) -> int:
+    _daemon(cfg)
     from appliance.http.server import run
-    _setup_logging(cfg)
     return run(cfg)
 
 
 def cmd_ssh(cfg, args) -> int:
+    _daemon(cfg)
     from appliance.ssh.server import serve
-    _setup_logging(cfg)
     logging.getLogger("paramiko").setLevel(logging.WARNING)
     serve(cfg)
     return 0

@@ -199,6 +199,10 @@ class Config:
     # health_interval_seconds. History: docs/observability-metrics.md.
     metrics_sample_seconds: float = 5.0
     health_interval_seconds: float = 5.0
+    # Prometheus: an unauthenticated GET /metrics listener served by the core,
+    # "host:port" (e.g. "127.0.0.1:9464"); "" = none (GET /metrics through the
+    # gateway needs an admin's session token). docs/observability-prometheus.md
+    metrics_listen: str = ""
 
     @property
     def node_name(self) -> str:
@@ -234,6 +238,11 @@ class Config:
     @property
     def log_dir(self) -> Path:
         return self.data_path / "log"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where the daemons' Prometheus instruments meet (appliance/metricsdir.py)."""
+        return self.data_path / "metrics"
 
     def secret(self) -> str:
         """The JWT signing secret: configured, or generated once and kept 0600."""

@@ -14,6 +14,7 @@ from appliance.v1 import (
     auth_pb2,
     cluster_pb2,
     compute_pb2,
+    metrics_pb2,
     mux_pb2,
     options_pb2,
     sshgw_pb2,
@@ -24,12 +25,14 @@ AUTH = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
 COMPUTE = compute_pb2.DESCRIPTOR.services_by_name["ComputeService"]
 STORAGE = storage_pb2.DESCRIPTOR.services_by_name["StorageService"]
 CLUSTER = cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"]
+# GET /metrics (Prometheus text, admins only; also on the core's metrics_listen).
+METRICS = metrics_pb2.DESCRIPTOR.services_by_name["MetricsService"]
 # Internal (no HTTP bindings; ACCESS_SERVICE): the SSH gateway's questions.
 SSH_GATEWAY = sshgw_pb2.DESCRIPTOR.services_by_name["SshGatewayService"]
 # Internal: the HTTP gateway's unary calls, carried over one stream.
 MULTIPLEXER = mux_pb2.DESCRIPTOR.services_by_name["CallMultiplexer"]
 
-SERVICES: tuple[_d.ServiceDescriptor, ...] = (AUTH, COMPUTE, STORAGE, CLUSTER, SSH_GATEWAY, MULTIPLEXER)
+SERVICES: tuple[_d.ServiceDescriptor, ...] = (AUTH, COMPUTE, STORAGE, CLUSTER, METRICS, SSH_GATEWAY, MULTIPLEXER)
 
 
 @dataclass(frozen=True)

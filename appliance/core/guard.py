@@ -13,6 +13,7 @@ import time
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 
+from appliance import metrics
 from appliance.contract import Method
 from appliance.core import context as ctx
 from appliance.core import live
@@ -83,6 +84,8 @@ class CallGuard:
     def __init__(self, method: Method, authenticate: Authenticator):
         self.method = method
         self.authenticate = authenticate
+        self.metrics = metrics.GrpcMethod(method.descriptor.containing_service.full_name, method.descriptor.name,
+                                          method.client_streaming, method.server_streaming)
 
     async def enter(self, context):
         metadata = context.invocation_metadata() or ()
@@ -112,9 +115,11 @@ class CallGuard:
         return live.REGISTRY.open(principal.user.public_id, lambda: self.authenticate(self.method, metadata))
 
     def log(self, principal, code, started: float):
+        seconds = time.monotonic() - started if started else None
+        self.metrics.done(code.name, seconds)
         if not log.isEnabledFor(logging.INFO):
             return
-        took = (time.monotonic() - started) * 1000 if started else 0.0
+        took = seconds * 1000 if seconds is not None else 0.0
         who = principal.user.username if principal else "-"
         log.info("%s %s %s %.1fms", self.method.path, code.name, who, took)
 

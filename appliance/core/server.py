@@ -24,6 +24,7 @@ from appliance.core.cluster.servicer import ClusterServicer
 from appliance.core.compute.service import ComputeServicer
 from appliance.core.compute.sshgw import SshGatewayServicer
 from appliance.core.db import open_database
+from appliance.core.exposition import Exposition, Listener, MetricsServicer
 from appliance.core.guard import GuardedServer
 from appliance.core.handlers import method_handlers, register
 from appliance.core.multiplexer import CallMultiplexerServicer
@@ -46,6 +47,8 @@ class Core:
     stopping: list = field(default_factory=list)
     # Work started with the server (compute's reconciliation), kept referenced.
     background: list[asyncio.Task] = field(default_factory=list)
+    # Other listeners, started with the server (each returns its address).
+    listeners: list = field(default_factory=list)
 
     def run_in_background(self, work) -> None:
         """Start ``work`` (a coroutine) now if an event loop runs (serve()); else drop it."""
@@ -58,6 +61,7 @@ class Core:
 
     async def start(self) -> None:
         await self.server.start()
+        self.addresses += [start() for start in self.listeners]
         for service in SERVICES:
             await self.health.set(service.full_name, health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -119,6 +123,13 @@ def build_server(config: Config) -> Core:
     guarded.add(contract.CLUSTER, ClusterServicer(config, sampler))
     core.closers.append(sampler.close)
     core.run_in_background(sampler.run())
+    # Prometheus: GET /metrics through the gateway (admins), and on metrics_listen.
+    exposition = Exposition(config, sampler.latest)
+    guarded.add(contract.METRICS, MetricsServicer(exposition))
+    if config.metrics_listen:
+        listener = Listener(exposition, config.metrics_listen)
+        core.listeners.append(listener.start)
+        core.closers.append(listener.close)
     # Not guarded itself: every call it carries goes through its method's guard.
     multiplexer = CallMultiplexerServicer(guarded.unary)
     register(server, contract.MULTIPLEXER, method_handlers(contract.MULTIPLEXER, multiplexer))

@@ -10,6 +10,7 @@ import tornado.web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tornado.routing import PathMatches, Rule
 
+from appliance import metrics
 from appliance.http import openapi
 from appliance.http.downloads import DownloadHandler
 from appliance.http.gateway import GatewayHandler, JsonHandler, NotImplementedHandler
@@ -55,6 +56,8 @@ class RouteMatcher(PathMatches):
 class HealthHandler(tornado.web.RequestHandler):
     """200 ``ok`` when the core answers its health check, else 503 JSON."""
 
+    metrics_route = "/healthz"
+
     def initialize(self, health_stub) -> None:
         self.health_stub = health_stub
 
@@ -74,6 +77,8 @@ class HealthHandler(tornado.web.RequestHandler):
 
 
 class OpenApiHandler(tornado.web.RequestHandler):
+    metrics_route = "/openapi.json"
+
     def initialize(self, document: dict) -> None:
         self.document = document
 
@@ -84,6 +89,8 @@ class OpenApiHandler(tornado.web.RequestHandler):
 
 class FallbackHandler(tornado.web.RequestHandler):
     """No route matched: 405 if the path exists under another method, else 404."""
+
+    metrics_route = "unmatched"  # never the path itself: the label set stays bounded
 
     def initialize(self, patterns: list[re.Pattern]) -> None:
         self.patterns = patterns
@@ -105,10 +112,19 @@ def _multicallable(channel: grpc.aio.Channel, method):
     )
 
 
+def route_label(handler: tornado.web.RequestHandler) -> str:
+    """The request's route for metrics: its proto path template, or a fixed name."""
+    route = getattr(handler, "route", None)
+    return route.template if route is not None else getattr(handler, "metrics_route", "other")
+
+
 def log_request(handler: tornado.web.RequestHandler) -> None:
     """Access log without the query string: it may carry ?token=. The path is
-    anyone's: clipped and with control characters escaped (one line, bounded)."""
+    anyone's: clipped and with control characters escaped (one line, bounded).
+    Every answered request passes here: its metrics too."""
     status = handler.get_status()
+    metrics.observe_http(route_label(handler), handler.request.method or "", status,
+                         handler.request.request_time())
     level = logging.INFO if status < 500 else logging.ERROR
     access_log.log(level, "%d %s %s %.1fms", status, escape(handler.request.method, 16),
                    escape(handler.request.path), 1000.0 * handler.request.request_time())

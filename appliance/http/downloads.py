@@ -21,6 +21,7 @@ import grpc
 import tornado.iostream
 from tornado.http1connection import HTTP1Connection
 
+from appliance import metrics
 from appliance.errors import AppError
 from appliance.http.gateway import GatewayHandler
 from appliance.http.status import rpc_error_reply
@@ -145,6 +146,7 @@ class DownloadHandler(GatewayHandler):
                 return
             self.write(message.data)
             await self.flush()
+            metrics.HTTP_DOWNLOAD_BYTES.inc(len(message.data))
 
     async def _send_local(self, fd: int, offset: int, end: int) -> None:
         loop = asyncio.get_running_loop()
@@ -155,6 +157,7 @@ class DownloadHandler(GatewayHandler):
             offset += len(data)
             self.write(data)
             await self.flush()
+            metrics.HTTP_DOWNLOAD_BYTES.inc(len(data))
 
     def on_connection_close(self) -> None:
         if self._call is not None:

@@ -22,6 +22,9 @@ from appliance.v1 import options_pb2 as opt
 log = logging.getLogger("appliance.http")
 
 MAX_JSON_BODY = 1024 * 1024
+# An RPC answering this message has no JSON answer: its data is the body,
+# sent with its content_type (GET /metrics: the Prometheus text format).
+RAW_BODY = "google.api.HttpBody"
 
 
 class GatewayHandler(tornado.web.RequestHandler):
@@ -127,7 +130,8 @@ class GatewayHandler(tornado.web.RequestHandler):
 
 @tornado.web.stream_request_body
 class JsonHandler(GatewayHandler):
-    """Any unary RPC: JSON request body (bounded), JSON response."""
+    """Any unary RPC: JSON request body (bounded), JSON response (or a raw
+    body, for an RPC answering google.api.HttpBody)."""
 
     def prepare(self) -> None:
         self._chunks: list[bytes] = []
@@ -157,11 +161,15 @@ class JsonHandler(GatewayHandler):
             response = await self.call(request, metadata=self.metadata())
         except grpc.aio.AioRpcError as e:
             return self.send_rpc_error(e)
+        self.set_header("Cache-Control", "no-store")
+        if response.DESCRIPTOR.full_name == RAW_BODY:
+            self.set_header("Content-Type", response.content_type or "application/octet-stream")
+            self.finish(response.data)
+            return
         payload = codec.to_json(response)
         if self.route.response_body:
             payload = payload[self.route.response_body]
         self.set_header("Content-Type", "application/json")
-        self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps(payload))
 
     get = post = put = delete = patch = _serve

@@ -13,6 +13,7 @@ from google.protobuf.descriptor import FieldDescriptor as F
 
 from appliance import __version__
 from appliance.http.codec import is_inline, required_fields
+from appliance.http.gateway import RAW_BODY
 from appliance.v1 import options_pb2 as opt
 
 _INT32 = {"type": "integer", "format": "int32", "minimum": -(2 ** 31), "maximum": 2 ** 31 - 1}
@@ -282,9 +283,13 @@ def _operation(route, schemas: _Schemas) -> dict:
             op["requestBody"] = {"required": True, "content": _json(
                 schemas.ref(method.descriptor.input_type, False, exclude=route.path_params))}
         response = method.descriptor.output_type
-        schema = (schemas.field(response.fields_by_name[route.response_body], True) if route.response_body
-                  else schemas.ref(response, True))
-        op["responses"]["200"] = {"description": "OK", "content": _json(schema)}
+        if response.full_name == RAW_BODY:  # the only one: GET /metrics, the Prometheus text format
+            op["responses"]["200"] = {"description": "OK (Prometheus text format, version 0.0.4)", "content": {
+                "text/plain": {"schema": {"type": "string"}}}}
+        else:
+            schema = (schemas.field(response.fields_by_name[route.response_body], True) if route.response_body
+                      else schemas.ref(response, True))
+            op["responses"]["200"] = {"description": "OK", "content": _json(schema)}
     elif transport in (opt.TRANSPORT_UPLOAD_MULTIPART, opt.TRANSPORT_UPLOAD_RAW):
         _upload(route, op, schemas)
     elif transport == opt.TRANSPORT_DOWNLOAD:

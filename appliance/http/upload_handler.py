@@ -14,6 +14,7 @@ import logging
 
 import grpc
 
+from appliance import metrics
 from appliance.errors import AppError, Invalid
 from appliance.http import codec
 from appliance.http.gateway import GatewayHandler
@@ -124,6 +125,7 @@ class UploadHandler(GatewayHandler):
             return
         try:
             await self.upload.feed(data)
+            metrics.HTTP_UPLOAD_BYTES.inc(len(data))
         except grpc.aio.AioRpcError as e:
             self.refuse(*rpc_error_reply(e))
         except AppError as e:

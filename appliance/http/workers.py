@@ -17,6 +17,8 @@ import signal
 import time
 from collections.abc import Callable
 
+from appliance import metricsdir
+
 log = logging.getLogger("appliance.http")
 
 PR_SET_PDEATHSIG = 1
@@ -84,6 +86,7 @@ def run(count: int, work: Callable[[], None]) -> int:
         except ChildProcessError:
             break
         workers.discard(pid)
+        metricsdir.process_exited(pid)  # its live gauges go; its counters still count
         if stopping:
             continue
         log.error("gateway worker %d exited (status %d)", pid, status)

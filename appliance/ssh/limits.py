@@ -24,6 +24,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
+from appliance import metrics
+
 log = logging.getLogger("appliance.ssh")
 
 TICK = 0.5
@@ -66,6 +68,7 @@ class Registry:
             if self.by_source[conn.source] >= c.ssh_max_connections_per_source:
                 return f"{self.by_source[conn.source]} connections from this address (ssh_max_connections_per_source)"
             self.conns.add(conn)
+            metrics.SSH_CONNECTIONS.inc()
             self.by_source[conn.source] += 1
             self.deadlines[conn] = conn.accepted_at + c.ssh_auth_timeout
         return None
@@ -75,9 +78,11 @@ class Registry:
             if conn not in self.conns:
                 return
             self.conns.discard(conn)
+            metrics.SSH_CONNECTIONS.dec()
             self.deadlines.pop(conn, None)
             _drop(self.by_source, conn.source)
             if conn.counted:
+                metrics.SSH_SESSIONS.dec()
                 owner, cid = conn.counted
                 _drop(self.by_user, owner)
                 _drop(self.by_container, cid)
@@ -98,6 +103,7 @@ class Registry:
                 self.by_user[owner] += 1
                 self.by_container[cid] += 1
                 conn.counted = (owner, cid)
+                metrics.SSH_SESSIONS.inc()
                 return None
             self.deadlines[conn] = time.monotonic() + OVER_LIMIT_GRACE
             return refusal

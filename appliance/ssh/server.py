@@ -41,6 +41,7 @@ from concurrent.futures import Future
 import paramiko
 
 from appliance import gatewaykeys as keys
+from appliance import metrics
 from appliance.config import Config
 from appliance.logsafe import clip
 from appliance.ssh.admission import Admission, Guarded
@@ -299,6 +300,7 @@ class Gateway:
         c = Connection(self, conn, address)
         refusal = self.registry.open(c)
         if refusal:
+            metrics.SSH_REFUSED.inc()
             log.info("ssh %s: connection refused: %s", c.address, refusal)
             conn.close()
             return

@@ -35,6 +35,8 @@ API_MD = {
     "GET /compute/containers/{id}/logs",
     # beyond the original specification: raw uploads
     "PUT /storage/{namespace}/{name}",
+    # issue 15: Prometheus (admins; docs/observability-prometheus.md)
+    "GET /metrics",
 }
 
 

@@ -78,7 +78,8 @@ def test_the_multiplexer_carries_every_unary_method_of_the_guarded_services(conf
                     return None
                 return behavior
 
-        for service in (contract.AUTH, contract.COMPUTE, contract.STORAGE, contract.CLUSTER, contract.SSH_GATEWAY):
+        for service in (contract.AUTH, contract.COMPUTE, contract.STORAGE, contract.CLUSTER, contract.METRICS,
+                        contract.SSH_GATEWAY):
             guarded.add(service, Stub())
         unary = {m.path for m in contract.METHODS.values()
                  if m.descriptor.containing_service is not contract.MULTIPLEXER

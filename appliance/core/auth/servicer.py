@@ -6,6 +6,7 @@ import logging
 
 from google.protobuf import json_format, struct_pb2
 
+from appliance import metrics
 from appliance.core import context as ctx
 from appliance.core import live
 from appliance.core.auth import scopes as scope_rules
@@ -87,10 +88,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                     raise
                 if not ok or user is None:
                     attempt.failed()
+                    metrics.LOGINS.labels("failed").inc()
                     log.info("login: %s failed from %s (%s)", clip(request.username), clip(address),
                              "wrong password" if user else "unknown user")
                     raise Unauthenticated("invalid username or password")
                 attempt.succeeded()
+                metrics.LOGINS.labels("ok").inc()
         finally:
             if not handed_over:
                 self.in_flight.release(keys)

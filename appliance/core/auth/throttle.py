@@ -32,6 +32,7 @@ import math
 import time
 from collections import OrderedDict
 
+from appliance import metrics
 from appliance.clientkey import client_key
 from appliance.errors import TooManyRequests
 
@@ -137,6 +138,7 @@ class LoginThrottle:
         self._sweep(now)
         wait = self.retry_after(username, address)
         if wait:
+            metrics.LOGINS.labels("throttled").inc()
             raise TooManyRequests("too many logins; try again later", retry_after=wait)
         limits = self._limits(username, address)
         for key, _ in limits:

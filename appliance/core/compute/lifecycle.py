@@ -28,7 +28,7 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
-from appliance import gatewaykeys
+from appliance import gatewaykeys, metrics
 from appliance.config import Config
 from appliance.core.auth import users
 from appliance.core.compute import addresses, ingress, rendering, terminal
@@ -224,6 +224,7 @@ class ContainerLifecycle:
             if row is None or row.status != PENDING:
                 return  # deleted, stopped or started meanwhile
             self._set_status(row, INITIALIZING)
+            began, kind = time.monotonic(), "start" if row.provisioned else "create"
             try:
                 await self.ensure_host()
                 if row.provisioned:
@@ -237,9 +238,11 @@ class ContainerLifecycle:
             except Exception as e:  # noqa: BLE001 - the reason is shown to the user
                 reason = getattr(e, "message", None) or str(e) or type(e).__name__
                 log.warning("compute: %s could not start: %s", container_id, reason)
+                metrics.CONTAINER_START_FAILURES.labels(kind).inc()
                 if Container.get_or_none(Container.id == row.id) is not None:
                     self._set_status(row, ERROR, reason)
                 return
+            (metrics.CONTAINER_START if kind == "start" else metrics.CONTAINER_CREATE).observe(time.monotonic() - began)
             if Container.get_or_none(Container.id == row.id) is not None:
                 self._set_status(row, RUNNING)
 

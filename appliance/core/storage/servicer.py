@@ -15,6 +15,7 @@ import os
 
 import peewee as pw
 
+from appliance import metrics
 from appliance.config import Config
 from appliance.core import context as ctx
 from appliance.core.auth import scopes, users
@@ -156,6 +157,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                                       hidden=request.hidden)
         except pw.IntegrityError:
             raise Conflict(f"namespace {name!r} already exists") from None
+        metrics.STORAGE_OPERATIONS.labels("create_namespace").inc()
         return self._ns_message(ns, 0)
 
     async def UpdateNamespace(self, request, context):
@@ -177,6 +179,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         # The rows are gone (the user sees the namespace vanish at once); the
         # blobs go next. A crash in between leaves orphans for the start-up sweep.
         await asyncio.shield(asyncio.to_thread(self.store.remove, blobs))
+        metrics.STORAGE_OPERATIONS.labels("delete_namespace").inc()
         return OK
 
     # -- files ------------------------------------------------------------------
@@ -198,13 +201,19 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             access.check_replace(principal, ns, f)
             f.delete_instance()
         await asyncio.shield(asyncio.to_thread(self.store.remove, [f.blob_id]))
+        metrics.STORAGE_OPERATIONS.labels("delete_file").inc()
         return OK
 
     async def Upload(self, request_iterator, context):
-        return await self.uploads.run(request_iterator, context)
+        return await self._upload(request_iterator, context)
 
     async def PutFile(self, request_iterator, context):
-        return await self.uploads.run(request_iterator, context)
+        return await self._upload(request_iterator, context)
+
+    async def _upload(self, request_iterator, context):
+        stored = await self.uploads.run(request_iterator, context)
+        metrics.STORAGE_OPERATIONS.labels("upload").inc()
+        return stored
 
     # -- downloads --------------------------------------------------------------
     async def Download(self, request, context):
@@ -252,6 +261,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             if request.head or meta.not_modified or length == 0:
                 yield storage_pb2.DownloadChunk(meta=meta)
                 return
+            metrics.STORAGE_OPERATIONS.labels("download").inc()
             if request.local and local_peer(context):
                 meta.local_path = str(self.store.blob_path(row.blob_id))
                 meta.inode = os.fstat(fd).st_ino
