@@ -73,7 +73,7 @@ class Appliance:
         self.url = f"http://127.0.0.1:{self.http_port}"
 
     def cli(self, *args, input: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "appliance.cli", *args], env=self.env,
+        return subprocess.run([sys.executable, "-m", "appliance.cli", *args], env=self.env, cwd=self.data_dir.parent,
                               input=input, capture_output=True, text=True, timeout=120)
 
     def start(self, *names: str) -> Appliance:
@@ -86,7 +86,9 @@ class Appliance:
                 assert r.returncode == 0, r.stderr
         for name in names or ("core", "http"):
             log = open(self.data_dir / f"{name}.log", "ab")
-            self.procs[name] = subprocess.Popen([sys.executable, "-m", "appliance.cli", name],
+            # cwd: `python -m` puts the working directory first on sys.path, ahead
+            # of PYTHONPATH, so a checkout there would shadow a PYTHONPATH baseline.
+            self.procs[name] = subprocess.Popen([sys.executable, "-m", "appliance.cli", name], cwd=self.data_dir.parent,
                                                 env=self.env, stdout=log, stderr=subprocess.STDOUT)
         try:
             self.wait_healthy()
