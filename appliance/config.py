@@ -194,6 +194,11 @@ class Config:
     # This host's name in health, metrics and admin lists; "" -> the machine's
     # host name (socket.gethostname()).
     host_name: str = ""
+    # Origins (scheme://host[:port], comma-separated) whose pages may open the
+    # WebSockets; others get 403 (a handshake without Origin, not a browser's,
+    # is allowed). "" -> public_host and http_host on http_port
+    # (appliance/http/cookie.py).
+    public_origins: str = ""
 
     @property
     def node_name(self) -> str:

@@ -12,7 +12,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from appliance import contract
+from appliance import contract, logs
 from appliance.batching import MAX_MESSAGE
 from appliance.config import Config
 from appliance.contract import SERVICES
@@ -24,6 +24,8 @@ from appliance.core.compute.sshgw import SshGatewayServicer
 from appliance.core.db import open_database
 from appliance.core.guard import GuardedServer
 from appliance.core.handlers import method_handlers, register
+from appliance.core.loghub import HubHandler, LogHub
+from appliance.core.logservice import LogServicer
 from appliance.core.multiplexer import CallMultiplexerServicer
 from appliance.core.storage.servicer import StorageServicer
 
@@ -44,6 +46,8 @@ class Core:
     stopping: list = field(default_factory=list)
     # Work started with the server (compute's reconciliation), kept referenced.
     background: list[asyncio.Task] = field(default_factory=list)
+    # Recent and live log entries (/sse/logs).
+    logs: LogHub = field(default_factory=LogHub)
 
     def run_in_background(self, work) -> None:
         """Start ``work`` (a coroutine) now if an event loop runs (serve()); else drop it."""
@@ -112,6 +116,14 @@ def build_server(config: Config) -> Core:
     # Internal: the SSH gateway asks who may reach which guest.
     guarded.add(contract.SSH_GATEWAY, SshGatewayServicer(config, compute.driver))
     guarded.add(contract.STORAGE, StorageServicer(config))
+    # /sse/logs: the core's own records and the gateways' shipped entries.
+    core.logs = LogHub()
+    hub_handler = HubHandler(core.logs)
+    logs.add_handler(hub_handler)
+    core.closers.append(lambda: logging.getLogger().removeHandler(hub_handler))
+    log_service = LogServicer(core.logs)
+    guarded.add(contract.LOGS, log_service)
+    core.stopping.append(log_service.stop)
     # Not guarded itself: every call it carries goes through its method's guard.
     multiplexer = CallMultiplexerServicer(guarded.unary)
     register(server, contract.MULTIPLEXER, method_handlers(contract.MULTIPLEXER, multiplexer))

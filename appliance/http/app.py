@@ -12,7 +12,7 @@ from tornado.routing import PathMatches, Rule
 
 from appliance.http import openapi
 from appliance.http.downloads import DownloadHandler
-from appliance.http.gateway import GatewayHandler, JsonHandler, NotImplementedHandler
+from appliance.http.gateway import GatewayHandler, JsonHandler, NotImplementedHandler, RequestIds
 from appliance.http.multiplexed import Multiplexer
 from appliance.http.routes import ApiRoute, build_routes
 from appliance.http.sockets import WebSocketGateway
@@ -52,7 +52,7 @@ class RouteMatcher(PathMatches):
         return super().match(request)
 
 
-class HealthHandler(tornado.web.RequestHandler):
+class HealthHandler(RequestIds):
     """200 ``ok`` when the core answers its health check, else 503 JSON."""
 
     def initialize(self, health_stub) -> None:
@@ -73,7 +73,7 @@ class HealthHandler(tornado.web.RequestHandler):
             self.finish(json.dumps({"error": "backend unavailable"}))
 
 
-class OpenApiHandler(tornado.web.RequestHandler):
+class OpenApiHandler(RequestIds):
     def initialize(self, document: dict) -> None:
         self.document = document
 
@@ -82,7 +82,7 @@ class OpenApiHandler(tornado.web.RequestHandler):
         self.finish(json.dumps(self.document))
 
 
-class FallbackHandler(tornado.web.RequestHandler):
+class FallbackHandler(RequestIds):
     """No route matched: 405 if the path exists under another method, else 404."""
 
     def initialize(self, patterns: list[re.Pattern]) -> None:
@@ -110,8 +110,13 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     anyone's: clipped and with control characters escaped (one line, bounded)."""
     status = handler.get_status()
     level = logging.INFO if status < 500 else logging.ERROR
-    access_log.log(level, "%d %s %s %.1fms", status, escape(handler.request.method, 16),
-                   escape(handler.request.path), 1000.0 * handler.request.request_time())
+    if not access_log.isEnabledFor(level):
+        return
+    request = handler.request
+    method, path, took = escape(request.method, 16), escape(request.path), 1000.0 * request.request_time()
+    access_log.log(level, "%d %s %s %.1fms", status, method, path, took, extra={"attributes": {
+        "status": str(status), "method": method, "path": path, "duration_ms": f"{took:.1f}",
+        "request_id": getattr(handler, "request_id", ""), "client": request.remote_ip or ""}})
 
 
 def _is_unary(method) -> bool:

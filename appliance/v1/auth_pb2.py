@@ -29,7 +29,7 @@ from appliance.v1 import options_pb2 as appliance_dot_v1_dot_options__pb2
 from appliance.v1 import common_pb2 as appliance_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61ppliance/v1/auth.proto\x12\x0c\x61ppliance.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1a\x61ppliance/v1/options.proto\x1a\x19\x61ppliance/v1/common.proto\">\n\x0cLoginRequest\x12\x16\n\x08username\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"i\n\rLoginResponse\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08is_admin\x18\x04 \x01(\x08\x12\r\n\x05token\x18\x05 \x01(\t\"\x13\n\x11GetSessionRequest\"Q\n\x04User\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08is_admin\x18\x04 \x01(\x08\"\x0f\n\rLogoutRequest\"k\n\x12\x43reateTokenRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x06scopes\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x02\x12\x12\n\nexpires_in\x18\x03 \x01(\t\"\x9c\x01\n\x0c\x43reatedToken\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\'\n\x06scopes\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\nexpires_at\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\ncreated_at\x18\x05 \x01(\x03\x12\r\n\x05token\x18\x06 \x01(\tB\r\n\x0b_expires_at\"\xb5\x01\n\x08\x41piToken\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\'\n\x06scopes\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\nexpires_at\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x19\n\x0clast_used_at\x18\x05 \x01(\x03H\x01\x88\x01\x01\x12\x12\n\ncreated_at\x18\x06 \x01(\x03\x42\r\n\x0b_expires_atB\x0f\n\r_last_used_at\"\x13\n\x11ListTokensRequest\"<\n\x12ListTokensResponse\x12&\n\x06tokens\x18\x01 \x03(\x0b\x32\x16.appliance.v1.ApiToken\" \n\x12\x44\x65leteTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1f\n\x11\x43heckTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x12\n\x10ListUsersRequest\"6\n\x11ListUsersResponse\x12!\n\x05users\x18\x01 \x03(\x0b\x32\x12.appliance.v1.User\"\x81\x01\n\x11\x43reateUserRequest\x12\x16\n\x08username\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0c\x64isplay_name\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x08is_admin\x18\x04 \x01(\x08\x42\x0f\n\r_display_name\"0\n\x11\x44\x65leteUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t2\xae\x08\n\x0b\x41uthService\x12[\n\x05Login\x12\x1a.appliance.v1.LoginRequest\x1a\x1b.appliance.v1.LoginResponse\"\x19\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x0f\"\n/api/login:\x01*\x12[\n\nGetSession\x12\x1f.appliance.v1.GetSessionRequest\x1a\x12.appliance.v1.User\"\x18\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x0e\x12\x0c/api/session\x12\\\n\x06Logout\x12\x1b.appliance.v1.LogoutRequest\x1a\x1c.appliance.v1.StatusResponse\"\x17\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\r\"\x0b/api/logout\x12g\n\x0b\x43reateToken\x12 .appliance.v1.CreateTokenRequest\x1a\x1a.appliance.v1.CreatedToken\"\x1a\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x10\"\x0b/api/tokens:\x01*\x12p\n\nListTokens\x12\x1f.appliance.v1.ListTokensRequest\x1a .appliance.v1.ListTokensResponse\"\x1f\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x15\x12\x0b/api/tokensb\x06tokens\x12k\n\x0b\x44\x65leteToken\x12 .appliance.v1.DeleteTokenRequest\x1a\x1c.appliance.v1.StatusResponse\"\x1c\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x12*\x10/api/tokens/{id}\x12o\n\nCheckToken\x12\x1f.appliance.v1.CheckTokenRequest\x1a\x1c.appliance.v1.StatusResponse\"\"\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x18\x12\x16/api/tokens/{id}/check\x12m\n\tListUsers\x12\x1e.appliance.v1.ListUsersRequest\x1a\x1f.appliance.v1.ListUsersResponse\"\x1f\xc8\xf3\x18\x04\x82\xd3\xe4\x93\x02\x15\x12\x0c/admin/usersb\x05users\x12^\n\nCreateUser\x12\x1f.appliance.v1.CreateUserRequest\x1a\x12.appliance.v1.User\"\x1b\xc8\xf3\x18\x04\x82\xd3\xe4\x93\x02\x11\"\x0c/admin/users:\x01*\x12\x7f\n\nDeleteUser\x12\x1f.appliance.v1.DeleteUserRequest\x1a\x1c.appliance.v1.StatusResponse\"2\xc8\xf3\x18\x04\x82\xd3\xe4\x93\x02(*\x16/admin/users/{user_id}Z\x0e*\x0c/admin/usersb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61ppliance/v1/auth.proto\x12\x0c\x61ppliance.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1a\x61ppliance/v1/options.proto\x1a\x19\x61ppliance/v1/common.proto\">\n\x0cLoginRequest\x12\x16\n\x08username\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"o\n\rLoginResponse\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08is_admin\x18\x04 \x01(\x08\x12\x13\n\x05token\x18\x05 \x01(\tB\x04\xa0\xf4\x18\x01\"\x13\n\x11GetSessionRequest\"Q\n\x04User\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08is_admin\x18\x04 \x01(\x08\"\x0f\n\rLogoutRequest\"k\n\x12\x43reateTokenRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x06scopes\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x02\x12\x12\n\nexpires_in\x18\x03 \x01(\t\"\x9c\x01\n\x0c\x43reatedToken\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\'\n\x06scopes\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\nexpires_at\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\ncreated_at\x18\x05 \x01(\x03\x12\r\n\x05token\x18\x06 \x01(\tB\r\n\x0b_expires_at\"\xb5\x01\n\x08\x41piToken\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\'\n\x06scopes\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\nexpires_at\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x19\n\x0clast_used_at\x18\x05 \x01(\x03H\x01\x88\x01\x01\x12\x12\n\ncreated_at\x18\x06 \x01(\x03\x42\r\n\x0b_expires_atB\x0f\n\r_last_used_at\"\x13\n\x11ListTokensRequest\"<\n\x12ListTokensResponse\x12&\n\x06tokens\x18\x01 \x03(\x0b\x32\x16.appliance.v1.ApiToken\" \n\x12\x44\x65leteTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1f\n\x11\x43heckTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x12\n\x10ListUsersRequest\"6\n\x11ListUsersResponse\x12!\n\x05users\x18\x01 \x03(\x0b\x32\x12.appliance.v1.User\"\x81\x01\n\x11\x43reateUserRequest\x12\x16\n\x08username\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0c\x64isplay_name\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x08is_admin\x18\x04 \x01(\x08\x42\x0f\n\r_display_name\"0\n\x11\x44\x65leteUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t2\xb6\x08\n\x0b\x41uthService\x12_\n\x05Login\x12\x1a.appliance.v1.LoginRequest\x1a\x1b.appliance.v1.LoginResponse\"\x1d\xc8\xf3\x18\x01\xe0\xf3\x18\x01\x82\xd3\xe4\x93\x02\x0f\"\n/api/login:\x01*\x12[\n\nGetSession\x12\x1f.appliance.v1.GetSessionRequest\x1a\x12.appliance.v1.User\"\x18\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x0e\x12\x0c/api/session\x12`\n\x06Logout\x12\x1b.appliance.v1.LogoutRequest\x1a\x1c.appliance.v1.StatusResponse\"\x1b\xc8\xf3\x18\x02\xe0\xf3\x18\x02\x82\xd3\xe4\x93\x02\r\"\x0b/api/logout\x12g\n\x0b\x43reateToken\x12 .appliance.v1.CreateTokenRequest\x1a\x1a.appliance.v1.CreatedToken\"\x1a\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x10\"\x0b/api/tokens:\x01*\x12p\n\nListTokens\x12\x1f.appliance.v1.ListTokensRequest\x1a .appliance.v1.ListTokensResponse\"\x1f\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x15\x12\x0b/api/tokensb\x06tokens\x12k\n\x0b\x44\x65leteToken\x12 .appliance.v1.DeleteTokenRequest\x1a\x1c.appliance.v1.StatusResponse\"\x1c\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x12*\x10/api/tokens/{id}\x12o\n\nCheckToken\x12\x1f.appliance.v1.CheckTokenRequest\x1a\x1c.appliance.v1.StatusResponse\"\"\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x18\x12\x16/api/tokens/{id}/check\x12m\n\tListUsers\x12\x1e.appliance.v1.ListUsersRequest\x1a\x1f.appliance.v1.ListUsersResponse\"\x1f\xc8\xf3\x18\x04\x82\xd3\xe4\x93\x02\x15\x12\x0c/admin/usersb\x05users\x12^\n\nCreateUser\x12\x1f.appliance.v1.CreateUserRequest\x1a\x12.appliance.v1.User\"\x1b\xc8\xf3\x18\x04\x82\xd3\xe4\x93\x02\x11\"\x0c/admin/users:\x01*\x12\x7f\n\nDeleteUser\x12\x1f.appliance.v1.DeleteUserRequest\x1a\x1c.appliance.v1.StatusResponse\"2\xc8\xf3\x18\x04\x82\xd3\xe4\x93\x02(*\x16/admin/users/{user_id}Z\x0e*\x0c/admin/usersb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,6 +40,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOGINREQUEST'].fields_by_name['username']._serialized_options = b'\342A\001\002'
   _globals['_LOGINREQUEST'].fields_by_name['password']._loaded_options = None
   _globals['_LOGINREQUEST'].fields_by_name['password']._serialized_options = b'\342A\001\002'
+  _globals['_LOGINRESPONSE'].fields_by_name['token']._loaded_options = None
+  _globals['_LOGINRESPONSE'].fields_by_name['token']._serialized_options = b'\240\364\030\001'
   _globals['_CREATETOKENREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_CREATETOKENREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
   _globals['_CREATETOKENREQUEST'].fields_by_name['scopes']._loaded_options = None
@@ -49,11 +51,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEUSERREQUEST'].fields_by_name['password']._loaded_options = None
   _globals['_CREATEUSERREQUEST'].fields_by_name['password']._serialized_options = b'\342A\001\002'
   _globals['_AUTHSERVICE'].methods_by_name['Login']._loaded_options = None
-  _globals['_AUTHSERVICE'].methods_by_name['Login']._serialized_options = b'\310\363\030\001\202\323\344\223\002\017\"\n/api/login:\001*'
+  _globals['_AUTHSERVICE'].methods_by_name['Login']._serialized_options = b'\310\363\030\001\340\363\030\001\202\323\344\223\002\017\"\n/api/login:\001*'
   _globals['_AUTHSERVICE'].methods_by_name['GetSession']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['GetSession']._serialized_options = b'\310\363\030\003\202\323\344\223\002\016\022\014/api/session'
   _globals['_AUTHSERVICE'].methods_by_name['Logout']._loaded_options = None
-  _globals['_AUTHSERVICE'].methods_by_name['Logout']._serialized_options = b'\310\363\030\002\202\323\344\223\002\r\"\013/api/logout'
+  _globals['_AUTHSERVICE'].methods_by_name['Logout']._serialized_options = b'\310\363\030\002\340\363\030\002\202\323\344\223\002\r\"\013/api/logout'
   _globals['_AUTHSERVICE'].methods_by_name['CreateToken']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['CreateToken']._serialized_options = b'\310\363\030\003\202\323\344\223\002\020\"\013/api/tokens:\001*'
   _globals['_AUTHSERVICE'].methods_by_name['ListTokens']._loaded_options = None
@@ -71,35 +73,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOGINREQUEST']._serialized_start=189
   _globals['_LOGINREQUEST']._serialized_end=251
   _globals['_LOGINRESPONSE']._serialized_start=253
-  _globals['_LOGINRESPONSE']._serialized_end=358
-  _globals['_GETSESSIONREQUEST']._serialized_start=360
-  _globals['_GETSESSIONREQUEST']._serialized_end=379
-  _globals['_USER']._serialized_start=381
-  _globals['_USER']._serialized_end=462
-  _globals['_LOGOUTREQUEST']._serialized_start=464
-  _globals['_LOGOUTREQUEST']._serialized_end=479
-  _globals['_CREATETOKENREQUEST']._serialized_start=481
-  _globals['_CREATETOKENREQUEST']._serialized_end=588
-  _globals['_CREATEDTOKEN']._serialized_start=591
-  _globals['_CREATEDTOKEN']._serialized_end=747
-  _globals['_APITOKEN']._serialized_start=750
-  _globals['_APITOKEN']._serialized_end=931
-  _globals['_LISTTOKENSREQUEST']._serialized_start=933
-  _globals['_LISTTOKENSREQUEST']._serialized_end=952
-  _globals['_LISTTOKENSRESPONSE']._serialized_start=954
-  _globals['_LISTTOKENSRESPONSE']._serialized_end=1014
-  _globals['_DELETETOKENREQUEST']._serialized_start=1016
-  _globals['_DELETETOKENREQUEST']._serialized_end=1048
-  _globals['_CHECKTOKENREQUEST']._serialized_start=1050
-  _globals['_CHECKTOKENREQUEST']._serialized_end=1081
-  _globals['_LISTUSERSREQUEST']._serialized_start=1083
-  _globals['_LISTUSERSREQUEST']._serialized_end=1101
-  _globals['_LISTUSERSRESPONSE']._serialized_start=1103
-  _globals['_LISTUSERSRESPONSE']._serialized_end=1157
-  _globals['_CREATEUSERREQUEST']._serialized_start=1160
-  _globals['_CREATEUSERREQUEST']._serialized_end=1289
-  _globals['_DELETEUSERREQUEST']._serialized_start=1291
-  _globals['_DELETEUSERREQUEST']._serialized_end=1339
-  _globals['_AUTHSERVICE']._serialized_start=1342
-  _globals['_AUTHSERVICE']._serialized_end=2412
+  _globals['_LOGINRESPONSE']._serialized_end=364
+  _globals['_GETSESSIONREQUEST']._serialized_start=366
+  _globals['_GETSESSIONREQUEST']._serialized_end=385
+  _globals['_USER']._serialized_start=387
+  _globals['_USER']._serialized_end=468
+  _globals['_LOGOUTREQUEST']._serialized_start=470
+  _globals['_LOGOUTREQUEST']._serialized_end=485
+  _globals['_CREATETOKENREQUEST']._serialized_start=487
+  _globals['_CREATETOKENREQUEST']._serialized_end=594
+  _globals['_CREATEDTOKEN']._serialized_start=597
+  _globals['_CREATEDTOKEN']._serialized_end=753
+  _globals['_APITOKEN']._serialized_start=756
+  _globals['_APITOKEN']._serialized_end=937
+  _globals['_LISTTOKENSREQUEST']._serialized_start=939
+  _globals['_LISTTOKENSREQUEST']._serialized_end=958
+  _globals['_LISTTOKENSRESPONSE']._serialized_start=960
+  _globals['_LISTTOKENSRESPONSE']._serialized_end=1020
+  _globals['_DELETETOKENREQUEST']._serialized_start=1022
+  _globals['_DELETETOKENREQUEST']._serialized_end=1054
+  _globals['_CHECKTOKENREQUEST']._serialized_start=1056
+  _globals['_CHECKTOKENREQUEST']._serialized_end=1087
+  _globals['_LISTUSERSREQUEST']._serialized_start=1089
+  _globals['_LISTUSERSREQUEST']._serialized_end=1107
+  _globals['_LISTUSERSRESPONSE']._serialized_start=1109
+  _globals['_LISTUSERSRESPONSE']._serialized_end=1163
+  _globals['_CREATEUSERREQUEST']._serialized_start=1166
+  _globals['_CREATEUSERREQUEST']._serialized_end=1295
+  _globals['_DELETEUSERREQUEST']._serialized_start=1297
+  _globals['_DELETEUSERREQUEST']._serialized_end=1345
+  _globals['_AUTHSERVICE']._serialized_start=1348
+  _globals['_AUTHSERVICE']._serialized_end=2426
 # @@protoc_insertion_point(module_scope)

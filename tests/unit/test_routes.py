@@ -28,6 +28,7 @@ API_MD = {
     "DELETE /storage/namespaces/{name}", "GET /storage/files", "POST /storage/upload",
     "GET /storage/download", "DELETE /storage/delete", "GET /storage/{namespace}/{name}",
     "GET /storage/download/{namespace}/{name}", "GET /storage/status", "GET /sse/progress",
+    "GET /sse/logs",
     # beyond the original specification: raw uploads
     "PUT /storage/{namespace}/{name}",
 }

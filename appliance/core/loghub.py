@@ -1,0 +1,145 @@
+"""The log entries /sse/logs serves: the most recent ones and live readers.
+
+Fed by the core's own records (``HubHandler``, one more root handler beside
+stderr, with the same hygiene: appliance/logs.py) and by the entries the
+gateways ship (logservice.py). An entry is a tuple ``(timestamp, level,
+source, message, attributes)`` (appliance.logs.entry_of).
+
+Logging must never wait for a reader, nor hold memory for one: ``publish``
+is called from any thread (logging calls come from executor threads too),
+takes a lock only for list and deque operations, and a reader that does not
+keep up loses entries (counted, and told so) once it has ``READER_QUEUE``
+unread.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+
+from appliance.logs import ENTRY_MESSAGE_CHARS, ENTRY_VALUE_CHARS, WARN, entry_of
+
+BACKLOG = 1000
+READER_QUEUE = 1000
+
+Entry = tuple  # (timestamp s, level 0-3, source, message, {str: str})
+
+
+class Reader:
+    """One /sse/logs stream: its filter and its unread entries."""
+
+    def __init__(self, accept: Callable[[Entry], bool], loop: asyncio.AbstractEventLoop):
+        self.accept = accept
+        self.loop = loop
+        self.thread = threading.get_ident()
+        self.entries: deque[Entry] = deque()
+        self.wake = asyncio.Event()
+        self.dropped = 0
+        self.closed = False
+
+    def offer(self, entry: Entry) -> None:
+        if not self.accept(entry):
+            return
+        if len(self.entries) >= READER_QUEUE:
+            self.dropped += 1
+            return
+        was_empty = not self.entries
+        self.entries.append(entry)
+        if was_empty:  # the reader may be waiting; else it is still draining
+            self._wake()
+
+    def _wake(self) -> None:
+        if threading.get_ident() == self.thread:
+            self.wake.set()
+        else:
+            try:
+                self.loop.call_soon_threadsafe(self.wake.set)
+            except RuntimeError:  # the loop is closed: nobody reads any more
+                pass
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
+
+    async def __aiter__(self) -> AsyncIterator[Entry]:
+        while not self.closed:
+            if self.dropped:
+                count, self.dropped = self.dropped, 0
+                yield dropped_entry(count, "this reader fell behind")
+            if self.entries:
+                yield self.entries.popleft()
+                continue
+            self.wake.clear()
+            if not self.entries and not self.closed:
+                await self.wake.wait()
+
+
+def dropped_entry(count: int, why: str, source: str = "core") -> Entry:
+    return (int(time.time()), WARN, source, f"{count} log entries dropped: {why}",
+            {"logger": "appliance.core.logs", "dropped": str(count)})
+
+
+class LogHub:
+    def __init__(self, backlog: int = BACKLOG):
+        self.recent: deque[Entry] = deque(maxlen=backlog)
+        self.readers: list[Reader] = []
+        self.lock = threading.Lock()
+
+    def publish(self, entry: Entry) -> None:
+        with self.lock:
+            self.recent.append(entry)
+            for reader in self.readers:
+                reader.offer(entry)
+
+    def publish_many(self, entries: Iterable[Entry]) -> None:
+        with self.lock:
+            for entry in entries:
+                self.recent.append(entry)
+                for reader in self.readers:
+                    reader.offer(entry)
+
+    def open(self, accept: Callable[[Entry], bool]) -> Reader:
+        """A reader with the matching backlog already queued (oldest first)."""
+        reader = Reader(accept, asyncio.get_running_loop())
+        with self.lock:
+            reader.entries.extend(e for e in self.recent if accept(e))
+            self.readers.append(reader)
+        return reader
+
+    def close(self, reader: Reader) -> None:
+        with self.lock:
+            if reader in self.readers:
+                self.readers.remove(reader)
+        reader.close()
+
+    def close_all(self) -> None:
+        """The core is stopping: every stream ends."""
+        with self.lock:
+            readers, self.readers = self.readers, []
+        for reader in readers:
+            reader.close()
+
+
+def shipped_entry(timestamp: int, level: int, source: str, message: str, attributes) -> Entry:
+    """An entry a gateway sent, bounded as ours are (a service sent it, but bounds are cheap)."""
+    if len(message) > ENTRY_MESSAGE_CHARS:
+        message = message[:ENTRY_MESSAGE_CHARS] + f"+{len(message) - ENTRY_MESSAGE_CHARS} chars"
+    attrs = {k[:64]: v[:ENTRY_VALUE_CHARS] for k, v in list(attributes.items())[:32]}
+    return (timestamp, min(max(level, 0), 3), source[:128], message, attrs)
+
+
+class HubHandler(logging.Handler):
+    """Every record the core logs, as an entry of *hub*."""
+
+    def __init__(self, hub: LogHub):
+        super().__init__()
+        self.hub = hub
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.hub.publish(entry_of(record))
+        except Exception:  # noqa: BLE001 - logging must not fail the caller
+            self.handleError(record)

@@ -1,0 +1,71 @@
+"""LogService: /sse/logs for admins (StreamLogs) and the gateways' entries
+arriving on their internal streams (ShipLogs). The entries live in the
+core's LogHub (loghub.py)."""
+from __future__ import annotations
+
+import asyncio
+
+from appliance.core.loghub import LogHub, dropped_entry, shipped_entry
+from appliance.errors import Invalid
+from appliance.logs import LEVEL_NAMES
+from appliance.v1 import logs_pb2, logs_pb2_grpc
+
+STREAM_OPEN = (("x-stream-open", "1"),)
+MAX_SOURCE_CHARS = 128
+
+
+def minimum_level(text: str) -> int:
+    if not text:
+        return 0
+    name = text.upper()
+    name = "WARN" if name == "WARNING" else name
+    if name not in LEVEL_NAMES:
+        raise Invalid("level must be one of DEBUG, INFO, WARN, ERROR")
+    return LEVEL_NAMES.index(name)
+
+
+def _message(entry) -> logs_pb2.LogEntry:
+    timestamp, level, source, message, attributes = entry
+    return logs_pb2.LogEntry(timestamp=timestamp, level=level, source=source, message=message,
+                             attributes=attributes)
+
+
+class LogServicer(logs_pb2_grpc.LogServiceServicer):
+    def __init__(self, hub: LogHub):
+        self.hub = hub
+        self.shipping: set[asyncio.Task] = set()
+
+    def stop(self) -> None:
+        """Core.stopping hook: end the readers' streams and the gateways' (they reconnect)."""
+        self.hub.close_all()
+        for task in self.shipping:
+            task.cancel()
+
+    async def StreamLogs(self, request, context):
+        minimum = minimum_level(request.level)
+        source = request.source
+        if len(source) > MAX_SOURCE_CHARS:
+            raise Invalid(f"source must be at most {MAX_SOURCE_CHARS} characters")
+        await context.send_initial_metadata(STREAM_OPEN)
+        reader = self.hub.open(lambda e: e[1] >= minimum and (not source or e[2] == source))
+        try:
+            async for entry in reader:
+                yield _message(entry)
+        finally:
+            self.hub.close(reader)
+
+    async def ShipLogs(self, request_iterator, context):
+        task = asyncio.current_task()
+        if task is not None:
+            self.shipping.add(task)
+        try:
+            async for batch in request_iterator:
+                entries = [shipped_entry(e.timestamp, e.level, e.source, e.message, e.attributes)
+                           for e in batch.entries]
+                if batch.dropped and entries:
+                    entries.append(dropped_entry(batch.dropped, "the sender's queue was full", entries[0][2]))
+                self.hub.publish_many(entries)
+        finally:
+            if task is not None:
+                self.shipping.discard(task)
+        return logs_pb2.ShipLogsResponse()
