@@ -195,10 +195,18 @@ class JsonLines(logging.Formatter):
         super().__init__()
         self.journal = journal
 
+    _second, _stamp = -1, ""  # strftime once a second, not once a line
+
+    def _timestamp(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._stamp}.{int(record.msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         line = {
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "timestamp": self._timestamp(record),
             "level": level_name(record.levelno),
             "source": Source.name,
             "message": record.getMessage(),

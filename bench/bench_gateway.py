@@ -15,7 +15,11 @@ Prints requests/s and ratios (target >= 0.6) of:
     per CPU (at most 4; appliance/http/workers.py).
 All run on this machine in the same run; the ratios are what count.
 
-    python -m bench.bench_gateway [--seconds 10] [--connections 32]
+    python -m bench.bench_gateway [--seconds 10] [--connections 32] [--log-level INFO]
+
+--log-level: the appliances' log level (default WARNING: the gateway's own
+path; INFO, the shipped default, adds an access line per request in the
+gateway and a call line in the core, both also fed to /sse/logs).
 """
 from __future__ import annotations
 
@@ -76,12 +80,13 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--log-level", default="WARNING")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        app = Appliance(tmp / "app", log_level="WARNING").start()
-        one_worker = Appliance(tmp / "one-worker", log_level="WARNING", http_workers=1).start()
-        per_call = Appliance(tmp / "per-call", log_level="WARNING", http_workers=1, gateway_multiplex="false").start()
+        app = Appliance(tmp / "app", log_level=args.log_level).start()
+        one_worker = Appliance(tmp / "one-worker", log_level=args.log_level, http_workers=1).start()
+        per_call = Appliance(tmp / "per-call", log_level=args.log_level, http_workers=1, gateway_multiplex="false").start()
         port = free_port()
         procs = [subprocess.Popen([sys.executable, str(Path(__file__).with_name("plain_tornado.py")), str(port)])]
         alone_port = free_port()
