@@ -33,13 +33,13 @@ def _message(entry) -> logs_pb2.LogEntry:
 class LogServicer(logs_pb2_grpc.LogServiceServicer):
     def __init__(self, hub: LogHub):
         self.hub = hub
-        self.shipping: set[asyncio.Task] = set()
+        self.stopping = asyncio.Event()
 
     def stop(self) -> None:
-        """Core.stopping hook: end the readers' streams and the gateways' (they reconnect)."""
+        """Core.stopping hook: end the readers' streams and the gateways' (they
+        reconnect), so they do not hold the stop for the server's grace period."""
         self.hub.close_all()
-        for task in self.shipping:
-            task.cancel()
+        self.stopping.set()
 
     async def StreamLogs(self, request, context):
         minimum = minimum_level(request.level)
@@ -55,17 +55,28 @@ class LogServicer(logs_pb2_grpc.LogServiceServicer):
             self.hub.close(reader)
 
     async def ShipLogs(self, request_iterator, context):
-        task = asyncio.current_task()
-        if task is not None:
-            self.shipping.add(task)
+        batches = aiter(request_iterator)
+        stopping = asyncio.ensure_future(self.stopping.wait())
         try:
-            async for batch in request_iterator:
-                entries = [shipped_entry(e.timestamp, e.level, e.source, e.message, e.attributes)
-                           for e in batch.entries]
-                if batch.dropped and entries:
-                    entries.append(dropped_entry(batch.dropped, "the sender's queue was full", entries[0][2]))
-                self.hub.publish_many(entries)
+            while True:
+                # a batch (0.2 s apart at most, from a live gateway) or the core stopping
+                reading = asyncio.ensure_future(anext(batches))
+                await asyncio.wait((reading, stopping), return_when=asyncio.FIRST_COMPLETED)
+                if not reading.done():
+                    reading.cancel()
+                    break
+                try:
+                    batch = reading.result()
+                except StopAsyncIteration:
+                    break
+                self.hub.publish_many(_shipped(batch))
         finally:
-            if task is not None:
-                self.shipping.discard(task)
+            stopping.cancel()
         return logs_pb2.ShipLogsResponse()
+
+
+def _shipped(batch: logs_pb2.LogBatch) -> list:
+    entries = [shipped_entry(e.timestamp, e.level, e.source, e.message, e.attributes) for e in batch.entries]
+    if batch.dropped and entries:
+        entries.append(dropped_entry(batch.dropped, "the sender's queue was full", entries[0][2]))
+    return entries

@@ -81,10 +81,10 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
             return self.send_json_error(501, "not implemented yet")
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
             return self.send_json_error(400, "this endpoint needs a WebSocket upgrade")
-        if not self.check_origin(self.request.headers.get("Origin")):
-            return self.send_json_error(403, "cross-origin WebSocket refused")
         if self.needs_credentials():  # as the JSON routes: no call to the core without any
             return self.send_json_error(401, "missing bearer token")
+        if not self.check_origin(self.request.headers.get("Origin")):  # before the core hears of it
+            return self.send_json_error(403, "cross-origin WebSocket refused")
         try:
             request = self.build_request(path_kwargs)
         except AppError as e:
