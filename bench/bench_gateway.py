@@ -86,7 +86,8 @@ def main() -> None:
         tmp = Path(tmp)
         app = Appliance(tmp / "app", log_level=args.log_level).start()
         one_worker = Appliance(tmp / "one-worker", log_level=args.log_level, http_workers=1).start()
-        per_call = Appliance(tmp / "per-call", log_level=args.log_level, http_workers=1, gateway_multiplex="false").start()
+        per_call = Appliance(tmp / "per-call", log_level=args.log_level, http_workers=1,
+                             gateway_multiplex="false").start()
         port = free_port()
         procs = [subprocess.Popen([sys.executable, str(Path(__file__).with_name("plain_tornado.py")), str(port)])]
         alone_port = free_port()
