@@ -32,12 +32,6 @@ RETRY = 1.0  # seconds before a new stream after one broke
 WARN_EVERY = 60.0  # a broken stream is logged at most this often
 
 
-def _message(entry) -> logs_pb2.LogEntry:
-    timestamp, level, source, message, attributes = entry
-    return logs_pb2.LogEntry(timestamp=timestamp, level=level, source=source, message=message,
-                             attributes=attributes)
-
-
 class Shipper(logging.Handler):
     def __init__(self, address: str, secret: str):
         super().__init__()
@@ -74,12 +68,14 @@ class Shipper(logging.Handler):
         while True:
             stopping = self.stopping.wait(INTERVAL)
             while self.queue or self.dropped:
-                entries = []
-                while self.queue and len(entries) < BATCH:
-                    entries.append(_message(self.queue.popleft()))
-                dropped, self.dropped = self.dropped, 0
-                self.sent_total += len(entries)
-                yield logs_pb2.LogBatch(entries=entries, dropped=dropped)
+                batch = logs_pb2.LogBatch()
+                add = batch.entries.add  # built in place: no copy of each entry
+                while self.queue and len(batch.entries) < BATCH:
+                    timestamp, level, source, message, attributes = self.queue.popleft()
+                    add(timestamp=timestamp, level=level, source=source, message=message).attributes.update(attributes)
+                batch.dropped, self.dropped = self.dropped, 0
+                self.sent_total += len(batch.entries)
+                yield batch
             if stopping:
                 return
 

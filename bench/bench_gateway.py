@@ -20,6 +20,12 @@ All run on this machine in the same run; the ratios are what count.
 --log-level: the appliances' log level (default WARNING: the gateway's own
 path; INFO, the shipped default, adds an access line per request in the
 gateway and a call line in the core, both also fed to /sse/logs).
+
+--baseline DIR: instead, compare this checkout with another one (e.g.
+``git archive main | tar -x -C DIR``): the same appliance (one gateway worker,
+and as shipped) from both, each wrk run of one right after the same run of
+the other, and the ratio this/baseline per pair (median over the rounds), so
+load from elsewhere on the machine hits both alike.
 """
 from __future__ import annotations
 
@@ -75,13 +81,57 @@ def wait_up(url: str) -> None:
     raise TimeoutError(url)
 
 
+def start_from(checkout: Path | None, data_dir: Path, **settings) -> Appliance:
+    """An appliance whose daemons run the code of *checkout* (None: this one)."""
+    here = os.getcwd()
+    if checkout is not None:
+        os.chdir(checkout)  # `python -m appliance.cli` imports from its working directory first
+    try:
+        return Appliance(data_dir, **settings).start()
+    finally:
+        os.chdir(here)
+
+
+def compare(args) -> None:
+    baseline = Path(args.baseline).resolve()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        apps = {(which, workers): start_from(checkout, tmp / f"{which}-{workers}", log_level=args.log_level,
+                                            **({"http_workers": 1} if workers == "one worker" else {}))
+                for which, checkout in (("baseline", baseline), ("this", None))
+                for workers in ("one worker", "as shipped")}
+        try:
+            targets = {key: (app.url + "/api/session", app.admin().token) for key, app in apps.items()}
+            for url, bearer in targets.values():
+                wrk(url, bearer, 2, args.connections)  # warm up
+            rates: dict = {key: [] for key in targets}
+            for _ in range(args.rounds):
+                for workers in ("one worker", "as shipped"):
+                    for which in ("baseline", "this"):
+                        url, bearer = targets[(which, workers)]
+                        rates[(which, workers)].append(wrk(url, bearer, args.seconds, args.connections))
+        finally:
+            for app in apps.values():
+                app.close()
+    print(f"GET /api/session at log level {args.log_level}, wrk {args.connections} connections, "
+          f"{args.rounds} x {args.seconds}s; baseline: {baseline}")
+    print(f"{'':<14}{'baseline req/s':>16}{'this req/s':>12}{'this/baseline':>15}")
+    for workers in ("one worker", "as shipped"):
+        before, after = rates[("baseline", workers)], rates[("this", workers)]
+        ratio = statistics.median(a / b for a, b in zip(after, before, strict=True))
+        print(f"{workers:<14}{statistics.median(before):>16.0f}{statistics.median(after):>12.0f}{ratio:>15.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--log-level", default="WARNING")
+    ap.add_argument("--baseline", help="another checkout to compare this one with (see above)")
     args = ap.parse_args()
+    if args.baseline:
+        return compare(args)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         app = Appliance(tmp / "app", log_level=args.log_level).start()

@@ -2,8 +2,10 @@
 
 Fed by the core's own records (``HubHandler``, one more root handler beside
 stderr, with the same hygiene: appliance/logs.py) and by the entries the
-gateways ship (logservice.py). An entry is a tuple ``(timestamp, level,
-source, message, attributes)`` (appliance.logs.entry_of).
+gateways ship (logservice.py). An entry is either a tuple ``(timestamp,
+level, source, message, attributes)`` (appliance.logs.entry_of: the core's
+own) or a LogEntry message as it arrived from a gateway (kept as parsed, so a
+shipped entry costs the core no Python work but the parse of its batch).
 
 Logging must never wait for a reader, nor hold memory for one: ``publish``
 is called from any thread (logging calls come from executor threads too),
@@ -20,18 +22,26 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 
-from appliance.logs import ENTRY_MESSAGE_CHARS, ENTRY_VALUE_CHARS, WARN, entry_of
+from appliance.logs import WARN, entry_of
+from appliance.v1 import logs_pb2
 
 BACKLOG = 1000
 READER_QUEUE = 1000
 
-Entry = tuple  # (timestamp s, level 0-3, source, message, {str: str})
+Entry = tuple | logs_pb2.LogEntry  # tuple: (timestamp s, level 0-3, source, message, {str: str})
+Accept = Callable[[int, str], bool]  # (level, source) -> keep?
+
+
+def level_and_source(entry: Entry) -> tuple[int, str]:
+    if type(entry) is tuple:
+        return entry[1], entry[2]
+    return entry.level, entry.source  # type: ignore[union-attr]
 
 
 class Reader:
     """One /sse/logs stream: its filter and its unread entries."""
 
-    def __init__(self, accept: Callable[[Entry], bool], loop: asyncio.AbstractEventLoop):
+    def __init__(self, accept: Accept, loop: asyncio.AbstractEventLoop):
         self.accept = accept
         self.loop = loop
         self.thread = threading.get_ident()
@@ -40,8 +50,8 @@ class Reader:
         self.dropped = 0
         self.closed = False
 
-    def offer(self, entry: Entry) -> None:
-        if not self.accept(entry):
+    def offer(self, entry: Entry, level: int, source: str) -> None:
+        if not self.accept(level, source):
             return
         if len(self.entries) >= READER_QUEUE:
             self.dropped += 1
@@ -88,24 +98,25 @@ class LogHub:
         self.readers: list[Reader] = []
         self.lock = threading.Lock()
 
-    def publish(self, entry: Entry) -> None:
+    def publish(self, entry: tuple) -> None:
         with self.lock:
             self.recent.append(entry)
             for reader in self.readers:
-                reader.offer(entry)
+                reader.offer(entry, entry[1], entry[2])
 
-    def publish_many(self, entries: Iterable[Entry]) -> None:
+    def publish_shipped(self, entries: Iterable[logs_pb2.LogEntry]) -> None:
         with self.lock:
-            for entry in entries:
-                self.recent.append(entry)
-                for reader in self.readers:
-                    reader.offer(entry)
+            self.recent.extend(entries)
+            if self.readers:
+                for entry in entries:
+                    for reader in self.readers:
+                        reader.offer(entry, entry.level, entry.source)
 
-    def open(self, accept: Callable[[Entry], bool]) -> Reader:
+    def open(self, accept: Accept) -> Reader:
         """A reader with the matching backlog already queued (oldest first)."""
         reader = Reader(accept, asyncio.get_running_loop())
         with self.lock:
-            reader.entries.extend(e for e in self.recent if accept(e))
+            reader.entries.extend(e for e in self.recent if accept(*level_and_source(e)))
             self.readers.append(reader)
         return reader
 
@@ -121,14 +132,6 @@ class LogHub:
             readers, self.readers = self.readers, []
         for reader in readers:
             reader.close()
-
-
-def shipped_entry(timestamp: int, level: int, source: str, message: str, attributes) -> Entry:
-    """An entry a gateway sent, bounded as ours are (a service sent it, but bounds are cheap)."""
-    if len(message) > ENTRY_MESSAGE_CHARS:
-        message = message[:ENTRY_MESSAGE_CHARS] + f"+{len(message) - ENTRY_MESSAGE_CHARS} chars"
-    attrs = {k[:64]: v[:ENTRY_VALUE_CHARS] for k, v in list(attributes.items())[:32]}
-    return (timestamp, min(max(level, 0), 3), source[:128], message, attrs)
 
 
 class HubHandler(logging.Handler):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from appliance.core.loghub import LogHub, dropped_entry, shipped_entry
+from appliance.core.loghub import LogHub, dropped_entry
 from appliance.errors import Invalid
 from appliance.logs import LEVEL_NAMES
 from appliance.v1 import logs_pb2, logs_pb2_grpc
@@ -25,6 +25,8 @@ def minimum_level(text: str) -> int:
 
 
 def _message(entry) -> logs_pb2.LogEntry:
+    if type(entry) is not tuple:
+        return entry  # a gateway's, as it arrived
     timestamp, level, source, message, attributes = entry
     return logs_pb2.LogEntry(timestamp=timestamp, level=level, source=source, message=message,
                              attributes=attributes)
@@ -47,7 +49,7 @@ class LogServicer(logs_pb2_grpc.LogServiceServicer):
         if len(source) > MAX_SOURCE_CHARS:
             raise Invalid(f"source must be at most {MAX_SOURCE_CHARS} characters")
         await context.send_initial_metadata(STREAM_OPEN)
-        reader = self.hub.open(lambda e: e[1] >= minimum and (not source or e[2] == source))
+        reader = self.hub.open(lambda level, src: level >= minimum and (not source or src == source))
         try:
             async for entry in reader:
                 yield _message(entry)
@@ -69,14 +71,13 @@ class LogServicer(logs_pb2_grpc.LogServiceServicer):
                     batch = reading.result()
                 except StopAsyncIteration:
                     break
-                self.hub.publish_many(_shipped(batch))
+                # Entries as they arrived: the sender (a service) built them with
+                # appliance.logs.entry_of, bounded and clean.
+                self.hub.publish_shipped(batch.entries)
+                if batch.dropped and batch.entries:
+                    self.hub.publish(dropped_entry(batch.dropped, "the sender's queue was full",
+                                                   batch.entries[0].source))
         finally:
             stopping.cancel()
         return logs_pb2.ShipLogsResponse()
 
-
-def _shipped(batch: logs_pb2.LogBatch) -> list:
-    entries = [shipped_entry(e.timestamp, e.level, e.source, e.message, e.attributes) for e in batch.entries]
-    if batch.dropped and entries:
-        entries.append(dropped_entry(batch.dropped, "the sender's queue was full", entries[0][2]))
-    return entries

@@ -75,13 +75,13 @@ def test_the_hub_keeps_a_bounded_backlog_and_drops_for_a_slow_reader():
         for i in range(8):
             hub.publish((i, i % 4, "core", f"m{i}", {}))
         assert [e[3] for e in hub.recent] == ["m3", "m4", "m5", "m6", "m7"]
-        warn = hub.open(lambda e: e[1] >= 2)
+        warn = hub.open(lambda level, source: level >= 2)
         assert [e[3] for e in warn.entries] == ["m3", "m6", "m7"]
         for i in range(loghub.READER_QUEUE + 50):  # nobody reads: the reader's queue stays bounded
             hub.publish((i, 3, "http", "x", {}))
         assert len(warn.entries) == loghub.READER_QUEUE and warn.dropped == 53
         # a thread publishing wakes a waiting reader through the loop
-        fast = hub.open(lambda e: e[2] == "ssh")
+        fast = hub.open(lambda level, source: source == "ssh")
         got = []
 
         async def read():
@@ -91,9 +91,11 @@ def test_the_hub_keeps_a_bounded_backlog_and_drops_for_a_slow_reader():
                     return
         task = asyncio.ensure_future(read())
         await asyncio.sleep(0.01)
-        threading.Thread(target=lambda: [hub.publish((0, 1, "ssh", f"t{i}", {})) for i in range(2)]).start()
+        shipped = logs_pb2.LogBatch(entries=[logs_pb2.LogEntry(level=1, source="ssh", message="t1")])
+        threading.Thread(target=lambda: (hub.publish((0, 1, "ssh", "t0", {})),
+                                          hub.publish_shipped(shipped.entries))).start()
         await asyncio.wait_for(task, 5)
-        assert [e[3] for e in got] == ["t0", "t1"]
+        assert [e[3] if type(e) is tuple else e.message for e in got] == ["t0", "t1"]
         first = await anext(aiter(warn))  # a reader that fell behind is told how much it lost
         assert "53 log entries dropped" in first[3] and first[1] == logs.WARN
         hub.close_all()
