@@ -115,9 +115,8 @@ class StripQueryStrings(logging.Filter):
             return True
         record._cleaned = True
         attributes = getattr(record, "attributes", None)
-        if attributes:
-            record.attributes = {k: strip_queries(v) if type(v) is str and "?" in v else v
-                                 for k, v in attributes.items()}
+        if attributes and any(type(v) is str and "?" in v for v in attributes.values()):
+            record.attributes = {k: strip_queries(v) if type(v) is str else v for k, v in attributes.items()}
         tornado = record.name.startswith("tornado.")
         if not tornado and self._plain(record):
             return True
@@ -231,6 +230,14 @@ def entry_of(record: logging.LogRecord, source: str | None = None) -> tuple:
     if exception:
         attributes["exception"] = exception[-ENTRY_EXCEPTION_CHARS:]
     return (int(record.created), level_number(record.levelno), source or Source.name, message, attributes)
+
+
+def keep_request_id(record: logging.LogRecord) -> logging.LogRecord:
+    """Fix the record's request id (of the context it was logged in) on the record,
+    for a handler that turns it into an entry later, elsewhere (entry_of)."""
+    if getattr(record, "request_id", None) is None:
+        record.request_id = REQUEST_ID.get()
+    return record
 
 
 def add_handler(handler: logging.Handler) -> None:

@@ -19,7 +19,7 @@ from collections import deque
 
 import grpc
 
-from appliance.logs import add_handler, entry_of
+from appliance.logs import add_handler, entry_of, keep_request_id
 from appliance.v1 import logs_pb2
 
 log = logging.getLogger("appliance.logship")
@@ -50,10 +50,9 @@ class Shipper(logging.Handler):
             self.dropped += 1
             self.dropped_total += 1
             return
-        try:
-            self.queue.append(entry_of(record))
-        except Exception:  # noqa: BLE001 - logging must not fail the caller
-            self.handleError(record)
+        # Turned into an entry by the shipper's thread: the record has passed
+        # StripQueryStrings, so its args are numbers and strings (or merged into msg).
+        self.queue.append(keep_request_id(record))
 
     # -- the shipper's thread ------------------------------------------------------
     def start(self) -> Shipper:
@@ -71,7 +70,10 @@ class Shipper(logging.Handler):
                 batch = logs_pb2.LogBatch()
                 add = batch.entries.add  # built in place: no copy of each entry
                 while self.queue and len(batch.entries) < BATCH:
-                    timestamp, level, source, message, attributes = self.queue.popleft()
+                    try:
+                        timestamp, level, source, message, attributes = entry_of(self.queue.popleft())
+                    except Exception:  # noqa: BLE001 - a record that cannot be formatted is skipped
+                        continue
                     add(timestamp=timestamp, level=level, source=source, message=message).attributes.update(attributes)
                 batch.dropped, self.dropped = self.dropped, 0
                 self.sent_total += len(batch.entries)

@@ -2,10 +2,12 @@
 
 Fed by the core's own records (``HubHandler``, one more root handler beside
 stderr, with the same hygiene: appliance/logs.py) and by the entries the
-gateways ship (logservice.py). An entry is either a tuple ``(timestamp,
-level, source, message, attributes)`` (appliance.logs.entry_of: the core's
-own) or a LogEntry message as it arrived from a gateway (kept as parsed, so a
-shipped entry costs the core no Python work but the parse of its batch).
+gateways ship (logservice.py). An entry is either a tuple whose second and
+third items are its level and source: ``(timestamp, level, source, record)``
+for the core's own, turned into a message only when a reader takes it (most
+never are: logging a line costs the hub a tuple), or ``(timestamp, level,
+source, message, attributes)``; or a LogEntry message as it arrived from a
+gateway (kept as parsed: no Python work per shipped entry).
 
 Logging must never wait for a reader, nor hold memory for one: ``publish``
 is called from any thread (logging calls come from executor threads too),
@@ -22,13 +24,13 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 
-from appliance.logs import WARN, entry_of
+from appliance.logs import WARN, Source, entry_of, keep_request_id, level_number
 from appliance.v1 import logs_pb2
 
 BACKLOG = 1000
 READER_QUEUE = 1000
 
-Entry = tuple | logs_pb2.LogEntry  # tuple: (timestamp s, level 0-3, source, message, {str: str})
+Entry = tuple | logs_pb2.LogEntry
 Accept = Callable[[int, str], bool]  # (level, source) -> keep?
 
 
@@ -36,6 +38,16 @@ def level_and_source(entry: Entry) -> tuple[int, str]:
     if type(entry) is tuple:
         return entry[1], entry[2]
     return entry.level, entry.source  # type: ignore[union-attr]
+
+
+def as_message(entry: Entry) -> logs_pb2.LogEntry:
+    if type(entry) is not tuple:
+        return entry  # type: ignore[return-value]  # a gateway's, as it arrived
+    if len(entry) == 4:
+        entry = entry_of(entry[3], entry[2])
+    timestamp, level, source, message, attributes = entry
+    return logs_pb2.LogEntry(timestamp=timestamp, level=level, source=source, message=message,
+                             attributes=attributes)
 
 
 class Reader:
@@ -137,12 +149,13 @@ class LogHub:
 class HubHandler(logging.Handler):
     """Every record the core logs, as an entry of *hub*."""
 
-    def __init__(self, hub: LogHub):
+    def __init__(self, hub: LogHub, source: str = ""):
         super().__init__()
         self.hub = hub
+        self.source = source
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.hub.publish(entry_of(record))
-        except Exception:  # noqa: BLE001 - logging must not fail the caller
-            self.handleError(record)
+        # The record has passed StripQueryStrings: its args are numbers and strings
+        # only (or merged into msg), so formatting it later gives the same line.
+        keep_request_id(record)
+        self.hub.publish((int(record.created), level_number(record.levelno), self.source or Source.name, record))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from appliance.core.loghub import LogHub, dropped_entry
+from appliance.core.loghub import LogHub, as_message, dropped_entry
 from appliance.errors import Invalid
 from appliance.logs import LEVEL_NAMES
 from appliance.v1 import logs_pb2, logs_pb2_grpc
@@ -22,14 +22,6 @@ def minimum_level(text: str) -> int:
     if name not in LEVEL_NAMES:
         raise Invalid("level must be one of DEBUG, INFO, WARN, ERROR")
     return LEVEL_NAMES.index(name)
-
-
-def _message(entry) -> logs_pb2.LogEntry:
-    if type(entry) is not tuple:
-        return entry  # a gateway's, as it arrived
-    timestamp, level, source, message, attributes = entry
-    return logs_pb2.LogEntry(timestamp=timestamp, level=level, source=source, message=message,
-                             attributes=attributes)
 
 
 class LogServicer(logs_pb2_grpc.LogServiceServicer):
@@ -52,7 +44,7 @@ class LogServicer(logs_pb2_grpc.LogServiceServicer):
         reader = self.hub.open(lambda level, src: level >= minimum and (not source or src == source))
         try:
             async for entry in reader:
-                yield _message(entry)
+                yield as_message(entry)
         finally:
             self.hub.close(reader)
 
