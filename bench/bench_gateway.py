@@ -24,8 +24,8 @@ gateway and a call line in the core, both also fed to /sse/logs).
 --baseline DIR: instead, compare this checkout with another one (e.g.
 ``git archive main | tar -x -C DIR``): the same appliance (one gateway worker,
 and as shipped) from both, each wrk run of one right after the same run of
-the other, and the ratio this/baseline per pair (median over the rounds), so
-load from elsewhere on the machine hits both alike.
+the other (which goes first alternates), and the ratio this/baseline per pair
+(median over the rounds), so load from elsewhere on the machine hits both alike.
 """
 from __future__ import annotations
 
@@ -105,9 +105,10 @@ def compare(args) -> None:
             for url, bearer in targets.values():
                 wrk(url, bearer, 2, args.connections)  # warm up
             rates: dict = {key: [] for key in targets}
-            for _ in range(args.rounds):
+            for round_ in range(args.rounds):
                 for workers in ("one worker", "as shipped"):
-                    for which in ("baseline", "this"):
+                    # alternate which goes first: no side gets the better slot every time
+                    for which in ("baseline", "this")[::1 if round_ % 2 else -1]:
                         url, bearer = targets[(which, workers)]
                         rates[(which, workers)].append(wrk(url, bearer, args.seconds, args.connections))
         finally:
