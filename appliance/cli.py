@@ -26,8 +26,10 @@ PREPARE_STEPS = [hostprep.prepare]
 RELEASE_STEPS = [hostprep.release]
 
 
-def _setup_logging(cfg) -> None:
-    logs.setup(cfg.log_level)
+def _setup_logging(cfg, service: str) -> None:
+    """JSON log lines on stderr naming *service*; ``<host>/<service>`` when the
+    core serves other hosts (core_tcp), so entries of several hosts stay apart."""
+    logs.setup(cfg.log_level, logs.source_name(service, cfg.node_name if cfg.core_tcp else ""))
 
 
 def _open_db(cfg):
@@ -36,28 +38,28 @@ def _open_db(cfg):
     return open_database(cfg.database_url)
 
 
-def _daemon(cfg) -> None:
+def _daemon(cfg, service: str) -> None:
     """What every daemon does first: logging, and the directory its Prometheus
     instruments share with the others (before prometheus_client is imported)."""
-    _setup_logging(cfg)
+    _setup_logging(cfg, service)
     metricsdir.use(cfg.metrics_dir)
 
 
 def cmd_core(cfg, args) -> int:
-    _daemon(cfg)
+    _daemon(cfg, "core")
     from appliance.core.server import serve
     asyncio.run(serve(cfg))
     return 0
 
 
 def cmd_http(cfg, args) -> int:
-    _daemon(cfg)
+    _daemon(cfg, "http")
     from appliance.http.server import run
     return run(cfg)
 
 
 def cmd_ssh(cfg, args) -> int:
-    _daemon(cfg)
+    _daemon(cfg, "ssh")
     from appliance.ssh.server import serve
     logging.getLogger("paramiko").setLevel(logging.WARNING)
     serve(cfg)
@@ -179,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.config:
         os.environ["APPLIANCE_CONFIG"] = args.config  # for the daemons `up` starts
     cfg = config_mod.load(args.config)
+    if args.fn not in (cmd_core, cmd_http, cmd_ssh):
+        _setup_logging(cfg, "cli")  # `up`, `down`, `user`: their own lines (host steps) on stderr
     return args.fn(cfg, args)
 
 

@@ -203,6 +203,11 @@ class Config:
     # "host:port" (e.g. "127.0.0.1:9464"); "" = none (GET /metrics through the
     # gateway needs an admin's session token). docs/observability-prometheus.md
     metrics_listen: str = ""
+    # Origins (scheme://host[:port], comma-separated) whose pages may open the
+    # WebSockets; others get 403 (a handshake without Origin, not a browser's,
+    # is allowed). "" -> public_host and http_host on http_port
+    # (appliance/http/cookie.py).
+    public_origins: str = ""
 
     @property
     def node_name(self) -> str:

@@ -14,6 +14,7 @@ from appliance.v1 import (
     auth_pb2,
     cluster_pb2,
     compute_pb2,
+    logs_pb2,
     metrics_pb2,
     mux_pb2,
     options_pb2,
@@ -27,12 +28,15 @@ STORAGE = storage_pb2.DESCRIPTOR.services_by_name["StorageService"]
 CLUSTER = cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"]
 # GET /metrics (Prometheus text, admins only; also on the core's metrics_listen).
 METRICS = metrics_pb2.DESCRIPTOR.services_by_name["MetricsService"]
+# /sse/logs, and (internal) the gateways' log entries sent to the core.
+LOGS = logs_pb2.DESCRIPTOR.services_by_name["LogService"]
 # Internal (no HTTP bindings; ACCESS_SERVICE): the SSH gateway's questions.
 SSH_GATEWAY = sshgw_pb2.DESCRIPTOR.services_by_name["SshGatewayService"]
 # Internal: the HTTP gateway's unary calls, carried over one stream.
 MULTIPLEXER = mux_pb2.DESCRIPTOR.services_by_name["CallMultiplexer"]
 
-SERVICES: tuple[_d.ServiceDescriptor, ...] = (AUTH, COMPUTE, STORAGE, CLUSTER, METRICS, SSH_GATEWAY, MULTIPLEXER)
+SERVICES: tuple[_d.ServiceDescriptor, ...] = (AUTH, COMPUTE, STORAGE, CLUSTER, METRICS, LOGS, SSH_GATEWAY,
+                                              MULTIPLEXER)
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,8 @@ class Method:
     access: int
     transport: int
     query_token: bool
+    # appliance.v1.session_cookie: SESSION_COOKIE_NONE, _SET (Login) or _CLEAR (Logout).
+    session_cookie: int = options_pb2.SESSION_COOKIE_NONE
 
     @property
     def path(self) -> str:
@@ -54,6 +60,14 @@ class Method:
     @property
     def response_class(self):
         return message_factory.GetMessageClass(self.descriptor.output_type)
+
+    @property
+    def session_token_field(self) -> str:
+        """The response field marked (session_token), "" if none."""
+        for field in self.descriptor.output_type.fields:
+            if field.GetOptions().Extensions[options_pb2.session_token]:  # type: ignore[index]
+                return field.name
+        return ""
 
     @property
     def client_streaming(self) -> bool:
@@ -73,6 +87,7 @@ def _method(md: _d.MethodDescriptor) -> Method:
         access=opts.Extensions[options_pb2.access],  # type: ignore[index]
         transport=opts.Extensions[options_pb2.transport],  # type: ignore[index]
         query_token=opts.Extensions[options_pb2.query_token],  # type: ignore[index]
+        session_cookie=opts.Extensions[options_pb2.session_cookie],  # type: ignore[index]
     )
 
 

@@ -16,13 +16,19 @@ Prints requests/s and ratios (target >= 0.6) of:
 All run on this machine in the same run; the ratios are what count.
 
 ``--baseline REF`` instead measures this checkout against the code of REF (a
-detached git worktree first on the PYTHONPATH of its processes, which run in
-a scratch directory so the checkout's own ``appliance/`` does not shadow it):
+git ref, put in a detached git worktree, or a directory holding another
+checkout; first on the PYTHONPATH of its processes, which run in a scratch
+directory so the checkout's own ``appliance/`` does not shadow it):
 the appliance as shipped and with one gateway worker, both sides interleaved
 round by round, and prints current/baseline (e.g. what the Prometheus
 instruments cost the gateway).
 
-    python -m bench.bench_gateway [--seconds 10] [--connections 32] [--baseline REF [--sequential 2000]]
+    python -m bench.bench_gateway [--seconds 10] [--connections 32] [--log-level INFO]
+                                  [--baseline REF|DIR [--sequential 2000]]
+
+--log-level: the appliances' log level (default WARNING: the gateway's own
+path; INFO, the shipped default, adds an access line per request in the
+gateway and a call line in the core, both also fed to /sse/logs).
 """
 from __future__ import annotations
 
@@ -118,16 +124,19 @@ def against_baseline(ref: str, args) -> None:
     root = Path(__file__).resolve().parent.parent
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        old = tmp / "baseline-src"
-        subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", "-f", str(old), ref],
-                       check=True, capture_output=True)
+        given = Path(ref).is_dir()
+        old = Path(ref).resolve() if given else tmp / "baseline-src"
+        if not given:
+            subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", "-f", str(old), ref],
+                           check=True, capture_output=True)
         here = os.getcwd()
         os.chdir(tmp)  # `python -m appliance.cli` puts the working directory first on sys.path
         apps: dict[str, Appliance] = {}
         try:
             for side, path in (("baseline", str(old)), ("current", None)):
                 for label, settings in (("as shipped", {}), ("one worker", {"http_workers": 1})):
-                    app = Appliance(tmp / f"{side}-{label.replace(' ', '-')}", log_level="WARNING", **settings)
+                    app = Appliance(tmp / f"{side}-{label.replace(' ', '-')}", log_level=args.log_level,
+                                    **settings)
                     if path:
                         app.env["PYTHONPATH"] = path
                     apps[f"{side}, {label}"] = app.start()
@@ -151,10 +160,13 @@ def against_baseline(ref: str, args) -> None:
             for app in apps.values():
                 app.close()
             os.chdir(here)
-            subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(old)], capture_output=True)
+            if not given:
+                subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(old)],
+                               capture_output=True)
     best = {name: statistics.median(r) for name, r in rates.items()}
     cpu = {name: statistics.median(r) for name, r in cpu_us.items()}
-    print(f"GET /api/session, wrk {args.connections} connections, median of {args.rounds} x {args.seconds}s")
+    print(f"GET /api/session at log level {args.log_level}, wrk {args.connections} connections, "
+          f"median of {args.rounds} x {args.seconds}s")
     print(f"{'':42}{'baseline':>10}{'current':>10}{'ratio':>8}")
     for label in ("as shipped", "one worker"):
         b, c = best[f"baseline, {label}"], best[f"current, {label}"]
@@ -181,7 +193,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--baseline", help="a git ref: compare this checkout with it instead")
+    ap.add_argument("--log-level", default="WARNING")
+    ap.add_argument("--baseline", help="a git ref or a checkout directory: compare this checkout with it instead")
     ap.add_argument("--sequential", type=int, default=0,
                     help="with --baseline: also CPU per request of this many sequential requests a round")
     args = ap.parse_args()
@@ -189,9 +202,10 @@ def main() -> None:
         return against_baseline(args.baseline, args)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        app = Appliance(tmp / "app", log_level="WARNING").start()
-        one_worker = Appliance(tmp / "one-worker", log_level="WARNING", http_workers=1).start()
-        per_call = Appliance(tmp / "per-call", log_level="WARNING", http_workers=1, gateway_multiplex="false").start()
+        app = Appliance(tmp / "app", log_level=args.log_level).start()
+        one_worker = Appliance(tmp / "one-worker", log_level=args.log_level, http_workers=1).start()
+        per_call = Appliance(tmp / "per-call", log_level=args.log_level, http_workers=1,
+                             gateway_multiplex="false").start()
         port = free_port()
         procs = [subprocess.Popen([sys.executable, str(Path(__file__).with_name("plain_tornado.py")), str(port)])]
         alone_port = free_port()
@@ -224,7 +238,8 @@ def main() -> None:
                 appliance.close()
     best = {name: statistics.median(r) for name, r in rates.items()}
     baseline = best["plain Tornado handler (baseline)"]
-    print(f"GET /api/session, wrk {args.connections} connections, median of {args.rounds} x {args.seconds}s")
+    print(f"GET /api/session at log level {args.log_level}, wrk {args.connections} connections, "
+          f"median of {args.rounds} x {args.seconds}s")
     print(f"{'':<38}{'req/s':>9}{'ratio':>8}")
     for name, rate in best.items():
         print(f"{name:<38}{rate:>9.0f}{rate / baseline:>8.2f}")

@@ -5,6 +5,7 @@ from contextvars import ContextVar
 
 from appliance.core.auth.identity import Principal
 from appliance.errors import PermissionDenied, Unauthenticated
+from appliance.logs import REQUEST_ID
 
 _principal: ContextVar[Principal | None] = ContextVar("principal", default=None)
 _client_address: ContextVar[str] = ContextVar("client_address", default="")
@@ -34,15 +35,29 @@ def client_address() -> str:
     return _client_address.get()
 
 
-def bind(p: Principal | None, address: str):
-    """Set the call's principal and address; returns tokens for reset()."""
-    return _principal.set(p), _client_address.set(address)
+def request_id() -> str:
+    """The gateway's id of the request this call serves ("" when none): every log
+    line written during the call carries it (appliance.logs.REQUEST_ID)."""
+    return REQUEST_ID.get()
+
+
+def bind_request(request_id: str):
+    """Set the call's request id (first, so even an authentication failure's line has it)."""
+    return REQUEST_ID.set(request_id)
+
+
+def bind(p: Principal | None, address: str, request=None):
+    """Set the call's principal and address; returns tokens for reset().
+    *request*: the token of bind_request(), reset with the others."""
+    return _principal.set(p), _client_address.set(address), request
 
 
 def reset(tokens) -> None:
     try:
         _principal.reset(tokens[0])
         _client_address.reset(tokens[1])
+        if tokens[2] is not None:
+            REQUEST_ID.reset(tokens[2])
     except ValueError:
         # A server stream abandoned by its client is finalized by asyncio in
         # another task (another context): there is nothing there to restore.

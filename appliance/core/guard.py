@@ -20,6 +20,7 @@ from appliance.core import live
 from appliance.core.auth.identity import Tokens
 from appliance.core.handlers import method_handlers, register
 from appliance.errors import AppError, PermissionDenied, Unauthenticated
+from appliance.logs import valid_request_id
 from appliance.v1 import options_pb2 as opt
 
 log = logging.getLogger("appliance.core")
@@ -39,6 +40,14 @@ def address_from(metadata) -> str:
     for key, value in metadata:
         if key == "x-client-address":
             return value
+    return ""
+
+
+def request_id_from(metadata) -> str:
+    """The gateway's request id (``x-request-id``), if it is one we would have made."""
+    for key, value in metadata:
+        if key == "x-request-id":
+            return value if valid_request_id(value) else ""
     return ""
 
 
@@ -89,12 +98,13 @@ class CallGuard:
 
     async def enter(self, context):
         metadata = context.invocation_metadata() or ()
+        request = ctx.bind_request(request_id_from(metadata))
         try:
             principal = self.authenticate(self.method, metadata)
         except AppError as e:
             self.log(None, e.code, 0.0)
-            await _abort(context, e)
-        return ctx.bind(principal, address_from(metadata)), principal
+            await _abort(context, e)  # the call's task ends here, and its context with it
+        return ctx.bind(principal, address_from(metadata), request), principal
 
     async def fail(self, context, principal, error: BaseException, started: float):
         if isinstance(error, AppError):
@@ -121,7 +131,8 @@ class CallGuard:
             return
         took = seconds * 1000 if seconds is not None else 0.0
         who = principal.user.username if principal else "-"
-        log.info("%s %s %s %.1fms", self.method.path, code.name, who, took)
+        log.info("%s %s %s %.1fms", self.method.path, code.name, who, took, extra={"attributes": {
+            "method": self.method.path, "code": code.name, "user": who, "duration_ms": f"{took:.1f}"}})
 
 
 def _wrap_unary_response(guard: CallGuard, behavior):

@@ -12,7 +12,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from appliance import contract
+from appliance import contract, logs
 from appliance.batching import MAX_MESSAGE
 from appliance.config import Config
 from appliance.contract import SERVICES
@@ -27,6 +27,8 @@ from appliance.core.db import open_database
 from appliance.core.exposition import Exposition, Listener, MetricsServicer
 from appliance.core.guard import GuardedServer
 from appliance.core.handlers import method_handlers, register
+from appliance.core.loghub import HubHandler, LogHub
+from appliance.core.logservice import LogServicer
 from appliance.core.multiplexer import CallMultiplexerServicer
 from appliance.core.storage.servicer import StorageServicer
 
@@ -49,6 +51,8 @@ class Core:
     background: list[asyncio.Task] = field(default_factory=list)
     # Other listeners, started with the server (each returns its address).
     listeners: list = field(default_factory=list)
+    # Recent and live log entries (/sse/logs).
+    logs: LogHub = field(default_factory=LogHub)
 
     def run_in_background(self, work) -> None:
         """Start ``work`` (a coroutine) now if an event loop runs (serve()); else drop it."""
@@ -130,6 +134,14 @@ def build_server(config: Config) -> Core:
         listener = Listener(exposition, config.metrics_listen)
         core.listeners.append(listener.start)
         core.closers.append(listener.close)
+    # /sse/logs: the core's own records and the gateways' shipped entries.
+    core.logs = LogHub()
+    hub_handler = HubHandler(core.logs)
+    logs.add_handler(hub_handler)
+    core.closers.append(lambda: logging.getLogger().removeHandler(hub_handler))
+    log_service = LogServicer(core.logs)
+    guarded.add(contract.LOGS, log_service)
+    core.stopping.append(log_service.stop)
     # Not guarded itself: every call it carries goes through its method's guard.
     multiplexer = CallMultiplexerServicer(guarded.unary)
     register(server, contract.MULTIPLEXER, method_handlers(contract.MULTIPLEXER, multiplexer))

@@ -13,7 +13,7 @@ from tornado.routing import PathMatches, Rule
 from appliance import metrics
 from appliance.http import openapi
 from appliance.http.downloads import DownloadHandler
-from appliance.http.gateway import GatewayHandler, JsonHandler, NotImplementedHandler
+from appliance.http.gateway import GatewayHandler, JsonHandler, NotImplementedHandler, RequestIds
 from appliance.http.multiplexed import Multiplexer
 from appliance.http.routes import ApiRoute, build_routes
 from appliance.http.sockets import WebSocketGateway
@@ -53,7 +53,7 @@ class RouteMatcher(PathMatches):
         return super().match(request)
 
 
-class HealthHandler(tornado.web.RequestHandler):
+class HealthHandler(RequestIds):
     """200 ``ok`` when the core answers its health check, else 503 JSON."""
 
     metrics_route = "/healthz"
@@ -76,7 +76,7 @@ class HealthHandler(tornado.web.RequestHandler):
             self.finish(json.dumps({"error": "backend unavailable"}))
 
 
-class OpenApiHandler(tornado.web.RequestHandler):
+class OpenApiHandler(RequestIds):
     metrics_route = "/openapi.json"
 
     def initialize(self, document: dict) -> None:
@@ -87,7 +87,7 @@ class OpenApiHandler(tornado.web.RequestHandler):
         self.finish(json.dumps(self.document))
 
 
-class FallbackHandler(tornado.web.RequestHandler):
+class FallbackHandler(RequestIds):
     """No route matched: 405 if the path exists under another method, else 404."""
 
     metrics_route = "unmatched"  # never the path itself: the label set stays bounded
@@ -126,8 +126,13 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     metrics.observe_http(route_label(handler), handler.request.method or "", status,
                          handler.request.request_time())
     level = logging.INFO if status < 500 else logging.ERROR
-    access_log.log(level, "%d %s %s %.1fms", status, escape(handler.request.method, 16),
-                   escape(handler.request.path), 1000.0 * handler.request.request_time())
+    if not access_log.isEnabledFor(level):
+        return
+    request = handler.request
+    method, path, took = escape(request.method, 16), escape(request.path), 1000.0 * request.request_time()
+    access_log.log(level, "%d %s %s %.1fms", status, method, path, took, extra={"attributes": {
+        "status": str(status), "method": method, "path": path, "duration_ms": f"{took:.1f}",
+        "request_id": getattr(handler, "request_id", ""), "client": request.remote_ip or ""}})
 
 
 def _is_unary(method) -> bool:

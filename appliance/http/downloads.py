@@ -133,7 +133,8 @@ class DownloadHandler(GatewayHandler):
         except (grpc.aio.AioRpcError, OSError) as e:
             # Headers are out: all we can do is cut the body short so the
             # client sees an incomplete transfer rather than a wrong file.
-            log.warning("download of %s broke off: %s", meta.name, e)
+            log.warning("download of %s broke off: %s", meta.name, e,
+                        extra={"attributes": {"request_id": self.request_id}})
             # cast: Tornado types the connection as its abstract interface; the server's has close()
             cast(HTTP1Connection, self.request.connection).close()
             return

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import grpc
 import tornado.web
 
 from appliance.errors import AppError
 from appliance.http import codec
+from appliance.http.cookie import SESSION_COOKIE, cookie_allowed, update_session_cookie
 from appliance.http.routes import ApiRoute
 from appliance.http.status import error_message, http_status
+from appliance.logs import valid_request_id
 from appliance.v1 import options_pb2 as opt
 
 log = logging.getLogger("appliance.http")
@@ -27,7 +30,30 @@ MAX_JSON_BODY = 1024 * 1024
 RAW_BODY = "google.api.HttpBody"
 
 
-class GatewayHandler(tornado.web.RequestHandler):
+def request_id_of(request) -> str:
+    """The client's X-Request-Id when it is a sane one, else a new random id."""
+    given = request.headers.get("X-Request-Id")
+    return given if valid_request_id(given) else os.urandom(16).hex()
+
+
+class RequestIds(tornado.web.RequestHandler):
+    """Every response of the gateway carries its request's id (X-Request-Id)."""
+
+    _request_id = ""
+
+    @property
+    def request_id(self) -> str:
+        """This request's id: in the X-Request-Id response header, the x-request-id
+        metadata of every call made for it, and the log lines of both daemons."""
+        if not self._request_id:
+            self._request_id = request_id_of(self.request)
+        return self._request_id
+
+    def set_default_headers(self) -> None:
+        self.set_header("X-Request-Id", self.request_id)
+
+
+class GatewayHandler(RequestIds):
     route: ApiRoute
 
     def initialize(self, route: ApiRoute, calls: dict, config) -> None:
@@ -44,10 +70,15 @@ class GatewayHandler(tornado.web.RequestHandler):
             token = self.get_query_argument("token", "")
             if token:
                 return f"Bearer {token}"
+        if cookie_allowed(self.route.method, self.request.method):
+            # GET event streams and downloads only (http/cookie.py says why).
+            token = self.get_cookie(SESSION_COOKIE, "")
+            if token:
+                return f"Bearer {token}"
         return ""
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
-        md = [("x-client-address", self.request.remote_ip or "")]
+        md = [("x-client-address", self.request.remote_ip or ""), ("x-request-id", self.request_id)]
         bearer = self.bearer()
         if bearer:
             if not (bearer.isascii() and bearer.isprintable()):
@@ -108,7 +139,8 @@ class GatewayHandler(tornado.web.RequestHandler):
             if key == "retry-after":
                 headers["Retry-After"] = value
         if code == grpc.StatusCode.UNAVAILABLE:
-            log.warning("core unavailable for %s: %s", self.route.method.path, error.details())
+            log.warning("core unavailable for %s: %s", self.route.method.path, error.details(),
+                        extra={"attributes": {"request_id": self.request_id}})
         status = http_status(code, error.trailing_metadata())
         self.send_json_error(status, error_message(code, error.details()), headers)
 
@@ -121,6 +153,7 @@ class GatewayHandler(tornado.web.RequestHandler):
 
     def set_default_headers(self) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")
+        super().set_default_headers()
 
     def compute_etag(self) -> None:
         """No ETag from hashing each JSON body: API answers are no-store
@@ -148,6 +181,8 @@ class JsonHandler(GatewayHandler):
     async def _serve(self, **path_kwargs) -> None:
         if self._finished:
             return
+        if self.route.method.session_cookie:
+            update_session_cookie(self, None)  # Logout clears it whatever happens next
         if self.needs_credentials():
             return self.send_json_error(401, "missing bearer token")
         if self._size > MAX_JSON_BODY:
@@ -161,6 +196,8 @@ class JsonHandler(GatewayHandler):
             response = await self.call(request, metadata=self.metadata())
         except grpc.aio.AioRpcError as e:
             return self.send_rpc_error(e)
+        if self.route.method.session_cookie:
+            update_session_cookie(self, response)
         self.set_header("Cache-Control", "no-store")
         if response.DESCRIPTOR.full_name == RAW_BODY:
             self.set_header("Content-Type", response.content_type or "application/octet-stream")

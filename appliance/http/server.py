@@ -11,6 +11,7 @@ import ssl
 import grpc
 import tornado.netutil
 
+from appliance import logship
 from appliance.batching import MAX_MESSAGE
 from appliance.config import Config
 from appliance.http import workers
@@ -109,6 +110,8 @@ def run(config: Config) -> int:
 
 
 async def serve(config: Config, sockets: list | None = None) -> None:
+    # In the worker (after the fork): its log entries go to the core's /sse/logs.
+    shipper = logship.start(config)
     channel = core_channel(config)
     try:
         # Accept only once connected: with several workers, /healthz answered
@@ -128,3 +131,4 @@ async def serve(config: Config, sockets: list | None = None) -> None:
     if multiplexer:
         await multiplexer.close()
     await channel.close()
+    shipper.close()

@@ -19,8 +19,9 @@ closes with 1008 and the core's reason.
 
 Credentials: the ``Authorization`` header or ``?token=``, never a cookie. A
 WebSocket handshake is not protected by CORS, so a cookie would let any web
-page drive a signed-in user's sockets; that is why ``Origin`` need not be
-checked (a page gains nothing it does not already hold).
+page drive a signed-in user's sockets. ``Origin`` is checked as well, before
+anything reaches the core: a browser page of another origin gets 403
+(http/cookie.py, ``Config.public_origins``).
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import grpc
 import tornado.websocket
 
 from appliance.errors import AppError
+from appliance.http.cookie import origin_allowed, public_origins
 from appliance.http.gateway import GatewayHandler
 from appliance.http.status_ws import StatusSession
 from appliance.http.terminal_ws import TerminalSession
@@ -81,6 +83,8 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
             return self.send_json_error(400, "this endpoint needs a WebSocket upgrade")
         if self.needs_credentials():  # as the JSON routes: no call to the core without any
             return self.send_json_error(401, "missing bearer token")
+        if not self.check_origin(self.request.headers.get("Origin")):  # before the core hears of it
+            return self.send_json_error(403, "cross-origin WebSocket refused")
         try:
             request = self.build_request(path_kwargs)
         except AppError as e:
@@ -152,8 +156,6 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
         if self.session is not None:
             self.session.cancel()
 
-    def check_origin(self, origin: str) -> bool:
-        # Auth is a bearer token (header or ?token=), never a cookie, so a
-        # cross-origin page gains nothing it does not already hold.
-        return True
+    def check_origin(self, origin: str | None) -> bool:
+        return origin_allowed(origin, public_origins(self.config))
 

@@ -62,9 +62,14 @@ class SseHandler(GatewayHandler):
         except tornado.iostream.StreamClosedError:
             call.cancel()
             return
+        except asyncio.CancelledError:
+            if not call.cancelled():
+                raise
+            return  # the client went away (on_connection_close cancelled the call)
         except grpc.aio.AioRpcError as e:
             if e.code() != grpc.StatusCode.CANCELLED:
-                log.warning("event stream %s ended: %s", self.route.method.path, e.details())
+                log.warning("event stream %s ended: %s", self.route.method.path, e.details(),
+                            extra={"attributes": {"request_id": self.request_id}})
                 self.write(f"event: error\ndata: {json.dumps({'error': e.details() or 'stream failed'})}\n\n")
         finally:
             keepalive.cancel()

@@ -41,7 +41,7 @@ from concurrent.futures import Future
 import paramiko
 
 from appliance import gatewaykeys as keys
-from appliance import metrics
+from appliance import logship, metrics
 from appliance.config import Config
 from appliance.logsafe import clip
 from appliance.ssh.admission import Admission, Guarded
@@ -331,6 +331,7 @@ class Gateway:
 def serve(config: Config) -> None:
     tune_malloc()
     install_log_clip()
+    shipper = logship.start(config)  # entries for the core's /sse/logs
     gateway = Gateway(config)
     done = threading.Event()
 
@@ -344,3 +345,4 @@ def serve(config: Config) -> None:
     done.wait()
     thread.join(2)
     log.info("ssh gateway stopped")
+    shipper.close()

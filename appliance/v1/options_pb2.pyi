@@ -22,6 +22,12 @@ class Transport(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRANSPORT_UPLOAD_MULTIPART: _ClassVar[Transport]
     TRANSPORT_UPLOAD_RAW: _ClassVar[Transport]
     TRANSPORT_DOWNLOAD: _ClassVar[Transport]
+
+class SessionCookie(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SESSION_COOKIE_NONE: _ClassVar[SessionCookie]
+    SESSION_COOKIE_SET: _ClassVar[SessionCookie]
+    SESSION_COOKIE_CLEAR: _ClassVar[SessionCookie]
 ACCESS_TOKEN: Access
 ACCESS_PUBLIC: Access
 ACCESS_OPTIONAL: Access
@@ -34,15 +40,22 @@ TRANSPORT_SSE: Transport
 TRANSPORT_UPLOAD_MULTIPART: Transport
 TRANSPORT_UPLOAD_RAW: Transport
 TRANSPORT_DOWNLOAD: Transport
+SESSION_COOKIE_NONE: SessionCookie
+SESSION_COOKIE_SET: SessionCookie
+SESSION_COOKIE_CLEAR: SessionCookie
 ACCESS_FIELD_NUMBER: _ClassVar[int]
 access: _descriptor.FieldDescriptor
 TRANSPORT_FIELD_NUMBER: _ClassVar[int]
 transport: _descriptor.FieldDescriptor
 QUERY_TOKEN_FIELD_NUMBER: _ClassVar[int]
 query_token: _descriptor.FieldDescriptor
+SESSION_COOKIE_FIELD_NUMBER: _ClassVar[int]
+session_cookie: _descriptor.FieldDescriptor
 HTTP_HEADER_FIELD_NUMBER: _ClassVar[int]
 http_header: _descriptor.FieldDescriptor
 GATEWAY_ONLY_FIELD_NUMBER: _ClassVar[int]
 gateway_only: _descriptor.FieldDescriptor
+SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+session_token: _descriptor.FieldDescriptor
 JSON_INLINE_FIELD_NUMBER: _ClassVar[int]
 json_inline: _descriptor.FieldDescriptor

@@ -70,6 +70,13 @@ def test_api_over_https_with_verification(app, cert):
         requests.get(app.url + "/healthz", verify=requests.certs.where(), timeout=5)
 
 
+def test_the_session_cookie_is_secure_under_https(app):
+    r = requests.post(app.url + "/api/login", json={"username": "admin", "password": app.admin_password})
+    assert r.status_code == 200
+    flags = [part.strip().lower() for part in r.headers["Set-Cookie"].split(";")]
+    assert {"secure", "httponly", "samesite=strict"} <= set(flags), flags
+
+
 def test_plain_http_gets_no_answer(app):
     with socket.create_connection(("127.0.0.1", app.http_port), timeout=5) as s:
         s.sendall(b"GET /healthz?token=SECRET HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -28,7 +28,7 @@ def test_operation_ids_are_the_rpc_names_and_unique():
 
 
 def test_one_tag_per_service():
-    assert {t["name"] for t in DOC["tags"]} == {"auth", "compute", "storage", "cluster", "metrics", "meta"}
+    assert {t["name"] for t in DOC["tags"]} == {"auth", "compute", "storage", "cluster", "metrics", "log", "meta"}
     assert all(len(op["tags"]) == 1 for op in OPS.values())
     assert _op("CreateContainer")["tags"] == ["compute"] and _op("ListUsers")["tags"] == ["auth"]
     assert _op("Upload")["tags"] == ["storage"]

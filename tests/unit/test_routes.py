@@ -33,6 +33,7 @@ API_MD = {
     # issue 15: admin lists (helper admin) and container logs
     "GET /compute/admin/containers", "GET /admin/namespaces", "GET /admin/sessions",
     "GET /compute/containers/{id}/logs",
+    "GET /sse/logs",
     # beyond the original specification: raw uploads
     "PUT /storage/{namespace}/{name}",
     # issue 15: Prometheus (admins; docs/observability-prometheus.md)

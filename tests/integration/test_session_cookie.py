@@ -1,0 +1,183 @@
+"""The session cookie (POST /api/login sets it, /api/logout clears it) is
+honoured only on GET event streams and GET/HEAD downloads; WebSockets check
+Origin. Real HTTP and WebSocket clients against real daemons on the fake
+driver (docs/observability-logs.md, "The session cookie")."""
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+import requests
+import websocket
+from compute_support import add_key, running
+from harness import Appliance
+from test_storage_helpers import upload
+
+from appliance.http.cookie import SESSION_COOKIE
+from appliance.http.routes import build_routes
+from appliance.v1 import options_pb2 as opt
+
+ADMIN_PASSWORD = "admin-pass-1"
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    a = Appliance(tmp_path_factory.mktemp("cookie"), guest_driver="fake", admin_password=ADMIN_PASSWORD)
+    a.start()
+    yield a
+    a.close()
+
+
+def login(app) -> tuple[str, requests.Response]:
+    """(cookie value, login response) of a fresh admin session."""
+    r = requests.post(app.url + "/api/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+    assert r.status_code == 200, r.text
+    return r.cookies[SESSION_COOKIE], r
+
+
+@pytest.fixture(scope="module")
+def world(app):
+    """One of everything the admin owns, to aim the forged requests at."""
+    admin = app.admin()
+    kid, _ = add_key(admin)
+    container = running(app, admin, kid)
+    ns = f"private-{uuid.uuid4().hex[:8]}"
+    assert admin.post("/storage/namespaces", json={"name": ns}).status_code == 200
+    assert upload(admin, ns, "secret.txt", b"cookie-download-bytes").status_code == 200
+    assert admin.post(f"/compute/containers/{container['id']}/ingress",
+                      json={"port": 8080, "hostname": "cookie"}).status_code in (200, 400, 409)
+    token = admin.post("/api/tokens", json={"name": "t", "scopes": {f"compute.{admin.user_id}": ["read"]}}).json()
+    return {"admin": admin, "container": container["id"], "key": kid, "ns": ns, "token": token["id"]}
+
+
+def snapshot(admin, world) -> dict:
+    """Everything a forged request could have created, changed or deleted."""
+    cid, ns = world["container"], world["ns"]
+    get = lambda path, **params: admin.get(path, params=params).json()  # noqa: E731
+    return {
+        "containers": get("/compute/containers"),
+        "ssh": get(f"/compute/containers/{cid}/ssh"), "ingress": get(f"/compute/containers/{cid}/ingress"),
+        "mounts": get(f"/compute/containers/{cid}/mounts"), "keys": get("/compute/ssh-keys"),
+        "namespaces": get("/storage/namespaces"), "files": get("/storage/files", namespace=ns),
+        "users": get("/admin/users"), "tokens": get("/api/tokens"),
+        "session": admin.get("/api/session").status_code,
+    }
+
+
+def test_login_sets_a_strict_httponly_cookie_and_logout_clears_it(app):
+    value, r = login(app)
+    header = r.headers["Set-Cookie"]
+    assert value == r.json()["token"]
+    flags = {part.strip().split("=")[0].lower() for part in header.split(";")}
+    assert {"httponly", "path", "max-age"} <= flags and "samesite=strict" in header.lower()
+    assert "secure" not in flags  # plain HTTP here; test_gateway_tls.py checks Secure under HTTPS
+    assert re.search(r"Max-Age=86400", header)
+    jar = requests.Session()
+    jar.post(app.url + "/api/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+    assert SESSION_COOKIE in jar.cookies
+    with jar.get(app.url + "/sse/logs", stream=True, timeout=10) as sse:
+        assert sse.status_code == 200 and sse.headers["Content-Type"] == "text/event-stream"
+    out = jar.post(app.url + "/api/logout", headers={"Authorization": f"Bearer {jar.cookies[SESSION_COOKIE]}"})
+    assert out.status_code == 200 and SESSION_COOKIE + '=""' in out.headers["Set-Cookie"].replace("=;", '=""')
+    assert SESSION_COOKIE not in jar.cookies
+    assert jar.get(app.url + "/sse/logs", stream=True, timeout=10).status_code == 401
+
+
+def test_cookie_alone_opens_sse_logs_and_downloads_a_private_file(app, world):
+    cookie, _ = login(app)
+    jar = {SESSION_COOKIE: cookie}
+    with requests.get(app.url + "/sse/logs?level=INFO", cookies=jar, stream=True, timeout=10) as sse:
+        assert sse.status_code == 200
+        assert any(line.startswith(b"data: {") for line in sse.iter_lines() if line)
+    ns = world["ns"]
+    for url in (f"/storage/download/{ns}/secret.txt", f"/storage/{ns}/secret.txt",
+                f"/storage/download?namespace={ns}&name=secret.txt"):
+        assert requests.get(app.url + url).status_code in (401, 403, 404), url  # without the cookie
+        r = requests.get(app.url + url, cookies=jar)
+        assert r.status_code == 200 and r.content == b"cookie-download-bytes", (url, r.status_code)
+        head = requests.head(app.url + url, cookies=jar)
+        assert head.status_code == 200 and head.headers["Content-Length"] == "21"
+
+
+def _forged_url(route, world) -> str:
+    values = {"id": world["container"], "user_id": world["admin"].user_id, "name": world["ns"],
+              "namespace": world["ns"], "port": "8080"}
+    if route.template.startswith("/api/tokens/"):
+        values["id"] = world["token"]
+    elif route.template.startswith("/compute/ssh-keys/"):
+        values["id"] = world["key"]
+    elif route.template == "/storage/{namespace}/{name}":
+        values["name"] = "secret.txt"
+    path = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], route.template)
+    # query forms (DELETE /admin/users?id=, DELETE /storage/delete?namespace=&name=)
+    return f"{path}?id={world['admin'].user_id}&namespace={world['ns']}&name=secret.txt"
+
+
+def test_cookie_alone_cannot_create_change_or_delete_anything(app, world):
+    admin = world["admin"]
+    cookie, _ = login(app)
+    before = snapshot(admin, world)
+    body = {"name": "evil", "username": "evil", "password": "evil-pass-123", "public_key": "x",
+            "scopes": {}, "ssh_key_ids": [world["key"]], "port": 8081, "enabled": False, "mounts": []}
+    tried = []
+    for route in build_routes():
+        if route.verb == "GET":
+            continue
+        url = app.url + _forged_url(route, world)
+        transport = route.method.transport
+        if transport == opt.TRANSPORT_UPLOAD_MULTIPART:
+            r = requests.request(route.verb, url, cookies={SESSION_COOKIE: cookie},
+                                 files={"file": ("evil.txt", b"evil")})
+        elif transport == opt.TRANSPORT_UPLOAD_RAW:
+            r = requests.request(route.verb, url, cookies={SESSION_COOKIE: cookie}, data=b"evil")
+        else:
+            r = requests.request(route.verb, url, cookies={SESSION_COOKIE: cookie}, json=body)
+        tried.append(f"{route.verb} {route.template}")
+        if route.method.access == opt.ACCESS_PUBLIC:
+            assert r.status_code == 401, (route.template, r.status_code)  # login as "evil": no such user
+        elif route.method.access == opt.ACCESS_OPTIONAL:
+            assert route.method.descriptor.name == "Logout" and r.status_code == 200
+        else:
+            assert r.status_code == 401, (route.verb, route.template, r.status_code, r.text)
+    assert len(tried) >= 20
+    # JSON reads do not take it either, nor WebSocket upgrades
+    for path in ("/api/session", "/api/tokens", "/admin/users", "/compute/containers"):
+        assert requests.get(app.url + path, cookies={SESSION_COOKIE: cookie}).status_code == 401, path
+    upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Origin": app.url}
+    for path in ("/compute/ws", f"/compute/containers/{world['container']}/terminal"):
+        r = requests.get(app.url + path, headers=upgrade, cookies={SESSION_COOKIE: cookie})
+        assert r.status_code == 401, (path, r.status_code)
+    # nothing changed, and the cookie's session was not even logged out by the forged logout
+    assert snapshot(admin, world) == before
+    with requests.get(app.url + "/sse/logs", cookies={SESSION_COOKIE: cookie}, stream=True, timeout=10) as sse:
+        assert sse.status_code == 200
+
+
+def test_websocket_origin_is_checked(app, world):
+    token = world["admin"].token
+    ws_url = app.url.replace("http://", "ws://") + f"/compute/ws?token={token}"
+    for origin in ("http://evil.example", "https://127.0.0.1:1", "null"):
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(ws_url, origin=origin, timeout=10)
+        assert refused.value.status_code == 403
+    for options in ({"origin": app.url}, {"origin": app.url.replace("127.0.0.1", "localhost")},
+                    {"suppress_origin": True}):
+        ws = websocket.create_connection(ws_url, timeout=10, **options)
+        try:
+            assert ws.recv().startswith('{"type": "containers"')
+        finally:
+            ws.close()
+
+
+def test_configured_public_origins_replace_the_default(tmp_path):
+    app = Appliance(tmp_path / "origins", guest_driver="fake", public_origins="https://dash.example.org").start()
+    try:
+        ws_url = app.url.replace("http://", "ws://") + f"/compute/ws?token={app.admin().token}"
+        websocket.create_connection(ws_url, origin="https://dash.example.org", timeout=10).close()
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(ws_url, origin=app.url, timeout=10)
+        assert refused.value.status_code == 403
+    finally:
+        app.close()
