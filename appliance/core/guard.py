@@ -36,6 +36,15 @@ def bearer_from(metadata) -> str:
     return ""
 
 
+def session_cookie_from(metadata) -> str:
+    """The gateway's session cookie (``x-session-cookie``): sent only where it may
+    stand in for a token, and never together with an explicit one."""
+    for key, value in metadata:
+        if key == "x-session-cookie":
+            return value.strip()
+    return ""
+
+
 def address_from(metadata) -> str:
     for key, value in metadata:
         if key == "x-client-address":
@@ -70,14 +79,23 @@ class Authenticator:
             if not self.service_secret or not hmac.compare_digest(bearer.encode(), self.service_secret):
                 raise PermissionDenied("this endpoint is for appliance services only")
             return None
+        cookie = "" if bearer else session_cookie_from(metadata)
         if not bearer and access == opt.ACCESS_OPTIONAL:
-            return None
-        principal = self.tokens.authenticate(bearer)
+            # a stale, garbage or planted cookie on a public download is no
+            # credential at all: anonymous, never a 401
+            return self._optional(cookie) if cookie else None
+        principal = self.tokens.authenticate(bearer or cookie)
         if access in (opt.ACCESS_SESSION, opt.ACCESS_ADMIN) and not principal.is_session:
             raise PermissionDenied("this endpoint needs a session token, not an API token")
         if access == opt.ACCESS_ADMIN and not principal.user.is_admin:
             raise PermissionDenied("admin only")
         return principal
+
+    def _optional(self, cookie: str):
+        try:
+            return self.tokens.authenticate(cookie)
+        except Unauthenticated:
+            return None
 
 
 async def _abort(context, error: AppError):

@@ -26,16 +26,51 @@ from urllib.parse import urlsplit
 from appliance.v1 import options_pb2 as opt
 
 SESSION_COOKIE = "appliance_session"
+# Under HTTPS: a name with the __Host- prefix, which a browser accepts only
+# from a Secure, Path=/, Domain-less Set-Cookie, so a sibling or child site
+# (a guest's <id>.<compute_domain>) cannot plant or shadow it.
+SECURE_SESSION_COOKIE = "__Host-appliance_session"
 _COOKIE_TRANSPORTS = (opt.TRANSPORT_SSE, opt.TRANSPORT_DOWNLOAD)
 
 
 def cookie_allowed(method, verb: str) -> bool:
-    """May the session cookie stand in for a token on this request?"""
+    """May the session cookie stand in for a token on this request? GET event
+    streams and downloads; and Logout (revoking your own session is harmless,
+    and SameSite=Strict keeps other sites from sending it)."""
+    if method.session_cookie == opt.SESSION_COOKIE_CLEAR:
+        return True
     return method.transport in _COOKIE_TRANSPORTS and verb in ("GET", "HEAD")
 
 
+def cookie_secure(handler) -> bool:
+    """Secure (and __Host- named) when the request came over HTTPS, or when every
+    public origin is https (the gateway behind your own TLS proxy)."""
+    if handler.request.protocol == "https":
+        return True
+    origins = public_origins(handler.config)
+    return bool(origins) and all(o.startswith("https://") for o in origins)
+
+
+def cookie_name(handler) -> str:
+    return SECURE_SESSION_COOKIE if cookie_secure(handler) else SESSION_COOKIE
+
+
+def session_cookie_of(handler) -> str:
+    """The session cookie's value, read under this gateway's one name only. Sent
+    more than once with different values (a planted duplicate), it is ambiguous:
+    none is used, whichever order the browser chose."""
+    name = cookie_name(handler)
+    values = set()
+    for header in handler.request.headers.get_list("Cookie"):
+        for pair in header.split(";"):
+            key, sep, value = pair.strip().partition("=")
+            if sep and key.strip() == name:
+                values.add(value.strip().strip('"'))
+    return values.pop() if len(values) == 1 else ""
+
+
 def _cookie_flags(handler) -> dict:
-    return {"path": "/", "httponly": True, "samesite": "Strict", "secure": handler.request.protocol == "https"}
+    return {"path": "/", "httponly": True, "samesite": "Strict", "secure": cookie_secure(handler)}
 
 
 def update_session_cookie(handler, response) -> None:
@@ -43,12 +78,13 @@ def update_session_cookie(handler, response) -> None:
     Login sets it from the response's session token."""
     kind = handler.route.method.session_cookie
     if kind == opt.SESSION_COOKIE_CLEAR and response is None:
-        handler.clear_cookie(SESSION_COOKIE, **_cookie_flags(handler))
+        handler.clear_cookie(cookie_name(handler), **_cookie_flags(handler))
     elif kind == opt.SESSION_COOKIE_SET and response is not None:
         field = handler.route.method.session_token_field
         token = getattr(response, field, "") if field else ""
         if token:
-            handler.set_cookie(SESSION_COOKIE, token, max_age=handler.config.session_ttl, **_cookie_flags(handler))
+            handler.set_cookie(cookie_name(handler), token, max_age=handler.config.session_ttl,
+                               **_cookie_flags(handler))
 
 
 def _origin(scheme: str, host: str, port: int) -> str:
@@ -57,29 +93,41 @@ def _origin(scheme: str, host: str, port: int) -> str:
     return f"{scheme}://{host}" if default else f"{scheme}://{host}:{port}"
 
 
+def normal_origin(origin: str) -> str | None:
+    """scheme://host[:port] as compared (lower case, default port dropped), or
+    None for "null" and junk."""
+    parts = urlsplit(origin.strip().lower())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    return _origin(parts.scheme, parts.hostname, port)
+
+
 @functools.lru_cache(maxsize=8)
 def public_origins(config) -> frozenset[str]:
-    """``Config.public_origins`` (comma-separated), or by default the origins a
-    browser shows for the gateway: public_host and http_host on http_port, with
-    the scheme it serves (https when tls_cert_file is set)."""
+    """``Config.public_origins`` (comma-separated, normalised like a browser's
+    Origin), or by default the origins a browser shows for the gateway:
+    public_host and http_host on http_port, with the scheme it serves (https
+    when tls_cert_file is set), plus https://<public_host> (the gateway behind
+    your own TLS proxy on 443)."""
     if config.public_origins.strip():
-        return frozenset(o.strip().rstrip("/").lower() for o in config.public_origins.split(",") if o.strip())
+        configured = (normal_origin(o) for o in config.public_origins.split(",") if o.strip())
+        return frozenset(o for o in configured if o)
     scheme = "https" if config.tls_cert_file else "http"
     hosts = {config.public_host, config.http_host}
     if config.http_host in ("127.0.0.1", "::1", "0.0.0.0", "::"):
         hosts.add("localhost")
-    return frozenset(_origin(scheme, h.lower(), config.http_port) for h in hosts if h)
+    origins = {_origin(scheme, h.lower(), config.http_port) for h in hosts if h}
+    if config.public_host:
+        origins.add(_origin("https", config.public_host.lower(), 443))
+    return frozenset(origins)
 
 
 def origin_allowed(origin: str | None, allowed: frozenset[str]) -> bool:
     """A WebSocket handshake's Origin: absent (not a browser) or one of *allowed*."""
     if origin is None:
         return True
-    parts = urlsplit(origin.strip().lower())
-    if not parts.scheme or not parts.hostname:
-        return False  # "null" (sandboxed pages, file://) and junk
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return False
-    return _origin(parts.scheme, parts.hostname, port) in allowed
+    return normal_origin(origin) in allowed

@@ -16,7 +16,7 @@ import tornado.web
 
 from appliance.errors import AppError
 from appliance.http import codec
-from appliance.http.cookie import SESSION_COOKIE, cookie_allowed, update_session_cookie
+from appliance.http.cookie import cookie_allowed, session_cookie_of, update_session_cookie
 from appliance.http.routes import ApiRoute
 from appliance.http.status import error_message, http_status
 from appliance.logs import valid_request_id
@@ -34,6 +34,12 @@ def request_id_of(request) -> str:
     """The client's X-Request-Id when it is a sane one, else a new random id."""
     given = request.headers.get("X-Request-Id")
     return given if valid_request_id(given) else os.urandom(16).hex()
+
+
+def _sendable(value: str, placeholder: str) -> str:
+    """gRPC refuses non-ASCII or unprintable metadata (a 500); no real token has
+    such characters, so the core gets a placeholder that it answers as invalid."""
+    return value if value.isascii() and value.isprintable() else placeholder
 
 
 class RequestIds(tornado.web.RequestHandler):
@@ -63,6 +69,7 @@ class GatewayHandler(RequestIds):
 
     # -- credentials ----------------------------------------------------------
     def bearer(self) -> str:
+        """The token the client gave explicitly: Authorization, or ?token= where allowed."""
         header = self.request.headers.get("Authorization")
         if header:
             return header
@@ -70,28 +77,34 @@ class GatewayHandler(RequestIds):
             token = self.get_query_argument("token", "")
             if token:
                 return f"Bearer {token}"
-        if cookie_allowed(self.route.method, self.request.method):
-            # GET event streams and downloads only (http/cookie.py says why).
-            token = self.get_cookie(SESSION_COOKIE, "")
-            if token:
-                return f"Bearer {token}"
         return ""
+
+    def session_cookie(self) -> str:
+        """The session cookie, where it may stand in for a token (http/cookie.py
+        says where and why) and no explicit token was given."""
+        if self.bearer() or not cookie_allowed(self.route.method, self.request.method):
+            return ""
+        return session_cookie_of(self)
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         md = [("x-client-address", self.request.remote_ip or ""), ("x-request-id", self.request_id)]
         bearer = self.bearer()
         if bearer:
-            if not (bearer.isascii() and bearer.isprintable()):
-                # gRPC refuses such metadata (a 500); no real token has these
-                # characters, so let the core answer 401 "invalid token".
-                bearer = "Bearer invalid"
-            md.append(("authorization", bearer))
+            md.append(("authorization", _sendable(bearer, "Bearer invalid")))
+        cookie = self.session_cookie()
+        if cookie:
+            # Its own key: the core treats a cookie that fails on an optional
+            # route (public downloads) as absent, where a bad token is a 401.
+            md.append(("x-session-cookie", _sendable(cookie, "invalid")))
         return tuple(md)
+
+    def has_credentials(self) -> bool:
+        return bool(self.bearer() or self.session_cookie())
 
     def needs_credentials(self) -> bool:
         """True when the route needs a token and the request carries none: answered
         401 before the body is looked at (the core still decides on every token)."""
-        return self.route.method.access not in (opt.ACCESS_PUBLIC, opt.ACCESS_OPTIONAL) and not self.bearer()
+        return self.route.method.access not in (opt.ACCESS_PUBLIC, opt.ACCESS_OPTIONAL) and not self.has_credentials()
 
     @property
     def call(self):
