@@ -44,6 +44,17 @@ def test_config_template_advertises_the_public_host_and_listens_everywhere(tmp_p
     assert (loaded.public_host, loaded.ssh_listen, loaded.ssh_port) == ("cloud.example", "0.0.0.0", 2222)
 
 
+def test_config_template_writes_public_origins_only_when_set(tmp_path):
+    assert "public_origins" not in render_config(tmp_path / "appliance.toml")
+    origins = '{"appliance_config_public_origins": ["https://cloud.example.org", "https://dash.example.org:8443"]}'
+    rendered = render_config(tmp_path / "appliance.toml", origins)
+    assert rendered["public_origins"] == "https://cloud.example.org,https://dash.example.org:8443"
+    as_text = render_config(tmp_path / "text.toml", "appliance_config_public_origins=https://cloud.example.org")
+    assert as_text["public_origins"] == "https://cloud.example.org"
+    loaded = config_mod.load(tmp_path / "appliance.toml", env={})
+    assert loaded.public_origins == rendered["public_origins"]
+
+
 def test_config_template_reads_the_old_listen_variable_name(tmp_path):
     rendered = render_config(tmp_path / "appliance.toml", "appliance_config_ssh_host=10.9.8.7")
     assert rendered["ssh_listen"] == "10.9.8.7" and rendered["public_host"] == "cloud.example"

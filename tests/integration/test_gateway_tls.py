@@ -133,3 +133,18 @@ def test_bad_tls_settings_stop_the_gateway_with_a_clear_error(tmp_path, cert, wh
                           capture_output=True, text=True, timeout=20)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "tls_" in proc.stderr or "TLS certificate" in proc.stderr, proc.stderr
+
+
+def test_session_cookie_under_https_is_host_prefixed_and_secure(app):
+    r = requests.post(app.url + "/api/login", json={"username": "admin", "password": app.admin_password})
+    header = r.headers["Set-Cookie"]
+    assert header.startswith("__Host-appliance_session="), header
+    flags = {part.strip().split("=")[0].lower() for part in header.split(";")}
+    assert {"secure", "httponly", "path"} <= flags and "domain" not in flags and "Path=/" in header
+    token = r.json()["token"]
+    # only the __Host- name is read under HTTPS: the plain name (which a sibling
+    # site could plant) is no credential
+    url = app.url + "/sse/logs"
+    with requests.get(url, cookies={"__Host-appliance_session": token}, stream=True, timeout=10) as sse:
+        assert sse.status_code == 200
+    assert requests.get(url, cookies={"appliance_session": token}, timeout=10).status_code == 401

@@ -212,7 +212,7 @@ def test_websocket_origin_is_checked(app, world):
             websocket.create_connection(ws_url, origin=origin, timeout=10)
         assert refused.value.status_code == 403
     for options in ({"origin": app.url}, {"origin": app.url.replace("127.0.0.1", "localhost")},
-                    {"suppress_origin": True}):
+                    {"origin": "https://127.0.0.1"}, {"suppress_origin": True}):  # https: behind a TLS proxy
         ws = websocket.create_connection(ws_url, timeout=10, **options)
         try:
             assert ws.recv().startswith('{"type": "containers"')
@@ -221,10 +221,21 @@ def test_websocket_origin_is_checked(app, world):
 
 
 def test_configured_public_origins_replace_the_default(tmp_path):
-    app = Appliance(tmp_path / "origins", guest_driver="fake", public_origins="https://dash.example.org").start()
+    """Behind a TLS proxy: configured origins are normalised like a browser's
+    (case, default port, trailing slash), and https-only origins make the
+    cookie Secure and __Host- named although the gateway itself speaks http."""
+    app = Appliance(tmp_path / "origins", guest_driver="fake",
+                    public_origins=" HTTPS://Dash.Example.org:443/ ,https://other.example.org:8443").start()
     try:
         ws_url = app.url.replace("http://", "ws://") + f"/compute/ws?token={app.admin().token}"
-        websocket.create_connection(ws_url, origin="https://dash.example.org", timeout=10).close()
+        for origin in ("https://dash.example.org", "https://other.example.org:8443"):
+            websocket.create_connection(ws_url, origin=origin, timeout=10).close()
+        r = requests.post(app.url + "/api/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+        header = r.headers["Set-Cookie"]
+        assert header.startswith(SECURE_SESSION_COOKIE + "=") and "Secure" in header and "Path=/" in header
+        assert "domain" not in header.lower()
+        r = requests.post(app.url + "/api/logout", headers={"Cookie": f"{SECURE_SESSION_COOKIE}={r.json()['token']}"})
+        assert r.headers["Set-Cookie"].startswith(SECURE_SESSION_COOKIE + '=""') and "Secure" in r.headers["Set-Cookie"]
         with pytest.raises(websocket.WebSocketBadStatusException) as refused:
             websocket.create_connection(ws_url, origin=app.url, timeout=10)
         assert refused.value.status_code == 403
