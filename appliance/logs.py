@@ -219,13 +219,12 @@ def entry_of(record: logging.LogRecord, source: str | None = None) -> tuple:
     """A record as an /sse/logs entry: (timestamp s, level 0-3, source, message,
     attributes), clipped (appliance.logsafe) so no entry is large. The record
     has passed StripQueryStrings (every handler carries it)."""
-    message = record.getMessage()
-    if len(message) > ENTRY_MESSAGE_CHARS:
-        message = escape(message, ENTRY_MESSAGE_CHARS)
+    # always escaped (one line, no terminal controls), clipped; escape() returns
+    # printable text without a backslash as it is
+    message = escape(record.getMessage(), ENTRY_MESSAGE_CHARS)
     attributes = attributes_of(record)
     for key, value in attributes.items():
-        if len(value) > ENTRY_VALUE_CHARS:
-            attributes[key] = escape(value, ENTRY_VALUE_CHARS)
+        attributes[key] = escape(value, ENTRY_VALUE_CHARS)
     exception = exception_text(record)
     if exception:
         attributes["exception"] = exception[-ENTRY_EXCEPTION_CHARS:]

@@ -19,7 +19,7 @@ from appliance.http.routes import ApiRoute, build_routes
 from appliance.http.sockets import WebSocketGateway
 from appliance.http.sse import SseHandler
 from appliance.http.uploads import MultipartUploadHandler, RawUploadHandler
-from appliance.logsafe import escape
+from appliance.logsafe import escape, redact
 from appliance.v1 import options_pb2 as opt
 
 log = logging.getLogger("appliance.http")
@@ -120,7 +120,8 @@ def route_label(handler: tornado.web.RequestHandler) -> str:
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
     """Access log without the query string: it may carry ?token=. The path is
-    anyone's: clipped and with control characters escaped (one line, bounded).
+    anyone's: credentials in it redacted (a token pasted into a URL), clipped
+    and with control characters escaped (one line, bounded).
     Every answered request passes here: its metrics too."""
     status = handler.get_status()
     metrics.observe_http(route_label(handler), handler.request.method or "", status,
@@ -129,7 +130,8 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     if not access_log.isEnabledFor(level):
         return
     request = handler.request
-    method, path, took = escape(request.method, 16), escape(request.path), 1000.0 * request.request_time()
+    # redacted before clipping, so that a cut cannot leave half a token unmatched
+    method, path, took = escape(request.method, 16), escape(redact(request.path)), 1000.0 * request.request_time()
     access_log.log(level, "%d %s %s %.1fms", status, method, path, took, extra={"attributes": {
         "status": str(status), "method": method, "path": path, "duration_ms": f"{took:.1f}",
         "request_id": getattr(handler, "request_id", ""), "client": request.remote_ip or ""}})

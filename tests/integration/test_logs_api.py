@@ -140,6 +140,30 @@ def test_sse_logs_backlog_then_live_entries_of_every_daemon(app, admin):
         events.close()
 
 
+def test_access_paths_are_redacted(app, admin):
+    """A token pasted into a path reaches neither the access log nor /sse/logs."""
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abcDEF"
+    marker = uuid.uuid4().hex
+    events = Events(app.url + "/sse/logs", {"Authorization": f"Bearer {admin.token}"})
+    try:
+        for secret in (jwt, admin.token):
+            assert requests.get(f"{app.url}/nope-{marker}/{secret}").status_code == 404
+        wanted = f"/nope-{marker}/[redacted]"
+        events.wait_for(lambda e: e["attributes"].get("path") == wanted
+                        and e["message"].startswith(f"404 GET {wanted} ") and e["attributes"]["status"] == "404")
+        for entry in events.entries:
+            assert jwt not in json.dumps(entry) and admin.token not in json.dumps(entry)
+    finally:
+        events.close()
+    deadline = time.monotonic() + 5
+    access: list = []
+    while len(access) < 2 and time.monotonic() < deadline:
+        access = [line for line in lines(app, "http") if marker in line["message"]]
+        time.sleep(0.05)
+    assert [a["attributes"]["path"] for a in access] == [wanted, wanted]
+    assert not any(jwt in json.dumps(a) or admin.token in json.dumps(a) for a in access)
+
+
 def test_sse_logs_filters_by_exact_source_and_minimum_level(app, admin):
     auth = {"Authorization": f"Bearer {admin.token}"}
     # An ERROR from the gateway: a download whose core stream is refused is not an error; a

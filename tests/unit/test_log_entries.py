@@ -57,6 +57,15 @@ def test_an_entry_is_clipped_and_levels_map_to_0_to_3():
     assert logs.source_name("ssh") == "ssh" and logs.source_name("ssh", "node2") == "node2/ssh"
 
 
+def test_an_entry_message_and_its_attributes_are_always_escaped():
+    record = _record("a\nFORGED\x1b[2J \u2028 back\\slash", attributes={"v": "x\ry\x9b", "plain": "ok /p"})
+    _, _, _, message, attributes = logs.entry_of(record)
+    assert message == "a\\nFORGED\\x1b[2J \\u2028 back\\\\slash"
+    assert attributes["v"] == "x\\ry\\x9b" and attributes["plain"] == "ok /p"
+    printable = "GET /storage/files 200 été"
+    assert logs.entry_of(_record(printable))[3] == printable  # printable text passes as it is
+
+
 def test_the_codec_keeps_level_0_and_integer_timestamps():
     entry = logs_pb2.LogEntry(timestamp=1700000000, level=0, source="core", message="", attributes={})
     assert codec.to_json(entry) == {"timestamp": 1700000000, "level": 0, "source": "core", "message": "",
@@ -122,17 +131,19 @@ def test_the_cookie_stands_in_only_for_get_streams_and_downloads():
     allowed = {(m.descriptor.name, verb) for m in METHODS.values() for verb in ("GET", "HEAD", "POST", "PUT")
                if cookie_allowed(m, verb)}
     names = {name for name, _ in allowed}
-    assert {"StreamLogs", "Download", "GetFile", "WatchProgress"} <= names
-    assert not names & {"Login", "Logout", "GetSession", "CreateContainer", "Upload", "PutFile",
+    assert {"StreamLogs", "Download", "GetFile", "WatchProgress", "Logout"} <= names
+    assert not names & {"Login", "GetSession", "CreateContainer", "Upload", "PutFile",
                         "WatchContainers", "Terminal", "DeleteFile"}
-    assert all(verb in ("GET", "HEAD") for _, verb in allowed)
+    # writes: only Logout (SESSION_COOKIE_CLEAR), which revokes the cookie's own session
+    assert all(verb in ("GET", "HEAD") for name, verb in allowed if name != "Logout")
     login = next(m for m in METHODS.values() if m.descriptor.name == "Login")
     assert login.session_token_field == "token"
 
 
 def test_public_origins():
     default = public_origins(Config(public_host="cloud.example.org", http_port=8443))
-    assert default == {"http://cloud.example.org:8443", "http://127.0.0.1:8443", "http://localhost:8443"}
+    assert default == {"http://cloud.example.org:8443", "http://127.0.0.1:8443", "http://localhost:8443",
+                       "https://cloud.example.org"}  # behind your own TLS proxy
     tls = public_origins(Config(public_host="cloud.example.org", http_port=443, http_host="0.0.0.0",
                                 tls_cert_file="c", tls_key_file="k"))
     assert "https://cloud.example.org" in tls
@@ -141,3 +152,7 @@ def test_public_origins():
         assert not origin_allowed(bad, tls), bad
     configured = public_origins(Config(public_origins="https://a.example, http://b.example:8080/"))
     assert configured == {"https://a.example", "http://b.example:8080"}
+    # configured entries are normalised as incoming ones are; junk is dropped
+    odd = public_origins(Config(public_origins="HTTPS://A.Example:443/,http://b.example:80,[::1]:x,null"))
+    assert odd == {"https://a.example", "http://b.example"}
+    assert origin_allowed("https://a.example", odd) and origin_allowed("http://B.example", odd)
