@@ -26,6 +26,7 @@
 """
 from __future__ import annotations
 
+import copy
 import logging
 import logging.handlers
 import os
@@ -237,6 +238,16 @@ def keep_request_id(record: logging.LogRecord) -> logging.LogRecord:
     if getattr(record, "request_id", None) is None:
         record.request_id = REQUEST_ID.get()
     return record
+
+
+def kept(record: logging.LogRecord) -> logging.LogRecord:
+    """A copy of *record* to keep for later (the core's log hub backlog, a
+    shipper's queue): request id fixed, traceback formatted into exc_text and
+    exc_info dropped, so a kept record pins no frames (and none of their locals)."""
+    exception_text(record)  # formats exc_text when no filter has yet
+    copied = copy.copy(record)
+    copied.exc_info = None
+    return keep_request_id(copied)
 
 
 def add_handler(handler: logging.Handler) -> None:

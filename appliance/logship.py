@@ -19,7 +19,7 @@ from collections import deque
 
 import grpc
 
-from appliance.logs import add_handler, entry_of, keep_request_id
+from appliance.logs import add_handler, entry_of, kept
 from appliance.v1 import logs_pb2
 
 log = logging.getLogger("appliance.logship")
@@ -52,7 +52,7 @@ class Shipper(logging.Handler):
             return
         # Turned into an entry by the shipper's thread: the record has passed
         # StripQueryStrings, so its args are numbers and strings (or merged into msg).
-        self.queue.append(keep_request_id(record))
+        self.queue.append(kept(record))
 
     # -- the shipper's thread ------------------------------------------------------
     def start(self) -> Shipper:

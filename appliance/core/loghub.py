@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 
-from appliance.logs import WARN, Source, entry_of, keep_request_id, level_number
+from appliance.logs import WARN, Source, entry_of, kept, level_number
 from appliance.v1 import logs_pb2
 
 BACKLOG = 1000
@@ -157,5 +157,5 @@ class HubHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         # The record has passed StripQueryStrings: its args are numbers and strings
         # only (or merged into msg), so formatting it later gives the same line.
-        keep_request_id(record)
-        self.hub.publish((int(record.created), level_number(record.levelno), self.source or Source.name, record))
+        self.hub.publish((int(record.created), level_number(record.levelno), self.source or Source.name,
+                          kept(record)))

@@ -156,3 +156,38 @@ def test_public_origins():
     odd = public_origins(Config(public_origins="HTTPS://A.Example:443/,http://b.example:80,[::1]:x,null"))
     assert odd == {"https://a.example", "http://b.example"}
     assert origin_allowed("https://a.example", odd) and origin_allowed("http://B.example", odd)
+
+
+def test_the_hub_and_the_shipper_keep_no_traceback_frames(monkeypatch):
+    """A kept record pins no frame (nor its locals): exc_info dropped, exc_text kept."""
+    import gc
+    import sys
+    import weakref
+
+    class Big:
+        pass
+
+    def failing_record():
+        big = Big()  # a local of the failing frame
+        try:
+            raise ValueError("kept-boom")
+        except ValueError:
+            record = _record("failed")
+            record.exc_info = sys.exc_info()
+        return record, weakref.ref(big)
+
+    hub = loghub.LogHub(backlog=10)
+    handler = loghub.HubHandler(hub, "core")
+    shipper = logship.Shipper("unix:///nonexistent/core.sock", "secret")  # never started
+    record, alive = failing_record()
+    handler.emit(record)
+    shipper.emit(record)
+    del record
+    gc.collect()
+    assert alive() is None, "a kept record still pins the failing frame's locals"
+    hub_record = hub.recent[-1][3]
+    queued = shipper.queue[-1]
+    for kept in (hub_record, queued):
+        assert kept.exc_info is None and "ValueError: kept-boom" in kept.exc_text
+        assert "ValueError: kept-boom" in logs.entry_of(kept)[4]["exception"]
+    shipper.stopping.set()
