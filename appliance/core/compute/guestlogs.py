@@ -7,9 +7,10 @@ must be running (409 otherwise). The driver's ``GuestLog`` is polled every
 ``POLL_SECONDS`` on ``READERS``, a small pool of its own (a read is a few
 syscalls, but it walks the guest's own mounts: one that hangs there holds a
 reader, never a thread of the default pool the rest of the core uses); the
-stream ends when the guest stops, and the guard ends it when the caller's credential is revoked (``live.py``). A user follows
-at most ``MAX_STREAMS_PER_USER`` logs at once (429 beyond): each open stream
-costs a poll every ``POLL_SECONDS``.
+stream ends when the guest stops, and the guard ends it when the caller's
+credential is revoked (``live.py``). A user follows at most
+``MAX_STREAMS_PER_USER`` logs at once (429 beyond): each open stream costs a
+poll every ``POLL_SECONDS``.
 """
 from __future__ import annotations
 
