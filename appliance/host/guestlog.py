@@ -12,15 +12,20 @@ from its start, and a writer far ahead of the reader (more than
 ``/proc/<init>/root``) through ``guestpath.open_regular_file``: no symlink of
 the guest is followed, only a regular file is opened, and nothing stays open
 between reads (an open fd would keep the guest's file systems busy after it
-stops).
+stops). Given the guest's id range (a user-namespace guest), the file is
+opened as the guest's root (``fscreds.as_ids``: the kernel applies the
+guest's own permissions, so a host file the guest bind-mounts over its log
+cannot be read through it) and only if a guest uid owns it.
 """
 from __future__ import annotations
 
+import errno
 import os
 import select
 from collections.abc import Callable
 
-from appliance.host import guestpath
+from appliance.host import fscreds, guestpath
+from appliance.host.idmap import IdRange
 
 BACKLOG_BYTES = 64 * 1024
 MAX_LINE = 4096
@@ -105,27 +110,40 @@ class GuestFileLog:
     """Follows ``rel`` inside the tree ``open_root()`` opens (a directory fd the
     caller chose, e.g. of ``/proc/<guest init>/root``; it may raise to say the
     guest is gone). A missing file reads as no lines; a symlink or a
-    non-regular file there raises ``guestpath.GuestPathError``."""
+    non-regular file there raises ``guestpath.GuestPathError``. With ``ids``
+    (the guest's host id range) the file is opened with the guest root's
+    permissions and must be owned by one of its uids, else it is not read
+    (one line says so)."""
 
-    def __init__(self, open_root: Callable[[], int], rel: str, cursor: LogCursor | None = None):
-        self.open_root, self.rel = open_root, rel
+    def __init__(self, open_root: Callable[[], int], rel: str, cursor: LogCursor | None = None,
+                 *, ids: IdRange | None = None):
+        self.open_root, self.rel, self.ids = open_root, rel, ids
         self.cursor = cursor or LogCursor()
         self.refused = False
 
     def read(self) -> list[str]:
         root = self.open_root()
         try:
-            try:
-                fd = guestpath.open_regular_file(root, self.rel)
-            except FileNotFoundError:
-                return []
-            except guestpath.GuestPathError:
-                # A symlink (or a FIFO, a device) where the log should be:
-                # never followed or opened; said once.
-                was, self.refused = self.refused, True
-                return [] if was else [f"[{self.rel} is not a regular file: not read]"]
+            if self.ids is None:
+                return self._read(root, None)
+            with fscreds.as_ids(self.ids.base, self.ids.base):
+                return self._read(root, range(self.ids.base, self.ids.base + self.ids.count))
         finally:
             os.close(root)
+
+    def _read(self, root: int, owners: range | None) -> list[str]:
+        try:
+            fd = guestpath.open_regular_file(root, self.rel, owners=owners)
+        except FileNotFoundError:
+            return []
+        except (PermissionError, guestpath.GuestPathError) as e:
+            # A symlink (or a FIFO, a device) where the log should be: never
+            # followed or opened; a file the guest may not read itself (or
+            # not its own): never read. Said once.
+            why = "is not a regular file" if e.errno not in (errno.EACCES, errno.EPERM) \
+                else "is not the guest's own readable file"
+            was, self.refused = self.refused, True
+            return [] if was else [f"[{self.rel} {why}: not read]"]
         self.refused = False
         try:
             return read_fd(self.cursor, fd)

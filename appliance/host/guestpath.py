@@ -356,13 +356,15 @@ def is_regular_file(root: str | os.PathLike | int, rel: str) -> bool:
             os.close(fd)
 
 
-def open_regular_file(root: str | os.PathLike | int, rel: str) -> int:
+def open_regular_file(root: str | os.PathLike | int, rel: str, *, owners: range | None = None) -> int:
     """An O_RDONLY fd (the caller closes it) of the regular file ``root/rel``,
     reached inside ``root`` with no symlink followed (mounts inside the tree
     may be crossed). The file is opened O_PATH first and checked to be a
     regular file before it is opened for reading, so a FIFO or a device put
     there is never opened. ``FileNotFoundError`` if missing; ``GuestPathError``
-    for a symlink on the way or anything but a regular file."""
+    for a symlink on the way or anything but a regular file, and
+    ``GuestPathError(EACCES)`` for a file whose owner is not in ``owners``
+    (when given: the host uids of a guest)."""
     parts = components(rel)
     if not parts:
         raise GuestPathError(errno.EINVAL, "no file name")
@@ -394,8 +396,11 @@ def open_regular_file(root: str | os.PathLike | int, rel: str) -> int:
             finally:
                 os.close(dirfd)
     try:
-        if os.fstat(fd).st_mode & 0o170000 != 0o100000:
+        st = os.fstat(fd)
+        if st.st_mode & 0o170000 != 0o100000:
             raise GuestPathError(errno.EINVAL, f"/{'/'.join(parts)} is not a regular file")
+        if owners is not None and st.st_uid not in owners:
+            raise GuestPathError(errno.EACCES, f"/{'/'.join(parts)} is owned by {st.st_uid}, not by the guest")
         return os.open(fd_path(fd), os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
     finally:
         os.close(fd)

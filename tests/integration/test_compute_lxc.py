@@ -204,6 +204,32 @@ def test_container_logs_never_follow_the_guests_symlinks_to_host_files(app, gues
                             "mv /var/log.real /var/log; touch /var/log/appliance-init.log")
 
 
+def test_container_logs_never_read_a_host_file_bound_over_the_log(app, guest_a, alice):
+    """Guest root bind-mounts a host file it can see but not read (the ACPI
+    table in its /sys) over its log: the host reads the log with the guest's
+    own permissions, so nothing of that file comes out."""
+    cid, ip = guest_a["id"], guest_a["external_ip"]
+    table = "/sys/firmware/acpi/tables/DSDT"
+    with open(table, "rb") as f:
+        host_bytes = f.read()
+    rc, out = ssh(ip, alice.pkey, f"test -f {table} && ! cat {table} >/dev/null 2>&1 && "
+                                  f"mount --bind {table} /var/log/appliance-init.log && echo bound")
+    assert rc == 0 and "bound" in out, out   # visible, unreadable to the guest, bound over its log
+    try:
+        with LogStream(app, alice.client.token, cid) as stream:
+            stream.wait_for("is not the guest's own readable file: not read")
+            time.sleep(0.6)   # a few more polls
+            text = "\n".join(e["line"] for e in stream.events)
+        readable = host_bytes[:64].decode("utf-8", errors="replace")
+        assert "DSDT" not in text and readable not in text, text
+    finally:
+        ssh(ip, alice.pkey, "umount /var/log/appliance-init.log")
+    rc, out = ssh(ip, alice.pkey, "echo after-the-attack-$((6*7)) >> /var/log/appliance-init.log")
+    assert rc == 0, out
+    with LogStream(app, alice.client.token, cid) as stream:   # the guest's own log reads again
+        stream.wait_for("after-the-attack-42")
+
+
 def _host_state():
     conn = libvirt.open("lxc:///")
     try:

@@ -3,14 +3,22 @@ guestpath.open_regular_file): bounded lines, and nothing of the host read
 through a guest's symlink, FIFO or replaced directory."""
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
+import shutil
+import signal
 import subprocess
+import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
-from appliance.host import guestlog, guestpath
+from appliance.host import fscreds, guestlog, guestpath
 from appliance.host.guestlog import GuestFileLog, LogCursor, ProcessRoot
+from appliance.host.idmap import IdRange
 
 LOG = "/var/log/appliance-init.log"
 
@@ -143,3 +151,121 @@ def test_process_root_refuses_once_the_process_exited(tmp_path):
 
 def test_bounds_are_the_documented_ones():
     assert (guestlog.BACKLOG_BYTES, guestlog.MAX_LINE) == (64 * 1024, 4096)
+
+
+CLONE_NEWUSER, CLONE_NEWNS = 0x10000000, 0x00020000
+MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 1 << 18
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (user namespaces with a mapped range)")
+GUEST_IDS = IdRange(base=(1 << 30) + 77 * 65536)   # a range no test guest is given
+
+
+@pytest.fixture
+def shared_tree():
+    """A guest-like tree the guest's ids can traverse (pytest's tmp dirs are
+    0700 root: a refusal there would prove nothing)."""
+    top = tempfile.mkdtemp(prefix="guestlog-", dir="/tmp")
+    os.chmod(top, 0o711)
+    (Path(top) / "var/log").mkdir(parents=True)
+    os.chmod(Path(top) / "var", 0o755)
+    os.chmod(Path(top) / "var/log", 0o755)
+    yield Path(top)
+    shutil.rmtree(top)
+
+
+@ROOT_ONLY
+def test_fs_identity_is_the_guests_on_this_thread_only(tmp_path):
+    secret = tmp_path / "root-only"
+    secret.write_text("HOST SECRET\n")
+    os.chmod(secret, 0o640)   # group root: supplementary groups must go too
+    groups = os.getgroups()
+    with ThreadPoolExecutor(1) as other:
+        other.submit(os.getpid).result()   # its thread exists before (a new one inherits the identity)
+        with fscreds.as_ids(GUEST_IDS.base, GUEST_IDS.base):
+            with pytest.raises(PermissionError):
+                open(secret).close()
+            assert other.submit(secret.read_bytes).result() == b"HOST SECRET\n"   # not changed there
+    assert secret.read_text() == "HOST SECRET\n"     # and this one has it back
+    assert os.getgroups() == groups
+
+
+@ROOT_ONLY
+def test_a_host_file_bind_mounted_over_the_log_is_never_read(shared_tree):
+    """The review's reproduction: guest root, in its own user and mount
+    namespace, bind-mounts a host file it can see but not read over its log."""
+    log_path = shared_tree / LOG.lstrip("/")
+    log_path.write_text("guest line 1\n")
+    os.chown(log_path, GUEST_IDS.base, GUEST_IDS.base)   # the guest's root wrote it
+    secret = shared_tree / "host-secret"                 # root-only, visible to the guest
+    secret.write_text("HOST SECRET\n" * 50)
+    os.chmod(secret, 0o400)
+    guest_pid, said = _guest_root_binding(secret, log_path)
+    try:
+        assert said == b"EACCES mounted", said   # the guest itself cannot read the host file
+        rel = str(log_path.relative_to("/"))
+        root = ProcessRoot(guest_pid)
+        try:
+            lines = GuestFileLog(root, rel, ids=GUEST_IDS).read()
+            assert lines == [f"[{rel} is not the guest's own readable file: not read]"]
+            # each layer alone refuses it: the guest's permissions, the owner check
+            with fscreds.as_ids(GUEST_IDS.base, GUEST_IDS.base), pytest.raises(OSError) as denied:
+                guestpath.open_regular_file(tree_fd := root(), rel)
+            os.close(tree_fd)
+            assert denied.value.errno == errno.EACCES
+            with pytest.raises(guestpath.GuestPathError) as not_owned:
+                guestpath.open_regular_file(tree_fd := root(), rel,
+                                            owners=range(GUEST_IDS.base, GUEST_IDS.base + GUEST_IDS.count))
+            os.close(tree_fd)
+            assert not_owned.value.errno == errno.EACCES
+            as_host_root = GuestFileLog(root, rel).read()   # what the reader did before
+            assert "HOST SECRET" in "".join(as_host_root)
+        finally:
+            root.close()
+        # the guest's own log, outside the namespace's mount, reads as before
+        assert GuestFileLog(lambda: os.open("/", os.O_RDONLY | os.O_DIRECTORY), rel,
+                            ids=GUEST_IDS).read() == ["guest line 1"]
+    finally:
+        os.kill(guest_pid, signal.SIGKILL)
+        os.waitpid(guest_pid, 0)
+
+
+def _guest_root_binding(secret: Path, log_path: Path) -> tuple[int, bytes]:
+    """A child that becomes root of a user namespace mapped to GUEST_IDS (and
+    a mount namespace of its own), tries to read ``secret``, bind-mounts it
+    over ``log_path`` and waits to be killed: (its pid, what it said)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    mapped, said_r, said_w = os.pipe(), *os.pipe()
+    pid = os.fork()
+    if pid == 0:   # the child: single-threaded, so unshare(CLONE_NEWUSER) is allowed
+        try:
+            os.close(mapped[1])
+            os.close(said_r)
+            assert libc.unshare(CLONE_NEWUSER | CLONE_NEWNS) == 0
+            os.write(said_w, b"u")
+            os.read(mapped[0], 1)           # the parent has written the id maps
+            os.setgid(0)
+            os.setuid(0)                    # guest root: host uid GUEST_IDS.base
+            assert libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) == 0
+            try:
+                open(secret).close()
+                os.write(said_w, b"READ ")
+            except PermissionError:
+                os.write(said_w, b"EACCES ")
+            ok = libc.mount(bytes(secret), bytes(log_path), None, MS_BIND, None) == 0
+            os.write(said_w, b"mounted" if ok else b"not mounted")
+            os.close(said_w)
+            time.sleep(60)
+        finally:
+            os._exit(0)
+    os.close(mapped[0])
+    os.close(said_w)
+    assert os.read(said_r, 1) == b"u"
+    for kind in ("uid", "gid"):
+        with open(f"/proc/{pid}/{kind}_map", "w") as f:
+            f.write(f"0 {GUEST_IDS.base} {GUEST_IDS.count}\n")
+    os.write(mapped[1], b"go")
+    os.close(mapped[1])
+    said = b""
+    while chunk := os.read(said_r, 64):
+        said += chunk
+    os.close(said_r)
+    return pid, said

@@ -4,16 +4,19 @@ the backlog first, then new lines as they are written.
 The container's owner may follow it (``read`` on the container), and admins
 any container; others get 404 as on every container route. The container
 must be running (409 otherwise). The driver's ``GuestLog`` is polled every
-``POLL_SECONDS`` in a worker thread (a read is a few syscalls and never
-blocks on the guest); the stream ends when the guest stops, and the guard
-ends it when the caller's credential is revoked (``live.py``). A user follows
-at most ``MAX_STREAMS_PER_USER`` logs at once (429 beyond): each open stream
-costs a poll every ``POLL_SECONDS``.
+``POLL_SECONDS`` on ``READERS``, a small pool of its own (a read is a few
+syscalls, but it walks the guest's own mounts: one that hangs there holds a
+reader, never a thread of the default pool the rest of the core uses); the
+stream ends when the guest stops, and the guard ends it when the caller's
+credential is revoked (``live.py``). A user follows at most
+``MAX_STREAMS_PER_USER`` logs at once (429 beyond): each open stream costs a
+poll every ``POLL_SECONDS``.
 """
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 from appliance.core import context as ctx
 from appliance.core.compute.models import RUNNING, Container
@@ -27,6 +30,7 @@ STREAM_OPEN = (("x-stream-open", "1"),)
 SOURCE = "init"
 MAX_STREAMS_PER_USER = 16
 _open: Counter[str] = Counter()   # user id -> log streams open now
+READERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="guest-log")
 
 
 def readable_container(container_id: str) -> Container:
@@ -66,7 +70,7 @@ async def _stream(servicer, row: Container, context):
         backlog = True
         while True:
             try:
-                lines = await asyncio.to_thread(log.read)
+                lines = await asyncio.get_running_loop().run_in_executor(READERS, log.read)
             except GuestNotRunning:
                 return
             for line in lines:

@@ -248,7 +248,7 @@ class LxcDriver(GuestDriver):
             raise GuestNotFound(f"guest {guest_id} does not exist")
         pid = self.init_pid(guest_id)
         try:
-            log = guestinit.InitLog(pid)
+            log = guestinit.InitLog(pid, self.id_range(guest_id))
         except ProcessLookupError:
             raise GuestNotRunning(f"guest {guest_id} has stopped") from None
         try:

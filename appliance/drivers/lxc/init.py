@@ -11,7 +11,7 @@ and starts sshd."""
 import time
 
 from appliance.drivers.base import INIT_LOG, GuestLog, GuestNotRunning
-from appliance.host import guestlog, guestpath
+from appliance.host import guestlog, guestpath, idmap
 
 READY_FILE = "/run/appliance-init.ready"
 
@@ -34,11 +34,12 @@ def wait_ready(init_pid: int, timeout: float = 5.0) -> bool:
 class InitLog(GuestLog):
     """The init log of the guest whose init is ``init_pid``, read through that
     process's root (the guest's own view, its mounts included), never
-    following a symlink of the guest's (``host/guestlog.py``)."""
+    following a symlink of the guest's, and (``ids``: a user-namespace guest)
+    with the guest root's own permissions (``host/guestlog.py``)."""
 
-    def __init__(self, init_pid: int):
+    def __init__(self, init_pid: int, ids: idmap.IdRange | None = None):
         self.root = guestlog.ProcessRoot(init_pid)
-        self.log = guestlog.GuestFileLog(self.root, INIT_LOG)
+        self.log = guestlog.GuestFileLog(self.root, INIT_LOG, ids=ids)
 
     def read(self) -> list[str]:
         try:
