@@ -196,6 +196,9 @@ def test_metrics_history_shape_and_automatic_resolution(app, admin):
     {"start": "1970-01-01T00:00:00.000Z", "end": "2026-01-15T11:00:00.000Z"},
     {"end": "2026-01-15T11:00:00.000Z"},
     {},
+    # valid ISO 8601, but outside years 1..9999 once in UTC
+    {"start": "0001-01-01T00:00:00+14:00", "end": "0001-01-01T01:00:00+14:00"},
+    {"start": "9999-12-31T23:00:00-14:00", "end": "9999-12-31T23:30:00-14:00"},
 ])
 def test_metrics_bad_input_is_400_json(app, admin, params):
     r = admin.get("/api/metrics/nodes", params=params)
