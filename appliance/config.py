@@ -143,6 +143,9 @@ class Config:
     terminal_input_buffer_bytes: int = 262144
     # Open terminals per user (429 beyond).
     terminals_per_user: int = 8
+    # Open /sse/health streams per user, and /sse/logs streams per user (each
+    # counted apart; admins too); 429 beyond, 0 = unlimited.
+    event_streams_per_user: int = 8
     # Open streams are re-authenticated this often (token revoked, logout, user
     # deleted, expiry end them); revocations through the API end them at once.
     stream_recheck_seconds: int = 5

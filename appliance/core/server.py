@@ -139,7 +139,7 @@ def build_server(config: Config) -> Core:
     hub_handler = HubHandler(core.logs)
     logs.add_handler(hub_handler)
     core.closers.append(lambda: logging.getLogger().removeHandler(hub_handler))
-    log_service = LogServicer(core.logs)
+    log_service = LogServicer(core.logs, config.event_streams_per_user)
     guarded.add(contract.LOGS, log_service)
     core.stopping.append(log_service.stop)
     # Not guarded itself: every call it carries goes through its method's guard.

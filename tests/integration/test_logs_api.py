@@ -199,3 +199,28 @@ def test_gateways_ship_again_after_the_core_restarts(app, admin):
         events.wait_for(lambda e: e["attributes"].get("path") == marker, timeout=1)
     finally:
         events.close()
+
+
+def test_sse_logs_streams_are_capped_per_user(app):
+    """event_streams_per_user (8), admins included: the 9th is 429 JSON; closing one frees its slot."""
+    admin = app.admin()
+    url, auth = app.url + "/sse/logs?level=ERROR", {"Authorization": f"Bearer {admin.token}"}
+
+    def open_stream() -> requests.Response:
+        return requests.get(url, headers=auth, stream=True, timeout=10)
+
+    streams = [open_stream() for _ in range(8)]
+    try:
+        assert [s.status_code for s in streams] == [200] * 8
+        r = requests.get(url, headers=auth, timeout=10)
+        assert r.status_code == 429 and "at most 8 log streams" in r.json()["error"]
+        streams.pop().close()
+        deadline = time.monotonic() + 10
+        while (again := open_stream()).status_code != 200:
+            assert again.status_code == 429 and time.monotonic() < deadline
+            again.close()
+            time.sleep(0.05)
+        streams.append(again)
+    finally:
+        for stream in streams:
+            stream.close()

@@ -210,3 +210,32 @@ def test_metrics_unknown_host_is_404_and_anonymous_is_401(app, admin):
     r = admin.get("/api/metrics/nodes/no-such-host")
     assert r.status_code == 404 and "no-such-host" in r.json()["error"]
     assert requests.get(app.url + "/api/metrics/nodes", timeout=5).status_code == 401
+
+
+def test_health_streams_are_capped_per_user(app, admin):
+    """event_streams_per_user (8): the 9th stream of one user is 429 JSON; other
+    users are not affected; closing one frees its slot."""
+    user = new_user(app, admin)
+    streams = [Events(app, user.token) for _ in range(8)]
+    try:
+        for events in streams:
+            assert events.response.status_code == 200 and events.next()["type"] == "cluster"
+        r = requests.get(app.url + "/sse/health", headers={"Authorization": f"Bearer {user.token}"}, timeout=10)
+        assert r.status_code == 429 and r.headers["Content-Type"].startswith("application/json")
+        assert "at most 8 health streams" in r.json()["error"]
+        with Events(app, admin.token) as other:   # another user's count
+            assert other.response.status_code == 200 and other.next()["type"] == "cluster"
+        streams.pop().close()
+        deadline = time.monotonic() + 10   # the core ends the closed stream once the gateway cancels it
+        while True:
+            again = Events(app, user.token)
+            if again.response.status_code == 200:
+                break
+            again.close()
+            assert again.response.status_code == 429 and time.monotonic() < deadline
+            time.sleep(0.05)
+        streams.append(again)
+        assert again.next()["type"] == "cluster"
+    finally:
+        for events in streams:
+            events.close()
