@@ -130,6 +130,7 @@ def build_server(config: Config) -> Core:
     # Prometheus: GET /metrics through the gateway (admins), and on metrics_listen.
     exposition = Exposition(config, sampler.latest)
     guarded.add(contract.METRICS, MetricsServicer(exposition))
+    core.closers.append(exposition.close)
     if config.metrics_listen:
         listener = Listener(exposition, config.metrics_listen)
         core.listeners.append(listener.start)
