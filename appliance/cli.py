@@ -180,7 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.config:
         os.environ["APPLIANCE_CONFIG"] = args.config  # for the daemons `up` starts
-    cfg = config_mod.load(args.config)
+    try:
+        cfg = config_mod.load(args.config)
+    except (OSError, ValueError) as e:   # a missing file, TOML syntax, a bad setting: one line, no traceback
+        print(f"appliance: configuration error: {e}", file=sys.stderr)
+        return 2
     if args.fn not in (cmd_core, cmd_http, cmd_ssh):
         _setup_logging(cfg, "cli")  # `up`, `down`, `user`: their own lines (host steps) on stderr
     return args.fn(cfg, args)

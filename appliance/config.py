@@ -143,6 +143,9 @@ class Config:
     terminal_input_buffer_bytes: int = 262144
     # Open terminals per user (429 beyond).
     terminals_per_user: int = 8
+    # Open /sse/health streams per user, and /sse/logs streams per user (each
+    # counted apart; admins too); 429 beyond, 0 = unlimited.
+    event_streams_per_user: int = 8
     # Open streams are re-authenticated this often (token revoked, logout, user
     # deleted, expiry end them); revocations through the API end them at once.
     stream_recheck_seconds: int = 5
@@ -203,6 +206,9 @@ class Config:
     # "host:port" (e.g. "127.0.0.1:9464"); "" = none (GET /metrics through the
     # gateway needs an admin's session token). docs/observability-prometheus.md
     metrics_listen: str = ""
+    # Scrapes (either way out) this close together share one rendering of the
+    # exposition (seconds; 0: each scrape renders afresh).
+    metrics_cache_seconds: float = 1.0
     # Origins (scheme://host[:port], comma-separated) whose pages may open the
     # WebSockets; others get 403 (a handshake without Origin, not a browser's,
     # is allowed). "" -> public_host and http_host on http_port
@@ -269,6 +275,18 @@ def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
     return read_or_create(path, lambda: (secrets.token_urlsafe(nbytes) + "\n").encode()).decode().strip()
 
 
+def host_and_port(name: str, address: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port``) of a listening setting. The host is
+    required: a bare port would mean every address, which for an
+    unauthenticated listener must be said (``0.0.0.0:9464``), not implied."""
+    host, sep, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"setting {name!r} must be host:port with an explicit host, e.g. '127.0.0.1:9464' "
+                         f"('0.0.0.0:9464' for every address), got {address!r}")
+    return host, int(port)
+
+
 def _coerce(name: str, kind: type, raw):
     if kind is int:
         try:
@@ -323,7 +341,10 @@ def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = 
     values.update(_renamed(from_env, "environment", _env_name))
     # Field.type: a string (postponed annotations)
     kinds: dict[object, type] = {"int": int, "float": float, "str": str, "bool": bool}
-    return Config(**{
+    config = Config(**{
         name: _coerce(name, kinds.get(known[name].type, str), value)
         for name, value in values.items()
     })
+    if config.metrics_listen:
+        host_and_port("metrics_listen", config.metrics_listen)   # refused at start, not when binding
+    return config

@@ -23,6 +23,8 @@ import re
 import sys
 from pathlib import Path
 
+from appliance import procs
+
 VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # counter_<pid>.db, histogram_<pid>.db, gauge_<mode>_<pid>.db
 _FILE = re.compile(r"^(?P<kind>[a-z]+(?:_[a-z]+)?)_(?P<pid>\d+)\.db$")
@@ -42,16 +44,6 @@ def current() -> Path | None:
     return Path(value) if value else None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clear_dead(path: Path, starting: bool = False) -> list[int]:
     """Drop files of processes that are gone (see the module's docstring);
     the pids found gone."""
@@ -59,7 +51,7 @@ def clear_dead(path: Path, starting: bool = False) -> list[int]:
     with open(path / ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         files = [(name, m["kind"], int(m["pid"])) for name in os.listdir(path) if (m := _FILE.match(name))]
-        gone = {pid for _, _, pid in files if (starting and pid == me) or (pid != me and not _alive(pid))}
+        gone = {pid for _, _, pid in files if (starting and pid == me) or (pid != me and not procs.alive(pid))}
         fresh = starting and all(pid in gone for _, _, pid in files)
         for name, kind, pid in files:
             if pid in gone and (fresh or kind.startswith("gauge_live")):

@@ -11,8 +11,10 @@ without authentication (for a Prometheus on this host or a private network).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import peewee as pw
 import tornado.httpserver
@@ -26,7 +28,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from appliance import metrics, metricsdir
-from appliance.config import Config
+from appliance.config import Config, host_and_port
 from appliance.core.cluster.prometheus import SnapshotCollector
 from appliance.core.cluster.readings import Snapshot
 from appliance.core.compute.models import ERROR, INITIALIZING, PENDING, RUNNING, STOPPED, Container
@@ -83,7 +85,11 @@ class DatabaseCollector(Collector):
 
 
 class Exposition:
-    """The registry behind both ways out; ``render()`` is one scrape."""
+    """The registry behind both ways out; ``render()`` is one scrape, and
+    ``scrape()`` runs it off the event loop on a thread of its own. A
+    rendering reads the database and every daemon's files (~10 ms): scrapes
+    within ``metrics_cache_seconds`` of it (several Prometheus, a reload
+    storm) share it."""
 
     def __init__(self, config: Config, latest: Callable[[], Snapshot | None] = lambda: None):
         self.registry = CollectorRegistry(auto_describe=False)
@@ -94,11 +100,28 @@ class Exposition:
             self.registry.register(_ThisProcess())
         self.registry.register(DatabaseCollector(config.files_dir))
         self.registry.register(SnapshotCollector(latest))
+        self.cache_seconds = config.metrics_cache_seconds
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="metrics-render")
+        self._rendering: asyncio.Future[bytes] | None = None
+        self._rendered_at = 0.0
 
     def render(self) -> bytes:
         if self.directory is not None:
             metricsdir.clear_dead(self.directory)  # a daemon that died takes its live gauges along
         return generate_latest(self.registry)
+
+    async def scrape(self) -> bytes:
+        loop = asyncio.get_running_loop()
+        rendering = self._rendering
+        if rendering is None or loop.time() - self._rendered_at >= self.cache_seconds \
+                or (rendering.done() and (rendering.cancelled() or rendering.exception() is not None)):
+            rendering = self._rendering = loop.run_in_executor(self.executor, self.render)
+            self._rendered_at = loop.time()
+        # shielded: a scraper that goes away does not cancel the others' rendering
+        return await asyncio.shield(rendering)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
@@ -106,37 +129,30 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
         self.exposition = exposition
 
     async def GetMetrics(self, request, context):
-        return httpbody_pb2.HttpBody(content_type=CONTENT_TYPE, data=self.exposition.render())
+        return httpbody_pb2.HttpBody(content_type=CONTENT_TYPE, data=await self.exposition.scrape())
 
 
 class _MetricsHandler(tornado.web.RequestHandler):
     def initialize(self, exposition: Exposition) -> None:
         self.exposition = exposition
 
-    def get(self) -> None:
+    async def get(self) -> None:
+        body = await self.exposition.scrape()
         self.set_header("Content-Type", CONTENT_TYPE)
         self.set_header("Cache-Control", "no-store")
-        self.finish(self.exposition.render())
+        self.finish(body)
 
     def write_error(self, status_code: int, **kwargs) -> None:
         self.finish(f"{status_code} {self._reason}\n")
 
 
-def split_address(address: str) -> tuple[str, int]:
-    """``host:port`` (``[v6]:port``) of ``metrics_listen``; ValueError if malformed."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"metrics_listen must be host:port, got {address!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
 class Listener:
-    """``GET /metrics`` without authentication on ``metrics_listen``: run in the
-    core's event loop (Tornado on asyncio), so a scrape reads the database on
-    the same thread as every other core call."""
+    """``GET /metrics`` without authentication on ``metrics_listen``: served
+    in the core's event loop (Tornado on asyncio); the rendering itself runs
+    on the exposition's thread (``Exposition.scrape``)."""
 
     def __init__(self, exposition: Exposition, address: str):
-        self.host, self.port = split_address(address)
+        self.host, self.port = host_and_port("metrics_listen", address)
         app = tornado.web.Application([(r"/metrics", _MetricsHandler, {"exposition": exposition})],
                                       log_function=lambda handler: None)
         self.server = tornado.httpserver.HTTPServer(app, idle_connection_timeout=60)

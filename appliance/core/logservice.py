@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+from appliance.core import context as ctx
 from appliance.core.loghub import LogHub, as_message, dropped_entry
+from appliance.core.streamcap import PerUserCap
 from appliance.errors import Invalid
 from appliance.logs import LEVEL_NAMES
 from appliance.v1 import logs_pb2, logs_pb2_grpc
@@ -25,8 +27,9 @@ def minimum_level(text: str) -> int:
 
 
 class LogServicer(logs_pb2_grpc.LogServiceServicer):
-    def __init__(self, hub: LogHub):
+    def __init__(self, hub: LogHub, streams_per_user: int = 0):
         self.hub = hub
+        self.streams = PerUserCap(streams_per_user, "at most {limit} log streams per user at once; close one")
         self.stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -40,13 +43,14 @@ class LogServicer(logs_pb2_grpc.LogServiceServicer):
         source = request.source
         if len(source) > MAX_SOURCE_CHARS:
             raise Invalid(f"source must be at most {MAX_SOURCE_CHARS} characters")
-        await context.send_initial_metadata(STREAM_OPEN)
-        reader = self.hub.open(lambda level, src: level >= minimum and (not source or src == source))
-        try:
-            async for entry in reader:
-                yield as_message(entry)
-        finally:
-            self.hub.close(reader)
+        with self.streams.hold(ctx.principal().user_id):
+            await context.send_initial_metadata(STREAM_OPEN)
+            reader = self.hub.open(lambda level, src: level >= minimum and (not source or src == source))
+            try:
+                async for entry in reader:
+                    yield as_message(entry)
+            finally:
+                self.hub.close(reader)
 
     async def ShipLogs(self, request_iterator, context):
         batches = aiter(request_iterator)

@@ -130,6 +130,7 @@ def build_server(config: Config) -> Core:
     # Prometheus: GET /metrics through the gateway (admins), and on metrics_listen.
     exposition = Exposition(config, sampler.latest)
     guarded.add(contract.METRICS, MetricsServicer(exposition))
+    core.closers.append(exposition.close)
     if config.metrics_listen:
         listener = Listener(exposition, config.metrics_listen)
         core.listeners.append(listener.start)
@@ -139,7 +140,7 @@ def build_server(config: Config) -> Core:
     hub_handler = HubHandler(core.logs)
     logs.add_handler(hub_handler)
     core.closers.append(lambda: logging.getLogger().removeHandler(hub_handler))
-    log_service = LogServicer(core.logs)
+    log_service = LogServicer(core.logs, config.event_streams_per_user)
     guarded.add(contract.LOGS, log_service)
     core.stopping.append(log_service.stop)
     # Not guarded itself: every call it carries goes through its method's guard.

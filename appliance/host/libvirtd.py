@@ -22,6 +22,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from appliance import procs
+
 LXC_URI = "lxc:///"
 UNIFIED_CGROUP = "/sys/fs/cgroup/unified"
 VIRTLOGD_SOCKET = Path("/run/libvirt/virtlogd-sock")
@@ -45,9 +47,9 @@ def ensure_libvirtd(timeout: float = 20.0) -> None:
         make_root_shared()
         for d in ("/var/log/libvirt/lxc", "/run/libvirt", "/var/lib/libvirt/lxc"):
             os.makedirs(d, exist_ok=True)
-        if not VIRTLOGD_SOCKET.exists() or not _pid_alive(Path("/run/virtlogd.pid")):
+        if not VIRTLOGD_SOCKET.exists() or procs.pid_from_file(Path("/run/virtlogd.pid")) is None:
             _run(["virtlogd", "-d"])
-        if not _pid_alive(LIBVIRTD_PIDFILE):
+        if libvirtd_pid() is None:
             _ensure_qemu_user()
             _start_libvirtd()
     deadline = time.monotonic() + timeout
@@ -79,11 +81,7 @@ def check_mount_propagation() -> None:
 
 
 def libvirtd_pid() -> int | None:
-    try:
-        pid = int(LIBVIRTD_PIDFILE.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if _alive(pid) else None
+    return procs.pid_from_file(LIBVIRTD_PIDFILE)
 
 
 def make_root_shared() -> None:
@@ -148,21 +146,6 @@ def _root_mountinfo_fields(mountinfo: str = "/proc/self/mountinfo") -> str:
     return fields
 
 
-def _pid_alive(pidfile: Path) -> bool:
-    try:
-        return _alive(int(pidfile.read_text().strip()))
-    except (OSError, ValueError):
-        return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _run(cmd: list[str]) -> None:

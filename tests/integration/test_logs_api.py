@@ -4,6 +4,7 @@ HTTP gateway with two workers, SSH gateway) on the fake driver
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import uuid
@@ -34,6 +35,16 @@ def lines(app, daemon: str) -> list[dict]:
     return [json.loads(line) for line in app.log(daemon).splitlines() if line.strip()]
 
 
+def lines_of_request(app, daemon: str, request_id: str, timeout: float = 10.0) -> list[dict]:
+    """The daemon's lines of one request, once there is one (lines reach the file a little later)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [line for line in lines(app, daemon) if line["attributes"].get("request_id") == request_id]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
 class Events:
     """An /sse/logs reader on its own thread: entries as they arrive."""
 
@@ -62,6 +73,11 @@ class Events:
         raise AssertionError(f"no matching entry in {len(self.entries)}: {self.entries[-5:]}")
 
     def close(self) -> None:
+        # Shut the socket down first: closing it alone does not wake the reader
+        # thread blocked in recv(), and the connection stays up until the next keepalive.
+        connection = getattr(self.response.raw, "connection", None)
+        if connection is not None and connection.sock is not None:
+            connection.sock.shutdown(socket.SHUT_RDWR)
         self.response.close()
 
 
@@ -76,8 +92,8 @@ def _entry_has_the_spec_types(entry: dict) -> None:
 # -- log lines and request ids -----------------------------------------------------------
 
 def test_every_daemon_writes_one_json_object_a_line(app, admin):
-    admin.get("/api/session")
-    time.sleep(0.3)
+    rid = admin.get("/api/session").headers["X-Request-Id"]
+    assert lines_of_request(app, "http", rid)
     for daemon in ("core", "http", "ssh"):
         parsed = lines(app, daemon)
         assert parsed, daemon
@@ -95,11 +111,9 @@ def test_one_request_id_in_the_gateway_and_the_core(app, admin):
     insane = admin.get("/api/session", headers={"X-Request-Id": "a b<" + "x" * 300}).headers["X-Request-Id"]
     assert len(generated) == 32 and int(generated, 16) >= 0
     assert len(insane) == 32 and "x" * 10 not in insane
-    time.sleep(0.3)
     for rid, rpc, path in ((given, "AuthService/GetSession", "/api/session"),
                            (generated, "ComputeService/ListContainers", "/compute/containers")):
-        access = [line for line in lines(app, "http") if line["attributes"].get("request_id") == rid]
-        core = [line for line in lines(app, "core") if line["attributes"].get("request_id") == rid]
+        access, core = lines_of_request(app, "http", rid), lines_of_request(app, "core", rid)
         assert [a["attributes"]["path"] for a in access] == [path], access
         assert access[0]["attributes"]["status"] == "200"
         assert len(core) == 1 and core[0]["attributes"]["method"].endswith(rpc), core
@@ -112,8 +126,7 @@ def test_errors_carry_the_request_id_too(app):
     assert r.status_code == 401 and r.headers["X-Request-Id"] == rid
     r = requests.get(app.url + "/no/such/route", headers={"X-Request-Id": rid})
     assert r.status_code == 404 and r.headers["X-Request-Id"] == rid
-    time.sleep(0.3)
-    core = [line for line in lines(app, "core") if line["attributes"].get("request_id") == rid]
+    core = lines_of_request(app, "core", rid)
     assert [c["attributes"]["code"] for c in core] == ["UNAUTHENTICATED"]
 
 
@@ -166,8 +179,6 @@ def test_access_paths_are_redacted(app, admin):
 
 def test_sse_logs_filters_by_exact_source_and_minimum_level(app, admin):
     auth = {"Authorization": f"Bearer {admin.token}"}
-    # An ERROR from the gateway: a download whose core stream is refused is not an error; a
-    # request line of status >= 500 is. A core away answers 503: logged at ERROR by the access log.
     only_http = Events(app.url + "/sse/logs?source=http&level=WARN", auth)
     everything = Events(app.url + "/sse/logs?level=info", auth)
     try:
@@ -176,7 +187,18 @@ def test_sse_logs_filters_by_exact_source_and_minimum_level(app, admin):
         everything.wait_for(lambda e: e["attributes"].get("path") == marker)
         requests.post(app.url + "/api/login", json={"username": "admin", "password": "wrong"})
         everything.wait_for(lambda e: e["source"] == "core" and "failed" in e["message"])
-        time.sleep(0.5)
+        # A WARN of the gateway: an open event stream whose token is deleted ends with an error.
+        created = admin.post("/api/tokens", json={"name": "w", "scopes": {f"compute.{admin.user_id}": ["read"]}}).json()
+        health = requests.get(app.url + "/sse/health", headers={"Authorization": f"Bearer {created['token']}"},
+                              stream=True, timeout=10)
+        try:
+            assert health.status_code == 200
+            assert admin.delete(f"/api/tokens/{created['id']}").status_code == 200
+            warned = only_http.wait_for(lambda e: "WatchHealth ended: stream closed" in e["message"])
+        finally:
+            health.close()
+        assert warned["level"] == 2 and warned["source"] == "http"
+        # the INFO lines from before it (the marker's 404, the core's failed login) did not pass the filter
         assert all(e["source"] == "http" and e["level"] >= 2 for e in only_http.entries), only_http.entries[-3:]
         assert not any(e["attributes"].get("path") == marker for e in only_http.entries)
         assert {e["source"] for e in everything.entries} >= {"core", "http"}
@@ -223,3 +245,28 @@ def test_gateways_ship_again_after_the_core_restarts(app, admin):
         events.wait_for(lambda e: e["attributes"].get("path") == marker, timeout=1)
     finally:
         events.close()
+
+
+def test_sse_logs_streams_are_capped_per_user(app):
+    """event_streams_per_user (8), admins included: the 9th is 429 JSON; closing one frees its slot."""
+    admin = app.admin()
+    url, auth = app.url + "/sse/logs?level=ERROR", {"Authorization": f"Bearer {admin.token}"}
+
+    def open_stream() -> requests.Response:
+        return requests.get(url, headers=auth, stream=True, timeout=10)
+
+    streams = [open_stream() for _ in range(8)]
+    try:
+        assert [s.status_code for s in streams] == [200] * 8
+        r = requests.get(url, headers=auth, timeout=10)
+        assert r.status_code == 429 and "at most 8 log streams" in r.json()["error"]
+        streams.pop().close()
+        deadline = time.monotonic() + 10
+        while (again := open_stream()).status_code != 200:
+            assert again.status_code == 429 and time.monotonic() < deadline
+            again.close()
+            time.sleep(0.05)
+        streams.append(again)
+    finally:
+        for stream in streams:
+            stream.close()

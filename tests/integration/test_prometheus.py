@@ -26,7 +26,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     a = Appliance(tmp_path_factory.mktemp("prometheus"), guest_driver="fake", http_workers=2,
-                  ssh_port=free_port(), metrics_listen=f"127.0.0.1:{free_port()}", login_max_failures=3)
+                  ssh_port=free_port(), metrics_listen=f"127.0.0.1:{free_port()}", login_max_failures=3,
+                  metrics_cache_seconds=0)   # counts compared before/after an action
     a.start("core", "http", "ssh")
     yield a
     a.close()

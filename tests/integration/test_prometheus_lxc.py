@@ -24,7 +24,7 @@ BRIDGE, SUBNET = "approm0", "10.241.0.0/24"
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    a = start_appliance(tmp_path_factory.mktemp("prometheus-lxc"), BRIDGE, SUBNET)
+    a = start_appliance(tmp_path_factory.mktemp("prometheus-lxc"), BRIDGE, SUBNET, metrics_cache_seconds=0)
     yield a
     stop_appliance(a, BRIDGE)
 

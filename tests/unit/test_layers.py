@@ -24,7 +24,7 @@ FORBIDDEN = [
 # The shared top-level modules sit below every package.
 SHARED = ["appliance.batching", "appliance.clientkey", "appliance.config", "appliance.contract", "appliance.errors",
           "appliance.gatewaykeys", "appliance.keep", "appliance.logs", "appliance.logsafe", "appliance.logship",
-          "appliance.metrics", "appliance.metricsdir", "appliance.revert",
+          "appliance.metrics", "appliance.metricsdir", "appliance.procs", "appliance.revert",
           "appliance.v1"]
 PACKAGES = ["appliance.cli", "appliance.http", "appliance.ssh", "appliance.core", "appliance.drivers",
             "appliance.host"]

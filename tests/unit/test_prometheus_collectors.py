@@ -100,7 +100,7 @@ def test_a_start_beside_running_daemons_keeps_the_counters(tmp_path):
                  f"gauge_livesum_{os.getpid()}.db"):
         (tmp_path / name).write_bytes(b"")
     metricsdir.clear_dead(tmp_path, starting=True)
-    assert sorted(p.name for p in tmp_path.glob("*.db")) == sorted([f"counter_{alive}.db", f"counter_{dead}.db"])
+    assert {p.name for p in tmp_path.glob("*.db")} == {f"counter_{alive}.db", f"counter_{dead}.db"}
 
 
 def test_an_exited_worker_takes_only_its_live_gauges(tmp_path, monkeypatch):

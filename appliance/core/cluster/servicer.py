@@ -14,6 +14,7 @@ from appliance.core.auth.identity import Principal
 from appliance.core.cluster import health, history, span
 from appliance.core.cluster.readings import GuestReading, Snapshot
 from appliance.core.cluster.sampler import Sampler
+from appliance.core.streamcap import PerUserCap
 from appliance.errors import NotFound
 from appliance.v1 import cluster_pb2, cluster_pb2_grpc
 
@@ -32,6 +33,8 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         self.config = config
         self.sampler = sampler
         self.interval = max(0.1, float(config.health_interval_seconds))
+        self.streams = PerUserCap(config.event_streams_per_user,
+                                  "at most {limit} health streams per user at once; close one")
 
     def snapshots(self) -> list[Snapshot]:
         """The latest snapshot of every host (this host only until multi-host)."""
@@ -39,17 +42,19 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         return [latest] if latest is not None else []
 
     async def WatchHealth(self, request, context):
-        visible = visibility(ctx.principal())
+        principal = ctx.principal()
+        visible = visibility(principal)
         loop = asyncio.get_running_loop()
-        await self.sampler.first()
-        while True:
-            sent_at = loop.time()
-            snapshots, now = self.snapshots(), time.time()
-            # Each write waits for the reader (flow control): a slow reader
-            # gets fewer snapshots, each fresh, never a backlog of old ones.
-            yield health.cluster_event(snapshots, now, self.sampler.interval)
-            yield health.pods_event(snapshots, now, visible)
-            await asyncio.sleep(max(0.0, sent_at + self.interval - loop.time()))
+        with self.streams.hold(principal.user_id):
+            await self.sampler.first()
+            while True:
+                sent_at = loop.time()
+                snapshots, now = self.snapshots(), time.time()
+                # Each write waits for the reader (flow control): a slow reader
+                # gets fewer snapshots, each fresh, never a backlog of old ones.
+                yield health.cluster_event(snapshots, now, self.sampler.interval)
+                yield health.pods_event(snapshots, now, visible)
+                await asyncio.sleep(max(0.0, sent_at + self.interval - loop.time()))
 
     async def GetNodeMetrics(self, request, context):
         ctx.principal()

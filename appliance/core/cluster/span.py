@@ -30,9 +30,11 @@ def parse_time(name: str, text: str) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     try:
-        return moment.timestamp()
-    except (OverflowError, ValueError):
+        seconds = moment.timestamp()
+        datetime.fromtimestamp(seconds, UTC)   # in UTC it may fall outside years 1..9999, which iso() can't render
+    except (OverflowError, ValueError, OSError):
         raise Invalid(f"parameter '{name}' is out of range") from None
+    return seconds
 
 
 def iso(t: float) -> str:

@@ -15,21 +15,21 @@ poll every ``POLL_SECONDS``.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from appliance.core import context as ctx
 from appliance.core.compute.models import RUNNING, Container
 from appliance.core.compute.ownership import owned_container
+from appliance.core.streamcap import PerUserCap
 from appliance.drivers.base import GuestNotFound, GuestNotRunning
-from appliance.errors import NotFound, TooManyRequests, WrongState
+from appliance.errors import NotFound, WrongState
 from appliance.v1 import compute_pb2
 
 POLL_SECONDS = 0.25
 STREAM_OPEN = (("x-stream-open", "1"),)
 SOURCE = "init"
 MAX_STREAMS_PER_USER = 16
-_open: Counter[str] = Counter()   # user id -> log streams open now
+_streams = PerUserCap(MAX_STREAMS_PER_USER, "at most {limit} container log streams at once; close one")
 READERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="guest-log")
 
 
@@ -47,17 +47,9 @@ async def follow(servicer, request, context):
     row = readable_container(request.id)
     if row.status != RUNNING:
         raise WrongState(f"container {row.public_id} is {row.status}, not running")
-    user = ctx.principal().user_id
-    if _open[user] >= MAX_STREAMS_PER_USER:
-        raise TooManyRequests(f"at most {MAX_STREAMS_PER_USER} container log streams at once; close one")
-    _open[user] += 1
-    try:
+    with _streams.hold(ctx.principal().user_id):
         async for line in _stream(servicer, row, context):
             yield line
-    finally:
-        _open[user] -= 1
-        if not _open[user]:
-            del _open[user]
 
 
 async def _stream(servicer, row: Container, context):

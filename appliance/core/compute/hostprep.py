@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from appliance import procs
 from appliance.drivers.factory import make_driver
 from appliance.host import libvirtd
 
@@ -29,15 +30,6 @@ VIRTLOGD_PIDFILE = Path("/run/virtlogd.pid")
 
 def _started_by_up(cfg) -> Path:
     return cfg.run_dir / "libvirt-started-by-up"
-
-
-def _pid(pidfile: Path) -> int | None:
-    try:
-        pid = int(pidfile.read_text().strip())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
 
 
 def prepare(cfg) -> None:
@@ -50,7 +42,7 @@ def prepare(cfg) -> None:
             driver.close()
         if not was_running and libvirtd.libvirtd_pid() is not None:
             cfg.run_dir.mkdir(parents=True, exist_ok=True)
-            _started_by_up(cfg).write_text(f"{libvirtd.libvirtd_pid()} {_pid(VIRTLOGD_PIDFILE) or ''}\n")
+            _started_by_up(cfg).write_text(f"{libvirtd.libvirtd_pid()} {procs.pid_from_file(VIRTLOGD_PIDFILE) or ''}\n")
     except Exception as e:  # noqa: BLE001 - everything else must still come up
         print(f"compute: host preparation failed: {e}\n"
               "compute: containers cannot start until this is fixed; auth and storage run anyway",
@@ -81,7 +73,7 @@ def release(cfg) -> list[str]:
         # the record may name no virtlogd: zip stops at the shorter
         for name, pid in zip(("libvirtd", "virtlogd"), record.read_text().split(), strict=False):
             pidfile = libvirtd.LIBVIRTD_PIDFILE if name == "libvirtd" else VIRTLOGD_PIDFILE
-            if _pid(pidfile) == int(pid):  # still the process `up` started
+            if procs.pid_from_file(pidfile) == int(pid):  # still the process `up` started
                 _terminate(int(pid))
                 stopped.append(name)
         record.unlink()

@@ -29,14 +29,14 @@ import functools
 import logging
 import os
 import signal
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
 from appliance.core import context as ctx
 from appliance.core import live
 from appliance.core.compute.models import RUNNING
 from appliance.core.compute.ownership import owned_container
-from appliance.errors import Invalid, TooManyRequests, WrongState
+from appliance.core.streamcap import PerUserCap
+from appliance.errors import Invalid, WrongState
 from appliance.v1 import compute_pb2
 
 log = logging.getLogger("appliance.core.compute.terminal")
@@ -59,20 +59,15 @@ class Terminals:
     A terminal counts until its shell is closed and reaped."""
 
     def __init__(self, per_user: int):
-        self.per_user = per_user
-        self.open: dict[str, int] = defaultdict(int)
+        self.cap = PerUserCap(per_user, "at most {limit} open terminals per user; close one first")
         self.opener = ThreadPoolExecutor(max_workers=OPEN_THREADS, thread_name_prefix="pty-open")
         self.closer = ThreadPoolExecutor(max_workers=CLOSE_THREADS, thread_name_prefix="pty-close")
 
     def claim(self, user_id: str) -> None:
-        if self.per_user > 0 and self.open[user_id] >= self.per_user:
-            raise TooManyRequests(f"at most {self.per_user} open terminals per user; close one first")
-        self.open[user_id] += 1
+        self.cap.claim(user_id)
 
     def release(self, user_id: str) -> None:
-        self.open[user_id] -= 1
-        if self.open[user_id] <= 0:
-            del self.open[user_id]
+        self.cap.release(user_id)
 
     async def open_pty(self, driver, guest_id: str, cols: int, rows: int, on_abandon):
         loop = asyncio.get_running_loop()
