@@ -146,16 +146,18 @@ class GatewayHandler(RequestIds):
         self.finish(json.dumps({"error": message}))
 
     def send_rpc_error(self, error: grpc.aio.AioRpcError) -> None:
-        code = error.code()
+        self.send_status(error.code(), error.details(), error.trailing_metadata())
+
+    def send_status(self, code: grpc.StatusCode, details: str | None, trailing) -> None:
+        """The JSON error answering a call that ended with *code*."""
         headers = {}
-        for key, value in error.trailing_metadata() or ():
+        for key, value in trailing or ():
             if key == "retry-after":
                 headers["Retry-After"] = value
         if code == grpc.StatusCode.UNAVAILABLE:
-            log.warning("core unavailable for %s: %s", self.route.method.path, error.details(),
+            log.warning("core unavailable for %s: %s", self.route.method.path, details,
                         extra={"attributes": {"request_id": self.request_id}})
-        status = http_status(code, error.trailing_metadata())
-        self.send_json_error(status, error_message(code, error.details()), headers)
+        self.send_json_error(http_status(code, trailing), error_message(code, details))
 
     def send_app_error(self, error: AppError) -> None:
         self.send_json_error(http_status(error.code, error.trailing_metadata()), error.message)

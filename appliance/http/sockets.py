@@ -96,6 +96,11 @@ class WebSocketGateway(GatewayHandler, tornado.websocket.WebSocketHandler):
         except grpc.aio.AioRpcError as e:
             return self.send_rpc_error(e)
         if first is grpc.aio.EOF:
+            # A refusal that finished the call before the request was written
+            # (terminal_ws.open_call) ends here without raising: its status says why.
+            code = await call.code()
+            if code != grpc.StatusCode.OK:
+                return self.send_status(code, await call.details(), await call.trailing_metadata())
             return self.send_json_error(500, "stream ended before it started")
         self.session = session_class(self, call, first)
         await tornado.websocket.WebSocketHandler.get(self, **path_kwargs)

@@ -68,7 +68,10 @@ class TerminalSession(Session):
     @classmethod
     async def open_call(cls, handler, request):
         call = handler.call(metadata=handler.metadata())
-        await call.write(request)
+        try:
+            await call.write(request)
+        except asyncio.InvalidStateError:
+            pass  # the core already ended the call (e.g. a bad token): the first read reports it
         return call
 
     def __init__(self, handler, call, first):
