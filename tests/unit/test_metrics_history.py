@@ -4,6 +4,7 @@ the fake driver: host readings, CPU rates from counters, stored rows."""
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import peewee as pw
 import pytest
@@ -151,6 +152,7 @@ def test_sampler_reads_host_and_guests_and_stores_history(database, tmp_path, mo
     driver.cpu_ns["aaaa1111"] = 5_000_000_000
     first = sampler.sample()
     clock[0] += 2.0
+    time.sleep(0.003)  # history rows are keyed by the wall-clock ms: samples must not share one
     driver.cpu_ns["aaaa1111"] += 1_500_000_000   # 1.5 s of CPU in 2 s: 0.75 cores
     second = sampler.sample()
     assert sampler.latest() is second
@@ -169,6 +171,7 @@ def test_sampler_reads_host_and_guests_and_stores_history(database, tmp_path, mo
     assert guests["bbbb2222"].cpu_nanocores == 0 and guests["bbbb2222"].memory_used_bytes == 0
     # a restarted guest's counter starts over: counted from 0, never negative
     clock[0] += 2.0
+    time.sleep(0.003)
     driver.cpu_ns["aaaa1111"] = 400_000_000
     third = {g.id: g for g in sampler.sample().guests}
     assert third["aaaa1111"].cpu_nanocores == 200_000_000
