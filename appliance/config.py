@@ -31,7 +31,8 @@ class Config:
     data_dir: str = "/var/lib/appliance"
     # Unix socket of the core daemon; "" -> <data_dir>/core.sock.
     core_socket: str = ""
-    # Optional TCP listener for the core (multi-host); "" = none.
+    # Optional plaintext TCP listener for the core (loopback or a private
+    # network only; hosts of a cluster use cluster_listen); "" = none.
     core_tcp: str = ""
     http_host: str = "127.0.0.1"
     http_port: int = 8080
@@ -214,6 +215,28 @@ class Config:
     # is allowed). "" -> public_host and http_host on http_port
     # (appliance/http/cookie.py).
     public_origins: str = ""
+    # -- many hosts: one cloud over several machines (docs/cluster.md) ---------
+    # The core's gRPC listener for the other hosts' cores, "host:port", mutual
+    # TLS with the cluster CA below (nothing else is accepted on it); "" = a
+    # host alone (SQLite is fine then; a cluster needs a PostgreSQL db_url).
+    cluster_listen: str = ""
+    # Where the other hosts reach this core ("host:port"); "" -> cluster_listen.
+    cluster_advertise: str = ""
+    # PEM files: the cluster's CA certificate, this host's certificate (signed
+    # by that CA, its subject CN = host_name) and its private key.
+    cluster_ca_file: str = ""
+    cluster_cert_file: str = ""
+    cluster_key_file: str = ""
+    # Each core records a heartbeat this often (seconds); a host silent for
+    # host_dead_seconds is down: its containers show "unknown".
+    heartbeat_seconds: float = 2.0
+    host_dead_seconds: float = 6.0
+    # Placement: what this host offers guests (0 = what the machine has) and
+    # how far the sum of the guests' cpus / memory may exceed it.
+    host_cpus: float = 0.0
+    host_memory_mb: int = 0
+    cpu_overcommit: float = 4.0
+    memory_overcommit: float = 1.0
 
     @property
     def node_name(self) -> str:
@@ -221,6 +244,11 @@ class Config:
         return self.host_name or socket.gethostname()
 
     # -- derived paths -------------------------------------------------------
+    @property
+    def cluster_address(self) -> str:
+        """Where the other hosts reach this core; "" when it is a host alone."""
+        return self.cluster_advertise or self.cluster_listen
+
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)

@@ -96,8 +96,17 @@ MODELS: list[type[BaseModel]] = [SchemaVersion, User, ApiToken, RevokedSession, 
 # Version 1 is the initial schema created by create_tables. A new table needs
 # no migration: create_tables(safe=True) adds it to an existing database
 # (login_session came that way; tests/unit/test_sessions.py opens an old one).
-MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {}
-SCHEMA_VERSION = 1
+def _container_host(db: pw.Database) -> None:
+    """2: each container records the host that runs it (core/compute/models.py)."""
+    db.execute_sql("ALTER TABLE container ADD COLUMN host VARCHAR(64) NOT NULL DEFAULT ''")
+    db.execute_sql("CREATE INDEX container_host ON container (host)")
+
+
+MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _container_host}
+SCHEMA_VERSION = 2
+# Cores of several hosts may start at once on one PostgreSQL: the schema work
+# is serialised by this transaction-level advisory lock (any fixed number).
+_MIGRATION_LOCK = 0x61707031
 
 
 class Prepared:
@@ -142,14 +151,18 @@ def open_database(url: str) -> pw.Database:
 
 
 def migrate(db: pw.Database) -> None:
+    """Numbered migrations first (they alter tables that exist), then any new
+    table with its indexes, then the version."""
     with db.atomic():
+        if isinstance(db, pw.PostgresqlDatabase):
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        row = SchemaVersion.select().first() if db.table_exists(SchemaVersion._meta.table_name) else None
+        if row is not None:
+            for version in range(row.version + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[version](db)
         db.create_tables(MODELS, safe=True)
-        row = SchemaVersion.select().first()
         if row is None:
             SchemaVersion.create(version=SCHEMA_VERSION)
-            return
-        for version in range(row.version + 1, SCHEMA_VERSION + 1):
-            MIGRATIONS[version](db)
-        if row.version != SCHEMA_VERSION:
+        elif row.version != SCHEMA_VERSION:
             row.version = SCHEMA_VERSION
             row.save()

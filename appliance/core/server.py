@@ -25,6 +25,7 @@ from appliance.core.compute.service import ComputeServicer
 from appliance.core.compute.sshgw import SshGatewayServicer
 from appliance.core.db import open_database
 from appliance.core.exposition import Exposition, Listener, MetricsServicer
+from appliance.core.fleet import models as fleet_models  # noqa: F401 - registers the host table
 from appliance.core.guard import GuardedServer
 from appliance.core.handlers import method_handlers, register
 from appliance.core.loghub import HubHandler, LogHub

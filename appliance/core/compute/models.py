@@ -45,6 +45,10 @@ class Container(BaseModel):
     key_ids = pw.TextField(default="[]")                # JSON list, for reference
     # True once the guest's volume exists (first successful spawn).
     provisioned = pw.BooleanField(default=False)
+    # The host (Config.node_name) whose core runs the guest and holds its
+    # volume; set at placement and never changed. "" only in a database from
+    # before hosts were recorded: the first core to start there adopts it.
+    host = pw.CharField(max_length=64, default="", index=True)
     created_at = pw.BigIntegerField(default=now)
 
     @property
