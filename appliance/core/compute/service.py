@@ -11,7 +11,7 @@ import logging
 from appliance.config import Config
 from appliance.core import context as ctx
 from appliance.core.auth import scopes
-from appliance.core.compute import addresses, guestlogs, ingress, keystore, rendering, rules, terminal
+from appliance.core.compute import addresses, guestlogs, ingress, keystore, placement, rendering, rules, terminal
 from appliance.core.compute.lifecycle import ContainerLifecycle
 from appliance.core.compute.models import (
     CONTAINER_ID_ALPHABET,
@@ -104,7 +104,8 @@ class ComputeServicer(ContainerLifecycle, compute_pb2_grpc.ComputeServiceService
                     raise Conflict(str(e)) from None
                 revert.add(self.driver.release_storage, cid)
                 row = Container.create(
-                    public_id=cid, owner=p.user.id, name=name, status=PENDING, instance_type=itype.name,
+                    public_id=cid, owner=p.user.id, host=placement.choose_host(self.config, itype.cpus, memory),
+                    name=name, status=PENDING, instance_type=itype.name,
                     memory_mb=memory, cpus=itype.cpus, storage_gb=storage, ip=ip, ssh_enabled=ssh_enabled,
                     mount_paths=json.dumps(mounts), key_ids=json.dumps(key_ids),
                     authorized_keys=json.dumps([keys[k].public_key for k in key_ids]))
