@@ -4,6 +4,8 @@
   appliance up | down | status       start/stop all daemons in the background (make up/down)
   appliance user add NAME [--admin] [--display-name X]   (password from stdin)
   appliance user list | user rm NAME
+  appliance cluster ca --out DIR                                  the cluster CA (once; kept after)
+  appliance cluster cert --ca DIR --name HOST --ip ADDR [--ip ...] --out DIR   a host's certificate
 """
 from __future__ import annotations
 
@@ -153,6 +155,22 @@ def cmd_user(cfg, args) -> int:
     return 0
 
 
+def cmd_cluster(cfg, args) -> int:
+    """Certificates of the cores' mutual TLS (docs/cluster-peers.md); one line per file."""
+    from appliance.core.fleet import certs
+    try:
+        if args.cluster_cmd == "ca":
+            written = certs.make_ca(args.out)
+        else:
+            written = certs.make_host_cert(args.ca, args.name, args.ip or [], args.out)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for path in written.paths:
+        print(f"{'created' if written.created else 'kept'} {path}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="appliance", description="A self-hosted cloud.")
     p.add_argument("--config", help="TOML settings file (default: $APPLIANCE_CONFIG or /etc/appliance/appliance.toml)")
@@ -173,6 +191,16 @@ def parser() -> argparse.ArgumentParser:
     usub.add_parser("list", help="list users")
     rm = usub.add_parser("rm", help="remove a user and everything they own")
     rm.add_argument("name")
+    cluster = sub.add_parser("cluster", help="certificates of a cluster's hosts")
+    cluster.set_defaults(fn=cmd_cluster)
+    csub = cluster.add_subparsers(dest="cluster_cmd", required=True)
+    ca = csub.add_parser("ca", help="make the cluster CA (DIR/ca.pem, DIR/ca.key) unless it exists")
+    ca.add_argument("--out", required=True, help="directory of the CA")
+    cert = csub.add_parser("cert", help="a host's certificate signed by the CA (DIR/HOST.pem, DIR/HOST.key)")
+    cert.add_argument("--ca", required=True, help="directory of the CA (ca.pem, ca.key)")
+    cert.add_argument("--name", required=True, help="the host's name (host_name): the certificate's CN and DNS SAN")
+    cert.add_argument("--ip", action="append", help="an address other cores reach it at (repeatable)")
+    cert.add_argument("--out", required=True, help="directory to write HOST.pem and HOST.key")
     return p
 
 
