@@ -49,8 +49,13 @@ def _daemon(cfg, service: str) -> None:
 
 def cmd_core(cfg, args) -> int:
     _daemon(cfg, "core")
+    from appliance.core.fleet.listener import ClusterSettingsError
     from appliance.core.server import serve
-    asyncio.run(serve(cfg))
+    try:
+        asyncio.run(serve(cfg))
+    except ClusterSettingsError as e:
+        print(f"appliance core: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -375,4 +375,17 @@ def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = 
     })
     if config.metrics_listen:
         host_and_port("metrics_listen", config.metrics_listen)   # refused at start, not when binding
+    check_cluster(config)
     return config
+
+
+def check_cluster(config: Config) -> None:
+    """cluster_listen serves mutual TLS only: refuse it without its three files."""
+    missing = [name for name in ("cluster_ca_file", "cluster_cert_file", "cluster_key_file")
+               if config.cluster_listen and not getattr(config, name)]
+    if missing:
+        raise ValueError(f"cluster_listen is set but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                         "not: the cluster port serves mutual TLS only (make the files with `appliance cluster ca` "
+                         "and `appliance cluster cert`, docs/cluster-peers.md)")
+    if config.cluster_listen:
+        host_and_port("cluster_listen", config.cluster_listen)

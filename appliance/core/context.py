@@ -9,6 +9,9 @@ from appliance.logs import REQUEST_ID
 
 _principal: ContextVar[Principal | None] = ContextVar("principal", default=None)
 _client_address: ContextVar[str] = ContextVar("client_address", default="")
+# The name (certificate CN) of the core that made this call over the cluster
+# port; "" for every other caller (docs/cluster-peers.md).
+_peer_host: ContextVar[str] = ContextVar("peer_host", default="")
 
 
 def principal() -> Principal:
@@ -35,6 +38,11 @@ def client_address() -> str:
     return _client_address.get()
 
 
+def peer_host() -> str:
+    """The verified cluster peer that called ("" unless the call came over cluster_listen)."""
+    return _peer_host.get()
+
+
 def request_id() -> str:
     """The gateway's id of the request this call serves ("" when none): every log
     line written during the call carries it (appliance.logs.REQUEST_ID)."""
@@ -46,16 +54,17 @@ def bind_request(request_id: str):
     return REQUEST_ID.set(request_id)
 
 
-def bind(p: Principal | None, address: str, request=None):
-    """Set the call's principal and address; returns tokens for reset().
+def bind(p: Principal | None, address: str, request=None, peer: str = ""):
+    """Set the call's principal, address and cluster peer; returns tokens for reset().
     *request*: the token of bind_request(), reset with the others."""
-    return _principal.set(p), _client_address.set(address), request
+    return _principal.set(p), _client_address.set(address), request, _peer_host.set(peer)
 
 
 def reset(tokens) -> None:
     try:
         _principal.reset(tokens[0])
         _client_address.reset(tokens[1])
+        _peer_host.reset(tokens[3])
         if tokens[2] is not None:
             REQUEST_ID.reset(tokens[2])
     except ValueError:

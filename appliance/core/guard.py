@@ -60,16 +60,31 @@ def request_id_from(metadata) -> str:
     return ""
 
 
+def verified_peer(context) -> str:
+    """The CN of the client certificate the TLS handshake verified, or "".
+
+    Only the cluster listener asks (it requires a client certificate from the
+    cluster CA); a plaintext or Unix connection has no x509 identity and so
+    is never a peer."""
+    auth = context.auth_context() or {}
+    if auth.get("transport_security_type") != [b"ssl"]:
+        return ""
+    names = auth.get("x509_common_name") or []
+    return names[0].decode() if len(names) == 1 else ""
+
+
 class Authenticator:
     def __init__(self, tokens: Tokens, service_secret: str = ""):
         self.tokens = tokens
         self.service_secret = service_secret.encode()
 
-    def __call__(self, method: Method, metadata):
+    def __call__(self, method: Method, metadata, peer: str = ""):
         access = method.access
         if access == opt.ACCESS_PUBLIC:
             return None
         bearer = bearer_from(metadata)
+        if access == opt.ACCESS_SERVICE and peer:
+            return None   # another core of the cluster, by its verified certificate
         if access == opt.ACCESS_SERVICE:
             # Appliance processes only (the SSH gateway): the service secret,
             # never a user's token. No principal: the servicer acts for the
@@ -108,21 +123,27 @@ async def _abort(context, error: AppError):
 class CallGuard:
     """Runs one call: authenticate, bind the context, map errors, log."""
 
-    def __init__(self, method: Method, authenticate: Authenticator):
+    def __init__(self, method: Method, authenticate: Authenticator, cluster: bool = False):
         self.method = method
         self.authenticate = authenticate
+        self.cluster = cluster   # the cluster listener: every caller must be a verified peer
         self.metrics = metrics.GrpcMethod(method.descriptor.containing_service.full_name, method.descriptor.name,
                                           method.client_streaming, method.server_streaming)
 
     async def enter(self, context):
         metadata = context.invocation_metadata() or ()
         request = ctx.bind_request(request_id_from(metadata))
+        peer = ""
         try:
-            principal = self.authenticate(self.method, metadata)
+            if self.cluster:
+                peer = verified_peer(context)
+                if not peer:
+                    raise Unauthenticated("the cluster port serves only cores with a cluster certificate")
+            principal = self.authenticate(self.method, metadata, peer)
         except AppError as e:
             self.log(None, e.code, 0.0)
             await _abort(context, e)  # the call's task ends here, and its context with it
-        return ctx.bind(principal, address_from(metadata), request), principal
+        return ctx.bind(principal, address_from(metadata), request, peer), principal
 
     async def fail(self, context, principal, error: BaseException, started: float):
         if isinstance(error, AppError):
@@ -196,11 +217,14 @@ class GuardedServer:
     Use it in place of the server: ``GuardedServer(server, tokens).add(contract.AUTH, servicer)``.
     """
 
-    def __init__(self, server: grpc.aio.Server, tokens: Tokens, service_secret: str = ""):
+    def __init__(self, server: grpc.aio.Server, tokens: Tokens, service_secret: str = "", cluster: bool = False):
         self.server = server
         self.authenticate = Authenticator(tokens, service_secret)
+        self.cluster = cluster   # serving cluster_listen (core/fleet/listener.py)
         # Guarded unary-unary handlers by method path, for the call multiplexer.
         self.unary: dict[str, grpc.RpcMethodHandler] = {}
+        # What add() registered, for the cluster listener to serve the same.
+        self.services: list[tuple[ServiceDescriptor, object]] = []
 
     def add(self, service: ServiceDescriptor, servicer) -> None:
         """Serve ``servicer`` as ``service``, each method behind its guard."""
@@ -209,9 +233,10 @@ class GuardedServer:
             if handler.unary_unary:
                 self.unary[f"/{service.full_name}/{name}"] = handler
         register(self.server, service, handlers)
+        self.services.append((service, servicer))
 
     def _guarded(self, method: Method, behavior):
-        guard = CallGuard(method, self.authenticate)
+        guard = CallGuard(method, self.authenticate, self.cluster)
         if method.server_streaming:
             return _wrap_stream_response(guard, behavior)
         return _wrap_unary_response(guard, behavior)

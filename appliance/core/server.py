@@ -25,6 +25,7 @@ from appliance.core.compute.service import ComputeServicer
 from appliance.core.compute.sshgw import SshGatewayServicer
 from appliance.core.db import open_database
 from appliance.core.exposition import Exposition, Listener, MetricsServicer
+from appliance.core.fleet import listener as cluster_listener
 from appliance.core.fleet import models as fleet_models  # noqa: F401 - registers the host table
 from appliance.core.guard import GuardedServer
 from appliance.core.handlers import method_handlers, register
@@ -52,6 +53,8 @@ class Core:
     background: list[asyncio.Task] = field(default_factory=list)
     # Other listeners, started with the server (each returns its address).
     listeners: list = field(default_factory=list)
+    # Other gRPC servers (the cluster listener) and their addresses, started and stopped with it.
+    servers: list[tuple[grpc.aio.Server, str]] = field(default_factory=list)
     # Recent and live log entries (/sse/logs).
     logs: LogHub = field(default_factory=LogHub)
 
@@ -66,6 +69,9 @@ class Core:
 
     async def start(self) -> None:
         await self.server.start()
+        for other, address in self.servers:
+            await other.start()
+            self.addresses.append(address)
         self.addresses += [start() for start in self.listeners]
         for service in SERVICES:
             await self.health.set(service.full_name, health_pb2.HealthCheckResponse.SERVING)
@@ -76,6 +82,8 @@ class Core:
         for hook in self.stopping:
             hook()
         await self.server.stop(grace)
+        for other, _ in self.servers:
+            await other.stop(grace)
         for close in reversed(self.closers):
             result = close()
             if asyncio.iscoroutine(result):
@@ -98,6 +106,8 @@ def _bind_unix(server: grpc.aio.Server, path: str) -> str:
 
 
 def build_server(config: Config) -> Core:
+    if config.cluster_listen:
+        cluster_listener.tls_files(config)  # refuse to start without them, before anything is touched
     config.data_path.mkdir(parents=True, exist_ok=True)
     open_database(config.database_url)
     tokens = Tokens(config.secret(), config.jwt_algorithm, config.session_ttl)
@@ -121,7 +131,7 @@ def build_server(config: Config) -> Core:
     core.closers.append(compute.close)
     core.run_in_background(compute.startup())
     # Internal: the SSH gateway asks who may reach which guest.
-    guarded.add(contract.SSH_GATEWAY, SshGatewayServicer(config, compute.driver))
+    guarded.add(contract.SSH_GATEWAY, SshGatewayServicer(config, compute.driver, compute.forwarder))
     guarded.add(contract.STORAGE, StorageServicer(config))
     # Host and container readings every metrics_sample_seconds, on a thread of its own.
     sampler = Sampler(config, compute.driver)
@@ -157,6 +167,9 @@ def build_server(config: Config) -> Core:
         # Plaintext: for loopback or a private network only (TLS is future work).
         port = server.add_insecure_port(config.core_tcp)
         core.addresses.append(f"{config.core_tcp.rsplit(':', 1)[0]}:{port}")
+    if config.cluster_listen:
+        # The other cores' way in: mutual TLS with the cluster CA, nothing else.
+        core.servers.append(cluster_listener.build(config, guarded, health_servicer))
     return core
 
 

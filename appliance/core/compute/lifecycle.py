@@ -142,7 +142,8 @@ class ContainerLifecycle:
     async def reconcile(self) -> None:
         since = time.monotonic()
         running = set(await self.run(self.driver.running_guests))
-        for row in list(Container.select()):
+        # Only this host's containers: the others' guests are their cores' to watch.
+        for row in list(Container.select().where(Container.host.in_(("", self.config.node_name)))):
             if not self._settled_since(row, since):
                 continue
             if row.public_id in running:
@@ -260,7 +261,8 @@ class ContainerLifecycle:
         """The container's message; ``live``: with the driver's readings (and a
         guest found dead is marked stopped)."""
         usage = None
-        if live and (row.provisioned or row.status == RUNNING):
+        here = row.host in ("", self.config.node_name)  # another host's guest: the database's word only
+        if live and here and (row.provisioned or row.status == RUNNING):
             since = time.monotonic()
             state, usage = await self.run(self._live, row)
             if (state is not None and state != GuestState.RUNNING and row.status == RUNNING

@@ -11,7 +11,17 @@ import logging
 from appliance.config import Config
 from appliance.core import context as ctx
 from appliance.core.auth import scopes
-from appliance.core.compute import addresses, guestlogs, ingress, keystore, placement, rendering, rules, terminal
+from appliance.core.compute import (
+    addresses,
+    forwarding,
+    guestlogs,
+    ingress,
+    keystore,
+    placement,
+    rendering,
+    rules,
+    terminal,
+)
 from appliance.core.compute.lifecycle import ContainerLifecycle
 from appliance.core.compute.models import (
     CONTAINER_ID_ALPHABET,
@@ -40,6 +50,17 @@ OK = common_pb2.StatusResponse(status="ok")
 class ComputeServicer(ContainerLifecycle, compute_pb2_grpc.ComputeServiceServicer):
     def __init__(self, config: Config, driver: GuestDriver | None = None):
         super().__init__(config, driver or make_driver(config))
+        # RPCs about other hosts' containers go to their cores (forwarding.py).
+        self.forwarder = forwarding.Forwarder(config)
+
+    async def close(self) -> None:
+        await super().close()
+        await self.forwarder.close()
+
+    async def _forwarded(self, row, method: str, request, context):
+        """The answer of the core that runs ``row``, or None if that is this one."""
+        host = forwarding.remote_host(row, self.config)
+        return await self.forwarder.compute(host, method, request, context) if host else None
 
     # -- containers ----------------------------------------------------------------
     async def ListContainers(self, request, context):
@@ -59,7 +80,8 @@ class ComputeServicer(ContainerLifecycle, compute_pb2_grpc.ComputeServiceService
 
     async def GetContainer(self, request, context):
         row = owned_container(ctx.principal(), request.id, "read")
-        return await self._render(row)
+        forwarded = await self._forwarded(row, "GetContainer", request, context)
+        return forwarded if forwarded is not None else await self._render(row)
 
     async def CreateContainer(self, request, context):
         p = ctx.principal()
@@ -68,6 +90,10 @@ class ComputeServicer(ContainerLifecycle, compute_pb2_grpc.ComputeServiceService
         itype = rules.instance_type(request.instance_type)
         memory = rules.memory_mb(itype, request.memory_mb if request.HasField("memory_mb") else None)
         storage = rules.storage_gb(itype, request.storage_gb if request.HasField("storage_gb") else None)
+        host = forwarding.placed_on(context, self.config) or placement.choose_host(self.config, itype.cpus, memory)
+        if host != self.config.node_name:  # its core allocates the address and reserves the disk
+            return await self.forwarder.compute(host, "CreateContainer", request, context,
+                                                ((forwarding.PLACED_ON, host),))
         mounts = rules.mount_paths(request.mount_paths, default=rules.DEFAULT_MOUNTS,
                                    image=self.driver.guest_image())
         ssh_enabled = request.ssh_enabled if request.HasField("ssh_enabled") else request.enable_ssh
@@ -104,7 +130,7 @@ class ComputeServicer(ContainerLifecycle, compute_pb2_grpc.ComputeServiceService
                     raise Conflict(str(e)) from None
                 revert.add(self.driver.release_storage, cid)
                 row = Container.create(
-                    public_id=cid, owner=p.user.id, host=placement.choose_host(self.config, itype.cpus, memory),
+                    public_id=cid, owner=p.user.id, host=host,
                     name=name, status=PENDING, instance_type=itype.name,
                     memory_mb=memory, cpus=itype.cpus, storage_gb=storage, ip=ip, ssh_enabled=ssh_enabled,
                     mount_paths=json.dumps(mounts), key_ids=json.dumps(key_ids),
@@ -120,11 +146,15 @@ class ComputeServicer(ContainerLifecycle, compute_pb2_grpc.ComputeServiceService
 
     async def DeleteContainer(self, request, context):
         row = owned_container(ctx.principal(), request.id, "delete")
+        if await self._forwarded(row, "DeleteContainer", request, context) is not None:
+            return OK
         await self._destroy(row)
         return OK
 
     async def StartContainer(self, request, context):
         row = owned_container(ctx.principal(), request.id, "update")
+        if (forwarded := await self._forwarded(row, "StartContainer", request, context)) is not None:
+            return forwarded
         if row.status in (STOPPED, ERROR):
             self._set_status(row, PENDING)
             self._spawn(self._start(row.public_id))
@@ -132,7 +162,8 @@ class ComputeServicer(ContainerLifecycle, compute_pb2_grpc.ComputeServiceService
 
     async def StopContainer(self, request, context):
         row = owned_container(ctx.principal(), request.id, "update")
-        return await self._render(await self._stop(request.id, row))
+        forwarded = await self._forwarded(row, "StopContainer", request, context)
+        return forwarded if forwarded is not None else await self._render(await self._stop(request.id, row))
 
     # -- ssh flag and mounts -----------------------------------------------------------
     async def GetSsh(self, request, context):
@@ -150,6 +181,8 @@ class ComputeServicer(ContainerLifecycle, compute_pb2_grpc.ComputeServiceService
 
     async def SetMounts(self, request, context):
         row = owned_container(ctx.principal(), request.id, "update")
+        if (forwarded := await self._forwarded(row, "SetMounts", request, context)) is not None:
+            return forwarded
         mounts = rules.mount_paths(request.mount_paths, image=self.driver.guest_image())
         restarted = await self._set_mounts(request.id, row, mounts)
         return compute_pb2.SetMountsResponse(mount_paths=mounts, restarted=restarted)
@@ -165,7 +198,9 @@ class ComputeServicer(ContainerLifecycle, compute_pb2_grpc.ComputeServiceService
         return await ingress.delete_ingress(self, request)
 
     async def ContainerLogs(self, request, context):
-        async for line in guestlogs.follow(self, request, context):
+        host = forwarding.remote_host(guestlogs.readable_container(request.id), self.config)
+        async for line in (self.forwarder.logs(host, request, context) if host
+                           else guestlogs.follow(self, request, context)):
             yield line
 
     async def Terminal(self, request_iterator, context):

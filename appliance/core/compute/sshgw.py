@@ -21,6 +21,10 @@ lookup, and logged values are clipped.
 
 The caller authenticates with the service credential (ACCESS_SERVICE), never
 a user token: no user can ask on behalf of another.
+
+With several hosts, ``Authorize`` for another host's guest goes to that
+host's core over the cluster port (it holds the guest's host keys); ``Recheck``
+reads only the shared database and is answered here.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from functools import lru_cache
 from appliance import gatewaykeys
 from appliance.config import Config
 from appliance.core.compute import sshkeys
+from appliance.core.compute.forwarding import Forwarder, remote_host
 from appliance.core.compute.models import RUNNING, Container, SshKey
 from appliance.drivers.base import GuestDriver
 from appliance.errors import AppError, Invalid, NotFound, PermissionDenied, WrongState
@@ -90,8 +95,11 @@ def split_username(username: str) -> tuple[str, str]:
 
 
 class SshGatewayServicer(sshgw_pb2_grpc.SshGatewayServiceServicer):
-    def __init__(self, config: Config, driver: GuestDriver):
+    def __init__(self, config: Config, driver: GuestDriver, forwarder: Forwarder | None = None):
+        self.config = config
         self.driver = driver  # the compute service's: where guests' host keys are kept
+        # Authorize for another host's guest goes to its core, which holds the guest's host keys.
+        self.forwarder = forwarder or Forwarder(config)
         # The gateway's keys exist before any gateway or guest needs them
         # (created once, 0600; see appliance/gatewaykeys.py).
         gatewaykeys.private_key_pem(config, gatewaykeys.HOST_KEY)
@@ -103,6 +111,9 @@ class SshGatewayServicer(sshgw_pb2_grpc.SshGatewayServiceServicer):
 
     async def Authorize(self, request, context):
         try:
+            host = self._remote(request.username)
+            if host:
+                return await self.forwarder.ssh_gateway(host, "Authorize", request, context)
             return self._authorize(request)
         except AppError as e:
             log.info("ssh: refused %s from %s: %s", clip(request.username), clip(request.client_address or "?"),
@@ -131,6 +142,12 @@ class SshGatewayServicer(sshgw_pb2_grpc.SshGatewayServiceServicer):
                          clip(e.message, 200))
                 allowed.append(False)
         return sshgw_pb2.RecheckResponse(allowed=allowed)
+
+    def _remote(self, username: str) -> str:
+        """The host running the container ``username`` names, if not this one."""
+        _, cid = split_username(username)
+        row = Container.get_or_none(Container.public_id == cid)
+        return remote_host(row, self.config) if row is not None else ""
 
     def _authorize(self, request) -> sshgw_pb2.AuthorizeResponse:
         guest_user, cid = split_username(request.username)

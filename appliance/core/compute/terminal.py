@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from appliance.core import context as ctx
 from appliance.core import live
+from appliance.core.compute import forwarding
 from appliance.core.compute.models import RUNNING
 from appliance.core.compute.ownership import owned_container
 from appliance.core.streamcap import PerUserCap
@@ -160,6 +161,10 @@ async def run_terminal(servicer, request_iterator, context):
         raise Invalid("the first terminal message must name the container")
     principal = ctx.principal()
     row = owned_container(principal, first.id, "update")
+    if host := forwarding.remote_host(row, servicer.config):  # the guest is another host's
+        async for message in servicer.forwarder.terminal(host, first, request_iterator, context):
+            yield message
+        return
     if row.status != RUNNING:
         raise WrongState(f"container {row.public_id} is {row.status}, not running")
     cols, rows = _size(first.cols, 80), _size(first.rows, 24)
