@@ -86,5 +86,17 @@ class Unavailable(AppError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+# Trailing metadata of an UNAVAILABLE whose message the gateway may show (it
+# hides the others: they may be its own transport's failures).
+SHOWN_UNAVAILABLE = ("x-unavailable-shown", "1")
+
+
+class HostUnreachable(Unavailable):
+    """Another host of the cluster does not answer (503 "host X is unreachable")."""
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return (*super().trailing_metadata(), SHOWN_UNAVAILABLE)
+
+
 class Internal(AppError):
     code = grpc.StatusCode.INTERNAL

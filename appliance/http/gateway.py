@@ -157,7 +157,7 @@ class GatewayHandler(RequestIds):
         if code == grpc.StatusCode.UNAVAILABLE:
             log.warning("core unavailable for %s: %s", self.route.method.path, details,
                         extra={"attributes": {"request_id": self.request_id}})
-        self.send_json_error(http_status(code, trailing), error_message(code, details), headers)
+        self.send_json_error(http_status(code, trailing), error_message(code, details, trailing), headers)
 
     def send_app_error(self, error: AppError) -> None:
         self.send_json_error(http_status(error.code, error.trailing_metadata()), error.message)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import grpc
 
+from appliance.errors import SHOWN_UNAVAILABLE
+
 HTTP_STATUS = {
     grpc.StatusCode.OK: 200,
     grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -35,9 +37,11 @@ def http_status(code: grpc.StatusCode, trailing=()) -> int:
     return HTTP_STATUS.get(code, 500)
 
 
-def error_message(code: grpc.StatusCode, details: str | None) -> str:
+def error_message(code: grpc.StatusCode, details: str | None, trailing=()) -> str:
     if code == grpc.StatusCode.UNAVAILABLE:
-        return "backend unavailable"
+        # the core's own word (another host unreachable) or a hidden transport failure
+        shown = any((k, v) == SHOWN_UNAVAILABLE for k, v in trailing or ())
+        return details if shown and details else "backend unavailable"
     if code == grpc.StatusCode.UNIMPLEMENTED:
         return "not implemented yet"
     return details or code.name.lower().replace("_", " ")
@@ -54,4 +58,4 @@ def rpc_error_reply(error) -> tuple[int, str, dict]:
         elif key == "retry-after":
             headers["Retry-After"] = value
     status = http_status(error.code(), error.trailing_metadata())
-    return status, error_message(error.code(), error.details()), headers
+    return status, error_message(error.code(), error.details(), error.trailing_metadata()), headers

@@ -19,7 +19,7 @@ from appliance.config import Config
 from appliance.core import context as ctx
 from appliance.core.compute.models import Container
 from appliance.core.fleet.peers import Peers, unreachable
-from appliance.errors import AppError, Invalid, Unavailable
+from appliance.errors import SHOWN_UNAVAILABLE, AppError, Invalid, Unavailable
 from appliance.v1 import compute_pb2_grpc, sshgw_pb2_grpc
 
 # CreateContainer from a peer that placed the container here: create it
@@ -86,7 +86,7 @@ class Forwarder:
         if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
             return unreachable(host, "it did not answer in time")
         trailing = tuple((k, v) for k, v in e.trailing_metadata() or ()
-                         if k in ("retry-after", "x-http-status"))
+                         if k in ("retry-after", "x-http-status", SHOWN_UNAVAILABLE[0]))
         return PeerError(e.code(), details, trailing)
 
     async def _stub(self, host: str, stub_class):

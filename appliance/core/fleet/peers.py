@@ -20,7 +20,7 @@ import grpc
 from appliance.batching import MAX_MESSAGE
 from appliance.config import Config
 from appliance.core.fleet.models import Host
-from appliance.errors import Unavailable
+from appliance.errors import HostUnreachable, Unavailable
 
 log = logging.getLogger("appliance.core.fleet.peers")
 
@@ -40,8 +40,8 @@ _OPTIONS = [
 ]
 
 
-def unreachable(host: str, why: str = "") -> Unavailable:
-    return Unavailable(f"host {host} is unreachable" + (f": {why}" if why else ""))
+def unreachable(host: str, why: str = "") -> HostUnreachable:
+    return HostUnreachable(f"host {host} is unreachable" + (f": {why}" if why else ""))
 
 
 class Peers:
