@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 
 import grpc
@@ -26,6 +27,9 @@ log = logging.getLogger("appliance.core.fleet.peers")
 
 # How long a call waits for a connection to a peer that is not connected yet.
 CONNECT_SECONDS = 3.0
+# A peer's address is read again from the host table after this long (it
+# changes only when an operator moves the host): one query less per call.
+ADDRESS_SECONDS = 5.0
 _OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE),
     ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -51,6 +55,7 @@ class Peers:
         self.config = config
         self._credentials: grpc.ChannelCredentials | None = None
         self._channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
+        self._checked: dict[str, float] = {}   # host -> when its address was last read (monotonic)
 
     def credentials(self) -> grpc.ChannelCredentials:
         if self._credentials is None:
@@ -65,11 +70,15 @@ class Peers:
         return self._credentials
 
     def channel(self, host: str) -> grpc.aio.Channel:
-        """The channel to ``host`` at the address the host table gives now."""
+        """The channel to ``host`` at the address the host table gives (read at most every ADDRESS_SECONDS)."""
+        known = self._channels.get(host)
+        now = time.monotonic()
+        if known is not None and now - self._checked.get(host, 0.0) < ADDRESS_SECONDS:
+            return known[1]
         row = Host.get_or_none(Host.name == host)
         if row is None or not row.address:
             raise unreachable(host, "it has no cluster address in the host table")
-        known = self._channels.get(host)
+        self._checked[host] = now
         if known is not None and known[0] == row.address:
             return known[1]
         if known is not None:  # the host moved: its old channel goes once idle
