@@ -56,6 +56,7 @@ class Peers:
         self._credentials: grpc.ChannelCredentials | None = None
         self._channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
         self._checked: dict[str, float] = {}   # host -> when its address was last read (monotonic)
+        self._closing: set[asyncio.Task] = set()
 
     def credentials(self) -> grpc.ChannelCredentials:
         if self._credentials is None:
@@ -81,8 +82,10 @@ class Peers:
         self._checked[host] = now
         if known is not None and known[0] == row.address:
             return known[1]
-        if known is not None:  # the host moved: its old channel goes once idle
-            asyncio.get_running_loop().create_task(known[1].close(grace=30))
+        if known is not None:  # the host moved: its old channel goes once its calls end
+            closing = asyncio.get_running_loop().create_task(known[1].close(grace=30))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
         channel = grpc.aio.secure_channel(row.address, self.credentials(),
                                           options=[*_OPTIONS, ("grpc.ssl_target_name_override", host)])
         self._channels[host] = (row.address, channel)
