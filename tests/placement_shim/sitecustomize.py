@@ -11,10 +11,10 @@ if _file:
 
     _choose = placement.choose_host
 
-    def _pinned(config, cpus, memory_mb):
+    def _pinned(*args, **kwargs):
         try:
-            return Path(_file).read_text().strip() or _choose(config, cpus, memory_mb)
+            return Path(_file).read_text().strip() or _choose(*args, **kwargs)
         except FileNotFoundError:
-            return _choose(config, cpus, memory_mb)
+            return _choose(*args, **kwargs)
 
     placement.choose_host = _pinned
