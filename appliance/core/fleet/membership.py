@@ -6,6 +6,7 @@ import ipaddress
 import logging
 import os
 import time
+from typing import Protocol
 
 import peewee as pw
 
@@ -91,6 +92,11 @@ def beat(config: Config, now: float) -> None:
     Host.update(heartbeat_at=now).where(Host.name == config.node_name).execute()
 
 
-def alive(host: Host, now: float, dead_seconds: float) -> bool:
+class Beating(Protocol):
+    @property
+    def heartbeat_at(self) -> float: ...
+
+
+def alive(host: Beating, now: float, dead_seconds: float) -> bool:
     """The host's core wrote a heartbeat within ``dead_seconds``."""
     return now - host.heartbeat_at < dead_seconds
