@@ -12,7 +12,7 @@ import time
 
 import pg_support
 import pytest
-from compute_support import StatusSocket, new_user, running
+from compute_support import StatusSocket, add_key, new_user, running
 from harness import Appliance
 
 pytestmark = pg_support.needs_root
@@ -72,18 +72,18 @@ def test_drain_steers_placement_and_a_down_host_shows_unknown_until_it_returns(c
     r = admin.post("/admin/users", json={"username": "fleetuser", "password": "pw-fleet-1"})
     assert r.status_code == 200, r.text
     user_a, user_b = a.login("fleetuser", "pw-fleet-1"), b.login("fleetuser", "pw-fleet-1")   # one user table
+    key, _ = add_key(user_a)
 
     # A drained: a create through B lands on B.
     r = admin.post("/admin/hosts/host-a/drain")
     assert r.status_code == 200 and r.json()["state"] == "drained", r.text
-    on_b = running(b, user_b)
+    on_b = running(b, user_b, key)
     assert admin.post("/admin/hosts/host-a/undrain").json()["state"] == "active"
     # B drained: a create through A lands on A.
     assert admin.post("/admin/hosts/host-b/drain").json()["state"] == "drained"
-    on_a = running(a, user_a)
+    on_a = running(a, user_a, key)
     # Both drained: nowhere to go.
     assert admin.post("/admin/hosts/host-a/drain").status_code == 200
-    key = user_a.get("/compute/ssh-keys").json()[0]["id"]
     r = user_a.post("/compute/containers", json={"name": "nope", "ssh_key_ids": [key]})
     assert r.status_code == 409 and "no host has room" in r.json()["error"], r.text
     for name in ("host-a", "host-b"):
@@ -100,6 +100,7 @@ def test_drain_steers_placement_and_a_down_host_shows_unknown_until_it_returns(c
         stopped = time.monotonic()
         event = ws.wait(on_b["id"], "unknown", timeout=DEAD + 5)
         noticed = time.monotonic() - stopped
+        print(f"host-b's container shown unknown {noticed:.2f} s after its core was killed")
         assert event["container_id"] == on_b["id"]
         assert hosts(admin)["host-b"]["status"] == "down"
         assert hosts(admin)["host-a"]["status"] == "up"
