@@ -91,6 +91,8 @@ def test_drain_steers_placement_and_a_down_host_shows_unknown_until_it_returns(c
 
     placed = {c["id"]: c["host"] for c in admin.get("/compute/admin/containers").json()}
     assert (placed[on_a["id"]], placed[on_b["id"]]) == ("host-a", "host-b")
+    # each guest's address comes from its host's guest subnet
+    assert on_a["external_ip"].startswith("10.217.1.") and on_b["external_ip"].startswith("10.217.2.")
     listed = hosts(admin)
     assert (listed["host-b"]["containers"], listed["host-b"]["memory_mb_used"], listed["host-b"]["cpus_used"]) == \
         (1, 512, 0.5)

@@ -101,3 +101,9 @@ def test_loads_is_one_aggregate_per_host(config):
     container("x", cpus=0.5, memory_mb=200, status="stopped")
     container("y", cpus=2, memory_mb=300)
     assert placement.loads() == {"x": placement.Load(1.5, 300, 2), "y": placement.Load(2.0, 300, 1)}
+
+
+def test_a_guest_gets_its_address_from_its_hosts_subnet(config):
+    host("b", subnet="10.217.5.0/24")
+    assert placement.guest_subnet(config, "b") == "10.217.5.0/24"
+    assert placement.guest_subnet(config, "me") == config.guest_subnet

@@ -90,3 +90,10 @@ def choose_host(config: Config, cpus: float, memory_mb: int) -> str:
         why = ", ".join(f"{n} {reason}" for reason, n in refused.items() if n)
         raise Conflict(f"no host has room for {cpus:g} cpus and {memory_mb} MiB ({why or 'no hosts'})")
     return best[2]
+
+
+def guest_subnet(config: Config, name: str) -> str:
+    """The guest subnet of host ``name``, whose addresses its guests get."""
+    if name == config.node_name:
+        return config.guest_subnet
+    return Host.select(Host.guest_subnet).where(Host.name == name).scalar() or config.guest_subnet

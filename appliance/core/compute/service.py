@@ -87,9 +87,10 @@ class ComputeServicer(ContainerLifecycle, compute_pb2_grpc.ComputeServiceService
             with database.atomic():
                 if Container.select().where(Container.owner == p.user.id).count() >= limit:
                     raise Conflict(f"container limit reached: at most {limit} containers per user")
+                host = placement.choose_host(self.config, itype.cpus, memory)
                 used = [r.ip for r in Container.select(Container.ip)]
                 try:
-                    ip = addresses.allocate(self.config.guest_subnet, used,
+                    ip = addresses.allocate(placement.guest_subnet(self.config, host), used,
                                             self.config.guest_address_quarantine_seconds,
                                             owner=p.user.public_id)
                 except network.NetworkError as e:
@@ -104,7 +105,7 @@ class ComputeServicer(ContainerLifecycle, compute_pb2_grpc.ComputeServiceService
                     raise Conflict(str(e)) from None
                 revert.add(self.driver.release_storage, cid)
                 row = Container.create(
-                    public_id=cid, owner=p.user.id, host=placement.choose_host(self.config, itype.cpus, memory),
+                    public_id=cid, owner=p.user.id, host=host,
                     name=name, status=PENDING, instance_type=itype.name,
                     memory_mb=memory, cpus=itype.cpus, storage_gb=storage, ip=ip, ssh_enabled=ssh_enabled,
                     mount_paths=json.dumps(mounts), key_ids=json.dumps(key_ids),
