@@ -30,7 +30,7 @@ NO_LOAD = Load()
 def loads() -> dict[str, Load]:
     """Host name -> the sum of its containers' cpus and memory: one GROUP BY."""
     sql, params = (Container.select(Container.host, pw.fn.SUM(Container.cpus), pw.fn.SUM(Container.memory_mb),
-                                    pw.fn.COUNT(Container.id))
+                                    pw.fn.COUNT(pw.SQL("*")))   # COUNT(*): the index alone answers
                    .group_by(Container.host).sql())
     rows = database.execute_sql(sql, params).fetchall()
     return {host: Load(float(cpus or 0), int(memory or 0), int(count)) for host, cpus, memory, count in rows}
