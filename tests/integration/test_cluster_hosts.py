@@ -125,3 +125,12 @@ def test_drain_steers_placement_and_a_down_host_shows_unknown_until_it_returns(c
             break
         time.sleep(0.1)
     assert got["status"] == "stopped", got
+
+
+def test_a_core_whose_guest_subnet_overlaps_another_hosts_refuses_to_start(cores, tmp_path, postgres):
+    c = Appliance(tmp_path / "host-c", db_url=postgres, guest_driver="fake", host_name="host-c",
+                  guest_subnet="10.217.2.128/25")
+    with pytest.raises(RuntimeError, match="core exited with 1") as e:
+        c.start("core")
+    assert "guest_subnet 10.217.2.128/25 overlaps host 'host-b'" in str(e.value)
+    assert "host-c" not in hosts(cores[0].admin())
