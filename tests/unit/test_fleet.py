@@ -124,3 +124,11 @@ def test_compute_owns_its_rows_and_shows_a_down_hosts_containers_unknown(db):
         assert set(driver.guests) == {mine.public_id}
         await svc.close()
     asyncio.run(main())
+
+
+def test_a_heartbeat_writes_a_missing_row_again(db):
+    a = cfg(db, "a", "10.217.1.0/24", host_cpus=2, host_memory_mb=1024)
+    membership.join(a)
+    Host.delete().execute()
+    membership.beat(a, time.time())
+    assert Host.get(Host.name == "a").memory_mb == 1024

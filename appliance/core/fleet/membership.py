@@ -88,8 +88,9 @@ def join(config: Config) -> Host:
 
 
 def beat(config: Config, now: float) -> None:
-    """Record this host's heartbeat."""
-    Host.update(heartbeat_at=now).where(Host.name == config.node_name).execute()
+    """Record this host's heartbeat (its row written again if it went missing)."""
+    if Host.update(heartbeat_at=now).where(Host.name == config.node_name).execute() == 0:
+        join(config)
 
 
 class Beating(Protocol):
