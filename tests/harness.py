@@ -60,6 +60,10 @@ class Appliance:
         self.data_dir = Path(data_dir)
         self.admin_password = admin_password
         self.http_port = int(settings.pop("http_port", 0)) or free_port()
+        if settings.get("guest_driver") == "fake":
+            # Fake guests take nothing: a host with room for any test's containers, unless the
+            # test sets its own (placement: tests/unit/test_placement.py, test_cluster_hosts.py).
+            settings = {"host_cpus": 1024, "host_memory_mb": 1 << 22, **settings}
         self.env = {
             **os.environ,
             "APPLIANCE_CONFIG": "/dev/null",

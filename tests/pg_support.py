@@ -1,6 +1,7 @@
 """A private PostgreSQL cluster for tests (Debian's postgresql package):
 in a temp dir, on a Unix socket only, as the postgres user; nothing listens
 on TCP. Needs root. ``postgres``: a module fixture giving its peewee URL."""
+import contextlib
 import os
 import shutil
 import subprocess
@@ -22,10 +23,11 @@ def _as_postgres(*argv, **kw):
                           capture_output=True, text=True, timeout=120, **kw)
 
 
-@pytest.fixture(scope="module")
-def postgres():
+@contextlib.contextmanager
+def private_postgres(port: int = 5499):
+    """A fresh PostgreSQL cluster with an ``appliance`` database; yields its peewee URL."""
     if PG_BIN is None:
-        pytest.fail("Debian's postgresql package is needed: run scripts/install-deps.sh")
+        raise RuntimeError("Debian's postgresql package is needed: run scripts/install-deps.sh")
     # Not under pytest's tmp dir: that is root's 0700 tree, closed to postgres.
     root = Path(tempfile.mkdtemp(prefix="appliance-pg-", dir="/var/tmp"))
     data, sock = root / "data", root / "sock"
@@ -35,10 +37,18 @@ def postgres():
     os.chmod(root, 0o755)
     _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
     _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "pg.log"),
-                 "-o", f"-k {sock} -c listen_addresses='' -p 5499", "start")
+                 "-o", f"-k {sock} -c listen_addresses='' -p {port}", "start")
     try:
-        _as_postgres(str(PG_BIN / "createdb"), "-h", str(sock), "-p", "5499", "appliance")
-        yield f"postgresql://postgres@/appliance?host={sock}&port=5499"
+        _as_postgres(str(PG_BIN / "createdb"), "-h", str(sock), "-p", str(port), "appliance")
+        yield f"postgresql://postgres@/appliance?host={sock}&port={port}"
     finally:
         _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
         shutil.rmtree(root)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    if PG_BIN is None:
+        pytest.fail("Debian's postgresql package is needed: run scripts/install-deps.sh")
+    with private_postgres() as url:
+        yield url

@@ -26,7 +26,9 @@ from appliance.core.compute.sshgw import SshGatewayServicer
 from appliance.core.db import open_database
 from appliance.core.exposition import Exposition, Listener, MetricsServicer
 from appliance.core.fleet import listener as cluster_listener
+from appliance.core.fleet import membership
 from appliance.core.fleet import models as fleet_models  # noqa: F401 - registers the host table
+from appliance.core.fleet.heartbeat import Heartbeat
 from appliance.core.guard import GuardedServer
 from appliance.core.handlers import method_handlers, register
 from appliance.core.loghub import HubHandler, LogHub
@@ -125,11 +127,17 @@ def build_server(config: Config) -> Core:
     auth = AuthServicer.from_config(tokens, config)
     guarded.add(contract.AUTH, auth)
     core.closers.append(auth.close)
+    # This host's row in the host table, before anything places or reconciles.
+    membership.join(config)
     compute = ComputeServicer(config)
     guarded.add(contract.COMPUTE, compute)
     core.stopping.append(compute.bus.close)
     core.closers.append(compute.close)
     core.run_in_background(compute.startup())
+    # Heartbeat every heartbeat_seconds; a host found down has its containers shown "unknown".
+    heartbeat = Heartbeat(config, [compute.hosts_changed])
+    core.run_in_background(heartbeat.run())
+    core.closers.append(heartbeat.close)
     # Internal: the SSH gateway asks who may reach which guest.
     guarded.add(contract.SSH_GATEWAY, SshGatewayServicer(config, compute.driver, compute.forwarder))
     guarded.add(contract.STORAGE, StorageServicer(config))
@@ -174,7 +182,10 @@ def build_server(config: Config) -> Core:
 
 
 async def serve(config: Config) -> None:
-    core = build_server(config)
+    try:
+        core = build_server(config)
+    except membership.MembershipError as e:
+        raise SystemExit(f"appliance core: {e}") from None
     await core.start()
     log.info("core listening on %s", ", ".join(core.addresses))
     stop = asyncio.Event()

@@ -27,13 +27,15 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from appliance.v1 import options_pb2 as appliance_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61ppliance/v1/cluster.proto\x12\x0c\x61ppliance.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1a\x61ppliance/v1/options.proto\"\x14\n\x12WatchHealthRequest\"I\n\x0bHealthEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12,\n\x07payload\x18\x02 \x01(\x0b\x32\x1b.appliance.v1.HealthPayload\"w\n\rHealthPayload\x12.\n\x07\x63luster\x18\x01 \x01(\x0b\x32\x1b.appliance.v1.ClusterHealthH\x00\x12(\n\x04pods\x18\x02 \x01(\x0b\x32\x18.appliance.v1.PodsHealthH\x00:\x04\xe0\xf4\x18\x01\x42\x06\n\x04kind\"E\n\rClusterHealth\x12\x11\n\ttimestamp\x18\x01 \x01(\x03\x12!\n\x05nodes\x18\x02 \x03(\x0b\x32\x12.appliance.v1.Node\"\x8b\x02\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tcpu_usage\x18\x02 \x01(\t\x12\x14\n\x0c\x63pu_capacity\x18\x03 \x01(\t\x12\x14\n\x0cmemory_usage\x18\x04 \x01(\t\x12\x17\n\x0fmemory_capacity\x18\x05 \x01(\t\x12\x13\n\x0b\x63pu_percent\x18\x06 \x01(\x01\x12\x16\n\x0ememory_percent\x18\x07 \x01(\x01\x12\x14\n\x0c\x64isk_percent\x18\x08 \x01(\x01\x12\x12\n\ndisk_usage\x18\t \x01(\x03\x12\x15\n\rdisk_capacity\x18\n \x01(\x03\x12/\n\nconditions\x18\x0b \x03(\x0b\x32\x1b.appliance.v1.NodeCondition\"-\n\rNodeCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\"@\n\nPodsHealth\x12\x11\n\ttimestamp\x18\x01 \x01(\x03\x12\x1f\n\x04pods\x18\x02 \x03(\x0b\x32\x11.appliance.v1.Pod\"\xb7\x01\n\x03Pod\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x11\n\tcpu_usage\x18\x04 \x01(\x03\x12\x14\n\x0c\x63pu_capacity\x18\x05 \x01(\x03\x12\x14\n\x0cmemory_usage\x18\x06 \x01(\x03\x12\x17\n\x0fmemory_capacity\x18\x07 \x01(\x03\x12\x12\n\ndisk_usage\x18\x08 \x01(\x03\x12\x15\n\rdisk_capacity\x18\t \x01(\x03\"^\n\x12NodeMetricsRequest\x12\x13\n\x05start\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x03\x65nd\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nresolution\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\"\xbf\x01\n\x0bNodeMetrics\x12\r\n\x05start\x18\x01 \x01(\t\x12\x0b\n\x03\x65nd\x18\x02 \x01(\t\x12\x12\n\nresolution\x18\x03 \x01(\t\x12\x35\n\x06series\x18\x04 \x03(\x0b\x32%.appliance.v1.NodeMetrics.SeriesEntry\x1aI\n\x0bSeriesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.appliance.v1.MetricPoints:\x02\x38\x01\"?\n\x0cMetricPoints\x12)\n\x06points\x18\x01 \x03(\x0b\x32\x19.appliance.v1.MetricPoint:\x04\xe0\xf4\x18\x01\"@\n\x0bMetricPoint\x12\t\n\x01t\x18\x01 \x01(\t\x12\x0b\n\x03\x63pu\x18\x02 \x01(\x01\x12\x0b\n\x03mem\x18\x03 \x01(\x01\x12\x0c\n\x04\x64isk\x18\x04 \x01(\x01\x32\x84\x02\n\x0e\x43lusterService\x12i\n\x0bWatchHealth\x12 .appliance.v1.WatchHealthRequest\x1a\x19.appliance.v1.HealthEvent\"\x1b\xd0\xf3\x18\x02\xd8\xf3\x18\x01\x82\xd3\xe4\x93\x02\r\x12\x0b/sse/health0\x01\x12\x86\x01\n\x0eGetNodeMetrics\x12 .appliance.v1.NodeMetricsRequest\x1a\x19.appliance.v1.NodeMetrics\"7\x82\xd3\xe4\x93\x02\x31\x12\x12/api/metrics/nodesZ\x1b\x12\x19/api/metrics/nodes/{name}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61ppliance/v1/cluster.proto\x12\x0c\x61ppliance.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1a\x61ppliance/v1/options.proto\"\x12\n\x10ListHostsRequest\"6\n\x11ListHostsResponse\x12!\n\x05hosts\x18\x01 \x03(\x0b\x32\x12.appliance.v1.Host\"!\n\x0bHostRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xd2\x01\n\x04Host\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x14\n\x0cguest_subnet\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x0c\n\x04\x63pus\x18\x06 \x01(\x01\x12\x11\n\tmemory_mb\x18\x07 \x01(\x03\x12\x11\n\tcpus_used\x18\x08 \x01(\x01\x12\x16\n\x0ememory_mb_used\x18\t \x01(\x03\x12\x12\n\ncontainers\x18\n \x01(\x05\x12\x16\n\x0elast_heartbeat\x18\x0b \x01(\x03\"\x14\n\x12WatchHealthRequest\"I\n\x0bHealthEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12,\n\x07payload\x18\x02 \x01(\x0b\x32\x1b.appliance.v1.HealthPayload\"w\n\rHealthPayload\x12.\n\x07\x63luster\x18\x01 \x01(\x0b\x32\x1b.appliance.v1.ClusterHealthH\x00\x12(\n\x04pods\x18\x02 \x01(\x0b\x32\x18.appliance.v1.PodsHealthH\x00:\x04\xe0\xf4\x18\x01\x42\x06\n\x04kind\"E\n\rClusterHealth\x12\x11\n\ttimestamp\x18\x01 \x01(\x03\x12!\n\x05nodes\x18\x02 \x03(\x0b\x32\x12.appliance.v1.Node\"\x8b\x02\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tcpu_usage\x18\x02 \x01(\t\x12\x14\n\x0c\x63pu_capacity\x18\x03 \x01(\t\x12\x14\n\x0cmemory_usage\x18\x04 \x01(\t\x12\x17\n\x0fmemory_capacity\x18\x05 \x01(\t\x12\x13\n\x0b\x63pu_percent\x18\x06 \x01(\x01\x12\x16\n\x0ememory_percent\x18\x07 \x01(\x01\x12\x14\n\x0c\x64isk_percent\x18\x08 \x01(\x01\x12\x12\n\ndisk_usage\x18\t \x01(\x03\x12\x15\n\rdisk_capacity\x18\n \x01(\x03\x12/\n\nconditions\x18\x0b \x03(\x0b\x32\x1b.appliance.v1.NodeCondition\"-\n\rNodeCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\"@\n\nPodsHealth\x12\x11\n\ttimestamp\x18\x01 \x01(\x03\x12\x1f\n\x04pods\x18\x02 \x03(\x0b\x32\x11.appliance.v1.Pod\"\xb7\x01\n\x03Pod\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x11\n\tcpu_usage\x18\x04 \x01(\x03\x12\x14\n\x0c\x63pu_capacity\x18\x05 \x01(\x03\x12\x14\n\x0cmemory_usage\x18\x06 \x01(\x03\x12\x17\n\x0fmemory_capacity\x18\x07 \x01(\x03\x12\x12\n\ndisk_usage\x18\x08 \x01(\x03\x12\x15\n\rdisk_capacity\x18\t \x01(\x03\"^\n\x12NodeMetricsRequest\x12\x13\n\x05start\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x03\x65nd\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nresolution\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\"\xbf\x01\n\x0bNodeMetrics\x12\r\n\x05start\x18\x01 \x01(\t\x12\x0b\n\x03\x65nd\x18\x02 \x01(\t\x12\x12\n\nresolution\x18\x03 \x01(\t\x12\x35\n\x06series\x18\x04 \x03(\x0b\x32%.appliance.v1.NodeMetrics.SeriesEntry\x1aI\n\x0bSeriesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.appliance.v1.MetricPoints:\x02\x38\x01\"?\n\x0cMetricPoints\x12)\n\x06points\x18\x01 \x03(\x0b\x32\x19.appliance.v1.MetricPoint:\x04\xe0\xf4\x18\x01\"@\n\x0bMetricPoint\x12\t\n\x01t\x18\x01 \x01(\t\x12\x0b\n\x03\x63pu\x18\x02 \x01(\x01\x12\x0b\n\x03mem\x18\x03 \x01(\x01\x12\x0c\n\x04\x64isk\x18\x04 \x01(\x01\x32\xbd\x04\n\x0e\x43lusterService\x12i\n\x0bWatchHealth\x12 .appliance.v1.WatchHealthRequest\x1a\x19.appliance.v1.HealthEvent\"\x1b\xd0\xf3\x18\x02\xd8\xf3\x18\x01\x82\xd3\xe4\x93\x02\r\x12\x0b/sse/health0\x01\x12\x86\x01\n\x0eGetNodeMetrics\x12 .appliance.v1.NodeMetricsRequest\x1a\x19.appliance.v1.NodeMetrics\"7\x82\xd3\xe4\x93\x02\x31\x12\x12/api/metrics/nodesZ\x1b\x12\x19/api/metrics/nodes/{name}\x12m\n\tListHosts\x12\x1e.appliance.v1.ListHostsRequest\x1a\x1f.appliance.v1.ListHostsResponse\"\x1f\xc8\xf3\x18\x04\x82\xd3\xe4\x93\x02\x15\x12\x0c/admin/hostsb\x05hosts\x12\x61\n\tDrainHost\x12\x19.appliance.v1.HostRequest\x1a\x12.appliance.v1.Host\"%\xc8\xf3\x18\x04\x82\xd3\xe4\x93\x02\x1b\"\x19/admin/hosts/{name}/drain\x12\x65\n\x0bUndrainHost\x12\x19.appliance.v1.HostRequest\x1a\x12.appliance.v1.Host\"\'\xc8\xf3\x18\x04\x82\xd3\xe4\x93\x02\x1d\"\x1b/admin/hosts/{name}/undrainb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'appliance.v1.cluster_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_HOSTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_HOSTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
   _globals['_HEALTHPAYLOAD']._loaded_options = None
   _globals['_HEALTHPAYLOAD']._serialized_options = b'\340\364\030\001'
   _globals['_NODEMETRICSREQUEST'].fields_by_name['start']._loaded_options = None
@@ -48,32 +50,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLUSTERSERVICE'].methods_by_name['WatchHealth']._serialized_options = b'\320\363\030\002\330\363\030\001\202\323\344\223\002\r\022\013/sse/health'
   _globals['_CLUSTERSERVICE'].methods_by_name['GetNodeMetrics']._loaded_options = None
   _globals['_CLUSTERSERVICE'].methods_by_name['GetNodeMetrics']._serialized_options = b'\202\323\344\223\0021\022\022/api/metrics/nodesZ\033\022\031/api/metrics/nodes/{name}'
-  _globals['_WATCHHEALTHREQUEST']._serialized_start=135
-  _globals['_WATCHHEALTHREQUEST']._serialized_end=155
-  _globals['_HEALTHEVENT']._serialized_start=157
-  _globals['_HEALTHEVENT']._serialized_end=230
-  _globals['_HEALTHPAYLOAD']._serialized_start=232
-  _globals['_HEALTHPAYLOAD']._serialized_end=351
-  _globals['_CLUSTERHEALTH']._serialized_start=353
-  _globals['_CLUSTERHEALTH']._serialized_end=422
-  _globals['_NODE']._serialized_start=425
-  _globals['_NODE']._serialized_end=692
-  _globals['_NODECONDITION']._serialized_start=694
-  _globals['_NODECONDITION']._serialized_end=739
-  _globals['_PODSHEALTH']._serialized_start=741
-  _globals['_PODSHEALTH']._serialized_end=805
-  _globals['_POD']._serialized_start=808
-  _globals['_POD']._serialized_end=991
-  _globals['_NODEMETRICSREQUEST']._serialized_start=993
-  _globals['_NODEMETRICSREQUEST']._serialized_end=1087
-  _globals['_NODEMETRICS']._serialized_start=1090
-  _globals['_NODEMETRICS']._serialized_end=1281
-  _globals['_NODEMETRICS_SERIESENTRY']._serialized_start=1208
-  _globals['_NODEMETRICS_SERIESENTRY']._serialized_end=1281
-  _globals['_METRICPOINTS']._serialized_start=1283
-  _globals['_METRICPOINTS']._serialized_end=1346
-  _globals['_METRICPOINT']._serialized_start=1348
-  _globals['_METRICPOINT']._serialized_end=1412
-  _globals['_CLUSTERSERVICE']._serialized_start=1415
-  _globals['_CLUSTERSERVICE']._serialized_end=1675
+  _globals['_CLUSTERSERVICE'].methods_by_name['ListHosts']._loaded_options = None
+  _globals['_CLUSTERSERVICE'].methods_by_name['ListHosts']._serialized_options = b'\310\363\030\004\202\323\344\223\002\025\022\014/admin/hostsb\005hosts'
+  _globals['_CLUSTERSERVICE'].methods_by_name['DrainHost']._loaded_options = None
+  _globals['_CLUSTERSERVICE'].methods_by_name['DrainHost']._serialized_options = b'\310\363\030\004\202\323\344\223\002\033\"\031/admin/hosts/{name}/drain'
+  _globals['_CLUSTERSERVICE'].methods_by_name['UndrainHost']._loaded_options = None
+  _globals['_CLUSTERSERVICE'].methods_by_name['UndrainHost']._serialized_options = b'\310\363\030\004\202\323\344\223\002\035\"\033/admin/hosts/{name}/undrain'
+  _globals['_LISTHOSTSREQUEST']._serialized_start=135
+  _globals['_LISTHOSTSREQUEST']._serialized_end=153
+  _globals['_LISTHOSTSRESPONSE']._serialized_start=155
+  _globals['_LISTHOSTSRESPONSE']._serialized_end=209
+  _globals['_HOSTREQUEST']._serialized_start=211
+  _globals['_HOSTREQUEST']._serialized_end=244
+  _globals['_HOST']._serialized_start=247
+  _globals['_HOST']._serialized_end=457
+  _globals['_WATCHHEALTHREQUEST']._serialized_start=459
+  _globals['_WATCHHEALTHREQUEST']._serialized_end=479
+  _globals['_HEALTHEVENT']._serialized_start=481
+  _globals['_HEALTHEVENT']._serialized_end=554
+  _globals['_HEALTHPAYLOAD']._serialized_start=556
+  _globals['_HEALTHPAYLOAD']._serialized_end=675
+  _globals['_CLUSTERHEALTH']._serialized_start=677
+  _globals['_CLUSTERHEALTH']._serialized_end=746
+  _globals['_NODE']._serialized_start=749
+  _globals['_NODE']._serialized_end=1016
+  _globals['_NODECONDITION']._serialized_start=1018
+  _globals['_NODECONDITION']._serialized_end=1063
+  _globals['_PODSHEALTH']._serialized_start=1065
+  _globals['_PODSHEALTH']._serialized_end=1129
+  _globals['_POD']._serialized_start=1132
+  _globals['_POD']._serialized_end=1315
+  _globals['_NODEMETRICSREQUEST']._serialized_start=1317
+  _globals['_NODEMETRICSREQUEST']._serialized_end=1411
+  _globals['_NODEMETRICS']._serialized_start=1414
+  _globals['_NODEMETRICS']._serialized_end=1605
+  _globals['_NODEMETRICS_SERIESENTRY']._serialized_start=1532
+  _globals['_NODEMETRICS_SERIESENTRY']._serialized_end=1605
+  _globals['_METRICPOINTS']._serialized_start=1607
+  _globals['_METRICPOINTS']._serialized_end=1670
+  _globals['_METRICPOINT']._serialized_start=1672
+  _globals['_METRICPOINT']._serialized_end=1736
+  _globals['_CLUSTERSERVICE']._serialized_start=1739
+  _globals['_CLUSTERSERVICE']._serialized_end=2312
 # @@protoc_insertion_point(module_scope)

@@ -9,6 +9,48 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ListHostsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListHostsResponse(_message.Message):
+    __slots__ = ("hosts",)
+    HOSTS_FIELD_NUMBER: _ClassVar[int]
+    hosts: _containers.RepeatedCompositeFieldContainer[Host]
+    def __init__(self, hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ...) -> None: ...
+
+class HostRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class Host(_message.Message):
+    __slots__ = ("name", "address", "guest_subnet", "state", "status", "cpus", "memory_mb", "cpus_used", "memory_mb_used", "containers", "last_heartbeat")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    GUEST_SUBNET_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
+    CPUS_USED_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MB_USED_FIELD_NUMBER: _ClassVar[int]
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    address: str
+    guest_subnet: str
+    state: str
+    status: str
+    cpus: float
+    memory_mb: int
+    cpus_used: float
+    memory_mb_used: int
+    containers: int
+    last_heartbeat: int
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., guest_subnet: _Optional[str] = ..., state: _Optional[str] = ..., status: _Optional[str] = ..., cpus: _Optional[float] = ..., memory_mb: _Optional[int] = ..., cpus_used: _Optional[float] = ..., memory_mb_used: _Optional[int] = ..., containers: _Optional[int] = ..., last_heartbeat: _Optional[int] = ...) -> None: ...
+
 class WatchHealthRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -44,6 +44,21 @@ class ClusterServiceStub:
                 request_serializer=appliance_dot_v1_dot_cluster__pb2.NodeMetricsRequest.SerializeToString,
                 response_deserializer=appliance_dot_v1_dot_cluster__pb2.NodeMetrics.FromString,
                 _registered_method=True)
+        self.ListHosts = channel.unary_unary(
+                '/appliance.v1.ClusterService/ListHosts',
+                request_serializer=appliance_dot_v1_dot_cluster__pb2.ListHostsRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_cluster__pb2.ListHostsResponse.FromString,
+                _registered_method=True)
+        self.DrainHost = channel.unary_unary(
+                '/appliance.v1.ClusterService/DrainHost',
+                request_serializer=appliance_dot_v1_dot_cluster__pb2.HostRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_cluster__pb2.Host.FromString,
+                _registered_method=True)
+        self.UndrainHost = channel.unary_unary(
+                '/appliance.v1.ClusterService/UndrainHost',
+                request_serializer=appliance_dot_v1_dot_cluster__pb2.HostRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_cluster__pb2.Host.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -65,6 +80,27 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListHosts(self, request, context):
+        """Admins: every host of the cloud with its capacity, what its containers
+        reserve, and whether it is up (docs/cluster-hosts.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DrainHost(self, request, context):
+        """No new placements on the host; its guests keep running. 404: no such host.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UndrainHost(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +113,21 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.GetNodeMetrics,
                     request_deserializer=appliance_dot_v1_dot_cluster__pb2.NodeMetricsRequest.FromString,
                     response_serializer=appliance_dot_v1_dot_cluster__pb2.NodeMetrics.SerializeToString,
+            ),
+            'ListHosts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHosts,
+                    request_deserializer=appliance_dot_v1_dot_cluster__pb2.ListHostsRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_cluster__pb2.ListHostsResponse.SerializeToString,
+            ),
+            'DrainHost': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainHost,
+                    request_deserializer=appliance_dot_v1_dot_cluster__pb2.HostRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_cluster__pb2.Host.SerializeToString,
+            ),
+            'UndrainHost': grpc.unary_unary_rpc_method_handler(
+                    servicer.UndrainHost,
+                    request_deserializer=appliance_dot_v1_dot_cluster__pb2.HostRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_cluster__pb2.Host.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,6 +184,87 @@ class ClusterService:
             '/appliance.v1.ClusterService/GetNodeMetrics',
             appliance_dot_v1_dot_cluster__pb2.NodeMetricsRequest.SerializeToString,
             appliance_dot_v1_dot_cluster__pb2.NodeMetrics.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHosts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.ClusterService/ListHosts',
+            appliance_dot_v1_dot_cluster__pb2.ListHostsRequest.SerializeToString,
+            appliance_dot_v1_dot_cluster__pb2.ListHostsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainHost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.ClusterService/DrainHost',
+            appliance_dot_v1_dot_cluster__pb2.HostRequest.SerializeToString,
+            appliance_dot_v1_dot_cluster__pb2.Host.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UndrainHost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.ClusterService/UndrainHost',
+            appliance_dot_v1_dot_cluster__pb2.HostRequest.SerializeToString,
+            appliance_dot_v1_dot_cluster__pb2.Host.FromString,
             options,
             channel_credentials,
             insecure,

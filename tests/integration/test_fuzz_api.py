@@ -91,6 +91,7 @@ class Identities:
             "/storage/": {"namespace": "fuzzns", "name": "hello.txt"},
             "/admin/users/": {"user_id": victim.json()["user_id"]},
             "/api/metrics/nodes/": {"name": socket.gethostname()},   # this host (host_name unset)
+            "/admin/hosts/": {"name": socket.gethostname()},         # drained, then undrained
         }
 
     def headers(self, operation, narrow: bool = False) -> dict:

@@ -38,6 +38,8 @@ API_MD = {
     "PUT /storage/{namespace}/{name}",
     # issue 15: Prometheus (admins; docs/observability-prometheus.md)
     "GET /metrics",
+    # issue 13: hosts of the cloud (admins; docs/cluster-hosts.md)
+    "GET /admin/hosts", "POST /admin/hosts/{name}/drain", "POST /admin/hosts/{name}/undrain",
 }
 
 

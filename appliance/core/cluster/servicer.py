@@ -11,9 +11,10 @@ from appliance.config import Config
 from appliance.core import context as ctx
 from appliance.core.auth import scopes
 from appliance.core.auth.identity import Principal
-from appliance.core.cluster import health, history, span
+from appliance.core.cluster import health, history, hosts, span
 from appliance.core.cluster.readings import GuestReading, Snapshot
 from appliance.core.cluster.sampler import Sampler
+from appliance.core.fleet.models import ACTIVE, DRAINED
 from appliance.core.streamcap import PerUserCap
 from appliance.errors import NotFound
 from appliance.v1 import cluster_pb2, cluster_pb2_grpc
@@ -69,3 +70,13 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
                 cluster_pb2.MetricPoint(t=span.iso(p.t_ms / 1000), cpu=round(p.cpu, 2), mem=round(p.mem, 2),
                                         disk=round(p.disk, 2)) for p in points])
                 for host, points in series.items()})
+
+    # -- hosts (admins; the guard checks the access) -------------------------------
+    async def ListHosts(self, request, context):
+        return hosts.list_hosts(self.config)
+
+    async def DrainHost(self, request, context):
+        return hosts.set_state(self.config, request.name, DRAINED)
+
+    async def UndrainHost(self, request, context):
+        return hosts.set_state(self.config, request.name, ACTIVE)

@@ -76,6 +76,8 @@ class ContainerLifecycle:
         self.host_error: str | None = None
         self._host_tried = 0.0
         self._host_lock = asyncio.Lock()
+        # Hosts whose heartbeat stopped (core/fleet/heartbeat.py): their containers show "unknown".
+        self.hosts_down: frozenset[str] = frozenset()
         self._monitor: asyncio.Task | None = None
         # Ingress forwarding follows the rules of running containers (core/compute/ingress.py).
         self.ingress = ingress.Ingress(config, self.run, driver.ingress_applier(config))
@@ -83,14 +85,25 @@ class ContainerLifecycle:
 
 
     # -- lifecycle of the servicer ----------------------------------------------
+    def _own(self):
+        """This host's containers (docs/cluster.md, "Ownership")."""
+        return Container.select().where(Container.host == self.config.node_name)
+
     async def startup(self) -> None:
         """Reconcile with the driver, then keep watching (runs as a task)."""
-        if Container.select().exists():
+        # Rows from before hosts were recorded (a host alone growing into a cluster) are this host's.
+        adopted = Container.update(host=self.config.node_name).where(Container.host == "").execute()
+        if adopted:
+            log.info("compute: adopted %d container(s) recorded without a host", adopted)
+        if self._own().exists():
             try:
                 await self.ensure_host()
                 await self.reconcile()
             except Exception as e:  # noqa: BLE001 - compute reports it; the core runs on
                 log.error("compute: reconciliation at start-up failed: %s", e)
+            # Back after a stop: watchers that were told "unknown" hear the real status.
+            for row in self._own():
+                self._publish(row)
         self.ingress.changed()  # restore forwarding from the database
         self._monitor = asyncio.create_task(self._watch())
 
@@ -142,8 +155,7 @@ class ContainerLifecycle:
     async def reconcile(self) -> None:
         since = time.monotonic()
         running = set(await self.run(self.driver.running_guests))
-        # Only this host's containers: the others' guests are their cores' to watch.
-        for row in list(Container.select().where(Container.host.in_(("", self.config.node_name)))):
+        for row in list(self._own()):
             if not self._settled_since(row, since):
                 continue
             if row.public_id in running:
@@ -161,7 +173,7 @@ class ContainerLifecycle:
     async def sweep(self) -> None:
         """Destroy guests that have state on this host but no row (owner removed outside the core)."""
         stored = await self.run(self.driver.stored_guests)
-        known = {r.public_id for r in Container.select(Container.public_id)}
+        known = {r.public_id for r in self._own().select(Container.public_id)}
         for gid in stored - known:
             if self.locks[gid].locked():
                 continue
@@ -180,7 +192,7 @@ class ContainerLifecycle:
             await asyncio.sleep(MONITOR_SECONDS)
             try:
                 if not self.host_ready:
-                    if not Container.select().exists():
+                    if not self._own().exists():
                         continue
                     await self.ensure_host()
                 await self.reconcile()
@@ -192,6 +204,15 @@ class ContainerLifecycle:
                 raise
             except Exception as e:  # noqa: BLE001 - keep watching
                 log.warning("compute: monitor pass failed: %s", e)
+
+    def hosts_changed(self, down: frozenset[str], newly_down: frozenset[str], newly_up: frozenset[str]) -> None:
+        """The heartbeat's watcher: a host that went down has its containers
+        published "unknown"; one back up, their stored status (its own core
+        publishes again once it has reconciled)."""
+        self.hosts_down = down
+        if newly_down or newly_up:
+            for row in Container.select().where(Container.host.in_(newly_down | newly_up)):
+                self._publish(row, rendering.UNKNOWN if row.host in newly_down else None)
 
     # -- status --------------------------------------------------------------------
     def _set_status(self, row: Container, status: str, error: str | None = None) -> None:
@@ -261,8 +282,9 @@ class ContainerLifecycle:
         """The container's message; ``live``: with the driver's readings (and a
         guest found dead is marked stopped)."""
         usage = None
-        here = row.host in ("", self.config.node_name)  # another host's guest: the database's word only
-        if live and here and (row.provisioned or row.status == RUNNING):
+        if row.host and row.host != self.config.node_name:   # another host's guest: no local reading
+            return rendering.container_message(row, self.config, None, host_down=row.host in self.hosts_down)
+        if live and (row.provisioned or row.status == RUNNING):
             since = time.monotonic()
             state, usage = await self.run(self._live, row)
             if (state is not None and state != GuestState.RUNNING and row.status == RUNNING
@@ -342,7 +364,8 @@ class ContainerLifecycle:
 
     # -- users -------------------------------------------------------------------------------
     async def on_user_deleted(self, user) -> None:
-        for row in list(Container.select().where(Container.owner == user.id)):
+        # Other hosts' guests: the row goes with the user, their own cores' sweeps destroy them.
+        for row in list(self._own().where(Container.owner == user.id)):
             try:
                 await self._destroy(row)
             except Exception as e:  # noqa: BLE001 - the sweep destroys it once the row is gone

@@ -51,6 +51,11 @@ class Container(BaseModel):
     host = pw.CharField(max_length=64, default="", index=True)
     created_at = pw.BigIntegerField(default=now)
 
+    class Meta:
+        # Placement's per-host sums read this index only, never the table. A
+        # database from before it gets it at open (create_tables(safe=True)).
+        indexes = ((("host", "cpus", "memory_mb"), False),)
+
     @property
     def mounts(self) -> list[str]:
         return json.loads(self.mount_paths)

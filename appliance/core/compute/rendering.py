@@ -15,15 +15,21 @@ def rfc3339(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def container_message(row: Container, config: Config, usage: GuestUsage | None) -> compute_pb2.Container:
+# Shown, never stored: the container's host is down (no heartbeat), so nobody
+# can say what its guest does; the stored status stays for when it returns.
+UNKNOWN = "unknown"
+
+
+def container_message(row: Container, config: Config, usage: GuestUsage | None,
+                      host_down: bool = False) -> compute_pb2.Container:
     msg = compute_pb2.Container(
-        id=row.public_id, name=row.name, status=row.status,
+        id=row.public_id, name=row.name, status=UNKNOWN if host_down else row.status,
         hostname=f"{row.public_id}.{config.compute_domain}",
         ssh_command=f"ssh {row.public_id}@{config.public_host} -p {config.ssh_port}",
         memory_mb=row.memory_mb, storage_gb=row.storage_gb, instance_type=row.instance_type,
         created_at=rfc3339(row.created_at), ssh_enabled=row.ssh_enabled,
         https_enabled=row.https_enabled, external_ip=row.ip)
-    if row.error and row.status == ERROR:
+    if row.error and row.status == ERROR and not host_down:
         msg.error = row.error
     if usage is not None:
         msg.memory_used_mb = usage.memory_used_bytes // (1 << 20)
@@ -32,9 +38,9 @@ def container_message(row: Container, config: Config, usage: GuestUsage | None) 
 
 
 def host_of(row: Container, config: Config) -> str:
-    """The host a container's guest lives on. One host today: this one; with
-    several hosts this reads the container's own column."""
-    return config.node_name
+    """The host a container's guest lives on ("" in a row from before hosts
+    were recorded, until a core adopts it: a host alone's own)."""
+    return row.host or config.node_name
 
 
 def admin_message(msg: compute_pb2.Container, row: Container, owner: User,

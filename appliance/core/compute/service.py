@@ -115,7 +115,7 @@ class ComputeServicer(ContainerLifecycle, compute_pb2_grpc.ComputeServiceService
                     raise Conflict(f"container limit reached: at most {limit} containers per user")
                 used = [r.ip for r in Container.select(Container.ip)]
                 try:
-                    ip = addresses.allocate(self.config.guest_subnet, used,
+                    ip = addresses.allocate(placement.guest_subnet(self.config, host), used,
                                             self.config.guest_address_quarantine_seconds,
                                             owner=p.user.public_id)
                 except network.NetworkError as e:
