@@ -25,7 +25,6 @@ from harness import ROOT, Appliance, free_port
 
 from appliance.core import db
 from appliance.core.compute.models import Container
-from appliance.core.fleet.models import Host
 from appliance.v1 import compute_pb2, compute_pb2_grpc, sshgw_pb2, sshgw_pb2_grpc
 
 postgres = pg_support.postgres   # the fixture
@@ -57,7 +56,6 @@ def certs(tmp_path_factory) -> Path:
 def cluster(postgres, certs, tmp_path_factory):
     root = tmp_path_factory.mktemp("cluster")
     secret = secrets.token_urlsafe(32)   # the JWT secret every host shares (docs/cluster.md point 7)
-    place_on = root / "place-on"         # read by tests/placement_shim (host A only)
     ports = {name: free_port() for name in SUBNETS}
     apps = {}
     for name, subnet in SUBNETS.items():
@@ -67,16 +65,15 @@ def cluster(postgres, certs, tmp_path_factory):
             guest_subnet=subnet, cluster_listen=f"127.0.0.1:{ports[name]}",
             cluster_ca_file=certs / "ca" / "ca.pem", cluster_cert_file=certs / "hosts" / f"{name}.pem",
             cluster_key_file=certs / "hosts" / f"{name}.key", **extra)
-    apps["hosta"].env.update(PYTHONPATH=str(ROOT / "tests" / "placement_shim"), PEERS_TEST_PLACE_ON_FILE=str(place_on))
     apps["hostb"].start()
     apps["hosta"].start()
     db.open_database(postgres)
-    for name, subnet in SUBNETS.items():  # what each core's membership writes (the hosts helper's)
-        row = {"address": f"127.0.0.1:{ports[name]}", "guest_subnet": subnet, "cpus": 2.0, "memory_mb": 4096,
-               "heartbeat_at": time.time()}
-        Host.insert(name=name, **row).on_conflict(conflict_target=[Host.name], update=row).execute()
+    # Host A drained: every create, whichever core it is sent to, is placed on B
+    # (docs/cluster-hosts.md), so each test has "a container of B" to reach through A.
+    r = apps["hosta"].admin().post("/admin/hosts/hosta/drain")
+    assert r.status_code == 200 and r.json()["state"] == "drained", r.text
     try:
-        yield apps["hosta"], apps["hostb"], ports, place_on
+        yield apps["hosta"], apps["hostb"], ports
     finally:
         for app in apps.values():
             app.close()
@@ -84,7 +81,7 @@ def cluster(postgres, certs, tmp_path_factory):
 
 @pytest.fixture
 def user(cluster):
-    a, b, _, _ = cluster
+    a, b, _ = cluster
     return new_user(a, a.admin())
 
 
@@ -121,7 +118,7 @@ def peer_channel(port: int, credentials, name: str = "hostb") -> grpc.Channel:
 # -- a container of host B, through host A ------------------------------------------------
 
 def test_a_container_of_b_is_served_through_a(cluster, user):
-    a, b, _, _ = cluster
+    a, b, _ = cluster
     via_a, via_b = on(a, user), on(b, user)
     kid, _ = add_key(via_a)
     c = running(b, via_b, kid)
@@ -153,7 +150,7 @@ def test_a_container_of_b_is_served_through_a(cluster, user):
 
 
 def test_terminal_and_logs_through_a_reach_bs_guest(cluster, user):
-    a, b, _, _ = cluster
+    a, b, _ = cluster
     via_a = on(a, user)
     cid = running(b, on(b, user))["id"]
     url = a.url.replace("http", "ws") + f"/compute/containers/{cid}/terminal?token={user.token}"
@@ -193,13 +190,9 @@ def test_terminal_and_logs_through_a_reach_bs_guest(cluster, user):
 
 
 def test_create_through_a_placed_on_b_runs_on_b(cluster, user):
-    a, b, _, place_on = cluster
+    a, b, _ = cluster
     kid, _ = add_key(on(a, user))
-    place_on.write_text("hostb")
-    try:
-        r = on(a, user).post("/compute/containers", json={"name": "placed", "ssh_key_ids": [kid]})
-    finally:
-        place_on.unlink()
+    r = on(a, user).post("/compute/containers", json={"name": "placed", "ssh_key_ids": [kid]})
     assert r.status_code == 200, r.text
     # Status events crossing hosts are LISTEN/NOTIFY's (not here): poll through A.
     c = wait_status(on(a, user), r.json()["id"], "running")
@@ -211,7 +204,7 @@ def test_create_through_a_placed_on_b_runs_on_b(cluster, user):
 
 
 def test_ssh_gateway_authorize_goes_to_the_owning_core(cluster, user):
-    a, b, _, _ = cluster
+    a, b, _ = cluster
     key, public = keypair()
     kid = on(a, user).post("/compute/ssh-keys", json={"name": "gw", "public_key": public}).json()["id"]
     cid = running(b, on(b, user), kid, ssh_enabled=True)["id"]
@@ -229,7 +222,7 @@ def test_ssh_gateway_authorize_goes_to_the_owning_core(cluster, user):
 def test_forwarding_costs_little(cluster, user):
     """GET of a container through the host that runs it vs through another host
     (the extra hop over mutual TLS), p50 of 100 each, interleaved."""
-    a, b, _, _ = cluster
+    a, b, _ = cluster
     cid = running(b, on(b, user))["id"]
     took: dict[str, list[float]] = {"local": [], "forwarded": []}
     for _ in range(100):
@@ -247,7 +240,7 @@ def test_forwarding_costs_little(cluster, user):
 
 @pytest.mark.parametrize("attack", ["plaintext", "tls-without-certificate", "certificate-of-another-ca"])
 def test_the_cluster_port_refuses_anything_but_a_cluster_certificate(cluster, certs, attack):
-    _, _, ports, _ = cluster
+    _, _, ports = cluster
     if attack == "plaintext":
         channel = grpc.insecure_channel(f"127.0.0.1:{ports['hostb']}")
     elif attack == "tls-without-certificate":
@@ -260,7 +253,7 @@ def test_the_cluster_port_refuses_anything_but_a_cluster_certificate(cluster, ce
 
 
 def test_a_peer_may_place_on_b_but_still_needs_the_users_credential(cluster, certs, user):
-    _, b, ports, _ = cluster
+    _, b, ports = cluster
     kid, _ = add_key(on(b, user))
     request = compute_pb2.CreateContainerRequest(name="placed", ssh_key_ids=[kid])
     with peer_channel(ports["hostb"], tls(certs, "hosta")) as ch:
@@ -282,12 +275,12 @@ def test_a_peer_may_place_on_b_but_still_needs_the_users_credential(cluster, cer
 
 
 def test_a_forged_placement_header_is_ignored_off_the_cluster_port(cluster, user):
-    a, _, _, _ = cluster
+    a, _, _ = cluster
     kid, _ = add_key(on(a, user))
     body = {"name": "forged", "ssh_key_ids": [kid]}
-    made = [on(a, user).post("/compute/containers", json=body, headers={"X-Appliance-Placed-On": "hostb"}).json()]
+    made = [on(a, user).post("/compute/containers", json=body, headers={"X-Appliance-Placed-On": "hosta"}).json()]
     request = compute_pb2.CreateContainerRequest(name="forged", ssh_key_ids=[kid])
-    forged = (("authorization", f"Bearer {user.token}"), ("x-appliance-placed-on", "hostb"))
+    forged = (("authorization", f"Bearer {user.token}"), ("x-appliance-placed-on", "hosta"))
     tcp = a.env["APPLIANCE_CORE_TCP"]
     for target in (f"unix://{a.data_dir}/core.sock", tcp):   # the gateways' socket; the plaintext core_tcp
         with grpc.insecure_channel(target) as ch:
@@ -297,7 +290,8 @@ def test_a_forged_placement_header_is_ignored_off_the_cluster_port(cluster, user
                     sshgw_pb2_grpc.SshGatewayServiceStub(ch).Recheck(sshgw_pb2.RecheckRequest(), timeout=5)
                 assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
     ids = [m["id"] if isinstance(m, dict) else m.id for m in made]
-    assert [host_of(i).host for i in ids] == ["hosta"] * 3
+    # Honoured, the header would have put them on A (drained): placement put them on B.
+    assert [host_of(i).host for i in ids] == ["hostb"] * 3
     for i in ids:
         assert on(a, user).delete(f"/compute/containers/{i}").status_code == 200
 
@@ -305,7 +299,7 @@ def test_a_forged_placement_header_is_ignored_off_the_cluster_port(cluster, user
 # -- host B down (last: it stops B's core) ---------------------------------------------------
 
 def test_b_down_is_503_through_a_and_back_when_b_returns(cluster, user):
-    a, b, _, _ = cluster
+    a, b, _ = cluster
     via_a = on(a, user)
     cid = running(b, on(b, user))["id"]
     b.kill("core")
