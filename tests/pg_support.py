@@ -1,6 +1,8 @@
 """A private PostgreSQL cluster for tests (Debian's postgresql package):
 in a temp dir, on a Unix socket only, as the postgres user; nothing listens
-on TCP. Needs root. ``postgres``: a module fixture giving its peewee URL."""
+on TCP. Needs root. ``postgres``: a module fixture giving its peewee URL;
+``running_postgres()``: the same as a context manager (benchmarks)."""
+import contextlib
 import os
 import shutil
 import subprocess
@@ -22,8 +24,9 @@ def _as_postgres(*argv, **kw):
                           capture_output=True, text=True, timeout=120, **kw)
 
 
-@pytest.fixture(scope="module")
-def postgres():
+@contextlib.contextmanager
+def running_postgres():
+    """A private PostgreSQL cluster for the block: its peewee URL (also a libpq URI)."""
     if PG_BIN is None:
         pytest.fail("Debian's postgresql package is needed: run scripts/install-deps.sh")
     # Not under pytest's tmp dir: that is root's 0700 tree, closed to postgres.
@@ -42,3 +45,9 @@ def postgres():
     finally:
         _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
         shutil.rmtree(root)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    with running_postgres() as url:
+        yield url
