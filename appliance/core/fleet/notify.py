@@ -10,8 +10,8 @@ nothing of this runs.
 
 One thread owns one psycopg2 connection (autocommit): it waits on the
 connection's socket and a wake-up pipe, sends what the loop queued (a few
-NOTIFYs per round trip) and reads what arrived. Publishing only queues: it
-never waits for the database. When the connection drops (a PostgreSQL
+NOTIFYs per round trip) and reads what arrived. Publishing only queues the
+event (the thread encodes it): it never waits for the database. When the connection drops (a PostgreSQL
 restart, ``pg_terminate_backend``) the thread reconnects with backoff; the
 events it had not sent yet are sent then, and every subscriber of this core
 is dropped as lagged (``Bus.lag``) because events of other hosts may have
@@ -80,7 +80,7 @@ class FleetEvents:
         self.bus = bus
         self.message_type = message_type
         self.on_remote = on_remote
-        self.outbox: collections.deque[str] = collections.deque()
+        self.outbox: collections.deque[tuple[Hashable, Any]] = collections.deque()
         self.connected = threading.Event()
         self.connections = 0          # connections made (1 + reconnects)
         self.backend_pid: int | None = None
@@ -113,7 +113,7 @@ class FleetEvents:
             self.outbox.popleft()
             log.warning("fleet events: the database is unreachable and %d events wait; "
                         "dropping the oldest", MAX_OUTBOX)
-        self.outbox.append(encode(self.origin, topic, event))
+        self.outbox.append((topic, event))  # encoded by the thread: off the loop
         self._wake()
 
     def _wake(self) -> None:
@@ -191,7 +191,7 @@ class FleetEvents:
 
     def _flush(self, cur) -> None:
         while self.outbox:
-            batch = [self.outbox[i] for i in range(min(BATCH, len(self.outbox)))]
+            batch = [encode(self.origin, *self.outbox[i]) for i in range(min(BATCH, len(self.outbox)))]
             cur.execute("; ".join(["SELECT pg_notify(%s, %s)"] * len(batch)),
                         [v for payload in batch for v in (CHANNEL, payload)])
             for _ in batch:  # sent: only now off the outbox (a failed send is retried)
