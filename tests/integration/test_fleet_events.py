@@ -53,7 +53,7 @@ def listen_pid(postgres_url: str, host: str, timeout: float = 10) -> tuple[int, 
 
 class Recorder:
     """A /compute/ws client read in a thread: (arrival time, event) of each status event;
-    ``ended`` once the server ends the stream (and ``end`` the last message)."""
+    ``ended`` once the server ends the stream (``end``: (close code, reason) or the last message)."""
 
     def __init__(self, app: Appliance, token: str):
         url = app.url.replace("http://", "ws://") + f"/compute/ws?token={token}"
@@ -67,9 +67,12 @@ class Recorder:
     def _read(self):
         try:
             while True:
-                raw = self.ws.recv()
-                if not raw:
+                opcode, raw = self.ws.recv_data(control_frame=True)
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    self.end = (int.from_bytes(raw[:2], "big"), raw[2:].decode())
                     break
+                if opcode != websocket.ABNF.OPCODE_TEXT:
+                    continue
                 message = json.loads(raw)
                 if message.get("type") != "container_status":
                     self.end = message
@@ -109,9 +112,15 @@ def test_events_of_host_b_reach_a_status_socket_on_host_a(hosts, postgres):
             on_a.when(cid, "stopped")
             assert user_b.delete(f"/compute/containers/{cid}").status_code == 200
             lags.append(on_a.when(cid, "deleted") - on_b.when(cid, "deleted"))
-        # the same events, in the same order, on both hosts
+        # Every event B's socket saw, A's saw too, each container's in B's order. (Not "only
+        # those": until each core reconciles only its own containers (the hosts helper's
+        # part of issue 13), A also acts on B's rows and publishes that itself.)
         time.sleep(0.2)
-        assert [e for _, e in on_a.events] == [e for _, e in on_b.events]
+        seen_a = [e for _, e in on_a.events]
+        for cid in {e["container_id"] for _, e in on_b.events}:
+            mine = [e for _, e in on_b.events if e["container_id"] == cid]
+            theirs = iter(e for e in seen_a if e["container_id"] == cid)
+            assert all(e in theirs for e in mine), (mine, seen_a)   # a subsequence, in order
         print(f"\ncross-host event latency (A's socket after B's): median "
               f"{statistics.median(lags) * 1000:.1f} ms, max {max(lags) * 1000:.1f} ms over {len(lags)}")
         assert statistics.median(lags) < 0.25
@@ -133,6 +142,7 @@ def test_a_killed_listen_connection_recovers(hosts, postgres):
     killed = time.monotonic()
     # Events may have been missed: A's status sockets end, their clients re-read the snapshot.
     assert on_a.ended.wait(15), "A's status socket stayed open across the gap"
+    assert on_a.end[0] == 1008, on_a.end   # as for a client that fell behind: reconnect
     new_pid, _ = listen_pid(postgres, "host-a")
     deadline = time.monotonic() + 15
     while new_pid == pid and time.monotonic() < deadline:
@@ -148,6 +158,6 @@ def test_a_killed_listen_connection_recovers(hosts, postgres):
         assert r.status_code == 200, r.text
         on_a.when(r.json()["id"], "running")
         print(f"\nLISTEN connection back {recovered * 1000:.0f} ms after pg_terminate_backend; "
-              f"A's socket ended with {ending or 'a close'}")
+              f"A's socket ended with {ending}")
     finally:
         on_a.close()
