@@ -161,3 +161,39 @@ def test_a_killed_listen_connection_recovers(hosts, postgres):
               f"A's socket ended with {ending}")
     finally:
         on_a.close()
+
+
+def test_an_unreachable_database_is_retried_with_backoff(postgres):
+    """In-process: FleetEvents starts while its database cannot be reached, queues what is
+    published meanwhile, connects once it can, and sends the queue."""
+    import asyncio
+
+    from playhouse.db_url import connect
+
+    from appliance.core.events import Bus
+    from appliance.core.fleet.notify import FleetEvents
+    from appliance.v1 import compute_pb2
+
+    async def main():
+        sender, receiver = Bus(), Bus()
+        a = FleetEvents(connect(postgres), "A", sender, compute_pb2.ContainerStatus)
+        b = FleetEvents(connect(postgres), "B", receiver, compute_pb2.ContainerStatus)
+        port = a.connect_params["port"]
+        a.connect_params["port"] = 1   # nothing there
+        try:
+            await a.start()
+            await b.start()
+            sub = receiver.subscribe("u")
+            sender.publish("u", compute_pb2.ContainerStatus(container_id="c1", status="running"))
+            await asyncio.sleep(1.0)
+            assert a.connections == 0 and not a.connected.is_set() and len(a.outbox) == 1
+            a.connect_params["port"] = port
+            began = time.monotonic()
+            event = await asyncio.wait_for(sub.__anext__(), 10)
+            assert (event.container_id, event.status) == ("c1", "running")
+            print(f"\nconnected and delivered the queued event {time.monotonic() - began:.2f} s "
+                  "after the database became reachable")
+        finally:
+            a.close()
+            b.close()
+    asyncio.run(main())
