@@ -126,6 +126,7 @@ def build_server(config: Config) -> Core:
     fleet_events = notify.attach(compute.bus, compute_pb2.ContainerStatus, config.node_name,
                                  on_remote=compute.ingress.changed)
     if fleet_events is not None:
+        compute.ingress.announce = fleet_events.changed
         core.run_in_background(fleet_events.start())
         core.closers.append(fleet_events.close)
     # Internal: the SSH gateway asks who may reach which guest.

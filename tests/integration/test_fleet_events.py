@@ -197,3 +197,33 @@ def test_an_unreachable_database_is_retried_with_backoff(postgres):
             a.close()
             b.close()
     asyncio.run(main())
+
+
+def test_a_changed_notice_reaches_the_other_cores_hook(postgres):
+    """In-process: ``changed()`` on one host (an ingress rule added there) calls ``on_remote``
+    (compute: ingress.changed) on the other, not on itself."""
+    import asyncio
+
+    from playhouse.db_url import connect
+
+    from appliance.core.events import Bus
+    from appliance.core.fleet.notify import FleetEvents
+    from appliance.v1 import compute_pb2
+
+    async def main():
+        hooks = {"A": asyncio.Event(), "B": asyncio.Event()}
+        a = FleetEvents(connect(postgres), "A", Bus(), compute_pb2.ContainerStatus, hooks["A"].set)
+        b = FleetEvents(connect(postgres), "B", Bus(), compute_pb2.ContainerStatus, hooks["B"].set)
+        try:
+            await a.start()
+            await b.start()
+            while not (a.connected.is_set() and b.connected.is_set()):
+                await asyncio.sleep(0.01)
+            a.changed()
+            await asyncio.wait_for(hooks["B"].wait(), 10)
+            await asyncio.sleep(0.2)
+            assert not hooks["A"].is_set()
+        finally:
+            a.close()
+            b.close()
+    asyncio.run(main())

@@ -27,3 +27,22 @@ def test_a_host_alone_on_sqlite_carries_nothing(tmp_path):
     bus = Bus()
     assert notify.attach(bus, compute_pb2.ContainerStatus, "host-a") is None
     assert bus.relay is None
+
+
+def test_a_changed_notice_round_trip():
+    assert notify.decode(notify.encode_changed("host-b"), compute_pb2.ContainerStatus) == ("host-b", None, None)
+
+
+def test_an_ingress_rule_change_is_announced_then_applied():
+    import asyncio
+    from types import SimpleNamespace
+
+    from appliance.core.compute import ingress
+    calls = []
+
+    async def sync():
+        calls.append("sync")
+
+    servicer = SimpleNamespace(ingress=SimpleNamespace(announce=lambda: calls.append("announce"), sync=sync))
+    asyncio.run(ingress._sync_reporting(servicer))
+    assert calls == ["announce", "sync"]

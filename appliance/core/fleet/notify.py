@@ -21,6 +21,8 @@ Payload (JSON, under PostgreSQL's 8000-byte limit): ``{"o": origin host,
 "t": topic, "e": base64 of the protobuf event}``. An event too large for it
 is sent as ``{"o", "t", "lag": 1}``: the other hosts drop that topic's
 subscribers, which re-read the snapshot, rather than miss it silently.
+``{"o", "changed": 1}`` (``changed()``): shared state changed with no status
+event (an ingress rule added or removed); the other cores call ``on_remote``.
 """
 from __future__ import annotations
 
@@ -60,9 +62,16 @@ def encode(origin: str, topic: Hashable, event: Any) -> str:
     return payload
 
 
-def decode(payload: str, message_type) -> tuple[str, Hashable, Any | None]:
-    """(origin, topic, event); event None: the event was too large to carry."""
+def encode_changed(origin: str) -> str:
+    return json.dumps({"o": origin, "changed": 1})
+
+
+def decode(payload: str, message_type) -> tuple[str, Hashable | None, Any | None]:
+    """(origin, topic, event); event None: the event was too large to carry;
+    topic None too: a "changed" notice (``FleetEvents.changed``)."""
     data = json.loads(payload)
+    if data.get("changed"):
+        return data["o"], None, None
     if data.get("lag"):
         return data["o"], data["t"], None
     return data["o"], data["t"], message_type.FromString(base64.b64decode(data["e"]))
@@ -83,7 +92,7 @@ class FleetEvents:
         self.bus = bus
         self.message_type = message_type
         self.on_remote = on_remote
-        self.outbox: collections.deque[tuple[Hashable, Any]] = collections.deque()
+        self.outbox: collections.deque[tuple[Hashable | None, Any]] = collections.deque()
         self.connected = threading.Event()
         self.connections = 0          # connections made (1 + reconnects)
         self.backend_pid: int | None = None
@@ -119,14 +128,22 @@ class FleetEvents:
         self.outbox.append((topic, event))  # encoded by the thread: off the loop
         self._wake()
 
+    def changed(self) -> None:
+        """Tell the other hosts' cores that shared state changed outside any status
+        event (an ingress rule added or removed): they call their ``on_remote``."""
+        self.outbox.append((None, None))
+        self._wake()
+
     def _wake(self) -> None:
         try:
             os.write(self._wake_w, b"!")
         except (BlockingIOError, OSError):
             pass  # already awake (pipe full) or closed
 
-    def _arrive(self, topic: Hashable, event: Any | None) -> None:
-        if event is None:
+    def _arrive(self, topic: Hashable | None, event: Any | None) -> None:
+        if topic is None:
+            pass  # a "changed" notice: on_remote only
+        elif event is None:
             self.bus.lag("an event from another host was too large to carry", topic)
         else:
             self.bus.deliver(topic, event)
@@ -194,7 +211,8 @@ class FleetEvents:
 
     def _flush(self, cur) -> None:
         while self.outbox:
-            batch = [encode(self.origin, *self.outbox[i]) for i in range(min(BATCH, len(self.outbox)))]
+            batch = [encode(self.origin, *item) if item[0] is not None else encode_changed(self.origin)
+                     for item in (self.outbox[i] for i in range(min(BATCH, len(self.outbox))))]
             cur.execute("; ".join(["SELECT pg_notify(%s, %s)"] * len(batch)),
                         [v for payload in batch for v in (CHANNEL, payload)])
             for _ in batch:  # sent: only now off the outbox (a failed send is retried)
