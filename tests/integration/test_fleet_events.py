@@ -3,6 +3,7 @@ docs/cluster-notify.md): two real cores (fake driver, different host_name) on on
 real PostgreSQL; a status WebSocket on core A sees what is done through core B;
 a killed LISTEN connection recovers."""
 import json
+import re
 import statistics
 import threading
 import time
@@ -157,6 +158,9 @@ def test_a_killed_listen_connection_recovers(hosts, postgres):
         r = user_b.post("/compute/containers", json={"name": "box", "ssh_key_ids": [key_id]})
         assert r.status_code == 200, r.text
         on_a.when(r.json()["id"], "running")
+        exposed = a.admin().get("/metrics").text
+        assert re.search(r"^appliance_fleet_events_reconnects_total 1\.0$", exposed, re.M), exposed[-3000:]
+        assert float(re.search(r"^appliance_fleet_events_received_total (\S+)$", exposed, re.M)[1]) > 0
         print(f"\nLISTEN connection back {recovered * 1000:.0f} ms after pg_terminate_backend; "
               f"A's socket ended with {ending}")
     finally:

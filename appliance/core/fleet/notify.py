@@ -39,6 +39,7 @@ from typing import Any
 
 import peewee as pw
 
+from appliance import metrics
 from appliance.core.events import Bus
 
 log = logging.getLogger("appliance.core.fleet.notify")
@@ -181,6 +182,7 @@ class FleetEvents:
             self.connections += 1
             if self.connections > 1:
                 log.info("fleet events: listening again")
+                metrics.FLEET_EVENTS_RECONNECTS.inc()
                 self._to_loop(self._resynced)
             backoff = BACKOFF_FIRST
             self.connected.set()
@@ -217,6 +219,7 @@ class FleetEvents:
                         [v for payload in batch for v in (CHANNEL, payload)])
             for _ in batch:  # sent: only now off the outbox (a failed send is retried)
                 self.outbox.popleft()
+            metrics.FLEET_EVENTS_SENT.inc(len(batch))
 
     def _receive(self, conn) -> None:
         for note in conn.notifies:
@@ -226,6 +229,7 @@ class FleetEvents:
                 log.warning("fleet events: ignoring a malformed notification: %s", e)
                 continue
             if origin != self.origin:
+                metrics.FLEET_EVENTS_RECEIVED.inc()
                 self._to_loop(self._arrive, topic, event)
         conn.notifies.clear()
 
