@@ -121,7 +121,7 @@ def _read_source(source: pw.Database, models) -> dict[type, list[tuple]]:
 
 def _insert(target: pw.Database, model, rows: list[tuple]) -> None:
     """The rows, as they are, ids included; psycopg2's execute_values builds the
-    statements (peewee's insert_many spends ~10x longer building the SQL)."""
+    statements (peewee's insert_many took 2-3x longer, building the SQL: bench_dbmove)."""
     import psycopg2  # PostgreSQL only, as the "postgres" extra
     from psycopg2.extras import execute_values
     fields = model._meta.sorted_fields
@@ -131,7 +131,7 @@ def _insert(target: pw.Database, model, rows: list[tuple]) -> None:
     try:
         execute_values(cursor, sql, [tuple(f.db_value(v) for f, v in zip(fields, row, strict=True))
                                      for row in rows], page_size=BATCH)
-    except psycopg2.IntegrityError as e:
+    except psycopg2.Error as e:   # a broken reference, a value too long for its column, ...
         raise MoveError(f"table {model._meta.table_name}: PostgreSQL refused a row: {str(e).strip()}") from None
 
 
@@ -156,12 +156,18 @@ def move(source_url: str, target_url: str) -> Moved:
         target.close()
         raise
     try:
-        wanted = _read_source(source, models)
-        with target.bind_ctx([db.SchemaVersion, *models]):
-            db.migrate(target)
-            with target.atomic():
-                target.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_MOVE_LOCK,))
-                return _copy(target, models, wanted)
+        try:
+            wanted = _read_source(source, models)
+        except pw.DatabaseError as e:  # unreadable, not a database, locked
+            raise MoveError(f"cannot read {shown(source_url)}: {str(e).strip()}") from None
+        try:
+            with target.bind_ctx([db.SchemaVersion, *models]):
+                db.migrate(target)
+                with target.atomic():
+                    target.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_MOVE_LOCK,))
+                    return _copy(target, models, wanted)
+        except pw.DatabaseError as e:  # e.g. no right to create the tables
+            raise MoveError(f"{shown(target_url)}: {str(e).strip()}; nothing was changed") from None
     finally:
         source.close()
         target.close()

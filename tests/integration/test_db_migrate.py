@@ -114,3 +114,36 @@ def test_bad_sources_and_targets_are_refused_plainly(tmp_path, postgres):
     r = solo.cli("db", "migrate", "--to", "postgresql://nobody:secret@/none?host=/nonexistent",
                  "--from", f"sqlite:///{tmp_path}/missing.db")
     assert r.returncode == 1 and "secret" not in r.stderr + r.stdout
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database" * 100)
+    r = solo.cli("db", "migrate", "--to", postgres, "--from", f"sqlite:///{garbage}")
+    assert r.returncode == 1 and "cannot read" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_row_postgresql_refuses_rolls_the_whole_copy_back(tmp_path, postgres):
+    """SQLite does not enforce VARCHAR lengths; PostgreSQL does: the move names the table
+    and leaves the target empty."""
+    solo = Appliance(tmp_path / "long", guest_driver="fake")
+    solo.data_dir.mkdir()
+    assert solo.cli("user", "add", "fine", input="pw-123456\n").returncode == 0
+    assert solo.cli("user", "add", "fine2", input="pw-123456\n").returncode == 0
+    conn = sqlite3.connect(solo.data_dir / "appliance.db")
+    with conn:
+        conn.execute("UPDATE user SET display_name = ? WHERE username = 'fine2'", ("x" * 500,))
+    conn.close()
+    admin_conn = psycopg2.connect(postgres)
+    admin_conn.autocommit = True
+    with admin_conn.cursor() as cur:
+        cur.execute("CREATE DATABASE refused")
+    admin_conn.close()
+    target = postgres.replace("/appliance?", "/refused?")
+    r = solo.cli("db", "migrate", "--to", target)
+    assert r.returncode == 1, r.stdout
+    assert "table user: PostgreSQL refused a row" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    conn = psycopg2.connect(target)
+    try:
+        with conn.cursor() as cur:
+            cur.execute('SELECT COUNT(*) FROM "user"')
+            assert cur.fetchone()[0] == 0
+    finally:
+        conn.close()
