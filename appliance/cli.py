@@ -6,6 +6,7 @@
   appliance user list | user rm NAME
   appliance cluster ca --out DIR                                  the cluster CA (once; kept after)
   appliance cluster cert --ca DIR --name HOST --ip ADDR [--ip ...] --out DIR   a host's certificate
+  appliance db migrate --to postgresql://... [--from sqlite:///path]   (docs/cluster-migrate.md)
 """
 from __future__ import annotations
 
@@ -176,6 +177,28 @@ def cmd_cluster(cfg, args) -> int:
     return 0
 
 
+def cmd_db(cfg, args) -> int:
+    """db migrate: the host's SQLite database into PostgreSQL (core/dbmove.py)."""
+    from appliance.core import dbmove
+    source = args.source or cfg.database_url
+    if args.source is None and supervise.running_pid(cfg, "core"):
+        print("error: the core is running: stop the appliance first (appliance down)", file=sys.stderr)
+        return 1
+    print(f"moving {dbmove.shown(source)} -> {dbmove.shown(args.to)}")
+    try:
+        moved = dbmove.move(source, args.to)
+    except dbmove.MoveError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for table, rows in moved.counts:
+        print(f"  {table:<22} {rows:>8} rows{'  verified' if moved.copied else '  already there'}")
+    if moved.copied:
+        print(f"copied {moved.rows} rows in {len(moved.counts)} tables; every count verified")
+    else:
+        print(f"nothing to do: the target already holds exactly these {moved.rows} rows; nothing changed")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="appliance", description="A self-hosted cloud.")
     p.add_argument("--config", help="TOML settings file (default: $APPLIANCE_CONFIG or /etc/appliance/appliance.toml)")
@@ -206,6 +229,13 @@ def parser() -> argparse.ArgumentParser:
     cert.add_argument("--name", required=True, help="the host's name (host_name): the certificate's CN and DNS SAN")
     cert.add_argument("--ip", action="append", help="an address other cores reach it at (repeatable)")
     cert.add_argument("--out", required=True, help="directory to write HOST.pem and HOST.key")
+    dbp = sub.add_parser("db", help="database operations")
+    dbp.set_defaults(fn=cmd_db)
+    dsub = dbp.add_subparsers(dest="db_cmd", required=True)
+    mig = dsub.add_parser("migrate", help="copy the SQLite database into PostgreSQL (growing into a cluster)")
+    mig.add_argument("--to", required=True, help="the PostgreSQL URL, postgresql://user:pass@host/db")
+    mig.add_argument("--from", dest="source", help="the SQLite database (default: the configured one), "
+                                                   "sqlite:///path")
     return p
 
 

@@ -74,6 +74,15 @@ SSH_REFUSED = Counter(
     "appliance_ssh_refused_total", "SSH connections refused by a connection cap.")
 
 
+# -- status events across hosts (core/fleet/notify.py; PostgreSQL only) -----------------
+FLEET_EVENTS_SENT = Counter(
+    "appliance_fleet_events_sent_total", "Events and notices this core sent to the other hosts (NOTIFY).")
+FLEET_EVENTS_RECEIVED = Counter(
+    "appliance_fleet_events_received_total", "Events and notices of other hosts this core received (LISTEN).")
+FLEET_EVENTS_RECONNECTS = Counter(
+    "appliance_fleet_events_reconnects_total",
+    "Times the LISTEN connection was made again after a loss (each ends the local status streams).")
+
 _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 _http_children: dict[tuple[str, str, int], tuple] = {}
 

@@ -1,6 +1,7 @@
 """A private PostgreSQL cluster for tests (Debian's postgresql package):
 in a temp dir, on a Unix socket only, as the postgres user; nothing listens
-on TCP. Needs root. ``postgres``: a module fixture giving its peewee URL."""
+on TCP. Needs root. ``postgres``: a module fixture giving its peewee URL;
+``private_postgres()``: the same as a context manager (benchmarks)."""
 import contextlib
 import os
 import shutil

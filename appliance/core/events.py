@@ -8,6 +8,11 @@ the snapshot. Publishing never blocks and never waits for a slow reader.
 Everything runs on the core's event loop thread; from a worker thread use
 ``publish_threadsafe``.
 
+``relay`` (when set) is handed every event published here, so another
+carrier can take it further: with PostgreSQL, ``core/fleet/notify.py`` sends
+it to the other hosts' cores, which hand it to their subscribers with
+``deliver`` (local only, never relayed again).
+
 Per-user topics are the user's *public* id (``user_topic``), never the
 database row id: SQLite hands a deleted user's row id to the next user
 created, and a stream keyed by it would receive that user's events.
@@ -17,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from appliance.core.db import User
@@ -47,6 +52,7 @@ class Subscription:
         # One slot more than the limit: the close marker always fits.
         self.queue: asyncio.Queue = asyncio.Queue(maxsize + 1)
         self.lagged = False
+        self.lag_reason = ""
         self.closed = False
 
     def _offer(self, event: Any) -> None:
@@ -54,10 +60,15 @@ class Subscription:
             return
         if self.queue.qsize() >= self.maxsize:
             log.warning("dropping a subscriber of %r: %d events behind", self.topic, self.maxsize)
-            self.lagged = True
-            self._close()
+            self.lag(f"subscriber fell {self.maxsize} events behind")
             return
         self.queue.put_nowait(event)
+
+    def lag(self, reason: str) -> None:
+        """End the subscription as lagged: its reader gets ``Lagged(reason)``."""
+        if not self.closed:
+            self.lagged, self.lag_reason = True, reason
+            self._close()
 
     def _close(self) -> None:
         if self.closed:
@@ -76,7 +87,7 @@ class Subscription:
         event = await self.queue.get()
         if event is _CLOSED:
             if self.lagged:
-                raise Lagged(f"subscriber fell {self.maxsize} events behind")
+                raise Lagged(self.lag_reason)
             raise StopAsyncIteration
         return event
 
@@ -91,6 +102,7 @@ class Bus:
     def __init__(self):
         self._subs: dict[Hashable, set[Subscription]] = defaultdict(set)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.relay: Callable[[Hashable, Any], None] | None = None
 
     def subscribe(self, topic: Hashable, maxsize: int = DEFAULT_QUEUE) -> Subscription:
         self._loop = asyncio.get_running_loop()
@@ -99,8 +111,23 @@ class Bus:
         return sub
 
     def publish(self, topic: Hashable, event: Any) -> None:
+        self.deliver(topic, event)
+        if self.relay is not None:
+            self.relay(topic, event)
+
+    def deliver(self, topic: Hashable, event: Any) -> None:
+        """Hand ``event`` to this bus's subscribers only (no relay)."""
         for sub in list(self._subs.get(topic, ())):
             sub._offer(event)
+
+    def lag(self, reason: str, topic: Hashable | None = None) -> None:
+        """Drop the subscribers of ``topic`` (None: all) as lagged: events may
+        have been missed (a gap in the events of other hosts), they re-read
+        the snapshot."""
+        groups = [self._subs.get(topic, set())] if topic is not None else list(self._subs.values())
+        for subs in groups:
+            for sub in list(subs):
+                sub.lag(reason)
 
     def publish_threadsafe(self, topic: Hashable, event: Any) -> None:
         if self._loop is not None:

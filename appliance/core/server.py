@@ -26,7 +26,7 @@ from appliance.core.compute.sshgw import SshGatewayServicer
 from appliance.core.db import open_database
 from appliance.core.exposition import Exposition, Listener, MetricsServicer
 from appliance.core.fleet import listener as cluster_listener
-from appliance.core.fleet import membership
+from appliance.core.fleet import membership, notify
 from appliance.core.fleet import models as fleet_models  # noqa: F401 - registers the host table
 from appliance.core.fleet.heartbeat import Heartbeat
 from appliance.core.guard import GuardedServer
@@ -35,6 +35,7 @@ from appliance.core.loghub import HubHandler, LogHub
 from appliance.core.logservice import LogServicer
 from appliance.core.multiplexer import CallMultiplexerServicer
 from appliance.core.storage.servicer import StorageServicer
+from appliance.v1 import compute_pb2
 
 log = logging.getLogger("appliance.core")
 
@@ -138,6 +139,13 @@ def build_server(config: Config) -> Core:
     heartbeat = Heartbeat(config, [compute.hosts_changed])
     core.run_in_background(heartbeat.run())
     core.closers.append(heartbeat.close)
+    # With PostgreSQL: status events to and from the other hosts' cores (LISTEN/NOTIFY).
+    fleet_events = notify.attach(compute.bus, compute_pb2.ContainerStatus, config.node_name,
+                                 on_remote=compute.ingress.changed)
+    if fleet_events is not None:
+        compute.ingress.announce = fleet_events.changed
+        core.run_in_background(fleet_events.start())
+        core.closers.append(fleet_events.close)
     # Internal: the SSH gateway asks who may reach which guest.
     guarded.add(contract.SSH_GATEWAY, SshGatewayServicer(config, compute.driver, compute.forwarder))
     guarded.add(contract.STORAGE, StorageServicer(config))

@@ -46,3 +46,29 @@ def test_close_ends_iteration():
         asyncio.get_running_loop().call_later(0.01, bus.close)
         assert [e async for e in sub] == []
     asyncio.run(main())
+
+
+def test_relay_gets_what_is_published_not_what_is_delivered():
+    async def main():
+        bus, relayed = Bus(), []
+        bus.relay = lambda topic, event: relayed.append((topic, event))
+        sub = bus.subscribe("t")
+        bus.publish("t", 1)      # from this core: to the other hosts too
+        bus.deliver("t", 2)      # from another host: local subscribers only
+        assert relayed == [("t", 1)]
+        assert [sub.queue.get_nowait(), sub.queue.get_nowait()] == [1, 2]
+    asyncio.run(main())
+
+
+def test_lag_drops_a_topic_or_everyone_with_the_reason():
+    async def main():
+        bus = Bus()
+        a, b = bus.subscribe("a"), bus.subscribe("b")
+        bus.lag("gap", "a")
+        assert bus.subscribers("a") == 0 and bus.subscribers("b") == 1
+        with pytest.raises(Lagged, match="gap"):
+            await a.__anext__()
+        bus.lag("db connection lost")
+        with pytest.raises(Lagged, match="db connection lost"):
+            await b.__anext__()
+    asyncio.run(main())

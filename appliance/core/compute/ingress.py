@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import peewee as pw
 
@@ -164,6 +165,8 @@ class Ingress:
         self._task: asyncio.Task | None = None
         self.last_error: str | None = None
         self._busy: set[int] | None = None  # forwarded ports left out: a host service uses them
+        # Set with PostgreSQL (core/fleet/notify.py): a rule added or removed here reaches the other hosts.
+        self.announce: Callable[[], None] | None = None
 
     def changed(self) -> None:
         self._dirty = True
@@ -245,6 +248,8 @@ async def delete_ingress(servicer, request):
 async def _sync_reporting(servicer) -> None:
     """Apply now, so the rule works (or is gone) when the call returns. A host
     failure is logged and retried by the next change; the rule stays."""
+    if servicer.ingress.announce is not None:
+        servicer.ingress.announce()
     try:
         await servicer.ingress.sync()
     except Exception as e:  # noqa: BLE001

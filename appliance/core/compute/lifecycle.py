@@ -208,11 +208,12 @@ class ContainerLifecycle:
     def hosts_changed(self, down: frozenset[str], newly_down: frozenset[str], newly_up: frozenset[str]) -> None:
         """The heartbeat's watcher: a host that went down has its containers
         published "unknown"; one back up, their stored status (its own core
-        publishes again once it has reconciled)."""
+        publishes again once it has reconciled). Every core notices on its own,
+        so these go to this core's streams only, never relayed to the others."""
         self.hosts_down = down
         if newly_down or newly_up:
             for row in Container.select().where(Container.host.in_(newly_down | newly_up)):
-                self._publish(row, rendering.UNKNOWN if row.host in newly_down else None)
+                self._publish(row, rendering.UNKNOWN if row.host in newly_down else None, relay=False)
 
     # -- status --------------------------------------------------------------------
     def _set_status(self, row: Container, status: str, error: str | None = None) -> None:
@@ -221,13 +222,13 @@ class ContainerLifecycle:
         Container.update(status=status, error=error).where(Container.id == row.id).execute()
         self._publish(row)
 
-    def _publish(self, row: Container, status: str | None = None) -> None:
+    def _publish(self, row: Container, status: str | None = None, relay: bool = True) -> None:
         event = compute_pb2.ContainerStatus(container_id=row.public_id, status=status or row.status)
         if (status or row.status) != DELETED:
             event.external_ip = row.ip
         topic = user_topic(row.owner_id)
         if topic is not None:
-            self.bus.publish(topic, event)
+            (self.bus.publish if relay else self.bus.deliver)(topic, event)
         self.ingress.changed()  # start/stop/death/delete: forwarding follows
 
     def _spec(self, row: Container) -> GuestSpec:
