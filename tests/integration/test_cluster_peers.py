@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,9 +17,10 @@ import pg_support
 import pytest
 import requests
 import websocket
+from cluster_support import cli, make_certs
 from compute_support import add_key, keypair, new_user, running
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from harness import ROOT, Appliance, free_port
+from harness import Appliance, free_port
 
 from appliance.core import db
 from appliance.core.compute.models import Container
@@ -33,19 +32,9 @@ pytestmark = pg_support.needs_root
 SUBNETS = {"hosta": "10.217.1.0/24", "hostb": "10.217.2.0/24"}
 
 
-def cli(*args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "appliance.cli", "--config", "/dev/null", *args],
-                         capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
-
-
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("cluster-certs")
-    cli("cluster", "ca", "--out", str(d / "ca"))
-    for host in SUBNETS:
-        cli("cluster", "cert", "--ca", str(d / "ca"), "--name", host, "--ip", "127.0.0.1", "--out", str(d / "hosts"))
+    d = make_certs(tmp_path_factory.mktemp("cluster-certs"), SUBNETS)
     # An attacker's own CA, and a certificate from it that claims to be host A.
     cli("cluster", "ca", "--out", str(d / "evil"))
     cli("cluster", "cert", "--ca", str(d / "evil"), "--name", "hosta", "--ip", "127.0.0.1", "--out", str(d / "evil"))

@@ -17,6 +17,7 @@ from harness import Appliance
 
 pytestmark = pg_support.needs_root
 postgres = pg_support.postgres   # the fixture
+SUBNETS = {"host-a": "10.217.1.0/24", "host-b": "10.217.2.0/24"}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def hosts(tmp_path_factory, postgres):
     try:
         for name in ("host-a", "host-b"):
             started.append(Appliance(tmp_path_factory.mktemp(name), db_url=postgres, guest_driver="fake",
-                                     host_name=name).start())
+                                     host_name=name, guest_subnet=SUBNETS[name]).start())
         yield started
     finally:
         for app in started:

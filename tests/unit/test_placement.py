@@ -32,7 +32,7 @@ def config(tmp_path):
 def host(name, cpus=2.0, memory_mb=4096, state=ACTIVE, age=0.0, subnet=None):
     n = next(_ids)
     return Host.create(name=name, guest_subnet=subnet or f"10.217.{n}.0/24", cpus=cpus, memory_mb=memory_mb,
-                       state=state, heartbeat_at=time.time() - age)
+                       state=state, heartbeat_at=time.time() - age, address=f"10.231.0.{n % 250 + 1}:7443")
 
 
 def container(on, cpus=0.5, memory_mb=512, status="running"):
@@ -88,6 +88,16 @@ def test_drained_and_down_hosts_get_nothing_but_this_host_is_always_alive(config
     with pytest.raises(Conflict) as e:
         placement.choose_host(config, 0.5, 512)
     assert "3 drained, 1 down" in e.value.message
+
+
+def test_a_host_other_cores_cannot_reach_gets_nothing(config):
+    host("me")
+    big = host("no-address", memory_mb=65536)   # shares the database without a cluster port
+    Host.update(address="").where(Host.name == big.name).execute()
+    assert placement.choose_host(config, 0.5, 512) == "me"
+    Host.update(state=DRAINED).where(Host.name == "me").execute()
+    with pytest.raises(Conflict, match="1 drained, 1 unreachable"):
+        placement.choose_host(config, 0.5, 512)
 
 
 def test_no_hosts_at_all_is_a_conflict_too(config):

@@ -42,9 +42,10 @@ class Candidate(NamedTuple):
     memory_mb: int
     state: str
     heartbeat_at: float
+    address: str
 
 
-_HOST_COLUMNS = (Host.name, Host.cpus, Host.memory_mb, Host.state, Host.heartbeat_at)
+_HOST_COLUMNS = (Host.name, Host.cpus, Host.memory_mb, Host.state, Host.heartbeat_at, Host.address)
 
 
 def hosts(config: Config, now: float) -> list[Candidate]:
@@ -55,24 +56,28 @@ def hosts(config: Config, now: float) -> list[Candidate]:
     rows = [Candidate(*r) for r in database.execute_sql(sql, params).fetchall()]
     if not any(h.name == config.node_name for h in rows):
         own = membership.own_host(config, now)
-        rows.append(Candidate(own.name, own.cpus, own.memory_mb, own.state, own.heartbeat_at))
+        rows.append(Candidate(own.name, own.cpus, own.memory_mb, own.state, own.heartbeat_at, own.address))
     return rows
 
 
 def choose_host(config: Config, cpus: float, memory_mb: int) -> str:
     """The name of the host that will run a container of ``cpus`` and ``memory_mb``.
 
-    Filters: active (not drained), alive (this host always is), room for the
+    Filters: active (not drained), reachable by the other cores (a cluster
+    address; this host always is), alive (this host always is), room for the
     request within capacity x overcommit. Weights: the most free memory
     (fraction of its capacity), then the most free CPU, then the name.
     Conflict when no host passes."""
     now = time.time()
     used = loads()
     best: tuple[float, float, str] | None = None
-    refused = {"drained": 0, "down": 0, "full": 0}
+    refused = {"drained": 0, "down": 0, "unreachable": 0, "full": 0}
     for host in hosts(config, now):
         if host.state != ACTIVE:
             refused["drained"] += 1
+            continue
+        if host.name != config.node_name and not host.address:   # no cluster_listen: no core can reach it
+            refused["unreachable"] += 1
             continue
         if host.name != config.node_name and not membership.alive(host, now, config.host_dead_seconds):
             refused["down"] += 1
