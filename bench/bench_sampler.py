@@ -48,8 +48,8 @@ def _rows_for(ids: list[str]):
     """A sampler ``_rows`` that returns only these guests' rows (one of three hosts)."""
     from appliance.core.cluster.sampler import Sampler
 
-    def rows(self):
-        return [r for r in Sampler._rows() if r.public_id in ids]
+    def rows(self, host_name):
+        return [r for r in Sampler._rows(host_name) if r.public_id in ids]
     return rows
 
 
@@ -172,7 +172,7 @@ def sampler_cpu(args) -> None:
             config = Config(data_dir=tmp, host_name="bench-host")
 
             host_only = Sampler(config, driver)
-            host_only._rows = lambda: []   # type: ignore[method-assign]
+            host_only._rows = lambda host_name: []   # type: ignore[method-assign]
             floor = cpu_per_sample_ms(host_only, args.samples)
             one = Sampler(config, driver)
             full = cpu_per_sample_ms(one, args.samples)

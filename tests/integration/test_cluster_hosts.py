@@ -8,10 +8,12 @@ The cores talk over the cluster port (mutual TLS): a read of B's container
 through A is answered by B's core while B is up."""
 from __future__ import annotations
 
+import json
 import time
 
 import pg_support
 import pytest
+import requests
 from cluster_support import make_certs, peer_settings
 from compute_support import StatusSocket, add_key, new_user, running
 from harness import Appliance
@@ -26,6 +28,7 @@ HEARTBEAT, DEAD = 0.2, 1.0
 def cores(tmp_path_factory, postgres):
     certs = make_certs(tmp_path_factory.mktemp("certs"), ["host-a", "host-b"])
     settings = dict(db_url=postgres, guest_driver="fake", heartbeat_seconds=HEARTBEAT, host_dead_seconds=DEAD,
+                    metrics_sample_seconds=0.3, health_interval_seconds=0.3,
                     jwt_secret="cluster-shared-jwt-secret-0123456789")
     a = Appliance(tmp_path_factory.mktemp("host-a"), host_name="host-a", guest_subnet="10.217.1.0/24",
                   host_cpus=4, host_memory_mb=8192, **peer_settings(certs, "host-a"), **settings)
@@ -68,6 +71,46 @@ def test_hosts_are_for_admins_and_unknown_names_are_404(cores):
     r = admin.post("/admin/hosts/nowhere/drain")
     assert r.status_code == 404 and "nowhere" in r.json()["error"]
     assert hosts(admin)["host-a"]["state"] == "active"
+
+
+def health(app: Appliance, token: str) -> tuple[dict, dict]:
+    """The first (cluster, pods) pair of a fresh /sse/health stream."""
+    with requests.get(app.url + "/sse/health", headers={"Authorization": f"Bearer {token}"},
+                      stream=True, timeout=10) as r:
+        data: list[dict] = []
+        for line in r.iter_lines(decode_unicode=True):
+            if line.startswith("data: "):
+                data.append(json.loads(line[len("data: "):]))
+            if len(data) == 2:
+                break
+    cluster, pods = data
+    assert (cluster["type"], pods["type"]) == ("cluster", "pods")
+    return cluster["payload"], pods["payload"]
+
+
+def test_health_through_either_host_reports_every_host_and_every_pod(cores):
+    a, b = cores
+    admin = a.admin()
+    user = new_user(a, admin)
+    assert admin.post("/admin/hosts/host-a/drain").status_code == 200
+    try:
+        on_b = running(b, user.__class__(b.url, user.token, user.info))   # placed on B
+    finally:
+        assert admin.post("/admin/hosts/host-a/undrain").status_code == 200
+    deadline = time.monotonic() + 10
+    while True:
+        views = [health(app, token) for app, token in ((a, admin.token), (b, admin.token), (a, user.token))]
+        pods_seen = [{p["name"]: p["node"] for p in pods["pods"]} for _, pods in views]
+        if all(pods_seen[i].get("box") == "host-b" for i in range(3)) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    for (cluster, _), seen in zip(views, pods_seen, strict=True):
+        assert sorted(n["name"] for n in cluster["nodes"]) == ["host-a", "host-b"]
+        assert seen.get("box") == "host-b", seen     # B's sampler read it; A reports it from B's snapshot
+    # Each pod once, from its own host's sampler (A's driver has no such guest to read).
+    (pod,) = [p for p in views[0][1]["pods"] if p["name"] == "box"]
+    assert pod["memory_usage"] > 0, pod
+    assert user.delete(f"/compute/containers/{on_b['id']}").status_code == 200
 
 
 def test_drain_steers_placement_and_a_down_host_shows_unknown_until_it_returns(cores):

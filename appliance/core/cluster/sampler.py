@@ -25,7 +25,7 @@ from typing import cast
 
 from appliance.config import Config
 from appliance.core import db
-from appliance.core.cluster import history
+from appliance.core.cluster import history, latest
 from appliance.core.cluster.readings import GuestReading, HostReading, Snapshot
 from appliance.core.compute.models import INITIALIZING, RUNNING, Container
 from appliance.core.db import User
@@ -112,10 +112,11 @@ class Sampler:
     def sample(self) -> Snapshot:
         started = time.thread_time_ns()
         now = time.time()
-        snapshot = Snapshot(timestamp=now, host=self._host(), guests=self._guests(self._rows()))
+        snapshot = Snapshot(timestamp=now, host=self._host(), guests=self._guests(self._rows(self.host_name)))
         self._latest = snapshot
         self.samples += 1
         if self.store:
+            latest.store(snapshot)   # for the other hosts' health streams
             h = snapshot.host
             history.record(h.name, now, h.cpu_percent, h.memory_percent, h.disk_percent)
             if now - self._pruned >= PRUNE_EVERY_SECONDS:
@@ -140,10 +141,11 @@ class Sampler:
             memory_available_bytes=mem.available_bytes, disk_available_bytes=disk.available_bytes)
 
     @staticmethod
-    def _rows() -> list[_Row]:
+    def _rows(host_name: str) -> list[_Row]:
+        """This host's containers (the others' are their own samplers' to read)."""
         query = (Container.select(Container.public_id, Container.name, Container.status, Container.memory_mb,
                                   Container.storage_gb, User.public_id.alias("owner_public_id"))
-                 .join(User).order_by(Container.id).tuples())
+                 .join(User).where(Container.host.in_(("", host_name))).order_by(Container.id).tuples())
         return [_Row(cid, name, owner, status, mem, storage)
                 for cid, name, status, mem, storage, owner in cast(Iterable[tuple], query)]
 

@@ -11,7 +11,7 @@ from appliance.config import Config
 from appliance.core import context as ctx
 from appliance.core.auth import scopes
 from appliance.core.auth.identity import Principal
-from appliance.core.cluster import health, history, hosts, span
+from appliance.core.cluster import health, history, hosts, latest, span
 from appliance.core.cluster.readings import GuestReading, Snapshot
 from appliance.core.cluster.sampler import Sampler
 from appliance.core.fleet.models import ACTIVE, DRAINED
@@ -38,9 +38,10 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
                                   "at most {limit} health streams per user at once; close one")
 
     def snapshots(self) -> list[Snapshot]:
-        """The latest snapshot of every host (this host only until multi-host)."""
-        latest = self.sampler.latest()
-        return [latest] if latest is not None else []
+        """The latest snapshot of every host: this one's from its sampler, the
+        others' as their samplers stored them (latest.py)."""
+        own = self.sampler.latest()
+        return ([own] if own is not None else []) + latest.others(self.config.node_name)
 
     async def WatchHealth(self, request, context):
         principal = ctx.principal()
