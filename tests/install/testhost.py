@@ -215,8 +215,8 @@ class Lan:
             run(["ip", "netns", "add", self.netns])
             run(["ip", "-n", self.netns, "link", "add", "br0", "type", "bridge"])
             run(["ip", "-n", self.netns, "link", "set", "br0", "up"])
-            run(["ip", "link", "add", self.veth, "type", "veth", "peer", "name", "up", "netns", self.netns])
-            run(["ip", "-n", self.netns, "link", "set", "up", "master", "br0", "up"])
+            run(["ip", "link", "add", self.veth, "type", "veth", "peer", "name", "ctl", "netns", self.netns])
+            run(["ip", "-n", self.netns, "link", "set", "dev", "ctl", "master", "br0", "up"])
             run(["ip", "address", "add", f"{self.control_address}/24", "dev", self.veth])
             run(["ip", "link", "set", self.veth, "up"])
         except BaseException:
@@ -228,7 +228,7 @@ class Lan:
         """Plug the host namespace *netns* into the bridge as its eth0."""
         port = f"h{index}"
         run(["ip", "link", "add", "eth0", "netns", netns, "type", "veth", "peer", "name", port, "netns", self.netns])
-        run(["ip", "-n", self.netns, "link", "set", port, "master", "br0", "up"])
+        run(["ip", "-n", self.netns, "link", "set", "dev", port, "master", "br0", "up"])
         run(["ip", "-n", netns, "address", "add", f"{self.address(index)}/24", "dev", "eth0"])
 
     def stop(self) -> None:
