@@ -129,9 +129,13 @@ def _call(host, method: str, path: str, body: dict | None = None, token: str | N
                                  data=json.dumps(body).encode() if body is not None else None)
     try:
         with urllib.request.urlopen(req, timeout=10, context=_context(host)) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
+            status, text = resp.status, resp.read().decode()
     except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+        status, text = e.code, e.read().decode()
+    try:
+        return status, json.loads(text)
+    except json.JSONDecodeError:
+        return status, text   # /healthz says "ok"; errors may be plain text
 
 
 def _login(host, username: str, password: str) -> str:
@@ -149,7 +153,7 @@ def apis(cluster):
             try:
                 if _call(host, "GET", "/healthz")[0] == 200:
                     break
-            except (OSError, json.JSONDecodeError):
+            except OSError:
                 pass
             if time.monotonic() > deadline:
                 logs = host.ssh("journalctl --no-pager -n 60 -u 'appliance-*'", check=False).stdout
