@@ -62,7 +62,9 @@ def shared_files(hosts: dict[str, testhost.TestHost]) -> dict[str, str]:
     return {name: host.ssh(f"sha256sum {SHARED}", check=False).stdout for name, host in hosts.items()}
 
 
-@pytest.fixture(scope="session")
+# Module scope: the three hosts (their cores heartbeating) are gone before
+# the single-host test's runs start.
+@pytest.fixture(scope="module")
 def cluster():
     need_root_and_tools()
     started = time.monotonic()
