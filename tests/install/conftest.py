@@ -1,4 +1,5 @@
-"""Fixtures for the install test: a throwaway host converged by playbooks/site.yml.
+"""Fixtures for the install test: a throwaway host converged by playbooks/site.yml
+(and three of them made one cluster: clusterrun.py).
 
 The session fixture `converged` does the expensive part once: start the test
 host (testhost.py), run the playbook in --check mode on the fresh host, for
@@ -22,12 +23,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import testhost  # noqa: E402
 import tlscert  # noqa: E402
+from clusterrun import cluster  # noqa: E402,F401  (a fixture)
 from installrun import (  # noqa: E402
     INVENTORY_VARS,
     REPO,
     TIMINGS,
     TLS_CERT,
     PlaybookRun,
+    need_root_and_tools,
     run_playbook,
 )
 
@@ -93,11 +96,7 @@ def served_certificate(host: testhost.TestHost, timeout: float = 60) -> str | No
 
 @pytest.fixture(scope="session")
 def converged():
-    if os.geteuid() != 0:
-        pytest.skip("the install test needs root (network namespaces, debootstrap, mounts)")
-    for cmd in ("debootstrap", "unshare", "ip", "ssh", "ssh-keygen"):
-        if not shutil.which(cmd):
-            pytest.fail(f"{cmd} missing: run scripts/install-deps.sh")
+    need_root_and_tools()
     started = time.monotonic()
     root = testhost.rootfs(REPO)
     wheels = testhost.wheelhouse(REPO)

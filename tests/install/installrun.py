@@ -91,6 +91,14 @@ def ansible_env() -> dict:
     return env
 
 
+def need_root_and_tools() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the install test needs root (network namespaces, debootstrap, mounts)")
+    for cmd in ("debootstrap", "unshare", "ip", "ssh", "ssh-keygen"):
+        if not shutil.which(cmd):
+            pytest.fail(f"{cmd} missing: run scripts/install-deps.sh")
+
+
 def run_playbook(inventory: Path, *extra: str, label: str) -> PlaybookRun:
     args = ["-i", str(inventory), str(REPO / "playbooks/site.yml"), *extra]
     started = time.monotonic()

@@ -36,6 +36,34 @@ def render_config(dest, *extra_vars: str) -> dict:
     return tomllib.loads(dest.read_text())
 
 
+def test_config_template_of_a_lab_host_joins_the_cluster(tmp_path):
+    """inventory/lab is one cloud: lab2 gets its name, its own guest subnet,
+    the cluster listener on its address and the certificate files."""
+    roles = "playbooks/roles"
+    defaults = [f"-e@{roles}/{role}/defaults/main.yml"
+                for role in ("appliance_common", "appliance_tls", "appliance_config", "appliance_cluster")]
+    dest = tmp_path / "appliance.toml"
+    proc = subprocess.run(
+        [tool("ansible"), "lab2", "-c", "local", "-i", "inventory/lab", "-m", "ansible.builtin.template",
+         "-a", f"src={roles}/appliance_config/templates/appliance.toml.j2 dest={dest}",
+         "-e", f"ansible_python_interpreter={sys.executable}", *defaults,
+         "-e", "appliance_cluster_db_url=postgresql://appliance:pw@192.0.2.11:5432/appliance"],
+        cwd=REPO, env=ansible_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    loaded = config_mod.load(dest, env={})
+    assert (loaded.host_name, loaded.guest_subnet) == ("lab2", "10.217.1.0/24")
+    assert loaded.cluster_listen == loaded.cluster_address == "192.0.2.12:7443"
+    assert loaded.db_url == "postgresql://appliance:pw@192.0.2.11:5432/appliance"
+    assert (loaded.cluster_ca_file, loaded.cluster_cert_file, loaded.cluster_key_file) == (
+        "/etc/appliance/cluster/ca.pem", "/etc/appliance/cluster/host.pem", "/etc/appliance/cluster/host.key")
+
+
+def test_config_template_of_a_host_alone_has_no_cluster_settings(tmp_path):
+    rendered = render_config(tmp_path / "appliance.toml")
+    assert rendered["guest_subnet"] == "10.217.0.0/24"
+    assert not {"db_url", "host_name", "cluster_listen", "cluster_ca_file"} & set(rendered), rendered
+
+
 def test_config_template_advertises_the_public_host_and_listens_everywhere(tmp_path):
     rendered = render_config(tmp_path / "appliance.toml")
     assert rendered["public_host"] == "cloud.example" and rendered["ssh_listen"] == "0.0.0.0"

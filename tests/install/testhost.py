@@ -39,7 +39,8 @@ from pathlib import Path
 import yaml
 
 # Bump when the way the root filesystem is built changes, to rebuild caches.
-RECIPE = 1
+# 2: PostgreSQL baked in (the cluster test's database host), not started at boot.
+RECIPE = 2
 SUITE = "bookworm"
 MIRROR = os.environ.get("APPLIANCE_TESTHOST_MIRROR", "http://deb.debian.org/debian")
 CACHE_DIR = Path(os.environ.get("APPLIANCE_TESTHOST_CACHE", "/var/cache/appliance/testhost"))
@@ -76,9 +77,12 @@ def locked(path: Path):
 
 
 def playbook_packages(repo: Path) -> list[str]:
-    """The Debian packages the playbook installs, read from the role's defaults."""
-    defaults = repo / "playbooks/roles/appliance_packages/defaults/main.yml"
-    return list(yaml.safe_load(defaults.read_text())["appliance_packages_list"])
+    """The Debian packages the playbook installs, read from the roles' defaults
+    (every host's, and the database host's of a cluster)."""
+    roles = repo / "playbooks/roles"
+    every = yaml.safe_load((roles / "appliance_packages/defaults/main.yml").read_text())
+    database = yaml.safe_load((roles / "appliance_db/defaults/main.yml").read_text())
+    return list(every["appliance_packages_list"]) + list(database["appliance_db_packages"])
 
 
 def rootfs(repo: Path) -> Path:
@@ -89,11 +93,20 @@ def rootfs(repo: Path) -> Path:
     with locked(CACHE_DIR / ".rootfs.lock"):
         if not (root / ".testhost-complete").exists():
             _build_rootfs(root, packages)
-            # Roots for older package lists are dead weight (~600 MB each).
-            for old in CACHE_DIR.glob("rootfs-*"):
-                if old.is_dir() and old != root:
-                    shutil.rmtree(old, ignore_errors=True)
+        (root / ".testhost-complete").touch()
+        # Roots for older package lists are dead weight (~600 MB each); one
+        # used in the last day may still serve another checkout (a branch).
+        for old in CACHE_DIR.glob("rootfs-*"):
+            if old.is_dir() and old != root and _unused_for_a_day(old):
+                shutil.rmtree(old, ignore_errors=True)
     return root
+
+
+def _unused_for_a_day(root: Path) -> bool:
+    try:
+        return time.time() - (root / ".testhost-complete").stat().st_mtime > 86400
+    except FileNotFoundError:
+        return True
 
 
 def _build_rootfs(root: Path, packages: list[str]) -> None:
@@ -121,6 +134,8 @@ def _build_rootfs(root: Path, packages: list[str]) -> None:
             chroot "$R" env DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 \
                 apt-get install -y -q --no-install-recommends {' '.join(map(shlex.quote, packages))}
             chroot "$R" apt-get clean
+            # Only the cluster's database host runs PostgreSQL: the playbook enables it there.
+            chroot "$R" systemctl disable postgresql.service
         """
         run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
             stdout=out, stderr=subprocess.STDOUT)
@@ -146,7 +161,8 @@ def wheelhouse(repo: Path) -> Path:
     cfg = configparser.ConfigParser()
     cfg.read(repo / "setup.cfg")
     reqs = [r.strip() for r in cfg["options"]["install_requires"].splitlines() if r.strip()]
-    reqs += [r.strip() for r in cfg["options.extras_require"]["compute"].splitlines() if r.strip()]
+    for extra in ("compute", "postgres"):   # the playbook's appliance_venv_extras
+        reqs += [r.strip() for r in cfg["options.extras_require"][extra].splitlines() if r.strip()]
     key = hashlib.sha256(json.dumps([RECIPE, sys.version_info[:2], sorted(reqs)]).encode()).hexdigest()[:16]
     path = CACHE_DIR / f"wheelhouse-{key}"
     with locked(CACHE_DIR / ".wheelhouse.lock"):
@@ -178,20 +194,69 @@ def _free_subnet() -> str:
     raise RuntimeError("no free 10.213.x.0/30 subnet")
 
 
-class TestHost:
-    """One running throwaway host. Use as a context manager."""
+class Lan:
+    """The network the hosts of a cluster test share, as a real cluster's hosts
+    share a LAN: a bridge in a namespace of its own (so nothing of this
+    machine's own firewall sees the hosts' traffic), joined to this machine by
+    one veth pair whose address (.1) the tests and Ansible use."""
 
-    def __init__(self, root: Path, name: str = "testhost", mode: str = "systemd"):
+    def __init__(self):
+        tag = f"{os.getpid() % 100000}"
+        self.netns = f"aplan{tag}"
+        self.veth = f"aplv{tag}"
+        self.prefix = _free_subnet()
+        self.control_address = f"{self.prefix}.1"
+
+    def address(self, index: int) -> str:
+        return f"{self.prefix}.{10 + index}"
+
+    def start(self) -> Lan:
+        try:
+            run(["ip", "netns", "add", self.netns])
+            run(["ip", "-n", self.netns, "link", "add", "br0", "type", "bridge"])
+            run(["ip", "-n", self.netns, "link", "set", "br0", "up"])
+            run(["ip", "link", "add", self.veth, "type", "veth", "peer", "name", "ctl", "netns", self.netns])
+            run(["ip", "-n", self.netns, "link", "set", "dev", "ctl", "master", "br0", "up"])
+            run(["ip", "address", "add", f"{self.control_address}/24", "dev", self.veth])
+            run(["ip", "link", "set", self.veth, "up"])
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def join(self, netns: str, index: int) -> None:
+        """Plug the host namespace *netns* into the bridge as its eth0."""
+        port = f"h{index}"
+        run(["ip", "link", "add", "eth0", "netns", netns, "type", "veth", "peer", "name", port, "netns", self.netns])
+        run(["ip", "-n", self.netns, "link", "set", "dev", port, "master", "br0", "up"])
+        run(["ip", "-n", netns, "address", "add", f"{self.address(index)}/24", "dev", "eth0"])
+
+    def stop(self) -> None:
+        run(["ip", "link", "delete", self.veth], check=False, stderr=subprocess.DEVNULL)
+        run(["ip", "netns", "delete", self.netns], check=False, stderr=subprocess.DEVNULL)
+
+
+class TestHost:
+    """One running throwaway host. Use as a context manager. With a *lan*,
+    the host is its *index*-th host (a cluster test), else it has a veth pair
+    of its own to this machine."""
+
+    def __init__(self, root: Path, name: str = "testhost", mode: str = "systemd",
+                 lan: Lan | None = None, index: int = 0):
         self.lower = root
         self.mode = mode
         self.name = name
+        self.lan, self.index = lan, index
         self.workdir = Path(tempfile.mkdtemp(prefix="appliance-testhost-", dir="/var/tmp"))
         tag = f"{os.getpid() % 100000}"
-        self.netns = f"aptest{tag}"
+        self.netns = f"aptest{tag}" + (f"-{index}" if lan else "")
         self.veth = f"aptv{tag}"
-        prefix = _free_subnet()
-        self.control_address = f"{prefix}.1"
-        self.address = f"{prefix}.2"
+        if lan:
+            self.control_address, self.address = lan.control_address, lan.address(index)
+        else:
+            prefix = _free_subnet()
+            self.control_address = f"{prefix}.1"
+            self.address = f"{prefix}.2"
         self.key = self.workdir / "id_ed25519"
         self.proc: subprocess.Popen | None = None
 
@@ -227,10 +292,13 @@ class TestHost:
         (upper / "etc/ssh/sshd_config.d/testhost.conf").write_text(SSHD_CONFIG + offline)
 
         run(["ip", "netns", "add", self.netns])
-        run(["ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", self.netns])
-        run(["ip", "address", "add", f"{self.control_address}/30", "dev", self.veth])
-        run(["ip", "link", "set", self.veth, "up"])
-        run(["ip", "-n", self.netns, "address", "add", f"{self.address}/30", "dev", "eth0"])
+        if self.lan:
+            self.lan.join(self.netns, self.index)
+        else:
+            run(["ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", self.netns])
+            run(["ip", "address", "add", f"{self.control_address}/30", "dev", self.veth])
+            run(["ip", "link", "set", self.veth, "up"])
+            run(["ip", "-n", self.netns, "address", "add", f"{self.address}/30", "dev", "eth0"])
         run(["ip", "-n", self.netns, "link", "set", "eth0", "up"])
         run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
 
@@ -295,7 +363,8 @@ class TestHost:
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
-        run(["ip", "link", "delete", self.veth], check=False, stderr=subprocess.DEVNULL)
+        if not self.lan:
+            run(["ip", "link", "delete", self.veth], check=False, stderr=subprocess.DEVNULL)
         run(["ip", "netns", "delete", self.netns], check=False, stderr=subprocess.DEVNULL)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -318,16 +387,19 @@ class TestHost:
                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
         return proc
 
-    def inventory(self, host_vars: dict) -> Path:
-        """An inventory file with this host in the `appliance` group."""
-        path = self.workdir / "inventory.yml"
-        host = {
+    def connection_vars(self) -> dict:
+        """How Ansible reaches this host."""
+        return {
             "ansible_host": self.address,
             "ansible_user": "root",
             "ansible_ssh_private_key_file": str(self.key),
             "ansible_ssh_common_args": " ".join(self.ssh_options),
             "ansible_python_interpreter": "/usr/bin/python3",
-            **host_vars,
         }
+
+    def inventory(self, host_vars: dict) -> Path:
+        """An inventory file with this host in the `appliance` group."""
+        path = self.workdir / "inventory.yml"
+        host = {**self.connection_vars(), **host_vars}
         path.write_text(yaml.safe_dump({"appliance": {"hosts": {self.name: host}}}))
         return path

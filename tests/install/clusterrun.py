@@ -1,0 +1,96 @@
+"""Three throwaway hosts made one cloud by playbooks/site.yml (the `cluster` fixture).
+
+The hosts share one LAN (testhost.Lan) as a real cluster's hosts do, boot in
+parallel from the same cached root filesystem, and are converged by one
+playbook run over all three (lab1 also in `appliance_db`), then a second run
+that must change nothing. test_cluster_install.py judges the results.
+"""
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import testhost
+import yaml
+from installrun import INVENTORY_VARS, REPO, TIMINGS, PlaybookRun, need_root_and_tools, run_playbook
+
+NAMES = ["lab1", "lab2", "lab3"]
+DB_HOST = "lab1"
+SNAPSHOT_SKIP = shutil.ignore_patterns(
+    ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".state")
+# Files every host must hold identically (and the rerun must not touch).
+SHARED = "/var/lib/appliance/jwt_secret /var/lib/appliance/ssh/guest_access_key /etc/appliance/cluster/ca.pem"
+
+
+@dataclass
+class Cluster:
+    hosts: dict[str, testhost.TestHost]
+    lan: testhost.Lan
+    inventory: Path
+    first: PlaybookRun
+    second: PlaybookRun
+    shared_after_first: dict[str, str]
+    shared_after_second: dict[str, str]
+
+
+def cluster_inventory(path: Path, hosts: dict[str, testhost.TestHost], extra: dict) -> Path:
+    """The cluster's inventory: every host in `appliance`, lab1 in `appliance_db` too."""
+    common = {k: v for k, v in INVENTORY_VARS.items() if k != "appliance_config_public_host"}
+    inventory = {
+        "appliance": {
+            "hosts": {name: {**host.connection_vars(),
+                             "appliance_config_public_host": f"{name}.install-test.example"}
+                      for name, host in hosts.items()},
+            "vars": {**common, **extra},
+        },
+        "appliance_db": {
+            "hosts": {DB_HOST: None},
+            # The throwaway hosts carry their packages and reach no mirror.
+            "vars": {"appliance_db_update_cache": False},
+        },
+    }
+    path.write_text(yaml.safe_dump(inventory))
+    return path
+
+
+def shared_files(hosts: dict[str, testhost.TestHost]) -> dict[str, str]:
+    return {name: host.ssh(f"sha256sum {SHARED}", check=False).stdout for name, host in hosts.items()}
+
+
+# Module scope: the three hosts (their cores heartbeating) are gone before
+# the single-host test's runs start.
+@pytest.fixture(scope="module")
+def cluster():
+    need_root_and_tools()
+    started = time.monotonic()
+    root = testhost.rootfs(REPO)
+    wheels = testhost.wheelhouse(REPO)
+    TIMINGS["cluster: root + wheelhouse (cache)"] = time.monotonic() - started
+    lan = testhost.Lan().start()
+    with contextlib.ExitStack() as stack:
+        stack.callback(lan.stop)
+        started = time.monotonic()
+        made = {name: testhost.TestHost(root, name=name, mode="systemd", lan=lan, index=i)
+                for i, name in enumerate(NAMES)}
+        for host in made.values():
+            stack.callback(host.stop)
+        # Booted in parallel: each waits mostly for its systemd to come up.
+        with ThreadPoolExecutor(len(made)) as pool:
+            for future in [pool.submit(host.start) for host in made.values()]:
+                future.result()
+        TIMINGS["cluster: three hosts start"] = time.monotonic() - started
+        workdir = made[NAMES[0]].workdir
+        source = workdir / "checkout"
+        shutil.copytree(REPO, source, ignore=SNAPSHOT_SKIP, symlinks=True)
+        inventory = cluster_inventory(workdir / "cluster.yml", made, {
+            "appliance_venv_wheelhouse": str(wheels), "appliance_venv_source_dir": str(source)})
+        first = run_playbook(inventory, label="cluster: first run")
+        shared_after_first = shared_files(made)
+        second = run_playbook(inventory, label="cluster: second run")
+        shared_after_second = shared_files(made)
+        yield Cluster(made, lan, inventory, first, second, shared_after_first, shared_after_second)

@@ -1,0 +1,189 @@
+"""playbooks/site.yml over three throwaway hosts at once: one cloud (issue 13, "Install").
+
+lab1, lab2, lab3 share a LAN; lab1 is also the `appliance_db` host. The play
+must leave one PostgreSQL that only the appliance hosts may use, the same
+secrets on every host, a certificate per host from one cluster CA, and three
+APIs that are one cloud: a user made through lab1 signs in through lab3, and
+every host lists the three hosts up. A second run changes nothing.
+"""
+from __future__ import annotations
+
+import json
+import ssl
+import time
+import tomllib
+import urllib.error
+import urllib.request
+
+import psycopg2
+import pytest
+from clusterrun import DB_HOST, NAMES
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+from installrun import INVENTORY_VARS
+
+pytestmark = pytest.mark.install
+
+CONFIG = "/etc/appliance/appliance.toml"
+VENV = "/opt/appliance/venv"
+
+
+def _ok(run):
+    return run.returncode == 0 and all(r["failed"] == 0 and r["unreachable"] == 0 for r in run.recap.values())
+
+
+def _config(host) -> dict:
+    return tomllib.loads(host.ssh(f"cat {CONFIG}").stdout)
+
+
+def test_first_run_converges_three_hosts(cluster):
+    assert _ok(cluster.first), cluster.first.explain()
+    assert set(cluster.first.recap) == set(NAMES), cluster.first.recap
+
+
+def test_second_run_changes_nothing(cluster):
+    run = cluster.second
+    assert _ok(run), run.explain()
+    assert {name: r["changed"] for name, r in run.recap.items()} == dict.fromkeys(NAMES, 0), run.changed_tasks
+    assert cluster.shared_after_first == cluster.shared_after_second
+
+
+def test_every_host_has_its_cluster_settings(cluster):
+    configs = {name: _config(host) for name, host in cluster.hosts.items()}
+    db = cluster.hosts[DB_HOST]
+    urls = {c["db_url"] for c in configs.values()}
+    assert len(urls) == 1, urls
+    (url,) = urls
+    assert url.startswith("postgresql://appliance:") and url.endswith(f"@{db.address}:5432/appliance"), url
+    for index, name in enumerate(NAMES):
+        host, config = cluster.hosts[name], configs[name]
+        assert config["host_name"] == name
+        assert config["guest_subnet"] == f"10.217.{index}.0/24"
+        assert config["cluster_listen"] == config["cluster_advertise"] == f"{host.address}:7443"
+        assert (config["cluster_ca_file"], config["cluster_cert_file"], config["cluster_key_file"]) == (
+            "/etc/appliance/cluster/ca.pem", "/etc/appliance/cluster/host.pem", "/etc/appliance/cluster/host.key")
+        # The bridge of each host carries the first address of its own subnet.
+        (link,) = json.loads(host.ssh("ip -j address show dev apbr0").stdout)
+        assert {(a["local"], a["prefixlen"]) for a in link["addr_info"]} >= {(f"10.217.{index}.1", 24)}
+        # ... and the installed code's own loader accepts the file.
+        host.ssh(f"{VENV}/bin/python -c 'from appliance import config; config.load(\"{CONFIG}\")'")
+
+
+def test_shared_secrets_are_the_same_root_only_files_everywhere(cluster):
+    sums = cluster.shared_after_second
+    assert all(len(out.splitlines()) == 3 for out in sums.values()), sums
+    assert len(set(sums.values())) == 1, sums
+    for host in cluster.hosts.values():
+        modes = host.ssh("stat -c '%U:%G %a' /var/lib/appliance/jwt_secret "
+                         "/var/lib/appliance/ssh/guest_access_key").stdout.split("\n")
+        assert modes[:2] == ["root:root 600", "root:root 600"]
+
+
+def test_each_host_has_a_certificate_of_the_one_cluster_ca(cluster):
+    ca = x509.load_pem_x509_certificate(cluster.hosts[DB_HOST].ssh("cat /etc/appliance/cluster/ca.pem").stdout.encode())
+    for name, host in cluster.hosts.items():
+        cert = x509.load_pem_x509_certificate(host.ssh("cat /etc/appliance/cluster/host.pem").stdout.encode())
+        cert.verify_directly_issued_by(ca)
+        assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == name
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == [host.address]
+        key = serialization.load_pem_private_key(host.ssh("cat /etc/appliance/cluster/host.key").stdout.encode(), None)
+        assert key.public_key() == cert.public_key()
+        assert host.ssh("stat -c '%U:%G %a' /etc/appliance/cluster/host.key").stdout.strip() == "root:root 600"
+    # The CA key stays on the first host.
+    assert cluster.hosts[NAMES[0]].ssh("stat -c '%a' /etc/appliance/cluster-ca/ca.key").stdout.strip() == "600"
+    for name in NAMES[1:]:
+        assert cluster.hosts[name].ssh("test -e /etc/appliance/cluster-ca", check=False).returncode == 1
+
+
+def test_database_admits_the_appliance_hosts_only(cluster):
+    db = cluster.hosts[DB_HOST]
+    url = _config(db)["db_url"]
+    # From an appliance host other than the database host: the URL works.
+    probe = f"{VENV}/bin/python -c 'import psycopg2, sys; c = psycopg2.connect(sys.argv[1]); print(c.server_version)'"
+    out = cluster.hosts[NAMES[-1]].ssh(f"{probe} '{url}'").stdout.strip()
+    assert int(out) >= 150000, out
+    # From this machine (on the same LAN, but not an appliance host): refused by pg_hba.
+    with pytest.raises(psycopg2.OperationalError, match="no pg_hba.conf entry"):
+        psycopg2.connect(url, connect_timeout=5).close()
+    hba = db.ssh("cat /etc/postgresql/15/main/pg_hba.conf").stdout
+    for host in cluster.hosts.values():
+        assert f"host appliance appliance {host.address}/32 scram-sha-256" in hba
+
+
+# -- one cloud through the installed APIs ----------------------------------------
+
+def _context(host) -> ssl.SSLContext:
+    """Trust the certificate the host's API serves (generated on it), whatever its name."""
+    context = ssl.create_default_context(cadata=ssl.get_server_certificate((host.address, 8080), timeout=5))
+    context.check_hostname = False
+    return context
+
+
+def _call(host, method: str, path: str, body: dict | None = None, token: str | None = None):
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(f"https://{host.address}:8080{path}", method=method, headers=headers,
+                                 data=json.dumps(body).encode() if body is not None else None)
+    try:
+        with urllib.request.urlopen(req, timeout=10, context=_context(host)) as resp:
+            status, text = resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read().decode()
+    try:
+        return status, json.loads(text)
+    except json.JSONDecodeError:
+        return status, text   # /healthz says "ok"; errors may be plain text
+
+
+def _login(host, username: str, password: str) -> str:
+    status, body = _call(host, "POST", "/api/login", {"username": username, "password": password})
+    assert status == 200, f"login of {username} on {host.name}: {status} {body}"
+    return body["token"]
+
+
+@pytest.fixture(scope="module")
+def apis(cluster):
+    """Every host's API answering (systemd started the units)."""
+    deadline = time.monotonic() + 90
+    for host in cluster.hosts.values():
+        while True:
+            try:
+                if _call(host, "GET", "/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                logs = host.ssh("journalctl --no-pager -n 60 -u 'appliance-*'", check=False).stdout
+                pytest.fail(f"{host.name}'s API never answered:\n{logs}")
+            time.sleep(0.5)
+    return cluster.hosts
+
+
+def test_user_made_through_one_host_signs_in_through_another(apis):
+    a, c = apis[NAMES[0]], apis[NAMES[-1]]
+    admin = _login(a, INVENTORY_VARS["appliance_admin_username"], INVENTORY_VARS["appliance_admin_password"])
+    status, user = _call(a, "POST", "/admin/users", {"username": "alice", "password": "alice-Passw0rd-1"}, admin)
+    assert status in (200, 201), user
+    token = _login(c, "alice", "alice-Passw0rd-1")
+    # One JWT secret: a session made on one host is good on every other.
+    for host in apis.values():
+        status, session = _call(host, "GET", "/api/session", token=token)
+        assert status == 200 and session["username"] == "alice", (host.name, status, session)
+
+
+def test_every_host_lists_the_three_hosts_up(apis):
+    """GET /admin/hosts (docs/cluster-hosts.md): each core heartbeats into the one database."""
+    admin = _login(apis[NAMES[1]], INVENTORY_VARS["appliance_admin_username"],
+                   INVENTORY_VARS["appliance_admin_password"])
+    deadline = time.monotonic() + 30
+    for host in apis.values():
+        while True:
+            status, hosts = _call(host, "GET", "/admin/hosts", token=admin)
+            listed = {h["name"]: h["status"] for h in hosts} if status == 200 else {}
+            if listed == dict.fromkeys(NAMES, "up"):
+                break
+            assert time.monotonic() < deadline, f"{host.name}: GET /admin/hosts -> {status} {hosts}"
+            time.sleep(1)
