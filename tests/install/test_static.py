@@ -61,7 +61,8 @@ def test_config_template_of_a_lab_host_joins_the_cluster(tmp_path):
 def test_config_template_of_a_host_alone_has_no_cluster_settings(tmp_path):
     rendered = render_config(tmp_path / "appliance.toml")
     assert rendered["guest_subnet"] == "10.217.0.0/24"
-    assert not {"db_url", "host_name", "cluster_listen", "cluster_ca_file"} & set(rendered), rendered
+    assert rendered["host_name"] == "cloud.example"   # its containers' host: kept if it grows into a cluster
+    assert not {"db_url", "cluster_listen", "cluster_ca_file"} & set(rendered), rendered
 
 
 def test_config_template_advertises_the_public_host_and_listens_everywhere(tmp_path):
