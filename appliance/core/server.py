@@ -26,6 +26,7 @@ from appliance.core.compute.sshgw import SshGatewayServicer
 from appliance.core.db import open_database
 from appliance.core.exposition import Exposition, Listener, MetricsServicer
 from appliance.core.fleet import models as fleet_models  # noqa: F401 - registers the host table
+from appliance.core.fleet import peernet
 from appliance.core.guard import GuardedServer
 from appliance.core.handlers import method_handlers, register
 from appliance.core.loghub import HubHandler, LogHub
@@ -120,6 +121,8 @@ def build_server(config: Config) -> Core:
     core.stopping.append(compute.bus.close)
     core.closers.append(compute.close)
     core.run_in_background(compute.startup())
+    if config.cluster_address:   # routes to and isolation from the other hosts' guests
+        core.run_in_background(peernet.keep_peer_networks(config, compute.driver))
     # Internal: the SSH gateway asks who may reach which guest.
     guarded.add(contract.SSH_GATEWAY, SshGatewayServicer(config, compute.driver))
     guarded.add(contract.STORAGE, StorageServicer(config))
