@@ -1,0 +1,114 @@
+"""The three-host lab (`make lab`): one cloud over three "hosts" of this
+machine, each a network namespace with its own libvirtd, bridge, guest
+subnet, core and gateways, sharing one PostgreSQL. Driven through the
+public APIs and SSH gateways; what only a host sees (routes, where a
+connection comes from) is checked in that host's namespace."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
+
+if os.geteuid() != 0:
+    pytest.skip("the lab needs root (namespaces, libvirtd, nftables)", allow_module_level=True)
+
+import requests  # noqa: E402
+from compute_support import add_key, private_pem  # noqa: E402
+from lab_support import gateway_ssh, launch, tcp_probe  # noqa: E402
+
+from appliance.lab import usage  # noqa: E402
+
+HOSTS = ("lab-a", "lab-b", "lab-c")
+
+
+def test_the_lab_comes_up_and_every_host_answers_healthy(lab):
+    for host in HOSTS:
+        r = requests.get(lab.apis[host] + "/healthz", timeout=10)
+        assert (r.status_code, r.text.strip()) == (200, "ok")
+    running = usage.processes()
+    for host in HOSTS:
+        commands = " ".join(c for _, c, _ in running[host])
+        for daemon in ("libvirtd", "appliance.cli core", "appliance.cli http", "appliance.cli ssh"):
+            assert daemon in commands, (host, commands)
+    assert running["postgresql"], "one PostgreSQL for the lab"
+    total_mib = sum(kib for procs in running.values() for _, _, kib in procs) / 1024
+    print(f"lab up in {lab.up_seconds:.1f} s, {total_mib:.0f} MiB PSS")
+    assert total_mib < 2048
+
+
+@pytest.fixture(scope="module")
+def person(lab, tmp_path_factory):
+    """A user made by the admin through host A, with an SSH key registered through host B."""
+    name = f"labuser{time.monotonic_ns() % 10**8}"
+    r = lab.admin("lab-a").post("/admin/users", json={"username": name, "password": "pw-123456"})
+    assert r.status_code == 200, r.text
+    client_b = lab.login("lab-b", name, "pw-123456")
+    key_id, key = add_key(client_b)
+    key_file = tmp_path_factory.mktemp("lab-keys") / "id"
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(private_pem(key))
+    return {"name": name, "key_id": key_id, "key_file": key_file}
+
+
+def test_a_user_created_via_a_logs_in_via_c_and_sees_the_same_state(lab, person):
+    on_c = lab.login("lab-c", person["name"], "pw-123456")
+    assert on_c.info["user_id"] == lab.login("lab-a", person["name"], "pw-123456").info["user_id"]
+    keys = on_c.get("/compute/ssh-keys").json()
+    assert [k["id"] for k in keys["keys"]] == [person["key_id"]], keys
+    # a token issued by one host is honoured by the others (one JWT secret)
+    token = lab.login("lab-a", person["name"], "pw-123456").token
+    for host in HOSTS:
+        assert lab.client(host).with_token(token).get("/compute/ssh-keys").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def guest_c(lab, person):
+    return launch(lab, "lab-c", lab.login("lab-c", person["name"], "pw-123456"), person["key_id"])
+
+
+@pytest.fixture(scope="module")
+def guest_a(lab, person):
+    return launch(lab, "lab-a", lab.login("lab-a", person["name"], "pw-123456"), person["key_id"])
+
+
+def test_each_host_runs_its_guests_on_its_own_subnet(lab, person, guest_a, guest_c):
+    assert guest_a["ip"].startswith("10.217.1.") and guest_c["ip"].startswith("10.217.3.")
+    for host, guest in (("lab-a", guest_a), ("lab-c", guest_c)):
+        r = gateway_ssh(lab, host, person["key_file"], guest["id"], "hostname; ip -4 -o addr show")
+        assert r.returncode == 0, r.stderr
+        assert guest["ip"] in r.stdout
+
+
+def test_host_a_reaches_a_guest_on_c_by_routing_and_the_guest_sees_its_own_host(lab, guest_c):
+    # the guest access key is shared and restricted to from="<bridge address>" in the guest:
+    # it works from host A only because C SNATs A's traffic to C's bridge address
+    key = "/var/tmp/appliance-lab/lab-a/data/ssh/guest_access_key"
+    r = lab.in_host("lab-a", ["ssh", "-i", key, "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+                              "-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no",
+                              "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10", f"root@{guest_c['ip']}",
+                              "echo $SSH_CLIENT"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[0] == "10.217.3.1", r.stdout
+    routes = lab.in_host("lab-a", ["ip", "-4", "route", "show", "proto", "217"]).stdout
+    assert "10.217.3.0/24 via 10.231.0.3" in routes and "10.217.2.0/24 via 10.231.0.2" in routes
+
+
+def test_a_guest_cannot_reach_guests_or_addresses_of_other_hosts(lab, person, guest_a, guest_c):
+    probes = {
+        "own host's SSH gateway": ("10.217.1.1", 2222),
+        "guest on C": (guest_c["ip"], 22),
+        "host B's API": ("10.231.0.2", 8080),
+        "host C's SSH gateway": ("10.231.0.3", 2222),
+        "host C's bridge": ("10.217.3.1", 2222),
+    }
+    script = "; ".join(f"echo {i} $({tcp_probe(a, p)})" for i, (a, p) in enumerate(probes.values()))
+    r = gateway_ssh(lab, "lab-a", person["key_file"], guest_a["id"], script)
+    assert r.returncode == 0, r.stderr
+    seen = dict(line.split() for line in r.stdout.splitlines())
+    result = {name: seen[str(i)] for i, name in enumerate(probes)}
+    assert result == {"own host's SSH gateway": "OPEN", "guest on C": "CLOSED", "host B's API": "CLOSED",
+                      "host C's SSH gateway": "CLOSED", "host C's bridge": "CLOSED"}
