@@ -120,7 +120,7 @@ def ssh_bulk(lab: Lab, mb: int) -> None:
                   + (f"{rate:.0f} MB/s" if rate else f"refused ({err[:120]})"))
         access_key = "/var/tmp/appliance-lab/lab-a/data/ssh/guest_access_key"
         rate, err = _timed_ssh(["ip", "netns", "exec", "lab-a", "ssh", "-i", access_key, *SSH_OPTS,
-                                f"root@{guest['ip']}", "cat > /dev/null"], mb)
+                                f"root@{guest['external_ip']}", "cat > /dev/null"], mb)
         print("SSH bulk from host lab-a straight to the guest on lab-c (the routed path): "
               + (f"{rate:.0f} MB/s" if rate else f"failed ({err[:120]})"))
     client.delete(f"/compute/containers/{guest['id']}")

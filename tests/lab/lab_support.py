@@ -83,7 +83,7 @@ def tear_down() -> str:
 
 def launch(lab: Lab, host: str, client: Client, key_id: str, timeout: float = 90) -> dict:
     """A container created through ``host``'s API, once running (polled on that host)."""
-    r = client.post("/compute/containers", json={"name": "box", "ssh_key_ids": [key_id]})
+    r = client.post("/compute/containers", json={"name": "box", "ssh_key_ids": [key_id], "ssh_enabled": True})
     assert r.status_code == 200, r.text
     cid = r.json()["id"]
     deadline = time.monotonic() + timeout

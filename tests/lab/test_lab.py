@@ -6,6 +6,8 @@ connection comes from) is checked in that host's namespace."""
 from __future__ import annotations
 
 import os
+import secrets
+import socket
 import time
 
 import pytest
@@ -58,7 +60,7 @@ def test_a_user_created_via_a_logs_in_via_c_and_sees_the_same_state(lab, person)
     on_c = lab.login("lab-c", person["name"], "pw-123456")
     assert on_c.info["user_id"] == lab.login("lab-a", person["name"], "pw-123456").info["user_id"]
     keys = on_c.get("/compute/ssh-keys").json()
-    assert [k["id"] for k in keys["keys"]] == [person["key_id"]], keys
+    assert [k["id"] for k in keys["ssh_keys"]] == [person["key_id"]], keys
     # a token issued by one host is honoured by the others (one JWT secret)
     token = lab.login("lab-a", person["name"], "pw-123456").token
     for host in HOSTS:
@@ -76,11 +78,11 @@ def guest_a(lab, person):
 
 
 def test_each_host_runs_its_guests_on_its_own_subnet(lab, person, guest_a, guest_c):
-    assert guest_a["ip"].startswith("10.217.1.") and guest_c["ip"].startswith("10.217.3.")
+    assert guest_a["external_ip"].startswith("10.217.1.") and guest_c["external_ip"].startswith("10.217.3.")
     for host, guest in (("lab-a", guest_a), ("lab-c", guest_c)):
         r = gateway_ssh(lab, host, person["key_file"], guest["id"], "hostname; ip -4 -o addr show")
         assert r.returncode == 0, r.stderr
-        assert guest["ip"] in r.stdout
+        assert guest["external_ip"] in r.stdout
 
 
 def test_host_a_reaches_a_guest_on_c_by_routing_and_the_guest_sees_its_own_host(lab, guest_c):
@@ -89,7 +91,7 @@ def test_host_a_reaches_a_guest_on_c_by_routing_and_the_guest_sees_its_own_host(
     key = "/var/tmp/appliance-lab/lab-a/data/ssh/guest_access_key"
     r = lab.in_host("lab-a", ["ssh", "-i", key, "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
                               "-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no",
-                              "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10", f"root@{guest_c['ip']}",
+                              "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10", f"root@{guest_c['external_ip']}",
                               "echo $SSH_CLIENT"])
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[0] == "10.217.3.1", r.stdout
@@ -100,7 +102,7 @@ def test_host_a_reaches_a_guest_on_c_by_routing_and_the_guest_sees_its_own_host(
 def test_a_guest_cannot_reach_guests_or_addresses_of_other_hosts(lab, person, guest_a, guest_c):
     probes = {
         "own host's SSH gateway": ("10.217.1.1", 2222),
-        "guest on C": (guest_c["ip"], 22),
+        "guest on C": (guest_c["external_ip"], 22),
         "host B's API": ("10.231.0.2", 8080),
         "host C's SSH gateway": ("10.231.0.3", 2222),
         "host C's bridge": ("10.217.3.1", 2222),
@@ -112,3 +114,32 @@ def test_a_guest_cannot_reach_guests_or_addresses_of_other_hosts(lab, person, gu
     result = {name: seen[str(i)] for i, name in enumerate(probes)}
     assert result == {"own host's SSH gateway": "OPEN", "guest on C": "CLOSED", "host B's API": "CLOSED",
                       "host C's SSH gateway": "CLOSED", "host C's bridge": "CLOSED"}
+
+
+def _banner(address: str, port: int, timeout: float = 3) -> bytes:
+    try:
+        with socket.create_connection((address, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            return s.recv(64)
+    except OSError:
+        return b""
+
+
+def test_a_host_port_of_a_reaches_a_guest_on_c(lab, person, guest_c):
+    on_a = lab.login("lab-a", person["name"], "pw-123456")
+    port = 8000 + secrets.randbelow(1000)
+    r = on_a.post(f"/compute/containers/{guest_c['id']}/ingress", json={"port": port, "target_port": 22})
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 15
+    while not (banner := _banner("10.231.0.1", port)).startswith(b"SSH-") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert banner.startswith(b"SSH-"), banner
+    # C sees the connection coming from host A (masqueraded there), and hands it to its guest
+    # as its own bridge address
+    held = socket.create_connection(("10.231.0.1", port), timeout=5)
+    try:
+        flows = lab.in_host("lab-c", ["conntrack", "-L", "-p", "tcp", "--orig-dst", guest_c["external_ip"]]).stdout
+    finally:
+        held.close()
+    assert "src=10.231.0.1" in flows and "dst=10.217.3.1" in flows, flows
+    assert on_a.delete(f"/compute/containers/{guest_c['id']}/ingress/{port}").status_code in (200, 204)
