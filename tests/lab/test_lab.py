@@ -99,6 +99,16 @@ def test_host_a_reaches_a_guest_on_c_by_routing_and_the_guest_sees_its_own_host(
     assert "10.217.3.0/24 via 10.231.0.3" in routes and "10.217.2.0/24 via 10.231.0.2" in routes
 
 
+def test_the_ssh_gateway_of_every_host_reaches_the_guest_on_c(lab, person, guest_c):
+    # A and B: the gateway's Authorize is answered by C's core (forwarding between cores), the
+    # bytes take the routed path A -> LAN -> C (SNAT to C's bridge address) -> guest
+    for host in HOSTS:
+        r = gateway_ssh(lab, host, person["key_file"], guest_c["id"], "echo $SSH_CLIENT; hostname -I")
+        assert r.returncode == 0, (host, r.stderr)
+        source, addresses = r.stdout.splitlines()[0].split()[0], r.stdout.splitlines()[1].split()
+        assert source == "10.217.3.1" and guest_c["external_ip"] in addresses, (host, r.stdout)
+
+
 def test_a_guest_cannot_reach_guests_or_addresses_of_other_hosts(lab, person, guest_a, guest_c):
     probes = {
         "own host's SSH gateway": ("10.217.1.1", 2222),
