@@ -122,15 +122,15 @@ def ensure_nat(bridge: str, subnet: str) -> None:
         + _peer_set_declarations(bridge) +
         f"add chain ip {NFT_TABLE} {chain} {{ type nat hook postrouting priority srcnat; }}\n"
         f"flush chain ip {NFT_TABLE} {chain}\n"
-        f"add rule ip {NFT_TABLE} {chain} oifname \"{bridge}\" ip saddr @{peers['peer_hosts']} "
-        f"snat to {gateway_ip(subnet)}\n"
-        f"add rule ip {NFT_TABLE} {chain} ip daddr @{peers['peer_nets']} ct status dnat masquerade\n"
         # TCP/UDP sources are mapped into the host's ephemeral range, never kept: a guest
         # sending from port 8xxx would otherwise own the reply tuple of another tenant's
         # published port 8xxx (conntrack would deliver that port's clients to it)
         f"add rule ip {NFT_TABLE} {chain} ip saddr {net} ip daddr != {net} meta l4proto {{ tcp, udp }} "
         f"masquerade to :{MASQUERADE_PORTS}\n"
         f"add rule ip {NFT_TABLE} {chain} ip saddr {net} ip daddr != {net} masquerade\n"
+        f"add rule ip {NFT_TABLE} {chain} oifname \"{bridge}\" ip saddr @{peers['peer_hosts']} "
+        f"snat to {gateway_ip(subnet)}\n"
+        f"add rule ip {NFT_TABLE} {chain} ip daddr @{peers['peer_nets']} ct status dnat masquerade\n"
     )
     _nft(script)
 
