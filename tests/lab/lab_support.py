@@ -75,14 +75,34 @@ def bring_up(password: str) -> Lab:
     return lab
 
 
+LOGS = Path("/var/tmp/appliance-lab-logs")   # the last lab's daemon logs, kept after `down`
+
+
 def tear_down() -> str:
+    import shutil
+    shutil.rmtree(LOGS, ignore_errors=True)
+    for h in lab_topology.HOSTS:
+        if (h.data_dir / "log").is_dir():
+            shutil.copytree(h.data_dir / "log", LOGS / h.name)
     proc = lab_command("down")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
 
-def launch(lab: Lab, host: str, client: Client, key_id: str, timeout: float = 90) -> dict:
-    """A container created through ``host``'s API, once running (polled on that host)."""
+def launch(lab: Lab, host: str, client: Client, key_id: str, timeout: float = 90,
+           on: str | None = None) -> dict:
+    """A container created through ``host``'s API, once running (polled on that host).
+    ``on``: the host it must land on (the others are drained by the admin meanwhile)."""
+    if on is not None:
+        admin = lab.admin(host)
+        others = [name for name in lab.apis if name != on]
+        for name in others:
+            assert admin.post(f"/admin/hosts/{name}/drain").status_code == 200
+        try:
+            return launch(lab, host, client, key_id, timeout)
+        finally:
+            for name in others:
+                assert admin.post(f"/admin/hosts/{name}/undrain").status_code == 200
     r = client.post("/compute/containers", json={"name": "box", "ssh_key_ids": [key_id], "ssh_enabled": True})
     assert r.status_code == 200, r.text
     cid = r.json()["id"]

@@ -69,12 +69,12 @@ def test_a_user_created_via_a_logs_in_via_c_and_sees_the_same_state(lab, person)
 
 @pytest.fixture(scope="module")
 def guest_c(lab, person):
-    return launch(lab, "lab-c", lab.login("lab-c", person["name"], "pw-123456"), person["key_id"])
+    return launch(lab, "lab-c", lab.login("lab-c", person["name"], "pw-123456"), person["key_id"], on="lab-c")
 
 
 @pytest.fixture(scope="module")
 def guest_a(lab, person):
-    return launch(lab, "lab-a", lab.login("lab-a", person["name"], "pw-123456"), person["key_id"])
+    return launch(lab, "lab-a", lab.login("lab-a", person["name"], "pw-123456"), person["key_id"], on="lab-a")
 
 
 def test_each_host_runs_its_guests_on_its_own_subnet(lab, person, guest_a, guest_c):
