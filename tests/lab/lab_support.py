@@ -97,12 +97,14 @@ def launch(lab: Lab, host: str, client: Client, key_id: str, timeout: float = 90
         admin = lab.admin(host)
         others = [name for name in lab.apis if name != on]
         for name in others:
-            assert admin.post(f"/admin/hosts/{name}/drain").status_code == 200
+            r = admin.post(f"/admin/hosts/{name}/drain")
+            assert r.status_code == 200, r.text
         try:
             return launch(lab, host, client, key_id, timeout)
         finally:
             for name in others:
-                assert admin.post(f"/admin/hosts/{name}/undrain").status_code == 200
+                r = admin.post(f"/admin/hosts/{name}/undrain")
+                assert r.status_code == 200, r.text
     r = client.post("/compute/containers", json={"name": "box", "ssh_key_ids": [key_id], "ssh_enabled": True})
     assert r.status_code == 200, r.text
     cid = r.json()["id"]
