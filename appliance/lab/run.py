@@ -74,7 +74,10 @@ def share_secrets(password: str) -> None:
 def appliance(h: LabHost, holder: int, command: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """``appliance --config <host's> COMMAND`` inside the host's namespaces."""
     argv = [*hostns.enter(holder), sys.executable, "-m", "appliance.cli", "--config", str(h.config_file), command]
-    return subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300)
+    # the daemons run this very checkout's code, whatever the venv's editable install points at
+    code = str(Path(__file__).resolve().parents[2])
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=code,
+                          env={**os.environ, "PYTHONPATH": code, **(env or {})})
 
 
 def up() -> int:
