@@ -111,7 +111,7 @@ def test_the_ssh_gateway_of_every_host_reaches_the_guest_on_c(lab, person, guest
 
 def test_a_guest_cannot_reach_guests_or_addresses_of_other_hosts(lab, person, guest_a, guest_c):
     probes = {
-        "own host's SSH gateway": ("10.217.1.1", 2222),
+        "own host's SSH gateway": ("10.231.0.1", 2222),   # its public port, on the LAN address
         "guest on C": (guest_c["external_ip"], 22),
         "host B's API": ("10.231.0.2", 8080),
         "host C's SSH gateway": ("10.231.0.3", 2222),
