@@ -60,12 +60,12 @@ def _private(path: Path, data: bytes) -> None:
 
 def share_secrets(password: str) -> None:
     """The same JWT secret, SSH gateway guest access key and admin password file in every data dir."""
-    first = config_mod.load(HOSTS[0].config_file)
+    first = config_mod.load(HOSTS[0].config_file, env={})
     supervise.private_data_dir(first)
     access_key = gatewaykeys.private_key_pem(first, gatewaykeys.GUEST_ACCESS_KEY)
     jwt = (secrets.token_urlsafe(32) + "\n").encode()
     for h in HOSTS:
-        supervise.private_data_dir(config_mod.load(h.config_file))
+        supervise.private_data_dir(config_mod.load(h.config_file, env={}))
         _private(h.data_dir / "jwt_secret", jwt)
         _private(h.data_dir / "ssh" / gatewaykeys.GUEST_ACCESS_KEY, access_key)
         _private(h.data_dir / "admin_password", (password + "\n").encode())
@@ -76,8 +76,11 @@ def appliance(h: LabHost, holder: int, command: str, env: dict | None = None) ->
     argv = [*hostns.enter(holder), sys.executable, "-m", "appliance.cli", "--config", str(h.config_file), command]
     # the daemons run this very checkout's code, whatever the venv's editable install points at
     code = str(Path(__file__).resolve().parents[2])
+    # the host's settings come from its file alone: `make` exports APPLIANCE_DATA_DIR, and any
+    # APPLIANCE_* of the caller would otherwise override every host's file
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
     return subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=code,
-                          env={**os.environ, "PYTHONPATH": code, **(env or {})})
+                          env={**inherited, "PYTHONPATH": code, **(env or {})})
 
 
 def up() -> int:
@@ -139,7 +142,7 @@ def _stop_host(h: LabHost) -> str | None:
         hostns.terminate(holder)
         return f"{h.name} (daemons, guests, libvirtd)"
     if h.config_file.exists():   # the holder is gone: stop the daemons by their pid files
-        cfg = config_mod.load(h.config_file)
+        cfg = config_mod.load(h.config_file, env={})
         if any([supervise.stop(cfg, name) for name in reversed(supervise.SERVICES)]):
             return f"{h.name} daemons"
     return None
