@@ -13,8 +13,8 @@ up: venv
 down:
 	@if [ -x $(BIN)/appliance ]; then $(BIN)/appliance down; else echo "nothing to stop"; fi
 
-# Three hosts on this machine, one cluster (docs/cluster-lab.md); under the machine-wide lock's
-# neighbours' rules: run `flock /tmp/appliance-lxc.lock make lab` on a shared machine.
+# Three hosts on this machine, one cluster (docs/cluster-lab.md). On a machine shared with other
+# test runs: `flock /tmp/appliance-lxc.lock make lab`. `make lab-down` removes it (safe twice).
 lab: venv
 	$(BIN)/python -m appliance.lab up
 
