@@ -45,13 +45,13 @@ guest subnets), which the chains above use: a guest's packets to another
 host's address are dropped, to another host's guest subnet too unless
 DNAT'ed (a published port); packets from another host's guest subnet into
 this bridge are dropped (routed traffic between hosts is always NATed to a
-host address first). In ``nat_<bridge>``: traffic from another host into
-this host's guests is SNATed to the bridge address (guests see their own
-host: the gateway's guest access key, ``from="<bridge address>"``, holds),
-(the drops match the original direction only: replies to what a host or a
-published port opened pass),
-and traffic DNAT'ed here to another host's guest is masqueraded (its
-replies come back through this host).
+host address first). These drops match the original direction only:
+replies to what a host or a published port opened pass. In
+``nat_<bridge>``: traffic from another host into this host's guests is
+SNATed to the bridge address (guests see their own host: the gateway's
+guest access key, ``from="<bridge address>"``, holds), and traffic DNAT'ed
+here to another host's guest is masqueraded (its replies come back through
+this host).
 """
 from __future__ import annotations
 
