@@ -153,3 +153,23 @@ def test_a_host_port_of_a_reaches_a_guest_on_c(lab, person, guest_c):
         held.close()
     assert "src=10.231.0.1" in flows and "dst=10.217.3.1" in flows, flows
     assert on_a.delete(f"/compute/containers/{guest_c['id']}/ingress/{port}").status_code in (200, 204)
+
+
+def test_six_containers_of_two_users_spread_over_the_hosts(lab, tmp_path):
+    """Placement across the cluster: 2 users x 3 containers (their quota) through host B land on
+    at least two hosts, each running on its host's subnet and listed alike through every host."""
+    admin = lab.admin("lab-b")
+    landed = {}
+    for n in range(2):
+        name = f"spread{n}{time.monotonic_ns() % 10**6}"
+        assert admin.post("/admin/users", json={"username": name, "password": "pw-123456"}).status_code == 200
+        user = lab.login("lab-b", name, "pw-123456")
+        key_id, _ = add_key(user)
+        for _ in range(3):
+            c = launch(lab, "lab-b", user, key_id)
+            landed[c["id"]] = int(c["external_ip"].split(".")[2])
+        for host in HOSTS:
+            listed = lab.login(host, name, "pw-123456").get("/compute/containers").json()["containers"]
+            mine = {x["id"]: x["status"] for x in listed}
+            assert {cid: "running" for cid in landed if cid in mine} == mine and len(mine) == 3, (host, mine)
+    assert len(set(landed.values())) >= 2, landed
