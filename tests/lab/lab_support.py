@@ -133,3 +133,34 @@ def tcp_probe(address: str, port: int, seconds: int = 3) -> str:
     """A shell command (bash, no tools needed in the guest) printing OPEN or CLOSED."""
     return (f"timeout {seconds} bash -c 'exec 3<>/dev/tcp/{address}/{port}' 2>/dev/null "
             f"&& echo OPEN || echo CLOSED")
+
+
+def kill_daemons(host: str) -> list[int]:
+    """kill -9 of the appliance's processes of lab host ``host`` (core, gateways, their log
+    writers); its libvirtd and guests keep running, as on a machine whose appliance crashed."""
+    import signal
+
+    from appliance.lab import usage
+    killed = []
+    for pid, command, _ in usage.processes()[host]:
+        if "appliance.cli" in command or "appliance.logs" in command:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    return killed
+
+
+def restart(lab: Lab, host: str) -> None:
+    """`appliance up` again in the host's namespaces."""
+    from appliance.lab import run
+    h = lab_topology.host(host)
+    result = run.appliance(h, lab.holder(host), "up", {"APPLIANCE_ADMIN_PASSWORD": lab.admin_password})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def wait_status(client: Client, cid: str, status: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        c = client.get(f"/compute/containers/{cid}").json()
+        if c.get("status") == status or time.monotonic() > deadline:
+            return c
+        time.sleep(0.2)

@@ -19,7 +19,7 @@ if os.geteuid() != 0:
 
 import requests  # noqa: E402
 from compute_support import add_key, private_pem  # noqa: E402
-from lab_support import gateway_ssh, launch, tcp_probe  # noqa: E402
+from lab_support import gateway_ssh, kill_daemons, launch, restart, tcp_probe, wait_status  # noqa: E402
 
 from appliance.lab import usage  # noqa: E402
 
@@ -173,3 +173,21 @@ def test_six_containers_of_two_users_spread_over_the_hosts(lab, tmp_path):
             mine = {x["id"]: x["status"] for x in listed}
             assert {cid: "running" for cid in landed if cid in mine} == mine and len(mine) == 3, (host, mine)
     assert len(set(landed.values())) >= 2, landed
+
+
+def test_a_host_whose_appliance_is_killed_shows_unknown_then_comes_back(lab, person):
+    on_a = lab.login("lab-a", person["name"], "pw-123456")
+    guest_b = launch(lab, "lab-a", on_a, person["key_id"], on="lab-b")
+    assert kill_daemons("lab-b")
+    down_at = time.monotonic()
+    c = wait_status(on_a, guest_b["id"], "unknown", timeout=30)
+    assert c["status"] == "unknown", c
+    print(f"lab-b's container unknown {time.monotonic() - down_at:.1f} s after kill -9")
+    # everything else keeps working: login and reads through the other hosts
+    on_c = lab.login("lab-c", person["name"], "pw-123456")
+    assert on_c.get("/compute/ssh-keys").status_code == 200
+    restart(lab, "lab-b")
+    c = wait_status(on_a, guest_b["id"], "running", timeout=60)
+    assert c["status"] == "running", c
+    r = gateway_ssh(lab, "lab-a", person["key_file"], guest_b["id"], "hostname -I")
+    assert r.returncode == 0 and guest_b["external_ip"] in r.stdout, r.stderr
