@@ -158,9 +158,12 @@ def restart(lab: Lab, host: str) -> None:
 
 
 def wait_status(client: Client, cid: str, status: str, timeout: float) -> dict:
+    """The container as the list shows it (the database's view: a single GET of a down host's
+    container is forwarded to that host and answers 503) once it has ``status``, or at the timeout."""
     deadline = time.monotonic() + timeout
     while True:
-        c = client.get(f"/compute/containers/{cid}").json()
-        if c.get("status") == status or time.monotonic() > deadline:
+        listed = client.get("/compute/containers").json()["containers"]
+        c = next(x for x in listed if x["id"] == cid)
+        if c["status"] == status or time.monotonic() > deadline:
             return c
         time.sleep(0.2)
