@@ -5,13 +5,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 export APPLIANCE_DATA_DIR ?= /var/lib/appliance
 
-.PHONY: up down test lint test-install lint-ansible deps venv proto bench clean
+.PHONY: up down lab lab-down test lint test-install lint-ansible deps venv proto bench clean
 
 up: venv
 	$(BIN)/appliance up
 
 down:
 	@if [ -x $(BIN)/appliance ]; then $(BIN)/appliance down; else echo "nothing to stop"; fi
+
+# Three hosts on this machine, one cluster (docs/cluster-lab.md). On a machine shared with other
+# test runs: `flock /tmp/appliance-lxc.lock make lab`. `make lab-down` removes it (safe twice).
+lab: venv
+	$(BIN)/python -m appliance.lab up
+
+lab-down:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m appliance.lab down; else echo "nothing to remove"; fi
 
 test: venv lint
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)

@@ -26,7 +26,7 @@ from appliance.core.compute.sshgw import SshGatewayServicer
 from appliance.core.db import open_database
 from appliance.core.exposition import Exposition, Listener, MetricsServicer
 from appliance.core.fleet import listener as cluster_listener
-from appliance.core.fleet import membership, notify
+from appliance.core.fleet import membership, notify, peernet
 from appliance.core.fleet import models as fleet_models  # noqa: F401 - registers the host table
 from appliance.core.fleet.heartbeat import Heartbeat
 from appliance.core.guard import GuardedServer
@@ -146,6 +146,8 @@ def build_server(config: Config) -> Core:
         compute.ingress.announce = fleet_events.changed
         core.run_in_background(fleet_events.start())
         core.closers.append(fleet_events.close)
+    if config.cluster_address:   # routes to and isolation from the other hosts' guests
+        core.run_in_background(peernet.keep_peer_networks(config, compute.driver))
     # Internal: the SSH gateway asks who may reach which guest.
     guarded.add(contract.SSH_GATEWAY, SshGatewayServicer(config, compute.driver, compute.forwarder))
     guarded.add(contract.STORAGE, StorageServicer(config))

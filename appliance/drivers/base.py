@@ -244,6 +244,10 @@ class GuestDriver(abc.ABC):
         image when ``build_image``); raises with the reason when it cannot.
         Idempotent; the core retries it. Nothing to do by default."""
 
+    def set_peer_networks(self, peers: list[tuple[str, str]]) -> None:  # noqa: B027 - a no-op unless overridden
+        """The other hosts of the cluster, (address, guest subnet) pairs: route
+        to their guests and keep this host's guests away from them and theirs."""
+
     @abc.abstractmethod
     def stored_guests(self) -> set[str]:
         """Ids of every guest with persistent state (a volume) on this host,

@@ -36,6 +36,22 @@ Isolation (``docs/isolation.md``), all in chains named after the bridge:
   Chain ``isolate_<bridge>`` (hook forward) drops every frame bridged from a
   guest port to another port. (Matching ``meta ibrname`` would need
   CONFIG_NFT_BRIDGE_META, which this kernel lacks: ports are listed instead.)
+
+Other hosts of a cluster (``set_peer_networks``, docs/cluster-lab.md): a
+route to each other host's guest subnet via that host's address (``proto
+217``, so stale ones are found and removed), and two sets per bridge,
+``peer_hosts_<bridge>`` (their addresses) and ``peer_nets_<bridge>`` (their
+guest subnets), which the chains above use: a guest's packets to another
+host's address are dropped, to another host's guest subnet too unless
+DNAT'ed (a published port); packets from another host's guest subnet into
+this bridge are dropped (routed traffic between hosts is always NATed to a
+host address first). These drops match the original direction only:
+replies to what a host or a published port opened pass. In
+``nat_<bridge>``: traffic from another host into this host's guests is
+SNATed to the bridge address (guests see their own host: the gateway's
+guest access key, ``from="<bridge address>"``, holds), and traffic DNAT'ed
+here to another host's guest is masqueraded (its replies come back through
+this host).
 """
 from __future__ import annotations
 
@@ -46,6 +62,8 @@ import subprocess
 from collections.abc import Iterable
 
 NFT_TABLE = "appliance"
+# the routes to other hosts' guest subnets carry this protocol number (ip route ... proto 217)
+PEER_ROUTE_PROTO = "217"
 # source ports of masqueraded guest TCP/UDP: Linux's default ephemeral range, far from
 # the published ingress ports (8000-8999) and the host's service ports
 MASQUERADE_PORTS = "32768-60999"
@@ -98,8 +116,10 @@ def ensure_nat(bridge: str, subnet: str) -> None:
     """Masquerade guest traffic leaving the subnet (own table, own chain)."""
     net = str(ipaddress.ip_network(subnet))
     chain = nat_chain(bridge)
+    peers = guard_chains(bridge)
     script = (
         f"add table ip {NFT_TABLE}\n"
+        + _peer_set_declarations(bridge) +
         f"add chain ip {NFT_TABLE} {chain} {{ type nat hook postrouting priority srcnat; }}\n"
         f"flush chain ip {NFT_TABLE} {chain}\n"
         # TCP/UDP sources are mapped into the host's ephemeral range, never kept: a guest
@@ -108,6 +128,9 @@ def ensure_nat(bridge: str, subnet: str) -> None:
         f"add rule ip {NFT_TABLE} {chain} ip saddr {net} ip daddr != {net} meta l4proto {{ tcp, udp }} "
         f"masquerade to :{MASQUERADE_PORTS}\n"
         f"add rule ip {NFT_TABLE} {chain} ip saddr {net} ip daddr != {net} masquerade\n"
+        f"add rule ip {NFT_TABLE} {chain} oifname \"{bridge}\" ip saddr @{peers['peer_hosts']} "
+        f"snat to {gateway_ip(subnet)}\n"
+        f"add rule ip {NFT_TABLE} {chain} ip daddr @{peers['peer_nets']} ct status dnat masquerade\n"
     )
     _nft(script)
 
@@ -121,7 +144,13 @@ def guard_chains(bridge: str) -> dict[str, str]:
     sfx = _suffix(bridge)
     return {"pre": f"guard_pre_{sfx}", "input": f"guard_in_{sfx}", "forward": f"guard_fwd_{sfx}",
             "bridge": f"guard_{sfx}", "isolate": f"isolate_{sfx}", "ports": f"ports_{sfx}",
-            "ifaces": f"ifaces_{sfx}"}
+            "ifaces": f"ifaces_{sfx}", "peer_hosts": f"peer_hosts_{sfx}", "peer_nets": f"peer_nets_{sfx}"}
+
+
+def _peer_set_declarations(bridge: str) -> str:
+    names = guard_chains(bridge)
+    return (f"add set ip {NFT_TABLE} {names['peer_hosts']} {{ type ipv4_addr; }}\n"
+            f"add set ip {NFT_TABLE} {names['peer_nets']} {{ type ipv4_addr; flags interval; }}\n")
 
 
 GUEST_BRIDGES_SET = "guest_bridges"
@@ -140,6 +169,7 @@ def ensure_guard(bridge: str, public_ports: Iterable[int] = ()) -> None:
         f"add table ip {NFT_TABLE}\n"
         f"add set ip {NFT_TABLE} {GUEST_BRIDGES_SET} {{ type ifname; }}\n"
         f"add element ip {NFT_TABLE} {GUEST_BRIDGES_SET} {{ \"{bridge}\" }}\n"
+        + _peer_set_declarations(bridge) +
         f"add chain ip {NFT_TABLE} {names['pre']} {{ type filter hook prerouting priority raw; }}\n"
         f"flush chain ip {NFT_TABLE} {names['pre']}\n"
         f"add rule ip {NFT_TABLE} {names['pre']} iifname \"{bridge}\" ip daddr 127.0.0.0/8 counter drop\n"
@@ -151,6 +181,14 @@ def ensure_guard(bridge: str, public_ports: Iterable[int] = ()) -> None:
         f"add rule ip {NFT_TABLE} {names['input']} iifname \"{bridge}\" counter drop\n"
         f"add chain ip {NFT_TABLE} {names['forward']} {{ type filter hook forward priority filter; }}\n"
         f"flush chain ip {NFT_TABLE} {names['forward']}\n"
+        f"add rule ip {NFT_TABLE} {names['forward']} iifname \"{bridge}\" ip daddr @{names['peer_hosts']} "
+        f"ct direction original counter drop\n"
+        f"add rule ip {NFT_TABLE} {names['forward']} iifname \"{bridge}\" ip daddr @{names['peer_nets']} "
+        f"ct status dnat accept\n"
+        f"add rule ip {NFT_TABLE} {names['forward']} iifname \"{bridge}\" ip daddr @{names['peer_nets']} "
+        f"counter drop\n"
+        f"add rule ip {NFT_TABLE} {names['forward']} oifname \"{bridge}\" ip saddr @{names['peer_nets']} "
+        f"ct direction original counter drop\n"
         f"add rule ip {NFT_TABLE} {names['forward']} iifname \"{bridge}\" oifname @{GUEST_BRIDGES_SET} "
         f"ct status dnat accept\n"
         f"add rule ip {NFT_TABLE} {names['forward']} iifname \"{bridge}\" oifname @{GUEST_BRIDGES_SET} "
@@ -253,12 +291,50 @@ def remove_guest_network(bridge: str) -> None:
                  ["chain", "ip", NFT_TABLE, names["pre"]],
                  ["chain", "ip", NFT_TABLE, names["input"]],
                  ["chain", "ip", NFT_TABLE, names["forward"]],
+                 ["set", "ip", NFT_TABLE, names["peer_hosts"]],
+                 ["set", "ip", NFT_TABLE, names["peer_nets"]],
                  ["element", "ip", NFT_TABLE, GUEST_BRIDGES_SET, f'{{ "{bridge}" }}'],
                  ["chain", "bridge", NFT_TABLE, names["bridge"]],
                  ["chain", "bridge", NFT_TABLE, names["isolate"]],
                  ["set", "bridge", NFT_TABLE, names["ports"]],
                  ["set", "bridge", NFT_TABLE, names["ifaces"]]):
         subprocess.run(["nft", "delete", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def peer_sets_script(bridge: str, subnet: str, peers: Iterable[tuple[str, str]]) -> str:
+    """The nft script that makes the peer sets of ``bridge`` hold exactly
+    ``peers``: (address of another host, its guest subnet) pairs."""
+    own = ipaddress.ip_network(subnet)
+    hosts, nets = set(), set()
+    for address, peer_subnet in peers:
+        net = ipaddress.ip_network(peer_subnet)
+        if net.overlaps(own):
+            raise NetworkError(f"guest subnet {net} of host {address} overlaps this host's {own}")
+        hosts.add(ipaddress.IPv4Address(address))
+        nets.add(net)
+    names = guard_chains(bridge)
+    script = (f"flush set ip {NFT_TABLE} {names['peer_hosts']}\n"
+              f"flush set ip {NFT_TABLE} {names['peer_nets']}\n")
+    if hosts:
+        script += (f"add element ip {NFT_TABLE} {names['peer_hosts']} "
+                   f"{{ {', '.join(str(h) for h in sorted(hosts))} }}\n")
+    if nets:
+        script += (f"add element ip {NFT_TABLE} {names['peer_nets']} "
+                   f"{{ {', '.join(str(n) for n in sorted(nets))} }}\n")
+    return script
+
+
+def set_peer_networks(bridge: str, subnet: str, peers: Iterable[tuple[str, str]]) -> None:
+    """Route to each other host's guest subnet via that host, and keep the
+    isolation and NAT sets equal to ``peers`` (idempotent; stale routes go)."""
+    peers = sorted(set(peers))
+    _nft(peer_sets_script(bridge, subnet, peers))
+    wanted = {str(ipaddress.ip_network(net)): address for address, net in peers}
+    for route in json.loads(_ip_out("-j", "-4", "route", "show", "proto", PEER_ROUTE_PROTO) or "[]"):
+        if wanted.get(route.get("dst")) != route.get("gateway"):
+            _ip("route", "del", route["dst"], "proto", PEER_ROUTE_PROTO)
+    for net, address in wanted.items():
+        _ip("route", "replace", net, "via", address, "proto", PEER_ROUTE_PROTO)
 
 
 def _link_exists(name: str) -> bool:

@@ -12,7 +12,7 @@ def test_masquerade_never_keeps_a_guest_tcp_udp_source_port(monkeypatch):
     scripts = []
     monkeypatch.setattr(network, "_nft", scripts.append)
     network.ensure_nat("br-x", "10.9.0.0/24")
-    rules = [line for line in scripts[0].splitlines() if "masquerade" in line]
+    rules = [line for line in scripts[0].splitlines() if "masquerade" in line and "ip saddr 10.9.0.0/24" in line]
     assert rules[0].endswith("meta l4proto { tcp, udp } masquerade to :32768-60999")
     assert rules[1].endswith("masquerade") and len(rules) == 2  # other protocols (ICMP) after it
 

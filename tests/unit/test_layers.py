@@ -18,6 +18,7 @@ FORBIDDEN = [
     ("appliance.ssh", "appliance.core"), ("appliance.ssh", "appliance.http"),
     ("appliance.ssh", "appliance.drivers"), ("appliance.ssh", "appliance.host"),
     ("appliance.core", "appliance.http"), ("appliance.core", "appliance.ssh"), ("appliance.core", "appliance.cli"),
+    ("appliance.core", "appliance.lab"),
     ("appliance.drivers", "appliance.core"), ("appliance.drivers", "appliance.cli"),
     ("appliance.host", "appliance.core"), ("appliance.host", "appliance.drivers"), ("appliance.host", "appliance.cli"),
 ]
@@ -26,7 +27,7 @@ SHARED = ["appliance.batching", "appliance.clientkey", "appliance.config", "appl
           "appliance.gatewaykeys", "appliance.keep", "appliance.logs", "appliance.logsafe", "appliance.logship",
           "appliance.metrics", "appliance.metricsdir", "appliance.procs", "appliance.revert",
           "appliance.v1"]
-PACKAGES = ["appliance.cli", "appliance.http", "appliance.ssh", "appliance.core", "appliance.drivers",
+PACKAGES = ["appliance.cli", "appliance.lab", "appliance.http", "appliance.ssh", "appliance.core", "appliance.drivers",
             "appliance.host"]
 
 

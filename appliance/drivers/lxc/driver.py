@@ -152,6 +152,9 @@ class LxcDriver(GuestDriver):
         if build_image:
             image.ensure_image(self.image.parent, log=log.info)
 
+    def set_peer_networks(self, peers: list[tuple[str, str]]) -> None:
+        network.set_peer_networks(self.bridge, self.subnet, peers)
+
     # -- lifecycle -------------------------------------------------------------
 
     def spawn(self, spec: GuestSpec) -> None:
