@@ -107,6 +107,16 @@ SCHEMA_VERSION = 2
 # Cores of several hosts may start at once on one PostgreSQL: the schema work
 # is serialised by this transaction-level advisory lock (any fixed number).
 _MIGRATION_LOCK = 0x61707031
+_CREATES_LOCK = 0x61707032
+
+
+def creates_lock() -> None:
+    """Within a transaction: creates of containers on every core of one
+    PostgreSQL one at a time, so the per-user limit and a host's room are
+    counted with every earlier create committed (a host alone, on SQLite, has
+    one writer already). Released at commit or rollback."""
+    if isinstance(database.obj, pw.PostgresqlDatabase):
+        database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_CREATES_LOCK,))
 
 
 class Prepared:

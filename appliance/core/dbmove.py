@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import peewee as pw
 from playhouse.db_url import connect
@@ -48,12 +48,20 @@ class Moved:
 
 
 def shown(url: str) -> str:
-    """``url`` with its password hidden, for messages."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+    """``url`` with its password hidden, for messages: whatever stands between
+    the user name and the last "@" (unencoded "/", "#" or "@" included), and a
+    ``password=`` query parameter."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    userinfo, at, hostpart = rest.rpartition("@")
+    if at and ":" in userinfo:
+        rest = f"{userinfo.split(':', 1)[0]}:***@{hostpart}"
+    base, q, query = rest.partition("?")
+    if q:
+        params = ("password=***" if p.lower().startswith("password=") else p for p in query.split("&"))
+        base = f"{base}?{'&'.join(params)}"
+    return f"{scheme}://{base}"
 
 
 def _models() -> list[type[db.BaseModel]]:

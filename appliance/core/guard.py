@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from collections.abc import Callable
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -21,6 +22,7 @@ from appliance.core.auth.identity import Tokens
 from appliance.core.handlers import method_handlers, register
 from appliance.errors import AppError, PermissionDenied, Unauthenticated
 from appliance.logs import valid_request_id
+from appliance.logsafe import clip
 from appliance.v1 import options_pb2 as opt
 
 log = logging.getLogger("appliance.core")
@@ -123,10 +125,13 @@ async def _abort(context, error: AppError):
 class CallGuard:
     """Runs one call: authenticate, bind the context, map errors, log."""
 
-    def __init__(self, method: Method, authenticate: Authenticator, cluster: bool = False):
+    def __init__(self, method: Method, authenticate: Authenticator,
+                 cluster: Callable[[str], bool] | None = None):
         self.method = method
         self.authenticate = authenticate
-        self.cluster = cluster   # the cluster listener: every caller must be a verified peer
+        # The cluster listener: every caller must be a verified peer whose
+        # certificate names a host of the cluster (this predicate).
+        self.cluster = cluster
         self.metrics = metrics.GrpcMethod(method.descriptor.containing_service.full_name, method.descriptor.name,
                                           method.client_streaming, method.server_streaming)
 
@@ -135,10 +140,12 @@ class CallGuard:
         request = ctx.bind_request(request_id_from(metadata))
         peer = ""
         try:
-            if self.cluster:
+            if self.cluster is not None:
                 peer = verified_peer(context)
                 if not peer:
                     raise Unauthenticated("the cluster port serves only cores with a cluster certificate")
+                if not self.cluster(peer):
+                    raise PermissionDenied(f"certificate of {clip(peer)!r}: no such host in the cluster")
             principal = self.authenticate(self.method, metadata, peer)
         except AppError as e:
             self.log(None, e.code, 0.0)
@@ -217,10 +224,12 @@ class GuardedServer:
     Use it in place of the server: ``GuardedServer(server, tokens).add(contract.AUTH, servicer)``.
     """
 
-    def __init__(self, server: grpc.aio.Server, tokens: Tokens, service_secret: str = "", cluster: bool = False):
+    def __init__(self, server: grpc.aio.Server, tokens: Tokens, service_secret: str = "",
+                 cluster: Callable[[str], bool] | None = None):
         self.server = server
         self.authenticate = Authenticator(tokens, service_secret)
-        self.cluster = cluster   # serving cluster_listen (core/fleet/listener.py)
+        # Serving cluster_listen (core/fleet/listener.py): which certificate names are hosts.
+        self.cluster = cluster
         # Guarded unary-unary handlers by method path, for the call multiplexer.
         self.unary: dict[str, grpc.RpcMethodHandler] = {}
         # What add() registered, for the cluster listener to serve the same.

@@ -1,13 +1,13 @@
 """Review of issue 13: two real cores on one private PostgreSQL, attacked.
 
-- placement is decided by the core that receives CreateContainer and not
-  checked again by the core that creates it (x-appliance-placed-on): creates
-  sent at once all land on a host with room for one;
+- placement is decided by the core that receives CreateContainer; creates
+  sent at once must not all land on a host with room for one;
 - any certificate of the cluster CA is a peer, whether or not its CN is a
   host of the host table (a removed host's certificate keeps every power).
 
-The tests state what we want; xfail(strict=True) marks today's weakness
-(an XPASS once fixed: drop the marker). Fake guest driver: no lock needed."""
+Both were fixed (the creating core checks its room again under a cluster-wide
+create lock; the cluster port admits only certificates naming a host of the
+table). Fake guest driver: no lock needed."""
 from __future__ import annotations
 
 import secrets
@@ -62,8 +62,6 @@ def cluster(certs, tmp_path_factory):
                 app.close()
 
 
-@pytest.mark.xfail(strict=True, reason="review: the placing core's choice is not checked again where the "
-                   "container is created; concurrent creates overcommit the chosen host")
 def test_concurrent_creates_never_overcommit_a_host(cluster):
     a, _, _ = cluster
     admin = a.admin()
@@ -91,8 +89,6 @@ def test_concurrent_creates_never_overcommit_a_host(cluster):
     assert b["memory_mb_used"] <= b["memory_mb"], b
 
 
-@pytest.mark.xfail(strict=True, reason="review: the cluster guard admits any CN the CA signed; "
-                   "it never looks the name up in the host table")
 def test_a_certificate_of_no_host_in_the_table_is_refused(cluster, certs):
     a, _, ports = cluster
     creds = grpc.ssl_channel_credentials((certs / "ca" / "ca.pem").read_bytes(),

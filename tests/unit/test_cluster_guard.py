@@ -62,7 +62,7 @@ def test_a_peer_may_make_service_calls_but_is_no_user():
 
 def test_the_cluster_guard_refuses_a_caller_without_a_certificate_and_names_a_peer():
     auth = Authenticator(Tokens("s" * 32))
-    guard = CallGuard(AUTHORIZE, auth, cluster=True)
+    guard = CallGuard(AUTHORIZE, auth, cluster=lambda name: name == "hostb")
     plain = Context({"transport_security_type": [b"insecure"]})
     with pytest.raises(grpc.aio.AbortError):
         asyncio.run(guard.enter(plain))
@@ -76,6 +76,12 @@ def test_the_cluster_guard_refuses_a_caller_without_a_certificate_and_names_a_pe
             ctx.reset(tokens)
 
     assert asyncio.run(enter_as_peer()) == (None, "hostb")
+    # A certificate of the CA whose name is no host of the cluster: refused.
+    stranger = CallGuard(AUTHORIZE, auth, cluster=lambda name: False)
+    context = Context(TLS_PEER)
+    with pytest.raises(grpc.aio.AbortError):
+        asyncio.run(stranger.enter(context))
+    assert context.aborted[0] == grpc.StatusCode.PERMISSION_DENIED
     # Off the cluster port nobody is a peer, whatever the connection says.
     local = CallGuard(AUTHORIZE, Authenticator(Tokens("s" * 32), service_secret="x"))
     with pytest.raises(grpc.aio.AbortError):

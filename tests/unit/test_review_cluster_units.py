@@ -1,11 +1,14 @@
 """Review of issue 13 (one cloud over many hosts): weaknesses found, as tests.
 
-Each test states the behaviour we want; the ones marked xfail(strict=True)
-document a weakness of the merged code (they fail today, and turn into an
-XPASS, i.e. a failure, once fixed: then drop the marker)."""
+Each test states the behaviour we want; each failed on the merged code and
+passes since its fix (a certificate naming no host is refused; dbmove hides
+every spelling of a password; the outbox stays bounded and thread-safe; a
+malformed notification is skipped and the relay goes on)."""
 from __future__ import annotations
 
 import asyncio
+import collections
+import threading
 
 import grpc
 import pytest
@@ -15,7 +18,7 @@ from appliance.core import context as ctx
 from appliance.core.auth.identity import Tokens
 from appliance.core.db import open_database
 from appliance.core.dbmove import shown
-from appliance.core.fleet import notify
+from appliance.core.fleet import membership, notify
 from appliance.core.guard import Authenticator, CallGuard
 
 AUTHORIZE = METHODS["/appliance.v1.SshGatewayService/Authorize"]
@@ -41,12 +44,10 @@ def database(tmp_path):
     open_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
 
 
-@pytest.mark.xfail(strict=True, reason="review: any certificate of the cluster CA is a peer, "
-                   "whether or not its CN is a host of the host table (no revocation)")
 def test_a_certificate_naming_no_host_of_the_table_is_no_peer():
     # The host table is empty: "ghost" was removed (or never joined), but its
     # certificate (825 days, no CRL) is still signed by the cluster CA.
-    guard = CallGuard(AUTHORIZE, Authenticator(Tokens("s" * 32)), cluster=True)
+    guard = CallGuard(AUTHORIZE, Authenticator(Tokens("s" * 32)), cluster=membership.Members())
     ghost = Context({"transport_security_type": [b"ssl"], "x509_common_name": [b"ghost"]})
 
     async def enter():
@@ -55,30 +56,26 @@ def test_a_certificate_naming_no_host_of_the_table_is_no_peer():
         return principal
 
     with pytest.raises(grpc.aio.AbortError):
-        asyncio.run(enter())   # today: admitted, Authorize/Recheck/ShipLogs answered
+        asyncio.run(enter())   # was admitted: Authorize/Recheck/ShipLogs answered
+    assert ghost.aborted[0] == grpc.StatusCode.PERMISSION_DENIED
 
 
 @pytest.mark.parametrize("url, secret", [
     ("postgresql://appliance:hunter2@db:5432/appliance", "hunter2"),                    # hidden: fine
     ("postgresql://appliance:hun%2Fter2@db/appliance", "hun%2Fter2"),                   # hidden: fine
-    pytest.param("postgresql://appliance@db/appliance?password=hunter2", "hunter2",
-                 marks=pytest.mark.xfail(strict=True, reason="review: a password in the query is shown")),
-    pytest.param("postgresql://appliance:hun/ter2@db/appliance", "hun/ter2",
-                 marks=pytest.mark.xfail(strict=True, reason="review: an unencoded '/' ends the netloc "
-                                                             "and the password is shown")),
-    pytest.param("postgresql://appliance:hun#ter2@db/appliance", "hun#ter2",
-                 marks=pytest.mark.xfail(strict=True, reason="review: an unencoded '#' is shown")),
+    ("postgresql://appliance@db/appliance?password=hunter2", "hunter2"),
+    ("postgresql://appliance:hun/ter2@db/appliance", "hun/ter2"),
+    ("postgresql://appliance:hun#ter2@db/appliance", "hun#ter2"),
 ])
 def test_dbmove_never_prints_the_password(url, secret):
     assert secret not in shown(url)
 
 
-@pytest.mark.xfail(strict=True, reason="review: changed() appends without the MAX_OUTBOX bound send() keeps")
 def test_the_outbox_stays_bounded_for_changed_notices(monkeypatch):
     monkeypatch.setattr(notify, "MAX_OUTBOX", 5)
     events = notify.FleetEvents.__new__(notify.FleetEvents)   # no connection, no thread
-    import collections
     events.outbox = collections.deque()
+    events._outbox_lock = threading.Lock()
     events._wake = lambda: None
     for _ in range(50):
         events.changed()
@@ -96,12 +93,9 @@ class _Conn:
 
 
 @pytest.mark.parametrize("payload", [
-    '{"o": "hostb"',                                   # not JSON: skipped today
-    pytest.param("1", marks=pytest.mark.xfail(strict=True, raises=AttributeError,
-                                              reason="review: valid JSON that is no object kills the thread")),
-    pytest.param('{"o": "hostb", "t": "U1", "e": "////"}',
-                 marks=pytest.mark.xfail(strict=True, reason="review: a protobuf DecodeError is not caught: "
-                                                             "the relay thread dies, never to reconnect")),
+    '{"o": "hostb"',                                   # not JSON
+    "1",                                               # JSON, no object
+    '{"o": "hostb", "t": "U1", "e": "////"}',           # no protobuf
 ])
 def test_a_malformed_notification_is_skipped_and_the_relay_goes_on(payload):
     from appliance.v1 import compute_pb2

@@ -5,7 +5,7 @@ writes its own row after every sample; a host whose row stops changing turns
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 import peewee as pw
 
@@ -31,10 +31,17 @@ def encode(snapshot: Snapshot) -> str:
                       separators=(",", ":"))
 
 
+def _known(kind, values: dict):
+    """``kind(**values)`` with the fields this version knows (a newer host's row
+    may carry more during a rolling upgrade)."""
+    names = {f.name for f in fields(kind)}
+    return kind(**{k: v for k, v in values.items() if k in names})
+
+
 def decode(taken_at: float, body: str) -> Snapshot:
     data = json.loads(body)
-    return Snapshot(timestamp=taken_at, host=HostReading(**data["host"]),
-                    guests=[GuestReading(**g) for g in data["guests"]])
+    return Snapshot(timestamp=taken_at, host=_known(HostReading, data["host"]),
+                    guests=[_known(GuestReading, g) for g in data["guests"]])
 
 
 def store(snapshot: Snapshot) -> None:

@@ -60,6 +60,28 @@ def hosts(config: Config, now: float) -> list[Candidate]:
     return rows
 
 
+def _capacity(config: Config, host: Candidate) -> tuple[float, float]:
+    return host.cpus * config.cpu_overcommit, host.memory_mb * config.memory_overcommit
+
+
+def _fits(config: Config, host: Candidate, load: Load, cpus: float, memory_mb: int) -> bool:
+    cpu_cap, memory_cap = _capacity(config, host)
+    return (cpu_cap > 0 and memory_cap > 0 and load.cpus + cpus <= cpu_cap + 1e-9
+            and load.memory_mb + memory_mb <= memory_cap)
+
+
+def check_room_here(config: Config, cpus: float, memory_mb: int) -> None:
+    """Conflict unless this host is active and has room: what the creating core
+    checks again inside its create transaction (under db.creates_lock()), since
+    the core that placed the container decided before other creates landed."""
+    own = next(h for h in hosts(config, time.time()) if h.name == config.node_name)
+    if own.state != ACTIVE:
+        raise Conflict(f"host {own.name} is drained: it takes no new containers; try again")
+    if not _fits(config, own, loads().get(own.name, NO_LOAD), cpus, memory_mb):
+        raise Conflict(f"host {own.name} has no room left for {cpus:g} cpus and {memory_mb} MiB "
+                       "(other containers were placed there meanwhile); try again")
+
+
 def choose_host(config: Config, cpus: float, memory_mb: int) -> str:
     """The name of the host that will run a container of ``cpus`` and ``memory_mb``.
 
@@ -83,11 +105,10 @@ def choose_host(config: Config, cpus: float, memory_mb: int) -> str:
             refused["down"] += 1
             continue
         load = used.get(host.name, NO_LOAD)
-        cpu_cap, memory_cap = host.cpus * config.cpu_overcommit, host.memory_mb * config.memory_overcommit
-        fits = load.cpus + cpus <= cpu_cap + 1e-9 and load.memory_mb + memory_mb <= memory_cap
-        if not fits or cpu_cap <= 0 or memory_cap <= 0:
+        if not _fits(config, host, load, cpus, memory_mb):
             refused["full"] += 1
             continue
+        cpu_cap, memory_cap = _capacity(config, host)
         key = (-(memory_cap - load.memory_mb) / memory_cap, -(cpu_cap - load.cpus) / cpu_cap, host.name)
         if best is None or key < best:
             best = key

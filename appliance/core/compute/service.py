@@ -10,6 +10,7 @@ import logging
 
 from appliance.config import Config
 from appliance.core import context as ctx
+from appliance.core import db
 from appliance.core.auth import scopes
 from appliance.core.compute import (
     addresses,
@@ -111,8 +112,10 @@ class ComputeServicer(ContainerLifecycle, compute_pb2_grpc.ComputeServiceService
         # A refused create (e.g. an ingress conflict) keeps no disk reservation.
         with Reverter() as revert:
             with database.atomic():
+                db.creates_lock()
                 if Container.select().where(Container.owner == p.user.id).count() >= limit:
                     raise Conflict(f"container limit reached: at most {limit} containers per user")
+                placement.check_room_here(self.config, itype.cpus, memory)
                 used = [r.ip for r in Container.select(Container.ip)]
                 try:
                     ip = addresses.allocate(placement.guest_subnet(self.config, host), used,

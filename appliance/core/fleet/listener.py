@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2_grpc
 
 from appliance.batching import MAX_MESSAGE
 from appliance.config import Config, check_cluster
+from appliance.core.fleet import membership
 from appliance.core.guard import GuardedServer
 
 SETTINGS = ("cluster_ca_file", "cluster_cert_file", "cluster_key_file")
@@ -50,7 +51,7 @@ def build(config: Config, guarded: GuardedServer, health_servicer: health.aio.He
         ("grpc.max_receive_message_length", MAX_MESSAGE),
         ("grpc.max_send_message_length", MAX_MESSAGE),
     ])
-    peers = GuardedServer(server, guarded.authenticate.tokens, cluster=True)
+    peers = GuardedServer(server, guarded.authenticate.tokens, cluster=membership.Members())
     for service, servicer in guarded.services:
         peers.add(service, servicer)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -101,3 +101,26 @@ class Beating(Protocol):
 def alive(host: Beating, now: float, dead_seconds: float) -> bool:
     """The host's core wrote a heartbeat within ``dead_seconds``."""
     return now - host.heartbeat_at < dead_seconds
+
+
+class Members:
+    """Whether a name is a host of the host table: the cluster port's test of a
+    verified certificate's name (a certificate of the CA for a host that never
+    joined, or whose row an operator removed, is no peer). The names are read
+    at most every ``ttl`` seconds, and again (at most once a second) for a
+    name not among them, so a host that just joined is let in at once."""
+
+    def __init__(self, ttl: float = 5.0):
+        self.ttl = ttl
+        self._names: frozenset[str] = frozenset()
+        self._read_at = -1e9
+
+    def _read(self, now: float) -> None:
+        self._names = frozenset(row.name for row in Host.select(Host.name))
+        self._read_at = now
+
+    def __call__(self, name: str) -> bool:
+        now = time.monotonic()
+        if now - self._read_at > self.ttl or (name not in self._names and now - self._read_at > 1.0):
+            self._read(now)
+        return name in self._names

@@ -41,6 +41,7 @@ import peewee as pw
 
 from appliance import metrics
 from appliance.core.events import Bus
+from appliance.logsafe import clip
 
 log = logging.getLogger("appliance.core.fleet.notify")
 
@@ -94,6 +95,7 @@ class FleetEvents:
         self.message_type = message_type
         self.on_remote = on_remote
         self.outbox: collections.deque[tuple[Hashable | None, Any]] = collections.deque()
+        self._outbox_lock = threading.Lock()
         self.connected = threading.Event()
         self.connections = 0          # connections made (1 + reconnects)
         self.backend_pid: int | None = None
@@ -122,17 +124,20 @@ class FleetEvents:
     # -- the loop's side ---------------------------------------------------------
     def send(self, topic: Hashable, event: Any) -> None:
         """Queue ``event`` for the other hosts (the bus's relay; never blocks)."""
-        if len(self.outbox) >= MAX_OUTBOX:
-            self.outbox.popleft()
-            log.warning("fleet events: the database is unreachable and %d events wait; "
-                        "dropping the oldest", MAX_OUTBOX)
-        self.outbox.append((topic, event))  # encoded by the thread: off the loop
-        self._wake()
+        self._enqueue((topic, event))  # encoded by the thread: off the loop
 
     def changed(self) -> None:
         """Tell the other hosts' cores that shared state changed outside any status
         event (an ingress rule added or removed): they call their ``on_remote``."""
-        self.outbox.append((None, None))
+        self._enqueue((None, None))
+
+    def _enqueue(self, item: tuple) -> None:
+        with self._outbox_lock:   # the thread takes items off the other end
+            if len(self.outbox) >= MAX_OUTBOX:
+                self.outbox.popleft()
+                log.warning("fleet events: the database is unreachable and %d events wait; "
+                            "dropping the oldest", MAX_OUTBOX)
+            self.outbox.append(item)
         self._wake()
 
     def _wake(self) -> None:
@@ -190,6 +195,9 @@ class FleetEvents:
                 self._serve(conn)
             except (psycopg2.Error, OSError) as e:
                 log.warning("fleet events: connection lost (%s); reconnecting", str(e).strip())
+            except Exception:  # noqa: BLE001 - never end the relay: reconnect (the streams re-read)
+                log.exception("fleet events: unexpected error; reconnecting")
+                self._stop.wait(backoff)
             finally:
                 self.connected.clear()
                 conn.close()
@@ -212,21 +220,28 @@ class FleetEvents:
                 self._receive(conn)
 
     def _flush(self, cur) -> None:
-        while self.outbox:
-            batch = [encode(self.origin, *item) if item[0] is not None else encode_changed(self.origin)
-                     for item in (self.outbox[i] for i in range(min(BATCH, len(self.outbox))))]
-            cur.execute("; ".join(["SELECT pg_notify(%s, %s)"] * len(batch)),
-                        [v for payload in batch for v in (CHANNEL, payload)])
-            for _ in batch:  # sent: only now off the outbox (a failed send is retried)
-                self.outbox.popleft()
+        while True:
+            with self._outbox_lock:
+                items = [self.outbox.popleft() for _ in range(min(BATCH, len(self.outbox)))]
+            if not items:
+                return
+            try:
+                batch = [encode(self.origin, *item) if item[0] is not None else encode_changed(self.origin)
+                         for item in items]
+                cur.execute("; ".join(["SELECT pg_notify(%s, %s)"] * len(batch)),
+                            [v for payload in batch for v in (CHANNEL, payload)])
+            except BaseException:
+                with self._outbox_lock:   # not sent: back in front, retried after reconnecting
+                    self.outbox.extendleft(reversed(items))
+                raise
             metrics.FLEET_EVENTS_SENT.inc(len(batch))
 
     def _receive(self, conn) -> None:
         for note in conn.notifies:
             try:
                 origin, topic, event = decode(note.payload, self.message_type)
-            except (ValueError, KeyError, TypeError) as e:
-                log.warning("fleet events: ignoring a malformed notification: %s", e)
+            except Exception as e:  # noqa: BLE001 - anyone with the role may NOTIFY: skip, go on
+                log.warning("fleet events: ignoring a malformed notification: %s", clip(repr(e)))
                 continue
             if origin != self.origin:
                 metrics.FLEET_EVENTS_RECEIVED.inc()
