@@ -365,6 +365,21 @@ def test_core_restart_keeps_running_guests_and_marks_dead_ones_stopped(app, gues
     assert ssh(guest_b["external_ip"], bob.pkey, "echo back")[1].strip() == "back"
 
 
+def test_when_the_whole_host_went_down_its_running_containers_start_again(app, guest_a, guest_b, alice, bob):
+    app.stop("core")
+    for guest in (guest_a, guest_b):   # every guest gone with the core: the host went down (crash, reboot)
+        _domain(f"ap-{guest['id']}").destroy()
+    started = time.monotonic()
+    app.start("core")
+    for guest, person in ((guest_a, alice), (guest_b, bob)):
+        deadline = time.monotonic() + 60
+        while (c := person.client.get(f"/compute/containers/{guest['id']}").json())["status"] != "running":
+            assert c["status"] in ("stopped", "pending", "initializing") and time.monotonic() < deadline, c
+            time.sleep(0.2)
+        assert ssh(guest["external_ip"], person.pkey, "echo back")[1].strip() == "back"
+    print(f"\nboth containers running again {time.monotonic() - started:.1f} s after the core started")
+
+
 def test_a_guest_that_dies_is_reported_stopped_on_the_socket(app, guest_b, bob):
     with StatusSocket(app, bob.client.token) as ws:
         _domain(f"ap-{guest_b['id']}").destroy()

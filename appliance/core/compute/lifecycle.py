@@ -98,7 +98,7 @@ class ContainerLifecycle:
         if self._own().exists():
             try:
                 await self.ensure_host()
-                await self.reconcile()
+                await self.reconcile(boot=True)
             except Exception as e:  # noqa: BLE001 - compute reports it; the core runs on
                 log.error("compute: reconciliation at start-up failed: %s", e)
             # Back after a stop: watchers that were told "unknown" hear the real status.
@@ -152,16 +152,29 @@ class ContainerLifecycle:
         return (not self.locks[row.public_id].locked()
                 and self.changed.get(row.public_id, 0.0) < since)
 
-    async def reconcile(self) -> None:
+    async def reconcile(self, boot: bool = False) -> None:
+        """``boot``: the core's first pass. When the whole host went down (a
+        crash, a reboot, every process killed: none of the guests meant to run
+        still runs), its containers that were running, and whose guests this
+        host still stores, are started again, as a cloud's instances come back
+        with their host. Otherwise (and on later passes) a guest that died is
+        marked ``stopped``."""
         since = time.monotonic()
         running = set(await self.run(self.driver.running_guests))
-        for row in list(self._own()):
+        rows = list(self._own())
+        host_went_down = boot and not any(r.public_id in running for r in rows if r.status == RUNNING)
+        stored = await self.run(self.driver.stored_guests) if host_went_down else set()
+        for row in rows:
             if not self._settled_since(row, since):
                 continue
             if row.public_id in running:
                 if row.status != RUNNING:
                     log.info("compute: %s runs; marking it running", row.public_id)
                     self._set_status(row, RUNNING)
+            elif row.status == RUNNING and row.public_id in stored:
+                log.info("compute: %s was running when this host stopped; starting it again", row.public_id)
+                self._set_status(row, PENDING)
+                self._spawn(self._start(row.public_id))
             elif row.status == RUNNING:
                 log.info("compute: %s is not running any more; marking it stopped", row.public_id)
                 self._set_status(row, STOPPED)
