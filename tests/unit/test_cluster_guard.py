@@ -10,6 +10,7 @@ from appliance.contract import METHODS
 from appliance.core import context as ctx
 from appliance.core.auth.identity import Tokens
 from appliance.core.db import open_database
+from appliance.core.fleet import membership
 from appliance.core.guard import Authenticator, CallGuard, verified_peer
 from appliance.errors import Unauthenticated
 
@@ -87,3 +88,20 @@ def test_the_cluster_guard_refuses_a_caller_without_a_certificate_and_names_a_pe
     with pytest.raises(grpc.aio.AbortError):
         asyncio.run(local.enter(Context(TLS_PEER)))
     assert ctx.peer_host() == ""
+
+
+def test_a_certificate_naming_no_host_of_the_table_is_no_peer(tmp_path):
+    open_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    # The host table is empty: "ghost" was removed (or never joined), but its
+    # certificate (825 days, no CRL) is still signed by the cluster CA.
+    guard = CallGuard(AUTHORIZE, Authenticator(Tokens("s" * 32)), cluster=membership.Members())
+    ghost = Context({"transport_security_type": [b"ssl"], "x509_common_name": [b"ghost"]})
+
+    async def enter():
+        tokens, principal = await guard.enter(ghost)
+        ctx.reset(tokens)
+        return principal
+
+    with pytest.raises(grpc.aio.AbortError):
+        asyncio.run(enter())   # was admitted: Authorize/Recheck/ShipLogs answered
+    assert ghost.aborted[0] == grpc.StatusCode.PERMISSION_DENIED
