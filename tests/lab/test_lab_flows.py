@@ -8,6 +8,7 @@ once restarted."""
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from types import SimpleNamespace
 
@@ -21,9 +22,9 @@ if os.geteuid() != 0:
 import requests  # noqa: E402
 import websocket  # noqa: E402
 from compute_support import StatusSocket, add_key, private_pem  # noqa: E402
-from lab_support import gateway_ssh, launch, wait_status  # noqa: E402
+from lab_support import gateway_ssh, launch, restart, wait_status  # noqa: E402
 
-from appliance.lab import outage  # noqa: E402
+from appliance.lab import hostns, outage  # noqa: E402
 from appliance.lab import topology as lab_topology  # noqa: E402
 
 PASSWORD = "pw-123456"
@@ -81,10 +82,10 @@ def test_the_terminal_websocket_of_host_a_opens_a_shell_in_a_guest_on_c(lab, per
     ws = websocket.create_connection(f"{url}?token={on_a.token}", timeout=20)
     try:
         # the typed line echoes back as typed; only the shell's output has the id and the address
-        ws.send_binary(b"echo $(hostname)-marker $(hostname -I); tty\r")
+        ws.send_binary(b"echo $(hostname)-marker; hostname -I; tty\r")
         seen = b""
-        want = f"{guest['id']}-marker {guest['external_ip']}".encode()
-        while want not in seen or b"/dev/pts/" not in seen:
+        wanted = (f"{guest['id']}-marker".encode(), guest["external_ip"].encode(), b"/dev/pts/")
+        while not all(w in seen for w in wanted):
             assert time.monotonic() - started < 20, seen[-2000:]
             opcode, data = ws.recv_data()
             assert opcode == websocket.ABNF.OPCODE_BINARY, (opcode, data)
@@ -117,8 +118,11 @@ def test_ingress_on_host_b_reaches_a_guest_on_a_by_host_name(lab, person):
     r = requests.get(ingress_b, headers={"Host": f"nobody.{DOMAIN}"}, timeout=10)
     assert r.status_code == 404 and r.json()["error"], r.text
     assert on_b.delete(f"/compute/containers/{cid}/ingress/80").json() == {"status": "ok"}
-    r = requests.get(ingress_b, headers={"Host": f"{cid}.{DOMAIN}"}, timeout=10)
-    assert r.status_code == 404, r.text
+    try:   # with no 80/443 rule left the host stops its HAProxy
+        status = requests.get(ingress_b, headers={"Host": f"{cid}.{DOMAIN}"}, timeout=10).status_code
+    except requests.ConnectionError:
+        status = None
+    assert status in (404, None), status
 
 
 # -- 3. status events across hosts -------------------------------------------------------------
@@ -144,13 +148,21 @@ def test_a_status_websocket_on_c_sees_a_container_created_and_deleted_through_a(
 # -- 4. every process of a host killed, then the host restarted -------------------------------------
 
 def _commands(pids: set[int]) -> str:
-    found = []
+    found = []   # "comm: command line" (a guest's controller runs as a wrapper's name, its comm is libvirt_lxc)
     for pid in pids:
         try:
-            found.append(open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace"))
+            comm = open(f"/proc/{pid}/comm").read().strip()
+            found.append(comm + ": " + open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode())
         except OSError:
             continue
     return "\n".join(found)
+
+
+def _running_domains(lab, host: str) -> set[str]:
+    r = subprocess.run([*hostns.enter(lab.holder(host)), "virsh", "-q", "-c", "lxc:///", "list", "--name"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return set(r.stdout.split())
 
 
 def test_a_host_killed_whole_shows_unknown_and_starts_its_guests_again_when_restarted(
@@ -165,7 +177,7 @@ def test_a_host_killed_whole_shows_unknown_and_starts_its_guests_again_when_rest
 
     running = _commands(outage.host_processes(victim))
     for what in ("sleep infinity", "libvirtd", "libvirt_lxc", "appliance.cli core", "appliance.cli http",
-                 "appliance.cli ssh", "haproxy", "/sbin/init"):
+                 "appliance.cli ssh", "appliance-init", "sshd"):
         assert what in running, (what, running)
     killed = outage.kill_host(victim)
     down_at = time.monotonic()
@@ -188,18 +200,22 @@ def test_a_host_killed_whole_shows_unknown_and_starts_its_guests_again_when_rest
     # restarted as the lab starts a host (a new mount namespace, libvirtd, `appliance up`):
     # its core finds none of its guests running but their volumes stored, and starts them
     restart_at = time.monotonic()
-    outage.restart_host(victim)
+    restart(lab, "lab-b")
     up_after = time.monotonic() - restart_at
     c = wait_status(on_a, guest["id"], "running", timeout=90)
     assert c["status"] == "running", c
     running_after = time.monotonic() - restart_at
+    # every container that ran there runs again: listed running, its guest running in B's libvirtd
     deadline = time.monotonic() + 60
     while True:
         listed = {x["id"]: x["status"] for x in admin_c.get("/compute/admin/containers").json()}
-        if all(listed[cid] == "running" for cid in on_b_before) or time.monotonic() > deadline:
+        domains = _running_domains(lab, "lab-b")
+        if ((all(listed[cid] == "running" for cid in on_b_before) and {f"ap-{cid}" for cid in on_b_before} <= domains)
+                or time.monotonic() > deadline):
             break
         time.sleep(0.3)
     assert {cid: listed[cid] for cid in on_b_before} == {cid: "running" for cid in on_b_before}
+    assert {f"ap-{cid}" for cid in on_b_before} <= domains, domains
     r = _ssh_until(lab, "lab-a", person, guest["id"], "hostname; hostname -I")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[:2] == [guest["id"], guest["external_ip"]], r.stdout
