@@ -23,6 +23,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -141,3 +142,15 @@ def terminate(pid: int, timeout: float = 10.0) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def appliance(h: LabHost, holder: int, command: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``appliance --config <host's> COMMAND`` inside the host's namespaces."""
+    argv = [*enter(holder), sys.executable, "-m", "appliance.cli", "--config", str(h.config_file), command]
+    # the daemons run this very checkout's code, whatever the venv's editable install points at
+    code = str(Path(__file__).resolve().parents[2])
+    # the host's settings come from its file alone: `make` exports APPLIANCE_DATA_DIR, and any
+    # APPLIANCE_* of the caller would otherwise override every host's file
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=code,
+                          env={**inherited, "PYTHONPATH": code, **(env or {})})

@@ -14,6 +14,7 @@ from pathlib import Path
 from appliance import config as config_mod
 from appliance import gatewaykeys, supervise
 from appliance.lab import certs, hostns, netns, pg
+from appliance.lab.hostns import appliance
 from appliance.lab.topology import (
     HOSTS,
     HTTP_PORT,
@@ -69,18 +70,6 @@ def share_secrets(password: str) -> None:
         _private(h.data_dir / "jwt_secret", jwt)
         _private(h.data_dir / "ssh" / gatewaykeys.GUEST_ACCESS_KEY, access_key)
         _private(h.data_dir / "admin_password", (password + "\n").encode())
-
-
-def appliance(h: LabHost, holder: int, command: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """``appliance --config <host's> COMMAND`` inside the host's namespaces."""
-    argv = [*hostns.enter(holder), sys.executable, "-m", "appliance.cli", "--config", str(h.config_file), command]
-    # the daemons run this very checkout's code, whatever the venv's editable install points at
-    code = str(Path(__file__).resolve().parents[2])
-    # the host's settings come from its file alone: `make` exports APPLIANCE_DATA_DIR, and any
-    # APPLIANCE_* of the caller would otherwise override every host's file
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
-    return subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=code,
-                          env={**inherited, "PYTHONPATH": code, **(env or {})})
 
 
 def up() -> int:
@@ -171,7 +160,28 @@ def main(argv: list[str]) -> int:
         return 2
     from appliance.lab import usage
     commands = {"up": up, "down": down, "status": usage.report}
+    if len(argv) == 2 and argv[0] in ("kill-host", "restart-host"):
+        return host_command(argv[0], argv[1])
     if len(argv) != 1 or argv[0] not in commands:
-        print("usage: python -m appliance.lab up|down|status", file=sys.stderr)
+        print("usage: python -m appliance.lab up|down|status|kill-host NAME|restart-host NAME", file=sys.stderr)
         return 2
     return commands[argv[0]]()
+
+
+def host_command(command: str, name: str) -> int:
+    """kill -9 of every process of one lab host, or starting it again (appliance/lab/outage.py)."""
+    from appliance.lab import outage, topology
+    try:
+        h = topology.host(name)
+    except KeyError:
+        print(f"no lab host {name!r} (one of: {', '.join(x.name for x in HOSTS)})", file=sys.stderr)
+        return 2
+    try:
+        if command == "kill-host":
+            print(f"{h.name}: killed {len(outage.kill_host(h))} processes")
+        else:
+            print(f"{h.name}: up again (holder {outage.restart_host(h)})")
+    except (OSError, outage.OutageError, hostns.LabHostError) as e:
+        print(f"lab: {e}", file=sys.stderr)
+        return 1
+    return 0
