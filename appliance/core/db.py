@@ -153,6 +153,11 @@ def open_database(url: str) -> pw.Database:
             "foreign_keys": 1,
             "busy_timeout": 5000,
         })
+        # Transactions take the write lock at BEGIN (IMMEDIATE), waiting up to
+        # busy_timeout for it: a deferred one that read first fails at once with
+        # "database is locked" when another connection (the metrics sampler's
+        # thread) committed meanwhile, whatever busy_timeout says.
+        db._lock_type = "IMMEDIATE"   # peewee's SqliteDatabase.begin() default
     else:
         db = connect(url)
     database.initialize(db)

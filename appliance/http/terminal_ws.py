@@ -68,10 +68,15 @@ class TerminalSession(Session):
     @classmethod
     async def open_call(cls, handler, request):
         call = handler.call(metadata=handler.metadata())
+        # The core's headers (core/compute/terminal.py) come once it accepted the
+        # caller; a refusal ends the call instead, and nothing is written into it.
+        await call.initial_metadata()
+        if call.done():
+            return call   # refused (e.g. a bad token): the first read reports why
         try:
             await call.write(request)
         except asyncio.InvalidStateError:
-            pass  # the core already ended the call (e.g. a bad token): the first read reports it
+            pass  # the core ended the call meanwhile: the first read reports it
         return call
 
     def __init__(self, handler, call, first):

@@ -156,6 +156,11 @@ def close_pty(pty) -> None:
 
 
 async def run_terminal(servicer, request_iterator, context):
+    # The caller is authenticated (the guard): say so before reading, so the
+    # gateway writes its first message only into a call the core accepted (a
+    # write racing the core's refusal can turn that refusal into INTERNAL,
+    # grpc/grpc#36066, and a 401 into a 500).
+    await context.send_initial_metadata(())
     first = await anext(aiter(request_iterator), None)
     if first is None:
         raise Invalid("the first terminal message must name the container")
