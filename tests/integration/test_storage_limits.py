@@ -59,7 +59,9 @@ def wait_for(predicate, timeout: float, step: float = 0.05):
 
 
 def read_reply(s: socket.socket, timeout: float) -> bytes:
-    """Everything the server sends until it closes the connection (or timeout)."""
+    """Everything the server sends until it closes the connection (or timeout).
+    A server that answers and closes while the client is still sending resets
+    the connection (its unread data); what arrived before the reset is kept."""
     s.settimeout(timeout)
     out = b""
     try:
@@ -70,6 +72,8 @@ def read_reply(s: socket.socket, timeout: float) -> bytes:
             out += data
     except TimeoutError:
         return out + b"<timeout>"
+    except ConnectionResetError:
+        return out + b"<reset>"
 
 
 def put_head(app, token, path, length) -> bytes:

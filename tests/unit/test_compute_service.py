@@ -90,6 +90,7 @@ def test_a_crash_is_noticed_and_published(env):
 
     async def main():
         with Harness(config, user) as h:
+            await h.svc.startup()   # nothing to reconcile yet: later passes mark the dead stopped
             cid = await h.create(await h.key(key))
             await h.settle()
             with h.svc.bus.subscribe(user.public_id) as sub:
@@ -134,6 +135,36 @@ def test_core_restart_keeps_running_marks_dead_resumes_interrupted_and_sweeps_or
     assert run(second) == {keep: "running", dead: "stopped", interrupted.public_id: "running"}
     assert "orphan01" not in driver.guests
     assert driver.guests[keep].starts == 1  # kept, not restarted
+
+
+def test_after_the_whole_host_went_down_a_read_before_the_boot_pass_does_not_keep_guests_stopped(env):
+    """A client asking for a container between the core's start and its
+    first reconciliation saw the dead guest marked stopped, and the boot pass
+    then left it stopped (a CI failure)."""
+    config, user, key = env
+    driver = FakeDriver()
+
+    async def first():
+        with Harness(config, user, driver) as h:
+            cid = await h.create(await h.key(key))
+            await h.settle()
+            await h.close()
+            return cid
+
+    cid = run(first)
+    driver.crash(cid)   # every guest gone: the host went down
+
+    async def second():
+        with Harness(config, user, driver) as h:
+            seen = (await h.get(cid)).status   # before the boot pass
+            await h.svc.startup()
+            await h.settle()
+            after = (await h.get(cid)).status
+            await h.close()
+            return seen, after
+
+    assert run(second) == ("running", "running")
+    assert driver.guests[cid].starts == 2
 
 
 def test_user_deletion_destroys_guests_and_keys(env):

@@ -24,6 +24,7 @@ def test_read_then_write_transactions_wait_for_another_connections_writes(tmp_pa
         while not stop.is_set():
             other.execute_sql("INSERT INTO schemaversion (version) VALUES (99)")
             other.execute_sql("DELETE FROM schemaversion WHERE version = 99")
+            time.sleep(0.002)   # a pause, as any real writer has: a writer that never lets go starves the others
 
     thread = threading.Thread(target=writer)
     thread.start()

@@ -73,6 +73,9 @@ class ContainerLifecycle:
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="guest")
         self.terminals = terminal.Terminals(config.terminals_per_user)  # own pools and cap
         self.host_ready = False
+        # Until the first reconciliation (the boot pass) ran, a guest found
+        # dead is not marked stopped: that pass decides whether it starts again.
+        self.reconciled = False
         self.host_error: str | None = None
         self._host_tried = 0.0
         self._host_lock = asyncio.Lock()
@@ -98,12 +101,14 @@ class ContainerLifecycle:
         if self._own().exists():
             try:
                 await self.ensure_host()
-                await self.reconcile(boot=True)
+                await self.reconcile()
             except Exception as e:  # noqa: BLE001 - compute reports it; the core runs on
                 log.error("compute: reconciliation at start-up failed: %s", e)
             # Back after a stop: watchers that were told "unknown" hear the real status.
             for row in self._own():
                 self._publish(row)
+        else:
+            self.reconciled = True   # nothing of this host's to decide about
         self.ingress.changed()  # restore forwarding from the database
         self._monitor = asyncio.create_task(self._watch())
 
@@ -152,14 +157,14 @@ class ContainerLifecycle:
         return (not self.locks[row.public_id].locked()
                 and self.changed.get(row.public_id, 0.0) < since)
 
-    async def reconcile(self, boot: bool = False) -> None:
-        """``boot``: the core's first pass. When the whole host went down (a
+    async def reconcile(self) -> None:
+        """The core's first pass that completes is the boot pass. When the whole host went down (a
         crash, a reboot, every process killed: none of the guests meant to run
         still runs), its containers that were running, and whose guests this
         host still stores, are started again, as a cloud's instances come back
         with their host. Otherwise (and on later passes) a guest that died is
         marked ``stopped``."""
-        since = time.monotonic()
+        since, boot = time.monotonic(), not self.reconciled
         running = set(await self.run(self.driver.running_guests))
         rows = list(self._own())
         host_went_down = boot and not any(r.public_id in running for r in rows if r.status == RUNNING)
@@ -182,6 +187,7 @@ class ContainerLifecycle:
                 log.info("compute: resuming the start of %s", row.public_id)
                 self._set_status(row, PENDING)
                 self._spawn(self._start(row.public_id))
+        self.reconciled = True
 
     async def sweep(self) -> None:
         """Destroy guests that have state on this host but no row (owner removed outside the core)."""
@@ -302,7 +308,7 @@ class ContainerLifecycle:
             since = time.monotonic()
             state, usage = await self.run(self._live, row)
             if (state is not None and state != GuestState.RUNNING and row.status == RUNNING
-                    and self._settled_since(row, since)):
+                    and self.reconciled and self._settled_since(row, since)):
                 current = Container.get_or_none(Container.id == row.id)
                 if current is not None and current.status == RUNNING:
                     log.info("compute: %s died; marking it stopped", row.public_id)
