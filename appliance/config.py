@@ -237,6 +237,30 @@ class Config:
     host_memory_mb: int = 0
     cpu_overcommit: float = 4.0
     memory_overcommit: float = 1.0
+    # -- files on SeaweedFS (docs/storage-seaweedfs.md) ---------------------------
+    # Where file content lives: "local" (blobs on this host's disk) or
+    # "seaweedfs" (blobs on a SeaweedFS filer, replicated across hosts; names,
+    # namespaces, owners, sizes and ETags stay in the database either way).
+    storage_backend: str = "local"
+    # The filer this core (and its gateway, for direct transfers) uses, e.g.
+    # "http://127.0.0.1:8888"; its master(s), comma-separated "host:port".
+    seaweedfs_filer: str = ""
+    seaweedfs_master: str = ""
+    # SeaweedFS replication of every blob ("xyz": copies in other data
+    # centres, other racks, other servers of the rack); "" -> "000" for one
+    # volume server. A cluster gives each host its own rack and uses "010".
+    seaweedfs_replication: str = ""
+    seaweedfs_collection: str = "appliance"
+    # The filer's JWT signing key (security.toml [jwt.filer_signing]); the core
+    # signs a short-lived token for every filer request. "" -> generated once
+    # into <data_dir>/seaweedfs_jwt_key (0600) by an embedded SeaweedFS.
+    seaweedfs_jwt_key_file: str = ""
+    # `appliance up` starts a master, a volume server and a filer of its own
+    # (under <data_dir>/seaweedfs, on loopback) when the backend is seaweedfs.
+    seaweedfs_embedded: bool = True
+    # Blobs on the filer that no row points to and are older than this are
+    # removed (an upload cut off between the filer's answer and the commit).
+    seaweedfs_sweep_seconds: float = 300.0
 
     @property
     def node_name(self) -> str:
@@ -376,7 +400,18 @@ def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = 
     if config.metrics_listen:
         host_and_port("metrics_listen", config.metrics_listen)   # refused at start, not when binding
     check_cluster(config)
+    check_storage(config)
     return config
+
+
+def check_storage(config: Config) -> None:
+    if config.storage_backend not in ("local", "seaweedfs"):
+        raise ValueError(f"storage_backend must be 'local' or 'seaweedfs', not {config.storage_backend!r}")
+    rep = config.seaweedfs_replication
+    if rep and (len(rep) != 3 or not rep.isdigit()):
+        raise ValueError(f"seaweedfs_replication must be three digits such as '010', not {rep!r}")
+    if config.storage_backend == "seaweedfs" and not config.seaweedfs_embedded and not config.seaweedfs_filer:
+        raise ValueError("storage_backend is seaweedfs but seaweedfs_filer is not set (or set seaweedfs_embedded)")
 
 
 def check_cluster(config: Config) -> None:
