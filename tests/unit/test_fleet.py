@@ -55,6 +55,17 @@ def test_an_overlapping_guest_subnet_is_refused(db):
     membership.join(cfg(db, "a", "10.217.1.0/24"))                  # its own row is no conflict
 
 
+def test_a_host_name_in_use_by_a_live_core_elsewhere_is_refused(db):
+    membership.join(cfg(db, "a", "10.217.1.0/24", cluster_advertise="10.0.0.1:7443"))
+    with pytest.raises(membership.MembershipError, match=r"'a' is in use by a live core at 10\.0\.0\.1:7443"):
+        membership.join(cfg(db, "a", "10.217.2.0/24", cluster_advertise="10.0.0.2:7443"))
+    assert Host.get(Host.name == "a").address == "10.0.0.1:7443"
+    membership.join(cfg(db, "a", "10.217.1.0/24", cluster_advertise="10.0.0.1:7443"))   # a restart: same address
+    Host.update(heartbeat_at=time.time() - 10).where(Host.name == "a").execute()      # the old core is gone
+    membership.join(cfg(db, "a", "10.217.1.0/24", cluster_advertise="10.0.0.2:7443"))   # the host moved
+    assert Host.get(Host.name == "a").address == "10.0.0.2:7443"
+
+
 def test_alive_is_a_heartbeat_within_host_dead_seconds():
     row = Host(name="x", heartbeat_at=100.0)
     assert membership.alive(row, 102.9, 3.0) and not membership.alive(row, 103.0, 3.0)

@@ -64,7 +64,9 @@ def _overlapping(config: Config) -> Host | None:
 def join(config: Config) -> Host:
     """Write this host's row (a heartbeat now); its state (drained) is kept
     across restarts. MembershipError when another host's guest subnet
-    overlaps this one's: guests of both would share addresses."""
+    overlaps this one's (guests of both would share addresses), or when a
+    live core at another cluster address has this host name (both would own
+    the same containers)."""
     row = own_host(config)
     with database.atomic():
         if isinstance(database.obj, pw.PostgresqlDatabase):
@@ -75,6 +77,12 @@ def join(config: Config) -> Host:
                 f"guest_subnet {config.guest_subnet} overlaps host {other.name!r}'s {other.guest_subnet}: "
                 f"give each host its own guest subnet (e.g. 10.217.<n>.0/24)")
         existing = Host.get_or_none(Host.name == row.name)
+        if (existing is not None and existing.address and row.address and existing.address != row.address
+                and alive(existing, row.heartbeat_at, config.host_dead_seconds)):
+            raise MembershipError(
+                f"host name {row.name!r} is in use by a live core at {existing.address}: give each host its own "
+                f"host_name (a host that moved to {row.address} joins once its old heartbeat is "
+                f"{config.host_dead_seconds:g} s old)")
         if existing is None:
             row.save(force_insert=True)
         else:
