@@ -53,6 +53,7 @@ log = logging.getLogger("appliance.core.compute.service")
 MONITOR_SECONDS = 2.0
 SWEEP_SECONDS = 10.0
 HOST_RETRY_SECONDS = 15.0
+BOOT_WAIT_SECONDS = 20.0
 DELETED = "deleted"  # only ever seen on the status stream
 
 
@@ -73,9 +74,10 @@ class ContainerLifecycle:
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="guest")
         self.terminals = terminal.Terminals(config.terminals_per_user)  # own pools and cap
         self.host_ready = False
-        # Until the first reconciliation (the boot pass) ran, a guest found
-        # dead is not marked stopped: that pass decides whether it starts again.
-        self.reconciled = False
+        # Set by the first reconciliation (the boot pass): it decides whether a
+        # dead guest starts again, so reads of this host's containers wait for
+        # it (at most BOOT_WAIT_SECONDS) and never mark a guest stopped before it.
+        self.booted = asyncio.Event()
         self.host_error: str | None = None
         self._host_tried = 0.0
         self._host_lock = asyncio.Lock()
@@ -108,7 +110,7 @@ class ContainerLifecycle:
             for row in self._own():
                 self._publish(row)
         else:
-            self.reconciled = True   # nothing of this host's to decide about
+            self.booted.set()   # nothing of this host's to decide about
         self.ingress.changed()  # restore forwarding from the database
         self._monitor = asyncio.create_task(self._watch())
 
@@ -164,7 +166,7 @@ class ContainerLifecycle:
         host still stores, are started again, as a cloud's instances come back
         with their host. Otherwise (and on later passes) a guest that died is
         marked ``stopped``."""
-        since, boot = time.monotonic(), not self.reconciled
+        since, boot = time.monotonic(), not self.booted.is_set()
         running = set(await self.run(self.driver.running_guests))
         rows = list(self._own())
         host_went_down = boot and not any(r.public_id in running for r in rows if r.status == RUNNING)
@@ -187,7 +189,7 @@ class ContainerLifecycle:
                 log.info("compute: resuming the start of %s", row.public_id)
                 self._set_status(row, PENDING)
                 self._spawn(self._start(row.public_id))
-        self.reconciled = True
+        self.booted.set()
 
     async def sweep(self) -> None:
         """Destroy guests that have state on this host but no row (owner removed outside the core)."""
@@ -305,10 +307,16 @@ class ContainerLifecycle:
         if row.host and row.host != self.config.node_name:   # another host's guest: no local reading
             return rendering.container_message(row, self.config, None, host_down=row.host in self.hosts_down)
         if live and (row.provisioned or row.status == RUNNING):
+            if not self.booted.is_set():
+                try:
+                    await asyncio.wait_for(self.booted.wait(), BOOT_WAIT_SECONDS)
+                except TimeoutError:
+                    pass   # libvirt not ready: shown as recorded, nothing decided
+                row = Container.get_or_none(Container.id == row.id) or row
             since = time.monotonic()
             state, usage = await self.run(self._live, row)
             if (state is not None and state != GuestState.RUNNING and row.status == RUNNING
-                    and self.reconciled and self._settled_since(row, since)):
+                    and self.booted.is_set() and self._settled_since(row, since)):
                 current = Container.get_or_none(Container.id == row.id)
                 if current is not None and current.status == RUNNING:
                     log.info("compute: %s died; marking it stopped", row.public_id)
