@@ -56,10 +56,12 @@ from appliance import procs
 # A stopped volume server keeps answering (and holds its port) this long
 # after SIGTERM so clients move on; weed's default is 10 s.
 PRE_STOP_SECONDS = 1
-# The filer's gRPC graceful stop waits up to 15 s for its own metadata
-# subscription (weed 4.48): past this we SIGKILL (its leveldb store is
-# crash-safe; nothing is acknowledged that is not on disk).
-STOP_TIMEOUT = {"master": 10.0, "volume": 10.0, "filer": 20.0}
+# A filer's gRPC graceful stop waits 15 s for its own metadata subscription
+# (every filer subscribes to itself; weed 4.48, measured), and with a volume
+# server or the master gone it then hangs flushing its change log: past this
+# we SIGKILL. Its store (leveldb or PostgreSQL) already holds every entry it
+# acknowledged; the change log only feeds subscribers (filer.sync, mounts).
+STOP_TIMEOUT = {"master": 10.0, "volume": 10.0, "filer": 3.0}
 SOCKET_PATH_MAX = 100
 
 
@@ -204,15 +206,26 @@ class WeedProcess:
         return self._proc.pid
 
     def _signal_and_wait(self, sig: int, timeout: float) -> bool:
+        pid = self.signal(sig)
+        if pid is not None:
+            self.wait_exit(pid, timeout)
+        return pid is not None
+
+    def signal(self, sig: int) -> int | None:
+        """Send *sig* if it runs; its pid (None: it did not run)."""
         pid = self.pid
         if pid is None:
             self._forget()
-            return False
+            return None
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
-        deadline = time.monotonic() + timeout
+        return pid
+
+    def wait_exit(self, pid: int, timeout: float | None = None) -> None:
+        """Until *pid* is gone; SIGKILL after *timeout* (the kind's bound if None)."""
+        deadline = time.monotonic() + (STOP_TIMEOUT[self.kind] if timeout is None else timeout)
         while time.monotonic() < deadline and self._alive(pid):
             time.sleep(0.02)
         if self._alive(pid):
@@ -220,7 +233,6 @@ class WeedProcess:
             while self._alive(pid):
                 time.sleep(0.02)
         self._forget()
-        return True
 
     def _alive(self, pid: int) -> bool:
         if self._proc is not None:
@@ -347,8 +359,14 @@ class WeedSet:
         return self
 
     def stop(self) -> list[str]:
-        """Filer, volume servers, master (the reverse of start); the names that ran."""
-        return [p.name for p in reversed(self.processes) if p.stop()]
+        """Filer, volume servers (together: each waits -preStopSeconds), master; the names that ran."""
+        ran = [self.filer.name] if self.filer.stop() else []
+        signalled = [(v, v.signal(signal.SIGTERM)) for v in self.volumes]
+        for volume, pid in signalled:
+            if pid is not None:
+                volume.wait_exit(pid)
+                ran.append(volume.name)
+        return ran + ([self.master.name] if self.master.stop() else [])
 
     def master_ready(self) -> bool:
         status, body = _get(f"{self.master.url}/cluster/status")
