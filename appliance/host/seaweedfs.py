@@ -11,6 +11,8 @@ API (stable; other modules build on it)::
     filer_jwt(key, seconds=60, prefixes=None, methods=None) -> str
                                                an HS256 token the filer accepts (Authorization: Bearer)
     security_toml(filer_key) -> str            [jwt.filer_signing] (+ .read) and the volume keys
+    postgres_filer_toml(host, port, database, username, password="", ...) -> str
+                                               filer.toml for a filer store in PostgreSQL (a cluster)
     WeedSet(root, jwt_key_file, racks=("a",), replication="000", ip="127.0.0.1", ports=None,
             filer_toml=None, memory_limit_mb=512, volume_size_limit_mb=256, max_volumes=32,
             log_dir=None, log_rotation=None, pid_dir=None)
@@ -23,7 +25,7 @@ API (stable; other modules build on it)::
       .replication, .jwt_key_file, .root
     WeedProcess: .name ("master" | "volume-<rack>" | "filer"), .kind, .ip, .port, .grpc_port, .dir,
       .url, .address, .pid, .running, .start(), .stop(timeout), .kill() (SIGKILL, reaped), .restart(),
-      .rss_bytes()
+      .rss_bytes(), .anon_bytes()
 
 Every weed process binds ``ip`` alone (``-ip`` and ``-ip.bind``), gets explicit
 HTTP and gRPC ports (weed's default gRPC port is HTTP + 10000, which may be
@@ -118,6 +120,19 @@ def security_toml(filer_key: str) -> str:
                 ("jwt.signing.read", _derived(filer_key, "volume read"), 60)]
     return "".join(f'[{name}]\nkey = "{key}"\nexpires_after_seconds = {seconds}\n\n'
                    for name, key, seconds in sections)
+
+
+def postgres_filer_toml(host: str, port: int, database: str, username: str, password: str = "",
+                        sslmode: str = "disable", schema: str = "") -> str:
+    """filer.toml for a filer store in PostgreSQL (weed's postgres2 store: a table per
+    bucket, created if missing). *host* may be a Unix socket directory."""
+    def q(value: str) -> str:
+        return json.dumps(value)   # a TOML basic string
+    return (f"[postgres2]\nenabled = true\nhostname = {q(host)}\nport = {int(port)}\nusername = {q(username)}\n"
+            f"password = {q(password)}\ndatabase = {q(database)}\nschema = {q(schema)}\nsslmode = {q(sslmode)}\n"
+            'createTable = """\n  CREATE TABLE IF NOT EXISTS "%s" (dirhash BIGINT, name VARCHAR(65535),\n'
+            '    directory VARCHAR(65535), meta bytea, PRIMARY KEY (dirhash, name));\n"""\n'
+            "connection_max_idle = 10\nconnection_max_open = 20\nconnection_max_lifetime_seconds = 300\n")
 
 
 def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -260,12 +275,20 @@ class WeedProcess:
         return self.start()
 
     def rss_bytes(self) -> int:
+        """Resident memory (VmRSS), the ~150 MB weed binary's mapped pages included."""
+        return self._status_bytes("VmRSS:")
+
+    def anon_bytes(self) -> int:
+        """Its own resident memory (RssAnon): heap and stacks, without the shared binary."""
+        return self._status_bytes("RssAnon:")
+
+    def _status_bytes(self, field: str) -> int:
         pid = self.pid
         if pid is None:
             return 0
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1]) * 1024
         except OSError:
             pass
@@ -292,7 +315,7 @@ class WeedSet:
         log_dir = Path(log_dir) if log_dir else self.root / "log"
         names = ["master", *(f"volume-{rack}" for rack in racks), "filer"]
         ports = {**free_ports(ip, [n for n in names if n not in (ports or {})]), **(ports or {})}
-        env = {"GOMEMLIMIT": f"{memory_limit_mb}MiB"}
+        env = {"GOMEMLIMIT": f"{memory_limit_mb}MiB"} if memory_limit_mb else {}   # 0: none (measurements)
 
         def make(name: str, kind: str, args: list[str]) -> WeedProcess:
             http, grpc = ports[name]
