@@ -14,12 +14,13 @@ API (stable; other modules build on it)::
     postgres_filer_toml(host, port, database, username, password="", ...) -> str
                                                filer.toml for a filer store in PostgreSQL (a cluster)
     WeedSet(root, jwt_key_file, racks=("a",), replication="000", ip="127.0.0.1", ports=None,
-            filer_toml=None, memory_limit_mb=512, volume_size_limit_mb=256, max_volumes=32,
+            filer_toml=None, memory_limit_mb=256, volume_size_limit_mb=256, max_volumes=32,
             log_dir=None, log_rotation=None, pid_dir=None)
       .start(timeout=60) -> WeedSet            master, then volume servers and filer; waits until ready
       .stop()                                  every process: SIGTERM, wait for exit (SIGKILL at a bound)
       .wait_ready(timeout)                     master leads, every running volume server registered, filer healthy
       .status() -> dict                        {"master": bool, "filer": bool, "volume_servers": [ip:port...]}
+                                               (appliance/host/seaweedfs_health.py: the same from addresses alone)
       .master, .filer: WeedProcess; .volumes: list[WeedProcess]; .processes (all)
       .filer_url "http://ip:port"; .master_address "ip:port"; .master_grpc_address "ip:port.grpcport"
       .replication, .jwt_key_file, .root
@@ -47,13 +48,12 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import jwt
 
 from appliance import procs
+from appliance.host import seaweedfs_health
 
 # A stopped volume server keeps answering (and holds its port) this long
 # after SIGTERM so clients move on; weed's default is 10 s.
@@ -133,16 +133,6 @@ def postgres_filer_toml(host: str, port: int, database: str, username: str, pass
             'createTable = """\n  CREATE TABLE IF NOT EXISTS "%s" (dirhash BIGINT, name VARCHAR(65535),\n'
             '    directory VARCHAR(65535), meta bytea, PRIMARY KEY (dirhash, name));\n"""\n'
             "connection_max_idle = 10\nconnection_max_open = 20\nconnection_max_lifetime_seconds = 300\n")
-
-
-def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as reply:
-            return reply.status, reply.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except OSError:
-        return 0, b""
 
 
 class WeedProcess:
@@ -300,7 +290,7 @@ class WeedSet:
 
     def __init__(self, root: Path | str, jwt_key_file: Path | str, racks: tuple[str, ...] | list[str] = ("a",),
                  replication: str = "000", ip: str = "127.0.0.1", ports: dict[str, tuple[int, int]] | None = None,
-                 filer_toml: str | None = None, memory_limit_mb: int = 512, volume_size_limit_mb: int = 256,
+                 filer_toml: str | None = None, memory_limit_mb: int = 256, volume_size_limit_mb: int = 256,
                  max_volumes: int = 32, log_dir: Path | str | None = None,
                  log_rotation: tuple[int, int] | None = None, pid_dir: Path | str | None = None):
         """*ports*: {"master": (http, grpc), "filer": (...), "volume-<rack>": (...)}; missing ones are
@@ -392,29 +382,17 @@ class WeedSet:
         return ran + ([self.master.name] if self.master.stop() else [])
 
     def master_ready(self) -> bool:
-        status, body = _get(f"{self.master.url}/cluster/status")
-        try:
-            return status == 200 and bool(json.loads(body).get("Leader"))
-        except ValueError:
-            return False
+        return bool(seaweedfs_health.master_leader(self.master_address))
 
     def volume_servers(self) -> list[str]:
         """ip:port of the volume servers the master sees now."""
-        status, body = _get(f"{self.master.url}/dir/status")
-        if status != 200:
-            return []
-        try:
-            topology = json.loads(body)["Topology"]
-        except (ValueError, KeyError):
-            return []
-        return [node["Url"] for dc in topology.get("DataCenters") or [] for rack in dc.get("Racks") or []
-                for node in rack.get("DataNodes") or []]
+        return seaweedfs_health.volume_servers(self.master_address)
 
     def filer_ready(self) -> bool:
-        return _get(f"{self.filer.url}/healthz")[0] == 200
+        return seaweedfs_health.filer_healthy(self.filer_url)
 
     def status(self) -> dict:
-        return {"master": self.master_ready(), "filer": self.filer_ready(), "volume_servers": self.volume_servers()}
+        return seaweedfs_health.probe(self.master_address, self.filer_url)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

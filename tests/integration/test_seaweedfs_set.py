@@ -67,6 +67,22 @@ def test_replicated_file_survives_kill_9_of_a_volume_server(seaweedfs):
     got = requests.get(f"{weed.filer_url}{path}", headers=weed.auth(), timeout=60)
     assert hashlib.sha256(got.content).hexdigest() == digest
 
+    # The master gone: reported; the filer still serves what it has (it knows the
+    # volumes' locations). A write would wait 30 s for a file id, then 500
+    # (measured; docs/seaweedfs-weed.md): the core checks the master first.
+    weed.master.kill()
+    status = weed.status()
+    assert status["master"] is False and status["volume_servers"] == [] and status["filer"] is True
+    got = requests.get(f"{weed.filer_url}{path}", headers=weed.auth(), timeout=60)
+    assert got.status_code == 200 and hashlib.sha256(got.content).hexdigest() == digest
+    t = time.monotonic()
+    weed.master.start()
+    weed.wait_ready(30)
+    print(f"master back, volume servers registered again: {time.monotonic() - t:.1f} s")
+    status = weed.status()
+    assert status["master"] and status["filer"] and sorted(status["volume_servers"]) == sorted(
+        v.address for v in weed.volumes)
+
 
 def test_stop_frees_every_port(seaweedfs):
     weed = seaweedfs(volumes=1)
