@@ -109,7 +109,8 @@ def run(volumes: int, memory_limit_mb: int, size: int, streams: int = 1, s3: boo
                 assert requests.put(f"{gateway.url}/bench", timeout=30).status_code == 200
                 url, ok_code = f"{gateway.url}/bench/bench?", 200
             else:
-                url, ok_code = f"{weed.filer_url}/appliance/blobs/be/bench?replication={replication}&collection=appliance", 201
+                query = f"replication={replication}&collection=appliance"
+                url, ok_code = f"{weed.filer_url}/appliance/blobs/be/bench?{query}", 201
             ok = requests.put(url.replace("bench?", "warm?"), data=b"w", headers=weed.auth(), timeout=60)
             assert ok.status_code == ok_code, ok.text
             time.sleep(2)
