@@ -165,7 +165,7 @@ def main() -> None:
     ap.add_argument("--volumes", type=int, default=1, help="1 (replication 000) or 3 (010, three racks)")
     ap.add_argument("--streams", type=int, default=1, help="parallel uploads (then downloads) sharing the size")
     ap.add_argument("--s3", action="store_true", help="through the S3 gateway (weed s3) instead of the filer")
-    ap.add_argument("--limits", default="512,0", help="GOMEMLIMIT values in MiB to compare (0: none)")
+    ap.add_argument("--limits", default="256,0", help="GOMEMLIMIT values in MiB to compare (0: none)")
     args = ap.parse_args()
     for limit in (int(x) for x in args.limits.split(",")):
         res = run(args.volumes, limit, args.size_mib * MIB, args.streams, args.s3)
