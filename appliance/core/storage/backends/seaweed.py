@@ -103,8 +103,10 @@ class SeaweedWriter:
                 await asyncio.shield(finishing)
             except asyncio.CancelledError:
                 # The filer may still store it: remove what it makes.
-                finishing.add_done_callback(lambda f: f.cancelled() or f.exception() or
-                                            background(store.remove([self.blob_id])))
+                def remove_made(f: asyncio.Future) -> None:
+                    if not f.cancelled() and f.exception() is None:
+                        background(store.remove([self.blob_id]))
+                finishing.add_done_callback(remove_made)
                 raise
             except FilerError as e:
                 raise unavailable(e, "storing the file") from None
