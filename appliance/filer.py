@@ -264,7 +264,7 @@ class Upload:
         """End the body; the size the filer stored (checked against what was sent)."""
         await self.queue.put(None)
         answer = await self._answer()
-        size = int(answer.get("size", -1))
+        size = int(answer.get("size", 0))  # an empty body: no "size" in the answer
         if size != self.sent:
             raise FilerError(f"filer stored {size} bytes of {self.sent}")
         return size

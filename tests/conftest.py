@@ -58,8 +58,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 
 @pytest.fixture(scope="session")
-def appliance(tmp_path_factory):
-    """One real core + gateway for the session; tests isolate by creating users."""
+def appliance(session_appliance):
+    """One real core + gateway for the session; tests isolate by creating users.
+    (Storage modules override it to run on each blob store: storage_backends.py.)"""
+    return session_appliance
+
+
+@pytest.fixture(scope="session")
+def session_appliance(tmp_path_factory):
     # The whole suite signs its users in from 127.0.0.1 within minutes: more
     # than the per-address rate of successful logins a production client gets.
     app = Appliance(tmp_path_factory.mktemp("appliance"), login_max_successes_per_address=1_000_000)

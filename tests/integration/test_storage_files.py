@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from storage_backends import admin, appliance, blob_names, seaweed_set  # noqa: F401 - run on both backends
 from test_storage_helpers import curl_upload, sha256, unique_ns, upload
 
 
@@ -20,9 +21,7 @@ def ns(user):
     return name
 
 
-def blob_files(appliance):
-    root = appliance.data_dir / "files"
-    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+blob_files = blob_names
 
 
 def token(client, scopes):
@@ -154,7 +153,8 @@ def test_status(appliance, user, ns):
     assert s["chunkserver_count"] == 1 and s["total_servers"] == 1
     assert s["capacity_bytes"] > 0 and 0 < s["free_bytes"] <= s["capacity_bytes"]
     assert 0 < s["used_bytes"] <= s["capacity_bytes"]
-    assert s["backend"] == "local-disk"
+    assert s["backend"] == ("seaweedfs" if appliance.weed else "local-disk")
+    assert (s["writable"], s["readable"], s["problem"]) == (True, True, "")
     # the counters count: one more file of 1234 bytes, then one less
     mine = user.get("/storage/status").json()
     assert upload(user, ns, "counted.bin", b"x" * 1234).status_code == 200
