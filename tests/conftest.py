@@ -41,6 +41,18 @@ def pytest_runtest_logreport(report):
         _skipped.append((report.nodeid, _skip_reason(report)))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Storage tests marked local_only are not repeated on SeaweedFS (deselected, not skipped)."""
+    keep, dropped = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        on_seaweed = params.get("appliance") == "seaweedfs"
+        (dropped if on_seaweed and item.get_closest_marker("local_only") else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 def pytest_sessionfinish(session, exitstatus):
     if _skipped and _skips_are_fatal() and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
