@@ -1,7 +1,7 @@
 """The storage tests on both blob stores: local disk and SeaweedFS (docs/seaweedfs-store.md).
 
 A storage test module runs its tests once per backend by importing the fixtures
-here (``from storage_backends import admin, appliance, seaweed_set  # noqa: F401``):
+here (``from storage_backends import backend_admin, backend_appliance, seaweed_set_fixture``):
 ``appliance`` is then a module fixture with params ``local`` (the session's
 appliance) and ``seaweedfs`` (one appliance on one real SeaweedFS set for the
 whole module). ``own_apps`` starts appliances of a test's own on a backend.
@@ -34,16 +34,16 @@ def start_app(data_dir: Path, weed: TestWeedSet | None, **settings) -> Appliance
     return app.start()
 
 
-@pytest.fixture(scope="module")
-def seaweed_set(tmp_path_factory):
+@pytest.fixture(scope="module", name="seaweed_set")
+def seaweed_set_fixture(tmp_path_factory):
     """One SeaweedFS (one volume server) for the module, started when first asked for."""
     weed = make_set(tmp_path_factory.mktemp("weed")).start()
     yield weed
     stop_quickly(weed)
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def appliance(request, tmp_path_factory):
+@pytest.fixture(scope="module", params=BACKENDS, name="appliance")
+def backend_appliance(request, tmp_path_factory):
     if request.param == "local":
         app = request.getfixturevalue("session_appliance")
         app.weed = None
@@ -55,13 +55,13 @@ def appliance(request, tmp_path_factory):
     app.close()
 
 
-@pytest.fixture(scope="module")
-def admin(appliance):
+@pytest.fixture(scope="module", name="admin")
+def backend_admin(appliance):
     return appliance.admin()
 
 
-@pytest.fixture
-def own_apps(tmp_path, request):
+@pytest.fixture(name="own_apps")
+def own_apps_fixture(tmp_path, request):
     """own_apps(backend, **settings) -> a started appliance of this test's own."""
     apps = []
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 import requests
-from storage_backends import BACKENDS, blob_names, own_apps, seaweed_set, wait_for  # noqa: F401 - fixtures
+from storage_backends import BACKENDS, blob_names, own_apps_fixture, seaweed_set_fixture, wait_for  # noqa: F401
 from test_storage_helpers import curl_upload, file_sha256, sha256, upload
 
 

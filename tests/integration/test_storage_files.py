@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from storage_backends import admin, appliance, blob_names, seaweed_set  # noqa: F401 - run on both backends
+from storage_backends import backend_admin, backend_appliance, blob_names, seaweed_set_fixture  # noqa: F401
 from test_storage_helpers import curl_upload, sha256, unique_ns, upload
 
 
