@@ -78,10 +78,21 @@ class Entry:
     is_dir: bool
 
 
-def _client() -> AsyncHTTPClient:
-    # One client per event loop (Tornado keeps one per IOLoop); more parallel
-    # transfers than its default 10 so a busy gateway does not queue them.
-    return AsyncHTTPClient(max_clients=256, max_body_size=_MAX_BODY)
+_clients: dict[asyncio.AbstractEventLoop, AsyncHTTPClient] = {}
+
+
+def http_client() -> AsyncHTTPClient:
+    """This event loop's client for SeaweedFS: our own instance (Tornado's
+    shared one keeps the settings of whoever made it first), with room for
+    many transfers at once (an upload's PUT lasts as long as its body; the
+    default 10 would queue the 11th and time it out)."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        for old in [old for old in _clients if old.is_closed()]:
+            del _clients[old]
+        client = _clients[loop] = AsyncHTTPClient(force_instance=True, max_clients=1024, max_body_size=_MAX_BODY)
+    return client
 
 
 def _error(e: Exception, what: str) -> FilerError:
@@ -112,7 +123,7 @@ class Filer:
         headers = {**self.auth(), **kwargs.pop("headers", {})}
         request = HTTPRequest(url, connect_timeout=CONNECT_TIMEOUT, headers=headers, **kwargs)
         try:
-            return await _client().fetch(request)
+            return await http_client().fetch(request)
         except (HTTPClientError, OSError) as e:
             raise _error(e, what) from None
 
@@ -240,7 +251,7 @@ class Upload:
                               body_producer=self._produce,  # type: ignore[arg-type]  # Tornado awaits a coroutine too
                               connect_timeout=CONNECT_TIMEOUT,
                               headers={**auth, "Content-Type": "application/octet-stream"})
-        self.response: asyncio.Future = asyncio.ensure_future(_client().fetch(request))
+        self.response: asyncio.Future = asyncio.ensure_future(http_client().fetch(request))
 
     async def _produce(self, write: Callable[[bytes], Awaitable[None]]) -> None:
         while (piece := await self.queue.get()) is not None:

@@ -9,6 +9,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import Appliance, Client  # noqa: E402
 
+# The storage modules' SeaweedFS set and appliance, shared by the session (started when first asked for).
+from storage_backends import session_seaweed_appliance, session_seaweed_set  # noqa: E402, F401
+
 _names = itertools.count()
 
 # -- a skip is a failure where everything can run ---------------------------------------

@@ -3,8 +3,12 @@
 A storage test module runs its tests once per backend by importing the fixtures
 here (``from storage_backends import backend_admin, backend_appliance, seaweed_set_fixture``):
 ``appliance`` is then a module fixture with params ``local`` (the session's
-appliance) and ``seaweedfs`` (one appliance on one real SeaweedFS set for the
-whole module). ``own_apps`` starts appliances of a test's own on a backend.
+appliance) and ``seaweedfs`` (the session's appliance on the session's real
+SeaweedFS set, both started when first asked for). ``own_apps`` starts
+appliances of a test's own on a backend (on the session's SeaweedFS set unless
+the module overrides ``seaweed_set``: a test whose appliance sweeps with a
+short ``seaweedfs_sweep_seconds`` must not share a set with a live appliance,
+whose blobs would be orphans to it).
 ``blob_names(app)`` is what the backend holds: the files under files/ (local:
 blobs and temp files), the filer's blobs (SeaweedFS).
 """
@@ -34,12 +38,25 @@ def start_app(data_dir: Path, weed: TestWeedSet | None, **settings) -> Appliance
     return app.start()
 
 
-@pytest.fixture(scope="module", name="seaweed_set")
-def seaweed_set_fixture(tmp_path_factory):
-    """One SeaweedFS (one volume server) for the module, started when first asked for."""
+@pytest.fixture(scope="session")
+def session_seaweed_set(tmp_path_factory):
+    """One SeaweedFS (one volume server) for the storage modules, started when first asked for."""
     weed = make_set(tmp_path_factory.mktemp("weed")).start()
     yield weed
     stop_quickly(weed)
+
+
+@pytest.fixture(scope="session")
+def session_seaweed_appliance(session_seaweed_set, tmp_path_factory):
+    app = start_app(tmp_path_factory.mktemp("appliance-weed"), session_seaweed_set,
+                    login_max_successes_per_address=1_000_000)
+    yield app
+    app.close()
+
+
+@pytest.fixture(scope="module", name="seaweed_set")
+def seaweed_set_fixture(session_seaweed_set):
+    return session_seaweed_set
 
 
 @pytest.fixture(scope="module", params=BACKENDS, name="appliance")
@@ -49,10 +66,7 @@ def backend_appliance(request, tmp_path_factory):
         app.weed = None
         yield app
         return
-    weed = request.getfixturevalue("seaweed_set")
-    app = start_app(tmp_path_factory.mktemp("appliance-weed"), weed, login_max_successes_per_address=1_000_000)
-    yield app
-    app.close()
+    yield request.getfixturevalue("session_seaweed_appliance")
 
 
 @pytest.fixture(scope="module", name="admin")

@@ -13,8 +13,18 @@ import time
 
 import pytest
 import requests
-from storage_backends import BACKENDS, blob_names, own_apps_fixture, seaweed_set_fixture, wait_for  # noqa: F401
+from seaweed_support import make_set, stop_quickly
+from storage_backends import BACKENDS, blob_names, own_apps_fixture, wait_for  # noqa: F401
 from test_storage_helpers import curl_upload, file_sha256, sha256, upload
+
+
+@pytest.fixture(scope="module")
+def seaweed_set(tmp_path_factory):
+    """A SeaweedFS of the module's own: the kill -9 test sweeps with a short age,
+    which would take a live appliance's blobs on a shared set for orphans."""
+    weed = make_set(tmp_path_factory.mktemp("weed")).start()
+    yield weed
+    stop_quickly(weed)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -27,8 +37,9 @@ def own_appliance(own_apps, backend):
     return lambda **settings: own_apps(backend, **settings)
 
 
-def test_everything_survives_a_restart_of_all_processes(own_appliance, tmp_path):
-    app = own_appliance()
+def test_everything_survives_a_restart_of_all_processes(own_apps, tmp_path):
+    """(Local disk: the SeaweedFS variants below restart the core and gateway too.)"""
+    app = own_apps("local")
     admin = app.admin()
     admin.post("/storage/namespaces", json={"name": "keep", "visibility": 1, "hidden": True})
     data = os.urandom(3_000_000)
@@ -83,7 +94,7 @@ def _slow_upload(app, token, name, size, started):
 @pytest.mark.parametrize("local_io", [True, False])
 def test_kill_9_of_the_core_during_uploads(own_appliance, tmp_path, local_io):
     """Uploads that got their 200 survive kill -9 intact; the ones in flight leave nothing."""
-    sweep = 6  # SeaweedFS: orphans older than this go (never younger ones)
+    sweep = 4  # SeaweedFS: orphans older than this go (never younger ones)
     app = own_appliance(storage_local_io=str(local_io).lower(), seaweedfs_sweep_seconds=sweep)
     admin = app.admin()
     committed: dict[str, str] = {}

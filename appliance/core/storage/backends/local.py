@@ -142,9 +142,6 @@ class LocalStore:
     def require_free(self, size: int, reserve: int, what: str = "this file") -> None:
         diskspace.require_free(self.blobs.root, size, reserve, what)
 
-    def require_writable(self) -> None:
-        pass
-
     async def status(self) -> StoreStatus:
         usage = await asyncio.to_thread(self.blobs.usage)
         healthy = await asyncio.to_thread(self.blobs.healthy)

@@ -88,7 +88,9 @@ class SeaweedWriter:
         except FilerError as e:
             raise unavailable(e, "checking the file") from None
         self.stored_at = time.monotonic()
-        return size or 0
+        if size is None:
+            raise Invalid("the upload's content never reached the store; nothing was stored")
+        return size
 
     async def refuse(self) -> None:
         """Nothing to signal: the gateway stops once the call has ended."""
@@ -153,7 +155,10 @@ class SeaweedStore:
 
     def __init__(self, config: Config):
         self.config = config
-        self.key = read_key(_key_file(config))
+        try:
+            self.key = read_key(_key_file(config))
+        except OSError as e:
+            raise RuntimeError(f"storage_backend is seaweedfs but the filer's JWT key cannot be read: {e}") from None
         self.filer = Filer(config.seaweedfs_filer or "http://127.0.0.1:8888", key=self.key)
         masters = [m.strip() for m in (config.seaweedfs_master or "127.0.0.1:9333").split(",") if m.strip()]
         self.watch = MasterWatch(masters, self.filer, config.seaweedfs_replication)
@@ -205,13 +210,13 @@ class SeaweedStore:
     def require_free(self, size: int, reserve: int, what: str = "this file") -> None:
         self.require_writable()
         free = self.watch.free_for_files()
-        if free - max(size, 0) < reserve:
+        if free is not None and free - max(size, 0) < reserve:
             raise InsufficientStorage(
                 f"not enough free space in SeaweedFS for {what}: {free} bytes free, "
                 f"{reserve} bytes are kept in reserve" + (f", {size} bytes needed" if size > 0 else ""))
 
     async def status(self) -> StoreStatus:
-        return await self.watch.poll()
+        return await self.watch.current()
 
 
 class Sweeper:

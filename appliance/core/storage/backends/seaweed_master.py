@@ -18,10 +18,10 @@ import json
 import logging
 import time
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httpclient import HTTPClientError, HTTPRequest
 
 from appliance.core.storage.backends.status import StoreStatus
-from appliance.filer import Filer
+from appliance.filer import Filer, http_client
 
 log = logging.getLogger("appliance.core.storage.seaweedfs")
 
@@ -35,7 +35,7 @@ def copies(replication: str) -> int:
 
 async def _get_json(url: str) -> dict:
     request = HTTPRequest(url, connect_timeout=TIMEOUT, request_timeout=TIMEOUT)
-    r = await AsyncHTTPClient().fetch(request)
+    r = await http_client().fetch(request)
     return json.loads(r.body or b"{}")
 
 
@@ -50,6 +50,9 @@ class MasterWatch:
         self.filer = filer
         self.copies = copies(replication)
         self.known: set[str] = set()
+        # Each volume server's disks as last read: a /status that times out
+        # (a busy host) keeps them, rather than counting its space as gone.
+        self.disks: dict[str, list[tuple[str, int, int]]] = {}
         self.status = StoreStatus(backend="seaweedfs", servers_live=0, servers_known=0, capacity=0, used=0, free=0,
                                   writable=False, readable=False, problem="not polled yet")
         self.polled_at = 0.0
@@ -82,10 +85,13 @@ class MasterWatch:
     async def _disks(self, url: str) -> list[tuple[str, int, int]]:
         try:
             status = await _get_json(f"http://{url}/status")
-        except (HTTPClientError, OSError, ValueError):
-            return []
+        except (HTTPClientError, OSError, ValueError) as e:
+            log.debug("SeaweedFS volume server %s: %s", url, e)
+            return self.disks.get(url, [])
         host = url.rpartition(":")[0]
-        return [(host, int(d.get("all", 0)), int(d.get("free", 0))) for d in status.get("DiskStatuses") or ()]
+        self.disks[url] = [(host, int(d.get("all", 0)), int(d.get("free", 0)))
+                           for d in status.get("DiskStatuses") or ()]
+        return self.disks[url]
 
     async def poll(self) -> StoreStatus:
         topology, filer_ok = await asyncio.gather(self._topology(), self.filer.reachable())
@@ -114,5 +120,14 @@ class MasterWatch:
         self.polled_at = time.monotonic()
         return self.status
 
-    def free_for_files(self) -> int:
+    def free_for_files(self) -> int | None:
+        """Free bytes for file content; None while no volume server's disks are known."""
+        if not self.status.capacity:
+            return None
         return self.status.free // self.copies
+
+    async def current(self, fresh: float = 1.0) -> StoreStatus:
+        """The status, polled again unless the last poll is under ``fresh`` seconds old."""
+        if time.monotonic() - self.polled_at < fresh:
+            return self.status
+        return await self.poll()
