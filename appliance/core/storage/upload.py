@@ -348,7 +348,7 @@ class Uploads:
                 raise InsufficientStorage("not enough free disk space for this file") from None
             raise
         if old_blob:
-            await asyncio.shield(self.store.remove([old_blob]))
+            await asyncio.shield(self.store.retire([old_blob]))
         reporter.finish(size)
         return storage_pb2.UploadResponse(status="ok", name=name, namespace=ns.name, size=size,
                                           etag=etag(row.blob_id))

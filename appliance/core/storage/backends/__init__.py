@@ -15,7 +15,9 @@ shape (docs/seaweedfs-store.md):
 - ``open(blob_id)`` -> a reader (FileNotFoundError if there is no such
   blob): ``size``, ``chunks(first, end)``, ``direct(meta)`` fills the FileMeta
   fields of a direct download, ``close()``;
-- ``remove(blob_ids)``, ``recover(live)`` at start-up, ``start()``/``stop()``
+- ``remove(blob_ids)``; ``retire(blob_ids)`` for blobs an overwrite replaced
+  (downloads under way still read them: SeaweedFS keeps them a grace period);
+  ``recover(live)`` at start-up, ``start()``/``stop()``
   for background work (the orphan sweep), ``require_free(size, reserve)``
   before and while bytes arrive, ``status()`` for /storage/status and health.
 

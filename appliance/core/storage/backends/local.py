@@ -124,6 +124,10 @@ class LocalStore:
     async def remove(self, blob_ids: Iterable[str]) -> None:
         await asyncio.to_thread(self.blobs.remove, list(blob_ids))
 
+    async def retire(self, blob_ids: Iterable[str]) -> None:
+        """Blobs an overwrite replaced: at once (a reader's open fd keeps the old bytes)."""
+        await self.remove(blob_ids)
+
     def recover(self, live: set[str]) -> None:
         """Start-up (no upload can commit yet): drop temp files and orphan blobs."""
         temps, orphans = self.blobs.sweep(live)

@@ -32,6 +32,10 @@ BLOB_ID_BYTES = 16
 # once; a download fetches window after window for as long as its client reads.
 UPLOAD_TOKEN_SECONDS = 60
 DOWNLOAD_TOKEN_SECONDS = 3600
+# A blob an overwrite replaced stays this long for the downloads already
+# reading it (on disk an open fd keeps the old bytes; a filer read has no fd).
+# Gone before that if the core stops: then the sweep takes it (no row names it).
+REPLACED_GRACE_SECONDS = 60.0
 
 
 def unavailable(e: FilerError, what: str) -> StoreUnavailable:
@@ -181,6 +185,13 @@ class SeaweedStore:
         if size is None:
             raise FileNotFoundError(blob_id)
         return SeaweedReader(self, blob_id, size)
+
+    async def retire(self, blob_ids: Iterable[str]) -> None:
+        """Blobs an overwrite replaced: removed after REPLACED_GRACE_SECONDS, in the background."""
+        async def later(ids: list[str]) -> None:
+            await asyncio.sleep(REPLACED_GRACE_SECONDS)
+            await self.remove(ids)
+        background(later(list(blob_ids)))
 
     async def remove(self, blob_ids: Iterable[str]) -> None:
         for blob_id in blob_ids:
