@@ -212,6 +212,10 @@ class SeaweedStore:
         await self.watch.stop()
         if self.sweeper is not None:
             await self.sweeper.stop()
+        # Replaced blobs still in their grace period: left to the sweep (no row names them).
+        for task in list(_background):
+            task.cancel()
+        await asyncio.gather(*_background, return_exceptions=True)
 
     def require_writable(self) -> None:
         status = self.watch.status
