@@ -150,7 +150,10 @@ def build_server(config: Config) -> Core:
         core.run_in_background(peernet.keep_peer_networks(config, compute.driver))
     # Internal: the SSH gateway asks who may reach which guest.
     guarded.add(contract.SSH_GATEWAY, SshGatewayServicer(config, compute.driver, compute.forwarder))
-    guarded.add(contract.STORAGE, StorageServicer(config))
+    storage = StorageServicer(config, health_servicer)
+    guarded.add(contract.STORAGE, storage)
+    core.run_in_background(storage.start())
+    core.closers.append(storage.close)
     # Host and container readings every metrics_sample_seconds, on a thread of its own.
     sampler = Sampler(config, compute.driver)
     guarded.add(contract.CLUSTER, ClusterServicer(config, sampler))

@@ -4,7 +4,10 @@ The core decides everything (access, 200/206/304/416, headers) in the first
 message of its server stream. The bytes then come either from the stream
 (gRPC chunks) or, when the gateway shares the core's host and reaches it over
 the Unix socket, from the blob the core named and authorized, which the
-gateway opens and reads itself (measured faster; see bench/bench_storage.py).
+gateway opens and reads itself (measured faster; see bench/bench_storage.py),
+or on SeaweedFS reads from the filer with the token the core signed, in
+Range windows resumed at their exact offset when a stream breaks
+(appliance/filer.py).
 Each chunk is followed by ``await flush()``: a slow client holds one chunk,
 not a file.
 """
@@ -23,6 +26,7 @@ from tornado.http1connection import HTTP1Connection
 
 from appliance import metrics
 from appliance.errors import AppError
+from appliance.filer import Filer, FilerError
 from appliance.http.gateway import GatewayHandler
 from appliance.http.status import rpc_error_reply
 from appliance.v1 import storage_pb2
@@ -69,6 +73,9 @@ class DownloadHandler(GatewayHandler):
             if first is grpc.aio.EOF or first.WhichOneof("part") != "meta":
                 return self.send_json_error(500, "internal error")
             meta = first.meta
+            if meta.filer_url:
+                call.cancel()
+                return await self._send(meta, None, None)
             if not meta.local_path:
                 return await self._send(meta, call, None)
             call.cancel()
@@ -124,13 +131,15 @@ class DownloadHandler(GatewayHandler):
             await self.flush()
             if fd is not None:
                 await self._send_local(fd, meta.range_start, meta.range_end + 1)
+            elif meta.filer_url:
+                await self._send_filer(meta)
             else:
                 await self._send_stream(call)
         except tornado.iostream.StreamClosedError:
             if call is not None:
                 call.cancel()
             return
-        except (grpc.aio.AioRpcError, OSError) as e:
+        except (grpc.aio.AioRpcError, OSError, FilerError) as e:
             # Headers are out: all we can do is cut the body short so the
             # client sees an incomplete transfer rather than a wrong file.
             log.warning("download of %s broke off: %s", meta.name, e,
@@ -148,6 +157,13 @@ class DownloadHandler(GatewayHandler):
             self.write(message.data)
             await self.flush()
             metrics.HTTP_DOWNLOAD_BYTES.inc(len(message.data))
+
+    async def _send_filer(self, meta) -> None:
+        filer = Filer(meta.filer_url, token=meta.filer_token)
+        async for data in filer.read(meta.filer_blob, meta.range_start, meta.range_end + 1):
+            self.write(data)
+            await self.flush()
+            metrics.HTTP_DOWNLOAD_BYTES.inc(len(data))
 
     async def _send_local(self, fd: int, offset: int, end: int) -> None:
         loop = asyncio.get_running_loop()

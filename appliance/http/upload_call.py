@@ -11,6 +11,7 @@ import time
 import grpc
 
 from appliance.errors import TooLarge
+from appliance.filer import Upload as FilerUpload
 from appliance.v1 import storage_pb2
 
 UPLOAD_CHUNK = 256 * 1024
@@ -44,11 +45,12 @@ def os_error_status(e: OSError) -> tuple[int, str]:
 class UploadCall:
     """One client-streaming Upload/PutFile call fed from a request body.
 
-    Two ways for the bytes, chosen by the core: over the stream as ``data``
-    messages (the general path), or - when the core answers the header with
-    ``x-upload-path`` because we share its host - written by us into the temp
-    file the core created, with only ``progress`` messages on the stream.
-    Either way the core alone checks, fsyncs, renames and commits.
+    Three ways for the bytes, chosen by the core: over the stream as ``data``
+    messages (the general path), or - when we share its host - written by us
+    into the temp file the core created (``x-upload-path``: local disk) or
+    PUT by us to the SeaweedFS filer URL it named with the token it signed
+    (``x-upload-url``, ``x-upload-token``), with only ``progress`` messages on
+    the stream. Either way the core alone checks, sizes and commits.
     """
 
     def __init__(self, handler, header: storage_pb2.UploadHeader):
@@ -59,6 +61,7 @@ class UploadCall:
         self.buffered = 0
         self.sent = 0
         self.fd = -1
+        self.filer: FilerUpload | None = None  # a direct upload to SeaweedFS
         # The local write in flight: awaited only before the next one, so
         # reading the socket overlaps writing the previous chunk to disk.
         self.writing: asyncio.Future | None = None
@@ -84,6 +87,9 @@ class UploadCall:
             if "x-upload-ready" in metadata:
                 if "x-upload-path" in metadata:
                     self.fd = os.open(metadata["x-upload-path"], os.O_WRONLY | os.O_CLOEXEC)
+                elif "x-upload-url" in metadata:
+                    self.filer = FilerUpload(metadata["x-upload-url"],
+                                             {"Authorization": f"Bearer {metadata.get('x-upload-token', '')}"})
                 return None
             await self.result
         except grpc.aio.AioRpcError as e:
@@ -104,7 +110,8 @@ class UploadCall:
     async def feed(self, data: bytes) -> None:
         self.pieces.append(data)
         self.buffered += len(data)
-        if self.buffered >= (LOCAL_WRITE_CHUNK if self.fd >= 0 else UPLOAD_CHUNK) or len(self.pieces) >= 256:
+        direct = self.fd >= 0 or self.filer is not None
+        if self.buffered >= (LOCAL_WRITE_CHUNK if direct else UPLOAD_CHUNK) or len(self.pieces) >= 256:
             await self._flush()
 
     async def _flush(self) -> None:
@@ -113,17 +120,23 @@ class UploadCall:
         pieces, size = self.pieces, self.buffered
         self.pieces, self.buffered = [], 0
         self.sent += size
-        if self.fd < 0:
+        if self.fd < 0 and self.filer is None:
             data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
             return await self._put(storage_pb2.UploadChunk(data=data))
         if self.limit and self.sent > self.limit:
             raise TooLarge(f"file is over the {self.limit}-byte upload limit")
         if self.result.done():
             await self.result
+        if self.filer is not None:
+            await self.filer.write(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+            return await self._report()
         await self._written()
         if os.fstat(self.fd).st_nlink == 0:
             await self._refused()
         self.writing = asyncio.get_running_loop().run_in_executor(None, _write_all, self.fd, pieces)
+        await self._report()
+
+    async def _report(self) -> None:
         now = time.monotonic()
         if now - self.reported >= PROGRESS_INTERVAL:
             self.reported = now
@@ -145,12 +158,18 @@ class UploadCall:
     async def finish(self) -> storage_pb2.UploadResponse:
         await self._flush()
         await self._written()
+        if self.filer is not None:
+            filer, self.filer = self.filer, None
+            await filer.finish()  # the filer has every byte, replicated, before the core sizes it
         self._close()
         await self._put(storage_pb2.UploadChunk(end=storage_pb2.UploadEnd(size=self.sent)))
         await self._put(None)
         return await self.result
 
     def _close(self) -> None:
+        if self.filer is not None:
+            self.filer.abort()  # an unfinished PUT stores nothing
+            self.filer = None
         if self.fd < 0:
             return
         fd, self.fd = self.fd, -1

@@ -16,6 +16,7 @@ import grpc
 
 from appliance import metrics
 from appliance.errors import AppError, Invalid
+from appliance.filer import FilerError
 from appliance.http import codec
 from appliance.http.gateway import GatewayHandler
 from appliance.http.status import http_status, rpc_error_reply
@@ -133,6 +134,9 @@ class UploadHandler(GatewayHandler):
         except OSError as e:
             log.warning("local upload write failed: %s", e)
             self.refuse(*os_error_status(e))
+        except FilerError as e:
+            log.warning("direct upload to the filer failed: %s", e)
+            self.refuse(503, "file storage (SeaweedFS) is unavailable; try again later")
 
     async def reply(self) -> None:
         if self.watch is not None:
@@ -147,6 +151,10 @@ class UploadHandler(GatewayHandler):
             result = await upload.finish()
         except grpc.aio.AioRpcError as e:
             return self.send_json_error(*rpc_error_reply(e))
+        except FilerError as e:
+            log.warning("direct upload to the filer failed: %s", e)
+            upload.cancel()
+            return self.send_json_error(503, "file storage (SeaweedFS) is unavailable; try again later")
         except (AppError, OSError) as e:
             upload.cancel()
             self.refuse(*((http_status(e.code), e.message) if isinstance(e, AppError) else os_error_status(e)))

@@ -193,7 +193,7 @@ class DownloadRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., range: _Optional[str] = ..., if_none_match: _Optional[str] = ..., if_modified_since: _Optional[str] = ..., head: _Optional[bool] = ..., id: _Optional[str] = ..., if_range: _Optional[str] = ..., local: _Optional[bool] = ...) -> None: ...
 
 class FileMeta(_message.Message):
-    __slots__ = ("size", "etag", "modified_at", "content_type", "range_start", "range_end", "partial", "not_modified", "name", "local_path", "inode", "public")
+    __slots__ = ("size", "etag", "modified_at", "content_type", "range_start", "range_end", "partial", "not_modified", "name", "local_path", "inode", "public", "filer_url", "filer_blob", "filer_token")
     SIZE_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
     MODIFIED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -206,6 +206,9 @@ class FileMeta(_message.Message):
     LOCAL_PATH_FIELD_NUMBER: _ClassVar[int]
     INODE_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_FIELD_NUMBER: _ClassVar[int]
+    FILER_URL_FIELD_NUMBER: _ClassVar[int]
+    FILER_BLOB_FIELD_NUMBER: _ClassVar[int]
+    FILER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     size: int
     etag: str
     modified_at: int
@@ -218,7 +221,10 @@ class FileMeta(_message.Message):
     local_path: str
     inode: int
     public: bool
-    def __init__(self, size: _Optional[int] = ..., etag: _Optional[str] = ..., modified_at: _Optional[int] = ..., content_type: _Optional[str] = ..., range_start: _Optional[int] = ..., range_end: _Optional[int] = ..., partial: _Optional[bool] = ..., not_modified: _Optional[bool] = ..., name: _Optional[str] = ..., local_path: _Optional[str] = ..., inode: _Optional[int] = ..., public: _Optional[bool] = ...) -> None: ...
+    filer_url: str
+    filer_blob: str
+    filer_token: str
+    def __init__(self, size: _Optional[int] = ..., etag: _Optional[str] = ..., modified_at: _Optional[int] = ..., content_type: _Optional[str] = ..., range_start: _Optional[int] = ..., range_end: _Optional[int] = ..., partial: _Optional[bool] = ..., not_modified: _Optional[bool] = ..., name: _Optional[str] = ..., local_path: _Optional[str] = ..., inode: _Optional[int] = ..., public: _Optional[bool] = ..., filer_url: _Optional[str] = ..., filer_blob: _Optional[str] = ..., filer_token: _Optional[str] = ...) -> None: ...
 
 class DownloadChunk(_message.Message):
     __slots__ = ("meta", "data")
@@ -241,7 +247,7 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StorageStatus(_message.Message):
-    __slots__ = ("chunkserver_count", "total_servers", "capacity_bytes", "used_bytes", "free_bytes", "stored_bytes", "file_count", "backend", "quota_bytes", "quota_used_bytes", "max_upload_bytes")
+    __slots__ = ("chunkserver_count", "total_servers", "capacity_bytes", "used_bytes", "free_bytes", "stored_bytes", "file_count", "backend", "quota_bytes", "quota_used_bytes", "max_upload_bytes", "writable", "readable", "problem")
     CHUNKSERVER_COUNT_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SERVERS_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -253,6 +259,9 @@ class StorageStatus(_message.Message):
     QUOTA_BYTES_FIELD_NUMBER: _ClassVar[int]
     QUOTA_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_UPLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    WRITABLE_FIELD_NUMBER: _ClassVar[int]
+    READABLE_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
     chunkserver_count: int
     total_servers: int
     capacity_bytes: int
@@ -264,7 +273,10 @@ class StorageStatus(_message.Message):
     quota_bytes: int
     quota_used_bytes: int
     max_upload_bytes: int
-    def __init__(self, chunkserver_count: _Optional[int] = ..., total_servers: _Optional[int] = ..., capacity_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., file_count: _Optional[int] = ..., backend: _Optional[str] = ..., quota_bytes: _Optional[int] = ..., quota_used_bytes: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ...) -> None: ...
+    writable: bool
+    readable: bool
+    problem: str
+    def __init__(self, chunkserver_count: _Optional[int] = ..., total_servers: _Optional[int] = ..., capacity_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., file_count: _Optional[int] = ..., backend: _Optional[str] = ..., quota_bytes: _Optional[int] = ..., quota_used_bytes: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., writable: _Optional[bool] = ..., readable: _Optional[bool] = ..., problem: _Optional[str] = ...) -> None: ...
 
 class ProgressRequest(_message.Message):
     __slots__ = ("id",)

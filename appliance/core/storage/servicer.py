@@ -1,19 +1,20 @@
-"""StorageService: namespaces and files on the local disk (see docs/storage.md).
+"""StorageService: namespaces and files (see docs/storage.md); the content in
+the blob store config.storage_backend picks (backends/: local disk or SeaweedFS).
 
 Access rules: access.py; names, Range and conditionals: rules.py; uploads
 and their limits: upload.py.
 
 Database work runs on the event loop thread with no await inside a
-transaction, so commits of this servicer are serialized; disk work (writes,
-fsync, reads, unlinks) runs in worker threads.
+transaction, so commits of this servicer are serialized; blob work (disk
+writes in worker threads, filer requests) runs outside them.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 
 import peewee as pw
+from grpc_health.v1 import health_pb2
 
 from appliance import metrics
 from appliance.config import Config
@@ -21,7 +22,7 @@ from appliance.core import context as ctx
 from appliance.core.auth import scopes, users
 from appliance.core.db import User, database
 from appliance.core.storage import access
-from appliance.core.storage.blobs import BlobStore
+from appliance.core.storage.backends import open_store
 from appliance.core.storage.models import (
     DEFAULT_NAMESPACE,
     Namespace,
@@ -49,7 +50,6 @@ from appliance.v1 import common_pb2, storage_pb2, storage_pb2_grpc
 log = logging.getLogger("appliance.core.storage.servicer")
 
 OK = common_pb2.StatusResponse(status="ok")
-CHUNK = 256 * 1024
 STREAM_OPEN = (("x-stream-open", "1"),)
 
 
@@ -62,25 +62,38 @@ def _file_info(f: StoredFile, ns_name: str) -> storage_pb2.FileInfo:
 
 
 class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, health=None):
         self.config = config
-        self.store = BlobStore(config.files_dir)
+        self.health = health  # grpc health: this service NOT_SERVING while the store cannot take uploads
+        self.store = open_store(config)
         self.progress = ProgressHub()
         self.uploads = Uploads(config, self.store, self.progress)
-        self.store.prepare()
         ensure_default_namespace()
         self.recover()
         users.delete_hooks.append(self.on_user_deleted)
 
     # -- start-up and user removal ---------------------------------------------
     def recover(self) -> None:
-        live = {row.blob_id for row in StoredFile.select(StoredFile.blob_id)}
-        temps, orphans = self.store.sweep(live)
-        if temps or orphans:
-            log.info("storage recovery: removed %d unfinished upload(s), %d orphan blob(s)", temps, orphans)
-        missing = self.store.missing(live)
-        if missing:
-            log.error("storage: %d file row(s) point to missing blobs: %s", len(missing), missing[:10])
+        self.store.recover({row.blob_id for row in StoredFile.select(StoredFile.blob_id)})
+
+    async def start(self) -> None:
+        """With the event loop running: the store's background work (SeaweedFS: status, sweep)."""
+        self.store.start(self.rows_among, self._report_health)
+
+    async def _report_health(self, status) -> None:
+        if self.health is not None:
+            serving = health_pb2.HealthCheckResponse.SERVING if status.writable else \
+                health_pb2.HealthCheckResponse.NOT_SERVING
+            await self.health.set(storage_pb2.DESCRIPTOR.services_by_name["StorageService"].full_name, serving)
+
+    async def close(self) -> None:
+        await self.store.stop()
+
+    @staticmethod
+    def rows_among(blob_ids: list[str]) -> set[str]:
+        """Which of these blobs a file row names (the sweep keeps those)."""
+        rows = StoredFile.select(StoredFile.blob_id).where(StoredFile.blob_id.in_(blob_ids))
+        return {row.blob_id for row in rows}
 
     async def on_user_deleted(self, user) -> None:
         with database.atomic():
@@ -89,7 +102,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             blobs = [f.blob_id for f in doomed]
             StoredFile.delete().where(StoredFile.namespace.in_(owned) | (StoredFile.uploader == user)).execute()
             Namespace.delete().where(Namespace.owner == user).execute()
-        await asyncio.to_thread(self.store.remove, blobs)
+        await self.store.remove(blobs)
 
     def _owned_namespace(self, name: str, action: str) -> tuple[object, Namespace]:
         principal = ctx.principal()
@@ -178,7 +191,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             ns.delete_instance()
         # The rows are gone (the user sees the namespace vanish at once); the
         # blobs go next. A crash in between leaves orphans for the start-up sweep.
-        await asyncio.shield(asyncio.to_thread(self.store.remove, blobs))
+        await asyncio.shield(self.store.remove(blobs))
         metrics.STORAGE_OPERATIONS.labels("delete_namespace").inc()
         return OK
 
@@ -200,7 +213,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                 raise NotFound(f"file {name!r} not found in {ns.name!r}")
             access.check_replace(principal, ns, f)
             f.delete_instance()
-        await asyncio.shield(asyncio.to_thread(self.store.remove, [f.blob_id]))
+        await asyncio.shield(self.store.remove([f.blob_id]))
         metrics.STORAGE_OPERATIONS.labels("delete_file").inc()
         return OK
 
@@ -224,14 +237,14 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         async for chunk in self._download(request, context, attachment=False):
             yield chunk
 
-    def _open_current(self, ns: Namespace, name: str) -> tuple[StoredFile, int]:
-        """The file's row and an fd on its blob; retried if an overwrite races us."""
+    async def _open_current(self, ns: Namespace, name: str):
+        """The file's row and a reader of its blob; retried if an overwrite races us."""
         for _ in range(10):
             row = StoredFile.get_or_none((StoredFile.namespace == ns) & (StoredFile.name == name))
             if row is None:
                 raise NotFound(f"file {name!r} not found in {ns.name!r}")
             try:
-                return row, self.store.open(row.blob_id)
+                return row, await self.store.open(row.blob_id)
             except FileNotFoundError:
                 continue  # repointed (overwritten or deleted) between the lookup and the open
         log.error("blob of %s/%s is missing", ns.name, name)
@@ -242,9 +255,9 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         ns = access.namespace(namespace_name(request.namespace or DEFAULT_NAMESPACE))
         name = file_name(request.name)
         access.check_read(principal, ns)
-        row, fd = self._open_current(ns, name)
+        row, reader = await self._open_current(ns, name)
         try:
-            size = os.fstat(fd).st_size
+            size = reader.size
             tag, mtime = etag(row.blob_id), row.modified_at
             meta = storage_pb2.FileMeta(size=size, etag=tag, modified_at=mtime, name=name,
                                         public=ns.visibility >= VISIBLE,
@@ -263,43 +276,39 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                 return
             metrics.STORAGE_OPERATIONS.labels("download").inc()
             if request.local and local_peer(context):
-                meta.local_path = str(self.store.blob_path(row.blob_id))
-                meta.inode = os.fstat(fd).st_ino
+                reader.direct(meta)
                 yield storage_pb2.DownloadChunk(meta=meta)
                 return
             yield storage_pb2.DownloadChunk(meta=meta)
             reporter = self.progress.start(principal.user_id if principal else None, request.id,
                                            "download", length)
-            loop = asyncio.get_running_loop()
-            offset, end, sent = first, last + 1, 0
+            sent = 0
             try:
-                while offset < end:
-                    data = await loop.run_in_executor(None, os.pread, fd, min(CHUNK, end - offset), offset)
-                    if not data:
-                        raise Internal("file content is shorter than recorded")
-                    offset += len(data)
+                async for data in reader.chunks(first, last + 1):
                     sent += len(data)
                     yield storage_pb2.DownloadChunk(data=data)
                     reporter.update(sent)
+                if sent != last + 1 - first:
+                    raise Internal("file content is shorter than recorded")
             except BaseException:
                 reporter.finish(sent, ok=False)
                 raise
             reporter.finish(sent)
         finally:
-            os.close(fd)
+            reader.close()
 
     # -- status and progress -------------------------------------------------------
     async def GetStatus(self, request, context):
-        usage = await asyncio.to_thread(self.store.usage)
-        healthy = await asyncio.to_thread(self.store.healthy)
+        store = await self.store.status()
         stored = StoredFile.select(pw.fn.COALESCE(pw.fn.SUM(StoredFile.size), 0)).scalar()
         count = StoredFile.select().count()
         principal = ctx.optional_principal()
         mine = {"quota_used_bytes": stored_bytes(principal.user.id)} if principal is not None else {}
-        return storage_pb2.StorageStatus(chunkserver_count=1 if healthy else 0, total_servers=1,
-                                         capacity_bytes=usage.capacity, used_bytes=usage.used,
-                                         free_bytes=usage.free, stored_bytes=int(stored), file_count=count,
-                                         backend="local-disk", quota_bytes=self.config.storage_quota_bytes,
+        return storage_pb2.StorageStatus(chunkserver_count=store.servers_live, total_servers=store.servers_known,
+                                         capacity_bytes=store.capacity, used_bytes=store.used,
+                                         free_bytes=store.free, stored_bytes=int(stored), file_count=count,
+                                         backend=store.backend, writable=store.writable, readable=store.readable,
+                                         problem=store.problem, quota_bytes=self.config.storage_quota_bytes,
                                          max_upload_bytes=self.config.max_upload_bytes, **mine)
 
     async def WatchProgress(self, request, context):

@@ -8,20 +8,22 @@ Limits (settings in appliance/config.py, documented in docs/storage.md):
 - ``storage_quota_bytes`` per user: the files they uploaded plus what their
   uploads under way have received (507), checked early and exactly again at
   the commit, inside its transaction;
-- ``disk_free_reserve_bytes`` kept free on the data disk (507): on the
-  declared size, then every FREE_CHECK_STEP bytes received;
+- ``disk_free_reserve_bytes`` kept free in the blob store (507): on the
+  declared size, then every FREE_CHECK_STEP bytes received (on SeaweedFS its
+  free space, and 503 while it cannot take uploads: backends/seaweed.py);
 - a call that sends nothing for ``2 * upload_stall_seconds + 10`` seconds is
   ended (the gateway cuts stalled clients much sooner and sends keepalives
   for slow ones; this is the core's own backstop).
 
-Any failure discards the temp file at once: nothing partial stays on disk.
+Any failure discards the unfinished blob at once: nothing partial stays.
+The bytes go to the blob store's writer (backends/): a temp file on local
+disk, a streaming PUT to the SeaweedFS filer.
 """
 from __future__ import annotations
 
 import asyncio
 import errno
 import logging
-import os
 
 import peewee as pw
 
@@ -29,7 +31,7 @@ from appliance.config import Config
 from appliance.core import context as ctx
 from appliance.core.db import database, now
 from appliance.core.storage import access
-from appliance.core.storage.blobs import BlobStore, TempFile
+from appliance.core.storage.backends import Store
 from appliance.core.storage.models import DEFAULT_NAMESPACE, Namespace, StoredFile
 from appliance.core.storage.progress import ProgressHub
 from appliance.core.storage.rules import etag, file_name, local_peer, namespace_name
@@ -42,7 +44,6 @@ from appliance.errors import (
     TooLarge,
     TooManyRequests,
 )
-from appliance.host import diskspace
 from appliance.revert import Reverter
 from appliance.v1 import storage_pb2
 
@@ -65,9 +66,9 @@ def stored_bytes(user_id: int) -> int:
 class UploadLimits:
     """Per-user bookkeeping of the uploads under way in this core."""
 
-    def __init__(self, config: Config, files_dir):
+    def __init__(self, config: Config, store: Store):
         self.config = config
-        self.files_dir = files_dir
+        self.store = store
         self.active: dict[int, int] = {}    # user row id -> uploads under way
         # user row id -> bytes those uploads hold: each its declared size or
         # what it received, whichever is more
@@ -135,7 +136,7 @@ class Ticket:
             raise Invalid("size must not be negative")
         self._check_limit(size)
         self._check_quota(size)
-        diskspace.require_free(self.limits.files_dir, size, self.config.disk_free_reserve_bytes, "this file")
+        self.limits.store.require_free(size, self.config.disk_free_reserve_bytes)
         self.declared = size
         self._count(size)
 
@@ -147,11 +148,11 @@ class Ticket:
         self._check_quota(0)
         if received >= self.next_free_check:
             self.next_free_check = received + FREE_CHECK_STEP
-            diskspace.require_free(self.limits.files_dir, 0, self.config.disk_free_reserve_bytes, "this file")
+            self.limits.store.require_free(0, self.config.disk_free_reserve_bytes)
 
     def check_end(self) -> None:
-        """All bytes are on disk: they must have left the reserve free."""
-        diskspace.require_free(self.limits.files_dir, 0, self.config.disk_free_reserve_bytes, "this file")
+        """All bytes are stored: they must have left the reserve free."""
+        self.limits.store.require_free(0, self.config.disk_free_reserve_bytes)
 
     def check_commit(self, size: int, replaced: StoredFile | None) -> None:
         """The exact quota check, inside the commit's transaction."""
@@ -199,18 +200,16 @@ class _Watchdog:
 
 
 class _Incoming:
-    """The bytes of one upload arriving in its temp file, counted against the
-    ticket's limits and reported as progress. A local upload's bytes are
-    written by the gateway: its messages only say how many there are."""
+    """The bytes of one upload arriving in the store's writer, counted against
+    the ticket's limits and reported as progress. A direct upload's bytes are
+    moved by the gateway: its messages only say how many there are."""
 
-    def __init__(self, tmp: TempFile, ticket: Ticket, reporter, local: bool):
-        self.tmp = tmp
+    def __init__(self, writer, ticket: Ticket, reporter, local: bool):
+        self.writer = writer
         self.ticket = ticket
         self.reporter = reporter
         self.local = local
         self.received = 0
-        self.pending: asyncio.Future | None = None  # the last write, overlapped with the next receive
-        self.loop = asyncio.get_running_loop()
 
     async def receive(self, messages, watchdog: _Watchdog):
         """Take messages until the caller closes its side; the end message (None if none came)."""
@@ -226,9 +225,7 @@ class _Incoming:
             if kind == "data" and not self.local:
                 self.received += len(message.data)
                 self.ticket.update(self.received)
-                if self.pending is not None:
-                    await self.pending
-                self.pending = self.loop.run_in_executor(None, self.tmp.write, message.data)
+                await self.writer.write(message.data)
                 self.reporter.update(self.received)
             elif kind == "progress":
                 if self.local:  # else a keepalive from the gateway
@@ -238,25 +235,21 @@ class _Incoming:
                     except AppError as refusal:
                         await self._refuse_once_closed(refusal, messages, watchdog)
                     self.reporter.update(self.received)
-                    if self.pending is None or self.pending.done():
-                        self.pending = self.loop.run_in_executor(None, self.tmp.writeback, self.received)
+                    self.writer.advance(self.received)
             elif kind == "end":
                 end = message.end
             else:
                 raise Invalid(f"unexpected {kind} message in the upload")
 
     async def _refuse_once_closed(self, refusal: AppError, messages, watchdog: _Watchdog):
-        """A local upload refused while the gateway writes: remove the temp file
-        (the gateway checks it before each write, so it stops and closes its
-        side), and answer only once that side is closed. grpcio's asyncio client
-        may replace a status that races one of its writes with INTERNAL
+        """A direct upload refused while the gateway writes: tell the gateway
+        (local disk: its temp file goes, which it checks before each write),
+        and answer only once its side is closed. grpcio's asyncio client may
+        replace a status that races one of its writes with INTERNAL
         (grpc/grpc#36066): the refusal would reach the user as a 500."""
-        if self.pending is not None:
-            await asyncio.shield(self.pending)
-            self.pending = None
-        await asyncio.to_thread(self.tmp.discard)
-        deadline = self.loop.time() + REFUSAL_CLOSE_WAIT
-        while (left := deadline - self.loop.time()) > 0:
+        await self.writer.refuse()
+        deadline = asyncio.get_running_loop().time() + REFUSAL_CLOSE_WAIT
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
             try:
                 await asyncio.wait_for(watchdog.next(messages), left)
             except (StopAsyncIteration, TimeoutError):
@@ -264,29 +257,19 @@ class _Incoming:
         raise refusal
 
     async def complete(self, end, declared: int) -> int:
-        """Every byte is in the temp file and is what was announced; the size."""
-        if self.pending is not None:
-            await self.pending
-            self.pending = None
-        if self.local:
-            self.received = os.fstat(self.tmp.fd).st_size
-            self.ticket.update(self.received)
+        """Every byte is with the writer and is what was announced; the size."""
+        await self.writer.flushed()
         if end is None:
             raise Invalid("the upload ended early; nothing was stored")
+        if self.local:
+            self.received = await self.writer.local_size()
+            self.ticket.update(self.received)
         if end.size != self.received:
             raise Invalid(f"the upload ended early: {self.received} of {end.size} bytes arrived")
         if declared and declared != self.received:
             raise Invalid(f"declared size {declared} but {self.received} bytes arrived")
         self.ticket.check_end()
         return self.received
-
-    async def settle(self) -> None:
-        """Undo: let the write under way finish before its file goes."""
-        if self.pending is not None:
-            try:
-                await asyncio.shield(self.pending)
-            except Exception:  # noqa: BLE001 - the first error is the one to report
-                pass
 
     def failed(self) -> None:
         """Undo: watchers see the transfer end, unsuccessfully."""
@@ -296,11 +279,11 @@ class _Incoming:
 class Uploads:
     """The Upload and PutFile RPCs (same flow; the gateway differs)."""
 
-    def __init__(self, config: Config, store: BlobStore, progress: ProgressHub):
+    def __init__(self, config: Config, store: Store, progress: ProgressHub):
         self.config = config
         self.store = store
         self.progress = progress
-        self.limits = UploadLimits(config, store.root)
+        self.limits = UploadLimits(config, store)
 
     async def run(self, request_iterator, context):
         principal = ctx.principal()
@@ -330,26 +313,25 @@ class Uploads:
             ticket.release()
 
     async def _receive(self, principal, ns, name, header, ticket: Ticket, messages, context):
-        """temp file -> bytes -> blob -> row, each step undone if a later one fails."""
+        """writer -> bytes -> durable blob -> row, each step undone if a later one fails."""
         local = header.local and local_peer(context)
         stall = self.config.upload_stall_seconds
         watchdog = None
         try:
             async with Reverter() as revert:
-                tmp: TempFile = await asyncio.to_thread(self.store.new_temp)
-                revert.add(tmp.discard)
-                await context.send_initial_metadata(
-                    UPLOAD_READY + ((("x-upload-path", str(tmp.path)),) if local else ()))
+                writer = await self.store.new_writer()
+                revert.add(writer.discard)
+                await context.send_initial_metadata(UPLOAD_READY + (writer.direct_metadata() if local else ()))
                 reporter = self.progress.start(principal.user_id, header.transfer_id, "upload", header.size)
-                incoming = _Incoming(tmp, ticket, reporter, local)
+                incoming = _Incoming(writer, ticket, reporter, local)
                 revert.add(incoming.failed)
-                revert.add(incoming.settle)
+                revert.add(writer.settle)
                 watchdog = _Watchdog(2 * stall + 10 if stall > 0 else 0)
                 revert.add(watchdog.stop)
                 end = await incoming.receive(messages, watchdog)
                 watchdog.stop()
                 size = await incoming.complete(end, header.size)
-                blob_id = await self._publish(tmp)
+                blob_id = await writer.commit()
                 revert.add(self.store.remove, [blob_id])
                 row, old_blob = self._commit(principal, ticket, ns.id, name, header.overwrite, blob_id, size)
                 revert.success()  # the blob is the row's now
@@ -366,23 +348,10 @@ class Uploads:
                 raise InsufficientStorage("not enough free disk space for this file") from None
             raise
         if old_blob:
-            await asyncio.shield(asyncio.to_thread(self.store.remove, [old_blob]))
+            await asyncio.shield(self.store.remove([old_blob]))
         reporter.finish(size)
         return storage_pb2.UploadResponse(status="ok", name=name, namespace=ns.name, size=size,
                                           etag=etag(row.blob_id))
-
-    async def _publish(self, tmp: TempFile) -> str:
-        """fsync and rename the temp file into blobs/ (in a worker); the blob id."""
-        committing = asyncio.get_running_loop().run_in_executor(None, tmp.commit)
-        try:
-            return await asyncio.shield(committing)
-        except asyncio.CancelledError:
-            # The rename may still happen in the worker: remove whatever it makes.
-            def remove_made(f: asyncio.Future) -> None:
-                if f.exception() is None:
-                    self.store.remove([f.result()])
-            committing.add_done_callback(remove_made)
-            raise
 
     @staticmethod
     def _commit(principal, ticket: Ticket, ns_id: int, name: str, overwrite: bool, blob_id: str,
