@@ -7,7 +7,7 @@
   appliance cluster ca --out DIR                                  the cluster CA (once; kept after)
   appliance cluster cert --ca DIR --name HOST --ip ADDR [--ip ...] --out DIR   a host's certificate
   appliance db migrate --to postgresql://... [--from sqlite:///path]   (docs/cluster-migrate.md)
-  appliance storage migrate --to seaweedfs [--jobs N] [--read-back]    (docs/seaweedfs-migrate.md)
+  appliance storage migrate --to seaweedfs [--final] [--jobs N] [--read-back]   (docs/seaweedfs-migrate.md)
 """
 from __future__ import annotations
 
@@ -203,6 +203,11 @@ def cmd_db(cfg, args) -> int:
 def cmd_storage(cfg, args) -> int:
     """storage migrate: local blobs into SeaweedFS (core/storage/migrate.py)."""
     from appliance.core.storage import migrate
+    if args.final and supervise.running_pid(cfg, "core"):
+        print("error: --final needs the core stopped (nothing may upload to this host's disk any more): "
+              f"kill $(cat {supervise.pid_file(cfg, 'core')}), or systemctl stop appliance-core on every host",
+              file=sys.stderr)
+        return 1
     _open_db(cfg)
     say = lambda line: print(line, flush=True)  # noqa: E731
     try:
@@ -210,7 +215,7 @@ def cmd_storage(cfg, args) -> int:
     except (migrate.MigrateError, migrate.FilerError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    return migrate.summary(report, say)
+    return migrate.summary(report, say, final=args.final)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -256,6 +261,8 @@ def parser() -> argparse.ArgumentParser:
     smig = ssub.add_parser("migrate", help="copy the files on this host's disk into SeaweedFS (checksummed, "
                                            "resumable; docs/seaweedfs-migrate.md)")
     smig.add_argument("--to", required=True, choices=["seaweedfs"], help="the backend to copy into")
+    smig.add_argument("--final", action="store_true",
+                      help="the pass of the switch, with the core stopped (refused while `appliance up`'s core runs)")
     smig.add_argument("--jobs", type=int, default=4, help="files copied at once (default 4)")
     smig.add_argument("--read-back", action="store_true",
                       help="also read every copy back from SeaweedFS and compare its MD5")

@@ -39,24 +39,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from harness import Appliance  # noqa: E402
 
 from bench.bench_storage import MB, curl, make_source, processes  # noqa: E402
-from bench.seaweed_set import S3_KEY, S3_SECRET, SeaweedSet, Watch  # noqa: E402
+from bench.seaweed_set import S3_KEY, S3_SECRET, Watch, bench_set  # noqa: E402
 
 
-def filer_runs(sw: SeaweedSet, src: Path, fresh, replication: str) -> dict:
-    auth = ["-H", f"Authorization: Bearer {sw.token()}"]
+def filer_runs(sw, s3_url: str, src: Path, fresh, replication: str) -> dict:
+    auth = ["-H", f"Authorization: Bearer {sw.token(7200)}"]
     query = f"?collection=bench&fsync=true&replication={replication}"
     path = f"{sw.filer_url}/bench/src.bin"
     curl("-X", "PUT", *auth, "-T", str(src), path + query)  # what GET reads
     s3 = ["--aws-sigv4", "aws:amz:us-east-1:s3", "--user", f"{S3_KEY}:{S3_SECRET}"]
-    curl(*s3, "-X", "PUT", f"{sw.s3_url}/bench")
-    curl(*s3, "-T", str(src), f"{sw.s3_url}/bench/src.bin")
+    curl(*s3, "-X", "PUT", f"{s3_url}/bench")
+    curl(*s3, "-T", str(src), f"{s3_url}/bench/src.bin")
     return {
         "filer up": lambda: curl("-X", "PUT", *auth, "-T", str(src), f"{sw.filer_url}/bench/{next(fresh)}{query}"),
         "filer up, no fsync": lambda: curl("-X", "PUT", *auth, "-T", str(src),
                                            f"{sw.filer_url}/bench/{next(fresh)}{query.replace('true', 'false')}"),
         "filer down": lambda: curl(*auth, path),
-        "S3 up": lambda: curl(*s3, "-T", str(src), f"{sw.s3_url}/bench/{next(fresh)}"),
-        "S3 down": lambda: curl(*s3, f"{sw.s3_url}/bench/src.bin"),
+        "S3 up": lambda: curl(*s3, "-T", str(src), f"{s3_url}/bench/{next(fresh)}"),
+        "S3 down": lambda: curl(*s3, f"{s3_url}/bench/src.bin"),
     }
 
 
@@ -98,16 +98,16 @@ def main() -> None:
         make_source(src, size)
         for label, servers, replication in (("000, 1 volume server", 1, "000"), ("010, 3 volume servers", 3, "010")):
             times: dict[str, list[float]] = {}
-            with SeaweedSet(base / f"sw{servers}", servers, replication) as sw, Watch() as watch:
-                watch.add("weed", lambda sw=sw: sw.pids)
-                runs = filer_runs(sw, src, fresh, replication)
+            with bench_set(base / f"sw{servers}", servers, replication) as (sw, s3_url, pids), Watch() as watch:
+                watch.add("weed", lambda pids=pids: pids)
+                runs = filer_runs(sw, s3_url, src, fresh, replication)
                 app = None
                 try:
                     if args.only != "direct":
                         app = start_appliance(base / f"app{servers}", size, storage_backend="seaweedfs",
                                               seaweedfs_embedded="false", seaweedfs_filer=sw.filer_url,
-                                              seaweedfs_master=sw.master, seaweedfs_replication=replication,
-                                              seaweedfs_jwt_key_file=str(sw.key_file))
+                                              seaweedfs_master=sw.master_address, seaweedfs_replication=replication,
+                                              seaweedfs_jwt_key_file=str(sw.jwt_key_file))
                         watch.add("appliance", lambda app=app: processes(app))
                         runs.update(appliance_runs(app, src, fresh))
                     timed(runs, args.repeat, times, watch)

@@ -68,11 +68,19 @@ def test_migrate_while_serving_then_switch(seaweedfs, tmp_path):
         files["after"] = os.urandom(123_457)   # after the serving run, before the switch
         _put(admin, "after", files["after"])
 
+        # --final is refused while `appliance up`'s core runs (its pid file names it).
+        pid_file = app.data_dir / "run" / "core.pid"
+        pid_file.parent.mkdir(exist_ok=True)
+        pid_file.write_text(f"{app.procs['core'].pid}\n")
+        refused = app.cli("storage", "migrate", "--to", "seaweedfs", "--final")
+        assert refused.returncode == 1 and "--final needs the core stopped" in refused.stderr, refused.stderr
+        pid_file.unlink()
+
         # The switch: stop the core, flip the backend, the final pass, start again.
         app.stop("core")
         app.stop("http")
         app.env["APPLIANCE_STORAGE_BACKEND"] = "seaweedfs"
-        final = app.cli("storage", "migrate", "--to", "seaweedfs")
+        final = app.cli("storage", "migrate", "--to", "seaweedfs", "--final")
         assert final.returncode == 0, final.stdout + final.stderr
         assert f"COMPLETE: all {len(files)} file(s) are on SeaweedFS" in final.stdout, final.stdout
         app.start()

@@ -87,8 +87,9 @@ def open_filer(config: Config) -> Filer:
 
 def list_rows() -> list[Row]:
     query = (StoredFile.select(StoredFile.blob_id, StoredFile.size, StoredFile.name, Namespace.name)
-             .join(Namespace).order_by(StoredFile.id).tuples())
-    return [Row(blob_id, size, f"/{ns}/{name}") for blob_id, size, name, ns in query]
+             .join(Namespace).order_by(StoredFile._meta.primary_key).tuples())
+    rows: list[tuple[str, int, str, str]] = list(query)  # type: ignore[arg-type] # .tuples() rows
+    return [Row(blob_id, size, f"/{ns}/{name}") for blob_id, size, name, ns in rows]
 
 
 def row_exists(blob_id: str) -> bool:
@@ -285,7 +286,7 @@ async def migrate(config: Config, say: Callable[[str], None], jobs: int = 4, rea
     return await Mover(config, filer, say, jobs, read_back).run()
 
 
-def summary(r: Report, say: Callable[[str], None]) -> int:
+def summary(r: Report, say: Callable[[str], None], final: bool = False) -> int:
     """The closing lines; the command's exit status (0: every row's blob is on the filer)."""
     say(f"{r.rows} file(s) in the database; {len(r.verified)} on SeaweedFS, verified: {r.copied} copied now "
         f"({r.bytes_copied / 1e6:.1f} MB in {r.seconds:.1f} s), {r.present} already there; "
@@ -305,4 +306,9 @@ def summary(r: Report, say: Callable[[str], None]) -> int:
         say("INCOMPLETE: run again (it skips what is there); the switch needs a complete run with the core stopped")
         return 3
     say(f"COMPLETE: all {r.rows} file(s) are on SeaweedFS, size and MD5 verified")
+    if final:
+        say('next: start the core with storage_backend = "seaweedfs"')
+    else:
+        say('next (the switch): stop the core, set storage_backend = "seaweedfs", run this again with --final '
+            "(copies what arrived since), start the core (docs/seaweedfs-migrate.md)")
     return 0
