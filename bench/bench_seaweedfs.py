@@ -74,11 +74,12 @@ def start_appliance(base: Path, size: int, **settings) -> Appliance:
                      **settings).start()
 
 
-def timed(runs: dict, repeat: int, times: dict, watch: Watch) -> None:
+def timed(runs: dict, repeat: int, times: dict, watch: Watch, size: int) -> None:
     for _ in range(repeat):  # interleaved, so drift hits baseline and appliance alike
         for kind, run in runs.items():
             times.setdefault(kind, []).append(run())
             watch.sample()
+            print(f"  ... {kind}: {size / times[kind][-1] / MB:.0f} MB/s", file=sys.stderr, flush=True)
 
 
 def main() -> None:
@@ -110,7 +111,7 @@ def main() -> None:
                                               seaweedfs_jwt_key_file=str(sw.jwt_key_file))
                         watch.add("appliance", lambda app=app: processes(app))
                         runs.update(appliance_runs(app, src, fresh))
-                    timed(runs, args.repeat, times, watch)
+                    timed(runs, args.repeat, times, watch, size)
                 finally:
                     if app is not None:
                         app.close()
@@ -122,7 +123,7 @@ def main() -> None:
             try:
                 with Watch() as watch:
                     watch.add("appliance", lambda: processes(app))
-                    timed(appliance_runs(app, src, fresh), args.repeat, times, watch)
+                    timed(appliance_runs(app, src, fresh), args.repeat, times, watch, size)
             finally:
                 app.close()
             results["local disk"] = {k: size / min(v) / MB for k, v in times.items()}

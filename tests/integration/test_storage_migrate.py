@@ -8,11 +8,18 @@ import os
 import subprocess
 import sys
 
+import pytest
 import requests
 import seaweed_support
 from harness import Appliance
 
 seaweedfs = seaweed_support.seaweedfs   # the fixture
+
+
+@pytest.fixture(scope="module")
+def weed(seaweedfs):
+    """One SeaweedFS for the module: blob ids are random, the tests cannot collide."""
+    return seaweedfs(volumes=1, replication="000")
 
 
 def _settings(weed) -> dict:
@@ -37,8 +44,7 @@ def _blob_path(app: Appliance, client, name: str):
     return app.data_dir / "files" / "blobs" / blob[:2] / blob
 
 
-def test_migrate_while_serving_then_switch(seaweedfs, tmp_path):
-    weed = seaweedfs(volumes=1, replication="000")
+def test_migrate_while_serving_then_switch(weed, tmp_path):
     app = Appliance(tmp_path / "app", storage_quota_bytes=1 << 32, **_settings(weed)).start()
     try:
         admin = app.admin()
@@ -95,15 +101,14 @@ def test_migrate_while_serving_then_switch(seaweedfs, tmp_path):
         assert _on_filer(weed, admin, "new").status_code == 200
         assert admin.get("/storage/default/new").content == b"written to SeaweedFS"
 
-        again = app.cli("storage", "migrate", "--to", "seaweedfs")   # idempotent: nothing to copy
+        again = app.cli("storage", "migrate", "--to", "seaweedfs", "--read-back")   # idempotent: nothing to copy
         assert again.returncode == 0, again.stdout
         assert "0 copied now" in again.stdout and f"{len(files) + 1} already there" in again.stdout, again.stdout
     finally:
         app.close()
 
 
-def test_broken_source_blob_and_a_bad_copy(seaweedfs, tmp_path):
-    weed = seaweedfs(volumes=1, replication="000")
+def test_broken_source_blob_and_a_bad_copy(weed, tmp_path):
     app = Appliance(tmp_path / "app", **_settings(weed)).start()
     try:
         admin = app.admin()
