@@ -11,19 +11,22 @@ API (stable; other modules build on it)::
     filer_jwt(key, seconds=60, prefixes=None, methods=None) -> str
                                                an HS256 token the filer accepts (Authorization: Bearer)
     security_toml(filer_key) -> str            [jwt.filer_signing] (+ .read) and the volume keys
+    postgres_filer_toml(host, port, database, username, password="", ...) -> str
+                                               filer.toml for a filer store in PostgreSQL (a cluster)
     WeedSet(root, jwt_key_file, racks=("a",), replication="000", ip="127.0.0.1", ports=None,
-            filer_toml=None, memory_limit_mb=512, volume_size_limit_mb=256, max_volumes=32,
+            filer_toml=None, memory_limit_mb=256, volume_size_limit_mb=256, max_volumes=32,
             log_dir=None, log_rotation=None, pid_dir=None)
       .start(timeout=60) -> WeedSet            master, then volume servers and filer; waits until ready
       .stop()                                  every process: SIGTERM, wait for exit (SIGKILL at a bound)
       .wait_ready(timeout)                     master leads, every running volume server registered, filer healthy
       .status() -> dict                        {"master": bool, "filer": bool, "volume_servers": [ip:port...]}
+                                               (appliance/host/seaweedfs_health.py: the same from addresses alone)
       .master, .filer: WeedProcess; .volumes: list[WeedProcess]; .processes (all)
       .filer_url "http://ip:port"; .master_address "ip:port"; .master_grpc_address "ip:port.grpcport"
       .replication, .jwt_key_file, .root
     WeedProcess: .name ("master" | "volume-<rack>" | "filer"), .kind, .ip, .port, .grpc_port, .dir,
       .url, .address, .pid, .running, .start(), .stop(timeout), .kill() (SIGKILL, reaped), .restart(),
-      .rss_bytes()
+      .rss_bytes(), .anon_bytes()
 
 Every weed process binds ``ip`` alone (``-ip`` and ``-ip.bind``), gets explicit
 HTTP and gRPC ports (weed's default gRPC port is HTTP + 10000, which may be
@@ -45,21 +48,22 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import jwt
 
 from appliance import procs
+from appliance.host import seaweedfs_health
 
 # A stopped volume server keeps answering (and holds its port) this long
 # after SIGTERM so clients move on; weed's default is 10 s.
 PRE_STOP_SECONDS = 1
-# The filer's gRPC graceful stop waits up to 15 s for its own metadata
-# subscription (weed 4.48): past this we SIGKILL (its leveldb store is
-# crash-safe; nothing is acknowledged that is not on disk).
-STOP_TIMEOUT = {"master": 10.0, "volume": 10.0, "filer": 20.0}
+# A filer's gRPC graceful stop waits 15 s for its own metadata subscription
+# (every filer subscribes to itself; weed 4.48, measured), and with a volume
+# server or the master gone it then hangs flushing its change log: past this
+# we SIGKILL. Its store (leveldb or PostgreSQL) already holds every entry it
+# acknowledged; the change log only feeds subscribers (filer.sync, mounts).
+STOP_TIMEOUT = {"master": 10.0, "volume": 10.0, "filer": 3.0}
 SOCKET_PATH_MAX = 100
 
 
@@ -118,14 +122,17 @@ def security_toml(filer_key: str) -> str:
                    for name, key, seconds in sections)
 
 
-def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as reply:
-            return reply.status, reply.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except OSError:
-        return 0, b""
+def postgres_filer_toml(host: str, port: int, database: str, username: str, password: str = "",
+                        sslmode: str = "disable", schema: str = "") -> str:
+    """filer.toml for a filer store in PostgreSQL (weed's postgres2 store: a table per
+    bucket, created if missing). *host* may be a Unix socket directory."""
+    def q(value: str) -> str:
+        return json.dumps(value)   # a TOML basic string
+    return (f"[postgres2]\nenabled = true\nhostname = {q(host)}\nport = {int(port)}\nusername = {q(username)}\n"
+            f"password = {q(password)}\ndatabase = {q(database)}\nschema = {q(schema)}\nsslmode = {q(sslmode)}\n"
+            'createTable = """\n  CREATE TABLE IF NOT EXISTS "%s" (dirhash BIGINT, name VARCHAR(65535),\n'
+            '    directory VARCHAR(65535), meta bytea, PRIMARY KEY (dirhash, name));\n"""\n'
+            "connection_max_idle = 10\nconnection_max_open = 20\nconnection_max_lifetime_seconds = 300\n")
 
 
 class WeedProcess:
@@ -204,15 +211,26 @@ class WeedProcess:
         return self._proc.pid
 
     def _signal_and_wait(self, sig: int, timeout: float) -> bool:
+        pid = self.signal(sig)
+        if pid is not None:
+            self.wait_exit(pid, timeout)
+        return pid is not None
+
+    def signal(self, sig: int) -> int | None:
+        """Send *sig* if it runs; its pid (None: it did not run)."""
         pid = self.pid
         if pid is None:
             self._forget()
-            return False
+            return None
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
-        deadline = time.monotonic() + timeout
+        return pid
+
+    def wait_exit(self, pid: int, timeout: float | None = None) -> None:
+        """Until *pid* is gone; SIGKILL after *timeout* (the kind's bound if None)."""
+        deadline = time.monotonic() + (STOP_TIMEOUT[self.kind] if timeout is None else timeout)
         while time.monotonic() < deadline and self._alive(pid):
             time.sleep(0.02)
         if self._alive(pid):
@@ -220,7 +238,6 @@ class WeedProcess:
             while self._alive(pid):
                 time.sleep(0.02)
         self._forget()
-        return True
 
     def _alive(self, pid: int) -> bool:
         if self._proc is not None:
@@ -248,12 +265,20 @@ class WeedProcess:
         return self.start()
 
     def rss_bytes(self) -> int:
+        """Resident memory (VmRSS), the ~150 MB weed binary's mapped pages included."""
+        return self._status_bytes("VmRSS:")
+
+    def anon_bytes(self) -> int:
+        """Its own resident memory (RssAnon): heap and stacks, without the shared binary."""
+        return self._status_bytes("RssAnon:")
+
+    def _status_bytes(self, field: str) -> int:
         pid = self.pid
         if pid is None:
             return 0
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1]) * 1024
         except OSError:
             pass
@@ -265,7 +290,7 @@ class WeedSet:
 
     def __init__(self, root: Path | str, jwt_key_file: Path | str, racks: tuple[str, ...] | list[str] = ("a",),
                  replication: str = "000", ip: str = "127.0.0.1", ports: dict[str, tuple[int, int]] | None = None,
-                 filer_toml: str | None = None, memory_limit_mb: int = 512, volume_size_limit_mb: int = 256,
+                 filer_toml: str | None = None, memory_limit_mb: int = 256, volume_size_limit_mb: int = 256,
                  max_volumes: int = 32, log_dir: Path | str | None = None,
                  log_rotation: tuple[int, int] | None = None, pid_dir: Path | str | None = None):
         """*ports*: {"master": (http, grpc), "filer": (...), "volume-<rack>": (...)}; missing ones are
@@ -280,7 +305,7 @@ class WeedSet:
         log_dir = Path(log_dir) if log_dir else self.root / "log"
         names = ["master", *(f"volume-{rack}" for rack in racks), "filer"]
         ports = {**free_ports(ip, [n for n in names if n not in (ports or {})]), **(ports or {})}
-        env = {"GOMEMLIMIT": f"{memory_limit_mb}MiB"}
+        env = {"GOMEMLIMIT": f"{memory_limit_mb}MiB"} if memory_limit_mb else {}   # 0: none (measurements)
 
         def make(name: str, kind: str, args: list[str]) -> WeedProcess:
             http, grpc = ports[name]
@@ -347,33 +372,27 @@ class WeedSet:
         return self
 
     def stop(self) -> list[str]:
-        """Filer, volume servers, master (the reverse of start); the names that ran."""
-        return [p.name for p in reversed(self.processes) if p.stop()]
+        """Filer, volume servers (together: each waits -preStopSeconds), master; the names that ran."""
+        ran = [self.filer.name] if self.filer.stop() else []
+        signalled = [(v, v.signal(signal.SIGTERM)) for v in self.volumes]
+        for volume, pid in signalled:
+            if pid is not None:
+                volume.wait_exit(pid)
+                ran.append(volume.name)
+        return ran + ([self.master.name] if self.master.stop() else [])
 
     def master_ready(self) -> bool:
-        status, body = _get(f"{self.master.url}/cluster/status")
-        try:
-            return status == 200 and bool(json.loads(body).get("Leader"))
-        except ValueError:
-            return False
+        return bool(seaweedfs_health.master_leader(self.master_address))
 
     def volume_servers(self) -> list[str]:
         """ip:port of the volume servers the master sees now."""
-        status, body = _get(f"{self.master.url}/dir/status")
-        if status != 200:
-            return []
-        try:
-            topology = json.loads(body)["Topology"]
-        except (ValueError, KeyError):
-            return []
-        return [node["Url"] for dc in topology.get("DataCenters") or [] for rack in dc.get("Racks") or []
-                for node in rack.get("DataNodes") or []]
+        return seaweedfs_health.volume_servers(self.master_address)
 
     def filer_ready(self) -> bool:
-        return _get(f"{self.filer.url}/healthz")[0] == 200
+        return seaweedfs_health.filer_healthy(self.filer_url)
 
     def status(self) -> dict:
-        return {"master": self.master_ready(), "filer": self.filer_ready(), "volume_servers": self.volume_servers()}
+        return seaweedfs_health.probe(self.master_address, self.filer_url)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
