@@ -11,8 +11,8 @@ right bytes or an error, never wrong ones.
 
 Every request carries ``Authorization: Bearer <jwt>`` (HS256, a short
 expiry) signed with the filer's key (security.toml ``[jwt.filer_signing]``
-and ``.read`` use the same key here); whoever holds a token may use it
-until it expires, so tokens handed to the gateway live seconds, not hours.
+and ``.read`` use the same key here). A token handed to the gateway is good
+for one blob and the methods of its transfer only, until it expires.
 """
 from __future__ import annotations
 
@@ -54,8 +54,15 @@ def blob_path(blob_id: str) -> str:
     return f"{BLOB_ROOT}/{blob_id[:2]}/{blob_id}"
 
 
-def make_token(key: str, seconds: float = TOKEN_SECONDS) -> str:
-    return jwt.encode({"exp": int(time.time() + seconds)}, key, algorithm="HS256")
+def make_token(key: str, seconds: float = TOKEN_SECONDS, blob_id: str = "", methods: tuple[str, ...] = ()) -> str:
+    """A filer JWT; with ``blob_id``/``methods`` good for that one blob and
+    those methods only (the filer checks ``allowed_prefixes``/``allowed_methods``)."""
+    claims: dict = {"exp": int(time.time() + seconds)}
+    if blob_id:
+        claims["allowed_prefixes"] = [blob_path(blob_id)]
+    if methods:
+        claims["allowed_methods"] = list(methods)
+    return jwt.encode(claims, key, algorithm="HS256")
 
 
 def read_key(path: str) -> str:
@@ -264,7 +271,7 @@ class Upload:
         """End the body; the size the filer stored (checked against what was sent)."""
         await self.queue.put(None)
         answer = await self._answer()
-        size = int(answer.get("size", -1))
+        size = int(answer.get("size", 0))  # an empty body: no "size" in the answer
         if size != self.sent:
             raise FilerError(f"filer stored {size} bytes of {self.sent}")
         return size

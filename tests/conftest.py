@@ -41,6 +41,18 @@ def pytest_runtest_logreport(report):
         _skipped.append((report.nodeid, _skip_reason(report)))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Storage tests marked local_only are not repeated on SeaweedFS (deselected, not skipped)."""
+    keep, dropped = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        on_seaweed = params.get("appliance") == "seaweedfs"
+        (dropped if on_seaweed and item.get_closest_marker("local_only") else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 def pytest_sessionfinish(session, exitstatus):
     if _skipped and _skips_are_fatal() and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -58,8 +70,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 
 @pytest.fixture(scope="session")
-def appliance(tmp_path_factory):
-    """One real core + gateway for the session; tests isolate by creating users."""
+def appliance(session_appliance):
+    """One real core + gateway for the session; tests isolate by creating users.
+    (Storage modules override it to run on each blob store: storage_backends.py.)"""
+    return session_appliance
+
+
+@pytest.fixture(scope="session")
+def session_appliance(tmp_path_factory):
     # The whole suite signs its users in from 127.0.0.1 within minutes: more
     # than the per-address rate of successful logins a production client gets.
     app = Appliance(tmp_path_factory.mktemp("appliance"), login_max_successes_per_address=1_000_000)

@@ -54,16 +54,26 @@ class RouteMatcher(PathMatches):
 
 
 class HealthHandler(RequestIds):
-    """200 ``ok`` when the core answers its health check, else 503 JSON."""
+    """200 ``ok`` when the core answers its health check, else 503 JSON.
+    ``?service=storage``: whether file storage can take uploads now (the core
+    sets StorageService NOT_SERVING while its blob store cannot: SeaweedFS
+    without a master, docs/seaweedfs-store.md)."""
 
     metrics_route = "/healthz"
+    SERVICES = {"": "", "storage": "appliance.v1.StorageService"}
 
     def initialize(self, health_stub) -> None:
         self.health_stub = health_stub
 
     async def get(self) -> None:
+        service = self.SERVICES.get(self.get_query_argument("service", ""))
+        if service is None:
+            self.set_status(400)
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps({"error": f"service must be one of: {', '.join(s for s in self.SERVICES if s)}"}))
+            return
         try:
-            reply = await self.health_stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
+            reply = await self.health_stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
             serving = reply.status == health_pb2.HealthCheckResponse.SERVING
         except grpc.aio.AioRpcError:
             serving = False
@@ -73,7 +83,7 @@ class HealthHandler(RequestIds):
         else:
             self.set_status(503)
             self.set_header("Content-Type", "application/json")
-            self.finish(json.dumps({"error": "backend unavailable"}))
+            self.finish(json.dumps({"error": "storage unavailable" if service else "backend unavailable"}))
 
 
 class OpenApiHandler(RequestIds):

@@ -311,10 +311,14 @@ def _head(op: dict) -> dict:
     return head
 
 
-_FIXED_PATHS = {
+_FIXED_PATHS: dict[str, dict] = {
     "/healthz": {"get": {
         "operationId": "Healthz", "summary": "Health", "tags": ["meta"], "security": [],
-        "description": "200 `ok` when the core answers its gRPC health check.",
+        "description": "200 `ok` when the core answers its gRPC health check. With `?service=storage`: "
+                       "200 `ok` when file storage can take uploads (on SeaweedFS: a master, a volume server "
+                       "and the filer answer), else 503; details in /storage/status.",
+        "parameters": [{"name": "service", "in": "query", "required": False,
+                        "schema": {"type": "string", "enum": ["storage"]}}],
         "responses": {"200": {"description": "ok", "content": {"text/plain": {"schema": {"type": "string"}}}},
                       "503": {"$ref": "#/components/responses/Error503"}}}},
     "/openapi.json": {"get": {

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from storage_backends import backend_admin, backend_appliance, blob_names, seaweed_set_fixture  # noqa: F401
 from test_storage_helpers import curl_upload, sha256, unique_ns, upload
 
 
@@ -20,9 +21,7 @@ def ns(user):
     return name
 
 
-def blob_files(appliance):
-    root = appliance.data_dir / "files"
-    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+blob_files = blob_names
 
 
 def token(client, scopes):
@@ -154,7 +153,8 @@ def test_status(appliance, user, ns):
     assert s["chunkserver_count"] == 1 and s["total_servers"] == 1
     assert s["capacity_bytes"] > 0 and 0 < s["free_bytes"] <= s["capacity_bytes"]
     assert 0 < s["used_bytes"] <= s["capacity_bytes"]
-    assert s["backend"] == "local-disk"
+    assert s["backend"] == ("seaweedfs" if appliance.weed else "local-disk")
+    assert (s["writable"], s["readable"], s["problem"]) == (True, True, "")
     # the counters count: one more file of 1234 bytes, then one less
     mine = user.get("/storage/status").json()
     assert upload(user, ns, "counted.bin", b"x" * 1234).status_code == 200
@@ -178,6 +178,7 @@ READ_URLS = [
 ]
 
 
+@pytest.mark.local_only
 @pytest.mark.parametrize("visibility,anonymous,other", [(0, 401, 403), (1, 200, 200), (2, 200, 200)])
 @pytest.mark.parametrize("url", range(len(READ_URLS)))
 def test_read_access_by_visibility(appliance, user, make_user, visibility, anonymous, other, url):
@@ -192,6 +193,7 @@ def test_read_access_by_visibility(appliance, user, make_user, visibility, anony
     assert appliance.admin().get(path, params=params).status_code == other
 
 
+@pytest.mark.local_only
 def test_query_token_for_downloads_and_header_wins(appliance, user, ns, make_user):
     assert upload(user, ns, "f.txt", b"secret").status_code == 200
     r = requests.get(appliance.url + f"/storage/{ns}/f.txt", params={"token": user.token})
@@ -208,6 +210,7 @@ def test_query_token_for_downloads_and_header_wins(appliance, user, ns, make_use
 
 # -- who may write -----------------------------------------------------------------
 
+@pytest.mark.local_only
 @pytest.mark.parametrize("visibility", [0, 1, 2])
 def test_only_the_owner_writes_a_namespace(appliance, user, make_user, visibility, tmp_path):
     name = unique_ns()
@@ -225,6 +228,7 @@ def test_only_the_owner_writes_a_namespace(appliance, user, make_user, visibilit
     assert user.get(f"/storage/{name}/f").content == b"mine"
 
 
+@pytest.mark.local_only
 def test_default_namespace_write_rules(appliance, make_user):
     alice, bob, admin = make_user(), make_user(), appliance.admin()
     name = f"{unique_ns('shared')}.txt"
@@ -243,6 +247,7 @@ def test_default_namespace_write_rules(appliance, make_user):
     assert bob.delete("/storage/delete", params={"name": other, "namespace": "default"}).status_code == 200
 
 
+@pytest.mark.local_only
 def test_file_scopes_of_api_tokens(appliance, user):
     uid = user.user_id
     a, b = unique_ns(), unique_ns()
@@ -368,6 +373,7 @@ BAD_NAMES = ["..", ".", "a/b", "../../etc/passwd", "a\\b", "..\\x", "nul\x00byte
              "line\u2028sep", "para\u2029sep"]
 
 
+@pytest.mark.local_only
 @pytest.mark.parametrize("bad", BAD_NAMES)
 def test_bad_file_names_are_400_and_touch_nothing(appliance, user, ns, bad):
     before = blob_files(appliance)
@@ -393,6 +399,7 @@ def _multipart(disposition: str, data: bytes = b"content") -> tuple[bytes, dict]
     return body, {"Content-Type": "multipart/form-data; boundary=rawB"}
 
 
+@pytest.mark.local_only
 @pytest.mark.parametrize("disposition", [
     "filename=noquote/../x", "filename=a/b", "filename=..", "filename=a\\b", "filename*=UTF-8''a%2Fb",
     "filename*=UTF-8''%E2%80%AEtxt.exe", "filename*=latin1''x", "filename*=UTF-8''%FF", 'filename="a/b"'])
@@ -408,6 +415,7 @@ def test_multipart_filenames_are_read_exactly_and_bad_ones_are_400(appliance, us
     assert blob_files(appliance) == before
 
 
+@pytest.mark.local_only
 @pytest.mark.parametrize("disposition,name", [
     ("filename=noquote", "noquote"), ("filename = spaced.txt ", "spaced.txt"),
     ("filename*=UTF-8''%E2%82%AC%20rate.txt", "€ rate.txt"), ('filename="quoted.txt"', "quoted.txt")])
@@ -418,6 +426,7 @@ def test_multipart_filename_forms(user, ns, disposition, name):
     assert user.get(f"/storage/download/{ns}/" + requests.utils.quote(name, safe="")).content == b"form"
 
 
+@pytest.mark.local_only
 @pytest.mark.parametrize("value", ["\u00b9", "9" * 5000, "9" * 20, "9999999999999999999", "-1", "1e3", "1 2"])
 def test_bad_x_file_size_is_400(appliance, user, ns, value):
     """Sizes are 1-19 ASCII digits within int64 (these were 500s)."""
@@ -430,12 +439,14 @@ def test_bad_x_file_size_is_400(appliance, user, ns, value):
     assert blob_files(appliance) == before
 
 
+@pytest.mark.local_only
 def test_255_bytes_is_the_limit(user, ns):
     assert upload(user, ns, "x" * 255, b"ok").status_code == 200
     assert upload(user, ns, "é" * 127 + "x", b"ok").status_code == 200  # 255 bytes
     assert upload(user, ns, "é" * 128, b"no").status_code == 400        # 256 bytes
 
 
+@pytest.mark.local_only
 @pytest.mark.parametrize("bad_ns", ["..", ".", "../..", "a/b", "%2e%2e", "x" * 65, "a b"])
 def test_bad_namespace_parameters_are_400(appliance, user, bad_ns):
     before = blob_files(appliance)
@@ -446,6 +457,7 @@ def test_bad_namespace_parameters_are_400(appliance, user, bad_ns):
     assert blob_files(appliance) == before
 
 
+@pytest.mark.local_only
 def test_traversal_in_raw_paths(appliance, user, ns):
     """Encoded slashes and dot segments reach the router literally (curl --path-as-is)."""
     import subprocess
@@ -495,6 +507,7 @@ def test_raw_put_refusal_comes_before_the_body(appliance, user, ns):
 
 # -- bodies that are not right --------------------------------------------------------------
 
+@pytest.mark.local_only
 def test_upload_body_problems(appliance, user, ns):
     base = {"namespace": ns}
     assert user.post("/storage/upload", params=base, data=b"not multipart").status_code == 400

@@ -1,7 +1,10 @@
 """Storage namespaces as a user meets them (docs/storage.md "Namespaces"): listing rules,
-owner-only changes, the shared default namespace, scopes of API tokens."""
+owner-only changes, the shared default namespace, scopes of API tokens. Deleting a
+namespace or a user removes their blobs: on both blob stores (storage_backends.py);
+the rest is rules the blob store plays no part in (local_only)."""
 import pytest
 import requests
+from storage_backends import backend_admin, backend_appliance, blob_names, seaweed_set_fixture  # noqa: F401
 from test_storage_helpers import unique_ns, upload
 
 
@@ -15,6 +18,7 @@ def token(client, scopes):
     return client.with_token(r.json()["token"])
 
 
+@pytest.mark.local_only
 def test_default_namespace_is_shared_and_public(appliance):
     r = requests.get(appliance.url + "/storage/namespaces")
     assert r.status_code == 200
@@ -24,6 +28,7 @@ def test_default_namespace_is_shared_and_public(appliance):
     assert r.json()[0]["name"] == "default"
 
 
+@pytest.mark.local_only
 def test_create_returns_the_namespace_and_409_when_taken(user, make_user):
     name = unique_ns()
     r = user.post("/storage/namespaces", json={"name": name, "visibility": 1})
@@ -34,6 +39,7 @@ def test_create_returns_the_namespace_and_409_when_taken(user, make_user):
     assert user.post("/storage/namespaces", json={"name": "default"}).status_code == 409
 
 
+@pytest.mark.local_only
 def test_create_defaults_to_private(user):
     name = unique_ns()
     r = user.post("/storage/namespaces", json={"name": name})
@@ -45,6 +51,7 @@ def test_create_defaults_to_private(user):
     {"name": "../etc"}, {"name": "ü"}, {"name": "a\\b"}, {"name": "ok", "visibility": 3},
     {"name": "ok", "visibility": -1}, {"name": "ok", "visibility": "2"}, {"visibility": 1}, {"name": 5},
 ])
+@pytest.mark.local_only
 def test_bad_namespace_requests_are_400(user, body):
     r = user.post("/storage/namespaces", json=body)
     assert r.status_code == 400, (body, r.text)
@@ -53,11 +60,13 @@ def test_bad_namespace_requests_are_400(user, body):
     assert body.get("name") not in listed or body.get("name") == "default"
 
 
+@pytest.mark.local_only
 def test_create_needs_auth(appliance):
     r = requests.post(appliance.url + "/storage/namespaces", json={"name": unique_ns()})
     assert r.status_code == 401
 
 
+@pytest.mark.local_only
 def test_listing_rules(appliance, make_user):
     owner, other = make_user(), make_user()
     private, visible, public, hidden = (unique_ns(k) for k in ("priv", "vis", "pub", "hid"))
@@ -73,6 +82,7 @@ def test_listing_rules(appliance, make_user):
         assert private not in listing and visible not in listing and hidden not in listing
 
 
+@pytest.mark.local_only
 def test_count_follows_files(user):
     name = unique_ns()
     user.post("/storage/namespaces", json={"name": name})
@@ -82,6 +92,7 @@ def test_count_follows_files(user):
     assert ns["count"] == 3
 
 
+@pytest.mark.local_only
 def test_update_is_owner_only(user, make_user, admin):
     name = unique_ns()
     user.post("/storage/namespaces", json={"name": name, "visibility": 0})
@@ -103,24 +114,25 @@ def test_delete_removes_the_namespace_and_its_files(appliance, user, make_user):
     user.post("/storage/namespaces", json={"name": name, "visibility": 2})
     assert upload(user, name, "a.txt", b"hello").status_code == 200
     assert make_user().delete(f"/storage/namespaces/{name}").status_code == 403
-    before = set(p.name for p in (appliance.data_dir / "files" / "blobs").rglob("*") if p.is_file())
+    before = blob_names(appliance)
     r = user.delete(f"/storage/namespaces/{name}")
     assert r.status_code == 200 and r.json() == {"status": "ok"}
     assert name not in names(user.get("/storage/namespaces").json())
     assert user.get(f"/storage/{name}/a.txt").status_code == 404
     assert user.get("/storage/files", params={"namespace": name}).status_code == 404
-    after = set(p.name for p in (appliance.data_dir / "files" / "blobs").rglob("*") if p.is_file())
-    assert len(before - after) == 1  # the blob is gone from disk
+    assert len(before - blob_names(appliance)) == 1  # the blob is gone from the store
     assert user.delete(f"/storage/namespaces/{name}").status_code == 404
     # The name is free again.
     assert user.post("/storage/namespaces", json={"name": name}).json()["count"] == 0
 
 
+@pytest.mark.local_only
 def test_default_cannot_be_deleted(admin, user):
     assert user.delete("/storage/namespaces/default").status_code == 403
     assert admin.delete("/storage/namespaces/default").status_code == 403
 
 
+@pytest.mark.local_only
 def test_namespace_scopes_of_api_tokens(user):
     uid = user.user_id
     a, b = unique_ns(), unique_ns()
@@ -158,12 +170,11 @@ def test_deleting_a_user_removes_their_namespaces_and_files(appliance, admin, ma
     assert upload(doomed, name, "a.bin", b"a" * 1000).status_code == 200
     assert upload(doomed, "default", f"{name}.bin", b"b" * 1000).status_code == 200
     assert upload(other, "default", f"{name}.keep", b"c").status_code == 200
-    blobs = lambda: {p.name for p in (appliance.data_dir / "files" / "blobs").rglob("*") if p.is_file()}  # noqa: E731
-    before = blobs()
+    before = blob_names(appliance)
     assert admin.delete(f"/admin/users/{doomed.user_id}").status_code == 200
     assert name not in names(requests.get(appliance.url + "/storage/namespaces").json())
     listed = [f["name"] for f in other.get("/storage/files").json()]
     assert f"{name}.bin" not in listed and f"{name}.keep" in listed
-    assert len(before - blobs()) == 2
+    assert len(before - blob_names(appliance)) == 2
     # The name is free for someone else now.
     assert other.post("/storage/namespaces", json={"name": name}).status_code == 200

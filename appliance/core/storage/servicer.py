@@ -300,6 +300,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     # -- status and progress -------------------------------------------------------
     async def GetStatus(self, request, context):
         store = await self.store.status()
+        await self._report_health(store)
         stored = StoredFile.select(pw.fn.COALESCE(pw.fn.SUM(StoredFile.size), 0)).scalar()
         count = StoredFile.select().count()
         principal = ctx.optional_principal()

@@ -63,7 +63,8 @@ class SeaweedWriter:
     def direct_metadata(self) -> tuple[tuple[str, str], ...]:
         s = self.store
         url = s.filer.blob_url(self.blob_id, **s.write_query())  # the query Filer.upload() uses
-        return (("x-upload-url", url), ("x-upload-token", make_token(s.key, UPLOAD_TOKEN_SECONDS)))
+        token = make_token(s.key, UPLOAD_TOKEN_SECONDS, self.blob_id, ("PUT",))
+        return (("x-upload-url", url), ("x-upload-token", token))
 
     async def write(self, data: bytes) -> None:
         if self.upload is None:
@@ -133,7 +134,8 @@ class SeaweedReader:
     def direct(self, meta) -> None:
         meta.filer_url = self.store.filer.url
         meta.filer_blob = self.blob_id
-        meta.filer_token = make_token(self.store.key, DOWNLOAD_TOKEN_SECONDS)
+        meta.filer_token = make_token(self.store.key, DOWNLOAD_TOKEN_SECONDS, self.blob_id,
+                                      ("GET", "HEAD"))
 
     async def chunks(self, first: int, end: int) -> AsyncIterator[bytes]:
         try:
