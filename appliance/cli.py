@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import getpass
 import logging
 import os
@@ -219,6 +220,16 @@ def cmd_storage(cfg, args) -> int:
         return 1
     _open_db(cfg)
     say = lambda line: print(line, flush=True)  # noqa: E731
+    if cfg.seaweedfs_embedded:   # this host's own SeaweedFS: started (or found running) as `up` would
+        seaweed = dataclasses.replace(cfg, storage_backend="seaweedfs")
+        try:
+            seaweedfs_embedded.start(seaweed)
+        except (OSError, ValueError, RuntimeError) as e:
+            print(f"error: the embedded SeaweedFS did not start: {e}; see logs in {cfg.log_dir}", file=sys.stderr)
+            return 1
+        cfg = dataclasses.replace(cfg, **seaweedfs_embedded.settings(seaweed))
+        say(f"embedded SeaweedFS running, filer {cfg.seaweedfs_filer} (it keeps running: `appliance up` with "
+            'storage_backend = "seaweedfs" uses it, `appliance down` stops it)')
     try:
         report = asyncio.run(migrate.migrate(cfg, say, jobs=args.jobs, read_back=args.read_back))
     except (migrate.MigrateError, migrate.FilerError) as e:

@@ -4,14 +4,20 @@ command run by the CLI while files are uploaded, overwritten and deleted, then
 the switch exactly as documented; every file downloads right afterwards."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
 import seaweed_support
 from harness import Appliance
+
+from appliance import config
+from appliance.host import seaweedfs_embedded
+from appliance.host.seaweedfs import filer_jwt
 
 seaweedfs = seaweed_support.seaweedfs   # the fixture
 
@@ -155,3 +161,38 @@ def test_refuses_without_a_filer(tmp_path):
     r = app.cli("storage", "migrate", "--to", "local")
     assert r.returncode == 2 and "invalid choice" in r.stderr
 
+
+
+def test_embedded_seaweedfs_host_alone(tmp_path):
+    """A host alone (seaweedfs_embedded, the default): the command starts the
+    host's own SeaweedFS as `appliance up` would, and the switch finds it running."""
+    app = Appliance(tmp_path / "app").start()
+    cfg = config.load("/dev/null", env=app.env)
+    try:
+        admin = app.admin()
+        files = {f"f{i}": os.urandom(50_000 + i) for i in range(5)}
+        for name, data in files.items():
+            _put(admin, name, data)
+        moved = app.cli("storage", "migrate", "--to", "seaweedfs")
+        assert moved.returncode == 0 and "5 copied now" in moved.stdout, moved.stdout + moved.stderr
+        assert "embedded SeaweedFS running" in moved.stdout
+        weed = seaweedfs_embedded.settings(dataclasses.replace(cfg, storage_backend="seaweedfs"))
+
+        app.stop("core")
+        app.stop("http")
+        app.env["APPLIANCE_STORAGE_BACKEND"] = "seaweedfs"
+        final = app.cli("storage", "migrate", "--to", "seaweedfs", "--final")
+        assert final.returncode == 0 and "5 already there" in final.stdout, final.stdout + final.stderr
+        # What `appliance up` hands its daemons for the embedded set.
+        app.env.update({f"APPLIANCE_{k.upper()}": v for k, v in weed.items()})
+        app.start()
+        admin = app.admin()
+        for name, data in files.items():
+            assert admin.get(f"/storage/default/{name}").content == data, name
+        blob = admin.head("/storage/default/f0").headers["ETag"].strip('"')
+        token = filer_jwt(Path(weed["seaweedfs_jwt_key_file"]).read_text().strip())
+        assert requests.head(f"{weed['seaweedfs_filer']}/appliance/blobs/{blob[:2]}/{blob}",
+                             headers={"Authorization": f"Bearer {token}"}, timeout=5).status_code == 200
+    finally:
+        app.close()
+        seaweedfs_embedded.stop(cfg)
