@@ -17,6 +17,8 @@ measured with curl (a real HTTP client, body from a file or to /dev/null):
   ``GET``;
 - the appliance on local disk (the same build, storage_backend local), so
   the cost of SeaweedFS and of replication is visible;
+- ``appliance storage migrate --to seaweedfs --final`` of that local
+  appliance's files (the 1 GiB files written above) into a fresh 000 set;
 - peak RSS of every appliance process and every weed process, sampled every
   20 ms throughout.
 
@@ -30,7 +32,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -67,6 +72,23 @@ def appliance_runs(app: Appliance, src: Path, fresh) -> dict:
         "appliance up": lambda: curl(*auth, "-T", str(src), f"{app.url}/storage/default/{next(fresh)}"),
         "appliance down": lambda: curl(*auth, f"{app.url}/storage/default/src.bin"),
     }
+
+
+def migrate_rate(app: Appliance, root: Path) -> float:
+    """MB/s of `appliance storage migrate --to seaweedfs` copying the appliance's files into a new set."""
+    with bench_set(root, 1, "000") as (sw, _, _):
+        env = {**app.env, "APPLIANCE_SEAWEEDFS_EMBEDDED": "false", "APPLIANCE_SEAWEEDFS_FILER": sw.filer_url,
+               "APPLIANCE_SEAWEEDFS_MASTER": sw.master_address, "APPLIANCE_SEAWEEDFS_REPLICATION": "000",
+               "APPLIANCE_SEAWEEDFS_JWT_KEY_FILE": str(sw.jwt_key_file)}
+        os.sync()
+        out = subprocess.run([sys.executable, "-m", "appliance.cli", "storage", "migrate", "--to", "seaweedfs",
+                              "--final"], env=env, cwd=app.data_dir.parent, capture_output=True, text=True,
+                             timeout=1800)
+    found = re.search(r"copied now \(([\d.]+) MB in ([\d.]+) s\)", out.stdout)
+    if out.returncode != 0 or found is None:
+        raise RuntimeError(f"storage migrate failed: {out.stdout[-2000:]} {out.stderr[-2000:]}")
+    print(f"  ... migrate: {found.group(0)}", file=sys.stderr, flush=True)
+    return float(found.group(1)) / float(found.group(2))
 
 
 def start_appliance(base: Path, size: int, **settings) -> Appliance:
@@ -124,9 +146,11 @@ def main() -> None:
                 with Watch() as watch:
                     watch.add("appliance", lambda: processes(app))
                     timed(appliance_runs(app, src, fresh), args.repeat, times, watch, size)
+                app.stop("core")   # the switch's final pass: everything it holds, into a fresh 000 set
+                results["local disk"] = {k: size / min(v) / MB for k, v in times.items()}
+                results["local disk"]["migrate"] = migrate_rate(app, base / "sw-migrate")
             finally:
                 app.close()
-            results["local disk"] = {k: size / min(v) / MB for k, v in times.items()}
             peaks["local disk"] = watch.peak
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -153,6 +177,8 @@ def report(args, results: dict, peaks: dict) -> None:
                     if local.get(key):
                         note += f", {rate / local[key]:.2f} x appliance on local disk"
                 print(f"  {key:<44}{rate:>8.0f}{note}")
+    if "migrate" in local:
+        print(f"  {'storage migrate (local disk -> filer, 000)':<44}{local['migrate']:>8.0f}")
     print("peak RSS, MB (sampled every 20 ms; appliance target < 150):")
     for label, peak in peaks.items():
         print(f"  {label}: " + ", ".join(f"{name} {kb / 1024:.0f}" for name, kb in sorted(peak.items())))
