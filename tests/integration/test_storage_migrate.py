@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -196,3 +197,31 @@ def test_embedded_seaweedfs_host_alone(tmp_path):
     finally:
         app.close()
         seaweedfs_embedded.stop(cfg)
+
+
+def test_killed_mid_copy_then_resumed(weed, tmp_path):
+    app = Appliance(tmp_path / "app", storage_quota_bytes=1 << 32, **_settings(weed)).start()
+    try:
+        admin = app.admin()
+        files = {f"f{i}": os.urandom(4 << 20) for i in range(10)}
+        for name, data in files.items():
+            _put(admin, name, data)
+        move = subprocess.Popen([sys.executable, "-m", "appliance.cli", "storage", "migrate", "--to", "seaweedfs",
+                                 "--jobs", "1"], env=app.env, cwd=app.data_dir.parent, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert move.stdout is not None
+        for line in move.stdout:   # the first progress line comes after the first file
+            if "files;" in line:
+                break
+        move.kill()   # kill -9, most likely mid-upload of the second file
+        move.wait()
+        resumed = app.cli("storage", "migrate", "--to", "seaweedfs")
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        done = re.search(r"(\d+) copied now .* (\d+) already there", resumed.stdout)
+        assert done and int(done.group(2)) >= 1 and int(done.group(1)) + int(done.group(2)) == 10, resumed.stdout
+        for name, data in files.items():
+            blob = admin.head(f"/storage/default/{name}").headers["ETag"].strip('"')
+            got = requests.get(f"{weed.filer_url}/appliance/blobs/{blob[:2]}/{blob}", headers=weed.auth(), timeout=10)
+            assert got.content == data, name
+    finally:
+        app.close()
