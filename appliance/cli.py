@@ -125,6 +125,8 @@ def cmd_up(cfg, args) -> int:
     print(f"  OpenAPI:  {base}/openapi.json")
     print(f"  SSH:      ssh <container-id>@{cfg.public_host} -p {cfg.ssh_port}")
     print(f"  admin:    {username} / {password if password else '(set earlier; unchanged)'}")
+    if env:
+        print(f"  files:    on SeaweedFS, filer {env['APPLIANCE_SEAWEEDFS_FILER']} (embedded, loopback)")
     return 0
 
 

@@ -63,7 +63,7 @@ PRE_STOP_SECONDS = 1
 # server or the master gone it then hangs flushing its change log: past this
 # we SIGKILL. Its store (leveldb or PostgreSQL) already holds every entry it
 # acknowledged; the change log only feeds subscribers (filer.sync, mounts).
-STOP_TIMEOUT = {"master": 10.0, "volume": 10.0, "filer": 3.0}
+STOP_TIMEOUT = {"master": 10.0, "volume": 10.0, "filer": 3.0, "s3": 10.0}
 SOCKET_PATH_MAX = 100
 
 

@@ -54,7 +54,7 @@ def test_up_starts_an_embedded_seaweedfs_on_loopback_and_down_stops_it(tmp_path)
         core_pid = int((data / "run" / "core.pid").read_text())
         core_env = dict(v.split(b"=", 1) for v in Path(f"/proc/{core_pid}/environ").read_bytes().split(b"\0") if v)
         filer = core_env[b"APPLIANCE_SEAWEEDFS_FILER"].decode()
-        assert filer.startswith("http://127.0.0.1:")
+        assert filer.startswith("http://127.0.0.1:") and f"files:    on SeaweedFS, filer {filer}" in up.stdout
         assert core_env[b"APPLIANCE_SEAWEEDFS_MASTER"].decode().startswith("127.0.0.1:")
         assert core_env[b"APPLIANCE_SEAWEEDFS_JWT_KEY_FILE"] == str(key_file).encode()
         assert core_env[b"APPLIANCE_SEAWEEDFS_REPLICATION"] == b"000"
