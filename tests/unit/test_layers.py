@@ -24,8 +24,8 @@ FORBIDDEN = [
 ]
 # The shared top-level modules sit below every package.
 SHARED = ["appliance.batching", "appliance.clientkey", "appliance.config", "appliance.contract", "appliance.errors",
-          "appliance.gatewaykeys", "appliance.keep", "appliance.logs", "appliance.logsafe", "appliance.logship",
-          "appliance.metrics", "appliance.metricsdir", "appliance.procs", "appliance.revert",
+          "appliance.filer", "appliance.gatewaykeys", "appliance.keep", "appliance.logs", "appliance.logsafe",
+          "appliance.logship", "appliance.metrics", "appliance.metricsdir", "appliance.procs", "appliance.revert",
           "appliance.v1"]
 PACKAGES = ["appliance.cli", "appliance.lab", "appliance.http", "appliance.ssh", "appliance.core", "appliance.drivers",
             "appliance.host"]
