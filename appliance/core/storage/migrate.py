@@ -159,8 +159,6 @@ class Mover:
 
     async def _upload(self, row: Row, fd: int) -> str:
         """Stream the blob to the filer; its MD5 as read."""
-        if row.size == 0:
-            return await self._put_empty(row)
         digest = hashlib.md5(usedforsecurity=False)
         upload = self.filer.upload(row.blob_id, self.config.seaweedfs_replication, self.config.seaweedfs_collection)
         offset = 0
@@ -176,20 +174,6 @@ class Mover:
             upload.abort()
             raise
         return digest.hexdigest()
-
-    async def _put_empty(self, row: Row) -> str:
-        """An empty blob: one PUT (the filer's answer to an empty body has no size to check)."""
-        c = self.config
-        query = {"collection": c.seaweedfs_collection, "fsync": "true"}
-        if c.seaweedfs_replication:
-            query["replication"] = c.seaweedfs_replication
-        request = HTTPRequest(self.filer.blob_url(row.blob_id, **query), method="PUT", body=b"",
-                              headers=self.filer.auth(), connect_timeout=5, request_timeout=60)
-        try:
-            await AsyncHTTPClient().fetch(request)
-        except (HTTPClientError, OSError) as e:
-            raise FilerError(f"filer upload: {e}") from None
-        return hashlib.md5(b"", usedforsecurity=False).hexdigest()
 
     async def move(self, row: Row) -> None:
         async with self.slots:
