@@ -7,11 +7,13 @@
   appliance cluster ca --out DIR                                  the cluster CA (once; kept after)
   appliance cluster cert --ca DIR --name HOST --ip ADDR [--ip ...] --out DIR   a host's certificate
   appliance db migrate --to postgresql://... [--from sqlite:///path]   (docs/cluster-migrate.md)
+  appliance storage migrate --to seaweedfs [--final] [--jobs N] [--read-back]   (docs/seaweedfs-migrate.md)
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import getpass
 import logging
 import os
@@ -210,6 +212,34 @@ def cmd_db(cfg, args) -> int:
     return 0
 
 
+def cmd_storage(cfg, args) -> int:
+    """storage migrate: local blobs into SeaweedFS (core/storage/migrate.py)."""
+    from appliance.core.storage import migrate
+    if args.final and supervise.running_pid(cfg, "core"):
+        print("error: --final needs the core stopped (nothing may upload to this host's disk any more): "
+              f"kill $(cat {supervise.pid_file(cfg, 'core')}), or systemctl stop appliance-core on every host",
+              file=sys.stderr)
+        return 1
+    _open_db(cfg)
+    say = lambda line: print(line, flush=True)  # noqa: E731
+    if cfg.seaweedfs_embedded:   # this host's own SeaweedFS: started (or found running) as `up` would
+        seaweed = dataclasses.replace(cfg, storage_backend="seaweedfs")
+        try:
+            seaweedfs_embedded.start(seaweed)
+        except (OSError, ValueError, RuntimeError) as e:
+            print(f"error: the embedded SeaweedFS did not start: {e}; see logs in {cfg.log_dir}", file=sys.stderr)
+            return 1
+        cfg = dataclasses.replace(cfg, **seaweedfs_embedded.settings(seaweed))
+        say(f"embedded SeaweedFS running, filer {cfg.seaweedfs_filer} (it keeps running: `appliance up` with "
+            'storage_backend = "seaweedfs" uses it, `appliance down` stops it)')
+    try:
+        report = asyncio.run(migrate.migrate(cfg, say, jobs=args.jobs, read_back=args.read_back))
+    except (migrate.MigrateError, migrate.FilerError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return migrate.summary(report, say, final=args.final)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="appliance", description="A self-hosted cloud.")
     p.add_argument("--config", help="TOML settings file (default: $APPLIANCE_CONFIG or /etc/appliance/appliance.toml)")
@@ -247,6 +277,17 @@ def parser() -> argparse.ArgumentParser:
     mig.add_argument("--to", required=True, help="the PostgreSQL URL, postgresql://user:pass@host/db")
     mig.add_argument("--from", dest="source", help="the SQLite database (default: the configured one), "
                                                    "sqlite:///path")
+    stp = sub.add_parser("storage", help="file storage operations")
+    stp.set_defaults(fn=cmd_storage)
+    ssub = stp.add_subparsers(dest="storage_cmd", required=True)
+    smig = ssub.add_parser("migrate", help="copy the files on this host's disk into SeaweedFS (checksummed, "
+                                           "resumable; docs/seaweedfs-migrate.md)")
+    smig.add_argument("--to", required=True, choices=["seaweedfs"], help="the backend to copy into")
+    smig.add_argument("--final", action="store_true",
+                      help="the pass of the switch, with the core stopped (refused while `appliance up`'s core runs)")
+    smig.add_argument("--jobs", type=int, default=4, help="files copied at once (default 4)")
+    smig.add_argument("--read-back", action="store_true",
+                      help="also read every copy back from SeaweedFS and compare its MD5")
     return p
 
 
