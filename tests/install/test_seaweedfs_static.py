@@ -46,17 +46,18 @@ def test_lab_host_config_points_at_its_own_filer_and_the_three_masters(tmp_path)
 
 
 def test_lab_units_bind_the_host_address_with_explicit_ports_racks_and_memory_limits(tmp_path):
-    masters = "-master=192.0.2.11:9333,192.0.2.12:9333,192.0.2.13:9333"
+    masters = "-master=192.0.2.11:9333.19333,192.0.2.12:9333.19333,192.0.2.13:9333.19333"
     for item, want in [
         ("seaweedfs-master", ["-port=9333", "-port.grpc=19333", "-defaultReplication=010", "-telemetry=false",
-                              "-peers=192.0.2.11:9333,192.0.2.12:9333,192.0.2.13:9333"]),
+                              masters.replace("-master=", "-peers=")]),
         ("seaweedfs-volume", ["-port=9380", "-port.grpc=19380", "-rack=lab3", masters]),
         ("seaweedfs-filer", ["-port=9888", "-port.grpc=19888", "-defaultReplicaPlacement=010", masters]),
     ]:
         unit = render(tmp_path, "lab3", "inventory/lab", "appliance_seaweedfs/templates/seaweedfs.service.j2",
                       f"item={item}", f"appliance_cluster_db_url={DB_URL}")["lab3"]
         argv = exec_start(unit)
-        assert argv[:2] == ["/opt/appliance/venv/bin/weed", item.removeprefix("seaweedfs-")]
+        assert argv[:4] == ["/opt/appliance/venv/bin/weed", "-logtostderr", "-config_dir=/etc/seaweedfs",
+                            item.removeprefix("seaweedfs-")]
         assert {"-ip=192.0.2.13", "-ip.bind=192.0.2.13", *want} <= set(argv), argv
         assert "Environment=GOMEMLIMIT=" in unit and "\nMemoryMax=" in unit and "\nUser=seaweedfs\n" in unit
         assert not any("0.0.0.0" in a for a in argv)
@@ -85,3 +86,16 @@ def test_a_host_alone_keeps_seaweedfs_on_loopback_with_one_copy(tmp_path):
     assert {"-ip.bind=127.0.0.1", "-peers=none"} <= set(exec_start(unit))
     filer = tomllib.loads(render(out, "solo", str(inventory), "appliance_seaweedfs/templates/filer.toml.j2")["solo"])
     assert filer["leveldb2"] == {"enabled": True, "dir": "/var/lib/seaweedfs/filer/filerldb2"}
+
+
+def test_security_toml_carries_the_keys_read_on_the_first_host(tmp_path):
+    import base64
+    import json
+    keys = {"results": [{"source": f"/var/lib/appliance/{name}", "content": base64.b64encode(f"{name}-k\n".encode()).decode()}
+                        for name in ("seaweedfs_jwt_key", "seaweedfs_volume_key", "seaweedfs_volume_read_key")]}
+    text = render(tmp_path, "lab1", "inventory/lab", "appliance_seaweedfs/templates/security.toml.j2",
+                  json.dumps({"appliance_seaweedfs_keys": keys}))["lab1"]
+    toml = tomllib.loads(text)
+    assert toml["jwt"]["filer_signing"]["key"] == toml["jwt"]["filer_signing"]["read"]["key"] == "seaweedfs_jwt_key-k"
+    assert toml["jwt"]["signing"]["key"] == "seaweedfs_volume_key-k"
+    assert toml["jwt"]["signing"]["read"]["key"] == "seaweedfs_volume_read_key-k"
