@@ -24,7 +24,9 @@ DB_HOST = "lab1"
 SNAPSHOT_SKIP = shutil.ignore_patterns(
     ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".state")
 # Files every host must hold identically (and the rerun must not touch).
-SHARED = "/var/lib/appliance/jwt_secret /var/lib/appliance/ssh/guest_access_key /etc/appliance/cluster/ca.pem"
+SHARED = ("/var/lib/appliance/jwt_secret /var/lib/appliance/ssh/guest_access_key /etc/appliance/cluster/ca.pem "
+          "/var/lib/appliance/seaweedfs_jwt_key /var/lib/appliance/seaweedfs_volume_key "
+          "/var/lib/appliance/seaweedfs_volume_read_key")
 
 
 @dataclass
@@ -87,8 +89,10 @@ def cluster():
         workdir = made[NAMES[0]].workdir
         source = workdir / "checkout"
         shutil.copytree(REPO, source, ignore=SNAPSHOT_SKIP, symlinks=True)
+        # Files on SeaweedFS (role appliance_seaweedfs): three masters, a volume server and a filer each.
         inventory = cluster_inventory(workdir / "cluster.yml", made, {
-            "appliance_venv_wheelhouse": str(wheels), "appliance_venv_source_dir": str(source)})
+            "appliance_venv_wheelhouse": str(wheels), "appliance_venv_source_dir": str(source),
+            "appliance_storage_backend": "seaweedfs"})
         first = run_playbook(inventory, label="cluster: first run")
         shared_after_first = shared_files(made)
         second = run_playbook(inventory, label="cluster: second run")
