@@ -21,6 +21,7 @@ import sys
 from appliance import config as config_mod
 from appliance import logs, metricsdir, supervise
 from appliance.core.compute import hostprep
+from appliance.host import seaweedfs_embedded
 
 # Steps `appliance up` runs before starting the daemons (host preparation:
 # libvirtd, guest image, bridge) and `appliance down` runs after stopping them
@@ -105,8 +106,13 @@ def cmd_up(cfg, args) -> int:
     for step in PREPARE_STEPS:
         step(cfg)
     username, password = ensure_admin(cfg)
+    try:   # files on an embedded SeaweedFS: it serves before the core starts, which learns where
+        env = seaweedfs_embedded.start(cfg)
+    except (OSError, ValueError, RuntimeError) as e:   # TimeoutError is an OSError
+        print(f"SeaweedFS did not start: {e}; see logs in {cfg.log_dir}", file=sys.stderr)
+        return 1
     for name in supervise.SERVICES:
-        supervise.start(cfg, name)
+        supervise.start(cfg, name, env)
     scheme = "https" if cfg.tls_cert_file else "http"
     base = f"{scheme}://{cfg.http_host}:{cfg.http_port}"
     if not supervise.wait_healthy(f"{base}/healthz", timeout=60):
@@ -122,6 +128,7 @@ def cmd_up(cfg, args) -> int:
 
 def cmd_down(cfg, args) -> int:
     stopped = [name for name in reversed(supervise.SERVICES) if supervise.stop(cfg, name)]
+    stopped += seaweedfs_embedded.stop(cfg)
     for step in RELEASE_STEPS:
         stopped += step(cfg)
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
@@ -132,6 +139,8 @@ def cmd_status(cfg, args) -> int:
     for name in supervise.SERVICES:
         pid = supervise.running_pid(cfg, name)
         print(f"{name}: {f'running (pid {pid})' if pid else 'stopped'}")
+    for proc in seaweedfs_embedded.processes(cfg):
+        print(f"weed-{proc.name}: {f'running (pid {proc.pid}, {proc.address})' if proc.running else 'stopped'}")
     return 0
 
 
