@@ -89,10 +89,8 @@ def cluster():
         workdir = made[NAMES[0]].workdir
         source = workdir / "checkout"
         shutil.copytree(REPO, source, ignore=SNAPSHOT_SKIP, symlinks=True)
-        # Files on SeaweedFS (role appliance_seaweedfs): three masters, a volume server and a filer each.
         inventory = cluster_inventory(workdir / "cluster.yml", made, {
-            "appliance_venv_wheelhouse": str(wheels), "appliance_venv_source_dir": str(source),
-            "appliance_storage_backend": "seaweedfs"})
+            "appliance_venv_wheelhouse": str(wheels), "appliance_venv_source_dir": str(source)})
         first = run_playbook(inventory, label="cluster: first run")
         shared_after_first = shared_files(made)
         second = run_playbook(inventory, label="cluster: second run")
