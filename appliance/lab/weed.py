@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -188,11 +189,12 @@ def start(hosts: tuple[LabHost, ...] = HOSTS, timeout: float = 90.0) -> None:
 
 
 def stop(hosts: tuple[LabHost, ...] = HOSTS) -> list[str]:
-    """Filers, volume servers, masters of *hosts*; the names that ran."""
+    """Filers, then volume servers, then masters of *hosts* (each kind together); the names that ran."""
     ran = []
     for kind in (2, 1, 0):
-        for h in hosts:
-            process = processes(h)[kind]
-            if process.stop():
+        signalled = [(p, p.signal(signal.SIGTERM)) for p in (processes(h)[kind] for h in hosts)]
+        for process, pid in signalled:
+            if pid is not None:
+                process.wait_exit(pid)
                 ran.append(process.name)
     return ran
