@@ -12,8 +12,8 @@ network configuration), its data directory (the guests' volumes) and the
 shared PostgreSQL.
 
 ``restart_host``: a new holder (a fresh mount namespace whose script starts
-libvirtd), then ``appliance up``; with the holder still there only
-``appliance up``.
+libvirtd), its SeaweedFS servers (appliance/lab/weed.py), then ``appliance
+up``; with the holder still there only what is not running.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import signal
 import time
 from pathlib import Path
 
-from appliance.lab import hostns
+from appliance.lab import hostns, weed
 from appliance.lab.topology import LabHost
 
 
@@ -92,6 +92,7 @@ def restart_host(h: LabHost, env: dict | None = None) -> int:
     if holder is None:
         holder = hostns.start_holder(h, h.dir / "holder.log")
         hostns.wait_libvirtd(h, holder)
+    weed.start((h,))   # its SeaweedFS servers (what still runs is left as it is)
     result = hostns.appliance(h, holder, "up", env)
     if result.returncode != 0:
         raise OutageError(f"{h.name}: appliance up failed:\n{result.stdout}{result.stderr}")

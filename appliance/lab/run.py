@@ -13,7 +13,7 @@ from pathlib import Path
 
 from appliance import config as config_mod
 from appliance import gatewaykeys, supervise
-from appliance.lab import certs, hostns, netns, pg
+from appliance.lab import certs, hostns, netns, pg, weed
 from appliance.lab.hostns import appliance
 from appliance.lab.topology import (
     HOSTS,
@@ -44,6 +44,7 @@ def settings(h: LabHost, db_url: str) -> dict:
         "cluster_listen": h.cluster_address, "cluster_ca_file": str(tls / certs.CA_CERT),
         "cluster_cert_file": str(h.dir / "tls" / "cluster.crt"),
         "cluster_key_file": str(h.dir / "tls" / "cluster.key"),
+        **weed.settings(h),   # files on the lab's SeaweedFS (appliance/lab/weed.py)
     }
 
 
@@ -94,6 +95,7 @@ def up() -> int:
             write_config(h, settings(h, db_url))
             holders[h.name] = hostns.start_holder(h, h.dir / "holder.log")
         share_secrets(password)
+        weed.start()
         for h in HOSTS:
             hostns.wait_libvirtd(h, holders[h.name])
         env = {"APPLIANCE_ADMIN_PASSWORD": password}
@@ -140,6 +142,7 @@ def _stop_host(h: LabHost) -> str | None:
 def down(quiet: bool = False) -> int:
     with concurrent.futures.ThreadPoolExecutor(len(HOSTS)) as pool:
         done = [d for d in pool.map(_stop_host, HOSTS) if d]
+    done += [f"weed {name}" for name in weed.stop()]
     done += [f"netns {n}" for n in netns.remove_all()]
     try:
         if pg.stop():

@@ -24,7 +24,9 @@ DB_HOST = "lab1"
 SNAPSHOT_SKIP = shutil.ignore_patterns(
     ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".state")
 # Files every host must hold identically (and the rerun must not touch).
-SHARED = "/var/lib/appliance/jwt_secret /var/lib/appliance/ssh/guest_access_key /etc/appliance/cluster/ca.pem"
+SHARED = ("/var/lib/appliance/jwt_secret /var/lib/appliance/ssh/guest_access_key /etc/appliance/cluster/ca.pem "
+          "/var/lib/appliance/seaweedfs_jwt_key /var/lib/appliance/seaweedfs_volume_key "
+          "/var/lib/appliance/seaweedfs_volume_read_key")
 
 
 @dataclass

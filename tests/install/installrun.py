@@ -27,6 +27,9 @@ INVENTORY_VARS = {
     "appliance_config_ssh_port": 2222,
     "appliance_config_max_containers_per_user": 5,
     "appliance_config_extra": {"login_max_failures": 7},
+    # Files on SeaweedFS (role appliance_seaweedfs): on a host alone on loopback, in the cluster
+    # three masters, a volume server and a filer per host.
+    "appliance_storage_backend": "seaweedfs",
     "appliance_admin_username": "operator",
     "appliance_admin_display_name": "Install Test Operator",
     # In a real inventory this comes from ansible-vault.

@@ -9,6 +9,7 @@ every host lists the three hosts up. A second run changes nothing.
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import time
 import tomllib
@@ -72,7 +73,7 @@ def test_every_host_has_its_cluster_settings(cluster):
 
 def test_shared_secrets_are_the_same_root_only_files_everywhere(cluster):
     sums = cluster.shared_after_second
-    assert all(len(out.splitlines()) == 3 for out in sums.values()), sums
+    assert all(len(out.splitlines()) == 6 for out in sums.values()), sums
     assert len(set(sums.values())) == 1, sums
     for host in cluster.hosts.values():
         modes = host.ssh("stat -c '%U:%G %a' /var/lib/appliance/jwt_secret "
@@ -187,3 +188,110 @@ def test_every_host_lists_the_three_hosts_up(apis):
                 break
             assert time.monotonic() < deadline, f"{host.name}: GET /admin/hosts -> {status} {hosts}"
             time.sleep(1)
+
+
+# -- files on SeaweedFS (role appliance_seaweedfs, docs/seaweedfs-ansible.md) ------
+
+WEED_UNITS = ["seaweedfs-master", "seaweedfs-volume", "seaweedfs-filer"]
+WEED_PORTS = [9333, 19333, 9380, 19380, 9888, 19888]
+
+
+def test_seaweedfs_runs_on_every_host_bound_to_its_address_with_memory_limits(apis):
+    for name, host in apis.items():
+        active = host.ssh(f"systemctl is-active {' '.join(WEED_UNITS)}", check=False).stdout.split()
+        assert active == ["active"] * 3, (name, active, host.ssh("journalctl --no-pager -n 40 -u 'seaweedfs-*'",
+                                                                  check=False).stdout)
+        # Every socket a weed process listens on is on the host's address (none on all interfaces).
+        listening = {line.split()[3] for line in host.ssh("ss -Hltnp").stdout.splitlines() if '"weed"' in line}
+        assert {f"{host.address}:{port}" for port in WEED_PORTS} <= listening, listening
+        assert all(address.startswith(f"{host.address}:") for address in listening), listening
+        for unit in WEED_UNITS:
+            pid = host.ssh(f"systemctl show -p MainPID --value {unit}").stdout.strip()
+            environ = host.ssh(f"tr '\\0' '\\n' < /proc/{pid}/environ").stdout.split()
+            assert any(v.startswith("GOMEMLIMIT=") for v in environ), (unit, environ)
+            assert host.ssh(f"stat -c %U /proc/{pid}").stdout.strip() == "seaweedfs"
+            assert host.ssh(f"systemctl show -p MemoryMax --value {unit}").stdout.strip().isdigit()
+        config = _config(host)
+        assert (config["storage_backend"], config["seaweedfs_embedded"]) == ("seaweedfs", False)
+        assert config["seaweedfs_filer"] == f"http://{host.address}:9888"
+        assert config["seaweedfs_master"] == ",".join(f"{h.address}:9333" for h in apis.values())
+        assert config["seaweedfs_replication"] == "010"
+
+
+def _filer(host, method: str, path: str, key: str, data: bytes | None = None) -> tuple[int, bytes]:
+    """Straight to a host's filer with a token of the cluster's filer key."""
+    import jwt
+    token = jwt.encode({"exp": int(time.time()) + 60}, key, algorithm="HS256")
+    req = urllib.request.Request(f"http://{host.address}:9888{path}", method=method, data=data,
+                                 headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def _raw(host, method: str, path: str, token: str, data: bytes | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(f"https://{host.address}:8080{path}", method=method, data=data, headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"})
+    try:
+        with urllib.request.urlopen(req, timeout=60, context=_context(host)) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+@pytest.fixture(scope="module")
+def stored(apis):
+    """A file written straight to lab1's filer and one uploaded through lab1's API."""
+    a = apis[NAMES[0]]
+    key = a.ssh("cat /var/lib/appliance/seaweedfs_jwt_key").stdout.strip()
+    direct = os.urandom(3 * 1024 * 1024 + 17)
+    deadline = time.monotonic() + 60   # volume servers register, the first volumes grow
+    while (status := _filer(a, "PUT", "/install-test/direct.bin?replication=010", key, direct)[0]) != 201:
+        assert time.monotonic() < deadline, status
+        time.sleep(1)
+    admin = _login(a, INVENTORY_VARS["appliance_admin_username"], INVENTORY_VARS["appliance_admin_password"])
+    status, body = _call(a, "POST", "/storage/namespaces", {"name": "seaweed", "visibility": 0}, admin)
+    assert status == 200, body
+    through_api = os.urandom(5 * 1024 * 1024 + 3)
+    status, body = _raw(a, "PUT", "/storage/seaweed/report.bin", admin, through_api)
+    assert status == 200, body
+    return {"key": key, "direct": direct, "api": through_api, "admin": admin}
+
+
+def test_filer_store_is_the_cluster_postgresql(apis, stored):
+    db = apis[DB_HOST]
+    rows = db.ssh("runuser -u postgres -- psql -d appliance -XtAc "
+                  "\"SELECT count(*) FROM seaweedfs.filemeta WHERE name = 'direct.bin'\"").stdout.strip()
+    assert rows == "1", rows
+
+
+def test_a_file_written_through_one_host_reads_through_every_host(apis, stored):
+    for host in apis.values():
+        assert _filer(host, "GET", "/install-test/direct.bin", stored["key"]) == (200, stored["direct"]), host.name
+        # The filer admits no one without a token of the key.
+        assert _filer(host, "GET", "/install-test/direct.bin", "not-the-key")[0] == 401
+        status, body = _raw(host, "GET", "/storage/seaweed/report.bin", stored["admin"])
+        assert (status, body == stored["api"]) == (200, True), (host.name, status, body[:200])
+
+
+def test_files_survive_the_loss_of_host_a_storage(apis, stored):
+    """Every SeaweedFS server of lab1 stopped (its master, volume server and
+    filer): both files still read through lab2 and lab3; a new file uploads
+    through lab2 (two masters are a quorum, 010 has two racks left)."""
+    a, b, c = (apis[n] for n in NAMES)
+    a.ssh(f"systemctl stop {' '.join(reversed(WEED_UNITS))}", timeout=120)
+    try:
+        for host in (b, c):
+            assert _filer(host, "GET", "/install-test/direct.bin", stored["key"]) == (200, stored["direct"])
+            status, body = _raw(host, "GET", "/storage/seaweed/report.bin", stored["admin"])
+            assert (status, body == stored["api"]) == (200, True), (host.name, status, body[:200])
+        later = os.urandom(1024 * 1024)
+        deadline = time.monotonic() + 60   # a new master leader may be elected first
+        while (status := _raw(b, "PUT", "/storage/seaweed/later.bin", stored["admin"], later)[0]) != 200:
+            assert time.monotonic() < deadline, status
+            time.sleep(2)
+        assert _raw(c, "GET", "/storage/seaweed/later.bin", stored["admin"]) == (200, later)
+    finally:
+        a.ssh(f"systemctl start {' '.join(WEED_UNITS)}", check=False)

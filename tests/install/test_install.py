@@ -27,6 +27,8 @@ pytestmark = pytest.mark.install
 
 DAEMONS = ["appliance-core.service", "appliance-http.service", "appliance-ssh.service"]
 UNITS = ["appliance-network.service", *DAEMONS]
+# SeaweedFS of a host alone (INVENTORY_VARS asks for it): every server on loopback.
+WEED_UNITS = ["seaweedfs-master.service", "seaweedfs-volume.service", "seaweedfs-filer.service"]
 VENV = "/opt/appliance/venv"
 CONFIG = "/etc/appliance/appliance.toml"
 
@@ -203,7 +205,7 @@ def daemons(converged):
     runs systemd, else by hand."""
     host = converged.host
     if host.mode != "systemd":
-        for unit in ("appliance-core.service", "appliance-http.service"):
+        for unit in (*WEED_UNITS, "appliance-core.service", "appliance-http.service"):
             _start_by_hand(host, unit)
     base = f"https://{host.address}:8080"
     deadline = time.monotonic() + 60
@@ -327,3 +329,37 @@ def test_shared_ucount_limits_are_written(converged):
     text = converged.host.ssh("cat /etc/sysctl.d/61-appliance-ucounts.conf").stdout
     for name, value in HOST_LIMITS.items():
         assert f"{name.replace('/', '.')} = {value}" in text, name
+
+
+# A file straight to the host's filer (on its loopback) with a token of the generated key, read back.
+FILER_ROUND_TRIP = """
+import jwt, os, sys, time, urllib.request
+key = open("/var/lib/appliance/seaweedfs_jwt_key").read().strip()
+auth = {"Authorization": "Bearer " + jwt.encode({"exp": int(time.time()) + 60}, key, algorithm="HS256")}
+data = os.urandom(1 << 20)
+url = "http://127.0.0.1:9888/install-test/one.bin"
+for attempt in range(60):
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, data=data, method="PUT", headers=auth), timeout=10)
+        break
+    except OSError:
+        time.sleep(1)
+back = urllib.request.urlopen(urllib.request.Request(url, headers=auth), timeout=10).read()
+print("same" if back == data else "different")
+"""
+
+
+def test_seaweedfs_of_a_host_alone_serves_on_loopback(converged, daemons):
+    host = converged.host
+    for unit in WEED_UNITS:
+        assert host.ssh(f"systemctl is-enabled {unit}", check=False).stdout.strip() == "enabled", unit
+        if host.mode == "systemd":
+            assert host.ssh(f"systemctl is-active {unit}", check=False).stdout.strip() == "active", unit
+    config = tomllib.loads(host.ssh(f"cat {CONFIG}").stdout)
+    assert (config["storage_backend"], config["seaweedfs_filer"], config["seaweedfs_master"],
+            config["seaweedfs_replication"], config["seaweedfs_embedded"]) == (
+        "seaweedfs", "http://127.0.0.1:9888", "127.0.0.1:9333", "000", False)
+    assert host.ssh(f"{VENV}/bin/python -c '{FILER_ROUND_TRIP}'", timeout=120).stdout.strip() == "same"
+    listening = {line.split()[3] for line in host.ssh("ss -Hltnp").stdout.splitlines() if '"weed"' in line}
+    assert {"127.0.0.1:9333", "127.0.0.1:9380", "127.0.0.1:9888"} <= listening, listening
+    assert all(address.startswith("127.0.0.1:") for address in listening), listening

@@ -161,7 +161,7 @@ def wheelhouse(repo: Path) -> Path:
     cfg = configparser.ConfigParser()
     cfg.read(repo / "setup.cfg")
     reqs = [r.strip() for r in cfg["options"]["install_requires"].splitlines() if r.strip()]
-    for extra in ("compute", "postgres"):   # the playbook's appliance_venv_extras
+    for extra in ("compute", "postgres", "seaweedfs"):   # the playbook's extras (seaweedfs: the cluster test)
         reqs += [r.strip() for r in cfg["options.extras_require"][extra].splitlines() if r.strip()]
     key = hashlib.sha256(json.dumps([RECIPE, sys.version_info[:2], sorted(reqs)]).encode()).hexdigest()[:16]
     path = CACHE_DIR / f"wheelhouse-{key}"
