@@ -167,6 +167,8 @@ class SeaweedStore:
         masters = [m.strip() for m in (config.seaweedfs_master or "127.0.0.1:9333").split(",") if m.strip()]
         self.watch = MasterWatch(masters, self.filer, config.seaweedfs_replication)
         self.sweeper: Sweeper | None = None
+        # Blobs in their REPLACED_GRACE_SECONDS: no row names them, yet readers may; the sweep spares them.
+        self.retiring: set[str] = set()
 
     def write_query(self) -> dict[str, str]:
         query = {"collection": self.config.seaweedfs_collection, "fsync": "true"}
@@ -189,9 +191,14 @@ class SeaweedStore:
     async def retire(self, blob_ids: Iterable[str]) -> None:
         """Blobs an overwrite replaced: removed after REPLACED_GRACE_SECONDS, in the background."""
         async def later(ids: list[str]) -> None:
-            await asyncio.sleep(REPLACED_GRACE_SECONDS)
-            await self.remove(ids)
-        background(later(list(blob_ids)))
+            try:
+                await asyncio.sleep(REPLACED_GRACE_SECONDS)
+                await self.remove(ids)
+            finally:
+                self.retiring.difference_update(ids)
+        ids = list(blob_ids)
+        self.retiring.update(ids)
+        background(later(ids))
 
     async def remove(self, blob_ids: Iterable[str]) -> None:
         for blob_id in blob_ids:
@@ -205,7 +212,7 @@ class SeaweedStore:
 
     def start(self, rows_among: Callable[[list[str]], set[str]], on_status) -> None:
         self.watch.start(on_status)
-        self.sweeper = Sweeper(self.filer, rows_among, self.config.seaweedfs_sweep_seconds)
+        self.sweeper = Sweeper(self.filer, rows_among, self.config.seaweedfs_sweep_seconds, self.retiring)
         self.sweeper.start()
 
     async def stop(self) -> None:
@@ -238,8 +245,10 @@ class Sweeper:
     """Removes blobs that no row names once they are older than ``age`` seconds;
     a pass every quarter of that, so an orphan lives at most ~1.25 x ``age``."""
 
-    def __init__(self, filer: Filer, rows_among: Callable[[list[str]], set[str]], age: float):
+    def __init__(self, filer: Filer, rows_among: Callable[[list[str]], set[str]], age: float,
+                 spared: set[str] | frozenset[str] = frozenset()):
         self.filer = filer
+        self.spared = spared  # blobs still being read after their row moved (the store's retiring set)
         self.rows_among = rows_among
         self.age = age
         self._task: asyncio.Task | None = None
@@ -276,7 +285,7 @@ class Sweeper:
             # Asked after the listing: a row committed before it is seen here.
             kept = self.rows_among(old)
             for name in old:
-                if name not in kept:
+                if name not in kept and name not in self.spared:
                     await self.filer.delete(name)
                     removed += 1
         return removed
