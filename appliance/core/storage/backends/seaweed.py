@@ -70,12 +70,16 @@ class SeaweedWriter:
         token = make_token(s.key, UPLOAD_TOKEN_SECONDS, self.blob_id, ("PUT",))
         return (("x-upload-url", url), ("x-upload-token", token))
 
-    async def write(self, data: bytes) -> None:
+    def _start_upload(self) -> Upload:
         if self.upload is None:
             s = self.store
             self.upload = s.filer.upload(self.blob_id, s.config.seaweedfs_replication, s.config.seaweedfs_collection)
+        return self.upload
+
+    async def write(self, data: bytes) -> None:
+        upload = self._start_upload()
         try:
-            await self.upload.write(data)
+            await upload.write(data)
         except FilerError as e:
             raise unavailable(e, "writing the file") from None
 
@@ -104,6 +108,8 @@ class SeaweedWriter:
 
     async def commit(self) -> str:
         store = self.store
+        if self.upload is None and not self.stored_at:
+            self._start_upload()   # no data message came (an empty file over gRPC): an empty blob
         if self.upload is not None:
             finishing = asyncio.ensure_future(self.upload.finish())
             try:
