@@ -173,6 +173,10 @@ def test_all_bytes_over_grpc_round_trip(grpc_app, tmp_path):
     r = admin.put("/storage/default/raw.bin", data=b"r" * 1000)
     assert r.status_code == 200
     assert requests.get(grpc_app.url + "/storage/default/raw.bin").content == b"r" * 1000
+    # No data message at all (SeaweedFS refused it: "took too long to commit", no blob was ever written).
+    assert admin.put("/storage/default/empty.bin", data=b"").status_code == 200
+    r = requests.get(grpc_app.url + "/storage/default/empty.bin")
+    assert r.status_code == 200 and r.content == b"" and r.headers["Content-Length"] == "0"
 
 
 def test_upload_limit_is_413_and_stores_nothing(grpc_app, tmp_path):

@@ -202,3 +202,20 @@ def test_the_sweep_removes_old_orphans_and_never_young_ones(app, weed3, stored):
     # Committed files are never touched.
     for name in stored:
         assert requests.head(f"{app.url}/storage/default/{name}").status_code == 200
+
+
+def test_the_sweep_spares_a_replaced_blob_while_readers_have_it(app):
+    """An overwrite leaves the old blob REPLACED_GRACE_SECONDS for the downloads
+    reading it; no row names it, so the sweep must not take it before."""
+    admin = app.admin()
+    old, new = os.urandom(40_000_000), os.urandom(1000)   # ten 4 MiB windows: most not yet read
+    assert admin.put("/storage/default/grace.bin", data=old).status_code == 200
+    time.sleep(SWEEP + 1)   # the blob is now old enough for the sweep
+    with requests.get(f"{app.url}/storage/default/grace.bin", stream=True, timeout=60) as r:
+        assert r.status_code == 200
+        body = r.raw.read(65536)
+        assert admin.put("/storage/default/grace.bin", params={"overwrite": "true"}, data=new).status_code == 200
+        time.sleep(SWEEP / 2 + 1)   # two sweep passes or more
+        body += r.raw.read()
+    assert len(body) == len(old) and body == old
+    assert _download(app, "grace.bin") == new

@@ -213,7 +213,8 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                 raise NotFound(f"file {name!r} not found in {ns.name!r}")
             access.check_replace(principal, ns, f)
             f.delete_instance()
-        await asyncio.shield(self.store.remove([f.blob_id]))
+        # Like an overwrite's: downloads already reading the blob finish (local disk: removed at once).
+        await asyncio.shield(self.store.retire([f.blob_id]))
         metrics.STORAGE_OPERATIONS.labels("delete_file").inc()
         return OK
 

@@ -70,12 +70,16 @@ class SeaweedWriter:
         token = make_token(s.key, UPLOAD_TOKEN_SECONDS, self.blob_id, ("PUT",))
         return (("x-upload-url", url), ("x-upload-token", token))
 
-    async def write(self, data: bytes) -> None:
+    def _start_upload(self) -> Upload:
         if self.upload is None:
             s = self.store
             self.upload = s.filer.upload(self.blob_id, s.config.seaweedfs_replication, s.config.seaweedfs_collection)
+        return self.upload
+
+    async def write(self, data: bytes) -> None:
+        upload = self._start_upload()
         try:
-            await self.upload.write(data)
+            await upload.write(data)
         except FilerError as e:
             raise unavailable(e, "writing the file") from None
 
@@ -104,6 +108,8 @@ class SeaweedWriter:
 
     async def commit(self) -> str:
         store = self.store
+        if self.upload is None and not self.stored_at:
+            self._start_upload()   # no data message came (an empty file over gRPC): an empty blob
         if self.upload is not None:
             finishing = asyncio.ensure_future(self.upload.finish())
             try:
@@ -167,6 +173,8 @@ class SeaweedStore:
         masters = [m.strip() for m in (config.seaweedfs_master or "127.0.0.1:9333").split(",") if m.strip()]
         self.watch = MasterWatch(masters, self.filer, config.seaweedfs_replication)
         self.sweeper: Sweeper | None = None
+        # Blobs in their REPLACED_GRACE_SECONDS: no row names them, yet readers may; the sweep spares them.
+        self.retiring: set[str] = set()
 
     def write_query(self) -> dict[str, str]:
         query = {"collection": self.config.seaweedfs_collection, "fsync": "true"}
@@ -189,9 +197,14 @@ class SeaweedStore:
     async def retire(self, blob_ids: Iterable[str]) -> None:
         """Blobs an overwrite replaced: removed after REPLACED_GRACE_SECONDS, in the background."""
         async def later(ids: list[str]) -> None:
-            await asyncio.sleep(REPLACED_GRACE_SECONDS)
-            await self.remove(ids)
-        background(later(list(blob_ids)))
+            try:
+                await asyncio.sleep(REPLACED_GRACE_SECONDS)
+                await self.remove(ids)
+            finally:
+                self.retiring.difference_update(ids)
+        ids = list(blob_ids)
+        self.retiring.update(ids)
+        background(later(ids))
 
     async def remove(self, blob_ids: Iterable[str]) -> None:
         for blob_id in blob_ids:
@@ -205,7 +218,7 @@ class SeaweedStore:
 
     def start(self, rows_among: Callable[[list[str]], set[str]], on_status) -> None:
         self.watch.start(on_status)
-        self.sweeper = Sweeper(self.filer, rows_among, self.config.seaweedfs_sweep_seconds)
+        self.sweeper = Sweeper(self.filer, rows_among, self.config.seaweedfs_sweep_seconds, self.retiring)
         self.sweeper.start()
 
     async def stop(self) -> None:
@@ -238,8 +251,10 @@ class Sweeper:
     """Removes blobs that no row names once they are older than ``age`` seconds;
     a pass every quarter of that, so an orphan lives at most ~1.25 x ``age``."""
 
-    def __init__(self, filer: Filer, rows_among: Callable[[list[str]], set[str]], age: float):
+    def __init__(self, filer: Filer, rows_among: Callable[[list[str]], set[str]], age: float,
+                 spared: set[str] | frozenset[str] = frozenset()):
         self.filer = filer
+        self.spared = spared  # blobs still being read after their row moved (the store's retiring set)
         self.rows_among = rows_among
         self.age = age
         self._task: asyncio.Task | None = None
@@ -276,7 +291,7 @@ class Sweeper:
             # Asked after the listing: a row committed before it is seen here.
             kept = self.rows_among(old)
             for name in old:
-                if name not in kept:
+                if name not in kept and name not in self.spared:
                     await self.filer.delete(name)
                     removed += 1
         return removed
