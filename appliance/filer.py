@@ -25,7 +25,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
@@ -178,7 +178,7 @@ class Filer:
                             yield data
                     if offset < end:
                         raise FilerError(f"filer read: the body ended at {offset} of {end}")
-                except (aiohttp.ClientError, asyncio.TimeoutError, OSError, FilerError) as e:
+                except (aiohttp.ClientError, TimeoutError, OSError, FilerError) as e:
                     if isinstance(e, FilerError) and (e.status == 404 or e.wrong):
                         raise
                     failures = 0 if offset > reached else failures + 1
@@ -188,7 +188,7 @@ class Filer:
                     await asyncio.sleep(RETRY_PAUSE * failures)
 
     async def _stream(self, session: aiohttp.ClientSession, blob_id: str, offset: int, end: int,
-                      size: int | None) -> AsyncIterator[bytes]:
+                      size: int | None) -> AsyncGenerator[bytes, None]:
         """One GET of bytes [offset, end), checked before its first byte is
         handed on; read from the socket only as fast as the caller takes it
         (aiohttp stops reading while its buffer holds READ_BUFFER * 2)."""
