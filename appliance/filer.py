@@ -1,13 +1,16 @@
 """A client of SeaweedFS's filer HTTP API (docs/seaweedfs-store.md), shared by
 the core (its store) and the gateway (direct transfers on the core's host).
 
-Tornado's AsyncHTTPClient: uploads stream through ``body_producer`` from a
-small queue (the producer waits for the next piece, so memory is bounded by
-the queue); downloads read the blob in ``Range`` windows of READ_WINDOW bytes,
-one window ahead, each checked for its exact length before any byte of it is
-handed on. A window that fails (a volume server killed mid-stream, a reset)
-is asked for again from its first byte, a few times: the caller gets the
-right bytes or an error, never wrong ones.
+Uploads (and the small requests): Tornado's AsyncHTTPClient, the body
+streamed through ``body_producer`` from a small queue (the producer waits for
+the next piece, so memory is bounded by the queue). Downloads: aiohttp, ONE
+``Range`` GET per read, its status and Content-Range checked (exactly the
+bytes asked, of a blob of the right size) before any byte is handed on, and
+read from the socket only as fast as the caller takes the bytes (aiohttp's
+flow control; Tornado's streaming_callback has none, so a slow client would
+make us buffer the whole blob). A stream that breaks (a volume server killed
+mid-stream, a reset) is asked for again from the exact offset reached, a few
+times: the caller gets the right bytes or an error, never wrong ones.
 
 Every request carries ``Authorization: Bearer <jwt>`` (HS256, a short
 expiry) signed with the filer's key (security.toml ``[jwt.filer_signing]``
@@ -17,37 +20,48 @@ for one blob and the methods of its transfer only, until it expires.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
 import jwt
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 
+if TYPE_CHECKING:
+    import aiohttp
+
 log = logging.getLogger("appliance.filer")
 
 BLOB_ROOT = "/appliance/blobs"
-READ_WINDOW = 4 * 1024 * 1024
+# aiohttp stops reading the socket while a response's buffer holds twice this:
+# the bytes in memory per download, whatever the speed of its consumer.
+READ_BUFFER = 1024 * 1024
 READ_TRIES = 4
 RETRY_PAUSE = 0.5
 UPLOAD_QUEUE = 4
 TOKEN_SECONDS = 300
 CONNECT_TIMEOUT = 5.0
-WINDOW_TIMEOUT = 60.0
+REQUEST_TIMEOUT = 60.0
+READ_TIMEOUT = 60.0  # between two reads from the socket while we want bytes
 LIST_PAGE = 1000
 # Big enough for any stored file: bodies are streamed or windowed, never held whole.
 _MAX_BODY = 1 << 62
 
 
 class FilerError(Exception):
-    """The filer could not be reached or refused; ``status`` 0 when unreachable."""
+    """The filer could not be reached or refused; ``status`` 0 when unreachable;
+    ``wrong``: it answered with other bytes than were asked (not retried)."""
 
-    def __init__(self, message: str, status: int = 0):
+    def __init__(self, message: str, status: int = 0, wrong: bool = False):
         super().__init__(message)
         self.status = status
+        self.wrong = wrong
 
 
 def blob_path(blob_id: str) -> str:
@@ -119,7 +133,7 @@ class Filer:
         return self.url + quote(blob_path(blob_id)) + (("?" + urlencode(query)) if query else "")
 
     async def _fetch(self, url: str, what: str, **kwargs) -> HTTPResponse:
-        kwargs.setdefault("request_timeout", WINDOW_TIMEOUT)
+        kwargs.setdefault("request_timeout", REQUEST_TIMEOUT)
         headers = {**self.auth(), **kwargs.pop("headers", {})}
         request = HTTPRequest(url, connect_timeout=CONNECT_TIMEOUT, headers=headers, **kwargs)
         try:
@@ -152,44 +166,46 @@ class Filer:
             raise
         return int(r.headers.get("Content-Length", "0"))
 
-    async def read_window(self, blob_id: str, offset: int, length: int) -> bytes:
-        """Exactly ``length`` bytes from ``offset``, retried a few times; FilerError else."""
-        last: FilerError | None = None
-        for attempt in range(READ_TRIES):
-            if attempt:
-                await asyncio.sleep(RETRY_PAUSE * attempt)
-            try:
-                r = await self._fetch(self.blob_url(blob_id), "read",
-                                      headers={"Range": f"bytes={offset}-{offset + length - 1}"})
-            except FilerError as e:
-                if e.status == 404:
-                    raise
-                last = e
-                log.info("filer read of %s at %d failed (try %d): %s", blob_id, offset, attempt + 1, e)
-                continue
-            data = r.body
-            if len(data) == length and (r.code == 206 or (offset == 0 and r.code == 200)):
-                return data
-            last = FilerError(f"filer read: {len(data)} bytes (HTTP {r.code}) where {length} were asked")
-            log.warning("filer read of %s at %d: %s", blob_id, offset, last)
-        assert last is not None
-        raise last
+    async def read(self, blob_id: str, first: int, end: int, size: int | None = None) -> AsyncIterator[bytes]:
+        """Bytes [first, end) of the blob (``size`` bytes long when given) as
+        they arrive on ONE streamed ``Range`` GET, resumed from the exact
+        offset reached when it breaks; FilerError when it cannot be read."""
+        import aiohttp  # here: +12 MB RSS, paid only by a process that reads blobs (not the core, usually)
+        offset, failures = first, 0
+        async with _read_session() as session:
+            while offset < end:
+                reached = offset
+                try:
+                    async with contextlib.aclosing(self._stream(session, blob_id, offset, end, size)) as stream:
+                        async for data in stream:
+                            offset += len(data)
+                            yield data
+                    if offset < end:
+                        raise FilerError(f"filer read: the body ended at {offset} of {end}")
+                except (aiohttp.ClientError, TimeoutError, OSError, FilerError) as e:
+                    if isinstance(e, FilerError) and (e.status == 404 or e.wrong):
+                        raise
+                    failures = 0 if offset > reached else failures + 1
+                    if failures >= READ_TRIES:
+                        raise e if isinstance(e, FilerError) else FilerError(f"filer read: {e!r}") from None
+                    log.info("filer read of %s broke at %d (try %d): %r", blob_id, offset, failures + 1, e)
+                    await asyncio.sleep(RETRY_PAUSE * failures)
 
-    async def read(self, blob_id: str, first: int, end: int) -> AsyncIterator[bytes]:
-        """Bytes [first, end) in windows, the next one fetched while this one is used."""
-        def window(at: int) -> asyncio.Task:
-            return asyncio.ensure_future(self.read_window(blob_id, at, min(READ_WINDOW, end - at)))
-        offset = first
-        ahead = window(offset) if offset < end else None
-        try:
-            while ahead is not None:
-                data = await ahead
-                offset += len(data)
-                ahead = window(offset) if offset < end else None
+    async def _stream(self, session: aiohttp.ClientSession, blob_id: str, offset: int, end: int,
+                      size: int | None) -> AsyncGenerator[bytes, None]:
+        """One GET of bytes [offset, end), checked before its first byte is
+        handed on; read from the socket only as fast as the caller takes it
+        (aiohttp stops reading while its buffer holds READ_BUFFER * 2)."""
+        headers = {**self.auth(), "Range": f"bytes={offset}-{end - 1}"}
+        async with session.get(self.blob_url(blob_id), headers=headers) as r:
+            if r.status == 404:
+                raise FilerError("filer read: HTTP 404", 404)
+            if r.status >= 400:
+                body = (await r.content.read(200)).decode(errors="replace")
+                raise FilerError(f"filer read: HTTP {r.status} {body}".strip(), r.status)
+            _check_range(r, offset, end, size)
+            async for data in r.content.iter_any():
                 yield data
-        finally:
-            if ahead is not None:
-                ahead.cancel()
 
     async def list(self, directory: str) -> AsyncIterator[Entry]:
         """The entries of a directory, a page at a time ([] if it does not exist)."""
@@ -218,6 +234,32 @@ class Filer:
         except FilerError as e:
             return e.status in (404,)
         return True
+
+
+def _check_range(r: aiohttp.ClientResponse, offset: int, end: int, size: int | None) -> None:
+    """A 206 for exactly bytes [offset, end) of a blob of ``size`` bytes (at
+    least ``end`` when not given); or a 200 with the whole blob when that is
+    what was asked. Anything else is refused before a byte of it is used."""
+    length = r.content_length
+    if r.status == 200 and offset == 0 and length == end and size in (None, end):
+        return
+    if r.status != 206:
+        raise FilerError(f"filer read: HTTP {r.status} where 206 was asked", wrong=True)
+    match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", r.headers.get("Content-Range", "").strip())
+    total = int(match[3]) if match else -1
+    if (not match or int(match[1]) != offset or int(match[2]) != end - 1 or length != end - offset
+            or total < end or size not in (None, total)):
+        raise FilerError(f"filer read: Content-Range {r.headers.get('Content-Range')!r}, Content-Length {length}"
+                         f" where bytes {offset}-{end - 1}/{size if size is not None else '*'} were asked", wrong=True)
+
+
+def _read_session() -> aiohttp.ClientSession:
+    """A session per read (its connection is reused by the read's resumes).
+    No Accept-Encoding: the bytes as stored, never re-encoded."""
+    import aiohttp
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT, sock_read=READ_TIMEOUT),
+        read_bufsize=READ_BUFFER, auto_decompress=False, skip_auto_headers=("Accept-Encoding",))
 
 
 def _seconds(stamp: str) -> float:

@@ -160,7 +160,7 @@ class DownloadHandler(GatewayHandler):
 
     async def _send_filer(self, meta) -> None:
         filer = Filer(meta.filer_url, token=meta.filer_token)
-        async for data in filer.read(meta.filer_blob, meta.range_start, meta.range_end + 1):
+        async for data in filer.read(meta.filer_blob, meta.range_start, meta.range_end + 1, meta.size):
             self.write(data)
             await self.flush()
             metrics.HTTP_DOWNLOAD_BYTES.inc(len(data))

@@ -76,6 +76,39 @@ def test_status_counts_the_volume_servers(app, stored):
     assert requests.get(app.url + "/healthz", params={"service": "storage"}).text == "ok"
 
 
+def _gateway_rss(app) -> int:
+    """VmRSS in bytes of the gateway and its worker processes, summed."""
+    pid = app.procs["http"].pid
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        pids = [pid, *(int(p) for p in f.read().split())]
+    total = 0
+    for p in pids:
+        with open(f"/proc/{p}/status") as f:
+            total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+    return total
+
+
+def test_a_slow_client_does_not_make_the_gateway_buffer_the_file(app):
+    """The gateway reads the filer only as fast as the client takes the bytes:
+    a client that stops after 1 MB leaves the 64 MB file in SeaweedFS, not in
+    the gateway's memory (Tornado's streaming_callback would have read it all)."""
+    data = os.urandom(64 << 20)
+    assert app.admin().put("/storage/default/slow.bin", data=data).status_code == 200
+    before = _gateway_rss(app)
+    with requests.get(f"{app.url}/storage/default/slow.bin", stream=True, timeout=60) as r:
+        assert r.status_code == 200
+        it = r.iter_content(256 * 1024)
+        got = bytearray()
+        while len(got) < 1 << 20:
+            got += next(it)
+        time.sleep(3)  # at the filer's speed the whole file would have been read by now
+        grown = _gateway_rss(app) - before
+        for piece in it:
+            got += piece
+    assert grown < 24 << 20, f"the gateway grew by {grown >> 20} MiB while its client waited"
+    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+
+
 @pytest.mark.parametrize("victim", [0, 1])
 def test_kill_9_of_a_volume_server_mid_download(app, weed3, stored, victim):
     name, data = "f0.bin", stored["f0.bin"]

@@ -1,7 +1,9 @@
 """appliance/filer.py against a real HTTP server on a free loopback port that
-behaves like a filer whose volume server dies mid-stream: a Range window that
-breaks is asked for again from its first byte; the caller gets the exact bytes
-or an error, never wrong ones. And the JWT: HS256, expiry, scoped to one blob."""
+behaves like a filer whose volume server dies mid-stream: a read is ONE Range
+GET, resumed from the exact offset reached when it breaks; an answer with
+other bytes than asked (Content-Range, status, size) is refused before a byte
+of it is used; a slow consumer makes the client read the socket slowly, not
+buffer the blob. And the JWT: HS256, expiry, scoped to one blob."""
 from __future__ import annotations
 
 import asyncio
@@ -17,13 +19,16 @@ from appliance import filer
 from appliance.filer import Filer, FilerError, blob_path, make_token
 
 BLOB = "ab" + "0" * 30
-DATA = os.urandom(3 * filer.READ_WINDOW + 12345)
+DATA = os.urandom(12 * 1024 * 1024 + 12345)
 KEY = "k" * 64
+PIECE = 256 * 1024
 
 
 class FlakyBlob(tornado.web.RequestHandler):
-    """Serves DATA with Range; breaks the body of the first ``breaks`` responses
-    half-way (the connection closes under a promised Content-Length)."""
+    """Serves DATA with Range in PIECEs, counting the bytes it got out
+    (``sent``). The first ``breaks`` responses stop after ``keep`` of their
+    part (a fraction) and close the connection under a promised
+    Content-Length; ``lie`` makes every answer claim other bytes than asked."""
 
     def initialize(self, state: dict) -> None:
         self.state = state
@@ -32,27 +37,41 @@ class FlakyBlob(tornado.web.RequestHandler):
         token = self.request.headers.get("Authorization", "").removeprefix("Bearer ")
         claims = jwt.decode(token, KEY, algorithms=["HS256"])
         assert claims["allowed_prefixes"] == [blob_path(BLOB)] and claims["allowed_methods"] == ["GET", "HEAD"]
-        first, _, last = self.request.headers["Range"].removeprefix("bytes=").partition("-")
-        part = DATA[int(first):int(last) + 1]
-        self.state["requests"].append(int(first))
-        self.set_status(206)
+        first, last = (int(n) for n in self.request.headers["Range"].removeprefix("bytes=").partition("-")[::2])
+        self.state["requests"].append(first)
+        lie = self.state.get("lie")
+        total = len(DATA) + (1 if lie == "total" else 0)
+        if lie == "start":
+            first += 1
+        if lie == "whole":
+            self.set_status(200)
+            first, last = 0, len(DATA) - 1
+        else:
+            self.set_status(206)
+            self.set_header("Content-Range", f"bytes {first}-{last}/{total}")
+        part = DATA[first:last + 1]
         self.set_header("Content-Length", str(len(part)))
         if self.state["breaks"] > 0:
             self.state["breaks"] -= 1
-            self.write(part[:len(part) // 2])
-            await self.flush()
+            part = part[:int(len(part) * self.state["keep"])]
+            self.write(part)
+            await self.flush()  # the headers at least
             self.request.connection.stream.close()
             return
-        self.finish(part)
+        for at in range(0, len(part), PIECE):
+            self.write(part[at:at + PIECE])
+            await self.flush()  # done once the kernel took it: what the client has not read stays there
+            self.state["sent"] += len(part[at:at + PIECE])
+        self.finish()
 
 
 @pytest.fixture
 def serve():
-    """serve(breaks) -> (base URL, state) of a flaky filer in this test's event loop."""
+    """serve(breaks, keep, lie) -> (base URL, state) of a flaky filer in this test's event loop."""
     servers = []
 
-    def start(breaks: int):
-        state = {"breaks": breaks, "requests": []}
+    def start(breaks: int = 0, keep: float = 0.5, lie: str = ""):
+        state = {"breaks": breaks, "keep": keep, "lie": lie, "requests": [], "sent": 0}
         app = tornado.web.Application([(r"(/.*)", FlakyBlob, {"state": state})])
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
@@ -71,17 +90,18 @@ def _token() -> str:
     return make_token(KEY, 60, BLOB, ("GET", "HEAD"))
 
 
-def test_a_broken_window_is_read_again_from_its_offset(serve, monkeypatch):
+def test_a_broken_stream_is_resumed_from_the_exact_offset_reached(serve, monkeypatch):
     monkeypatch.setattr(filer, "RETRY_PAUSE", 0.01)
 
     async def main():
         url, state = serve(breaks=2)
         client = Filer(url, token=_token())
-        got = b"".join([c async for c in client.read(BLOB, 1000, len(DATA))])
+        got = b"".join([c async for c in client.read(BLOB, 1000, len(DATA), len(DATA))])
         assert got == DATA[1000:]
-        # each broken window was asked for again at its own first byte, and only those
-        windows = list(range(1000, len(DATA), filer.READ_WINDOW))
-        assert sorted(set(state["requests"])) == windows and len(state["requests"]) == len(windows) + 2
+        # one GET, then each resume starts where the last one's bytes ended
+        second = 1000 + (len(DATA) - 1000) // 2
+        third = second + (len(DATA) - second) // 2
+        assert state["requests"] == [1000, second, third]
     asyncio.run(main())
 
 
@@ -89,14 +109,55 @@ def test_a_stream_that_keeps_breaking_fails_after_a_few_tries_with_only_right_by
     monkeypatch.setattr(filer, "RETRY_PAUSE", 0.01)
 
     async def main():
-        url, state = serve(breaks=1000)
+        url, state = serve(breaks=1000, keep=0.0)
         client = Filer(url, token=_token())
+        with pytest.raises(FilerError):
+            async for _ in client.read(BLOB, 0, len(DATA)):
+                pass
+        assert state["requests"] == [0] * filer.READ_TRIES
+
+        url, state = serve(breaks=1000, keep=0.5)  # progress every time, until there is none
         got = bytearray()
         with pytest.raises(FilerError):
-            async for chunk in client.read(BLOB, 0, len(DATA)):
+            async for chunk in Filer(url, token=_token()).read(BLOB, 0, len(DATA)):
                 got += chunk
-        assert bytes(got) == DATA[:len(got)]  # nothing wrong was handed on (here: nothing at all)
-        assert state["requests"].count(0) == filer.READ_TRIES
+        assert 0 < len(got) < len(DATA) and bytes(got) == DATA[:len(got)]  # nothing wrong was handed on
+        assert state["requests"][-filer.READ_TRIES:] == [len(got)] * filer.READ_TRIES
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("lie", ["start", "total", "whole"])
+def test_an_answer_with_other_bytes_than_asked_is_refused_unused(serve, lie):
+    async def main():
+        url, state = serve(lie=lie)
+        got = []
+        with pytest.raises(FilerError) as e:
+            async for chunk in Filer(url, token=_token()).read(BLOB, 1000, len(DATA) - 7, len(DATA)):
+                got.append(chunk)
+        assert e.value.wrong and got == [] and state["requests"] == [1000]  # refused at once, not retried
+    asyncio.run(main())
+
+
+def test_a_wrong_blob_size_is_refused(serve):
+    async def main():
+        url, state = serve()
+        with pytest.raises(FilerError, match="Content-Range"):
+            async for _ in Filer(url, token=_token()).read(BLOB, 0, 100, len(DATA) + 1):
+                pass
+    asyncio.run(main())
+
+
+def test_a_slow_consumer_makes_the_client_read_slowly_not_buffer_the_blob(serve):
+    async def main():
+        url, state = serve()
+        reader = Filer(url, token=_token()).read(BLOB, 0, len(DATA), len(DATA))
+        got = bytearray(await reader.__anext__())
+        await asyncio.sleep(1.0)  # a client that stopped reading: the filer's bytes must wait in its socket
+        waiting = state["sent"]
+        assert waiting < 8 * 1024 * 1024, f"{waiting} bytes of {len(DATA)} read ahead of the consumer"
+        async for chunk in reader:
+            got += chunk
+        assert bytes(got) == DATA and state["sent"] == len(DATA)
     asyncio.run(main())
 
 

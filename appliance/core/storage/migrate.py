@@ -118,7 +118,7 @@ def _is_md5(etag: str) -> bool:
 
 async def read_back_md5(filer: Filer, blob_id: str, size: int) -> str:
     digest = hashlib.md5(usedforsecurity=False)
-    async for data in filer.read(blob_id, 0, size):
+    async for data in filer.read(blob_id, 0, size, size):
         digest.update(data)
     return digest.hexdigest()
 

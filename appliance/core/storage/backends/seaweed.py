@@ -151,7 +151,7 @@ class SeaweedReader:
 
     async def chunks(self, first: int, end: int) -> AsyncIterator[bytes]:
         try:
-            async for data in self.store.filer.read(self.blob_id, first, end):
+            async for data in self.store.filer.read(self.blob_id, first, end, self.size):
                 yield data
         except FilerError as e:
             raise OSError(f"reading from SeaweedFS failed: {e}") from None
