@@ -156,7 +156,8 @@ def test_lab_weed_units_start_after_the_firewall_which_loads_before_them(lab):
     firewall = (lab / "lab3/seaweedfs-firewall").read_text()
     assert "\nType=oneshot\nRemainAfterExit=yes\n" in firewall
     assert "\nExecStart=/usr/sbin/nft -f /etc/seaweedfs/firewall.nft\n" in firewall
-    assert "\nBefore=network-pre.target shutdown.target " + " ".join(f"{u}.service" for u in WEED_UNITS) + "\n" in firewall
+    units = " ".join(f"{unit}.service" for unit in WEED_UNITS)
+    assert f"\nBefore=network-pre.target shutdown.target {units}\n" in firewall
 
 
 def test_a_host_alone_needs_no_firewall(solo):
