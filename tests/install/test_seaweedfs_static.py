@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -28,6 +29,8 @@ TEMPLATES = {
     "security.toml": "appliance_seaweedfs/templates/security.toml.j2",
     **{unit: "appliance_seaweedfs/templates/seaweedfs.service.j2"
        for unit in ("seaweedfs-master", "seaweedfs-volume", "seaweedfs-filer")},
+    "firewall.nft": "appliance_seaweedfs/templates/firewall.nft.j2",
+    "seaweedfs-firewall": "appliance_seaweedfs/templates/seaweedfs-firewall.service.j2",
 }
 
 
@@ -122,3 +125,41 @@ def test_a_host_alone_keeps_seaweedfs_on_loopback_with_one_copy(solo):
     assert {"-ip.bind=127.0.0.1", "-peers=none"} <= set(exec_start((solo / "seaweedfs-master").read_text()))
     filer = tomllib.loads((solo / "filer.toml").read_text())
     assert filer["leveldb2"] == {"enabled": True, "dir": "/var/lib/seaweedfs/filer/filerldb2"}
+
+
+WEED_UNITS = ("seaweedfs-master", "seaweedfs-volume", "seaweedfs-filer")
+PORTS = "9333, 19333, 9380, 19380, 9888, 19888"
+
+
+def test_lab_firewall_admits_loopback_and_the_cluster_hosts_only_to_the_six_ports(lab):
+    rules = (lab / "lab2/firewall.nft").read_text()
+    # One `nft -f` replaces the table atomically.
+    assert re.search(r"^table inet appliance_seaweedfs\ndelete table inet appliance_seaweedfs\n"
+                     r"table inet appliance_seaweedfs \{$", rules, re.M), rules
+    body = [line.strip() for line in rules.splitlines() if line.startswith("\t\t") and not line.strip().startswith("#")]
+    assert body == [
+        "type filter hook input priority filter - 10; policy accept;",
+        f'iifname "lo" tcp dport {{ {PORTS} }} accept',
+        f"ip saddr {{ 192.0.2.11, 192.0.2.12, 192.0.2.13 }} tcp dport {{ {PORTS} }} accept",
+        f"tcp dport {{ {PORTS} }} drop",
+    ], rules
+    # nft itself accepts the file (in a network namespace of its own: no root, nothing of this machine's).
+    proc = subprocess.run(["unshare", "--user", "--map-root-user", "--net", "nft", "-c", "-f",
+                           str(lab / "lab2/firewall.nft")], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_lab_weed_units_start_after_the_firewall_which_loads_before_them(lab):
+    for unit in WEED_UNITS:
+        text = (lab / "lab3" / unit).read_text()
+        assert "\nRequires=seaweedfs-firewall.service\nAfter=seaweedfs-firewall.service\n" in text, text
+    firewall = (lab / "lab3/seaweedfs-firewall").read_text()
+    assert "\nType=oneshot\nRemainAfterExit=yes\n" in firewall
+    assert "\nExecStart=/usr/sbin/nft -f /etc/seaweedfs/firewall.nft\n" in firewall
+    units = " ".join(f"{unit}.service" for unit in WEED_UNITS)
+    assert f"\nBefore=network-pre.target shutdown.target {units}\n" in firewall
+
+
+def test_a_host_alone_needs_no_firewall(solo):
+    for unit in WEED_UNITS:
+        assert "seaweedfs-firewall" not in (solo / unit).read_text()
