@@ -318,8 +318,10 @@ _FIXED_PATHS: dict[str, dict] = {
                        "200 `ok` when file storage can take uploads (on SeaweedFS: a master, a volume server "
                        "and the filer answer), else 503; details in /storage/status.",
         "parameters": [{"name": "service", "in": "query", "required": False,
-                        "schema": {"type": "string", "enum": ["storage"]}}],
+                        "description": "empty: the core as a whole",
+                        "schema": {"type": "string", "enum": ["", "storage"]}}],
         "responses": {"200": {"description": "ok", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                      "400": {"$ref": "#/components/responses/Error400"},
                       "503": {"$ref": "#/components/responses/Error503"}}}},
     "/openapi.json": {"get": {
         "operationId": "GetOpenApi", "summary": "This document", "tags": ["meta"], "security": [],
