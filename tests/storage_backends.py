@@ -118,7 +118,7 @@ def blob_names(app: Appliance) -> set[str]:
     return names
 
 
-def wait_for(predicate, timeout: float, step: float = 0.1) -> bool:
+def wait_for(predicate, timeout: float, step: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

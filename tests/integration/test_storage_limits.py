@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from storage_backends import BACKENDS, blob_names, own_apps_fixture, seaweed_set_fixture  # noqa: F401
+from storage_backends import BACKENDS, blob_names, own_apps_fixture, seaweed_set_fixture, wait_for  # noqa: F401
 from test_storage_helpers import upload
 
 _users = itertools.count()
@@ -48,15 +48,6 @@ def blobs(app) -> list[str]:
 def temp_files_of(app) -> list[str]:
     """Unfinished uploads the store holds (SeaweedFS has none: an unfinished PUT stores nothing)."""
     return [] if app.weed is not None else temp_files(app)
-
-
-def wait_for(predicate, timeout: float, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def read_reply(s: socket.socket, timeout: float) -> bytes:
