@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("appliance.filer")
 
-BLOB_ROOT = "/appliance/blobs"
+BLOB_ROOT = "/appliance/blobs"  # the default collection's; in general blob_root(collection)
 # aiohttp stops reading the socket while a response's buffer holds twice this:
 # the bytes in memory per download, whatever the speed of its consumer.
 READ_BUFFER = 1024 * 1024
@@ -64,16 +64,23 @@ class FilerError(Exception):
         self.wrong = wrong
 
 
-def blob_path(blob_id: str) -> str:
-    return f"{BLOB_ROOT}/{blob_id[:2]}/{blob_id}"
+def blob_root(collection: str) -> str:
+    """The folder of one installation's blobs: its collection's own, so two
+    installations on one SeaweedFS never see (or sweep) each other's files."""
+    return f"/{collection}/blobs"
 
 
-def make_token(key: str, seconds: float = TOKEN_SECONDS, blob_id: str = "", methods: tuple[str, ...] = ()) -> str:
+def blob_path(blob_id: str, root: str = BLOB_ROOT) -> str:
+    return f"{root}/{blob_id[:2]}/{blob_id}"
+
+
+def make_token(key: str, seconds: float = TOKEN_SECONDS, blob_id: str = "", methods: tuple[str, ...] = (),
+               root: str = BLOB_ROOT) -> str:
     """A filer JWT; with ``blob_id``/``methods`` good for that one blob and
     those methods only (the filer checks ``allowed_prefixes``/``allowed_methods``)."""
     claims: dict = {"exp": int(time.time() + seconds)}
     if blob_id:
-        claims["allowed_prefixes"] = [blob_path(blob_id)]
+        claims["allowed_prefixes"] = [blob_path(blob_id, root)]
     if methods:
         claims["allowed_methods"] = list(methods)
     return jwt.encode(claims, key, algorithm="HS256")
@@ -118,19 +125,20 @@ def _error(e: Exception, what: str) -> FilerError:
 
 class Filer:
     """One filer at ``url`` (e.g. http://127.0.0.1:8888), signing with ``key``
-    (or with a token handed over by the core: ``token``)."""
+    (or with a token handed over by the core: ``token``); blobs under ``root``."""
 
-    def __init__(self, url: str, key: str = "", token: str = ""):
+    def __init__(self, url: str, key: str = "", token: str = "", root: str = BLOB_ROOT):
         self.url = url.rstrip("/")
         self.key = key
         self.token = token
+        self.root = root
 
     def auth(self) -> dict[str, str]:
         token = make_token(self.key) if self.key else self.token
         return {"Authorization": f"Bearer {token}"} if token else {}
 
     def blob_url(self, blob_id: str, **query: str) -> str:
-        return self.url + quote(blob_path(blob_id)) + (("?" + urlencode(query)) if query else "")
+        return self.url + quote(blob_path(blob_id, self.root)) + (("?" + urlencode(query)) if query else "")
 
     async def _fetch(self, url: str, what: str, **kwargs) -> HTTPResponse:
         kwargs.setdefault("request_timeout", REQUEST_TIMEOUT)
@@ -229,7 +237,7 @@ class Filer:
 
     async def reachable(self) -> bool:
         try:
-            await self._fetch(self.url + BLOB_ROOT + "/?limit=1", "status", headers={"Accept": "application/json"},
+            await self._fetch(self.url + self.root + "/?limit=1", "status", headers={"Accept": "application/json"},
                               request_timeout=3)
         except FilerError as e:
             return e.status in (404,)
@@ -237,19 +245,23 @@ class Filer:
 
 
 def _check_range(r: aiohttp.ClientResponse, offset: int, end: int, size: int | None) -> None:
+    check_range(r.status, r.content_length, r.headers.get("Content-Range", ""), offset, end, size)
+
+
+def check_range(status: int, length: int | None, content_range: str, offset: int, end: int,
+                size: int | None) -> None:
     """A 206 for exactly bytes [offset, end) of a blob of ``size`` bytes (at
     least ``end`` when not given); or a 200 with the whole blob when that is
     what was asked. Anything else is refused before a byte of it is used."""
-    length = r.content_length
-    if r.status == 200 and offset == 0 and length == end and size in (None, end):
+    if status == 200 and offset == 0 and length == end and size in (None, end):
         return
-    if r.status != 206:
-        raise FilerError(f"filer read: HTTP {r.status} where 206 was asked", wrong=True)
-    match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", r.headers.get("Content-Range", "").strip())
+    if status != 206:
+        raise FilerError(f"filer read: HTTP {status} where 206 was asked", wrong=True)
+    match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", content_range.strip())
     total = int(match[3]) if match else -1
     if (not match or int(match[1]) != offset or int(match[2]) != end - 1 or length != end - offset
             or total < end or size not in (None, total)):
-        raise FilerError(f"filer read: Content-Range {r.headers.get('Content-Range')!r}, Content-Length {length}"
+        raise FilerError(f"filer read: Content-Range {content_range!r}, Content-Length {length}"
                          f" where bytes {offset}-{end - 1}/{size if size is not None else '*'} were asked", wrong=True)
 
 

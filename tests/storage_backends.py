@@ -35,6 +35,7 @@ def seaweed_settings(weed: TestWeedSet, **settings) -> dict:
 def start_app(data_dir: Path, weed: TestWeedSet | None, **settings) -> Appliance:
     app = Appliance(data_dir, **(seaweed_settings(weed, **settings) if weed is not None else settings))
     app.weed = weed  # type: ignore[attr-defined]
+    app.collection = settings.get("seaweedfs_collection", "appliance")  # type: ignore[attr-defined]
     return app.start()
 
 
@@ -113,7 +114,7 @@ def blob_names(app: Appliance) -> set[str]:
         root = app.data_dir / "files"
         return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
     names = set()
-    for folder in _filer_list(weed, "/appliance/blobs"):
+    for folder in _filer_list(weed, f"/{getattr(app, 'collection', 'appliance')}/blobs"):
         names |= {e["FullPath"].rpartition("/")[2] for e in _filer_list(weed, folder["FullPath"])}
     return names
 

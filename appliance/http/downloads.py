@@ -26,7 +26,8 @@ from tornado.http1connection import HTTP1Connection
 
 from appliance import metrics
 from appliance.errors import AppError
-from appliance.filer import Filer, FilerError
+from appliance.filer import BLOB_ROOT, Filer, FilerError
+from appliance.http import filer_splice, zerocopy
 from appliance.http.gateway import GatewayHandler
 from appliance.http.status import rpc_error_reply
 from appliance.v1 import storage_pb2
@@ -127,6 +128,8 @@ class DownloadHandler(GatewayHandler):
         if status == 304 or self.request.method == "HEAD" or not meta.size:
             self.finish()
             return
+        if call is None and await self._send_zerocopy(meta, fd):
+            return
         try:
             await self.flush()
             if fd is not None:
@@ -149,6 +152,43 @@ class DownloadHandler(GatewayHandler):
             return
         self.finish()
 
+    async def _send_zerocopy(self, meta, fd) -> bool:
+        """The body by sendfile/splice (appliance/http/zerocopy.py); False when
+        this response cannot take that path and nothing was sent yet."""
+        client = zerocopy.client_socket(self.request.connection)
+        first, end = meta.range_start, meta.range_end + 1
+        if client is None or end - first < zerocopy.ZEROCOPY_MIN:
+            return False
+        blob = opened = None
+        if fd is None:
+            blob = filer_splice.Blob(meta.filer_url, meta.filer_token, meta.filer_blob, meta.size,
+                                     meta.filer_root or BLOB_ROOT)
+            try:
+                opened = await filer_splice.open_body(blob, first, end)
+            except FilerError as e:  # the ordinary path retries it, and answers what it finds
+                log.info("download of %s not spliced: %s", meta.name, e)
+                return False
+        self.set_header("Connection", "close")
+        sink = zerocopy.Sink(client)
+        try:
+            await self.flush()
+            if blob is None:
+                await sink.sendfile(fd, first, end)
+            else:
+                await filer_splice.send(sink, blob, first, end, opened)
+        except (tornado.iostream.StreamClosedError, zerocopy.ClientGone):
+            pass
+        except (OSError, FilerError) as e:
+            log.warning("download of %s broke off: %s", meta.name, e,
+                        extra={"attributes": {"request_id": self.request_id}})
+        finally:
+            sink.close()
+            if opened is not None:
+                opened.sock.close()
+            # Tornado did not write the body: the connection ends with it (the header said so).
+            cast(HTTP1Connection, self.request.connection).close()
+        return True
+
     async def _send_stream(self, call) -> None:
         while True:
             message = await call.read()
@@ -159,7 +199,7 @@ class DownloadHandler(GatewayHandler):
             metrics.HTTP_DOWNLOAD_BYTES.inc(len(message.data))
 
     async def _send_filer(self, meta) -> None:
-        filer = Filer(meta.filer_url, token=meta.filer_token)
+        filer = Filer(meta.filer_url, token=meta.filer_token, root=meta.filer_root or BLOB_ROOT)
         async for data in filer.read(meta.filer_blob, meta.range_start, meta.range_end + 1, meta.size):
             self.write(data)
             await self.flush()

@@ -193,7 +193,7 @@ class DownloadRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., range: _Optional[str] = ..., if_none_match: _Optional[str] = ..., if_modified_since: _Optional[str] = ..., head: _Optional[bool] = ..., id: _Optional[str] = ..., if_range: _Optional[str] = ..., local: _Optional[bool] = ...) -> None: ...
 
 class FileMeta(_message.Message):
-    __slots__ = ("size", "etag", "modified_at", "content_type", "range_start", "range_end", "partial", "not_modified", "name", "local_path", "inode", "public", "filer_url", "filer_blob", "filer_token")
+    __slots__ = ("size", "etag", "modified_at", "content_type", "range_start", "range_end", "partial", "not_modified", "name", "local_path", "inode", "public", "filer_url", "filer_blob", "filer_token", "filer_root")
     SIZE_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
     MODIFIED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -209,6 +209,7 @@ class FileMeta(_message.Message):
     FILER_URL_FIELD_NUMBER: _ClassVar[int]
     FILER_BLOB_FIELD_NUMBER: _ClassVar[int]
     FILER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FILER_ROOT_FIELD_NUMBER: _ClassVar[int]
     size: int
     etag: str
     modified_at: int
@@ -224,7 +225,8 @@ class FileMeta(_message.Message):
     filer_url: str
     filer_blob: str
     filer_token: str
-    def __init__(self, size: _Optional[int] = ..., etag: _Optional[str] = ..., modified_at: _Optional[int] = ..., content_type: _Optional[str] = ..., range_start: _Optional[int] = ..., range_end: _Optional[int] = ..., partial: _Optional[bool] = ..., not_modified: _Optional[bool] = ..., name: _Optional[str] = ..., local_path: _Optional[str] = ..., inode: _Optional[int] = ..., public: _Optional[bool] = ..., filer_url: _Optional[str] = ..., filer_blob: _Optional[str] = ..., filer_token: _Optional[str] = ...) -> None: ...
+    filer_root: str
+    def __init__(self, size: _Optional[int] = ..., etag: _Optional[str] = ..., modified_at: _Optional[int] = ..., content_type: _Optional[str] = ..., range_start: _Optional[int] = ..., range_end: _Optional[int] = ..., partial: _Optional[bool] = ..., not_modified: _Optional[bool] = ..., name: _Optional[str] = ..., local_path: _Optional[str] = ..., inode: _Optional[int] = ..., public: _Optional[bool] = ..., filer_url: _Optional[str] = ..., filer_blob: _Optional[str] = ..., filer_token: _Optional[str] = ..., filer_root: _Optional[str] = ...) -> None: ...
 
 class DownloadChunk(_message.Message):
     __slots__ = ("meta", "data")

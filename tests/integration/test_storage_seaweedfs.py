@@ -237,6 +237,25 @@ def test_the_sweep_removes_old_orphans_and_never_young_ones(app, weed3, stored):
         assert requests.head(f"{app.url}/storage/default/{name}").status_code == 200
 
 
+def test_two_installations_on_one_seaweedfs_never_sweep_each_others_files(app, weed3, stored, tmp_path):
+    """Each installation's blobs live under its own collection's folder
+    (/<collection>/blobs): the other's sweep never takes them for orphans."""
+    from storage_backends import blob_names
+    sweeps_before = app.log("core").count("orphan blob")
+    second = start_app(tmp_path / "second", weed3, seaweedfs_sweep_seconds=SWEEP, seaweedfs_collection="second")
+    try:
+        data = os.urandom(300_000)
+        assert second.admin().put("/storage/default/theirs.bin", data=data).status_code == 200
+        assert blob_names(second) and not blob_names(second) & blob_names(app)
+        time.sleep(1.5 * SWEEP + 2)   # old enough for both sweeps, several passes of each
+        assert requests.get(f"{second.url}/storage/default/theirs.bin", timeout=30).content == data
+        for name, content in stored.items():
+            assert _download(app, name) == content, name
+        assert "orphan blob" not in second.log("core") and app.log("core").count("orphan blob") == sweeps_before
+    finally:
+        second.close()
+
+
 def test_the_sweep_spares_a_replaced_blob_while_readers_have_it(app):
     """An overwrite leaves the old blob REPLACED_GRACE_SECONDS for the downloads
     reading it; no row names it, so the sweep must not take it before."""

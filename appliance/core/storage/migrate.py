@@ -3,7 +3,7 @@
 docs/seaweedfs-migrate.md).
 
 Blob ids do not change: the blob ``files/blobs/<id[:2]>/<id>`` becomes the
-filer file ``/appliance/blobs/<id[:2]>/<id>``, so no row is touched and the
+filer file ``/<collection>/blobs/<id[:2]>/<id>``, so no row is touched and the
 switch is the ``storage_backend`` setting alone.
 
 - Every row's blob that is on this host's disk is streamed to the filer
@@ -35,7 +35,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from appliance.config import Config
 from appliance.core.storage.blobs import BlobStore
 from appliance.core.storage.models import Namespace, StoredFile
-from appliance.filer import Filer, FilerError, read_key
+from appliance.filer import Filer, FilerError, blob_root, read_key
 
 PIECE = 1 << 20          # bytes read from disk and handed to the filer at a time
 MAX_PASSES = 5           # passes over rows that appeared during the previous one
@@ -82,7 +82,8 @@ def open_filer(config: Config) -> Filer:
     except OSError as e:
         raise MigrateError(f"cannot read the filer's JWT key {path}: {e.strerror} "
                            "(seaweedfs_jwt_key_file; is SeaweedFS set up?)") from None
-    return Filer(config.seaweedfs_filer or "http://127.0.0.1:8888", key=key)
+    return Filer(config.seaweedfs_filer or "http://127.0.0.1:8888", key=key,
+                 root=blob_root(config.seaweedfs_collection))
 
 
 def list_rows() -> list[Row]:

@@ -1,6 +1,6 @@
 """The SeaweedFS store behind the seam (docs/seaweedfs-store.md).
 
-A blob is a filer file ``/appliance/blobs/<id[:2]>/<id>``, written once under
+A blob is a filer file ``/<collection>/blobs/<id[:2]>/<id>``, written once under
 a fresh random id, never modified. An upload streams to the filer (the core
 itself, or the gateway with a short-lived token when it shares the core's
 host); the filer's 201 (every replica written, fsynced) is the durability
@@ -23,7 +23,7 @@ from appliance.config import Config
 from appliance.core.storage.backends.seaweed_master import MasterWatch
 from appliance.core.storage.backends.status import StoreStatus, StoreUnavailable
 from appliance.errors import InsufficientStorage, Invalid
-from appliance.filer import BLOB_ROOT, Filer, FilerError, Upload, make_token, read_key
+from appliance.filer import Filer, FilerError, Upload, blob_root, make_token, read_key
 
 log = logging.getLogger("appliance.core.storage.seaweedfs")
 
@@ -67,7 +67,7 @@ class SeaweedWriter:
     def direct_metadata(self) -> tuple[tuple[str, str], ...]:
         s = self.store
         url = s.filer.blob_url(self.blob_id, **s.write_query())  # the query Filer.upload() uses
-        token = make_token(s.key, UPLOAD_TOKEN_SECONDS, self.blob_id, ("PUT",))
+        token = make_token(s.key, UPLOAD_TOKEN_SECONDS, self.blob_id, ("PUT",), s.filer.root)
         return (("x-upload-url", url), ("x-upload-token", token))
 
     def _start_upload(self) -> Upload:
@@ -146,8 +146,9 @@ class SeaweedReader:
     def direct(self, meta) -> None:
         meta.filer_url = self.store.filer.url
         meta.filer_blob = self.blob_id
+        meta.filer_root = self.store.filer.root
         meta.filer_token = make_token(self.store.key, DOWNLOAD_TOKEN_SECONDS, self.blob_id,
-                                      ("GET", "HEAD"))
+                                      ("GET", "HEAD"), self.store.filer.root)
 
     async def chunks(self, first: int, end: int) -> AsyncIterator[bytes]:
         try:
@@ -169,7 +170,8 @@ class SeaweedStore:
             self.key = read_key(_key_file(config))
         except OSError as e:
             raise RuntimeError(f"storage_backend is seaweedfs but the filer's JWT key cannot be read: {e}") from None
-        self.filer = Filer(config.seaweedfs_filer or "http://127.0.0.1:8888", key=self.key)
+        self.filer = Filer(config.seaweedfs_filer or "http://127.0.0.1:8888", key=self.key,
+                           root=blob_root(config.seaweedfs_collection))
         masters = [m.strip() for m in (config.seaweedfs_master or "127.0.0.1:9333").split(",") if m.strip()]
         self.watch = MasterWatch(masters, self.filer, config.seaweedfs_replication)
         self.sweeper: Sweeper | None = None
@@ -281,10 +283,11 @@ class Sweeper:
 
     async def sweep(self) -> int:
         removed = 0
-        async for folder in self.filer.list(BLOB_ROOT):
+        root = self.filer.root
+        async for folder in self.filer.list(root):
             if not folder.is_dir:
                 continue
-            old = [e.name for e in [e async for e in self.filer.list(f"{BLOB_ROOT}/{folder.name}")]
+            old = [e.name for e in [e async for e in self.filer.list(f"{root}/{folder.name}")]
                    if not e.is_dir and time.time() - e.mtime > self.age]
             if not old:
                 continue
