@@ -35,6 +35,7 @@ import itertools
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -115,6 +116,7 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="bench-seaweedfs-", dir=args.dir))
     fresh = (f"w{i}.bin" for i in itertools.count())
     results: dict[str, dict[str, float]] = {}
+    rounds: dict[str, dict[str, list[float]]] = {}
     peaks: dict[str, dict[str, int]] = {}
     try:
         src = base / "src.bin"
@@ -138,6 +140,7 @@ def main() -> None:
                     if app is not None:
                         app.close()
             results[label] = {k: size / min(v) / MB for k, v in times.items()}
+            rounds[label] = paired_ratios(times)
             peaks[label] = watch.peak
         if args.only != "direct":
             times = {}
@@ -154,10 +157,17 @@ def main() -> None:
             peaks["local disk"] = watch.peak
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    report(args, results, peaks)
+    report(args, results, peaks, rounds)
 
 
-def report(args, results: dict, peaks: dict) -> None:
+def paired_ratios(times: dict[str, list[float]]) -> dict[str, list[float]]:
+    """appliance / filer per round (the two measured one after the other): on a
+    noisy machine their median says more than two best-ofs taken apart."""
+    return {way: [f / a for f, a in zip(times[f"filer {way}"], times[f"appliance {way}"], strict=False)]
+            for way in ("up", "down") if f"appliance {way}" in times}
+
+
+def report(args, results: dict, peaks: dict, rounds: dict | None = None) -> None:
     print(f"SeaweedFS benchmark: {args.size_mb} MiB file, best of {args.repeat} interleaved rounds, dir {args.dir}")
     print(f"{'':<46}{'MB/s':>8}{'ratio':>9}")
     local = results.get("local disk", {})
@@ -177,6 +187,10 @@ def report(args, results: dict, peaks: dict) -> None:
                     if local.get(key):
                         note += f", {rate / local[key]:.2f} x appliance on local disk"
                 print(f"  {key:<44}{rate:>8.0f}{note}")
+    for label, ways in (rounds or {}).items():
+        print(f"{label}, appliance / filer per round: " + "; ".join(
+            f"{way} " + " ".join(f"{r:.2f}" for r in ratios) + f" (median {statistics.median(ratios):.2f})"
+            for way, ratios in ways.items()))
     if "migrate" in local:
         print(f"  {'storage migrate (local disk -> filer, 000)':<44}{local['migrate']:>8.0f}")
     print("peak RSS, MB (sampled every 20 ms; appliance target < 150):")
