@@ -411,9 +411,9 @@ def check_storage(config: Config) -> None:
     rep = config.seaweedfs_replication
     if rep and (len(rep) != 3 or not rep.isdigit()):
         raise ValueError(f"seaweedfs_replication must be three digits such as '010', not {rep!r}")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", config.seaweedfs_collection):
-        raise ValueError("seaweedfs_collection must be 1-64 letters, digits, '_' or '-' (starting with a letter or"
-                         f" digit), not {config.seaweedfs_collection!r}: it names the installation's folder too")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", config.seaweedfs_collection):
+        raise ValueError("seaweedfs_collection must be 1-64 letters, digits, '_', '.' or '-' (starting with a letter"
+                         f" or digit), not {config.seaweedfs_collection!r}: it names the installation's folder too")
     if config.storage_backend == "seaweedfs" and not config.seaweedfs_embedded and not config.seaweedfs_filer:
         raise ValueError("storage_backend is seaweedfs but seaweedfs_filer is not set (or set seaweedfs_embedded)")
 

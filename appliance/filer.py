@@ -66,8 +66,10 @@ class FilerError(Exception):
 
 def blob_root(collection: str) -> str:
     """The folder of one installation's blobs: its collection's own, so two
-    installations on one SeaweedFS never see (or sweep) each other's files."""
-    return f"/{collection}/blobs"
+    installations on one SeaweedFS never see (or sweep) each other's files.
+    The default collection keeps the first layout's folder; any other gets a
+    folder beside it, never inside SeaweedFS's own (/buckets, /etc, /topics)."""
+    return BLOB_ROOT if collection == "appliance" else f"/appliance-{collection}/blobs"
 
 
 def blob_path(blob_id: str, root: str = BLOB_ROOT) -> str:

@@ -23,6 +23,8 @@ import pytest
 from harness import Appliance
 from seaweed_support import TestWeedSet, make_set, stop_quickly
 
+from appliance.filer import blob_root
+
 BACKENDS = ["local", "seaweedfs"]
 
 
@@ -114,7 +116,7 @@ def blob_names(app: Appliance) -> set[str]:
         root = app.data_dir / "files"
         return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
     names = set()
-    for folder in _filer_list(weed, f"/{getattr(app, 'collection', 'appliance')}/blobs"):
+    for folder in _filer_list(weed, blob_root(getattr(app, "collection", "appliance"))):
         names |= {e["FullPath"].rpartition("/")[2] for e in _filer_list(weed, folder["FullPath"])}
     return names
 

@@ -155,38 +155,48 @@ class DownloadHandler(GatewayHandler):
     async def _send_zerocopy(self, meta, fd) -> bool:
         """The body by sendfile/splice (appliance/http/zerocopy.py); False when
         this response cannot take that path and nothing was sent yet."""
-        client = zerocopy.client_socket(self.request.connection)
         first, end = meta.range_start, meta.range_end + 1
-        if client is None or end - first < zerocopy.ZEROCOPY_MIN:
+        if end - first < zerocopy.ZEROCOPY_MIN or not zerocopy.usable(self.request):
             return False
         blob = opened = None
         if fd is None:
             blob = filer_splice.Blob(meta.filer_url, meta.filer_token, meta.filer_blob, meta.size,
                                      meta.filer_root or BLOB_ROOT)
+            if not blob.spliceable():
+                return False
             try:
                 opened = await filer_splice.open_body(blob, first, end)
             except FilerError as e:  # the ordinary path retries it, and answers what it finds
                 log.info("download of %s not spliced: %s", meta.name, e)
                 return False
         self.set_header("Connection", "close")
-        sink = zerocopy.Sink(client)
+        sink = stream = None
         try:
             await self.flush()
+            # Tornado does not write this body: the stream is ours from here, closed after it.
+            stream = self.detach()
+            sink = zerocopy.Sink(stream)
             if blob is None:
                 await sink.sendfile(fd, first, end)
             else:
                 await filer_splice.send(sink, blob, first, end, opened)
+            await sink.finish()
         except (tornado.iostream.StreamClosedError, zerocopy.ClientGone):
             pass
         except (OSError, FilerError) as e:
             log.warning("download of %s broke off: %s", meta.name, e,
                         extra={"attributes": {"request_id": self.request_id}})
         finally:
-            sink.close()
             if opened is not None:
                 opened.sock.close()
-            # Tornado did not write the body: the connection ends with it (the header said so).
-            cast(HTTP1Connection, self.request.connection).close()
+            if sink is not None:
+                sink.close()
+            elif stream is not None:
+                stream.close()
+            else:
+                cast(HTTP1Connection, self.request.connection).close()
+            if stream is not None:
+                self.application.log_request(self)   # detached: Tornado logs no more
         return True
 
     async def _send_stream(self, call) -> None:

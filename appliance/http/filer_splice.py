@@ -53,6 +53,10 @@ class Blob:
     def filer(self) -> Filer:
         return Filer(self.filer_url, token=self.token, root=self.root)
 
+    def spliceable(self) -> bool:
+        """Plain HTTP only: to an https filer the token must go encrypted (the aiohttp path)."""
+        return urlsplit(self.filer_url).scheme == "http"
+
 
 async def open_body(blob: Blob, offset: int, end: int) -> Body:
     """GET bytes [offset, end) of the blob; the head is checked before anything is used."""
@@ -113,8 +117,8 @@ def _check_head(head: bytes, early: bytes, offset: int, end: int, size: int) -> 
     if "transfer-encoding" in headers:
         raise NotSpliceable(f"filer answered Transfer-Encoding: {headers['transfer-encoding']}")
     length = headers.get("content-length", "")
-    check_range(status, int(length) if length.isdigit() else None, headers.get("content-range", ""),
-                offset, end, size)
+    check_range(status, int(length) if length.isascii() and length.isdigit() else None,
+                headers.get("content-range", ""), offset, end, size)
     if len(early) > end - offset:
         raise FilerError("filer read: more bytes than its Content-Length", wrong=True)
 

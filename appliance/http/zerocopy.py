@@ -3,23 +3,28 @@ from a file (sendfile(2)) or from the filer's socket (splice(2) through a
 pipe) straight into the client's socket (bench/bench_seaweedfs.py: copying
 them through the event loop cost the gateway half the filer's speed).
 
-Only on a plain-HTTP client connection (TLS needs the bytes in user space)
-and for bodies of ``ZEROCOPY_MIN`` bytes or more; anything else takes the
-ordinary path. Such a response says ``Connection: close``: Tornado did not
-write its body, so the connection is closed after it rather than reused.
+Only on a plain-HTTP/1.1 client connection (TLS needs the bytes in user
+space) and for bodies of ``ZEROCOPY_MIN`` bytes or more; anything else takes
+the ordinary path. The handler writes the headers through Tornado, then
+detaches the stream (a detached stream still counts against
+``http_max_connections_per_address`` until it closes: connections.py), so
+the response says ``Connection: close``.
 
-The client's socket is used through a ``dup()`` of Tornado's descriptor: if
-Tornado closes its own meanwhile (the client went away), ours still names
-the same socket - never a descriptor number reused by another connection -
-and writing to it fails (EPIPE, ECONNRESET), which ends the transfer.
+The socket is used through a ``dup()`` of the stream's descriptor: if the
+stream closes meanwhile (the client closed or half-closed: Tornado reads the
+EOF), ours still names the same socket - never a descriptor number reused by
+another connection - and the stream's close callback ends the transfer, as
+a failed ``flush()`` did on the ordinary path.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import os
 import socket
+import time
 from typing import NoReturn
 
 import tornado.iostream
@@ -28,8 +33,10 @@ from appliance import metrics
 
 ZEROCOPY_MIN = 1 << 20
 PIPE_SIZE = 1 << 20  # the kernel's default pipe-max-size; a smaller pipe is kept if refused
+SENDFILE_CHUNK = 8 << 20  # per call, in a thread: a cold disk read never holds the event loop
 CLIENT_STALL = 300.0  # seconds a client may take no byte before it is dropped
 SOURCE_STALL = 60.0  # seconds the filer may send nothing before its stream counts as broken
+LINGER = 5.0  # after the body: seconds we read (and drop) what the client still sends before closing
 _GONE = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN)
 
 
@@ -37,28 +44,12 @@ class ClientGone(Exception):
     """The client closed its connection or stopped reading for CLIENT_STALL."""
 
 
-def client_socket(connection) -> int | None:
-    """The descriptor of a plain-HTTP client connection, None when the body
-    must go through Tornado (TLS, no splice on this platform)."""
-    stream = getattr(connection, "stream", None)
-    if (not hasattr(os, "splice") or not isinstance(stream, tornado.iostream.IOStream)
-            or isinstance(stream, tornado.iostream.SSLIOStream) or stream.closed()):
-        return None
-    return stream.socket.fileno()
-
-
-async def _ready(fd: int, write: bool, timeout: float) -> None:
-    loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-    (loop.add_writer if write else loop.add_reader)(fd, wake)
-    try:
-        await asyncio.wait_for(ready, timeout)
-    finally:
-        (loop.remove_writer if write else loop.remove_reader)(fd)
+def usable(request) -> bool:
+    """A plain-HTTP/1.1 connection whose body the kernel may write."""
+    stream = getattr(request.connection, "stream", None)
+    return (hasattr(os, "splice") and request.version == "HTTP/1.1"
+            and isinstance(stream, tornado.iostream.IOStream)
+            and not isinstance(stream, tornado.iostream.SSLIOStream) and not stream.closed())
 
 
 def _raise_gone(e: OSError) -> NoReturn:
@@ -68,22 +59,49 @@ def _raise_gone(e: OSError) -> NoReturn:
 
 
 class Sink:
-    """The client's socket, written by the kernel."""
+    """The client's socket (a detached stream's), written by the kernel."""
 
-    def __init__(self, fd: int):
-        self.fd = os.dup(fd)
+    def __init__(self, stream: tornado.iostream.IOStream):
+        self.stream = stream
+        self.fd = os.dup(stream.socket.fileno())
         self.pipe: tuple[int, int] | None = None
+        self.gone = asyncio.get_running_loop().create_future()
+        stream.set_close_callback(self._closed)
+
+    def _closed(self) -> None:
+        if not self.gone.done():
+            self.gone.set_result(None)
 
     def close(self) -> None:
+        """Our descriptors, then the stream (which frees its connection slot)."""
         for fd in (self.fd, *(self.pipe or ())):
             os.close(fd)
         self.pipe = None
+        self.stream.close()
+
+    async def _wait(self, fd: int, write: bool, timeout: float) -> bool:
+        """True once ``fd`` is ready, False after ``timeout``; ClientGone if the stream closed."""
+        if self.gone.done():
+            raise ClientGone("the connection closed")
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+        (loop.add_writer if write else loop.add_reader)(fd, wake)
+        try:
+            await asyncio.wait({ready, self.gone}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            (loop.remove_writer if write else loop.remove_reader)(fd)
+            ready.cancel()
+        if self.gone.done():
+            raise ClientGone("the connection closed")
+        return ready.done()
 
     async def _client_ready(self) -> None:
-        try:
-            await _ready(self.fd, True, CLIENT_STALL)
-        except TimeoutError:
-            raise ClientGone(f"no byte taken for {CLIENT_STALL:.0f} s") from None
+        if not await self._wait(self.fd, True, CLIENT_STALL):
+            raise ClientGone(f"no byte taken for {CLIENT_STALL:.0f} s")
 
     def _sent(self, n: int) -> None:
         metrics.HTTP_DOWNLOAD_BYTES.inc(n)
@@ -103,9 +121,13 @@ class Sink:
 
     async def sendfile(self, fd: int, offset: int, end: int) -> None:
         """Bytes [offset, end) of the open file ``fd``."""
+        loop = asyncio.get_running_loop()
         while offset < end:
+            if self.gone.done():
+                raise ClientGone("the connection closed")
             try:
-                n = os.sendfile(self.fd, fd, offset, min(end - offset, 1 << 30))
+                n = await loop.run_in_executor(None, os.sendfile, self.fd, fd, offset,
+                                               min(end - offset, SENDFILE_CHUNK))
             except BlockingIOError:
                 await self._client_ready()
                 continue
@@ -136,6 +158,8 @@ class Sink:
         delivered = in_pipe = 0
         source_open = True
         while True:
+            if self.gone.done():
+                raise ClientGone("the connection closed")
             if source_open and delivered + in_pipe < count:
                 try:
                     n = os.splice(source.fileno(), w, min(PIPE_SIZE, count - delivered - in_pipe), flags=flags)
@@ -143,10 +167,7 @@ class Sink:
                     source_open = n > 0
                 except BlockingIOError:
                     if not in_pipe:  # nothing to deliver meanwhile: wait for the source
-                        try:
-                            await _ready(source.fileno(), False, SOURCE_STALL)
-                        except TimeoutError:
-                            source_open = False
+                        source_open = await self._wait(source.fileno(), False, SOURCE_STALL)
                         continue
                 except OSError:
                     source_open = False  # reset by the filer: what is in the pipe still goes out
@@ -163,3 +184,23 @@ class Sink:
                 self._sent(n)
             elif not source_open or delivered >= count:
                 return delivered
+
+    async def finish(self) -> None:
+        """End the response: our FIN after the last byte, then whatever the
+        client still sends (a pipelined request) is read and dropped until it
+        closes or LINGER passes. Closing with unread input would send a reset,
+        which can destroy the end of the body before the client reads it."""
+        with contextlib.suppress(OSError), socket.socket(fileno=os.dup(self.fd)) as ours:  # closes its dup only
+            ours.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + LINGER
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                if not os.read(self.fd, 64 * 1024):
+                    return
+            except BlockingIOError:
+                try:
+                    await self._wait(self.fd, False, left)
+                except ClientGone:
+                    return
+            except OSError:
+                return

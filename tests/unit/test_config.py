@@ -56,7 +56,7 @@ def test_public_host_wins_over_the_old_ssh_host(tmp_path, caplog):
     assert config.load(f, env={"APPLIANCE_SSH_HOST": "env.example"}).public_host == "env.example"
 
 
-@pytest.mark.parametrize("collection", ["", "../x", "a/b", "a b", "-lead", "x" * 65])
+@pytest.mark.parametrize("collection", ["", "../x", "a/b", "a b", "-lead", ".hidden", "x" * 65])
 def test_a_seaweedfs_collection_that_cannot_name_a_folder_is_refused(collection):
     with pytest.raises(ValueError, match="seaweedfs_collection"):
         config.load("/dev/null", env={"APPLIANCE_SEAWEEDFS_COLLECTION": collection})
@@ -64,5 +64,6 @@ def test_a_seaweedfs_collection_that_cannot_name_a_folder_is_refused(collection)
 
 def test_each_collection_has_its_own_blob_folder():
     from appliance.filer import BLOB_ROOT, blob_root
-    assert blob_root("appliance") == BLOB_ROOT and blob_root("second") == "/second/blobs"
-    assert config.load("/dev/null", env={"APPLIANCE_SEAWEEDFS_COLLECTION": "tenant_2-b"}).seaweedfs_collection
+    assert blob_root("appliance") == BLOB_ROOT == "/appliance/blobs"
+    assert blob_root("second") == "/appliance-second/blobs" and blob_root("buckets") == "/appliance-buckets/blobs"
+    assert config.load("/dev/null", env={"APPLIANCE_SEAWEEDFS_COLLECTION": "tenant_2-b.x"}).seaweedfs_collection

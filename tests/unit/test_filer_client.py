@@ -13,6 +13,7 @@ import socket
 
 import jwt
 import pytest
+import tornado.iostream
 import tornado.web
 from tornado.httpserver import HTTPServer
 
@@ -109,7 +110,7 @@ async def _splice_read(url: str, first: int, end: int, size: int | None, got: by
         while data := await loop.sock_recv(theirs, 1 << 20):
             got.extend(data)
     drainer = asyncio.ensure_future(drain())
-    sink = zerocopy.Sink(ours.fileno())
+    sink = zerocopy.Sink(tornado.iostream.IOStream(ours))
     try:
         blob = filer_splice.Blob(url, _token(), BLOB, len(DATA) if size is None else size)
         await filer_splice.send(sink, blob, first, end)
@@ -221,7 +222,7 @@ def test_a_client_that_stops_reading_stops_the_splice_and_one_that_leaves_ends_i
         ours, theirs = socket.socketpair()
         ours.setblocking(False)
         theirs.setblocking(False)
-        sink = zerocopy.Sink(ours.fileno())
+        sink = zerocopy.Sink(tornado.iostream.IOStream(ours))
         blob = filer_splice.Blob(url, _token(), BLOB, len(BIG))
         transfer = asyncio.ensure_future(filer_splice.send(sink, blob, 0, len(BIG)))
         got = bytearray(await loop.sock_recv(theirs, 1 << 16))

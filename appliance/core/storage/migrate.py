@@ -3,7 +3,7 @@
 docs/seaweedfs-migrate.md).
 
 Blob ids do not change: the blob ``files/blobs/<id[:2]>/<id>`` becomes the
-filer file ``/<collection>/blobs/<id[:2]>/<id>``, so no row is touched and the
+filer file ``<blob_root>/<id[:2]>/<id>`` (appliance.filer.blob_root), so no row is touched and the
 switch is the ``storage_backend`` setting alone.
 
 - Every row's blob that is on this host's disk is streamed to the filer

@@ -1,15 +1,16 @@
 """The SeaweedFS store behind the seam (docs/seaweedfs-store.md).
 
-A blob is a filer file ``/<collection>/blobs/<id[:2]>/<id>``, written once under
-a fresh random id, never modified. An upload streams to the filer (the core
-itself, or the gateway with a short-lived token when it shares the core's
-host); the filer's 201 (every replica written, fsynced) is the durability
-point, after which the core commits the row. A blob whose row never came
-(core killed, commit refused) is an orphan: ``Sweeper`` removes blobs with no
-row once they are older than ``seaweedfs_sweep_seconds``, never younger
-ones, so several cores of a cluster may sweep at once. A commit that comes
-later than half that age after the filer's answer is refused, so the sweep
-can never take a blob whose row is about to be written.
+A blob is a filer file ``<blob_root>/<id[:2]>/<id>`` (``/appliance/blobs``,
+or ``/appliance-<collection>/blobs``), written once under a fresh random id,
+never modified. An upload streams to the filer (the core itself, or the
+gateway with a short-lived token when it shares the core's host); the
+filer's 201 (every replica written, fsynced) is the durability point, after
+which the core commits the row. A blob whose row never came (core killed,
+commit refused) is an orphan: ``Sweeper`` removes blobs with no row once
+they are older than ``seaweedfs_sweep_seconds``, never younger ones, so
+several cores of a cluster may sweep at once. A commit that comes later than
+half that age after the filer's answer is refused, so the sweep can never
+take a blob whose row is about to be written.
 """
 from __future__ import annotations
 
