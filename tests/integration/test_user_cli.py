@@ -8,6 +8,8 @@ import json
 import os
 import stat
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -196,3 +198,40 @@ def test_host_commands_keep_working(app):
     assert r.returncode == 0 and "\tadmin\t" in r.stdout, r.stderr
     bad = subprocess.run([CLIENT, "user", "frob"], env=app.env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+BASE_REQUIREMENTS = ["click", "httpx", "websockets", "rich"]
+HOST_MODULES = ["grpc", "tornado", "paramiko", "libvirt", "peewee", "google.protobuf", "argon2", "aiohttp"]
+
+
+def test_the_base_package_alone_is_a_working_client(app, tmp_path):
+    """A laptop's install: the wheel without extras, in a venv of its own (pip's cache and a
+    wheel built here: no index needed after the first run); none of the host's packages."""
+    repo = Path(__file__).resolve().parents[2]
+    wheels, venv = tmp_path / "wheels", tmp_path / "venv"
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(repo)],
+                   check=True, capture_output=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
+    subprocess.run([*pip, "--python", str(venv / "bin" / "python"), "install", "--find-links", str(wheels),
+                    "appliance"], check=True, capture_output=True, timeout=300)
+    found = subprocess.run([str(venv / "bin" / "python"), "-c",
+                            "import importlib.util as u, sys; "
+                            f"print([m for m in {HOST_MODULES!r} if u.find_spec(m.split('.')[0])])"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert found == "[]"
+    laptop = User(tmp_path / "laptop")
+    laptop.env["PATH"] = f"{venv / 'bin'}:{laptop.env['PATH']}"
+    client = str(venv / "bin" / "appliance")
+
+    def run(*args, input=None):
+        return subprocess.run([client, *args], env=laptop.env, input=input, capture_output=True, text=True,
+                              timeout=60)
+
+    assert run("--help").returncode == 0
+    assert run("login", app.url, "-u", "admin", "--password-stdin", input=app.admin_password + "\n").returncode == 0
+    listed = run("ls", "--json")
+    assert listed.returncode == 0 and isinstance(json.loads(listed.stdout), list), listed.stderr
+    for host_command in (["up"], ["ssh"], ["user", "list"]):
+        refused = run(*host_command)
+        assert refused.returncode == 1 and "pip install 'appliance[server]'" in refused.stderr, refused.stderr
