@@ -7,15 +7,16 @@ and exits with the code for its class (docs/cli.md): 3 not found, 4 not allowed
 from __future__ import annotations
 
 import json
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from appliance import __version__
 from appliance.client.remotes import Remote
 
+if TYPE_CHECKING:
+    import httpx
+
 EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_DENIED = 1, 2, 3, 4
-TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+USER_AGENT = f"appliance-cli/{__version__}"
 
 
 class ApiError(Exception):
@@ -37,19 +38,19 @@ def exit_code_for(status: int) -> int:
     return EXIT_ERROR
 
 
-def error_of(response: httpx.Response) -> ApiError:
+def error_for(status: int, body: bytes, reason: str = "") -> ApiError:
+    """The server's ``{"error": ...}`` (or its text) as an ApiError."""
+    text = body.decode("utf-8", "replace").strip()
     try:
-        message = str(response.json().get("error") or response.text)
+        message = str(json.loads(text).get("error") or text)
     except (ValueError, AttributeError):
-        message = response.text.strip() or response.reason_phrase
-    return ApiError(f"{message} (HTTP {response.status_code})", response.status_code)
+        message = text or reason
+    return ApiError(f"{message} (HTTP {status})", status)
 
 
 def check(response: httpx.Response) -> httpx.Response:
     if response.status_code >= 400:
-        if not response.is_closed:
-            response.read()
-        raise error_of(response)
+        raise error_for(response.status_code, response.content, response.reason_phrase)
     return response
 
 
@@ -59,10 +60,19 @@ class Api:
     def __init__(self, url: str, token: str = ""):
         self.url = url.rstrip("/")
         self.token = token
-        headers = {"User-Agent": f"appliance-cli/{__version__}"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT)
+        self._http: httpx.Client | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"User-Agent": USER_AGENT, **({"Authorization": f"Bearer {self.token}"} if self.token else {})}
+
+    @property
+    def http(self) -> httpx.Client:
+        if self._http is None:   # imported when first needed: `cp` and `ssh` start faster without it
+            import httpx
+            self._http = httpx.Client(base_url=self.url, headers=self.headers,
+                                      timeout=httpx.Timeout(30.0, connect=10.0))
+        return self._http
 
     @classmethod
     def of(cls, remote: Remote) -> Api:
@@ -70,6 +80,7 @@ class Api:
 
     def call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
         """A JSON call; the decoded answer (None for an empty body)."""
+        import httpx
         query = {k: v for k, v in params.items() if v is not None}
         try:
             r = self.http.request(method, path, json=body, params=query or None)

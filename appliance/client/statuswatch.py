@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import time
-
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import ClientConnection, connect
+from typing import TYPE_CHECKING
 
 from appliance.client.api import Api, ApiError
+
+if TYPE_CHECKING:
+    from websockets.sync.client import ClientConnection
 
 SETTLED = ("running", "error", "stopped", "deleted")
 
 
 def open_socket(api: Api, path: str, **kw) -> ClientConnection:
     """A WebSocket on ``path`` with the remote's bearer token; HTTP refusals as ApiError."""
+    from websockets.exceptions import InvalidStatus  # imported here: commands without sockets start faster
+    from websockets.sync.client import connect
     try:
         return connect(api.ws_url(path), additional_headers={"Authorization": f"Bearer {api.token}"},
                        open_timeout=15, max_size=2 ** 22, **kw)
@@ -44,6 +47,7 @@ class StatusWatch:
 
     def until(self, container_id: str, status: str, timeout: float) -> str:
         """The container's first settled status (running, error, stopped, deleted)."""
+        from websockets.exceptions import ConnectionClosed
         status = self.latest.get(container_id, status)
         deadline = time.monotonic() + timeout
         while status not in SETTLED:

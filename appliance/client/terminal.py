@@ -11,7 +11,6 @@ import threading
 from contextlib import contextmanager
 
 import click
-from websockets.exceptions import ConnectionClosed
 
 from appliance.client.containers import resolve
 from appliance.client.session import api as current_api
@@ -35,6 +34,7 @@ def raw_terminal(fd: int):
 
 
 def _pump_input(ws, fd: int) -> None:
+    from websockets.exceptions import ConnectionClosed
     try:
         while data := os.read(fd, 4096):
             ws.send(data)
@@ -46,6 +46,7 @@ def _pump_input(ws, fd: int) -> None:
 @click.argument("name")
 def shell(name):
     """A shell in container NAME (or id) through the appliance's terminal WebSocket."""
+    from websockets.exceptions import ConnectionClosed
     api = current_api()
     c = resolve(api, name)
     size = shutil.get_terminal_size()
