@@ -11,6 +11,8 @@ from appliance.client.api import Api, ApiError
 from appliance.client.output import emit, json_option, table
 from appliance.client.session import current, require_session
 
+COLUMNS = [("user_id", "ID"), ("username", "USERNAME"), ("display_name", "NAME"), ("is_admin", "ADMIN")]
+
 
 def _admin_api() -> Api:
     _, remote = current()
@@ -33,8 +35,7 @@ def user():
 def user_ls():
     """List users."""
     rows = _admin_api().get("/admin/users")
-    emit(rows, lambda rs: table(rs, [("user_id", "ID"), ("username", "USERNAME"), ("display_name", "NAME"),
-                                     ("is_admin", "ADMIN")]))
+    emit(rows, lambda rs: table(rs, COLUMNS))
 
 
 @user.command("add")

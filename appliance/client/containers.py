@@ -17,6 +17,7 @@ from appliance.client.session import api as current_api
 
 COLUMNS = [("id", "ID"), ("name", "NAME"), ("status", "STATUS"), ("instance_type", "TYPE"),
            ("external_ip", "IP"), ("ssh_enabled", "SSH"), ("created_at", "CREATED")]
+INGRESS_COLUMNS = [("port", "PORT"), ("target_port", "TARGET"), ("id", "ID")]
 SHOWN = ["id", "name", "status", "error", "instance_type", "memory_mb", "memory_used_mb", "storage_gb",
          "storage_used_gb", "hostname", "external_ip", "ssh_enabled", "ssh_command", "created_at"]
 
@@ -36,6 +37,19 @@ def resolve(api: Api, name_or_id: str) -> dict:
     return named[0]
 
 
+def complete_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of container names (and ids) from the current remote; nothing on any error."""
+    try:
+        found = current_api(ctx=ctx).get("/compute/containers")["containers"]
+    except Exception:  # noqa: BLE001 - completion must never print a traceback into the shell
+        return []
+    return sorted({v for c in found for v in (c["name"], c["id"]) if v.startswith(incomplete)})
+
+
+def name_argument(name: str = "name", **kw):
+    return click.argument(name, shell_complete=complete_names, **kw)
+
+
 @click.command("ls")
 @json_option
 def ls():
@@ -50,6 +64,14 @@ def _ingress_rule(spec: str) -> dict:
         return {"port": int(port), **({"target_port": int(target)} if target else {})}
     except ValueError:
         raise click.BadParameter(f"{spec!r}: use PORT or PORT:TARGET", param_hint="--ingress") from None
+
+
+def create_body(name, instance_type, key_ids, mounts, ingress, ssh_enabled, memory_mb, storage_gb) -> dict:
+    """The CreateContainerRequest (proto/appliance/v1/compute.proto) as JSON; unset fields left out."""
+    body = {"name": name, "instance_type": instance_type, "ssh_key_ids": key_ids,
+            "mount_paths": list(mounts) or None, "ingress_rules": [_ingress_rule(s) for s in ingress] or None,
+            "ssh_enabled": ssh_enabled, "memory_mb": memory_mb, "storage_gb": storage_gb}
+    return {k: v for k, v in body.items() if v is not None}
 
 
 @click.command()
@@ -73,10 +95,7 @@ def create(name, instance_type, key_refs, ssh_enabled, mounts, ingress, memory_m
     api = current_api()
     key_ids = [keys_mod.key_id_for(api, ref) for ref in key_refs] if key_refs \
         else [k["id"] for k in api.get("/compute/ssh-keys")["ssh_keys"]]
-    body = {"name": name, "instance_type": instance_type, "ssh_key_ids": key_ids,
-            "mount_paths": list(mounts) or None, "ingress_rules": [_ingress_rule(s) for s in ingress] or None,
-            "ssh_enabled": ssh_enabled, "memory_mb": memory_mb, "storage_gb": storage_gb}
-    body = {k: v for k, v in body.items() if v is not None}
+    body = create_body(name, instance_type, key_ids, mounts, ingress, ssh_enabled, memory_mb, storage_gb)
     if wait:
         with statuswatch.StatusWatch(api) as watch:
             made = api.post("/compute/containers", body)
@@ -91,7 +110,7 @@ def create(name, instance_type, key_refs, ssh_enabled, mounts, ingress, memory_m
 
 
 @click.command()
-@click.argument("name")
+@name_argument()
 @json_option
 def show(name):
     """Show one container (NAME or id)."""
@@ -102,7 +121,7 @@ def show(name):
 
 def _action(verb: str, doc: str):
     @click.command(verb, help=doc)
-    @click.argument("name")
+    @name_argument()
     @json_option
     def run(name):
         api = current_api()
@@ -112,7 +131,7 @@ def _action(verb: str, doc: str):
 
 
 @click.command()
-@click.argument("names", nargs=-1, required=True)
+@name_argument("names", nargs=-1, required=True)
 @click.option("--force", "-f", is_flag=True, help="Remove running containers too.")
 @json_option
 def rm(names, force):
@@ -138,7 +157,7 @@ def ssh_argv(ssh_command: str, identity: str | None, options: tuple[str, ...], c
 
 
 @click.command(context_settings={"ignore_unknown_options": False})
-@click.argument("name", required=False)
+@name_argument(required=False)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("-i", "identity", help="Identity file for ssh.")
 @click.option("-o", "options", multiple=True, metavar="OPTION", help="An ssh -o option (repeatable).")
@@ -165,7 +184,7 @@ def ssh(name, command, identity, options, print_only):
 
 
 @click.command("ssh-access")
-@click.argument("name")
+@name_argument()
 @click.argument("state", type=click.Choice(["on", "off"]))
 @json_option
 def ssh_access(name, state):
@@ -182,17 +201,17 @@ def ingress():
 
 
 @ingress.command("ls")
-@click.argument("name")
+@name_argument()
 @json_option
 def ingress_ls(name):
     """List NAME's ingress rules."""
     api = current_api()
     rules = api.get(f"/compute/containers/{resolve(api, name)['id']}/ingress")["rules"]
-    emit(rules, lambda rs: table(rs, [("port", "PORT"), ("target_port", "TARGET"), ("id", "ID")]))
+    emit(rules, lambda rs: table(rs, INGRESS_COLUMNS))
 
 
 @ingress.command("add")
-@click.argument("name")
+@name_argument()
 @click.argument("spec", metavar="PORT[:TARGET]")
 @json_option
 def ingress_add(name, spec):
@@ -203,7 +222,7 @@ def ingress_add(name, spec):
 
 
 @ingress.command("rm")
-@click.argument("name")
+@name_argument()
 @click.argument("port", type=int)
 @json_option
 def ingress_rm(name, port):
@@ -214,7 +233,7 @@ def ingress_rm(name, port):
 
 
 @click.command()
-@click.argument("name")
+@name_argument()
 @click.option("--set", "paths", multiple=True, metavar="PATH",
               help="Replace the list (repeatable; a running container restarts).")
 @json_option

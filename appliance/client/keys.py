@@ -10,6 +10,7 @@ from appliance.client.output import emit, json_option, table
 from appliance.client.session import api as current_api
 
 DEFAULT_KEY = "~/.ssh/id_ed25519.pub"
+COLUMNS = [("id", "ID"), ("name", "NAME"), ("fingerprint", "FINGERPRINT"), ("created_at", "CREATED")]
 
 
 def _same(a: str, b: str) -> bool:
@@ -66,8 +67,7 @@ def key_add(file, name):
 def key_ls():
     """List your keys."""
     rows = current_api().get("/compute/ssh-keys")["ssh_keys"]
-    emit(rows, lambda rs: table(rs, [("id", "ID"), ("name", "NAME"), ("fingerprint", "FINGERPRINT"),
-                                     ("created_at", "CREATED")]))
+    emit(rows, lambda rs: table(rs, COLUMNS))
 
 
 @key.command("rm")

@@ -8,15 +8,16 @@ from appliance.client.api import Api, ApiError
 from appliance.client.remotes import Remote
 
 
-def chosen_name() -> str:
-    root = click.get_current_context().find_root()
-    return (root.obj or {}).get("remote") or ""
+def chosen_name(ctx: click.Context | None = None) -> str:
+    """--remote; read from the root's parameters too, as shell completion never runs its callback."""
+    root = (ctx or click.get_current_context()).find_root()
+    return (root.obj or {}).get("remote") or root.params.get("remote") or ""
 
 
-def current(signed_in: bool = True) -> tuple[str, Remote]:
+def current(signed_in: bool = True, ctx: click.Context | None = None) -> tuple[str, Remote]:
     """(name, remote) of the remote in use; with ``signed_in``, one that holds a token."""
     store = remotes.load()
-    name = chosen_name() or store.current
+    name = chosen_name(ctx) or store.current
     if not name:
         raise ApiError("no remote: run `appliance login URL` first", 401)
     remote = store.remotes.get(name)
@@ -27,8 +28,8 @@ def current(signed_in: bool = True) -> tuple[str, Remote]:
     return name, remote
 
 
-def api(signed_in: bool = True) -> Api:
-    return Api.of(current(signed_in)[1])
+def api(signed_in: bool = True, ctx: click.Context | None = None) -> Api:
+    return Api.of(current(signed_in, ctx)[1])
 
 
 def require_session(remote: Remote, what: str) -> None:

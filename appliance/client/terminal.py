@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import click
 
-from appliance.client.containers import resolve
+from appliance.client.containers import name_argument, resolve
 from appliance.client.session import api as current_api
 from appliance.client.statuswatch import open_socket
 
@@ -43,7 +43,7 @@ def _pump_input(ws, fd: int) -> None:
 
 
 @click.command()
-@click.argument("name")
+@name_argument()
 def shell(name):
     """A shell in container NAME (or id) through the appliance's terminal WebSocket."""
     from websockets.exceptions import ConnectionClosed

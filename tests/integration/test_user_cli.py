@@ -100,6 +100,10 @@ def test_keys_and_containers(alice, tmp_path):
     assert made["status"] == "running" and made["name"] == "web" and made["ssh_enabled"] is True
     assert [c["id"] for c in alice.json("ls")] == [made["id"]]
     assert alice.json("show", "web")["id"] == made["id"]                 # by name or id
+    completion = subprocess.run([CLIENT], env={**alice.env, "COMP_WORDS": "appliance show w", "COMP_CWORD": "2",
+                                               "_APPLIANCE_COMPLETE": "bash_complete"},
+                                capture_output=True, text=True, timeout=60)
+    assert completion.stdout.split() == ["plain,web"], completion     # bash completion from the server
     assert [r["port"] for r in alice.json("ingress", "ls", made["id"])] == [8080]
     assert alice.json("mounts", "web")["mount_paths"] == ["/data"]
     assert alice.ok("ssh", "web", "--print", "--", "echo", "ok").startswith("ssh -p ") is False
