@@ -68,6 +68,11 @@ def test_shell_over_the_terminal_websocket(dora, guest):
     assert r.returncode == 0 and "sum-42" in r.stdout, (r.stdout, r.stderr)
 
 
+def test_exec_over_the_terminal_websocket(dora, guest):
+    r = dora.run("exec", "box", "--", "sh", "-c", "echo 'two  spaces'; echo err >&2; exit 5", timeout=60)
+    assert r.returncode == 5 and r.stdout == "two  spaces\nerr\n", (r.stdout, r.stderr)
+
+
 def test_rm_needs_force_while_running(dora, guest):
     refused = dora.run("rm", "box")
     assert refused.returncode == 1 and "--force" in refused.stderr

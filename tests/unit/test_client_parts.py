@@ -28,3 +28,18 @@ def test_config_is_private_and_replaced_whole(tmp_path, monkeypatch):
 def test_remote_names():
     assert remotes.name_for("http://127.0.0.1:8080") == "127.0.0.1"
     assert remotes.name_for("https://cloud.example/") == "cloud.example"
+
+
+def test_exec_output_between_the_markers_however_it_is_split():
+    import io
+
+    from appliance.client.terminal import ExecOutput, exec_script
+    typed = exec_script(("echo", "a b"))
+    assert b"\x1e" not in typed and b"echo 'a b'" in typed     # the echo of the typed line never matches
+    shell = typed.replace(b"\r", b"\r\n") + b"\x1estart\r\na b\r\nline2\r\n\x1eexit 3\r\nlogout\r\n"
+    for step in (1, 2, 3, 7, len(shell)):
+        out = io.BytesIO()
+        parser = ExecOutput(out)
+        for i in range(0, len(shell), step):
+            parser.feed(shell[i:i + step])
+        assert (out.getvalue(), parser.status) == (b"a b\nline2\n", 3), step
