@@ -3,6 +3,7 @@ subprocess against one real appliance (core + gateway; the fake guest driver: th
 guests' part is test_user_cli_lxc.py). Exit codes: 0, 1 error, 2 usage, 3 not found, 4 denied."""
 from __future__ import annotations
 
+import configparser
 import hashlib
 import json
 import os
@@ -155,6 +156,16 @@ def test_a_partial_download_of_a_replaced_file_starts_over(alice, tmp_path):
     assert again["resumed_from"] == 0 and target.read_bytes() == b"2" * 7000
 
 
+def test_progress_bar_only_on_a_terminal(alice, tmp_path):
+    (tmp_path / "five").write_bytes(os.urandom(5 * MB))
+    plain = alice.run("cp", str(tmp_path / "five"), "backups/five")
+    assert plain.returncode == 0 and plain.stderr == ""
+    on_tty = subprocess.run(["script", "-qec", f"{CLIENT} cp backups/five {tmp_path / 'back'}", "/dev/null"],
+                            env=alice.env, capture_output=True, text=True, timeout=60)
+    assert on_tty.returncode == 0 and "5.2/5.2 MB" in on_tty.stdout, on_tty.stdout   # rich's bar, on the pty
+    assert (tmp_path / "back").read_bytes() == (tmp_path / "five").read_bytes()
+
+
 def test_cp_stdin_and_stdout(alice):
     alice.ok("cp", "-", "backups/piped.txt", input="from a pipe\n")
     assert alice.ok("cp", "backups/piped.txt", "-") == "from a pipe\n"
@@ -204,21 +215,35 @@ def test_host_commands_keep_working(app):
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
 
 
-BASE_REQUIREMENTS = ["click", "httpx", "websockets", "rich"]
 HOST_MODULES = ["grpc", "tornado", "paramiko", "libvirt", "peewee", "google.protobuf", "argon2", "aiohttp"]
+WHEEL_CACHE = Path(os.environ.get("APPLIANCE_CLIENT_WHEELS", "/var/cache/appliance/client-wheels"))
+
+
+def _base_wheels(repo: Path, pip: list[str]) -> Path:
+    """Wheels of the base package's requirements (setup.cfg install_requires), built once per set
+    of requirements and kept, so that installing needs no index."""
+    cfg = configparser.ConfigParser()
+    cfg.read(repo / "setup.cfg")
+    reqs = sorted(r.strip() for r in cfg["options"]["install_requires"].splitlines() if r.strip())
+    path = WHEEL_CACHE / hashlib.sha256("\n".join(reqs).encode()).hexdigest()[:16]
+    if not (path / ".complete").exists():
+        subprocess.run([*pip, "wheel", "-w", str(path), *reqs], check=True, capture_output=True, timeout=600)
+        (path / ".complete").write_text("\n".join(reqs) + "\n")
+    return path
 
 
 def test_the_base_package_alone_is_a_working_client(app, tmp_path):
-    """A laptop's install: the wheel without extras, in a venv of its own (pip's cache and a
-    wheel built here: no index needed after the first run); none of the host's packages."""
+    """A laptop's install: the wheel without extras, in a venv of its own (the requirements'
+    wheels built once and kept: no index needed); none of the host's packages."""
     repo = Path(__file__).resolve().parents[2]
     wheels, venv = tmp_path / "wheels", tmp_path / "venv"
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(repo)],
                    check=True, capture_output=True, timeout=300)
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
-    subprocess.run([*pip, "--python", str(venv / "bin" / "python"), "install", "--find-links", str(wheels),
-                    "appliance"], check=True, capture_output=True, timeout=300)
+    subprocess.run([*pip, "--python", str(venv / "bin" / "python"), "install", "--no-compile", "--no-index",
+                    "--find-links", str(wheels), "--find-links", str(_base_wheels(repo, pip)), "appliance"],
+                   check=True, capture_output=True, timeout=300)
     found = subprocess.run([str(venv / "bin" / "python"), "-c",
                             "import importlib.util as u, sys; "
                             f"print([m for m in {HOST_MODULES!r} if u.find_spec(m.split('.')[0])])"],
