@@ -48,7 +48,7 @@ $(VENV)/.installed: setup.cfg setup.py | deps
 	bash scripts/install-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,compute,seaweedfs]'
+	$(BIN)/pip install -q -e '.[server,test,compute,seaweedfs]'
 	touch $@
 
 # Regenerate the committed *_pb2.py modules from proto/.

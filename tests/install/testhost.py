@@ -152,7 +152,7 @@ def _build_rootfs(root: Path, packages: list[str]) -> None:
 
 
 def wheelhouse(repo: Path) -> Path:
-    """Wheels for every dependency of `appliance[compute]`, built on this machine.
+    """Wheels for every dependency of `appliance[server,compute]`, built on this machine.
 
     The test host cannot reach PyPI, so the playbook ships these and installs
     with --no-index. This machine is the same platform as the host (Debian
@@ -161,7 +161,7 @@ def wheelhouse(repo: Path) -> Path:
     cfg = configparser.ConfigParser()
     cfg.read(repo / "setup.cfg")
     reqs = [r.strip() for r in cfg["options"]["install_requires"].splitlines() if r.strip()]
-    for extra in ("compute", "postgres", "seaweedfs"):   # the playbook's extras (seaweedfs: the cluster test)
+    for extra in ("server", "compute", "postgres", "seaweedfs"):   # the playbook's extras (seaweedfs: the cluster test)
         reqs += [r.strip() for r in cfg["options.extras_require"][extra].splitlines() if r.strip()]
     key = hashlib.sha256(json.dumps([RECIPE, sys.version_info[:2], sorted(reqs)]).encode()).hexdigest()[:16]
     path = CACHE_DIR / f"wheelhouse-{key}"

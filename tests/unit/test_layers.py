@@ -18,7 +18,11 @@ FORBIDDEN = [
     ("appliance.ssh", "appliance.core"), ("appliance.ssh", "appliance.http"),
     ("appliance.ssh", "appliance.drivers"), ("appliance.ssh", "appliance.host"),
     ("appliance.core", "appliance.http"), ("appliance.core", "appliance.ssh"), ("appliance.core", "appliance.cli"),
-    ("appliance.core", "appliance.lab"),
+    ("appliance.core", "appliance.lab"), ("appliance.core", "appliance.client"),
+    # the user's client runs on laptops without the server's packages
+    ("appliance.client", "appliance.core"), ("appliance.client", "appliance.http"),
+    ("appliance.client", "appliance.ssh"), ("appliance.client", "appliance.drivers"),
+    ("appliance.client", "appliance.host"),
     ("appliance.drivers", "appliance.core"), ("appliance.drivers", "appliance.cli"),
     ("appliance.host", "appliance.core"), ("appliance.host", "appliance.drivers"), ("appliance.host", "appliance.cli"),
 ]
@@ -27,7 +31,8 @@ SHARED = ["appliance.batching", "appliance.clientkey", "appliance.config", "appl
           "appliance.filer", "appliance.gatewaykeys", "appliance.keep", "appliance.logs", "appliance.logsafe",
           "appliance.logship", "appliance.metrics", "appliance.metricsdir", "appliance.procs", "appliance.revert",
           "appliance.v1"]
-PACKAGES = ["appliance.cli", "appliance.lab", "appliance.http", "appliance.ssh", "appliance.core", "appliance.drivers",
+PACKAGES = ["appliance.cli", "appliance.client", "appliance.lab", "appliance.http", "appliance.ssh", "appliance.core",
+            "appliance.drivers",
             "appliance.host"]
 
 

@@ -1,0 +1,108 @@
+"""`appliance cp` (the user's client, docs/cli.md) vs curl, 1 GiB up and down, one run.
+
+Both move the same file through the same endpoints of one appliance (local disk):
+upload `PUT /storage/{ns}/{name}` with the body streamed from the file (curl -T), download
+`GET /storage/download/{ns}/{name}` into a file on the same disk (curl -o). Every timed
+transfer starts after a `sync` outside the timing and writes a new name (nothing is
+deleted until the end: see bench_storage.py on deletes stalling later writes); the two
+clients alternate, curl first in odd rounds. The client's figures include its start-up
+(a person runs the command).
+
+Target (issue 17): appliance cp >= 0.9 x curl, both ways.
+
+    python -m bench.bench_cli [--size-mb 1024] [--dir /var/tmp] [--repeat 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from harness import Appliance  # noqa: E402
+
+MIB = 1 << 20
+CLIENT = str(Path(sys.executable).parent / "appliance")
+
+
+def _timed(argv: list[str], env: dict | None = None) -> float:
+    subprocess.run(["sync"], check=True)
+    started = time.perf_counter()
+    r = subprocess.run(argv, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if r.returncode != 0:
+        raise SystemExit(f"{argv[0]} failed ({r.returncode}): {r.stderr.strip()}")
+    return elapsed
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size-mb", type=int, default=1024, help="file size in MiB (default 1024)")
+    p.add_argument("--dir", default="/var/tmp", help="where the appliance's data and the files live")
+    p.add_argument("--repeat", type=int, default=2, help="rounds (default 2)")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-cli-") as tmp:
+        root = Path(tmp)
+        app = Appliance(root / "app", guest_driver="fake")
+        app.start()
+        try:
+            _run(app, root, args)
+        finally:
+            app.close()
+
+
+def _run(app: Appliance, root: Path, args) -> None:
+    env = {**os.environ, "APPLIANCE_CLIENT_CONFIG": str(root / "client.json")}
+    # As a pip-installed client runs: with its modules' bytecode written (once, by the login below),
+    # not compiled again at every start as PYTHONDONTWRITEBYTECODE=1 in a test environment would.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([CLIENT, "login", app.url, "-u", "admin", "--password-stdin"], env=env, check=True,
+                   input=app.admin_password + "\n", text=True, capture_output=True)
+    subprocess.run([CLIENT, "ns", "create", "bench"], env=env, check=True, capture_output=True)
+    subprocess.run([CLIENT, "cp", "--help"], env=env, check=True, capture_output=True)   # transfer.py's bytecode
+    token = json.loads((root / "client.json").read_text())["remotes"]["127.0.0.1"]["token"]
+    auth = ["-H", f"Authorization: Bearer {token}"]
+    src = root / "source.bin"
+    with open(src, "wb") as f:
+        for _ in range(args.size_mb):
+            f.write(os.urandom(MIB))
+    size = src.stat().st_size
+    times: dict[str, list[float]] = {k: [] for k in ("curl up", "cli up", "curl down", "cli down")}
+    for round_ in range(args.repeat):
+        order = ["curl", "cli"] if round_ % 2 == 0 else ["cli", "curl"]
+        for who in order:
+            name = f"{who}-{round_}"
+            if who == "curl":
+                times["curl up"].append(_timed(["curl", "-sSf", "-o", "/dev/null", *auth, "-H",
+                                                f"X-File-Size: {size}", "-T", str(src),
+                                                f"{app.url}/storage/bench/{name}?overwrite=true"]))
+            else:
+                times["cli up"].append(_timed([CLIENT, "cp", "-q", str(src), f"bench/{name}"], env))
+        for who in order:
+            name, out = f"{who}-{round_}", root / f"down-{who}-{round_}"
+            if who == "curl":
+                times["curl down"].append(_timed(["curl", "-sSf", *auth, "-o", str(out),
+                                                  f"{app.url}/storage/download/bench/{name}"]))
+            else:
+                times["cli down"].append(_timed([CLIENT, "cp", "-q", f"bench/{name}", str(out)], env))
+            if out.stat().st_size != size:
+                raise SystemExit(f"{out} has {out.stat().st_size} bytes, not {size}")
+    rate = {k: size / MIB / statistics.median(v) for k, v in times.items()}
+    best = {k: size / MIB / min(v) for k, v in times.items()}
+    print(f"{args.size_mb} MiB, {args.repeat} rounds (median; best in brackets), MiB/s:")
+    for way in ("up", "down"):
+        ratio = rate[f"cli {way}"] / rate[f"curl {way}"]
+        print(f"  {way:<5} curl {rate[f'curl {way}']:7.1f} [{best[f'curl {way}']:.1f}]   appliance cp "
+              f"{rate[f'cli {way}']:7.1f} [{best[f'cli {way}']:.1f}]   ratio {ratio:.2f} "
+              f"[{best[f'cli {way}'] / best[f'curl {way}']:.2f}]  (target >= 0.9)")
+    print("  seconds per round: " + "; ".join(f"{k} " + " ".join(f"{t:.2f}" for t in v) for k, v in times.items()))
+
+
+if __name__ == "__main__":
+    main()
