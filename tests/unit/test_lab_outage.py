@@ -23,6 +23,19 @@ def host():
         subprocess.run(["ip", "netns", "del", h.netns], check=False)
 
 
+EXPECTED = ["sh", "sleep", "sleep", "unshare"]
+
+
+def _commands(pids) -> list[str]:
+    names = []
+    for pid in pids:
+        try:
+            names.append(open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0].decode())
+        except OSError:
+            names.append("?")   # gone meanwhile
+    return sorted(names)
+
+
 def test_every_process_of_the_host_is_killed_and_nothing_else(host):
     outsider = subprocess.Popen(["sleep", "1000"])
     # a "daemon" in the host's namespace; below it, a "guest" in a network namespace of its own
@@ -30,10 +43,11 @@ def test_every_process_of_the_host_is_killed_and_nothing_else(host):
                                "sleep 1001 & unshare --net --fork sleep 1002 & wait"], start_new_session=True)
     try:
         deadline = time.monotonic() + 10
-        while len(found := outage.host_processes(host)) < 4 and time.monotonic() < deadline:
+        # until every process has exec'd its command (under load `ip netns exec` may not have yet)
+        while (commands := _commands(found := outage.host_processes(host))) != EXPECTED \
+                and time.monotonic() < deadline:
             time.sleep(0.05)
-        commands = sorted(open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0].decode() for pid in found)
-        assert commands == ["sh", "sleep", "sleep", "unshare"], commands
+        assert commands == EXPECTED, commands
         assert outsider.pid not in found and os.getpid() not in found
         killed = outage.kill_host(host)
         assert killed == found and outage.host_processes(host) == set()
