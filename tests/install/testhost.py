@@ -348,9 +348,29 @@ class TestHost:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"sshd did not answer: {self.log_path.read_text()}")
             time.sleep(0.3)
+        self._start_ssh_master()
         log(f"{self.name} up at {self.address} ({self.mode}, netns {self.netns}, root {merged})")
 
+    def _start_ssh_master(self) -> None:
+        """One SSH connection the tests' many `ssh()` calls share (a handshake each
+        costs ~0.3-1 s on a busy machine). In the background (-f), its output not
+        captured: a master holding a captured pipe would hang the call that made it.
+        Without it (it failed or died) each call connects on its own."""
+        run(["ssh", "-i", str(self.key), *self.ssh_options, "-o", "ControlMaster=yes",
+             "-o", f"ControlPath={self.control_path}", "-o", "ControlPersist=yes",
+             "-f", "-N", f"root@{self.address}"],
+            check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            timeout=60)
+
+    @property
+    def control_path(self) -> Path:
+        return self.workdir / "ssh-master"
+
     def stop(self) -> None:
+        if self.control_path.exists():
+            run(["ssh", "-o", f"ControlPath={self.control_path}", "-O", "exit", f"root@{self.address}"],
+                check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                timeout=30)
         if self.proc is not None:
             # systemd mode: SIGTERM makes nspawn power the host off cleanly.
             # offline mode: unshare's death SIGKILLs sshd, PID 1 of the host's
@@ -378,7 +398,8 @@ class TestHost:
             timeout: float = 120) -> subprocess.CompletedProcess:
         """Run a shell command on the host as root, over SSH."""
         proc = subprocess.run(
-            ["ssh", "-i", str(self.key), *self.ssh_options, f"root@{self.address}", command],
+            ["ssh", "-i", str(self.key), *self.ssh_options, "-o", "ControlMaster=no",
+             "-o", f"ControlPath={self.control_path}", f"root@{self.address}", command],
             input=input, capture_output=True, text=True, timeout=timeout,
         )
         if check and proc.returncode != 0:
