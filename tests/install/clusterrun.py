@@ -75,13 +75,17 @@ def shared_files(hosts: dict[str, testhost.TestHost]) -> dict[str, str]:
 # Module scope: the three hosts (their cores heartbeating) are gone before
 # the single-host test's runs start.
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(request):
     need_root_and_tools()
     started = time.monotonic()
     root = testhost.rootfs(REPO)
     wheels = testhost.wheelhouse(REPO)
     TIMINGS["cluster: root + wheelhouse (cache)"] = time.monotonic() - started
     lan = testhost.Lan().start()
+    # The single-host test's runs, beside these (conftest.background_converge); only
+    # now, so its host picks a subnet other than the LAN's.
+    if any("converged" in item.fixturenames for item in request.session.items):
+        request.getfixturevalue("background_converge")()
     with contextlib.ExitStack() as stack:
         stack.callback(lan.stop)
         started = time.monotonic()
