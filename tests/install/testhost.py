@@ -310,9 +310,12 @@ class TestHost:
             # nspawn needs no systemd on this machine with --register=no --keep-unit.
             # The network namespace is the test's own, so the host gets
             # CAP_NET_ADMIN and a writable /proc/sys/net in it, as a real host has.
+            # Each host in a cgroup of its own (see cgroup_dirs).
+            enter = "".join(f"mkdir -p {shlex.quote(str(d))}; echo $$ > {shlex.quote(str(d))}/cgroup.procs; "
+                            for d in self.cgroup_dirs)
             command = [
                 "unshare", "--mount", "--propagation", "private", "sh", "-c",
-                f"set -e; {overlay}; SYSTEMD_NSPAWN_API_VFS_WRITABLE=network "
+                f"set -e; {overlay}; {enter}SYSTEMD_NSPAWN_API_VFS_WRITABLE=network "
                 f"exec systemd-nspawn --quiet --boot --register=no --keep-unit "
                 f"--capability=CAP_NET_ADMIN "
                 f"--console=passive --machine={shlex.quote(self.name)} "
@@ -352,15 +355,28 @@ class TestHost:
         log(f"{self.name} up at {self.address} ({self.mode}, netns {self.netns}, root {merged})")
 
     def _start_ssh_master(self) -> None:
-        """One SSH connection the tests' many `ssh()` calls share (a handshake each
-        costs ~0.3-1 s on a busy machine). In the background (-f), its output not
-        captured: a master holding a captured pipe would hang the call that made it.
-        Without it (it failed or died) each call connects on its own."""
+        """One SSH connection the tests' many `ssh()` calls share (a handshake each costs
+        ~0.3-1 s on a busy machine); in the background (-f), uncaptured (a master holding a
+        captured pipe hangs the call that made it). Without it each call connects anew."""
         run(["ssh", "-i", str(self.key), *self.ssh_options, "-o", "ControlMaster=yes",
              "-o", f"ControlPath={self.control_path}", "-o", "ControlPersist=yes",
              "-f", "-N", f"root@{self.address}"],
             check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             timeout=60)
+
+    @property
+    def cgroup_dirs(self) -> list[Path]:
+        """The cgroups this host's nspawn runs in, one per hierarchy systemd uses here.
+
+        With --keep-unit nspawn puts itself in "supervisor" and the host in "payload"
+        below its own cgroup: started from one cgroup (where no systemd manages this
+        machine, all of them), several hosts would share one "payload" tree, and two
+        hosts' systemd starting a unit of the same name remove each other's cgroup
+        ("Failed to attach to cgroup /system.slice/appliance-network.service")."""
+        hybrid = [h for h in ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified")
+                  if os.path.exists(f"{h}/cgroup.procs")]
+        tops = hybrid or [h for h in ("/sys/fs/cgroup",) if os.path.exists(f"{h}/cgroup.procs")]
+        return [Path(top, self.workdir.name) for top in tops]
 
     @property
     def control_path(self) -> Path:
@@ -386,6 +402,13 @@ class TestHost:
         if not self.lan:
             run(["ip", "link", "delete", self.veth], check=False, stderr=subprocess.DEVNULL)
         run(["ip", "netns", "delete", self.netns], check=False, stderr=subprocess.DEVNULL)
+        if self.mode == "systemd":
+            for top in self.cgroup_dirs:   # emptied with nspawn's exit; innermost first
+                for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [top]:
+                    try:
+                        d.rmdir()
+                    except OSError as e:   # gone already, or a process left in it: harmless here
+                        log(f"cgroup {d} not removed: {e}")
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- access -----------------------------------------------------------------
