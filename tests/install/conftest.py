@@ -15,6 +15,7 @@ import os
 import shutil
 import ssl
 import sys
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -96,6 +97,17 @@ def served_certificate(host: testhost.TestHost, timeout: float = 60) -> str | No
     return None
 
 
+# Set when the session ends before a background converge() is done (an interrupted run):
+# it then stops after the playbook run under way instead of doing the rest.
+_abandoned = threading.Event()
+
+
+def _run(inventory: Path, *extra: str, label: str) -> PlaybookRun:
+    if _abandoned.is_set():
+        raise RuntimeError(f"session over, playbook {label!r} not run")
+    return run_playbook(inventory, *extra, label=label)
+
+
 def converge() -> Converged:
     """Start the host and run the playbook on it (the runs the tests judge); the host stays up."""
     started = time.monotonic()
@@ -112,16 +124,16 @@ def converge() -> Converged:
         shutil.copytree(REPO, source, ignore=SNAPSHOT_SKIP, symlinks=True)
         inventory = host.inventory({**INVENTORY_VARS, "appliance_venv_wheelhouse": str(wheels),
                                     "appliance_venv_source_dir": str(source)})
-        check_fresh = run_playbook(inventory, "--check", label="check on fresh host")
-        first = run_playbook(inventory, label="first run")
+        check_fresh = _run(inventory, "--check", label="check on fresh host")
+        first = _run(inventory, label="first run")
         generated_cert = host.ssh(f"cat {TLS_CERT}", check=False).stdout
         served_after_first = served_certificate(host) if host.mode == "systemd" else None
         # Data an operator would not want to lose, planted before the rerun.
         host.ssh("mkdir -p /var/lib/appliance && echo keep-me > /var/lib/appliance/install-test-marker")
         secrets_after_first = host.ssh(SECRETS, check=False).stdout
-        second = run_playbook(inventory, label="second run")
+        second = _run(inventory, label="second run")
         secrets_after_second = host.ssh(SECRETS, check=False).stdout
-        check_after = run_playbook(inventory, "--check", label="check after install")
+        check_after = _run(inventory, "--check", label="check after install")
         # The operator's own certificate (valid for the public name and, so the
         # tests can verify it when connecting by address, the host's address).
         cert, key = tlscert.make_cert(host.workdir / "tls", [
@@ -130,7 +142,7 @@ def converge() -> Converged:
                                     "appliance_venv_source_dir": str(source),
                                     "appliance_tls_certificate": cert.read_text(),
                                     "appliance_tls_private_key": key.read_text()})
-        configured = run_playbook(inventory, label="configured certificate")
+        configured = _run(inventory, label="configured certificate")
     except BaseException:
         host.close()
         raise
@@ -157,6 +169,7 @@ def background_converge():
         return futures[0]
 
     yield start
+    _abandoned.set()
     pool.shutdown(wait=True)
     for future in futures:
         if not future.exception():
