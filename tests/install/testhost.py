@@ -366,17 +366,12 @@ class TestHost:
 
     @property
     def cgroup_dirs(self) -> list[Path]:
-        """The cgroups this host's nspawn runs in, one per hierarchy systemd uses here.
-
-        With --keep-unit nspawn puts itself in "supervisor" and the host in "payload"
-        below its own cgroup: started from one cgroup (where no systemd manages this
-        machine, all of them), several hosts would share one "payload" tree, and two
-        hosts' systemd starting a unit of the same name remove each other's cgroup
-        ("Failed to attach to cgroup /system.slice/appliance-network.service")."""
-        hybrid = [h for h in ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified")
-                  if os.path.exists(f"{h}/cgroup.procs")]
-        tops = hybrid or [h for h in ("/sys/fs/cgroup",) if os.path.exists(f"{h}/cgroup.procs")]
-        return [Path(top, self.workdir.name) for top in tops]
+        """This host's own cgroups, one per hierarchy systemd uses here. With --keep-unit nspawn
+        puts the host in "payload" below its own cgroup: hosts started from one cgroup shared
+        that tree, and two hosts' systemd starting a unit of the same name removed each other's
+        cgroup ("Failed to attach to cgroup /system.slice/appliance-network.service")."""
+        hybrid = [h for h in ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified") if os.path.isdir(h)]
+        return [Path(top, self.workdir.name) for top in hybrid or ["/sys/fs/cgroup"]]
 
     @property
     def control_path(self) -> Path:
@@ -403,12 +398,17 @@ class TestHost:
             run(["ip", "link", "delete", self.veth], check=False, stderr=subprocess.DEVNULL)
         run(["ip", "netns", "delete", self.netns], check=False, stderr=subprocess.DEVNULL)
         if self.mode == "systemd":
-            for top in self.cgroup_dirs:   # emptied with nspawn's exit; innermost first
+            deadline = time.monotonic() + 10   # a host killed at the timeout empties its cgroups just after
+            for top in self.cgroup_dirs:   # innermost first
                 for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [top]:
-                    try:
-                        d.rmdir()
-                    except OSError as e:   # gone already, or a process left in it: harmless here
-                        log(f"cgroup {d} not removed: {e}")
+                    while d.is_dir():
+                        try:
+                            d.rmdir()
+                        except OSError as e:   # still busy: harmless here, but say so
+                            if time.monotonic() > deadline:
+                                log(f"cgroup {d} not removed: {e}")
+                                break
+                            time.sleep(0.2)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- access -----------------------------------------------------------------
