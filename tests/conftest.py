@@ -39,7 +39,14 @@ def pytest_collectreport(report):
         _skipped.append((report.nodeid, _skip_reason(report)))
 
 
+# Seconds per test module (setup + call + teardown of its tests), printed at the end of
+# every run beside --durations: what a CI log needs to see where the suite's time goes.
+_module_seconds: dict[str, float] = {}
+
+
 def pytest_runtest_logreport(report):
+    module = report.nodeid.split("::", 1)[0]
+    _module_seconds[module] = _module_seconds.get(module, 0.0) + report.duration
     if report.skipped and not hasattr(report, "wasxfail"):
         _skipped.append((report.nodeid, _skip_reason(report)))
 
@@ -62,6 +69,10 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if _module_seconds:
+        terminalreporter.write_sep("=", "seconds per test module (slowest 30)")
+        for module, seconds in sorted(_module_seconds.items(), key=lambda kv: -kv[1])[:30]:
+            terminalreporter.write_line(f"{seconds:8.1f} s  {module}")
     if not (_skipped and _skips_are_fatal()):
         return
     terminalreporter.write_sep("=", f"{len(_skipped)} skipped as root: the run fails", red=True, bold=True)

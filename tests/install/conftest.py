@@ -1,20 +1,23 @@
 """Fixtures for the install test: a throwaway host converged by playbooks/site.yml
 (and three of them made one cluster: clusterrun.py).
 
-The session fixture `converged` does the expensive part once: start the test
-host (testhost.py), run the playbook in --check mode on the fresh host, for
-real twice (the API's TLS certificate generated on the host), in --check mode
+The fixture `converged` does the expensive part once: start the test host
+(testhost.py), run the playbook in --check mode on the fresh host, for real
+twice (the API's TLS certificate generated on the host), in --check mode
 again, then once more with a certificate and key from the inventory, and
-keeps every result for the tests to judge. Timings are printed at the end of the session.
+keeps every result for the tests to judge. When the session also runs the
+cluster test, that work runs in a thread beside the cluster's (see
+`background_converge`). Timings are printed at the end of the session.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import ssl
 import sys
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,15 +97,26 @@ def served_certificate(host: testhost.TestHost, timeout: float = 60) -> str | No
     return None
 
 
-@pytest.fixture(scope="session")
-def converged():
-    need_root_and_tools()
+# Set when the session ends before a background converge() is done (an interrupted run):
+# it then stops after the playbook run under way instead of doing the rest.
+_abandoned = threading.Event()
+
+
+def _run(inventory: Path, *extra: str, label: str) -> PlaybookRun:
+    if _abandoned.is_set():
+        raise RuntimeError(f"session over, playbook {label!r} not run")
+    return run_playbook(inventory, *extra, label=label)
+
+
+def converge() -> Converged:
+    """Start the host and run the playbook on it (the runs the tests judge); the host stays up."""
     started = time.monotonic()
     root = testhost.rootfs(REPO)
     wheels = testhost.wheelhouse(REPO)
     TIMINGS["test host root + wheelhouse (cache)"] = time.monotonic() - started
     started = time.monotonic()
-    with contextlib.closing(start_host(root)) as host:
+    host = start_host(root)
+    try:
         TIMINGS["test host start"] = time.monotonic() - started
         # Deploy a snapshot of the checkout, so edits made while the test runs
         # cannot make the second run differ from the first.
@@ -110,16 +124,16 @@ def converged():
         shutil.copytree(REPO, source, ignore=SNAPSHOT_SKIP, symlinks=True)
         inventory = host.inventory({**INVENTORY_VARS, "appliance_venv_wheelhouse": str(wheels),
                                     "appliance_venv_source_dir": str(source)})
-        check_fresh = run_playbook(inventory, "--check", label="check on fresh host")
-        first = run_playbook(inventory, label="first run")
+        check_fresh = _run(inventory, "--check", label="check on fresh host")
+        first = _run(inventory, label="first run")
         generated_cert = host.ssh(f"cat {TLS_CERT}", check=False).stdout
         served_after_first = served_certificate(host) if host.mode == "systemd" else None
         # Data an operator would not want to lose, planted before the rerun.
         host.ssh("mkdir -p /var/lib/appliance && echo keep-me > /var/lib/appliance/install-test-marker")
         secrets_after_first = host.ssh(SECRETS, check=False).stdout
-        second = run_playbook(inventory, label="second run")
+        second = _run(inventory, label="second run")
         secrets_after_second = host.ssh(SECRETS, check=False).stdout
-        check_after = run_playbook(inventory, "--check", label="check after install")
+        check_after = _run(inventory, "--check", label="check after install")
         # The operator's own certificate (valid for the public name and, so the
         # tests can verify it when connecting by address, the host's address).
         cert, key = tlscert.make_cert(host.workdir / "tls", [
@@ -128,7 +142,46 @@ def converged():
                                     "appliance_venv_source_dir": str(source),
                                     "appliance_tls_certificate": cert.read_text(),
                                     "appliance_tls_private_key": key.read_text()})
-        configured = run_playbook(inventory, label="configured certificate")
-        yield Converged(host, inventory, source, check_fresh, first, second, check_after,
-                        secrets_after_first, secrets_after_second, generated_cert, served_after_first,
-                        configured, cert.read_text())
+        configured = _run(inventory, label="configured certificate")
+    except BaseException:
+        host.close()
+        raise
+    return Converged(host, inventory, source, check_fresh, first, second, check_after,
+                     secrets_after_first, secrets_after_second, generated_cert, served_after_first,
+                     configured, cert.read_text())
+
+
+@pytest.fixture(scope="session")
+def background_converge():
+    """start() -> the Future of converge(), begun at most once per session.
+
+    The cluster fixture starts it beside its own hosts when the session will
+    need it: a playbook run keeps about one core busy (the controller, then the
+    host, in turn), so on two cores the single host's runs cost little wall
+    time next to the cluster's. Whoever takes the result owns the host; one
+    never taken is stopped at the end of the session."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="converge")
+    futures: list[Future] = []
+
+    def start() -> Future:
+        if not futures:
+            futures.append(pool.submit(converge))
+        return futures[0]
+
+    yield start
+    _abandoned.set()
+    pool.shutdown(wait=True)
+    for future in futures:
+        if not future.exception():
+            future.result().host.close()   # closing twice is harmless
+
+
+# Module scope: the host and its daemons are gone once test_install.py is done.
+@pytest.fixture(scope="module")
+def converged(background_converge):
+    need_root_and_tools()
+    result = background_converge().result()
+    try:
+        yield result
+    finally:
+        result.host.close()

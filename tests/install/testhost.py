@@ -310,9 +310,12 @@ class TestHost:
             # nspawn needs no systemd on this machine with --register=no --keep-unit.
             # The network namespace is the test's own, so the host gets
             # CAP_NET_ADMIN and a writable /proc/sys/net in it, as a real host has.
+            # Each host in a cgroup of its own (see cgroup_dirs).
+            enter = "".join(f"mkdir -p {shlex.quote(str(d))}; echo $$ > {shlex.quote(str(d))}/cgroup.procs; "
+                            for d in self.cgroup_dirs)
             command = [
                 "unshare", "--mount", "--propagation", "private", "sh", "-c",
-                f"set -e; {overlay}; SYSTEMD_NSPAWN_API_VFS_WRITABLE=network "
+                f"set -e; {overlay}; {enter}SYSTEMD_NSPAWN_API_VFS_WRITABLE=network "
                 f"exec systemd-nspawn --quiet --boot --register=no --keep-unit "
                 f"--capability=CAP_NET_ADMIN "
                 f"--console=passive --machine={shlex.quote(self.name)} "
@@ -348,9 +351,37 @@ class TestHost:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"sshd did not answer: {self.log_path.read_text()}")
             time.sleep(0.3)
+        self._start_ssh_master()
         log(f"{self.name} up at {self.address} ({self.mode}, netns {self.netns}, root {merged})")
 
+    def _start_ssh_master(self) -> None:
+        """One SSH connection the tests' many `ssh()` calls share (a handshake each costs
+        ~0.3-1 s on a busy machine); in the background (-f), uncaptured (a master holding a
+        captured pipe hangs the call that made it). Without it each call connects anew."""
+        run(["ssh", "-i", str(self.key), *self.ssh_options, "-o", "ControlMaster=yes",
+             "-o", f"ControlPath={self.control_path}", "-o", "ControlPersist=yes",
+             "-f", "-N", f"root@{self.address}"],
+            check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            timeout=60)
+
+    @property
+    def cgroup_dirs(self) -> list[Path]:
+        """This host's own cgroups, one per hierarchy systemd uses here. With --keep-unit nspawn
+        puts the host in "payload" below its own cgroup: hosts started from one cgroup shared
+        that tree, and two hosts' systemd starting a unit of the same name removed each other's
+        cgroup ("Failed to attach to cgroup /system.slice/appliance-network.service")."""
+        hybrid = [h for h in ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified") if os.path.isdir(h)]
+        return [Path(top, self.workdir.name) for top in hybrid or ["/sys/fs/cgroup"]]
+
+    @property
+    def control_path(self) -> Path:
+        return self.workdir / "ssh-master"
+
     def stop(self) -> None:
+        if self.control_path.exists():
+            run(["ssh", "-o", f"ControlPath={self.control_path}", "-O", "exit", f"root@{self.address}"],
+                check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                timeout=30)
         if self.proc is not None:
             # systemd mode: SIGTERM makes nspawn power the host off cleanly.
             # offline mode: unshare's death SIGKILLs sshd, PID 1 of the host's
@@ -366,6 +397,18 @@ class TestHost:
         if not self.lan:
             run(["ip", "link", "delete", self.veth], check=False, stderr=subprocess.DEVNULL)
         run(["ip", "netns", "delete", self.netns], check=False, stderr=subprocess.DEVNULL)
+        if self.mode == "systemd":
+            deadline = time.monotonic() + 10   # a host killed at the timeout empties its cgroups just after
+            for top in self.cgroup_dirs:   # innermost first
+                for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [top]:
+                    while d.is_dir():
+                        try:
+                            d.rmdir()
+                        except OSError as e:   # still busy: harmless here, but say so
+                            if time.monotonic() > deadline:
+                                log(f"cgroup {d} not removed: {e}")
+                                break
+                            time.sleep(0.2)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- access -----------------------------------------------------------------
@@ -378,7 +421,8 @@ class TestHost:
             timeout: float = 120) -> subprocess.CompletedProcess:
         """Run a shell command on the host as root, over SSH."""
         proc = subprocess.run(
-            ["ssh", "-i", str(self.key), *self.ssh_options, f"root@{self.address}", command],
+            ["ssh", "-i", str(self.key), *self.ssh_options, "-o", "ControlMaster=no",
+             "-o", f"ControlPath={self.control_path}", f"root@{self.address}", command],
             input=input, capture_output=True, text=True, timeout=timeout,
         )
         if check and proc.returncode != 0:
