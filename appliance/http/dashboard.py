@@ -13,7 +13,8 @@ Assets have content hashes in their names (``app-3F2A.js``): cached for a year
 as immutable; ``index.html`` is never cached, so a new build is picked up on
 the next load. Every answer carries a Content-Security-Policy that allows only
 this origin's scripts, styles and connections (ws/wss included: CSP's
-``'self'`` covers the same origin's WebSockets in current browsers).
+``'self'`` covers the same origin's WebSockets in current browsers), plus
+inline styles (xterm.js, below).
 """
 from __future__ import annotations
 
@@ -29,7 +30,10 @@ from appliance.http.gateway import RequestIds
 DIST = Path(__file__).with_name("dashboard_dist")
 ASSET_PREFIX = "/dashboard/assets/"
 
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+# style-src allows inline <style>: xterm.js sizes and colours its DOM renderer with
+# <style> elements it writes at run time (blocked otherwise; the terminal loses its
+# layout and theme). Scripts stay same-origin only, no inline, no eval.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
        "frame-ancestors 'none'; form-action 'self'")
 _NOT_BUILT = ("the dashboard's assets are not built: run `make venv` "

@@ -110,4 +110,7 @@ def assert_accessible(driver: WebDriver, name: str) -> None:
 
 
 def console_errors(driver: WebDriver) -> list[str]:
-    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    """The page's errors (script errors, CSP violations); not the browser's own note
+    of an API answer of 4xx, which the page shows as its message."""
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"
+            and "the server responded with a status of 4" not in e["message"]]

@@ -38,7 +38,7 @@ async function usersPage(main) {
     h('div', { class: 'check' }, admin, h('label', { for: 'new-admin' }, 'Administrator')), create);
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
-    const body = { username: username.value.trim(), password: password.value, display_name: display.value.trim(), is_admin: admin.checked };
+    const body = { username: username.value.trim(), password: password.value, display_name: display.value.trim() || undefined, is_admin: admin.checked };
     if (await act(create, 'Creating user…', () => post('/admin/users', body), (u) => `User ${u.username} created.`)) {
       form.reset();
       usersPage(main);

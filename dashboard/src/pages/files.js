@@ -23,7 +23,7 @@ export default async function filesPage(main) {
 
   const draw = async () => {
     let files = [];
-    try { ({ files } = await get(`/storage/files?namespace=${encodeURIComponent(namespace)}`)); } catch (error) { sayError(error); }
+    try { files = await get(`/storage/files?namespace=${encodeURIComponent(namespace)}`); } catch (error) { sayError(error); }
     replace(list, table(['Name', 'Size', 'Modified', 'Actions'], files.map((f) => {
       const url = fileUrl(namespace, f.name);
       const copy = h('button', { type: 'button', class: 'secondary', 'aria-label': `Copy link to ${f.name}`,

@@ -7,7 +7,7 @@ export const VISIBILITY = ['private', 'visible (by link)', 'public'];
 export default async function namespacesPage(main, _params, user) {
   document.title = 'Files · Appliance';
   const list = h('div', { id: 'namespaces' });
-  const name = h('input', { name: 'name', required: true, pattern: '[A-Za-z0-9._-]{1,64}', autocomplete: 'off' });
+  const name = h('input', { name: 'name', required: true, pattern: '[A-Za-z0-9._\\-]{1,64}', autocomplete: 'off' });
   const visibility = h('select', { name: 'visibility' }, VISIBILITY.map((v, i) => h('option', { value: i }, v)));
   const create = h('button', { type: 'submit' }, 'Create namespace');
   const form = h('form', { class: 'inline', id: 'namespace-form' },
@@ -17,7 +17,7 @@ export default async function namespacesPage(main, _params, user) {
 
   const draw = async () => {
     let namespaces = [];
-    try { ({ namespaces } = await get('/storage/namespaces')); } catch (error) { sayError(error); }
+    try { namespaces = await get('/storage/namespaces'); } catch (error) { sayError(error); }
     replace(list, table(['Namespace', 'Files', 'Visibility', ''], namespaces.map((ns) => {
       const mine = ns.owner_id === user.user_id;
       const select = h('select', { 'aria-label': `Visibility of ${ns.name}`, disabled: !mine },

@@ -6,6 +6,10 @@ import { get, wsUrl } from '../api.js';
 import { h, replace } from '../dom.js';
 import { say } from '../ui.js';
 
+// The page's own colours (style.css) so the terminal follows the light/dark theme.
+const LIGHT = { background: '#fbfbfb', foreground: '#1b1b1b', cursor: '#1b1b1b', cursorAccent: '#fbfbfb', selectionBackground: '#b5d5ff' };
+const DARK = { background: '#111418', foreground: '#e6e6e6', cursor: '#e6e6e6', cursorAccent: '#111418', selectionBackground: '#3a5a85' };
+
 export default async function terminalPage(main, { id }) {
   const base = `/compute/containers/${encodeURIComponent(id)}`;
   let name = id;
@@ -19,12 +23,14 @@ export default async function terminalPage(main, { id }) {
       h('a', { href: base, 'data-page': '', class: 'button secondary' }, 'Back to container')),
     screen);
 
-  const dark = window.matchMedia('(prefers-color-scheme: dark)').matches;
+  const scheme = window.matchMedia('(prefers-color-scheme: dark)');
+  const theme = () => (scheme.matches ? DARK : LIGHT);
   const term = new Terminal({
-    cursorBlink: true, fontSize: 14, scrollback: 5000,
+    cursorBlink: true, fontSize: 14, scrollback: 5000, theme: theme(), minimumContrastRatio: 4.5,
     fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace',
-    theme: dark ? { background: '#111418', foreground: '#e6e6e6' } : { background: '#fbfbfb', foreground: '#1b1b1b', cursor: '#1b1b1b', selectionBackground: '#b5d5ff' },
   });
+  const onScheme = () => { term.options.theme = theme(); };
+  scheme.addEventListener('change', onScheme);
   const fit = new FitAddon();
   term.loadAddon(fit);
   term.open(screen);
@@ -59,6 +65,7 @@ export default async function terminalPage(main, { id }) {
 
   return () => {
     window.removeEventListener('resize', onWindow);
+    scheme.removeEventListener('change', onScheme);
     if (socket) { socket.onclose = null; socket.close(); }
     term.dispose();
     delete window.__terminal;
