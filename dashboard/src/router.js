@@ -22,11 +22,17 @@ export function onNavigate(fn) { render = fn; }
 export function navigate(to, { replace = false } = {}) {
   if (replace) history.replaceState(null, '', to);
   else history.pushState(null, '', to);
-  render();
+  window.dispatchEvent(new PopStateEvent('popstate'));
 }
 
 export function startRouter() {
-  window.addEventListener('popstate', () => render());
+  // a change of the #fragment alone (the skip link) is no new page
+  let shown = location.pathname + location.search;
+  window.addEventListener('popstate', () => {
+    if (location.pathname + location.search === shown) return;
+    shown = location.pathname + location.search;
+    render();
+  });
   document.addEventListener('click', (event) => {
     const a = event.target.closest('a');
     if (!a || a.target || a.hasAttribute('download') || event.defaultPrevented) return;

@@ -19,7 +19,9 @@ from browser_support import (
     wait_text,
 )
 from harness import Appliance, Client
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
 
@@ -76,8 +78,20 @@ def test_bad_password_then_throttled(app, browser):
 def test_sign_in_page_as_user(app, browser):
     admin = app.admin()
     assert admin.post("/admin/users", json={"username": "alice", "password": "alice-pass"}).status_code == 200
-    sign_in(browser, app.url, "alice", "alice-pass")
+    # by keyboard alone: the name field has the focus, Tab to the password, Enter signs in
+    browser.get(app.url + "/login")
+    name = find(browser, "input[name=username]")
+    wait(browser, lambda d: d.switch_to.active_element == name)
+    name.send_keys("alice", Keys.TAB)
+    browser.switch_to.active_element.send_keys("alice-pass", Keys.ENTER)
     wait_text(browser, "#quota", "0 of 3")
+    # the skip link comes before the navigation and moves the focus to the page's content
+    browser.execute_script("document.querySelector('.brand').focus(); window.__marker = 1")
+    ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT).perform()
+    assert browser.switch_to.active_element.text == "Skip to content"
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    wait(browser, lambda d: d.switch_to.active_element.get_attribute("id") == "main")
+    assert browser.execute_script("return window.__marker") == 1
     assert not browser.find_elements(By.CSS_SELECTOR, "nav[aria-label=Admin]")
     assert_accessible(browser, "containers-empty")
     sign_out(browser)
@@ -96,7 +110,8 @@ return new File([bytes], arguments[1], {type: 'application/octet-stream'});
 def expected_bytes() -> bytes:
     """MAKE_FILE's bytes: block k of 4 KiB is the first block with k added to each byte."""
     first = bytes((j * 31) & 255 for j in range(4096))
-    return b"".join(first.translate(bytes((x + k) & 255 for x in range(256))) for k in range(SIZE // 4096))
+    shifted = [first.translate(bytes((x + k) & 255 for x in range(256))) for k in range(256)]
+    return b"".join(shifted[k & 255] for k in range(SIZE // 4096))
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +198,7 @@ def test_token_created_shown_once_then_deleted(app, alice_browser):
     b.refresh()
     wait_text(b, "#tokens", "ci")
     assert "ecloud_" not in b.find_element(By.TAG_NAME, "body").text
-    b.find_element(By.CSS_SELECTOR, "button[aria-label='Delete token ci']").click()
+    find(b, "button[aria-label='Delete token ci']").click()
     find(b, "dialog[open] button.danger").click()
     wait_text(b, "#tokens", "No API tokens")
     assert api.get("/compute/containers").status_code == 401
@@ -220,7 +235,7 @@ def test_admin_pages(app, browser):
         assert_accessible(b, path)
         screenshot(b, "admin-" + path.rsplit("/", 1)[1])
     b.find_element(By.CSS_SELECTOR, "nav[aria-label=Admin] a[href='/admin/users']").click()
-    b.find_element(By.CSS_SELECTOR, "button[aria-label='Delete user carol']").click()
+    find(b, "button[aria-label='Delete user carol']").click()
     find(b, "dialog[open] button.danger").click()
     wait(b, lambda d: "carol" not in d.find_element(By.ID, "admin-list").text)
     errors = console_errors(b)
