@@ -153,6 +153,9 @@ def test_namespace_upload_by_drop_with_progress_then_download(app, alice_browser
     assert "50 MB" in row.text
     assert_accessible(b, "files")
     screenshot(b, "files", docs=True)
+    b.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+    screenshot(b, "files-dark", docs=True)
+    b.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
     # the direct link is the same-origin URL the server serves
     link = row.find_element(By.LINK_TEXT, "big.bin").get_attribute("href")
     assert link == app.url + "/storage/photos/big.bin"

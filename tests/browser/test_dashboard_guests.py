@@ -146,6 +146,7 @@ def test_terminal_echo_and_resize(app, person, signed_in):
     b.get(f"{app.url}/compute/containers/{c['id']}")
     find(b, "#open-terminal").click()
     wait_text(b, "#terminal-state", "connected", 20)
+    assert not b.find_element(By.ID, "reconnect").is_displayed()   # offered only once disconnected
     type_and_wait(b, "echo dash-$((6*7))", r"\ndash-42")
     rows, cols = b.execute_script("return [window.__terminal.rows, window.__terminal.cols]")
     m = type_and_wait(b, "clear; stty size", r"(\d+) (\d+)\s")

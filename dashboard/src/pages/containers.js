@@ -30,7 +30,7 @@ export default async function containersPage(main) {
         h('td', {}, h('a', { href: `/compute/containers/${c.id}`, 'data-page': '' }, c.name)),
         h('td', {}, badge(c.status)), h('td', {}, describeType(c.instance_type)),
         h('td', {}, c.hostname), h('td', {}, humanDate(c.created_at)),
-        h('td', { class: 'actions' }, start, stop, remove));
+        h('td', {}, h('div', { class: 'actions' }, start, stop, remove)));
     }), 'No containers yet. Create one to get a machine with SSH and a terminal.'));
   };
 

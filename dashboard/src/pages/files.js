@@ -36,7 +36,7 @@ export default async function filesPage(main) {
       return h('tr', { 'data-name': f.name },
         h('td', {}, h('a', { href: url, download: f.name }, f.name)),
         h('td', { title: `${f.size} bytes` }, humanBytes(f.size)), h('td', {}, humanDate(f.modified_at || f.created_at)),
-        h('td', { class: 'actions' }, copy, remove));
+        h('td', {}, h('div', { class: 'actions' }, copy, remove)));
     }), 'No files yet.'));
   };
 
