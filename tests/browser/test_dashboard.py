@@ -139,6 +139,7 @@ def test_namespace_upload_by_drop_with_progress_then_download(app, alice_browser
         "  if (bar) window.__progress.push([bar.value, bar.max]);"
         "  if (!bar || bar.value < bar.max) setTimeout(sample, 5); };"
         "const dt = new DataTransfer(); dt.items.add(file);"
+        "dt.items.add(new File(['hello from the page'], 'note.txt', {type: 'text/plain'}));"
         "document.getElementById('drop-zone')"
         "  .dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));"
         "sample();", SIZE)
@@ -149,6 +150,11 @@ def test_namespace_upload_by_drop_with_progress_then_download(app, alice_browser
     print(f"50 MB dropped and uploaded in {took:.1f} s; progress bar values seen: {len(between)} between 0 and full")
     assert between, progress[:20]
     wait_text(b, "#files", "big.bin")
+    # both dropped files, each with its own bar
+    wait(b, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#uploads li.done progress")) == 2)
+    wait_text(b, "#files", "note.txt")
+    alice = app.login("alice", "alice-pass")
+    assert alice.get("/storage/photos/note.txt").content == b"hello from the page"
     row = b.find_element(By.CSS_SELECTOR, "#files tr[data-name='big.bin']")
     assert "50 MB" in row.text
     assert_accessible(b, "files")
@@ -169,7 +175,8 @@ def test_namespace_upload_by_drop_with_progress_then_download(app, alice_browser
     # delete with confirmation
     row.find_element(By.CSS_SELECTOR, "button[aria-label='Delete big.bin']").click()
     find(b, "dialog[open] button.danger").click()
-    wait_text(b, "#files", "No files yet")
+    wait(b, lambda d: "big.bin" not in d.find_element(By.ID, "files").text)
+    assert alice.get("/storage/photos/big.bin").status_code == 404
 
 
 # -- API tokens -------------------------------------------------------------------------
