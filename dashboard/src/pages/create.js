@@ -33,7 +33,7 @@ export default async function createPage(main) {
     field('Name', name),
     field('Instance type', type, 'CPU and memory are the type\'s limits; the disk defaults to 5 GB.'),
     keys,
-    h('div', { class: 'field check' }, ssh, h('label', { for: (ssh.id = 'ssh-enabled') }, 'SSH access through the SSH gateway')),
+    h('div', { class: 'field-check' }, ssh, h('label', { for: (ssh.id = 'ssh-enabled') }, 'SSH access through the SSH gateway')),
     field('Mount paths (one per line)', mounts, 'Directories kept on the container\'s volume; empty: /root.'),
     field('Ingress rules (one per line)', ingress, 'PORT or PORT:TARGET_PORT, e.g. 8080:80 (ports 8000-8999).'),
     h('div', { class: 'actions' }, h('a', { href: '/compute/containers', 'data-page': '', class: 'button secondary' }, 'Cancel'), submit));
