@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export APPLIANCE_DATA_DIR ?= /var/lib/appliance
 
-.PHONY: up down lab lab-down test lint test-install lint-ansible deps venv proto bench clean
+.PHONY: up down lab lab-down test lint test-install lint-ansible deps venv dashboard proto bench clean
 
 up: venv
 	$(BIN)/appliance up
@@ -42,13 +42,23 @@ bench: venv
 deps:
 	bash scripts/install-deps.sh
 
-# The venv is rebuilt when setup.cfg changes.
-venv: $(VENV)/.installed
+# The venv is rebuilt when setup.cfg changes; the dashboard's assets when its sources do.
+venv: $(VENV)/.installed dashboard
 $(VENV)/.installed: setup.cfg setup.py | deps
 	bash scripts/install-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[server,test,compute,seaweedfs]'
+	touch $@
+
+# The web dashboard (docs/dashboard.md): built into the package by esbuild from npm
+# packages pinned in dashboard/package-lock.json; `npm ci` only when the lockfile changed.
+DASHBOARD_BUILT := appliance/http/dashboard_dist/index.html
+dashboard: $(DASHBOARD_BUILT)
+$(DASHBOARD_BUILT): $(shell find dashboard/src -type f) dashboard/build.mjs dashboard/node_modules/.installed
+	cd dashboard && npm run --silent build
+dashboard/node_modules/.installed: dashboard/package-lock.json | deps
+	cd dashboard && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 # Regenerate the committed *_pb2.py modules from proto/.

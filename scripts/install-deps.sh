@@ -23,7 +23,12 @@ packages=(
   postgresql
   # the install test: a systemd test host under nspawn; `vagrant validate` of the lab
   systemd-container vagrant vagrant-libvirt
+  # the dashboard: its build (node, npm, esbuild from npm) and its browser tests
+  nodejs chromium chromium-driver
 )
+# Debian's npm, unless a node from elsewhere (e.g. NodeSource's) already brings its own:
+# Debian's npm package would conflict with that node.
+command -v npm >/dev/null || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -11,7 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tornado.routing import PathMatches, Rule
 
 from appliance import metrics
-from appliance.http import openapi
+from appliance.http import dashboard, openapi
 from appliance.http.downloads import DownloadHandler
 from appliance.http.gateway import GatewayHandler, JsonHandler, NotImplementedHandler, RequestIds
 from appliance.http.multiplexed import Multiplexer
@@ -147,6 +147,9 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
         "request_id": getattr(handler, "request_id", ""), "client": request.remote_ip or ""}})
 
 
+_BROWSER_CONTENT = (opt.TRANSPORT_DOWNLOAD, opt.TRANSPORT_SSE)
+
+
 def _is_unary(method) -> bool:
     return not method.client_streaming and not method.server_streaming
 
@@ -158,7 +161,11 @@ def make_app(config, channel: grpc.aio.Channel, multiplexer: Multiplexer | None 
     routes = build_routes()
     calls = {r.method.path: multiplexer.unary(r.method) if multiplexer and _is_unary(r.method)
              else _multicallable(channel, r.method) for r in routes}
+    # Paths a browser opens for what they serve, never for the dashboard's page.
+    own_content = [re.compile(r.pattern) for r in routes if r.method.transport in _BROWSER_CONTENT]
+    own_content += [re.compile(p) for p in (r"/healthz$", r"/openapi\.json$", r"/metrics$")]
     rules: list = [
+        *dashboard.rules(own_content),
         (r"/healthz", HealthHandler, {"health_stub": health_pb2_grpc.HealthStub(channel)}),
         (r"/openapi.json", OpenApiHandler, {"document": openapi.document(routes)}),
     ]

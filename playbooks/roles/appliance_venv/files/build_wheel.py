@@ -22,12 +22,26 @@ SKIP = shutil.ignore_patterns(
 )
 
 
+def build_dashboard(source: Path, tree: Path) -> None:
+    """The wheel ships the dashboard's built assets (docs/dashboard.md): built by
+    `make venv`; when missing or older than their sources, built here in the copy."""
+    built = source / "appliance" / "http" / "dashboard_dist" / "index.html"
+    sources = [p for p in (source / "dashboard").rglob("*") if p.is_file() and "node_modules" not in p.parts]
+    if built.is_file() and all(p.stat().st_mtime <= built.stat().st_mtime for p in sources):
+        return
+    for argv in (["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], ["npm", "run", "--silent", "build"]):
+        proc = subprocess.run(argv, cwd=tree / "dashboard", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"building the dashboard failed ({' '.join(argv)}; `make venv` builds it):\n{proc.stdout}")
+
+
 def main(source: str, output: str) -> None:
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="appliance-wheel-") as scratch:
         tree = Path(scratch) / "src"
         shutil.copytree(source, tree, ignore=SKIP, symlinks=True)
+        build_dashboard(Path(source), tree)
         env = dict(os.environ, SOURCE_DATE_EPOCH="315532800", PIP_DISABLE_PIP_VERSION_CHECK="1")
         built = Path(scratch) / "wheel"
         proc = subprocess.run(

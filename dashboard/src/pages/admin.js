@@ -1,0 +1,75 @@
+// Admin pages (shown to admins only; the API refuses everyone else anyway).
+import { del, get, post } from '../api.js';
+import { badge, describeType } from '../compute.js';
+import { field, h, humanBytes, humanDate, replace } from '../dom.js';
+import { act, confirmDialog, sayError, table } from '../ui.js';
+
+function listPage(title, path, headers, row, empty) {
+  return async (main) => {
+    document.title = `${title} · Appliance`;
+    const box = h('div', { id: 'admin-list' }, h('p', { class: 'loading' }, 'Loading…'));
+    replace(main, h('h1', { tabindex: '-1' }, title), box);
+    const draw = async () => {
+      try {
+        const items = await get(path);
+        replace(box, table(headers, items.map((x) => row(x, draw)), empty));
+      } catch (error) { replace(box, h('p', { class: 'error' }, error.message)); }
+    };
+    await draw();
+  };
+}
+
+async function usersPage(main) {
+  await listPage('Users', '/admin/users', ['User name', 'Display name', 'Id', 'Admin', ''], (u, draw) => {
+    const remove = h('button', { type: 'button', class: 'danger', 'aria-label': `Delete user ${u.username}`, onclick: async () => {
+      if (!(await confirmDialog(`Delete user ${u.username} and everything they own?`))) return;
+      if (await act(remove, 'Deleting…', () => del(`/admin/users/${u.user_id}`), `${u.username} deleted.`)) draw();
+    } }, 'Delete');
+    return h('tr', { 'data-id': u.user_id }, h('td', {}, u.username), h('td', {}, u.display_name), h('td', {}, h('code', {}, u.user_id)),
+      h('td', {}, u.is_admin ? 'yes' : 'no'), h('td', {}, remove));
+  }, 'No users.')(main);
+  const username = h('input', { name: 'username', required: true, autocomplete: 'off' });
+  const password = h('input', { name: 'password', type: 'password', required: true, autocomplete: 'new-password' });
+  const display = h('input', { name: 'display_name', autocomplete: 'off' });
+  const admin = h('input', { type: 'checkbox', id: 'new-admin' });
+  const create = h('button', { type: 'submit' }, 'Create user');
+  const form = h('form', { class: 'card wide', id: 'user-form' }, h('h2', {}, 'New user'),
+    field('User name', username), field('Password', password), field('Display name', display),
+    h('div', { class: 'check' }, admin, h('label', { for: 'new-admin' }, 'Administrator')), create);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const body = { username: username.value.trim(), password: password.value, display_name: display.value.trim() || undefined, is_admin: admin.checked };
+    if (await act(create, 'Creating user…', () => post('/admin/users', body), (u) => `User ${u.username} created.`)) {
+      form.reset();
+      usersPage(main);
+    }
+  });
+  main.append(form);
+}
+
+async function hostsPage(main) {
+  await listPage('Hosts', '/admin/hosts', ['Name', 'Status', 'State', 'CPUs used', 'Memory used', 'Containers', 'Heartbeat', ''], (x, draw) => {
+    const drained = x.state === 'drained';
+    const toggle = h('button', { type: 'button', class: 'secondary', onclick: () => act(toggle, 'Saving…',
+      () => post(`/admin/hosts/${encodeURIComponent(x.name)}/${drained ? 'undrain' : 'drain'}`), `${x.name} ${drained ? 'takes guests again' : 'drained'}.`).then(draw) },
+    drained ? 'Undrain' : 'Drain');
+    return h('tr', {}, h('td', {}, x.name), h('td', {}, badge(x.status)), h('td', {}, x.state),
+      h('td', {}, `${x.cpus_used} of ${x.cpus}`), h('td', {}, `${x.memory_mb_used} of ${x.memory_mb} MB`),
+      h('td', {}, x.containers), h('td', {}, humanDate(x.last_heartbeat)), h('td', {}, toggle));
+  }, 'No hosts.')(main);
+}
+
+export const adminPages = {
+  '/admin/users': usersPage,
+  '/compute/admin/containers': listPage('All containers', '/compute/admin/containers',
+    ['Name', 'Owner', 'Status', 'Type', 'Host', 'Created'], (c) => h('tr', {}, h('td', {}, c.name), h('td', {}, c.owner),
+      h('td', {}, badge(c.status)), h('td', {}, describeType(c.instance_type)), h('td', {}, c.host), h('td', {}, humanDate(c.created_at))),
+    'No containers.'),
+  '/admin/namespaces': listPage('All namespaces', '/admin/namespaces', ['Name', 'Owner', 'Visibility', 'Files', 'Size'],
+    (n) => h('tr', {}, h('td', {}, n.name), h('td', {}, n.owner || '(shared)'), h('td', {}, ['private', 'visible', 'public'][n.visibility]),
+      h('td', {}, n.count), h('td', {}, humanBytes(n.bytes))), 'No namespaces.'),
+  '/admin/sessions': listPage('Sessions', '/admin/sessions', ['User', 'Address', 'Signed in', 'Last seen'],
+    (s) => h('tr', {}, h('td', {}, s.username), h('td', {}, s.ip_address), h('td', {}, humanDate(s.created_at)), h('td', {}, humanDate(s.last_seen_at))),
+    'No sessions.'),
+  '/admin/hosts': hostsPage,
+};

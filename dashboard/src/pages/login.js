@@ -1,0 +1,35 @@
+import { post, session } from '../api.js';
+import { field, h } from '../dom.js';
+import { navigate } from '../router.js';
+
+export default function loginPage(main, _params, signedIn) {
+  document.title = 'Sign in · Appliance';
+  const username = h('input', { name: 'username', autocomplete: 'username', required: true, autofocus: true });
+  const password = h('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+  const error = h('p', { id: 'login-error', class: 'error', role: 'alert' });
+  const button = h('button', { type: 'submit' }, 'Sign in');
+  const form = h('form', { class: 'card', 'aria-labelledby': 'login-title', 'aria-describedby': 'login-error' },
+    h('h1', { id: 'login-title' }, 'Sign in'),
+    field('Username', username), field('Password', password), error, button);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    error.textContent = '';
+    button.disabled = true;
+    button.textContent = 'Signing in…';
+    try {
+      const me = await post('/api/login', { username: username.value.trim(), password: password.value });
+      session.set(me);
+      signedIn?.();
+      const next = new URLSearchParams(location.search).get('next');
+      navigate(next && next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/login') ? next : '/compute/containers', { replace: true });
+    } catch (e) {
+      error.textContent = e.message;
+      password.select();
+    } finally {
+      button.disabled = false;
+      button.textContent = 'Sign in';
+    }
+  });
+  main.append(form);
+  username.focus();
+}

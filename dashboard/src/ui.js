@@ -1,0 +1,53 @@
+// Shared pieces of every page: the status line (progress and outcomes, read out by
+// screen readers), a confirmation dialog, and a button that shows its action's progress.
+import { h } from './dom.js';
+
+let statusEl = null;
+export function statusLine() {
+  statusEl = h('div', { id: 'status', role: 'status', 'aria-live': 'polite', class: 'status' });
+  return statusEl;
+}
+
+export function say(message, kind = 'ok') {
+  if (!statusEl) return;
+  statusEl.className = `status ${kind}`;
+  statusEl.textContent = message;
+}
+
+export function sayError(error) { say(error.message || String(error), 'error'); }
+
+export function confirmDialog(question, action = 'Delete') {
+  return new Promise((resolve) => {
+    const dialog = h('dialog', { class: 'confirm', 'aria-labelledby': 'confirm-q' },
+      h('p', { id: 'confirm-q' }, question),
+      h('div', { class: 'actions' },
+        h('button', { type: 'button', class: 'secondary', onclick: () => dialog.close('no') }, 'Cancel'),
+        h('button', { type: 'button', class: 'danger', onclick: () => dialog.close('yes') }, action)));
+    dialog.addEventListener('close', () => { dialog.remove(); resolve(dialog.returnValue === 'yes'); });
+    document.body.append(dialog);
+    dialog.showModal();
+  });
+}
+
+// Runs `fn` with the button disabled and "Working…" said; the outcome in the status line.
+export async function act(button, working, fn, done) {
+  if (button) button.disabled = true;
+  say(working, 'busy');
+  try {
+    const result = await fn();
+    if (done) say(typeof done === 'function' ? done(result) : done, 'ok');
+    return result;
+  } catch (error) {
+    sayError(error);
+    return undefined;
+  } finally {
+    if (button) button.disabled = false;
+  }
+}
+
+export function table(headers, rows, empty) {
+  if (!rows.length) return h('p', { class: 'empty' }, empty);
+  return h('table', {},
+    h('thead', {}, h('tr', {}, headers.map((x) => h('th', { scope: 'col' }, x)))),
+    h('tbody', {}, rows));
+}

@@ -1,0 +1,193 @@
+"""The dashboard with a real LXC guest, in a real browser: add a key, create a
+container and watch it become running without a reload, its detail page (SSH
+command, SSH toggle, ingress, mounts), the terminal (typing, output read back
+from the page, resize followed by the guest's `stty size`), stop and delete.
+Starts guests: run under `flock /tmp/appliance-lxc.lock` (its own bridge and subnet)."""
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import pytest
+from access_support import start_appliance, stop_appliance
+from browser_support import assert_accessible, console_errors, find, screenshot, sign_in, text_of, wait, wait_text
+from compute_support import keypair, new_user
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
+
+if os.geteuid() != 0:
+    pytest.skip("libvirt LXC guests need root", allow_module_level=True)
+
+BRIDGE, SUBNET = "apdash0", "10.242.0.0/24"
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    a = start_appliance(tmp_path_factory.mktemp("dash-guests"), BRIDGE, SUBNET)
+    yield a
+    stop_appliance(a, BRIDGE)
+
+
+@pytest.fixture(scope="module")
+def person(app):
+    client = new_user(app, app.admin(), password="pw-dash-1")
+    client.username = client.info["username"]
+    return client
+
+
+@pytest.fixture(scope="module")
+def signed_in(app, person, browser):
+    sign_in(browser, app.url, person.username, "pw-dash-1")
+    return browser
+
+
+def test_add_ssh_key(app, person, signed_in):
+    b = signed_in
+    b.get(app.url + "/compute/ssh-keys")
+    wait_text(b, "#keys", "No SSH keys yet")
+    _, public = keypair()
+    find(b, "#key-form input[name=name]").send_keys("laptop")
+    b.find_element(By.CSS_SELECTOR, "#key-form textarea").send_keys(public)
+    b.find_element(By.CSS_SELECTOR, "#key-form button[type=submit]").click()
+    wait_text(b, "#keys", "laptop")
+    (key,) = person.get("/compute/ssh-keys").json()["ssh_keys"]
+    assert key["fingerprint"] in text_of(b, "#keys")
+    assert "added" in text_of(b, "#status")
+    assert_accessible(b, "ssh-keys")
+    screenshot(b, "ssh-keys")
+
+
+def test_create_and_see_it_run_without_reload(app, person, signed_in):
+    b = signed_in
+    b.get(app.url + "/compute/containers")
+    wait_text(b, "#quota", "0 of 3")
+    find(b, "#new-container").click()
+    find(b, "#create-form input[name=name]").send_keys("web")
+    type_select = b.find_element(By.CSS_SELECTOR, "#create-form select[name=instance_type]")
+    assert "nano — 0.5 CPU, 512 MB memory" in type_select.text   # CPU and memory shown
+    assert b.find_element(By.CSS_SELECTOR, "#create-form input[name=key]").is_selected()
+    b.find_element(By.CSS_SELECTOR, "#create-form textarea[name=mount_paths]").send_keys("/root\n/srv/data")
+    b.find_element(By.CSS_SELECTOR, "#create-form textarea[name=ingress]").send_keys("8642:80")
+    assert_accessible(b, "create")
+    screenshot(b, "create", docs=True)
+    b.execute_script("window.__sameDocument = true")
+    b.find_element(By.CSS_SELECTOR, "#create-form button[type=submit]").click()
+    find(b, "#container-status")
+    started = time.monotonic()
+    wait(b, lambda d: d.find_element(By.CSS_SELECTOR, "#container-status [data-status]").get_attribute("data-status")
+         == "running", 60, "never running")
+    print(f"running in the page {time.monotonic() - started:.1f} s after the detail page opened")
+    assert b.execute_script("return window.__sameDocument") is True   # no reload happened
+    (c,) = person.get("/compute/containers").json()["containers"]
+    assert c["status"] == "running" and c["name"] == "web"
+    assert text_of(b, "#ssh-command") == c["ssh_command"]
+    assert text_of(b, "#hostname") == c["hostname"]
+    wait_text(b, "#ingress", "8642")
+    assert b.find_element(By.ID, "mount-paths").get_attribute("value") == "/root\n/srv/data"
+    assert "restarts a running container" in text_of(b, "#mounts")
+    assert_accessible(b, "container")
+    screenshot(b, "container", docs=True)
+    # the list: live badge and the quota
+    b.find_element(By.CSS_SELECTOR, "nav a[href='/compute/containers']").click()
+    wait_text(b, "#quota", "1 of 3")
+    assert b.find_element(By.CSS_SELECTOR, f"tr[data-id='{c['id']}'] [data-status]").text == "running"
+    assert b.execute_script("return window.__sameDocument") is True
+    assert_accessible(b, "containers")
+    screenshot(b, "containers", docs=True)
+
+
+def container(person) -> dict:
+    (c,) = person.get("/compute/containers").json()["containers"]
+    return c
+
+
+def test_detail_ssh_toggle_and_ingress(app, person, signed_in):
+    b = signed_in
+    c = container(person)
+    b.get(f"{app.url}/compute/containers/{c['id']}")
+    toggle = find(b, "#ssh-toggle")
+    assert toggle.is_selected()
+    toggle.click()
+    wait_text(b, "#status", "SSH access off")
+    assert person.get(f"/compute/containers/{c['id']}/ssh").json() == {"ssh_enabled": False}
+    wait_text(b, "#ingress", "8642")
+    b.find_element(By.CSS_SELECTOR, "#ingress button[aria-label='Remove port 8642']").click()
+    wait_text(b, "#status", "Port 8642 removed")
+    b.find_element(By.CSS_SELECTOR, "#ingress input[name=port]").send_keys("8643")
+    b.find_element(By.CSS_SELECTOR, "#ingress button[type=submit]").click()
+    wait_text(b, "#status", "Port 8643 forwarded")
+    rules = person.get(f"/compute/containers/{c['id']}/ingress").json()["rules"]
+    assert [(r["port"], r["target_port"]) for r in rules] == [(8643, 8643)]
+    # a server error is shown as its message
+    b.find_element(By.CSS_SELECTOR, "#ingress input[name=port]").send_keys("22")
+    b.find_element(By.CSS_SELECTOR, "#ingress button[type=submit]").click()
+    wait(b, lambda d: "error" in d.find_element(By.ID, "status").get_attribute("class"))
+    assert "{" not in text_of(b, "#status") and text_of(b, "#status")
+
+
+def terminal_text(b) -> str:
+    return b.execute_script("return document.querySelector('#terminal .xterm-rows').innerText")
+
+
+def type_and_wait(b, command: str, pattern: str) -> re.Match:
+    b.find_element(By.CSS_SELECTOR, "#terminal textarea").send_keys(command + Keys.ENTER)
+    found: list[re.Match] = []
+    wait(b, lambda d: found.append(m) or True if (m := re.search(pattern, terminal_text(d))) else False, 15,
+         f"{pattern!r} never on the terminal: {terminal_text(b)!r}")
+    return found[0]
+
+
+def test_terminal_echo_and_resize(app, person, signed_in):
+    b = signed_in
+    c = container(person)
+    b.get(f"{app.url}/compute/containers/{c['id']}")
+    find(b, "#open-terminal").click()
+    wait_text(b, "#terminal-state", "connected", 20)
+    assert not b.find_element(By.ID, "reconnect").is_displayed()   # offered only once disconnected
+    type_and_wait(b, "echo dash-$((6*7))", r"\ndash-42")
+    rows, cols = b.execute_script("return [window.__terminal.rows, window.__terminal.cols]")
+    m = type_and_wait(b, "clear; stty size", r"(\d+) (\d+)\s")
+    assert (int(m.group(1)), int(m.group(2))) == (rows, cols)
+    assert_accessible(b, "terminal")
+    screenshot(b, "terminal", docs=True)
+    size = b.get_window_size()
+    b.set_window_size(size["width"] - 300, size["height"] - 200)
+    wait(b, lambda d: d.execute_script("return [window.__terminal.rows, window.__terminal.cols]") != [rows, cols])
+    new_rows, new_cols = b.execute_script("return [window.__terminal.rows, window.__terminal.cols]")
+    assert new_rows < rows and new_cols < cols
+    m = type_and_wait(b, "clear; stty size", rf"{new_rows} {new_cols}\s")
+    print(f"terminal {rows}x{cols} -> {new_rows}x{new_cols}; the guest's stty says {m.group(0).strip()}")
+    b.set_window_size(size["width"], size["height"])
+    # the shell ends: the page says so and offers to reconnect
+    b.find_element(By.CSS_SELECTOR, "#terminal textarea").send_keys("exit" + Keys.ENTER)
+    wait_text(b, "#terminal-state", "disconnected")
+    find(b, "#reconnect").click()
+    wait_text(b, "#terminal-state", "connected", 20)
+    type_and_wait(b, "echo again-$((2+3))", r"\nagain-5")
+    errors = console_errors(b)
+    assert not errors, "\n".join(errors)
+
+
+def test_stop_and_delete_with_confirmation(app, person, signed_in):
+    b = signed_in
+    c = container(person)
+    b.get(f"{app.url}/compute/containers/{c['id']}")
+    wait(b, lambda d: d.find_element(By.ID, "stop").is_enabled())
+    b.find_element(By.ID, "stop").click()
+    wait(b, lambda d: d.find_element(By.CSS_SELECTOR, "#container-status [data-status]").get_attribute("data-status")
+         == "stopped", 30)
+    b.find_element(By.ID, "delete").click()
+    dialog = find(b, "dialog[open]")
+    assert "Delete container web?" in dialog.text
+    assert_accessible(b, "confirm")
+    dialog.find_element(By.CSS_SELECTOR, "button.secondary").click()   # Cancel: nothing happens
+    time.sleep(0.3)
+    assert person.get(f"/compute/containers/{c['id']}").status_code == 200
+    b.find_element(By.ID, "delete").click()
+    find(b, "dialog[open] button.danger").click()
+    wait_text(b, "h1", "Containers", 20)
+    wait_text(b, "#quota", "0 of 3", 20)
+    assert person.get("/compute/containers").json()["containers"] == []
