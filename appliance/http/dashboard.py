@@ -30,9 +30,10 @@ from appliance.http.gateway import RequestIds
 DIST = Path(__file__).with_name("dashboard_dist")
 ASSET_PREFIX = "/dashboard/assets/"
 
-# style-src allows inline <style>: xterm.js sizes and colours its DOM renderer with
-# <style> elements it writes at run time (blocked otherwise; the terminal loses its
-# layout and theme). Scripts stay same-origin only, no inline, no eval.
+# style-src needs 'unsafe-inline' for xterm.js 6 (docs/dashboard.md, "Content-Security-
+# Policy"): it writes <style> elements at run time (its layout and theme) and sets
+# style="" on cells it recolours; it has no nonce option. The dashboard's own code
+# sets no inline style. Scripts stay same-origin only, no inline, no eval.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
        "frame-ancestors 'none'; form-action 'self'")

@@ -139,6 +139,14 @@ class CreateUserRequest(_message.Message):
     is_admin: bool
     def __init__(self, username: _Optional[str] = ..., password: _Optional[str] = ..., display_name: _Optional[str] = ..., is_admin: _Optional[bool] = ...) -> None: ...
 
+class UpdateUserRequest(_message.Message):
+    __slots__ = ("user_id", "is_admin")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    IS_ADMIN_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    is_admin: bool
+    def __init__(self, user_id: _Optional[str] = ..., is_admin: _Optional[bool] = ...) -> None: ...
+
 class DeleteUserRequest(_message.Message):
     __slots__ = ("user_id", "id")
     USER_ID_FIELD_NUMBER: _ClassVar[int]

@@ -80,6 +80,11 @@ class AuthServiceStub:
                 request_serializer=appliance_dot_v1_dot_auth__pb2.CreateUserRequest.SerializeToString,
                 response_deserializer=appliance_dot_v1_dot_auth__pb2.User.FromString,
                 _registered_method=True)
+        self.UpdateUser = channel.unary_unary(
+                '/appliance.v1.AuthService/UpdateUser',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.UpdateUserRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.User.FromString,
+                _registered_method=True)
         self.DeleteUser = channel.unary_unary(
                 '/appliance.v1.AuthService/DeleteUser',
                 request_serializer=appliance_dot_v1_dot_auth__pb2.DeleteUserRequest.SerializeToString,
@@ -151,6 +156,14 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateUser(self, request, context):
+        """Makes a user an admin or takes it back; never the caller's own flag,
+        never the last admin's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteUser(self, request, context):
         """Removes the user with their containers, keys, tokens and namespaces.
         """
@@ -211,6 +224,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
             'CreateUser': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateUser,
                     request_deserializer=appliance_dot_v1_dot_auth__pb2.CreateUserRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.User.SerializeToString,
+            ),
+            'UpdateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateUser,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.UpdateUserRequest.FromString,
                     response_serializer=appliance_dot_v1_dot_auth__pb2.User.SerializeToString,
             ),
             'DeleteUser': grpc.unary_unary_rpc_method_handler(
@@ -466,6 +484,33 @@ class AuthService:
             target,
             '/appliance.v1.AuthService/CreateUser',
             appliance_dot_v1_dot_auth__pb2.CreateUserRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/UpdateUser',
+            appliance_dot_v1_dot_auth__pb2.UpdateUserRequest.SerializeToString,
             appliance_dot_v1_dot_auth__pb2.User.FromString,
             options,
             channel_credentials,

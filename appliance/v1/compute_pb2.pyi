@@ -60,6 +60,18 @@ class ListContainersResponse(_message.Message):
     containers: _containers.RepeatedCompositeFieldContainer[Container]
     def __init__(self, containers: _Optional[_Iterable[_Union[Container, _Mapping]]] = ...) -> None: ...
 
+class GetQuotaRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ComputeQuota(_message.Message):
+    __slots__ = ("containers", "max_containers")
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    containers: int
+    max_containers: int
+    def __init__(self, containers: _Optional[int] = ..., max_containers: _Optional[int] = ...) -> None: ...
+
 class IngressRuleSpec(_message.Message):
     __slots__ = ("port", "target_port")
     PORT_FIELD_NUMBER: _ClassVar[int]

@@ -115,6 +115,11 @@ class ComputeServiceStub:
                 request_serializer=appliance_dot_v1_dot_compute__pb2.SetMountsRequest.SerializeToString,
                 response_deserializer=appliance_dot_v1_dot_compute__pb2.SetMountsResponse.FromString,
                 _registered_method=True)
+        self.GetQuota = channel.unary_unary(
+                '/appliance.v1.ComputeService/GetQuota',
+                request_serializer=appliance_dot_v1_dot_compute__pb2.GetQuotaRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_compute__pb2.ComputeQuota.FromString,
+                _registered_method=True)
         self.WatchContainers = channel.unary_stream(
                 '/appliance.v1.ComputeService/WatchContainers',
                 request_serializer=appliance_dot_v1_dot_compute__pb2.WatchContainersRequest.SerializeToString,
@@ -236,6 +241,13 @@ class ComputeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetQuota(self, request, context):
+        """The caller's container quota: how many they have and may have.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchContainers(self, request, context):
         """Status push: first a "containers" snapshot, then "container_status" changes.
         """
@@ -347,6 +359,11 @@ def add_ComputeServiceServicer_to_server(servicer, server):
                     servicer.SetMounts,
                     request_deserializer=appliance_dot_v1_dot_compute__pb2.SetMountsRequest.FromString,
                     response_serializer=appliance_dot_v1_dot_compute__pb2.SetMountsResponse.SerializeToString,
+            ),
+            'GetQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQuota,
+                    request_deserializer=appliance_dot_v1_dot_compute__pb2.GetQuotaRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_compute__pb2.ComputeQuota.SerializeToString,
             ),
             'WatchContainers': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchContainers,
@@ -801,6 +818,33 @@ class ComputeService:
             '/appliance.v1.ComputeService/SetMounts',
             appliance_dot_v1_dot_compute__pb2.SetMountsRequest.SerializeToString,
             appliance_dot_v1_dot_compute__pb2.SetMountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.ComputeService/GetQuota',
+            appliance_dot_v1_dot_compute__pb2.GetQuotaRequest.SerializeToString,
+            appliance_dot_v1_dot_compute__pb2.ComputeQuota.FromString,
             options,
             channel_credentials,
             insecure,

@@ -10,14 +10,8 @@ export const INSTANCE_TYPES = [
   { name: 'medium', cpus: 4, memory_mb: 4096, storage_max: 80 },
 ];
 
-// The server's max_containers_per_user default; the API does not publish the
-// setting, so a 409 "at most N containers" corrects it.
-let maxContainers = Number(localStorage.getItem('appliance.max_containers')) || 3;
-export function quota(count) { return `${count} of ${maxContainers} containers`; }
-export function learnQuota(message) {
-  const m = /at most (\d+) containers/.exec(message || '');
-  if (m) { maxContainers = Number(m[1]); localStorage.setItem('appliance.max_containers', m[1]); }
-}
+// "2 of 3 containers": the count, and the limit GET /compute/quota gives.
+export function quota(count, max) { return `${count} of ${max} containers`; }
 
 export function badge(status) {
   return h('span', { class: `badge s-${status}`, 'data-status': status }, status);

@@ -27,7 +27,8 @@ from selenium.webdriver.support.ui import Select
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    a = Appliance(tmp_path_factory.mktemp("dash"), guest_driver="fake", login_max_failures=2)
+    a = Appliance(tmp_path_factory.mktemp("dash"), guest_driver="fake", login_max_failures=2,
+                  max_containers_per_user=4)   # the quota shown is the server's, not a default
     a.start()
     yield a
     a.close()
@@ -84,7 +85,7 @@ def test_sign_in_page_as_user(app, browser):
     wait(browser, lambda d: d.switch_to.active_element == name)
     name.send_keys("alice", Keys.TAB)
     browser.switch_to.active_element.send_keys("alice-pass", Keys.ENTER)
-    wait_text(browser, "#quota", "0 of 3")
+    wait_text(browser, "#quota", "0 of 4 containers")
     # the skip link comes before the navigation and moves the focus to the page's content
     browser.execute_script("document.querySelector('.brand').focus(); window.__marker = 1")
     ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT).perform()
@@ -236,7 +237,22 @@ def test_admin_pages(app, browser):
     b.find_element(By.CSS_SELECTOR, "#user-form input[name=password]").send_keys("carol-pass")
     b.find_element(By.CSS_SELECTOR, "#user-form button[type=submit]").click()
     wait_text(b, "#admin-list", "carol")
+    # make carol an admin, then take it back (PUT /admin/users/{id}); no control on one's own row
+    carol = next(u for u in app.admin().get("/admin/users").json() if u["username"] == "carol")
+    carol_admin = f"tr[data-id='{carol['user_id']}'] td:nth-child(4)"
+    find(b, "button[aria-label='Make admin carol']").click()
+    wait_text(b, "#status", "carol is now an admin")
+    wait(b, lambda d: d.find_element(By.CSS_SELECTOR, carol_admin).text == "yes")
+    assert app.login("carol", "carol-pass").get("/admin/users").status_code == 200
+    admin_row = b.find_element(By.CSS_SELECTOR, "tr[data-id] td:first-child").find_element(By.XPATH, "..")
+    assert admin_row.text.startswith("admin") and "(you)" in admin_row.text
+    assert not admin_row.find_elements(By.CSS_SELECTOR, "[aria-label^='Make admin'], [aria-label^='Remove admin']")
     assert_accessible(b, "admin-users")
+    screenshot(b, "admin-users", docs=True)
+    find(b, "button[aria-label='Remove admin from carol']").click()
+    wait_text(b, "#status", "carol is no longer an admin")
+    wait(b, lambda d: d.find_element(By.CSS_SELECTOR, carol_admin).text == "no")
+    assert app.login("carol", "carol-pass").get("/admin/users").status_code == 403
     screenshot(b, "admin-users")
     for path, needle in (("/compute/admin/containers", "No containers"), ("/admin/namespaces", "photos"),
                          ("/admin/sessions", "alice"), ("/admin/hosts", "up")):

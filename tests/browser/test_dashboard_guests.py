@@ -26,7 +26,7 @@ BRIDGE, SUBNET = "apdash0", "10.242.0.0/24"
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    a = start_appliance(tmp_path_factory.mktemp("dash-guests"), BRIDGE, SUBNET)
+    a = start_appliance(tmp_path_factory.mktemp("dash-guests"), BRIDGE, SUBNET, max_containers_per_user=2)
     yield a
     stop_appliance(a, BRIDGE)
 
@@ -63,8 +63,9 @@ def test_add_ssh_key(app, person, signed_in):
 def test_create_and_see_it_run_without_reload(app, person, signed_in):
     b = signed_in
     b.get(app.url + "/compute/containers")
-    wait_text(b, "#quota", "0 of 3")
+    wait_text(b, "#quota", "0 of 2 containers")
     find(b, "#new-container").click()
+    wait_text(b, "#create-form #quota", "You have 0 of 2 containers.")
     find(b, "#create-form input[name=name]").send_keys("web")
     type_select = b.find_element(By.CSS_SELECTOR, "#create-form select[name=instance_type]")
     assert "nano — 0.5 CPU, 512 MB memory" in type_select.text   # CPU and memory shown
@@ -92,7 +93,7 @@ def test_create_and_see_it_run_without_reload(app, person, signed_in):
     screenshot(b, "container", docs=True)
     # the list: live badge and the quota
     b.find_element(By.CSS_SELECTOR, "nav a[href='/compute/containers']").click()
-    wait_text(b, "#quota", "1 of 3")
+    wait_text(b, "#quota", "1 of 2 containers")
     assert b.find_element(By.CSS_SELECTOR, f"tr[data-id='{c['id']}'] [data-status]").text == "running"
     assert b.execute_script("return window.__sameDocument") is True
     assert_accessible(b, "containers")
@@ -171,6 +172,73 @@ def test_terminal_echo_and_resize(app, person, signed_in):
     assert not errors, "\n".join(errors)
 
 
+# What xterm.js holds on screen (its buffer API, through the page's test hook
+# window.__terminal): the active buffer ("normal" or "alternate") and its rows.
+SCREEN = """const t = window.__terminal, buf = t.buffer.active;
+return {type: buf.type, cursor: buf.cursorY, rows: Array.from({length: t.rows},
+  (_, i) => (buf.getLine(buf.viewportY + i) || {translateToString: () => ''}).translateToString(true))};"""
+
+
+def screen(b) -> dict:
+    return b.execute_script(SCREEN)
+
+
+def wait_screen(b, check, what: str, timeout: float = 15) -> dict:
+    seen: list[dict] = []
+    wait(b, lambda d: check(s := screen(d)) and not seen.append(s), timeout,
+         f"{what} never on the screen: {screen(b)}")
+    return seen[0]
+
+
+def keys(b, *sequence) -> None:
+    b.find_element(By.CSS_SELECTOR, "#terminal textarea").send_keys(*sequence)
+
+
+def test_full_screen_programs(app, person, signed_in):
+    """top redraws the whole screen in place and nano runs on the alternate
+    screen; both read back from xterm.js's buffer, then quit to the shell."""
+    b = signed_in
+    c = container(person)
+    b.get(f"{app.url}/compute/containers/{c['id']}/terminal")
+    wait_text(b, "#terminal-state", "connected", 20)
+    rows, cols = b.execute_script("return [window.__terminal.rows, window.__terminal.cols]")
+    # procps reads /proc/meminfo with lseek + read: libvirt's FUSE file made free fail
+    type_and_wait(b, "clear; free -m", r"Mem:\s+\d+")
+    keys(b, "top -d 0.5" + Keys.ENTER)
+    started = time.monotonic()
+    first = wait_screen(b, lambda s: s["rows"][0].startswith("top - ") and "load average" in s["rows"][0]
+                        and any(r.lstrip().startswith("PID") for r in s["rows"]), "top's summary")
+    print(f"top drawn {time.monotonic() - started:.1f} s after Enter")
+    lines = first["rows"]
+    assert lines[1].startswith("Tasks:") and lines[2].startswith("%Cpu(s):"), lines[:5]
+    assert any(r.startswith("MiB Mem") for r in lines[3:5]), lines[:5]
+    header = next(i for i, r in enumerate(lines) if r.lstrip().startswith("PID"))
+    assert any(re.search(r"\btop\s*$", r) for r in lines[header + 1:]), lines   # itself in the list
+    assert first["type"] == "normal" and len(lines) == rows
+    # it refreshes in place: the clock in its first line moves, nothing scrolls
+    wait_screen(b, lambda s: s["rows"][0][:14] != lines[0][:14] and s["rows"][0].startswith("top - "),
+                "top's next refresh", 10)
+    screenshot(b, "terminal-top", docs=True)
+    keys(b, "q")
+    type_and_wait(b, "clear; echo after-top-$((3*3))", r"\nafter-top-9")
+    # nano: the alternate screen, control keys, the shell's screen back after it
+    keys(b, "nano /root/note.txt" + Keys.ENTER)
+    wait_screen(b, lambda s: s["type"] == "alternate" and "GNU nano" in s["rows"][0]
+                and "^X Exit" in " ".join(s["rows"][-2:]), "nano")
+    keys(b, "typed in the dashboard")
+    wait_screen(b, lambda s: any("typed in the dashboard" in r for r in s["rows"]), "the typed text")
+    keys(b, Keys.CONTROL, "o")
+    wait_screen(b, lambda s: "File Name to Write" in " ".join(s["rows"][-3:]), "nano's save prompt")
+    keys(b, Keys.ENTER)
+    wait_screen(b, lambda s: "Wrote 1 line" in " ".join(s["rows"][-3:]), "nano's 'Wrote 1 line'")
+    keys(b, Keys.CONTROL, "x")
+    wait_screen(b, lambda s: s["type"] == "normal", "the normal screen again")
+    type_and_wait(b, "cat /root/note.txt", r"\ntyped in the dashboard")
+    errors = console_errors(b)
+    assert not errors, "\n".join(errors)
+    print(f"terminal {rows}x{cols}")
+
+
 def test_stop_and_delete_with_confirmation(app, person, signed_in):
     b = signed_in
     c = container(person)
@@ -189,5 +257,5 @@ def test_stop_and_delete_with_confirmation(app, person, signed_in):
     b.find_element(By.ID, "delete").click()
     find(b, "dialog[open] button.danger").click()
     wait_text(b, "h1", "Containers", 20)
-    wait_text(b, "#quota", "0 of 3", 20)
+    wait_text(b, "#quota", "0 of 2 containers", 20)
     assert person.get("/compute/containers").json()["containers"] == []

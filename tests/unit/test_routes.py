@@ -40,6 +40,8 @@ API_MD = {
     "GET /metrics",
     # issue 13: hosts of the cloud (admins; docs/cluster-hosts.md)
     "GET /admin/hosts", "POST /admin/hosts/{name}/drain", "POST /admin/hosts/{name}/undrain",
+    # issue 16: what the dashboard needs (the container quota, making an admin)
+    "GET /compute/quota", "PUT /admin/users/{user_id}",
 }
 
 

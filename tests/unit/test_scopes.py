@@ -11,6 +11,7 @@ OTHER = "Abc999"
 ENDPOINTS = [
     ("GET /compute/containers", "compute", "containers", None, "read"),
     ("POST /compute/containers", "compute", "containers", None, "create"),
+    ("GET /compute/quota", "compute", "containers", None, "read"),
     ("GET /compute/containers/:id", "compute", "containers", "c1", "read"),
     ("GET /compute/containers/:id/ssh", "compute", "containers", "c1", "read"),
     ("GET /compute/containers/:id/ingress", "compute", "containers", "c1", "read"),

@@ -169,6 +169,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                                  password_hash=password_hash)
         return _user_message(user)
 
+    async def UpdateUser(self, request, context):
+        if not request.HasField("is_admin"):
+            raise Invalid("is_admin (true or false) is required")
+        user = users.get_by_public_id(request.user_id)
+        return _user_message(users.set_admin(user, request.is_admin, by=ctx.principal().user))
+
     async def DeleteUser(self, request, context):
         user_id = request.user_id or request.id
         if not user_id:

@@ -17,6 +17,9 @@ USERNAME = re.compile(r"[A-Za-z0-9._@-]{1,%d}" % MAX_USERNAME_CHARS)  # noqa: UP
 # what they hold outside the database (guests, volumes, files on disk).
 DeleteHook = Callable[[User], Awaitable[None]]
 delete_hooks: list[DeleteHook] = []
+# Admin changes on every core of one PostgreSQL one at a time, so two admins
+# demoting each other cannot both succeed (a transaction-level advisory lock).
+_ADMINS_LOCK = 0x61707041
 
 
 def validate_username(username: str) -> str:
@@ -69,6 +72,22 @@ def get_by_public_id(user_id: str) -> User:
     user = User.get_or_none(User.public_id == user_id)
     if user is None:
         raise NotFound(f"user {user_id!r} not found")
+    return user
+
+
+def set_admin(user: User, is_admin: bool, *, by: User) -> User:
+    """Make *user* an admin or take it back. An admin never changes their own
+    flag (no one locks themselves out), and the last admin stays one."""
+    if user.id == by.id:
+        raise Conflict("you cannot change your own admin rights; ask another admin")
+    with database.atomic():
+        if isinstance(database.obj, pw.PostgresqlDatabase):
+            database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_ADMINS_LOCK,))
+        if not is_admin and not User.select().where(
+                User.is_admin & (User.id != user.id)).exists():
+            raise Conflict(f"{user.username!r} is the last admin")
+        User.update(is_admin=is_admin).where(User.id == user.id).execute()
+    user.is_admin = is_admin
     return user
 
 

@@ -73,6 +73,13 @@ class ComputeServicer(ContainerLifecycle, compute_pb2_grpc.ComputeServiceService
         rows = [r for r in query if granted is None or r.public_id in granted]
         return compute_pb2.ListContainersResponse(containers=await self._render_all(rows))
 
+    async def GetQuota(self, request, context):
+        p = ctx.principal()
+        if scopes.granted_ids(p.scopes, "read", "compute", p.user_id, "containers") == set():
+            scopes.require(p, "read", "compute", "containers")
+        count = Container.select().where(Container.owner == p.user.id).count()
+        return compute_pb2.ComputeQuota(containers=count, max_containers=self.config.max_containers_per_user)
+
     async def ListAllContainers(self, request, context):
         rows = list(Container.select(Container, User).join(User).order_by(Container.id))
         rendered = await self._render_all(rows)

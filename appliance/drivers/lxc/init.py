@@ -80,7 +80,12 @@ exec >>{log} 2>&1
 say() {{ echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) appliance-init: $*"; }}
 {pids_gate}hostname -F /etc/hostname
 say "starting $(hostname)"
-{cgroup_view}mkdir -p /run/sshd && chmod 0755 /run/sshd
+{cgroup_view}# libvirt mounts a FUSE file over /proc/meminfo (MemTotal = the memory limit)
+# that cannot be seeked; procps 4 reads it with lseek + read, so `free` failed
+# and `top` showed no summary. The kernel's own file instead: it hides
+# nothing this guest's root could not unmount itself.
+grep -q ' /proc/meminfo ' /proc/self/mounts && umount /proc/meminfo
+mkdir -p /run/sshd && chmod 0755 /run/sshd
 ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1 || ssh-keygen -A
 : > {ready}
 /usr/sbin/sshd -D -e &

@@ -1,5 +1,5 @@
 // Admin pages (shown to admins only; the API refuses everyone else anyway).
-import { del, get, post } from '../api.js';
+import { del, get, post, put, session } from '../api.js';
 import { badge, describeType } from '../compute.js';
 import { field, h, humanBytes, humanDate, replace } from '../dom.js';
 import { act, confirmDialog, sayError, table } from '../ui.js';
@@ -20,13 +20,21 @@ function listPage(title, path, headers, row, empty) {
 }
 
 async function usersPage(main) {
-  await listPage('Users', '/admin/users', ['User name', 'Display name', 'Id', 'Admin', ''], (u, draw) => {
+  const me = session.get()?.user_id;
+  await listPage('Users', '/admin/users', ['User name', 'Display name', 'Id', 'Admin', 'Actions'], (u, draw) => {
+    // PUT /admin/users/{id}: the server refuses one's own flag and the last admin's
+    const flip = u.user_id === me ? h('span', { class: 'hint' }, '(you)')
+      : h('button', { type: 'button', class: 'secondary', 'aria-label': `${u.is_admin ? 'Remove admin from' : 'Make admin'} ${u.username}`,
+        onclick: async () => {
+          const done = u.is_admin ? `${u.username} is no longer an admin.` : `${u.username} is now an admin.`;
+          if (await act(flip, 'Saving…', () => put(`/admin/users/${u.user_id}`, { is_admin: !u.is_admin }), done)) draw();
+        } }, u.is_admin ? 'Remove admin' : 'Make admin');
     const remove = h('button', { type: 'button', class: 'danger', 'aria-label': `Delete user ${u.username}`, onclick: async () => {
       if (!(await confirmDialog(`Delete user ${u.username} and everything they own?`))) return;
       if (await act(remove, 'Deleting…', () => del(`/admin/users/${u.user_id}`), `${u.username} deleted.`)) draw();
     } }, 'Delete');
     return h('tr', { 'data-id': u.user_id }, h('td', {}, u.username), h('td', {}, u.display_name), h('td', {}, h('code', {}, u.user_id)),
-      h('td', {}, u.is_admin ? 'yes' : 'no'), h('td', {}, remove));
+      h('td', {}, u.is_admin ? 'yes' : 'no'), h('td', {}, h('div', { class: 'actions' }, flip, remove)));
   }, 'No users.')(main);
   const username = h('input', { name: 'username', required: true, autocomplete: 'off' });
   const password = h('input', { name: 'password', type: 'password', required: true, autocomplete: 'new-password' });

@@ -2,7 +2,7 @@ import { del, get, post } from '../api.js';
 import { badge, describeType, quota } from '../compute.js';
 import { h, humanDate, replace } from '../dom.js';
 import { watchStatus } from '../status.js';
-import { act, confirmDialog, say, table } from '../ui.js';
+import { act, confirmDialog, say, sayError, table } from '../ui.js';
 
 export default async function containersPage(main) {
   document.title = 'Containers · Appliance';
@@ -13,9 +13,13 @@ export default async function containersPage(main) {
       h('a', { href: '/compute/containers/new', 'data-page': '', class: 'button', id: 'new-container' }, 'Create container')),
     count, list);
   let containers = [];
+  let listed = false; // the status socket's snapshot came
+  let max = null; // GET /compute/quota; the count is the live list's
+  const drawCount = () => { if (listed && max !== null) count.textContent = quota(containers.length, max); };
 
   const draw = () => {
-    count.textContent = quota(containers.length);
+    listed = true;
+    drawCount();
     replace(list, table(['Name', 'Status', 'Type', 'Host name', 'Created', 'Actions'], containers.map((c) => {
       const start = h('button', { type: 'button', class: 'secondary', disabled: c.status !== 'stopped' && c.status !== 'error',
         onclick: () => act(start, `Starting ${c.name}…`, () => post(`/compute/containers/${c.id}/start`), `${c.name} is starting.`) }, 'Start');
@@ -49,6 +53,7 @@ export default async function containersPage(main) {
       draw();
     }
   });
+  get('/compute/quota').then((q) => { max = q.max_containers; drawCount(); }, sayError);
   say('');
   return unwatch;
 }

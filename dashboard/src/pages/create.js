@@ -1,5 +1,5 @@
 import { get, post } from '../api.js';
-import { INSTANCE_TYPES, learnQuota } from '../compute.js';
+import { INSTANCE_TYPES, quota } from '../compute.js';
 import { field, h, replace } from '../dom.js';
 import { navigate } from '../router.js';
 import { say, sayError } from '../ui.js';
@@ -28,8 +28,9 @@ export default async function createPage(main) {
   const mounts = h('textarea', { name: 'mount_paths', rows: 2, placeholder: '/root' });
   const ingress = h('textarea', { name: 'ingress', rows: 2, placeholder: '8080:80' });
   const submit = h('button', { type: 'submit' }, 'Create');
+  const used = h('p', { class: 'quota', id: 'quota' });
   const form = h('form', { class: 'card wide', id: 'create-form' },
-    h('h1', { tabindex: '-1' }, 'Create container'),
+    h('h1', { tabindex: '-1' }, 'Create container'), used,
     field('Name', name),
     field('Instance type', type, 'CPU and memory are the type\'s limits; the disk defaults to 5 GB.'),
     keys,
@@ -38,6 +39,10 @@ export default async function createPage(main) {
     field('Ingress rules (one per line)', ingress, 'PORT or PORT:TARGET_PORT, e.g. 8080:80 (ports 8000-8999).'),
     h('div', { class: 'actions' }, h('a', { href: '/compute/containers', 'data-page': '', class: 'button secondary' }, 'Cancel'), submit));
   replace(main, form);
+  get('/compute/quota').then((q) => {
+    used.textContent = `You have ${quota(q.containers, q.max_containers)}`
+      + (q.containers >= q.max_containers ? ': delete one to create another.' : '.');
+  }, sayError);
 
   try {
     const { ssh_keys: list } = await get('/compute/ssh-keys');
@@ -68,7 +73,6 @@ export default async function createPage(main) {
       say(`${created.name} created; it is starting.`);
       navigate(`/compute/containers/${created.id}`);
     } catch (error) {
-      learnQuota(error.message);
       sayError(error);
     } finally { submit.disabled = false; }
   });
