@@ -5,8 +5,8 @@ The ETag the partial file came from is kept beside it in ``DEST.part.etag``; ``D
 is renamed to DEST only when every byte is in.
 
 On the standard library's http.client rather than httpx: the bytes go with
-``socket.sendfile`` and ``readinto`` a reused 1 MiB buffer, at curl's speed (bench/bench_cli.py);
-httpx's pure-Python HTTP/1.1 parser moved them at a third of that.
+``socket.sendfile`` up and ``splice`` down (spliced.py; elsewhere ``readinto`` a reused buffer),
+at curl's speed (bench/bench_cli.py); httpx's pure-Python HTTP/1.1 parser moved them at a third of that.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import click
 
+from appliance.client import spliced
 from appliance.client.api import Api, ApiError, error_for
 
 # 256 KiB: received into and written from the CPU's cache; a 1 MiB buffer made downloads 1.5-2x
@@ -88,6 +89,9 @@ class Connection:
             raise ApiError(f"cannot reach {self.url}: {e}") from e
 
     def response(self) -> http.client.HTTPResponse:
+        # Its descriptor for splice (plain HTTP only); the socket stays open with the response.
+        sock = self.conn.sock
+        self.sock_fd = -1 if sock is None or isinstance(self.conn, http.client.HTTPSConnection) else sock.fileno()
         return self.conn.getresponse()
 
 
@@ -150,18 +154,34 @@ def upload(api: Api, source: str, namespace: str, name: str, overwrite: bool, sh
     return json.loads(body)
 
 
-def _receive(r: http.client.HTTPResponse, out: IO[bytes], progress: Progress) -> None:
+def _receive(r: http.client.HTTPResponse, out: IO[bytes], progress: Progress, sock_fd: int = -1) -> None:
+    """The body into ``out``: spliced by the kernel where it can (spliced.py), else read into a buffer."""
     expected, got = _length(r), 0
-    buf = memoryview(bytearray(CHUNK))
     try:
-        while n := r.readinto(buf):
-            out.write(buf[:n])
-            got += n
-            progress.advance(n)
+        if expected and spliced.usable(sock_fd, _fileno(out)):
+            out.flush()
+            head = r.fp.peek(1)[:expected]   # the body's first bytes, read with the headers
+            got = out.write(r.fp.read(len(head))) or 0
+            out.flush()
+            progress.advance(got)
+            got += spliced.receive(sock_fd, _fileno(out), expected - got, TIMEOUT, progress.advance)
+        else:
+            buf = memoryview(bytearray(CHUNK))
+            while n := r.readinto(buf):
+                out.write(buf[:n])
+                got += n
+                progress.advance(n)
     except (OSError, http.client.HTTPException) as e:
         raise ApiError(f"download failed: {e!r} (run the same command again to resume)") from e
     if expected is not None and got < expected:   # readinto ends quietly when the connection does
         raise ApiError(f"download cut off after {got} of {expected} bytes (run the same command again to resume)")
+
+
+def _fileno(out: IO[bytes]) -> int:
+    try:
+        return out.fileno()
+    except (AttributeError, OSError, ValueError):   # not a real file (a test's captured stdout)
+        return -1
 
 
 def _open_download(conn: Connection, path: str, headers: dict[str, str]) -> http.client.HTTPResponse:
@@ -186,7 +206,7 @@ def download(api: Api, namespace: str, name: str, dest: str, show_progress: bool
             if r.status >= 400:
                 raise error_for(r.status, r.read(), r.reason)
             with Progress(name, _length(r), show_progress) as progress:
-                _receive(r, sys.stdout.buffer, progress)
+                _receive(r, sys.stdout.buffer, progress, conn.sock_fd)
             sys.stdout.buffer.flush()
             return {"namespace": namespace, "name": name, "path": "-", "etag": r.getheader("etag", "")}
     final = Path(dest)
@@ -218,7 +238,7 @@ def download(api: Api, namespace: str, name: str, dest: str, show_progress: bool
                 if resumed:
                     out.truncate()
                 progress.advance(0, completed=resumed)
-                _receive(r, out, progress)
+                _receive(r, out, progress, conn.sock_fd)
     os.replace(part, final)
     tag_file.unlink(missing_ok=True)
     return {"namespace": namespace, "name": name, "path": str(final), "size": final.stat().st_size,
