@@ -10,18 +10,20 @@ at curl's speed (bench/bench_cli.py); httpx's pure-Python HTTP/1.1 parser moved 
 """
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import sys
 from pathlib import Path
-from typing import IO, Any
-from urllib.parse import quote, urlencode, urlsplit
+from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
 
 import click
 
 from appliance.client import spliced
-from appliance.client.api import Api, ApiError, error_for
+from appliance.client.api import Api, ApiError, error_for, open_connection
+
+if TYPE_CHECKING:   # imported when a transfer starts: `appliance --help` and completion start faster
+    import http.client
 
 # 256 KiB: received into and written from the CPU's cache; a 1 MiB buffer made downloads 1.5-2x
 # slower on the benchmark machine (each copy went through memory).
@@ -66,10 +68,8 @@ class Connection:
     """One HTTP/1.1 connection to the remote (TLS for https), with its base path."""
 
     def __init__(self, api: Api):
-        u = urlsplit(api.url)
-        cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
-        self.conn = cls(u.hostname or "", u.port, timeout=TIMEOUT)
-        self.prefix = u.path.rstrip("/")
+        self.conn = open_connection(api.url, TIMEOUT)
+        self.prefix = api.prefix
         self.headers = api.headers
         self.url = api.url
 
@@ -91,7 +91,7 @@ class Connection:
     def response(self) -> http.client.HTTPResponse:
         # Its descriptor for splice (plain HTTP only); the socket stays open with the response.
         sock = self.conn.sock
-        self.sock_fd = -1 if sock is None or isinstance(self.conn, http.client.HTTPSConnection) else sock.fileno()
+        self.sock_fd = -1 if sock is None or self.url.startswith("https://") else sock.fileno()
         return self.conn.getresponse()
 
 
@@ -118,6 +118,7 @@ def _send_chunked(conn: Connection, stream: IO[bytes], progress: Progress) -> No
 
 def upload(api: Api, source: str, namespace: str, name: str, overwrite: bool, show_progress: bool) -> dict:
     """PUT /storage/{ns}/{name} with the file's bytes streamed (``-``: standard input, chunked)."""
+    import http.client
     if source == "-":
         stream, size = sys.stdin.buffer, None
     else:
@@ -156,6 +157,7 @@ def upload(api: Api, source: str, namespace: str, name: str, overwrite: bool, sh
 
 def _receive(r: http.client.HTTPResponse, out: IO[bytes], progress: Progress, sock_fd: int = -1) -> None:
     """The body into ``out``: spliced by the kernel where it can (spliced.py), else read into a buffer."""
+    import http.client
     expected, got = _length(r), 0
     try:
         if expected and spliced.usable(sock_fd, _fileno(out)):
@@ -185,6 +187,7 @@ def _fileno(out: IO[bytes]) -> int:
 
 
 def _open_download(conn: Connection, path: str, headers: dict[str, str]) -> http.client.HTTPResponse:
+    import http.client
     conn.start("GET", path, headers)
     try:
         return conn.response()
