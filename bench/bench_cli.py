@@ -10,13 +10,17 @@ clients alternate, curl first in odd rounds. The client's figures include its st
 
 Target (issue 17): appliance cp >= 0.9 x curl, both ways.
 
-    python -m bench.bench_cli [--size-mb 1024] [--dir /var/tmp] [--repeat 2]
+    python -m bench.bench_cli [--size-mb 1024] [--dir /var/tmp] [--repeat 2] [--client PATH]
+
+``--client`` runs another installed ``appliance`` (e.g. a pip-installed one in a venv of its own,
+as a user has it, without the editable install's import hook of ``make venv``).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -31,13 +35,20 @@ MIB = 1 << 20
 CLIENT = str(Path(sys.executable).parent / "appliance")
 
 
-def _timed(argv: list[str], env: dict | None = None) -> float:
+CPU: dict[str, list[float]] = {}
+
+
+def _timed(argv: list[str], env: dict | None = None, label: str = "") -> float:
+    """Wall seconds of one run; its CPU seconds (user + system) go to CPU[label]."""
     subprocess.run(["sync"], check=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     r = subprocess.run(argv, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
         raise SystemExit(f"{argv[0]} failed ({r.returncode}): {r.stderr.strip()}")
+    CPU.setdefault(label, []).append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     return elapsed
 
 
@@ -46,10 +57,13 @@ def main() -> None:
     p.add_argument("--size-mb", type=int, default=1024, help="file size in MiB (default 1024)")
     p.add_argument("--dir", default="/var/tmp", help="where the appliance's data and the files live")
     p.add_argument("--repeat", type=int, default=2, help="rounds (default 2)")
+    p.add_argument("--client", default=CLIENT, help="the appliance command to run (default: this venv's)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-cli-") as tmp:
         root = Path(tmp)
-        app = Appliance(root / "app", guest_driver="fake")
+        # Every round stores two more copies (nothing is deleted until the end): room for them all.
+        app = Appliance(root / "app", guest_driver="fake",
+                        storage_quota_bytes=(2 * args.repeat + 2) * args.size_mb * MIB)
         app.start()
         try:
             _run(app, root, args)
@@ -58,14 +72,15 @@ def main() -> None:
 
 
 def _run(app: Appliance, root: Path, args) -> None:
+    client = args.client
     env = {**os.environ, "APPLIANCE_CLIENT_CONFIG": str(root / "client.json")}
     # As a pip-installed client runs: with its modules' bytecode written (once, by the login below),
     # not compiled again at every start as PYTHONDONTWRITEBYTECODE=1 in a test environment would.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    subprocess.run([CLIENT, "login", app.url, "-u", "admin", "--password-stdin"], env=env, check=True,
+    subprocess.run([client, "login", app.url, "-u", "admin", "--password-stdin"], env=env, check=True,
                    input=app.admin_password + "\n", text=True, capture_output=True)
-    subprocess.run([CLIENT, "ns", "create", "bench"], env=env, check=True, capture_output=True)
-    subprocess.run([CLIENT, "cp", "--help"], env=env, check=True, capture_output=True)   # transfer.py's bytecode
+    subprocess.run([client, "ns", "create", "bench"], env=env, check=True, capture_output=True)
+    subprocess.run([client, "cp", "--help"], env=env, check=True, capture_output=True)   # transfer.py's bytecode
     token = json.loads((root / "client.json").read_text())["remotes"]["127.0.0.1"]["token"]
     auth = ["-H", f"Authorization: Bearer {token}"]
     src = root / "source.bin"
@@ -81,16 +96,16 @@ def _run(app: Appliance, root: Path, args) -> None:
             if who == "curl":
                 times["curl up"].append(_timed(["curl", "-sSf", "-o", "/dev/null", *auth, "-H",
                                                 f"X-File-Size: {size}", "-T", str(src),
-                                                f"{app.url}/storage/bench/{name}?overwrite=true"]))
+                                                f"{app.url}/storage/bench/{name}?overwrite=true"], label="curl up"))
             else:
-                times["cli up"].append(_timed([CLIENT, "cp", "-q", str(src), f"bench/{name}"], env))
+                times["cli up"].append(_timed([client, "cp", "-q", str(src), f"bench/{name}"], env, "cli up"))
         for who in order:
             name, out = f"{who}-{round_}", root / f"down-{who}-{round_}"
             if who == "curl":
                 times["curl down"].append(_timed(["curl", "-sSf", *auth, "-o", str(out),
-                                                  f"{app.url}/storage/download/bench/{name}"]))
+                                                  f"{app.url}/storage/download/bench/{name}"], label="curl down"))
             else:
-                times["cli down"].append(_timed([CLIENT, "cp", "-q", f"bench/{name}", str(out)], env))
+                times["cli down"].append(_timed([client, "cp", "-q", f"bench/{name}", str(out)], env, "cli down"))
             if out.stat().st_size != size:
                 raise SystemExit(f"{out} has {out.stat().st_size} bytes, not {size}")
     rate = {k: size / MIB / statistics.median(v) for k, v in times.items()}
@@ -101,6 +116,9 @@ def _run(app: Appliance, root: Path, args) -> None:
         print(f"  {way:<5} curl {rate[f'curl {way}']:7.1f} [{best[f'curl {way}']:.1f}]   appliance cp "
               f"{rate[f'cli {way}']:7.1f} [{best[f'cli {way}']:.1f}]   ratio {ratio:.2f} "
               f"[{best[f'cli {way}'] / best[f'curl {way}']:.2f}]  (target >= 0.9)")
+    print("  CPU seconds (user + system, median): "
+          + "; ".join(f"{k} {statistics.median(v):.2f}" for k, v in CPU.items()))
+    print("  CPU seconds per round: " + "; ".join(f"{k} " + " ".join(f"{t:.2f}" for t in v) for k, v in CPU.items()))
     print("  seconds per round: " + "; ".join(f"{k} " + " ".join(f"{t:.2f}" for t in v) for k, v in times.items()))
 
 
