@@ -2,7 +2,7 @@
 
 Both move the same file through the same endpoints of one appliance (local disk):
 upload `PUT /storage/{ns}/{name}` with the body streamed from the file (curl -T), download
-`GET /storage/download/{ns}/{name}` into a file on the same disk (curl -o). Every timed
+`GET /storage/download/{ns}/{name}` of one stored file per round into a file on the same disk (curl -o). Every timed
 transfer starts after a `sync` outside the timing and writes a new name (nothing is
 deleted until the end: see bench_storage.py on deletes stalling later writes); the two
 clients alternate, curl first in odd rounds. The client's figures include its start-up
@@ -104,9 +104,11 @@ def _run(app: Appliance, root: Path, args) -> None:
             else:
                 argv = [clients[names.index(who)], "cp", "-q", str(src), f"bench/{name}"]
             times[label].append(_timed(argv, env, label))
+        # Every client downloads the same stored file, the one curl uploaded this round: files
+        # stored from different uploads downloaded up to 0.3 s/GiB apart whoever fetched them.
+        name = f"curl-{round_}"
         for who in order:
-            name, label = f"{who.replace(' ', '')}-{round_}", f"{who} down"
-            out = root / f"down-{name}"
+            label, out = f"{who} down", root / f"down-{who.replace(' ', '')}-{round_}"
             if who == "curl":
                 argv = ["curl", "-sSf", *auth, "-o", str(out), f"{app.url}/storage/download/bench/{name}"]
             else:
