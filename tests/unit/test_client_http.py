@@ -55,7 +55,7 @@ def _serve(handler, tls: ssl.SSLContext | None = None) -> tuple[http.server.HTTP
 def _self_signed(tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
             .not_valid_after(now + datetime.timedelta(days=1))
@@ -80,7 +80,8 @@ def test_https_is_verified_and_ssl_cert_file_is_honoured(tmp_path, monkeypatch):
             Api(url, "t").get("/storage/namespaces")
         assert refused.value.code == 1
         monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
-        assert Api(url, "t").get("/storage/namespaces", namespace="a b") == {"path": "/storage/namespaces?namespace=a+b"}
+        answer = Api(url, "t").get("/storage/namespaces", namespace="a b")
+        assert answer == {"path": "/storage/namespaces?namespace=a+b"}
     finally:
         server.shutdown()
 
