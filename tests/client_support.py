@@ -12,7 +12,9 @@ from pathlib import Path
 
 from harness import Appliance
 
-CLIENT = str(Path(sys.executable).parent / "appliance")
+# APPLIANCE_TEST_CLIENT: another installed client to run instead, e.g. one pip-installed under
+# Python 3.10 (docs/cli.md, "Python 3.10").
+CLIENT = os.environ.get("APPLIANCE_TEST_CLIENT") or str(Path(sys.executable).parent / "appliance")
 
 
 class User:

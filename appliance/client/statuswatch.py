@@ -6,7 +6,7 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-from appliance.client.api import Api, ApiError
+from appliance.client.api import Api, ApiError, tls_context
 
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
@@ -19,8 +19,9 @@ def open_socket(api: Api, path: str, **kw) -> ClientConnection:
     from websockets.exceptions import InvalidStatus  # imported here: commands without sockets start faster
     from websockets.sync.client import connect
     try:
-        return connect(api.ws_url(path), additional_headers={"Authorization": f"Bearer {api.token}"},
-                       open_timeout=15, max_size=2 ** 22, **kw)
+        url = api.ws_url(path)
+        return connect(url, additional_headers={"Authorization": f"Bearer {api.token}"}, open_timeout=15,
+                       max_size=2 ** 22, ssl=tls_context() if url.startswith("wss://") else None, **kw)
     except InvalidStatus as e:
         body = e.response.body or b""
         try:

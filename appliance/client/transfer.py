@@ -5,22 +5,25 @@ The ETag the partial file came from is kept beside it in ``DEST.part.etag``; ``D
 is renamed to DEST only when every byte is in.
 
 On the standard library's http.client rather than httpx: the bytes go with
-``socket.sendfile`` and ``readinto`` a reused 1 MiB buffer, at curl's speed (bench/bench_cli.py);
-httpx's pure-Python HTTP/1.1 parser moved them at a third of that.
+``socket.sendfile`` up and ``splice`` down (spliced.py; elsewhere ``readinto`` a reused buffer),
+at curl's speed (bench/bench_cli.py); httpx's pure-Python HTTP/1.1 parser moved them at a third of that.
 """
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import sys
 from pathlib import Path
-from typing import IO, Any
-from urllib.parse import quote, urlencode, urlsplit
+from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
 
 import click
 
-from appliance.client.api import Api, ApiError, error_for
+from appliance.client import spliced
+from appliance.client.api import Api, ApiError, error_for, open_connection
+
+if TYPE_CHECKING:   # imported when a transfer starts: `appliance --help` and completion start faster
+    import http.client
 
 # 256 KiB: received into and written from the CPU's cache; a 1 MiB buffer made downloads 1.5-2x
 # slower on the benchmark machine (each copy went through memory).
@@ -65,10 +68,8 @@ class Connection:
     """One HTTP/1.1 connection to the remote (TLS for https), with its base path."""
 
     def __init__(self, api: Api):
-        u = urlsplit(api.url)
-        cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
-        self.conn = cls(u.hostname or "", u.port, timeout=TIMEOUT)
-        self.prefix = u.path.rstrip("/")
+        self.conn = open_connection(api.url, TIMEOUT)
+        self.prefix = api.prefix
         self.headers = api.headers
         self.url = api.url
 
@@ -88,6 +89,9 @@ class Connection:
             raise ApiError(f"cannot reach {self.url}: {e}") from e
 
     def response(self) -> http.client.HTTPResponse:
+        # Its descriptor for splice (plain HTTP only); the socket stays open with the response.
+        sock = self.conn.sock
+        self.sock_fd = -1 if sock is None or self.url.startswith("https://") else sock.fileno()
         return self.conn.getresponse()
 
 
@@ -114,6 +118,7 @@ def _send_chunked(conn: Connection, stream: IO[bytes], progress: Progress) -> No
 
 def upload(api: Api, source: str, namespace: str, name: str, overwrite: bool, show_progress: bool) -> dict:
     """PUT /storage/{ns}/{name} with the file's bytes streamed (``-``: standard input, chunked)."""
+    import http.client
     if source == "-":
         stream, size = sys.stdin.buffer, None
     else:
@@ -150,21 +155,39 @@ def upload(api: Api, source: str, namespace: str, name: str, overwrite: bool, sh
     return json.loads(body)
 
 
-def _receive(r: http.client.HTTPResponse, out: IO[bytes], progress: Progress) -> None:
+def _receive(r: http.client.HTTPResponse, out: IO[bytes], progress: Progress, sock_fd: int = -1) -> None:
+    """The body into ``out``: spliced by the kernel where it can (spliced.py), else read into a buffer."""
+    import http.client
     expected, got = _length(r), 0
-    buf = memoryview(bytearray(CHUNK))
     try:
-        while n := r.readinto(buf):
-            out.write(buf[:n])
-            got += n
-            progress.advance(n)
+        if expected and spliced.usable(sock_fd, _fileno(out)):
+            out.flush()
+            head = r.fp.peek(1)[:expected]   # the body's first bytes, read with the headers
+            got = out.write(r.fp.read(len(head))) or 0
+            out.flush()
+            progress.advance(got)
+            got += spliced.receive(sock_fd, _fileno(out), expected - got, TIMEOUT, progress.advance)
+        else:
+            buf = memoryview(bytearray(CHUNK))
+            while n := r.readinto(buf):
+                out.write(buf[:n])
+                got += n
+                progress.advance(n)
     except (OSError, http.client.HTTPException) as e:
         raise ApiError(f"download failed: {e!r} (run the same command again to resume)") from e
     if expected is not None and got < expected:   # readinto ends quietly when the connection does
         raise ApiError(f"download cut off after {got} of {expected} bytes (run the same command again to resume)")
 
 
+def _fileno(out: IO[bytes]) -> int:
+    try:
+        return out.fileno()
+    except (AttributeError, OSError, ValueError):   # not a real file (a test's captured stdout)
+        return -1
+
+
 def _open_download(conn: Connection, path: str, headers: dict[str, str]) -> http.client.HTTPResponse:
+    import http.client
     conn.start("GET", path, headers)
     try:
         return conn.response()
@@ -186,7 +209,7 @@ def download(api: Api, namespace: str, name: str, dest: str, show_progress: bool
             if r.status >= 400:
                 raise error_for(r.status, r.read(), r.reason)
             with Progress(name, _length(r), show_progress) as progress:
-                _receive(r, sys.stdout.buffer, progress)
+                _receive(r, sys.stdout.buffer, progress, conn.sock_fd)
             sys.stdout.buffer.flush()
             return {"namespace": namespace, "name": name, "path": "-", "etag": r.getheader("etag", "")}
     final = Path(dest)
@@ -218,7 +241,7 @@ def download(api: Api, namespace: str, name: str, dest: str, show_progress: bool
                 if resumed:
                     out.truncate()
                 progress.advance(0, completed=resumed)
-                _receive(r, out, progress)
+                _receive(r, out, progress, conn.sock_fd)
     os.replace(part, final)
     tag_file.unlink(missing_ok=True)
     return {"namespace": namespace, "name": name, "path": str(final), "size": final.stat().st_size,
