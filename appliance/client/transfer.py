@@ -155,8 +155,9 @@ def upload(api: Api, source: str, namespace: str, name: str, overwrite: bool, sh
     return json.loads(body)
 
 
-def _receive(r: http.client.HTTPResponse, out: IO[bytes], progress: Progress, sock_fd: int = -1) -> None:
-    """The body into ``out``: spliced by the kernel where it can (spliced.py), else read into a buffer."""
+def _receive(r: http.client.HTTPResponse, out: IO[bytes], progress: Progress, sock_fd: int = -1) -> int:
+    """The body into ``out``, its byte count: spliced by the kernel where it can (spliced.py),
+    else read into a buffer."""
     import http.client
     expected, got = _length(r), 0
     try:
@@ -177,6 +178,7 @@ def _receive(r: http.client.HTTPResponse, out: IO[bytes], progress: Progress, so
         raise ApiError(f"download failed: {e!r} (run the same command again to resume)") from e
     if expected is not None and got < expected:   # readinto ends quietly when the connection does
         raise ApiError(f"download cut off after {got} of {expected} bytes (run the same command again to resume)")
+    return got
 
 
 def _fileno(out: IO[bytes]) -> int:
@@ -200,19 +202,32 @@ def _length(r: http.client.HTTPResponse) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
+def _stream_into(api: Api, path: str, name: str, out, show_progress: bool) -> tuple[str, int]:
+    """The whole file into an open stream that cannot be resumed or renamed: its ETag and size."""
+    with Connection(api) as conn:
+        r = _open_download(conn, path, {})
+        if r.status >= 400:
+            raise error_for(r.status, r.read(), r.reason)
+        with Progress(name, _length(r), show_progress) as progress:
+            size = _receive(r, out, progress, conn.sock_fd)
+        out.flush()
+        return r.getheader("etag", ""), size
+
+
 def download(api: Api, namespace: str, name: str, dest: str, show_progress: bool) -> dict:
     """GET the file into ``dest`` (``-``: standard output), resuming ``dest.part``."""
     path = f"/storage/download{file_path(namespace, name)}"
     if dest == "-":
-        with Connection(api) as conn:
-            r = _open_download(conn, path, {})
-            if r.status >= 400:
-                raise error_for(r.status, r.read(), r.reason)
-            with Progress(name, _length(r), show_progress) as progress:
-                _receive(r, sys.stdout.buffer, progress, conn.sock_fd)
-            sys.stdout.buffer.flush()
-            return {"namespace": namespace, "name": name, "path": "-", "etag": r.getheader("etag", "")}
+        etag, _ = _stream_into(api, path, name, sys.stdout.buffer, show_progress)
+        return {"namespace": namespace, "name": name, "path": "-", "etag": etag}
     final = Path(dest)
+    if final.exists() and not final.is_file() and not final.is_dir():
+        # A device or a FIFO (/dev/null, a named pipe): written in place. Renaming
+        # DEST.part over it would replace /dev/null itself with a regular file.
+        with open(final, "wb") as out:
+            etag, size = _stream_into(api, path, name, out, show_progress)
+        return {"namespace": namespace, "name": name, "path": str(final), "size": size, "etag": etag,
+                "resumed_from": 0}
     part, tag_file = final.with_name(final.name + ".part"), final.with_name(final.name + ".part.etag")
     have = part.stat().st_size if part.exists() and tag_file.exists() else 0
     headers = {"Range": f"bytes={have}-", "If-Range": tag_file.read_text().strip()} if have else {}

@@ -10,6 +10,7 @@ import os
 import stat
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,25 @@ def test_cp_stdin_and_stdout(alice):
     assert alice.ok("files", "url", "backups/piped.txt").strip().endswith("/storage/backups/piped.txt")
     alice.ok("files", "rm", "backups/piped.txt")
     assert alice.run("cp", "backups/piped.txt", "-").returncode == 3
+
+
+def test_cp_into_a_device_or_a_fifo_writes_it_in_place(alice, tmp_path):
+    """`cp NS/NAME /dev/null` once renamed NAME.part over /dev/null, making it a regular file."""
+    data = os.urandom(3 * MB)
+    (tmp_path / "src").write_bytes(data)
+    alice.ok("ns", "create", "devices")
+    alice.ok("cp", str(tmp_path / "src"), "devices/dev")
+    null = tmp_path / "null"
+    os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))   # a /dev/null of our own
+    alice.ok("cp", "devices/dev", str(null))
+    assert stat.S_ISCHR(null.stat().st_mode) and sorted(p.name for p in tmp_path.iterdir()) == ["null", "src"]
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with ThreadPoolExecutor(1) as pool:
+        got = pool.submit(fifo.read_bytes)
+        alice.ok("cp", "devices/dev", str(fifo))
+        assert got.result(timeout=60) == data
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
 
 
 def test_tokens(app, alice, tmp_path):
