@@ -76,6 +76,7 @@ class LoginSession(BaseModel):
     user = pw.ForeignKeyField(User, backref="login_sessions", on_delete="CASCADE")
     user_id: int  # peewee's accessor for the key column, declared for the type checker
     ip_address = pw.CharField(max_length=64, default="")
+    user_agent = pw.CharField(max_length=256, default="")
     created_at = pw.BigIntegerField(default=now)
     last_seen_at = pw.BigIntegerField(default=now)
     expires_at = pw.BigIntegerField(index=True)
@@ -102,8 +103,15 @@ def _container_host(db: pw.Database) -> None:
     db.execute_sql("CREATE INDEX container_host ON container (host)")
 
 
-MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _container_host}
-SCHEMA_VERSION = 2
+def _session_user_agent(db: pw.Database) -> None:
+    """3: each login session records the client's User-Agent (GET /api/settings/sessions).
+    A database from before login_session gets the table, column included, from create_tables."""
+    if db.table_exists("login_session") and "user_agent" not in [c.name for c in db.get_columns("login_session")]:
+        db.execute_sql("ALTER TABLE login_session ADD COLUMN user_agent VARCHAR(256) NOT NULL DEFAULT ''")
+
+
+MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _container_host, 3: _session_user_agent}
+SCHEMA_VERSION = 3
 # Cores of several hosts may start at once on one PostgreSQL: the schema work
 # is serialised by this transaction-level advisory lock (any fixed number).
 _MIGRATION_LOCK = 0x61707031

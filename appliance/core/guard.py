@@ -54,6 +54,13 @@ def address_from(metadata) -> str:
     return ""
 
 
+def user_agent_from(metadata) -> str:
+    for key, value in metadata:
+        if key == "x-user-agent":
+            return value[:256]
+    return ""
+
+
 def request_id_from(metadata) -> str:
     """The gateway's request id (``x-request-id``), if it is one we would have made."""
     for key, value in metadata:
@@ -150,7 +157,7 @@ class CallGuard:
         except AppError as e:
             self.log(None, e.code, 0.0)
             await _abort(context, e)  # the call's task ends here, and its context with it
-        return ctx.bind(principal, address_from(metadata), request, peer), principal
+        return ctx.bind(principal, address_from(metadata), request, peer, user_agent_from(metadata)), principal
 
     async def fail(self, context, principal, error: BaseException, started: float):
         if isinstance(error, AppError):

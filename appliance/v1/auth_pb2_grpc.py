@@ -90,6 +90,41 @@ class AuthServiceStub:
                 request_serializer=appliance_dot_v1_dot_auth__pb2.ListSessionsRequest.SerializeToString,
                 response_deserializer=appliance_dot_v1_dot_auth__pb2.ListSessionsResponse.FromString,
                 _registered_method=True)
+        self.EndSession = channel.unary_unary(
+                '/appliance.v1.AuthService/EndSession',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.EndSessionRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+                _registered_method=True)
+        self.ResetPassword = channel.unary_unary(
+                '/appliance.v1.AuthService/ResetPassword',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+                _registered_method=True)
+        self.UpdateProfile = channel.unary_unary(
+                '/appliance.v1.AuthService/UpdateProfile',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.UpdateProfileRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.Profile.FromString,
+                _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/appliance.v1.AuthService/ChangePassword',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+                _registered_method=True)
+        self.ListMySessions = channel.unary_unary(
+                '/appliance.v1.AuthService/ListMySessions',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.ListMySessionsRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.ListMySessionsResponse.FromString,
+                _registered_method=True)
+        self.EndMySession = channel.unary_unary(
+                '/appliance.v1.AuthService/EndMySession',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.EndSessionRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+                _registered_method=True)
+        self.EndMyOtherSessions = channel.unary_unary(
+                '/appliance.v1.AuthService/EndMyOtherSessions',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.EndMyOtherSessionsRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -165,6 +200,54 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EndSession(self, request, context):
+        """Admins: end any live session at once (its open streams too).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetPassword(self, request, context):
+        """Admins: set a user's password; every session of that user ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateProfile(self, request, context):
+        """-- self-service account settings (docs/accounts.md); sessions only ------
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """Wrong current password: 401, counted by the login throttle. Ends every
+        other session of the user at once; the caller's stays.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMySessions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndMySession(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndMyOtherSessions(self, request, context):
+        """Every session of the caller but the current one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -222,6 +305,41 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.ListSessions,
                     request_deserializer=appliance_dot_v1_dot_auth__pb2.ListSessionsRequest.FromString,
                     response_serializer=appliance_dot_v1_dot_auth__pb2.ListSessionsResponse.SerializeToString,
+            ),
+            'EndSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndSession,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.EndSessionRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
+            ),
+            'ResetPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetPassword,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.ResetPasswordRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
+            ),
+            'UpdateProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateProfile,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.UpdateProfileRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.Profile.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
+            ),
+            'ListMySessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMySessions,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.ListMySessionsRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.ListMySessionsResponse.SerializeToString,
+            ),
+            'EndMySession': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndMySession,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.EndSessionRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
+            ),
+            'EndMyOtherSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndMyOtherSessions,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.EndMyOtherSessionsRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -521,6 +639,195 @@ class AuthService:
             '/appliance.v1.AuthService/ListSessions',
             appliance_dot_v1_dot_auth__pb2.ListSessionsRequest.SerializeToString,
             appliance_dot_v1_dot_auth__pb2.ListSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/EndSession',
+            appliance_dot_v1_dot_auth__pb2.EndSessionRequest.SerializeToString,
+            appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/ResetPassword',
+            appliance_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
+            appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/UpdateProfile',
+            appliance_dot_v1_dot_auth__pb2.UpdateProfileRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.Profile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/ChangePassword',
+            appliance_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+            appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMySessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/ListMySessions',
+            appliance_dot_v1_dot_auth__pb2.ListMySessionsRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.ListMySessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndMySession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/EndMySession',
+            appliance_dot_v1_dot_auth__pb2.EndSessionRequest.SerializeToString,
+            appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndMyOtherSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/EndMyOtherSessions',
+            appliance_dot_v1_dot_auth__pb2.EndMyOtherSessionsRequest.SerializeToString,
+            appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

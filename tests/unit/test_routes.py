@@ -40,6 +40,10 @@ API_MD = {
     "GET /metrics",
     # issue 13: hosts of the cloud (admins; docs/cluster-hosts.md)
     "GET /admin/hosts", "POST /admin/hosts/{name}/drain", "POST /admin/hosts/{name}/undrain",
+    # issue 18: accounts people look after themselves (docs/accounts.md)
+    "PUT /api/settings/profile", "PUT /api/settings/password", "GET /api/settings/sessions",
+    "DELETE /api/settings/sessions/{id}", "DELETE /api/settings/sessions", "DELETE /admin/sessions/{id}",
+    "PUT /admin/users/{user_id}/password",
 }
 
 

@@ -81,9 +81,9 @@ class Tokens:
         self._touch_sql, _ = LoginSession.update(last_seen_at=0).where(LoginSession.id == "").sql()
 
     # -- sessions -----------------------------------------------------------
-    def issue_session(self, user: User, address: str = "") -> str:
-        """A session JWT for *user*, recorded (with the client *address*) for
-        the admins' session list; expired records are pruned here."""
+    def issue_session(self, user: User, address: str = "", user_agent: str = "") -> str:
+        """A session JWT for *user*, recorded (with the client *address* and
+        *user_agent*) for the session lists; expired records are pruned here."""
         issued = int(time.time())
         claims = {
             "username": user.username,
@@ -95,7 +95,8 @@ class Tokens:
             "jti": secrets.token_hex(16),
         }
         LoginSession.delete().where(LoginSession.expires_at <= issued).execute()
-        LoginSession.create(id=claims["jti"], user=user, ip_address=address[:64], created_at=issued,
+        LoginSession.create(id=claims["jti"], user=user, ip_address=address[:64],
+                            user_agent=user_agent[:256], created_at=issued,
                             last_seen_at=issued, expires_at=claims["exp"])
         return jwt.encode(claims, self.secret, algorithm=self.algorithm)
 

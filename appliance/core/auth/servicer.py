@@ -11,6 +11,7 @@ from appliance.core import context as ctx
 from appliance.core import live
 from appliance.core.auth import scopes as scope_rules
 from appliance.core.auth import users
+from appliance.core.auth.account import AccountSettings
 from appliance.core.auth.identity import Tokens, sha256
 from appliance.core.auth.inflight import InFlight
 from appliance.core.auth.passwords import HashPool, hash_password, verify_password
@@ -42,7 +43,7 @@ def _token_message(row: ApiToken) -> auth_pb2.ApiToken:
                              created_at=row.created_at)
 
 
-class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
+class AuthServicer(AccountSettings, auth_pb2_grpc.AuthServiceServicer):
     def __init__(self, tokens: Tokens, throttle: LoginThrottle, hasher: HashPool | None = None,
                  max_tokens_per_user: int = 50, max_token_scopes: int = scope_rules.MAX_SCOPES):
         self.tokens = tokens
@@ -98,7 +99,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             if not handed_over:
                 self.in_flight.release(keys)
         log.info("login: %s signed in from %s", clip(user.username), clip(address))
-        return auth_pb2.LoginResponse(token=self.tokens.issue_session(user, address), **users.as_dict(user))
+        token = self.tokens.issue_session(user, address, ctx.user_agent())
+        return auth_pb2.LoginResponse(token=token, **users.as_dict(user))
 
     async def GetSession(self, request, context):
         return _user_message(ctx.session().user)
