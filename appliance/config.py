@@ -187,6 +187,10 @@ class Config:
     # Successful logins per client address (IPv6: per /64) in login_window_seconds;
     # one verification at a time per address besides.
     login_max_successes_per_address: int = 60
+    # -- audit trail (docs/accounts.md): days events are kept (0 = forever), and
+    # events queued for the writer at most (beyond: dropped and counted).
+    audit_retention_days: int = 90
+    audit_queue_size: int = 10000
     # Gateway: connections one client address (IPv6: /64) may hold open at once,
     # per worker process (0 = no cap); seconds a connection may wait for a
     # request's headers (first request incl. TLS handshake, and kept-alive ones).

@@ -242,3 +242,49 @@ class ListMySessionsResponse(_message.Message):
 class EndMyOtherSessionsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ListAuditRequest(_message.Message):
+    __slots__ = ("user", "event", "since", "until", "limit", "before")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    user: str
+    event: str
+    since: int
+    until: int
+    limit: int
+    before: int
+    def __init__(self, user: _Optional[str] = ..., event: _Optional[str] = ..., since: _Optional[int] = ..., until: _Optional[int] = ..., limit: _Optional[int] = ..., before: _Optional[int] = ...) -> None: ...
+
+class AuditEvent(_message.Message):
+    __slots__ = ("id", "at", "actor_id", "actor", "user_id", "address", "event", "target", "outcome")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    at: int
+    actor_id: str
+    actor: str
+    user_id: str
+    address: str
+    event: str
+    target: str
+    outcome: str
+    def __init__(self, id: _Optional[int] = ..., at: _Optional[int] = ..., actor_id: _Optional[str] = ..., actor: _Optional[str] = ..., user_id: _Optional[str] = ..., address: _Optional[str] = ..., event: _Optional[str] = ..., target: _Optional[str] = ..., outcome: _Optional[str] = ...) -> None: ...
+
+class ListAuditResponse(_message.Message):
+    __slots__ = ("events", "next_before")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
+    next_before: int
+    def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., next_before: _Optional[int] = ...) -> None: ...

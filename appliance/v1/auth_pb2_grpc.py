@@ -125,6 +125,16 @@ class AuthServiceStub:
                 request_serializer=appliance_dot_v1_dot_auth__pb2.EndMyOtherSessionsRequest.SerializeToString,
                 response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.ListMyAudit = channel.unary_unary(
+                '/appliance.v1.AuthService/ListMyAudit',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.ListAuditRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.ListAuditResponse.FromString,
+                _registered_method=True)
+        self.ListAudit = channel.unary_unary(
+                '/appliance.v1.AuthService/ListAudit',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.ListAuditRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.ListAuditResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -248,6 +258,21 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListMyAudit(self, request, context):
+        """The caller's own audit trail: what they did, and what was done to their
+        account (failed logins, an admin's reset); newest first (docs/accounts.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAudit(self, request, context):
+        """Admins: every user's audit trail, with filters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -340,6 +365,16 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.EndMyOtherSessions,
                     request_deserializer=appliance_dot_v1_dot_auth__pb2.EndMyOtherSessionsRequest.FromString,
                     response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
+            ),
+            'ListMyAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMyAudit,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.ListAuditRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.ListAuditResponse.SerializeToString,
+            ),
+            'ListAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAudit,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.ListAuditRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.ListAuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -828,6 +863,60 @@ class AuthService:
             '/appliance.v1.AuthService/EndMyOtherSessions',
             appliance_dot_v1_dot_auth__pb2.EndMyOtherSessionsRequest.SerializeToString,
             appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMyAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/ListMyAudit',
+            appliance_dot_v1_dot_auth__pb2.ListAuditRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.ListAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/ListAudit',
+            appliance_dot_v1_dot_auth__pb2.ListAuditRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.ListAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,7 +43,7 @@ API_MD = {
     # issue 18: accounts people look after themselves (docs/accounts.md)
     "PUT /api/settings/profile", "PUT /api/settings/password", "GET /api/settings/sessions",
     "DELETE /api/settings/sessions/{id}", "DELETE /api/settings/sessions", "DELETE /admin/sessions/{id}",
-    "PUT /admin/users/{user_id}/password",
+    "PUT /admin/users/{user_id}/password", "GET /api/settings/audit", "GET /admin/audit",
 }
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 
+from appliance.core import audit, live
 from appliance.core import context as ctx
-from appliance.core import live
 from appliance.core.auth import sessions, users
 from appliance.core.auth.inflight import InFlight
 from appliance.core.auth.passwords import HashPool, hash_password, verify_password
@@ -21,10 +21,19 @@ log = logging.getLogger("appliance.core.auth.account")
 OK = common_pb2.StatusResponse(status="ok")
 
 
-def _ended(user_ids: list[str]) -> None:
-    """Sessions of these users ended: their open streams are re-checked now."""
+def _ended(user_ids: list[str], target: str) -> None:
+    """Sessions of these users ended: recorded, and their open streams re-checked now."""
     for user_id in user_ids:
+        audit.record("session.ended", target=target, user_id=user_id)
         live.credentials_changed(user_id)
+
+
+def _audit_page(request, user_id: str) -> auth_pb2.ListAuditResponse:
+    events, next_before = audit.page(
+        user_id, request.event, request.since if request.HasField("since") else None,
+        request.until if request.HasField("until") else None, request.limit,
+        request.before if request.HasField("before") else None)
+    return auth_pb2.ListAuditResponse(events=[auth_pb2.AuditEvent(**e) for e in events], next_before=next_before)
 
 
 class AccountSettings:
@@ -37,6 +46,7 @@ class AccountSettings:
         principal = ctx.session()
         name = users.validate_display_name(request.display_name)
         User.update(display_name=name).where(User.id == principal.user.id).execute()
+        audit.record("profile.updated", target=principal.user_id)
         return auth_pb2.Profile(username=principal.user.username, display_name=name, user_id=principal.user_id)
 
     async def ChangePassword(self, request, context):
@@ -46,7 +56,8 @@ class AccountSettings:
         await self._verify_current(user, request.current_password)
         new_hash = await self.hasher.run(hash_password, request.new_password)
         User.update(password_hash=new_hash).where(User.id == user.id).execute()
-        _ended(sessions.end_sessions(user, keep=principal.jti))
+        audit.record("password.changed", target=user.public_id)
+        _ended(sessions.end_sessions(user, keep=principal.jti), "other sessions: password changed")
         log.info("password of %s changed from %s; its other sessions ended", clip(user.username),
                  clip(ctx.client_address()))
         return OK
@@ -70,6 +81,7 @@ class AccountSettings:
                     raise
                 if not ok:
                     attempt.failed()
+                    audit.record("password.changed", target=user.public_id, outcome=audit.FAILURE)
                     log.info("password change: %s gave a wrong current password from %s",
                              clip(user.username), clip(address))
                     raise Unauthenticated("current password is incorrect")
@@ -88,19 +100,19 @@ class AccountSettings:
         ended = sessions.end_sessions(principal.user, only=request.id) if request.id else []
         if not ended:
             raise NotFound("session not found")
-        _ended(ended)
+        _ended(ended, request.id)
         return OK
 
     async def EndMyOtherSessions(self, request, context):
         principal = ctx.session()
-        _ended(sessions.end_sessions(principal.user, keep=principal.jti))
+        _ended(sessions.end_sessions(principal.user, keep=principal.jti), "other sessions")
         return OK
 
     async def EndSession(self, request, context):
         ended = sessions.end_sessions(only=request.id) if request.id else []
         if not ended:
             raise NotFound("session not found")
-        _ended(ended)
+        _ended(ended, request.id)
         return OK
 
     async def ResetPassword(self, request, context):
@@ -112,7 +124,15 @@ class AccountSettings:
         User.update(password_hash=new_hash).where(User.id == user.id).execute()
         admin = ctx.session()
         # An admin resetting their own password keeps the session they did it with.
-        _ended(sessions.end_sessions(user, keep=admin.jti if user.id == admin.user.id else None))
+        audit.record("password.reset", target=user.public_id, user_id=user.public_id)
+        _ended(sessions.end_sessions(user, keep=admin.jti if user.id == admin.user.id else None),
+               "all sessions: password reset")
         log.info("password of %s reset by admin %s; its sessions ended", clip(user.username),
                  clip(admin.user.username))
         return OK
+
+    async def ListMyAudit(self, request, context):
+        return _audit_page(request, ctx.session().user_id)
+
+    async def ListAudit(self, request, context):
+        return _audit_page(request, request.user)

@@ -7,8 +7,8 @@ import logging
 from google.protobuf import json_format, struct_pb2
 
 from appliance import metrics
+from appliance.core import audit, live
 from appliance.core import context as ctx
-from appliance.core import live
 from appliance.core.auth import scopes as scope_rules
 from appliance.core.auth import users
 from appliance.core.auth.account import AccountSettings
@@ -89,6 +89,8 @@ class AuthServicer(AccountSettings, auth_pb2_grpc.AuthServiceServicer):
                     raise
                 if not ok or user is None:
                     attempt.failed()
+                    audit.record("login", target=request.username, outcome=audit.FAILURE,
+                                 user_id=user.public_id if user else "")
                     metrics.LOGINS.labels("failed").inc()
                     log.info("login: %s failed from %s (%s)", clip(request.username), clip(address),
                              "wrong password" if user else "unknown user")
@@ -100,6 +102,7 @@ class AuthServicer(AccountSettings, auth_pb2_grpc.AuthServiceServicer):
                 self.in_flight.release(keys)
         log.info("login: %s signed in from %s", clip(user.username), clip(address))
         token = self.tokens.issue_session(user, address, ctx.user_agent())
+        audit.record("login", target=user.username, actor=user)
         return auth_pb2.LoginResponse(token=token, **users.as_dict(user))
 
     async def GetSession(self, request, context):
@@ -109,6 +112,7 @@ class AuthServicer(AccountSettings, auth_pb2_grpc.AuthServiceServicer):
         principal = ctx.optional_principal()
         if principal is not None:
             self.tokens.revoke_session(principal)
+            audit.record("logout", target=principal.jti or "")
             live.credentials_changed(principal.user.public_id)  # its open streams end now
         return OK
 
@@ -133,6 +137,7 @@ class AuthServicer(AccountSettings, auth_pb2_grpc.AuthServiceServicer):
             token = self.tokens.issue_api_token(user, token_id, scopes, expires_at)
             ApiToken.create(id=token_id, user=user, name=name, scopes=json.dumps(scopes),
                             token_sha256=sha256(token), expires_at=expires_at, created_at=created)
+        audit.record("token.created", target=token_id)
         return auth_pb2.CreatedToken(id=token_id, name=name, scopes=_struct(scopes),
                                      expires_at=expires_at, created_at=created, token=token)
 
@@ -147,6 +152,7 @@ class AuthServicer(AccountSettings, auth_pb2_grpc.AuthServiceServicer):
         if row is None or not ApiToken.delete().where(ApiToken.id == row.id).execute():
             raise NotFound("token not found")
         self.tokens.forget(row.token_sha256)
+        audit.record("token.deleted", target=row.id)
         live.credentials_changed(user.public_id)  # streams opened with it end now
         return OK
 
@@ -169,6 +175,7 @@ class AuthServicer(AccountSettings, auth_pb2_grpc.AuthServiceServicer):
         password_hash = await self.hasher.run(hash_password, request.password)
         user = users.create_user(request.username, request.password, display, request.is_admin,
                                  password_hash=password_hash)
+        audit.record("user.created", target=user.public_id, user_id=user.public_id)
         return _user_message(user)
 
     async def DeleteUser(self, request, context):
@@ -176,4 +183,5 @@ class AuthServicer(AccountSettings, auth_pb2_grpc.AuthServiceServicer):
         if not user_id:
             raise Invalid("user_id is required (path or ?id=)")
         await users.delete_user(users.get_by_public_id(user_id))
+        audit.record("user.deleted", target=user_id, user_id=user_id)
         return OK
