@@ -191,6 +191,8 @@ class Config:
     # events queued for the writer at most (beyond: dropped and counted).
     audit_retention_days: int = 90
     audit_queue_size: int = 10000
+    # Service accounts one user may own (409 beyond); their tokens count in max_tokens_per_user.
+    max_service_accounts_per_user: int = 20
     # Gateway: connections one client address (IPv6: /64) may hold open at once,
     # per worker process (0 = no cap); seconds a connection may wait for a
     # request's headers (first request incl. TLS handshake, and kept-alive ones).

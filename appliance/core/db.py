@@ -60,6 +60,23 @@ class ApiToken(BaseModel):
     expires_at = pw.BigIntegerField(null=True)
     last_used_at = pw.BigIntegerField(null=True)
     created_at = pw.BigIntegerField(default=now)
+    # A service account's token (its scopes are the account's, read on every
+    # use); None for a person's own token. Deleted with the account.
+    service_account_id = pw.CharField(max_length=16, null=True, index=True)
+
+
+class ServiceAccount(BaseModel):
+    """Automation's identity: owned by the user who made it, acting only on
+    that user's resources, within its scopes (docs/accounts.md)."""
+    id = pw.CharField(max_length=16, primary_key=True)
+    owner = pw.ForeignKeyField(User, backref="service_accounts", on_delete="CASCADE")
+    name = pw.CharField(max_length=64)
+    scopes = pw.TextField()  # JSON object: scope -> [actions], as a token's
+    created_at = pw.BigIntegerField(default=now)
+
+    class Meta:
+        table_name = "service_account"
+        indexes = ((("owner", "name"), True),)
 
 
 class RevokedSession(BaseModel):
@@ -91,7 +108,7 @@ class SchemaVersion(BaseModel):
 
 # Every model, in creation order. Services append their own models here
 # (appliance.core.<service>_models) before migrate() runs.
-MODELS: list[type[BaseModel]] = [SchemaVersion, User, ApiToken, RevokedSession, LoginSession]
+MODELS: list[type[BaseModel]] = [SchemaVersion, User, ApiToken, RevokedSession, LoginSession, ServiceAccount]
 
 # Numbered migrations for schemas that already exist: version -> function(db).
 # Version 1 is the initial schema created by create_tables. A new table needs
@@ -110,8 +127,15 @@ def _session_user_agent(db: pw.Database) -> None:
         db.execute_sql("ALTER TABLE login_session ADD COLUMN user_agent VARCHAR(256) NOT NULL DEFAULT ''")
 
 
-MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _container_host, 3: _session_user_agent}
-SCHEMA_VERSION = 3
+def _token_service_account(db: pw.Database) -> None:
+    """4: an API token may belong to a service account (its index comes from create_tables)."""
+    if "service_account_id" not in [c.name for c in db.get_columns("apitoken")]:
+        db.execute_sql("ALTER TABLE apitoken ADD COLUMN service_account_id VARCHAR(16)")
+
+
+MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _container_host, 3: _session_user_agent,
+                                                        4: _token_service_account}
+SCHEMA_VERSION = 4
 # Cores of several hosts may start at once on one PostgreSQL: the schema work
 # is serialised by this transaction-level advisory lock (any fixed number).
 _MIGRATION_LOCK = 0x61707031

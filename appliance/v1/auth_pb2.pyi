@@ -64,36 +64,40 @@ class CreateTokenRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., scopes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., expires_in: _Optional[str] = ...) -> None: ...
 
 class CreatedToken(_message.Message):
-    __slots__ = ("id", "name", "scopes", "expires_at", "created_at", "token")
+    __slots__ = ("id", "name", "scopes", "expires_at", "created_at", "token", "service_account_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     scopes: _struct_pb2.Struct
     expires_at: int
     created_at: int
     token: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., scopes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., expires_at: _Optional[int] = ..., created_at: _Optional[int] = ..., token: _Optional[str] = ...) -> None: ...
+    service_account_id: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., scopes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., expires_at: _Optional[int] = ..., created_at: _Optional[int] = ..., token: _Optional[str] = ..., service_account_id: _Optional[str] = ...) -> None: ...
 
 class ApiToken(_message.Message):
-    __slots__ = ("id", "name", "scopes", "expires_at", "last_used_at", "created_at")
+    __slots__ = ("id", "name", "scopes", "expires_at", "last_used_at", "created_at", "service_account_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     LAST_USED_AT_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     scopes: _struct_pb2.Struct
     expires_at: int
     last_used_at: int
     created_at: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., scopes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., expires_at: _Optional[int] = ..., last_used_at: _Optional[int] = ..., created_at: _Optional[int] = ...) -> None: ...
+    service_account_id: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., scopes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., expires_at: _Optional[int] = ..., last_used_at: _Optional[int] = ..., created_at: _Optional[int] = ..., service_account_id: _Optional[str] = ...) -> None: ...
 
 class ListTokensRequest(_message.Message):
     __slots__ = ()
@@ -288,3 +292,59 @@ class ListAuditResponse(_message.Message):
     events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
     next_before: int
     def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., next_before: _Optional[int] = ...) -> None: ...
+
+class ServiceAccount(_message.Message):
+    __slots__ = ("id", "name", "scopes", "created_at", "token_count")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    scopes: _struct_pb2.Struct
+    created_at: int
+    token_count: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., scopes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[int] = ..., token_count: _Optional[int] = ...) -> None: ...
+
+class CreateServiceAccountRequest(_message.Message):
+    __slots__ = ("name", "scopes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    scopes: _struct_pb2.Struct
+    def __init__(self, name: _Optional[str] = ..., scopes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class ListServiceAccountsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListServiceAccountsResponse(_message.Message):
+    __slots__ = ("service_accounts",)
+    SERVICE_ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    service_accounts: _containers.RepeatedCompositeFieldContainer[ServiceAccount]
+    def __init__(self, service_accounts: _Optional[_Iterable[_Union[ServiceAccount, _Mapping]]] = ...) -> None: ...
+
+class ServiceAccountRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class SetServiceAccountScopesRequest(_message.Message):
+    __slots__ = ("id", "scopes")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    scopes: _struct_pb2.Struct
+    def __init__(self, id: _Optional[str] = ..., scopes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class CreateServiceAccountTokenRequest(_message.Message):
+    __slots__ = ("id", "name", "expires_in")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    expires_in: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., expires_in: _Optional[str] = ...) -> None: ...

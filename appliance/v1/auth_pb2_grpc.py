@@ -135,6 +135,41 @@ class AuthServiceStub:
                 request_serializer=appliance_dot_v1_dot_auth__pb2.ListAuditRequest.SerializeToString,
                 response_deserializer=appliance_dot_v1_dot_auth__pb2.ListAuditResponse.FromString,
                 _registered_method=True)
+        self.CreateServiceAccount = channel.unary_unary(
+                '/appliance.v1.AuthService/CreateServiceAccount',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.CreateServiceAccountRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.ServiceAccount.FromString,
+                _registered_method=True)
+        self.ListServiceAccounts = channel.unary_unary(
+                '/appliance.v1.AuthService/ListServiceAccounts',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.ListServiceAccountsRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.ListServiceAccountsResponse.FromString,
+                _registered_method=True)
+        self.GetServiceAccount = channel.unary_unary(
+                '/appliance.v1.AuthService/GetServiceAccount',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.ServiceAccountRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.ServiceAccount.FromString,
+                _registered_method=True)
+        self.SetServiceAccountScopes = channel.unary_unary(
+                '/appliance.v1.AuthService/SetServiceAccountScopes',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.SetServiceAccountScopesRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.ServiceAccount.FromString,
+                _registered_method=True)
+        self.DeleteServiceAccount = channel.unary_unary(
+                '/appliance.v1.AuthService/DeleteServiceAccount',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.ServiceAccountRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+                _registered_method=True)
+        self.CreateServiceAccountToken = channel.unary_unary(
+                '/appliance.v1.AuthService/CreateServiceAccountToken',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.CreateServiceAccountTokenRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.CreatedToken.FromString,
+                _registered_method=True)
+        self.ListServiceAccountTokens = channel.unary_unary(
+                '/appliance.v1.AuthService/ListServiceAccountTokens',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.ServiceAccountRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.ListTokensResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -273,6 +308,53 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateServiceAccount(self, request, context):
+        """-- service accounts (docs/accounts.md); sessions only -------------------
+        Automation's own identity, acting on the creator's resources within its
+        scopes. Its tokens carry the account's current scopes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListServiceAccounts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetServiceAccount(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetServiceAccountScopes(self, request, context):
+        """Replaces the scopes; live tokens of the account have the new ones at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteServiceAccount(self, request, context):
+        """Its tokens stop at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateServiceAccountToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListServiceAccountTokens(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -375,6 +457,41 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.ListAudit,
                     request_deserializer=appliance_dot_v1_dot_auth__pb2.ListAuditRequest.FromString,
                     response_serializer=appliance_dot_v1_dot_auth__pb2.ListAuditResponse.SerializeToString,
+            ),
+            'CreateServiceAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateServiceAccount,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.CreateServiceAccountRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.ServiceAccount.SerializeToString,
+            ),
+            'ListServiceAccounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListServiceAccounts,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.ListServiceAccountsRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.ListServiceAccountsResponse.SerializeToString,
+            ),
+            'GetServiceAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServiceAccount,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.ServiceAccountRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.ServiceAccount.SerializeToString,
+            ),
+            'SetServiceAccountScopes': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetServiceAccountScopes,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.SetServiceAccountScopesRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.ServiceAccount.SerializeToString,
+            ),
+            'DeleteServiceAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteServiceAccount,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.ServiceAccountRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
+            ),
+            'CreateServiceAccountToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateServiceAccountToken,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.CreateServiceAccountTokenRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.CreatedToken.SerializeToString,
+            ),
+            'ListServiceAccountTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListServiceAccountTokens,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.ServiceAccountRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.ListTokensResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -917,6 +1034,195 @@ class AuthService:
             '/appliance.v1.AuthService/ListAudit',
             appliance_dot_v1_dot_auth__pb2.ListAuditRequest.SerializeToString,
             appliance_dot_v1_dot_auth__pb2.ListAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateServiceAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/CreateServiceAccount',
+            appliance_dot_v1_dot_auth__pb2.CreateServiceAccountRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.ServiceAccount.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListServiceAccounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/ListServiceAccounts',
+            appliance_dot_v1_dot_auth__pb2.ListServiceAccountsRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.ListServiceAccountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetServiceAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/GetServiceAccount',
+            appliance_dot_v1_dot_auth__pb2.ServiceAccountRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.ServiceAccount.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetServiceAccountScopes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/SetServiceAccountScopes',
+            appliance_dot_v1_dot_auth__pb2.SetServiceAccountScopesRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.ServiceAccount.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteServiceAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/DeleteServiceAccount',
+            appliance_dot_v1_dot_auth__pb2.ServiceAccountRequest.SerializeToString,
+            appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateServiceAccountToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/CreateServiceAccountToken',
+            appliance_dot_v1_dot_auth__pb2.CreateServiceAccountTokenRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.CreatedToken.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListServiceAccountTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/ListServiceAccountTokens',
+            appliance_dot_v1_dot_auth__pb2.ServiceAccountRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.ListTokensResponse.FromString,
             options,
             channel_credentials,
             insecure,

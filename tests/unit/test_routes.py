@@ -44,6 +44,9 @@ API_MD = {
     "PUT /api/settings/profile", "PUT /api/settings/password", "GET /api/settings/sessions",
     "DELETE /api/settings/sessions/{id}", "DELETE /api/settings/sessions", "DELETE /admin/sessions/{id}",
     "PUT /admin/users/{user_id}/password", "GET /api/settings/audit", "GET /admin/audit",
+    "POST /api/service-accounts", "GET /api/service-accounts", "GET /api/service-accounts/{id}",
+    "PUT /api/service-accounts/{id}/scopes", "DELETE /api/service-accounts/{id}",
+    "POST /api/service-accounts/{id}/tokens", "GET /api/service-accounts/{id}/tokens",
 }
 
 

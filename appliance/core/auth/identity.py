@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from appliance.core.db import ApiToken, LoginSession, Prepared, RevokedSession, User, now
+from appliance.core.db import ApiToken, LoginSession, Prepared, RevokedSession, ServiceAccount, User, now
 from appliance.errors import Unauthenticated
 
 API_TOKEN_PREFIX = "ecloud_"
@@ -73,6 +73,7 @@ class Tokens:
         self._user_by_public_id = Prepared(User, User.public_id)
         self._user_by_id = Prepared(User, User.id)
         self._token_by_id = Prepared(ApiToken, ApiToken.id)
+        self._account_by_id = Prepared(ServiceAccount, ServiceAccount.id)
         # sha256(bearer) -> (claims, token bytes), oldest first.
         self._verified: dict[str, tuple[dict, int]] = {}
         self._verified_bytes = 0
@@ -100,7 +101,8 @@ class Tokens:
                             last_seen_at=issued, expires_at=claims["exp"])
         return jwt.encode(claims, self.secret, algorithm=self.algorithm)
 
-    def issue_api_token(self, user: User, token_id: str, scopes: dict, expires_at: int | None) -> str:
+    def issue_api_token(self, user: User, token_id: str, scopes: dict, expires_at: int | None,
+                        service_account_id: str | None = None) -> str:
         claims = {
             "user_id": user.public_id,
             "token_id": token_id,
@@ -108,6 +110,10 @@ class Tokens:
             "scopes": scopes,
             "iat": int(time.time()),
         }
+        if service_account_id is not None:
+            # Its scopes are the account's at each use; the claim says where to look.
+            claims["service_account_id"] = service_account_id
+            del claims["scopes"]
         if expires_at is not None:
             claims["exp"] = expires_at
         return API_TOKEN_PREFIX + jwt.encode(claims, self.secret, algorithm=self.algorithm)
@@ -187,10 +193,17 @@ class Tokens:
             raise Unauthenticated("token expired")
         if row.last_used_at is None or t - row.last_used_at >= LAST_USED_RESOLUTION:
             ApiToken.update(last_used_at=t).where(ApiToken.id == row.id).execute()
+        scopes = row.scopes
+        if row.service_account_id is not None:
+            # The account's scopes as they are now: narrowing it narrows its tokens at once.
+            account = self._account_by_id.first(row.service_account_id)
+            if account is None:
+                raise Unauthenticated("token has been revoked")
+            scopes = account.scopes
         user = self._user_by_id.first(row.user_id)
         if user is None:
             raise Unauthenticated("token has been revoked")
-        return Principal(user=user, kind="api_token", scopes=json.loads(row.scopes),
+        return Principal(user=user, kind="api_token", scopes=json.loads(scopes),
                          token_id=row.id, expires_at=row.expires_at, token_sha256=digest)
 
     def _touch(self, jti: str, user: User, claims: dict) -> None:

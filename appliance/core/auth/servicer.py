@@ -15,6 +15,7 @@ from appliance.core.auth.account import AccountSettings
 from appliance.core.auth.identity import Tokens, sha256
 from appliance.core.auth.inflight import InFlight
 from appliance.core.auth.passwords import HashPool, hash_password, verify_password
+from appliance.core.auth.service_accounts import ServiceAccounts, token_messages
 from appliance.core.auth.throttle import LoginThrottle
 from appliance.core.db import ApiToken, User, database, new_public_id, now
 from appliance.errors import Conflict, Invalid, NotFound, Unauthenticated
@@ -37,20 +38,16 @@ def _struct(value: dict) -> struct_pb2.Struct:
     return s
 
 
-def _token_message(row: ApiToken) -> auth_pb2.ApiToken:
-    return auth_pb2.ApiToken(id=row.id, name=row.name, scopes=_struct(json.loads(row.scopes)),
-                             expires_at=row.expires_at, last_used_at=row.last_used_at,
-                             created_at=row.created_at)
-
-
-class AuthServicer(AccountSettings, auth_pb2_grpc.AuthServiceServicer):
+class AuthServicer(AccountSettings, ServiceAccounts, auth_pb2_grpc.AuthServiceServicer):
     def __init__(self, tokens: Tokens, throttle: LoginThrottle, hasher: HashPool | None = None,
-                 max_tokens_per_user: int = 50, max_token_scopes: int = scope_rules.MAX_SCOPES):
+                 max_tokens_per_user: int = 50, max_token_scopes: int = scope_rules.MAX_SCOPES,
+                 max_service_accounts_per_user: int = 20):
         self.tokens = tokens
         self.throttle = throttle
         self.hasher = hasher or HashPool()
         self.max_tokens_per_user = max_tokens_per_user
         self.max_token_scopes = max_token_scopes
+        self.max_service_accounts_per_user = max_service_accounts_per_user
         self.in_flight = InFlight()
 
     @classmethod
@@ -59,7 +56,7 @@ class AuthServicer(AccountSettings, auth_pb2_grpc.AuthServiceServicer):
                                  max_entries=config.login_throttle_max_entries,
                                  max_successes=config.login_max_successes_per_address)
         return cls(tokens, throttle, HashPool(config.password_hash_workers, config.password_hash_queue),
-                   config.max_tokens_per_user, config.max_token_scopes)
+                   config.max_tokens_per_user, config.max_token_scopes, config.max_service_accounts_per_user)
 
     def close(self) -> None:
         self.hasher.close()
@@ -118,33 +115,40 @@ class AuthServicer(AccountSettings, auth_pb2_grpc.AuthServiceServicer):
 
     async def CreateToken(self, request, context):
         user = ctx.session().user
-        name = request.name
+        scopes = json_format.MessageToDict(request.scopes)
+        return self.create_token(user, request.name, request.expires_in, scopes)
+
+    def create_token(self, user: User, name: str, expires_in: str, scopes: dict,
+                     service_account_id: str | None = None) -> auth_pb2.CreatedToken:
+        """A new API token of *user*'s (of their service account's, with
+        *service_account_id*: then *scopes* are the account's, checked already)."""
         if not 1 <= len(name) <= 64:
             raise Invalid("name must be 1-64 characters")
-        if request.expires_in not in EXPIRY:
+        if expires_in not in EXPIRY:
             raise Invalid("expires_in must be one of 30d, 90d, 365d, never")
-        scopes = scope_rules.validate(json_format.MessageToDict(request.scopes), user.public_id,
-                                      self.max_token_scopes)
+        if service_account_id is None:
+            scopes = scope_rules.validate(scopes, user.public_id, self.max_token_scopes)
         # No await between this count and the insert: concurrent creates
         # cannot both pass it.
         if ApiToken.select().where(ApiToken.user == user).count() >= self.max_tokens_per_user:
             raise Conflict(f"at most {self.max_tokens_per_user} API tokens per user; delete one first")
-        ttl = EXPIRY[request.expires_in]
+        ttl = EXPIRY[expires_in]
         created = now()
         expires_at = created + ttl if ttl else None
         with database.atomic():
             token_id = new_public_id(12)
-            token = self.tokens.issue_api_token(user, token_id, scopes, expires_at)
+            token = self.tokens.issue_api_token(user, token_id, scopes, expires_at, service_account_id)
             ApiToken.create(id=token_id, user=user, name=name, scopes=json.dumps(scopes),
-                            token_sha256=sha256(token), expires_at=expires_at, created_at=created)
+                            token_sha256=sha256(token), expires_at=expires_at, created_at=created,
+                            service_account_id=service_account_id)
         audit.record("token.created", target=token_id)
-        return auth_pb2.CreatedToken(id=token_id, name=name, scopes=_struct(scopes),
-                                     expires_at=expires_at, created_at=created, token=token)
+        return auth_pb2.CreatedToken(id=token_id, name=name, scopes=_struct(scopes), expires_at=expires_at,
+                                     created_at=created, token=token, service_account_id=service_account_id)
 
     async def ListTokens(self, request, context):
         user = ctx.session().user
         rows = ApiToken.select().where(ApiToken.user == user).order_by(ApiToken.created_at, ApiToken.id)
-        return auth_pb2.ListTokensResponse(tokens=[_token_message(r) for r in rows])
+        return auth_pb2.ListTokensResponse(tokens=token_messages(rows))
 
     async def DeleteToken(self, request, context):
         user = ctx.session().user
