@@ -20,18 +20,22 @@ class LoginRequest(_message.Message):
     def __init__(self, username: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
 
 class LoginResponse(_message.Message):
-    __slots__ = ("username", "display_name", "user_id", "is_admin", "token")
+    __slots__ = ("username", "display_name", "user_id", "is_admin", "token", "requires_2fa", "challenge_token")
     USERNAME_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     IS_ADMIN_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REQUIRES_2FA_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     username: str
     display_name: str
     user_id: str
     is_admin: bool
     token: str
-    def __init__(self, username: _Optional[str] = ..., display_name: _Optional[str] = ..., user_id: _Optional[str] = ..., is_admin: _Optional[bool] = ..., token: _Optional[str] = ...) -> None: ...
+    requires_2fa: bool
+    challenge_token: str
+    def __init__(self, username: _Optional[str] = ..., display_name: _Optional[str] = ..., user_id: _Optional[str] = ..., is_admin: _Optional[bool] = ..., token: _Optional[str] = ..., requires_2fa: _Optional[bool] = ..., challenge_token: _Optional[str] = ...) -> None: ...
 
 class GetSessionRequest(_message.Message):
     __slots__ = ()
@@ -348,3 +352,47 @@ class CreateServiceAccountTokenRequest(_message.Message):
     name: str
     expires_in: str
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., expires_in: _Optional[str] = ...) -> None: ...
+
+class LoginSecondFactorRequest(_message.Message):
+    __slots__ = ("challenge_token", "code")
+    CHALLENGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    challenge_token: str
+    code: str
+    def __init__(self, challenge_token: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
+
+class BeginTotpRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TotpSecret(_message.Message):
+    __slots__ = ("secret", "otpauth_uri")
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    OTPAUTH_URI_FIELD_NUMBER: _ClassVar[int]
+    secret: str
+    otpauth_uri: str
+    def __init__(self, secret: _Optional[str] = ..., otpauth_uri: _Optional[str] = ...) -> None: ...
+
+class EnableTotpRequest(_message.Message):
+    __slots__ = ("code",)
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    def __init__(self, code: _Optional[str] = ...) -> None: ...
+
+class RecoveryCodes(_message.Message):
+    __slots__ = ("recovery_codes",)
+    RECOVERY_CODES_FIELD_NUMBER: _ClassVar[int]
+    recovery_codes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, recovery_codes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DisableTotpRequest(_message.Message):
+    __slots__ = ("current_password",)
+    CURRENT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    current_password: str
+    def __init__(self, current_password: _Optional[str] = ...) -> None: ...
+
+class RemoveSecondFactorsRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...

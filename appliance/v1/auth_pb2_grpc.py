@@ -170,6 +170,31 @@ class AuthServiceStub:
                 request_serializer=appliance_dot_v1_dot_auth__pb2.ServiceAccountRequest.SerializeToString,
                 response_deserializer=appliance_dot_v1_dot_auth__pb2.ListTokensResponse.FromString,
                 _registered_method=True)
+        self.LoginSecondFactor = channel.unary_unary(
+                '/appliance.v1.AuthService/LoginSecondFactor',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.LoginSecondFactorRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.LoginResponse.FromString,
+                _registered_method=True)
+        self.BeginTotp = channel.unary_unary(
+                '/appliance.v1.AuthService/BeginTotp',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.BeginTotpRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.TotpSecret.FromString,
+                _registered_method=True)
+        self.EnableTotp = channel.unary_unary(
+                '/appliance.v1.AuthService/EnableTotp',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.EnableTotpRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.RecoveryCodes.FromString,
+                _registered_method=True)
+        self.DisableTotp = channel.unary_unary(
+                '/appliance.v1.AuthService/DisableTotp',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.DisableTotpRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+                _registered_method=True)
+        self.RemoveSecondFactors = channel.unary_unary(
+                '/appliance.v1.AuthService/RemoveSecondFactors',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.RemoveSecondFactorsRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -355,6 +380,43 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LoginSecondFactor(self, request, context):
+        """-- second factor: TOTP with recovery codes (docs/accounts.md) -----------
+        The second step of a login that answered requires_2fa: the challenge
+        token and a current TOTP code or an unused recovery code -> a session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BeginTotp(self, request, context):
+        """A new, not yet enabled TOTP secret (replaces an earlier unconfirmed one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableTotp(self, request, context):
+        """Confirms the secret with a code from the app; answers the recovery codes, once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableTotp(self, request, context):
+        """Needs the current password (checked as a login's).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveSecondFactors(self, request, context):
+        """Admins: remove a user's second factor (a user who lost it and its codes).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -492,6 +554,31 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.ListServiceAccountTokens,
                     request_deserializer=appliance_dot_v1_dot_auth__pb2.ServiceAccountRequest.FromString,
                     response_serializer=appliance_dot_v1_dot_auth__pb2.ListTokensResponse.SerializeToString,
+            ),
+            'LoginSecondFactor': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoginSecondFactor,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.LoginSecondFactorRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.LoginResponse.SerializeToString,
+            ),
+            'BeginTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.BeginTotp,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.BeginTotpRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.TotpSecret.SerializeToString,
+            ),
+            'EnableTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableTotp,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.EnableTotpRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.RecoveryCodes.SerializeToString,
+            ),
+            'DisableTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableTotp,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.DisableTotpRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
+            ),
+            'RemoveSecondFactors': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveSecondFactors,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.RemoveSecondFactorsRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1223,6 +1310,141 @@ class AuthService:
             '/appliance.v1.AuthService/ListServiceAccountTokens',
             appliance_dot_v1_dot_auth__pb2.ServiceAccountRequest.SerializeToString,
             appliance_dot_v1_dot_auth__pb2.ListTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoginSecondFactor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/LoginSecondFactor',
+            appliance_dot_v1_dot_auth__pb2.LoginSecondFactorRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.LoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BeginTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/BeginTotp',
+            appliance_dot_v1_dot_auth__pb2.BeginTotpRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.TotpSecret.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/EnableTotp',
+            appliance_dot_v1_dot_auth__pb2.EnableTotpRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.RecoveryCodes.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/DisableTotp',
+            appliance_dot_v1_dot_auth__pb2.DisableTotpRequest.SerializeToString,
+            appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveSecondFactors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/RemoveSecondFactors',
+            appliance_dot_v1_dot_auth__pb2.RemoveSecondFactorsRequest.SerializeToString,
+            appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

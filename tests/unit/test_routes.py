@@ -47,6 +47,8 @@ API_MD = {
     "POST /api/service-accounts", "GET /api/service-accounts", "GET /api/service-accounts/{id}",
     "PUT /api/service-accounts/{id}/scopes", "DELETE /api/service-accounts/{id}",
     "POST /api/service-accounts/{id}/tokens", "GET /api/service-accounts/{id}/tokens",
+    "POST /api/login/totp", "POST /api/settings/totp/begin", "POST /api/settings/totp/enable",
+    "POST /api/settings/totp/disable", "DELETE /admin/users/{user_id}/second-factors",
 }
 
 

@@ -14,8 +14,9 @@ import time
 from dataclasses import dataclass
 
 import jwt
+import peewee as pw
 
-from appliance.core.db import ApiToken, LoginSession, Prepared, RevokedSession, ServiceAccount, User, now
+from appliance.core.db import ApiToken, LoginSession, Prepared, RevokedSession, ServiceAccount, User, database, now
 from appliance.errors import Unauthenticated
 
 API_TOKEN_PREFIX = "ecloud_"
@@ -32,6 +33,9 @@ VERIFIED_CACHE_BYTES = 4 << 20
 # so a request of a busy session costs a dict lookup, not a database write.
 SESSION_SEEN_RESOLUTION = 60
 SEEN_CACHE_SIZE = 8192
+# A login's second step must come within this many seconds of its first.
+CHALLENGE_TTL = 300
+CHALLENGE = "2fa_challenge"
 
 
 @dataclass(frozen=True)
@@ -167,7 +171,8 @@ class Tokens:
     def _session(self, token: str) -> Principal:
         digest = sha256(token)
         claims = self._decode(token, digest)
-        if claims.get("type") == "api_token" or "jti" not in claims or "exp" not in claims:
+        # Only a session's claims have no "type" (an API token's or a login challenge's do).
+        if "type" in claims or "jti" not in claims or "exp" not in claims:
             raise Unauthenticated("invalid token")
         if self._revoked.first(str(claims["jti"])) is not None:
             raise Unauthenticated("session has been logged out")
@@ -223,6 +228,31 @@ class Tokens:
         while len(self._seen) >= SEEN_CACHE_SIZE:
             self._seen.pop(next(iter(self._seen)))
         self._seen[jti] = t
+
+    # -- a login's second step ---------------------------------------------------
+    def issue_challenge(self, user: User) -> str:
+        """A token proving the password was right, for the second factor's one call."""
+        issued = int(time.time())
+        claims = {"type": CHALLENGE, "user_id": user.public_id, "iat": issued, "exp": issued + CHALLENGE_TTL,
+                  "jti": secrets.token_hex(16)}
+        return jwt.encode(claims, self.secret, algorithm=self.algorithm)
+
+    def spend_challenge(self, token: str) -> User:
+        """The user of a valid, unused challenge token; the token is spent
+        (whatever the second factor's outcome: a wrong code means logging in again)."""
+        claims = self._verify(token)
+        if claims.get("type") != CHALLENGE or "exp" not in claims or "jti" not in claims:
+            raise Unauthenticated("invalid challenge token")
+        jti = str(claims["jti"])
+        try:   # the primary key makes "spent once" hold across cores of one database too
+            with database.atomic():
+                RevokedSession.insert(jti=jti, expires_at=int(claims["exp"])).execute()
+        except pw.IntegrityError:
+            raise Unauthenticated("challenge token already used") from None
+        user = self._user_by_public_id.first(str(claims.get("user_id")))
+        if user is None:
+            raise Unauthenticated("user no longer exists")
+        return user
 
     def revoke_session(self, principal: Principal) -> None:
         if principal.is_session:

@@ -10,13 +10,14 @@ from appliance import metrics
 from appliance.core import audit, live
 from appliance.core import context as ctx
 from appliance.core.auth import scopes as scope_rules
-from appliance.core.auth import users
+from appliance.core.auth import second_factor, users
 from appliance.core.auth.account import AccountSettings
 from appliance.core.auth.identity import Tokens, sha256
 from appliance.core.auth.inflight import InFlight
 from appliance.core.auth.passwords import HashPool, hash_password, verify_password
 from appliance.core.auth.service_accounts import ServiceAccounts, token_messages
 from appliance.core.auth.throttle import LoginThrottle
+from appliance.core.auth.totp_settings import TotpSettings
 from appliance.core.db import ApiToken, User, database, new_public_id, now
 from appliance.errors import Conflict, Invalid, NotFound, Unauthenticated
 from appliance.logsafe import clip
@@ -38,7 +39,7 @@ def _struct(value: dict) -> struct_pb2.Struct:
     return s
 
 
-class AuthServicer(AccountSettings, ServiceAccounts, auth_pb2_grpc.AuthServiceServicer):
+class AuthServicer(AccountSettings, ServiceAccounts, TotpSettings, auth_pb2_grpc.AuthServiceServicer):
     def __init__(self, tokens: Tokens, throttle: LoginThrottle, hasher: HashPool | None = None,
                  max_tokens_per_user: int = 50, max_token_scopes: int = scope_rules.MAX_SCOPES,
                  max_service_accounts_per_user: int = 20):
@@ -92,11 +93,20 @@ class AuthServicer(AccountSettings, ServiceAccounts, auth_pb2_grpc.AuthServiceSe
                     log.info("login: %s failed from %s (%s)", clip(request.username), clip(address),
                              "wrong password" if user else "unknown user")
                     raise Unauthenticated("invalid username or password")
-                attempt.succeeded()
+                needs_code = second_factor.enabled(user)
+                if needs_code:
+                    attempt.half_succeeded()
+                else:
+                    attempt.succeeded()
                 metrics.LOGINS.labels("ok").inc()
         finally:
             if not handed_over:
                 self.in_flight.release(keys)
+        if needs_code:
+            log.info("login: %s gave the right password from %s; second factor next", clip(user.username),
+                     clip(address))
+            return auth_pb2.LoginResponse(requires_2fa=True, challenge_token=self.tokens.issue_challenge(user),
+                                          **users.as_dict(user))
         log.info("login: %s signed in from %s", clip(user.username), clip(address))
         token = self.tokens.issue_session(user, address, ctx.user_agent())
         audit.record("login", target=user.username, actor=user)
