@@ -4,6 +4,7 @@ refusal of the second step: wrong, replayed and foreign codes, a spent or
 expired-looking challenge, a challenge used as a session."""
 from __future__ import annotations
 
+import json
 import time
 
 import jwt
@@ -144,3 +145,18 @@ def test_settings_need_a_session(app, admin):
     bot = user.with_token(token["token"])
     for path in ("/api/settings/totp/begin", "/api/settings/totp/enable", "/api/settings/totp/disable"):
         assert bot.post(path, json={"code": "123456", "current_password": PASSWORD}).status_code == 403
+
+
+def test_the_cli_logs_in_with_a_code_from_stdin(app, admin, tmp_path):
+    from client_support import User
+
+    user = new_user(app, admin)
+    name = user.info["username"]
+    totp, _, _ = enable(user)
+    person = User(tmp_path / "cli")
+    out = person.json("login", app.url, "-u", name, "--password-stdin", input=f"{PASSWORD}\n{later(totp)}\n")
+    assert out["username"] == name and "challenge_token" not in out and "requires_2fa" not in out
+    [remote] = json.loads(person.config.read_text())["remotes"].values()
+    assert Client(app.url, remote["token"]).get("/api/session").json()["username"] == name
+    refused = person.run("login", app.url, "-u", name, "--password-stdin", input=f"{PASSWORD}\n000000\n")
+    assert refused.returncode != 0 and "invalid code" in refused.stderr
