@@ -125,3 +125,23 @@ def test_the_writer_is_counted_in_the_metrics(app, admin):
     text = admin.get("/metrics").text
     written = [line for line in text.splitlines() if line.startswith('appliance_audit_events_total{result="written"}')]
     assert written and float(written[0].split()[-1]) > 0
+
+
+def test_a_full_audit_queue_drops_events_and_fails_no_request(tmp_path):
+    """One queued event at most: a burst of audited requests all succeed; the
+    events beyond the queue are dropped and counted, never a request's error."""
+    small = Appliance(tmp_path / "small", guest_driver="fake", audit_queue_size=1,
+                      login_max_successes_per_address=1000).start()
+    try:
+        admin = small.admin()
+        user = new_user(small, admin)
+        for i in range(20):   # each an audited write, faster than the writer's 0.5 s round
+            r = user.post("/api/tokens", json={"name": f"t{i}", "scopes": {f"compute.{user.user_id}": ["read"]}})
+            assert r.status_code == 200, r.text
+        text = admin.get("/metrics").text
+        dropped = [line for line in text.splitlines()
+                   if line.startswith('appliance_audit_events_total{result="dropped"}')]
+        assert dropped and float(dropped[0].split()[-1]) > 0
+        assert 0 < len(trail(user, event="token.created")) < 20
+    finally:
+        small.close()
