@@ -60,7 +60,8 @@ class Blob:
 
 async def open_body(blob: Blob, offset: int, end: int) -> Body:
     """GET bytes [offset, end) of the blob; the head is checked before anything is used."""
-    url = urlsplit(blob.filer().blob_url(blob.blob_id))
+    client = blob.filer()
+    url = urlsplit(client.blob_url(blob.blob_id))
     host, port = url.hostname or "", url.port or 80
     loop = asyncio.get_running_loop()
     try:
@@ -75,7 +76,7 @@ async def open_body(blob: Blob, offset: int, end: int) -> Body:
         netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         request = (f"GET {url.path}{'?' + url.query if url.query else ''} HTTP/1.1\r\nHost: {netloc}\r\n"
                    f"Range: bytes={offset}-{end - 1}\r\nAccept-Encoding: identity\r\nConnection: close\r\n"
-                   + "".join(f"{k}: {v}\r\n" for k, v in blob.filer().auth().items())
+                   + "".join(f"{k}: {v}\r\n" for k, v in client.auth().items())
                    + "\r\n")
         await asyncio.wait_for(loop.sock_sendall(sock, request.encode("latin-1")), filer.READ_TIMEOUT)
         head, early = await _read_head(loop, sock)

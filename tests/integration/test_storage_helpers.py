@@ -53,3 +53,17 @@ def upload(client, namespace: str, name: str, data: bytes, overwrite: bool = Fal
     """Multipart upload with requests (any file name, any bytes)."""
     return client.post("/storage/upload", params={"namespace": namespace, "overwrite": str(overwrite).lower()},
                        files={"file": (name, data)})
+
+
+def refused_mid_stream(stdout: str, text: str, local_io: str, status: int = 507) -> bool:
+    """curl's output (``-w '\\n%{http_code}'``) for an upload the core refused (``status``)
+    while its bytes streamed.
+
+    With every byte over gRPC (storage_local_io=false) grpcio's asyncio client
+    sometimes replaces the core's early status with INTERNAL "Internal error
+    from Core" when a write races it (grpc/grpc#36066, fix pending upstream in
+    grpc/grpc#43486): the gateway then answers 500. The upload still fails
+    whole; the callers go on to check that nothing partial is left."""
+    if stdout.endswith(f"\n{status}") and text in stdout:
+        return True
+    return local_io == "false" and stdout.endswith("\n500") and "Internal error from Core" in stdout

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 from storage_backends import BACKENDS, blob_names, own_apps_fixture, seaweed_set_fixture, wait_for  # noqa: F401
-from test_storage_helpers import upload
+from test_storage_helpers import refused_mid_stream, upload
 
 _users = itertools.count()
 
@@ -275,19 +275,6 @@ def small_disk(tmp_path):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m,mode=0700", "tmpfs", str(mount)], check=True)
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def refused_mid_stream(stdout: str, text: str, local_io: str) -> bool:
-    """curl's output for an upload the core refused (507) while its bytes streamed.
-
-    With every byte over gRPC (storage_local_io=false) grpcio's asyncio client
-    sometimes replaces the core's early status with INTERNAL "Internal error
-    from Core" when a write races it (grpc/grpc#36066, fix pending upstream in
-    grpc/grpc#43486): the gateway then answers 500. The upload still fails
-    whole; the callers go on to check that nothing partial is left."""
-    if stdout.endswith("\n507") and text in stdout:
-        return True
-    return local_io == "false" and stdout.endswith("\n500") and "Internal error from Core" in stdout
 
 
 def free_bytes(path) -> int:

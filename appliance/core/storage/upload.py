@@ -6,8 +6,9 @@ Limits (settings in appliance/config.py, documented in docs/storage.md):
 - ``max_uploads_per_user`` uploads under way per user (429 beyond);
 - ``max_upload_bytes`` per file (413), on the declared size and on what arrives;
 - ``storage_quota_bytes`` per user: the files they uploaded plus what their
-  uploads under way have received (507), checked early and exactly again at
-  the commit, inside its transaction;
+  uploads under way have received (507; an upload counts the ones admitted
+  before it, so the earliest go on), checked early and exactly again at the
+  commit, inside its transaction;
 - ``disk_free_reserve_bytes`` kept free in the blob store (507): on the
   declared size, then every FREE_CHECK_STEP bytes received (on SeaweedFS its
   free space, and 503 while it cannot take uploads: backends/seaweed.py);
@@ -70,9 +71,9 @@ class UploadLimits:
         self.config = config
         self.store = store
         self.active: dict[int, int] = {}    # user row id -> uploads under way
-        # user row id -> bytes those uploads hold: each its declared size or
-        # what it received, whichever is more
-        self.inflight: dict[int, int] = {}
+        # user row id -> {upload: bytes it holds (its declared size or what it
+        # received, whichever is more)}, in the order the uploads were admitted
+        self.held: dict[int, dict[Ticket, int]] = {}
 
     def admit(self, user_id: int) -> Ticket:
         cap = self.config.max_uploads_per_user
@@ -80,15 +81,30 @@ class UploadLimits:
             raise TooManyRequests(f"too many uploads at once: at most {cap} per user", retry_after=5)
         ticket = Ticket(self, user_id)  # first: it queries the database, which may fail
         self.active[user_id] = self.active.get(user_id, 0) + 1
+        self.held.setdefault(user_id, {})[ticket] = 0
         return ticket
+
+    def held_through(self, ticket: Ticket) -> int:
+        """Bytes held by the user's uploads admitted before ``ticket``, and its own.
+
+        An upload is measured against the earlier ones only: of uploads of
+        unknown size that together outgrow the quota the later ones are
+        refused, never all of them at once (each seeing the others' bytes)."""
+        total = 0
+        for other, held in self.held.get(ticket.user_id, {}).items():
+            total += held
+            if other is ticket:
+                break
+        return total
 
     def _release(self, ticket: Ticket) -> None:
         uid = ticket.user_id
         self.active[uid] -= 1
-        self.inflight[uid] = self.inflight.get(uid, 0) - ticket.counted
+        held = self.held.get(uid, {})
+        held.pop(ticket, None)
         if not self.active[uid]:
             del self.active[uid]
-            self.inflight.pop(uid, None)
+            self.held.pop(uid, None)
 
 
 class Ticket:
@@ -100,7 +116,7 @@ class Ticket:
         self.user_id = user_id
         self.received = 0
         self.declared = 0
-        self.counted = 0  # what this upload adds to limits.inflight
+        self.counted = 0  # what this upload holds in limits.held
         self.stored = stored_bytes(user_id)
         self.credit = 0  # bytes of the user's own file this upload replaces
         self.next_free_check = FREE_CHECK_STEP
@@ -117,15 +133,15 @@ class Ticket:
             raise TooLarge(f"file is over the {limit}-byte upload limit")
 
     def _count(self, n: int) -> None:
-        inflight = self.limits.inflight
-        inflight[self.user_id] = inflight.get(self.user_id, 0) + n - self.counted
+        if not self.released:
+            self.limits.held.setdefault(self.user_id, {})[self] = n
         self.counted = n
 
     def _check_quota(self, more: int) -> None:
         quota = self.config.storage_quota_bytes
         if not quota:
             return
-        used = self.stored - self.credit + self.limits.inflight.get(self.user_id, 0)
+        used = self.stored - self.credit + self.limits.held_through(self)
         if used + more > quota:
             raise InsufficientStorage(f"storage quota exceeded: {quota} bytes per user, "
                                       f"{max(self.stored, 0)} in use")

@@ -51,7 +51,12 @@ def main(source: str, output: str) -> None:
         if proc.returncode != 0:
             sys.exit(f"building the appliance wheel failed:\n{proc.stdout}")
         (wheel,) = built.glob("appliance-*.whl")
-        shutil.copy2(wheel, out / wheel.name)
+        # Copied under a unique name, then renamed: a play running beside this
+        # one (same control node, same OUTPUT_DIR) never reads a partial wheel.
+        fd, tmp = tempfile.mkstemp(prefix=wheel.name + ".", suffix=".tmp", dir=out)
+        os.close(fd)
+        shutil.copy2(wheel, tmp)
+        os.replace(tmp, out / wheel.name)
         print(out / wheel.name)
 
 
