@@ -222,6 +222,14 @@ class Config:
     # is allowed). "" -> public_host and http_host on http_port
     # (appliance/http/cookie.py).
     public_origins: str = ""
+    # WebAuthn security keys (docs/accounts.md): the relying-party id, a
+    # registrable domain the keys are bound to; "" -> public_host ("localhost"
+    # when that is an IP address, which browsers refuse as an RP id). Changing
+    # it orphans every registered key.
+    webauthn_rp_id: str = ""
+    # Origins (comma-separated) whose pages may register and use keys; "" ->
+    # <scheme>://<rp id>[:http_port] and https://<rp id>.
+    webauthn_origins: str = ""
     # -- many hosts: one cloud over several machines (docs/cluster.md) ---------
     # The core's gRPC listener for the other hosts' cores, "host:port", mutual
     # TLS with the cluster CA below (nothing else is accepted on it); "" = a

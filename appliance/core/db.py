@@ -133,9 +133,17 @@ def _token_service_account(db: pw.Database) -> None:
         db.execute_sql("ALTER TABLE apitoken ADD COLUMN service_account_id VARCHAR(16)")
 
 
+def _second_factor_at_rest(db: pw.Database) -> None:
+    """5: TOTP secrets are stored encrypted (core/auth/second_factor.py), longer
+    than the 64 characters of a plain one (SQLite does not enforce lengths).
+    Security keys' table (webauthn_credential) comes from create_tables."""
+    if isinstance(db, pw.PostgresqlDatabase) and db.table_exists("totp_secret"):
+        db.execute_sql("ALTER TABLE totp_secret ALTER COLUMN secret TYPE VARCHAR(255)")
+
+
 MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _container_host, 3: _session_user_agent,
-                                                        4: _token_service_account}
-SCHEMA_VERSION = 4
+                                                        4: _token_service_account, 5: _second_factor_at_rest}
+SCHEMA_VERSION = 5
 # Cores of several hosts may start at once on one PostgreSQL: the schema work
 # is serialised by this transaction-level advisory lock (any fixed number).
 _MIGRATION_LOCK = 0x61707031

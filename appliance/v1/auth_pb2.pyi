@@ -396,3 +396,75 @@ class RemoveSecondFactorsRequest(_message.Message):
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class AddKeyBeginRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WebAuthnCeremony(_message.Message):
+    __slots__ = ("options", "state")
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    options: _struct_pb2.Struct
+    state: str
+    def __init__(self, options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., state: _Optional[str] = ...) -> None: ...
+
+class AddKeyFinishRequest(_message.Message):
+    __slots__ = ("state", "credential", "name")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    credential: _struct_pb2.Struct
+    name: str
+    def __init__(self, state: _Optional[str] = ..., credential: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ListKeysRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SecurityKey(_message.Message):
+    __slots__ = ("id", "name", "authenticator_type", "created_at", "last_used_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AUTHENTICATOR_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    authenticator_type: str
+    created_at: int
+    last_used_at: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., authenticator_type: _Optional[str] = ..., created_at: _Optional[int] = ..., last_used_at: _Optional[int] = ...) -> None: ...
+
+class ListKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[SecurityKey]
+    def __init__(self, keys: _Optional[_Iterable[_Union[SecurityKey, _Mapping]]] = ...) -> None: ...
+
+class DeleteKeyRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class RenameKeyRequest(_message.Message):
+    __slots__ = ("id", "name")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class WebAuthnLoginBeginRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WebAuthnLoginFinishRequest(_message.Message):
+    __slots__ = ("state", "credential")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    credential: _struct_pb2.Struct
+    def __init__(self, state: _Optional[str] = ..., credential: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...

@@ -195,6 +195,41 @@ class AuthServiceStub:
                 request_serializer=appliance_dot_v1_dot_auth__pb2.RemoveSecondFactorsRequest.SerializeToString,
                 response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.AddKeyBegin = channel.unary_unary(
+                '/appliance.v1.AuthService/AddKeyBegin',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.AddKeyBeginRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.WebAuthnCeremony.FromString,
+                _registered_method=True)
+        self.AddKeyFinish = channel.unary_unary(
+                '/appliance.v1.AuthService/AddKeyFinish',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.AddKeyFinishRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+                _registered_method=True)
+        self.ListKeys = channel.unary_unary(
+                '/appliance.v1.AuthService/ListKeys',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.ListKeysRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.ListKeysResponse.FromString,
+                _registered_method=True)
+        self.DeleteKey = channel.unary_unary(
+                '/appliance.v1.AuthService/DeleteKey',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.DeleteKeyRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+                _registered_method=True)
+        self.RenameKey = channel.unary_unary(
+                '/appliance.v1.AuthService/RenameKey',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.RenameKeyRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+                _registered_method=True)
+        self.WebAuthnLoginBegin = channel.unary_unary(
+                '/appliance.v1.AuthService/WebAuthnLoginBegin',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.WebAuthnLoginBeginRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.WebAuthnCeremony.FromString,
+                _registered_method=True)
+        self.WebAuthnLoginFinish = channel.unary_unary(
+                '/appliance.v1.AuthService/WebAuthnLoginFinish',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.WebAuthnLoginFinishRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.LoginResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -417,6 +452,55 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddKeyBegin(self, request, context):
+        """-- second factor: WebAuthn security keys (docs/accounts.md) --------------
+        Registration options for a new key of the signed-in user, and the signed
+        ceremony state to hand back to AddKeyFinish (5 minutes, once).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddKeyFinish(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKeys(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenameKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WebAuthnLoginBegin(self, request, context):
+        """The second step of a login that answered requires_2fa, with a key:
+        `Authorization: Bearer <challenge_token>` (read by the servicer: the token
+        is no session) -> the assertion options and their state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WebAuthnLoginFinish(self, request, context):
+        """The signed assertion -> the normal login response (spends the challenge token).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -579,6 +663,41 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.RemoveSecondFactors,
                     request_deserializer=appliance_dot_v1_dot_auth__pb2.RemoveSecondFactorsRequest.FromString,
                     response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
+            ),
+            'AddKeyBegin': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddKeyBegin,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.AddKeyBeginRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.WebAuthnCeremony.SerializeToString,
+            ),
+            'AddKeyFinish': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddKeyFinish,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.AddKeyFinishRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
+            ),
+            'ListKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKeys,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.ListKeysRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.ListKeysResponse.SerializeToString,
+            ),
+            'DeleteKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteKey,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.DeleteKeyRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
+            ),
+            'RenameKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenameKey,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.RenameKeyRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
+            ),
+            'WebAuthnLoginBegin': grpc.unary_unary_rpc_method_handler(
+                    servicer.WebAuthnLoginBegin,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.WebAuthnLoginBeginRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.WebAuthnCeremony.SerializeToString,
+            ),
+            'WebAuthnLoginFinish': grpc.unary_unary_rpc_method_handler(
+                    servicer.WebAuthnLoginFinish,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.WebAuthnLoginFinishRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.LoginResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1445,6 +1564,195 @@ class AuthService:
             '/appliance.v1.AuthService/RemoveSecondFactors',
             appliance_dot_v1_dot_auth__pb2.RemoveSecondFactorsRequest.SerializeToString,
             appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddKeyBegin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/AddKeyBegin',
+            appliance_dot_v1_dot_auth__pb2.AddKeyBeginRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.WebAuthnCeremony.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddKeyFinish(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/AddKeyFinish',
+            appliance_dot_v1_dot_auth__pb2.AddKeyFinishRequest.SerializeToString,
+            appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/ListKeys',
+            appliance_dot_v1_dot_auth__pb2.ListKeysRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.ListKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/DeleteKey',
+            appliance_dot_v1_dot_auth__pb2.DeleteKeyRequest.SerializeToString,
+            appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenameKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/RenameKey',
+            appliance_dot_v1_dot_auth__pb2.RenameKeyRequest.SerializeToString,
+            appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WebAuthnLoginBegin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/WebAuthnLoginBegin',
+            appliance_dot_v1_dot_auth__pb2.WebAuthnLoginBeginRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.WebAuthnCeremony.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WebAuthnLoginFinish(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/WebAuthnLoginFinish',
+            appliance_dot_v1_dot_auth__pb2.WebAuthnLoginFinishRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.LoginResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -86,7 +86,7 @@ def test_migration_3_adds_the_user_agent_column(tmp_path, with_sessions):
     path = tmp_path / "v2.sqlite"
     _version_2(path, with_sessions)
     open_database(f"sqlite:///{path}")
-    assert db.SchemaVersion.get().version == db.SCHEMA_VERSION == 4
+    assert db.SchemaVersion.get().version == db.SCHEMA_VERSION == 5
     assert "user_agent" in [c.name for c in db.database.get_columns("login_session")]
     if with_sessions:
         row = LoginSession.get_by_id("j1")

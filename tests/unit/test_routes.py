@@ -49,6 +49,9 @@ API_MD = {
     "POST /api/service-accounts/{id}/tokens", "GET /api/service-accounts/{id}/tokens",
     "POST /api/login/totp", "POST /api/settings/totp/begin", "POST /api/settings/totp/enable",
     "POST /api/settings/totp/disable", "DELETE /admin/users/{user_id}/second-factors",
+    "POST /api/settings/keys/add/begin", "POST /api/settings/keys/add/finish", "GET /api/settings/keys",
+    "POST /api/settings/keys/delete", "POST /api/settings/keys/rename", "POST /api/webauthn/login/begin",
+    "POST /api/webauthn/login/finish",
 }
 
 

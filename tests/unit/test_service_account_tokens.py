@@ -51,7 +51,7 @@ def test_migration_4_adds_the_column(tmp_path):
                     " VALUES ('t1', ?, 'old', '{}', 'abc', 1)", (alice.id,))
     old.close()
     open_database(f"sqlite:///{path}")
-    assert db.SchemaVersion.get().version == 4
+    assert db.SchemaVersion.get().version == db.SCHEMA_VERSION
     assert ApiToken.get_by_id("t1").service_account_id is None
     assert "apitoken_service_account_id" in {i.name for i in db.database.get_indexes("apitoken")}
     assert "service_account" in db.database.get_tables()

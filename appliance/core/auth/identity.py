@@ -36,6 +36,8 @@ SEEN_CACHE_SIZE = 8192
 # A login's second step must come within this many seconds of its first.
 CHALLENGE_TTL = 300
 CHALLENGE = "2fa_challenge"
+# What a one-shot token is called in errors (other kinds: a WebAuthn ceremony's state).
+_ONESHOT_NAMES = {CHALLENGE: "challenge token"}
 
 
 @dataclass(frozen=True)
@@ -229,29 +231,46 @@ class Tokens:
             self._seen.pop(next(iter(self._seen)))
         self._seen[jti] = t
 
-    # -- a login's second step ---------------------------------------------------
-    def issue_challenge(self, user: User) -> str:
-        """A token proving the password was right, for the second factor's one call."""
+    # -- a login's second step and other one-shot tokens --------------------------
+    def issue_oneshot(self, kind: str, user: User, ttl: int = CHALLENGE_TTL, **extra) -> str:
+        """A signed token of type *kind* for *user*, valid *ttl* seconds, to be
+        spent once: a login challenge, a WebAuthn ceremony's state. Any token
+        with a "type" claim is refused as a session."""
         issued = int(time.time())
-        claims = {"type": CHALLENGE, "user_id": user.public_id, "iat": issued, "exp": issued + CHALLENGE_TTL,
+        claims = {**extra, "type": kind, "user_id": user.public_id, "iat": issued, "exp": issued + ttl,
                   "jti": secrets.token_hex(16)}
         return jwt.encode(claims, self.secret, algorithm=self.algorithm)
+
+    def issue_challenge(self, user: User) -> str:
+        """A token proving the password was right, for the second factor's one call."""
+        return self.issue_oneshot(CHALLENGE, user)
+
+    def oneshot(self, token: str, kind: str) -> tuple[User, dict]:
+        """The user and claims of a valid, unspent token of type *kind* (not spent here)."""
+        claims = self._verify(token)
+        if claims.get("type") != kind or "exp" not in claims or "jti" not in claims:
+            raise Unauthenticated(f"invalid {_ONESHOT_NAMES.get(kind, 'state')}")
+        if self._revoked.first(str(claims["jti"])) is not None:
+            raise Unauthenticated(f"{_ONESHOT_NAMES.get(kind, 'state')} already used")
+        user = self._user_by_public_id.first(str(claims.get("user_id")))
+        if user is None:
+            raise Unauthenticated("user no longer exists")
+        return user, claims
+
+    def spend(self, claims: dict, kind: str) -> None:
+        """Mark a one-shot token used; Unauthenticated if it was already (the
+        primary key makes "spent once" hold across cores of one database too)."""
+        try:
+            with database.atomic():
+                RevokedSession.insert(jti=str(claims["jti"]), expires_at=int(claims["exp"])).execute()
+        except pw.IntegrityError:
+            raise Unauthenticated(f"{_ONESHOT_NAMES.get(kind, 'state')} already used") from None
 
     def spend_challenge(self, token: str) -> User:
         """The user of a valid, unused challenge token; the token is spent
         (whatever the second factor's outcome: a wrong code means logging in again)."""
-        claims = self._verify(token)
-        if claims.get("type") != CHALLENGE or "exp" not in claims or "jti" not in claims:
-            raise Unauthenticated("invalid challenge token")
-        jti = str(claims["jti"])
-        try:   # the primary key makes "spent once" hold across cores of one database too
-            with database.atomic():
-                RevokedSession.insert(jti=jti, expires_at=int(claims["exp"])).execute()
-        except pw.IntegrityError:
-            raise Unauthenticated("challenge token already used") from None
-        user = self._user_by_public_id.first(str(claims.get("user_id")))
-        if user is None:
-            raise Unauthenticated("user no longer exists")
+        user, claims = self.oneshot(token, CHALLENGE)
+        self.spend(claims, CHALLENGE)
         return user
 
     def revoke_session(self, principal: Principal) -> None:

@@ -28,7 +28,7 @@ STEP = 30
 class TotpSecret(BaseModel):
     id = pw.AutoField()
     user = pw.ForeignKeyField(User, backref="totp", on_delete="CASCADE", unique=True)
-    secret = pw.CharField(max_length=64)
+    secret = pw.CharField(max_length=255)   # encrypted (see _sealed)
     confirmed = pw.BooleanField(default=False)
     # The last time step a code was accepted for (replays are refused).
     last_step = pw.BigIntegerField(default=0)

@@ -10,7 +10,7 @@ from appliance import metrics
 from appliance.core import audit, live
 from appliance.core import context as ctx
 from appliance.core.auth import scopes as scope_rules
-from appliance.core.auth import second_factor, users
+from appliance.core.auth import second_factor, users, webauthn_keys
 from appliance.core.auth.account import AccountSettings
 from appliance.core.auth.identity import Tokens, sha256
 from appliance.core.auth.inflight import InFlight
@@ -18,6 +18,7 @@ from appliance.core.auth.passwords import HashPool, hash_password, verify_passwo
 from appliance.core.auth.service_accounts import ServiceAccounts, token_messages
 from appliance.core.auth.throttle import LoginThrottle
 from appliance.core.auth.totp_settings import TotpSettings
+from appliance.core.auth.webauthn_settings import WebAuthnSettings
 from appliance.core.db import ApiToken, User, database, new_public_id, now
 from appliance.errors import Conflict, Invalid, NotFound, Unauthenticated
 from appliance.logsafe import clip
@@ -39,11 +40,14 @@ def _struct(value: dict) -> struct_pb2.Struct:
     return s
 
 
-class AuthServicer(AccountSettings, ServiceAccounts, TotpSettings, auth_pb2_grpc.AuthServiceServicer):
+class AuthServicer(AccountSettings, ServiceAccounts, TotpSettings, WebAuthnSettings,
+                   auth_pb2_grpc.AuthServiceServicer):
     def __init__(self, tokens: Tokens, throttle: LoginThrottle, hasher: HashPool | None = None,
                  max_tokens_per_user: int = 50, max_token_scopes: int = scope_rules.MAX_SCOPES,
-                 max_service_accounts_per_user: int = 20):
+                 max_service_accounts_per_user: int = 20,
+                 relying_party: webauthn_keys.RelyingParty | None = None):
         self.tokens = tokens
+        self.relying_party = relying_party or webauthn_keys.RelyingParty("localhost", ("http://localhost",))
         self.throttle = throttle
         self.hasher = hasher or HashPool()
         self.max_tokens_per_user = max_tokens_per_user
@@ -57,7 +61,8 @@ class AuthServicer(AccountSettings, ServiceAccounts, TotpSettings, auth_pb2_grpc
                                  max_entries=config.login_throttle_max_entries,
                                  max_successes=config.login_max_successes_per_address)
         return cls(tokens, throttle, HashPool(config.password_hash_workers, config.password_hash_queue),
-                   config.max_tokens_per_user, config.max_token_scopes, config.max_service_accounts_per_user)
+                   config.max_tokens_per_user, config.max_token_scopes, config.max_service_accounts_per_user,
+                   webauthn_keys.RelyingParty.from_config(config))
 
     def close(self) -> None:
         self.hasher.close()
@@ -93,7 +98,7 @@ class AuthServicer(AccountSettings, ServiceAccounts, TotpSettings, auth_pb2_grpc
                     log.info("login: %s failed from %s (%s)", clip(request.username), clip(address),
                              "wrong password" if user else "unknown user")
                     raise Unauthenticated("invalid username or password")
-                needs_code = second_factor.enabled(user)
+                needs_code = second_factor.enabled(user) or webauthn_keys.enabled(user)
                 if needs_code:
                     attempt.half_succeeded()
                 else:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from appliance.core import audit
 from appliance.core import context as ctx
-from appliance.core.auth import second_factor, users
+from appliance.core.auth import second_factor, users, webauthn_keys
 from appliance.core.auth.identity import Tokens
 from appliance.core.auth.throttle import LoginThrottle
 from appliance.core.db import User
@@ -67,7 +67,8 @@ class TotpSettings:
         if not request.user_id:
             raise Invalid("user_id is required")
         user = users.get_by_public_id(request.user_id)
-        if not second_factor.remove(user):
+        had_totp = second_factor.remove(user)
+        if not (webauthn_keys.remove_all(user) or had_totp):
             raise NotFound("the user has no second factor")
         audit.record("2fa.removed", target=user.public_id, user_id=user.public_id)
         return OK
