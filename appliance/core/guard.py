@@ -82,6 +82,12 @@ def verified_peer(context) -> str:
     return names[0].decode() if len(names) == 1 else ""
 
 
+def narrowed(before: dict, after: dict) -> bool:
+    """Whether some scope's action of *before* is missing from *after* (a scope
+    replaced by a wider one counts too: the stream is ended, and may reopen)."""
+    return any(not set(actions) <= set(after.get(scope, ())) for scope, actions in before.items())
+
+
 class Authenticator:
     def __init__(self, tokens: Tokens, service_secret: str = ""):
         self.tokens = tokens
@@ -175,7 +181,15 @@ class CallGuard:
         if principal is None:
             return None
         metadata = context.invocation_metadata() or ()
-        return live.REGISTRY.open(principal.user.public_id, lambda: self.authenticate(self.method, metadata))
+        opened_with = principal.scopes
+
+        def recheck():
+            now = self.authenticate(self.method, metadata)
+            if opened_with is not None and narrowed(opened_with, now.scopes or {}):
+                # a service account's scopes were narrowed: what the stream was allowed may be no more
+                raise PermissionDenied("the token's scopes were narrowed")
+            return now
+        return live.REGISTRY.open(principal.user.public_id, recheck)
 
     def log(self, principal, code, started: float):
         seconds = time.monotonic() - started if started else None

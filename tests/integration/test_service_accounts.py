@@ -163,3 +163,34 @@ def test_deleting_the_account_stops_its_tokens_and_their_streams_at_once(app, us
     assert user.get(f"/api/service-accounts/{account['id']}").status_code == 404
     assert {t["id"] for t in user.get("/api/tokens").json()} == {personal["id"]}
     assert user.with_token(personal["token"]).get("/compute/containers").status_code == 200
+
+
+def _closed_with(ws, within: float) -> int | None:
+    """The close code the server sends within *within* seconds, or None."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        ws.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            opcode, data = ws.recv_data()
+        except websocket.WebSocketTimeoutException:
+            return None
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return int.from_bytes(data[:2], "big")
+    return None
+
+
+def test_narrowing_the_account_ends_its_tokens_streams_at_once(app, user):
+    uid = user.user_id
+    account = create(user, scopes={f"compute.{uid}": ["read"]})
+    token = sa_token(user, account["id"])["token"]
+    ws = websocket.create_connection(app.url.replace("http://", "ws://") + f"/compute/ws?token={token}", timeout=10)
+    assert json.loads(ws.recv())["type"] == "containers"
+    # widening keeps the stream: everything it was allowed still is
+    wider = {f"compute.{uid}": ["read", "update"], f"storage.{uid}": ["read"]}
+    assert user.put(f"/api/service-accounts/{account['id']}/scopes", json={"scopes": wider}).status_code == 200
+    assert _closed_with(ws, 0.5) is None
+    # narrowing (compute read taken away) ends it now, not at the hourly re-check
+    narrower = {f"storage.{uid}": ["read"]}
+    assert user.put(f"/api/service-accounts/{account['id']}/scopes", json={"scopes": narrower}).status_code == 200
+    assert _closed_with(ws, 5) == 1008
+    assert user.with_token(token).get("/compute/containers").status_code == 403

@@ -116,6 +116,7 @@ class ServiceAccounts:
         ServiceAccount.update(scopes=json.dumps(scopes)).where(ServiceAccount.id == account.id).execute()
         account.scopes = json.dumps(scopes)
         audit.record("service_account.scopes_changed", target=account.id)
+        live.credentials_changed(user.public_id)   # streams of its tokens that lost a scope end now (guard.py)
         return _message(account, _count(account))
 
     async def DeleteServiceAccount(self, request, context):
