@@ -119,8 +119,8 @@ class _Schemas:
                   and (output or not _header_of(f))]
         schema = {"type": "object", "properties": {f.name: self.field(f, output) for f in fields}}
         if output:
-            required = [f.name for f in fields if (f.containing_oneof is None or f.containing_oneof.name.startswith("_"))
-                        and not omitted_unset(f)]
+            required = [f.name for f in fields if not omitted_unset(f)
+                        and (f.containing_oneof is None or f.containing_oneof.name.startswith("_"))]
         else:
             required = [n for n in required_fields(descriptor) if n not in exclude]
         if required:
