@@ -17,6 +17,7 @@ from appliance.batching import MAX_MESSAGE
 from appliance.config import Config
 from appliance.contract import SERVICES
 from appliance.core import audit, live
+from appliance.core.auth import second_factor
 from appliance.core.auth.identity import Tokens
 from appliance.core.auth.servicer import AuthServicer
 from appliance.core.cluster.sampler import Sampler
@@ -127,6 +128,7 @@ def build_server(config: Config) -> Core:
     # Every service the core answers, each method behind its guard:
     # The audit trail's writer; what is still queued is written at stop.
     audit.configure(config.audit_queue_size, config.audit_retention_days)
+    second_factor.configure(config.secret())   # TOTP secrets at rest
     core.run_in_background(audit.AUDIT.run())
     core.closers.append(audit.AUDIT.flush)
     auth = AuthServicer.from_config(tokens, config)

@@ -17,6 +17,7 @@ from appliance.errors import Unauthenticated
 @pytest.fixture
 def alice(tmp_path, monkeypatch):
     open_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    second_factor.configure("jwt-secret-" * 3)
     user = users.create_user("alice", "alice-pass-1", None, False)
     # Frozen mid-step: no test can straddle a step boundary.
     frozen = (int(time.time()) // 30) * 30 + 15.0
@@ -53,10 +54,9 @@ def test_codes_work_once_within_a_step_of_now(alice):
 
 def test_recovery_codes_work_once_and_only_for_their_user(alice):
     bob = users.create_user("bob", "bob-pass-1", None, False)
-    for user in (alice, bob):
-        second_factor.begin(user)
-    a_codes = second_factor.confirm(alice, pyotp.TOTP(second_factor.TotpSecret.get(
-        second_factor.TotpSecret.user == alice).secret).at(now()))
+    a_secret, _ = second_factor.begin(alice)
+    second_factor.begin(bob)
+    a_codes = second_factor.confirm(alice, pyotp.TOTP(a_secret).at(now()))
     assert a_codes is not None
     assert second_factor.verify(bob, a_codes[0]) is None
     assert second_factor.verify(alice, " " + a_codes[0].upper() + " ") == "recovery_code"
@@ -77,3 +77,14 @@ def test_a_challenge_is_spent_once_and_is_no_session(alice, monkeypatch):
         tokens.spend_challenge(challenge)
     with pytest.raises(Unauthenticated, match="invalid challenge"):
         tokens.spend_challenge(tokens.issue_session(alice))
+
+
+def test_secrets_are_stored_sealed_and_a_rotated_key_reads_none(alice):
+    secret, _ = second_factor.begin(alice)
+    stored = second_factor.TotpSecret.get(second_factor.TotpSecret.user == alice).secret
+    assert secret not in stored and len(stored) <= 255
+    codes = second_factor.confirm(alice, pyotp.TOTP(secret).at(now()))
+    assert codes is not None
+    second_factor.configure("another-jwt-secret" * 2)
+    assert second_factor.verify(alice, pyotp.TOTP(secret).at(now() + 30)) is None   # unreadable: no code works
+    assert second_factor.verify(alice, codes[0]) == "recovery_code"   # recovery codes still do

@@ -5,11 +5,19 @@ from the app. A code is accepted within one 30 s step either side of now and
 only once: the step it matched is remembered, so a code (or an earlier one)
 cannot be replayed. Recovery codes (10 random hex digits, as GitHub's) are
 stored as SHA-256 and each works once. Online they are guessed only through
-the throttled login; whoever reads the database has the TOTP secrets anyway
-(pyotp needs them in the clear), so a slow hash would protect nothing more.
+the throttled login; a slow hash would add little.
+
+TOTP secrets are stored encrypted (Fernet: AES-128-CBC + HMAC-SHA256) with a
+key derived (HKDF) from the JWT signing secret - a secret every core of a
+cluster has already, kept in the data dir or the configuration, never in the
+database - so a copy of the database alone (a backup, a read-only leak) does
+not give the codes away. Rotating the JWT secret makes the stored TOTP
+secrets unreadable: those users' codes fail until an admin removes their
+second factor (docs/accounts.md).
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -17,6 +25,9 @@ import time
 
 import peewee as pw
 import pyotp
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from appliance.core.db import BaseModel, User, database, now, register
 
@@ -28,7 +39,7 @@ STEP = 30
 class TotpSecret(BaseModel):
     id = pw.AutoField()
     user = pw.ForeignKeyField(User, backref="totp", on_delete="CASCADE", unique=True)
-    secret = pw.CharField(max_length=255)   # encrypted (see _sealed)
+    secret = pw.CharField(max_length=255)   # sealed (_seal)
     confirmed = pw.BooleanField(default=False)
     # The last time step a code was accepted for (replays are refused).
     last_step = pw.BigIntegerField(default=0)
@@ -50,6 +61,32 @@ class RecoveryCode(BaseModel):
 
 register(TotpSecret, RecoveryCode)
 
+_sealer: Fernet | None = None
+
+
+def configure(jwt_secret: str) -> None:
+    """Derive the key TOTP secrets are stored under (called by the core at start)."""
+    global _sealer
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+               info=b"appliance: TOTP secrets at rest").derive(jwt_secret.encode())
+    _sealer = Fernet(base64.urlsafe_b64encode(key))
+
+
+def _seal(secret: str) -> str:
+    if _sealer is None:
+        raise RuntimeError("second_factor.configure() was not called")
+    return _sealer.encrypt(secret.encode()).decode()
+
+
+def _unseal(stored: str) -> str | None:
+    """The TOTP secret, or None if it was sealed under another key (a rotated JWT secret)."""
+    if _sealer is None:
+        raise RuntimeError("second_factor.configure() was not called")
+    try:
+        return _sealer.decrypt(stored.encode()).decode()
+    except InvalidToken:
+        return None
+
 
 def _digest(code: str) -> str:
     return hashlib.sha256(code.strip().lower().replace("-", "").encode()).hexdigest()
@@ -66,16 +103,17 @@ def begin(user: User) -> tuple[str, str] | None:
     secret = pyotp.random_base32()
     with database.atomic():
         TotpSecret.delete().where(TotpSecret.user == user).execute()
-        TotpSecret.create(user=user, secret=secret)
+        TotpSecret.create(user=user, secret=_seal(secret))
     return secret, pyotp.TOTP(secret).provisioning_uri(name=user.username, issuer_name=ISSUER)
 
 
 def _accept(row: TotpSecret, code: str) -> bool:
     """Whether *code* is this secret's for a step near now not used before (then it is used)."""
     code = code.strip()
-    if not (len(code) == 6 and code.isdigit()):
+    secret = _unseal(row.secret)
+    if secret is None or not (len(code) == 6 and code.isdigit()):
         return False
-    totp, t = pyotp.TOTP(row.secret), time.time()
+    totp, t = pyotp.TOTP(secret), time.time()
     for offset in (-1, 0, 1):
         step = int(t // STEP) + offset
         if hmac.compare_digest(totp.at(step * STEP), code) and step > row.last_step:
