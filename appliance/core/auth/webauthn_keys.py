@@ -120,6 +120,8 @@ def add(rp: RelyingParty, user: User, credential: dict, challenge: str, name: st
     except (WebAuthnException, ValueError, TypeError, KeyError) as e:
         raise Invalid(f"the key's registration did not verify: {e}") from None
     credential_id = bytes_to_base64url(verified.credential_id)
+    if len(credential_id) > WebAuthnCredential.credential_id.max_length:   # over the specification's 1023 bytes
+        raise Invalid("the key's credential id is too long")
     with database.atomic():
         if WebAuthnCredential.select().where(WebAuthnCredential.user == user).count() >= MAX_KEYS:
             raise Conflict(f"at most {MAX_KEYS} security keys per user")
