@@ -5,6 +5,7 @@ http://localhost:<port>: the RP id is "localhost" (an IP address is none), and
 localhost is a secure context for WebAuthn."""
 from __future__ import annotations
 
+import pyotp
 import requests
 from browser_support import assert_accessible, console_errors, find, screenshot, sign_in, sign_out, wait, wait_text
 from selenium.webdriver.common.by import By
@@ -52,6 +53,15 @@ def test_register_a_key_then_sign_in_with_it(appliance, admin, browser):
         token = browser.execute_script("return JSON.parse(localStorage.getItem('appliance.session')).token")
         keys = requests.get(appliance.url + "/api/settings/keys", headers={"Authorization": f"Bearer {token}"})
         assert keys.status_code == 200 and keys.json()["keys"][0]["last_used_at"] is not None
+
+        # the authenticator app as well, from the same page
+        browser.find_element(By.CSS_SELECTOR, "nav a[href='/settings/security']").click()
+        find(browser, "#totp-begin").click()
+        secret = find(browser, "#totp-secret").text
+        find(browser, "input[name=totp-code]").send_keys(pyotp.TOTP(secret).now())
+        browser.find_element(By.CSS_SELECTOR, "#totp-enable button[type=submit]").click()
+        wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#recovery-codes li")) == 10)
+        assert_accessible(browser, "security-recovery-codes")
         assert not console_errors(browser)
     finally:
         browser.remove_virtual_authenticator()
