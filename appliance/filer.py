@@ -64,6 +64,27 @@ class FilerError(Exception):
         self.wrong = wrong
 
 
+class Resumes:
+    """When a streamed read that broke is asked for again: a stream that moved
+    forward earns a fresh set of tries; READ_TRIES breaks in a row without a
+    byte, a 404 or wrong bytes end the read. Shared by Filer.read and the
+    gateway's spliced downloads (appliance/http/filer_splice.py)."""
+
+    def __init__(self, blob_id: str):
+        self.blob_id = blob_id
+        self.failures = 0
+
+    async def after(self, error: FilerError, reached: int, offset: int) -> None:
+        """Wait before the next try from ``offset`` (the last try began at ``reached``), or raise ``error``."""
+        if error.status == 404 or error.wrong:
+            raise error
+        self.failures = 0 if offset > reached else self.failures + 1
+        if self.failures >= READ_TRIES:
+            raise error
+        log.info("filer read of %s broke at %d (try %d): %r", self.blob_id, offset, self.failures + 1, error)
+        await asyncio.sleep(RETRY_PAUSE * self.failures)
+
+
 def blob_root(collection: str) -> str:
     """The folder of one installation's blobs: its collection's own, so two
     installations on one SeaweedFS never see (or sweep) each other's files.
@@ -181,7 +202,7 @@ class Filer:
         they arrive on ONE streamed ``Range`` GET, resumed from the exact
         offset reached when it breaks; FilerError when it cannot be read."""
         import aiohttp  # here: +12 MB RSS, paid only by a process that reads blobs (not the core, usually)
-        offset, failures = first, 0
+        offset, resumes = first, Resumes(blob_id)
         async with _read_session() as session:
             while offset < end:
                 reached = offset
@@ -192,14 +213,10 @@ class Filer:
                             yield data
                     if offset < end:
                         raise FilerError(f"filer read: the body ended at {offset} of {end}")
-                except (aiohttp.ClientError, TimeoutError, OSError, FilerError) as e:
-                    if isinstance(e, FilerError) and (e.status == 404 or e.wrong):
-                        raise
-                    failures = 0 if offset > reached else failures + 1
-                    if failures >= READ_TRIES:
-                        raise e if isinstance(e, FilerError) else FilerError(f"filer read: {e!r}") from None
-                    log.info("filer read of %s broke at %d (try %d): %r", blob_id, offset, failures + 1, e)
-                    await asyncio.sleep(RETRY_PAUSE * failures)
+                except FilerError as e:
+                    await resumes.after(e, reached, offset)
+                except (aiohttp.ClientError, TimeoutError, OSError) as e:
+                    await resumes.after(FilerError(f"filer read: {e!r}"), reached, offset)
 
     async def _stream(self, session: aiohttp.ClientSession, blob_id: str, offset: int, end: int,
                       size: int | None) -> AsyncGenerator[bytes, None]:

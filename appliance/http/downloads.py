@@ -160,8 +160,7 @@ class DownloadHandler(GatewayHandler):
             return False
         blob = opened = None
         if fd is None:
-            blob = filer_splice.Blob(meta.filer_url, meta.filer_token, meta.filer_blob, meta.size,
-                                     meta.filer_root or BLOB_ROOT)
+            blob = filer_splice.Blob(meta.filer_url, meta.filer_token, meta.filer_blob, meta.size, _filer_root(meta))
             if not blob.spliceable():
                 return False
             try:
@@ -209,7 +208,7 @@ class DownloadHandler(GatewayHandler):
             metrics.HTTP_DOWNLOAD_BYTES.inc(len(message.data))
 
     async def _send_filer(self, meta) -> None:
-        filer = Filer(meta.filer_url, token=meta.filer_token, root=meta.filer_root or BLOB_ROOT)
+        filer = Filer(meta.filer_url, token=meta.filer_token, root=_filer_root(meta))
         async for data in filer.read(meta.filer_blob, meta.range_start, meta.range_end + 1, meta.size):
             self.write(data)
             await self.flush()
@@ -229,3 +228,8 @@ class DownloadHandler(GatewayHandler):
     def on_connection_close(self) -> None:
         if self._call is not None:
             self._call.cancel()
+
+
+def _filer_root(meta) -> str:
+    """The blob folder the core named (a core older than filer_root names none: the default's)."""
+    return meta.filer_root or BLOB_ROOT

@@ -4,14 +4,13 @@ head read and checked here exactly as appliance/filer.py checks it (status,
 Content-Length, Content-Range: the bytes asked, of a blob of the right
 size), then the body moved by the kernel. A stream that breaks is asked for
 again from the exact offset the client reached, a few times, like
-Filer.read: the client gets the right bytes or a body cut short, never
+Filer.read (filer.Resumes): the client gets the right bytes or a body cut short, never
 wrong ones.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -19,8 +18,6 @@ from urllib.parse import urlsplit
 from appliance import filer
 from appliance.filer import BLOB_ROOT, Filer, FilerError, check_range
 from appliance.http.zerocopy import Sink
-
-log = logging.getLogger("appliance.http.files")
 
 MAX_HEAD = 64 * 1024
 # A fixed receive buffer: without one, the kernel grows it (tcp_rmem, 32 MiB
@@ -127,7 +124,7 @@ def _check_head(head: bytes, early: bytes, offset: int, end: int, size: int) -> 
 async def send(sink: Sink, blob: Blob, first: int, end: int, opened: Body | None = None) -> None:
     """Bytes [first, end) of the blob into the client's socket (``opened``:
     the first GET, already made and checked)."""
-    offset, failures = first, 0
+    offset, resumes = first, filer.Resumes(blob.blob_id)
     while offset < end:
         reached = offset
         try:
@@ -141,10 +138,4 @@ async def send(sink: Sink, blob: Blob, first: int, end: int, opened: Body | None
             if offset < end:
                 raise FilerError(f"filer read: the body ended at {offset} of {end}")
         except FilerError as e:
-            if e.status == 404 or e.wrong:
-                raise
-            failures = 0 if offset > reached else failures + 1
-            if failures >= filer.READ_TRIES:
-                raise
-            log.info("filer read of %s broke at %d (try %d): %r", blob.blob_id, offset, failures + 1, e)
-            await asyncio.sleep(filer.RETRY_PAUSE * failures)
+            await resumes.after(e, reached, offset)

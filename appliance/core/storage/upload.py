@@ -70,17 +70,15 @@ class UploadLimits:
     def __init__(self, config: Config, store: Store):
         self.config = config
         self.store = store
-        self.active: dict[int, int] = {}    # user row id -> uploads under way
-        # user row id -> {upload: bytes it holds (its declared size or what it
+        # user row id -> {upload under way: bytes it holds (its declared size or what it
         # received, whichever is more)}, in the order the uploads were admitted
         self.held: dict[int, dict[Ticket, int]] = {}
 
     def admit(self, user_id: int) -> Ticket:
         cap = self.config.max_uploads_per_user
-        if cap and self.active.get(user_id, 0) >= cap:
+        if cap and len(self.held.get(user_id, {})) >= cap:
             raise TooManyRequests(f"too many uploads at once: at most {cap} per user", retry_after=5)
         ticket = Ticket(self, user_id)  # first: it queries the database, which may fail
-        self.active[user_id] = self.active.get(user_id, 0) + 1
         self.held.setdefault(user_id, {})[ticket] = 0
         return ticket
 
@@ -98,13 +96,10 @@ class UploadLimits:
         return total
 
     def _release(self, ticket: Ticket) -> None:
-        uid = ticket.user_id
-        self.active[uid] -= 1
-        held = self.held.get(uid, {})
+        held = self.held.get(ticket.user_id, {})
         held.pop(ticket, None)
-        if not self.active[uid]:
-            del self.active[uid]
-            self.held.pop(uid, None)
+        if not held:
+            self.held.pop(ticket.user_id, None)
 
 
 class Ticket:
