@@ -1,7 +1,7 @@
 """A software security key for API tests: makes the registration and assertion
 responses a browser would send (packed by the WebAuthn spec, attestation
 "none", ES256), so refusals can be tried that a real browser never sends.
-The browser test (tests/browser/test_security_keys.py) uses Chromium's own
+The browser test (tests/browser/test_dashboard_security.py) uses Chromium's own
 virtual authenticator instead."""
 from __future__ import annotations
 
