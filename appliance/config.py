@@ -187,6 +187,12 @@ class Config:
     # Successful logins per client address (IPv6: per /64) in login_window_seconds;
     # one verification at a time per address besides.
     login_max_successes_per_address: int = 60
+    # -- audit trail (docs/accounts.md): days events are kept (0 = forever), and
+    # events queued for the writer at most (beyond: dropped and counted).
+    audit_retention_days: int = 90
+    audit_queue_size: int = 10000
+    # Service accounts one user may own (409 beyond); their tokens count in max_tokens_per_user.
+    max_service_accounts_per_user: int = 20
     # Gateway: connections one client address (IPv6: /64) may hold open at once,
     # per worker process (0 = no cap); seconds a connection may wait for a
     # request's headers (first request incl. TLS handshake, and kept-alive ones).
@@ -216,6 +222,14 @@ class Config:
     # is allowed). "" -> public_host and http_host on http_port
     # (appliance/http/cookie.py).
     public_origins: str = ""
+    # WebAuthn security keys (docs/accounts.md): the relying-party id, a
+    # registrable domain the keys are bound to; "" -> public_host ("localhost"
+    # when that is an IP address, which browsers refuse as an RP id). Changing
+    # it orphans every registered key.
+    webauthn_rp_id: str = ""
+    # Origins (comma-separated) whose pages may register and use keys; "" ->
+    # <scheme>://<rp id>[:http_port] and https://<rp id>.
+    webauthn_origins: str = ""
     # -- many hosts: one cloud over several machines (docs/cluster.md) ---------
     # The core's gRPC listener for the other hosts' cores, "host:port", mutual
     # TLS with the cluster CA below (nothing else is accepted on it); "" = a

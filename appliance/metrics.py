@@ -63,6 +63,11 @@ LOGINS = Counter(
     "Login attempts by result: ok, failed (wrong password or unknown user), throttled (429).",
     ["result"])
 
+AUDIT_EVENTS = Counter(
+    "appliance_audit_events_total",
+    "Audit trail events by result: written, dropped (the queue was full or the write failed).",
+    ["result"])
+
 # -- SSH gateway ---------------------------------------------------------------------
 SSH_CONNECTIONS = Gauge(
     "appliance_ssh_connections", "Open connections to the SSH gateway (any state).",

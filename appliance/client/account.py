@@ -37,9 +37,15 @@ def login(url, username, password_stdin, api_token, remote_name):
         remote = Remote(url=url.rstrip("/"), token=api_token, kind="api")
     else:
         username = username or click.prompt("Username")
-        password = click.get_text_stream("stdin").readline().rstrip("\n") if password_stdin \
-            else click.prompt("Password", hide_input=True)
+        stdin = click.get_text_stream("stdin")   # one reader: a second would miss what this one buffered
+        password = stdin.readline().rstrip("\n") if password_stdin else click.prompt("Password", hide_input=True)
         who = Api(url).post("/api/login", {"username": username, "password": password})
+        if who.get("requires_2fa"):   # TOTP on (docs/accounts.md): the code, from the next stdin line or a prompt
+            code = stdin.readline().strip() if password_stdin \
+                else click.prompt("Authentication code (or a recovery code)")
+            who = Api(url).post("/api/login/totp", {"challenge_token": who["challenge_token"], "code": code})
+        who.pop("requires_2fa", None)
+        who.pop("challenge_token", None)
         remote = Remote(url=url.rstrip("/"), token=who.pop("token"), username=who["username"], kind="session")
     store.remotes[name] = remote
     store.current = name

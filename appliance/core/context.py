@@ -9,6 +9,8 @@ from appliance.logs import REQUEST_ID
 
 _principal: ContextVar[Principal | None] = ContextVar("principal", default=None)
 _client_address: ContextVar[str] = ContextVar("client_address", default="")
+# The HTTP client's User-Agent, as the gateway passed it (x-user-agent).
+_user_agent: ContextVar[str] = ContextVar("user_agent", default="")
 # The name (certificate CN) of the core that made this call over the cluster
 # port; "" for every other caller (docs/cluster-peers.md).
 _peer_host: ContextVar[str] = ContextVar("peer_host", default="")
@@ -38,6 +40,10 @@ def client_address() -> str:
     return _client_address.get()
 
 
+def user_agent() -> str:
+    return _user_agent.get()
+
+
 def peer_host() -> str:
     """The verified cluster peer that called ("" unless the call came over cluster_listen)."""
     return _peer_host.get()
@@ -54,10 +60,11 @@ def bind_request(request_id: str):
     return REQUEST_ID.set(request_id)
 
 
-def bind(p: Principal | None, address: str, request=None, peer: str = ""):
-    """Set the call's principal, address and cluster peer; returns tokens for reset().
-    *request*: the token of bind_request(), reset with the others."""
-    return _principal.set(p), _client_address.set(address), request, _peer_host.set(peer)
+def bind(p: Principal | None, address: str, request=None, peer: str = "", user_agent: str = ""):
+    """Set the call's principal, address, cluster peer and client User-Agent; returns
+    tokens for reset(). *request*: the token of bind_request(), reset with the others."""
+    return (_principal.set(p), _client_address.set(address), request, _peer_host.set(peer),
+            _user_agent.set(user_agent))
 
 
 def reset(tokens) -> None:
@@ -65,6 +72,7 @@ def reset(tokens) -> None:
         _principal.reset(tokens[0])
         _client_address.reset(tokens[1])
         _peer_host.reset(tokens[3])
+        _user_agent.reset(tokens[4])
         if tokens[2] is not None:
             REQUEST_ID.reset(tokens[2])
     except ValueError:

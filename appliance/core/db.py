@@ -60,6 +60,23 @@ class ApiToken(BaseModel):
     expires_at = pw.BigIntegerField(null=True)
     last_used_at = pw.BigIntegerField(null=True)
     created_at = pw.BigIntegerField(default=now)
+    # A service account's token (its scopes are the account's, read on every
+    # use); None for a person's own token. Deleted with the account.
+    service_account_id = pw.CharField(max_length=16, null=True, index=True)
+
+
+class ServiceAccount(BaseModel):
+    """Automation's identity: owned by the user who made it, acting only on
+    that user's resources, within its scopes (docs/accounts.md)."""
+    id = pw.CharField(max_length=16, primary_key=True)
+    owner = pw.ForeignKeyField(User, backref="service_accounts", on_delete="CASCADE")
+    name = pw.CharField(max_length=64)
+    scopes = pw.TextField()  # JSON object: scope -> [actions], as a token's
+    created_at = pw.BigIntegerField(default=now)
+
+    class Meta:
+        table_name = "service_account"
+        indexes = ((("owner", "name"), True),)
 
 
 class RevokedSession(BaseModel):
@@ -76,6 +93,7 @@ class LoginSession(BaseModel):
     user = pw.ForeignKeyField(User, backref="login_sessions", on_delete="CASCADE")
     user_id: int  # peewee's accessor for the key column, declared for the type checker
     ip_address = pw.CharField(max_length=64, default="")
+    user_agent = pw.CharField(max_length=256, default="")
     created_at = pw.BigIntegerField(default=now)
     last_seen_at = pw.BigIntegerField(default=now)
     expires_at = pw.BigIntegerField(index=True)
@@ -90,7 +108,7 @@ class SchemaVersion(BaseModel):
 
 # Every model, in creation order. Services append their own models here
 # (appliance.core.<service>_models) before migrate() runs.
-MODELS: list[type[BaseModel]] = [SchemaVersion, User, ApiToken, RevokedSession, LoginSession]
+MODELS: list[type[BaseModel]] = [SchemaVersion, User, ApiToken, RevokedSession, LoginSession, ServiceAccount]
 
 # Numbered migrations for schemas that already exist: version -> function(db).
 # Version 1 is the initial schema created by create_tables. A new table needs
@@ -102,8 +120,30 @@ def _container_host(db: pw.Database) -> None:
     db.execute_sql("CREATE INDEX container_host ON container (host)")
 
 
-MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _container_host}
-SCHEMA_VERSION = 2
+def _session_user_agent(db: pw.Database) -> None:
+    """3: each login session records the client's User-Agent (GET /api/settings/sessions).
+    A database from before login_session gets the table, column included, from create_tables."""
+    if db.table_exists("login_session") and "user_agent" not in [c.name for c in db.get_columns("login_session")]:
+        db.execute_sql("ALTER TABLE login_session ADD COLUMN user_agent VARCHAR(256) NOT NULL DEFAULT ''")
+
+
+def _token_service_account(db: pw.Database) -> None:
+    """4: an API token may belong to a service account (its index comes from create_tables)."""
+    if "service_account_id" not in [c.name for c in db.get_columns("apitoken")]:
+        db.execute_sql("ALTER TABLE apitoken ADD COLUMN service_account_id VARCHAR(16)")
+
+
+def _second_factor_at_rest(db: pw.Database) -> None:
+    """5: TOTP secrets are stored encrypted (core/auth/second_factor.py), longer
+    than the 64 characters of a plain one (SQLite does not enforce lengths).
+    Security keys' table (webauthn_credential) comes from create_tables."""
+    if isinstance(db, pw.PostgresqlDatabase) and db.table_exists("totp_secret"):
+        db.execute_sql("ALTER TABLE totp_secret ALTER COLUMN secret TYPE VARCHAR(255)")
+
+
+MIGRATIONS: dict[int, Callable[[pw.Database], None]] = {2: _container_host, 3: _session_user_agent,
+                                                        4: _token_service_account, 5: _second_factor_at_rest}
+SCHEMA_VERSION = 5
 # Cores of several hosts may start at once on one PostgreSQL: the schema work
 # is serialised by this transaction-level advisory lock (any fixed number).
 _MIGRATION_LOCK = 0x61707031

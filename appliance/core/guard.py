@@ -54,6 +54,13 @@ def address_from(metadata) -> str:
     return ""
 
 
+def user_agent_from(metadata) -> str:
+    for key, value in metadata:
+        if key == "x-user-agent":
+            return value[:256]
+    return ""
+
+
 def request_id_from(metadata) -> str:
     """The gateway's request id (``x-request-id``), if it is one we would have made."""
     for key, value in metadata:
@@ -73,6 +80,12 @@ def verified_peer(context) -> str:
         return ""
     names = auth.get("x509_common_name") or []
     return names[0].decode() if len(names) == 1 else ""
+
+
+def narrowed(before: dict, after: dict) -> bool:
+    """Whether some scope's action of *before* is missing from *after* (a scope
+    replaced by a wider one counts too: the stream is ended, and may reopen)."""
+    return any(not set(actions) <= set(after.get(scope, ())) for scope, actions in before.items())
 
 
 class Authenticator:
@@ -150,7 +163,7 @@ class CallGuard:
         except AppError as e:
             self.log(None, e.code, 0.0)
             await _abort(context, e)  # the call's task ends here, and its context with it
-        return ctx.bind(principal, address_from(metadata), request, peer), principal
+        return ctx.bind(principal, address_from(metadata), request, peer, user_agent_from(metadata)), principal
 
     async def fail(self, context, principal, error: BaseException, started: float):
         if isinstance(error, AppError):
@@ -168,7 +181,15 @@ class CallGuard:
         if principal is None:
             return None
         metadata = context.invocation_metadata() or ()
-        return live.REGISTRY.open(principal.user.public_id, lambda: self.authenticate(self.method, metadata))
+        opened_with = principal.scopes
+
+        def recheck():
+            now = self.authenticate(self.method, metadata)
+            if opened_with is not None and narrowed(opened_with, now.scopes or {}):
+                # a service account's scopes were narrowed: what the stream was allowed may be no more
+                raise PermissionDenied("the token's scopes were narrowed")
+            return now
+        return live.REGISTRY.open(principal.user.public_id, recheck)
 
     def log(self, principal, code, started: float):
         seconds = time.monotonic() - started if started else None

@@ -16,7 +16,8 @@ from appliance import contract, logs
 from appliance.batching import MAX_MESSAGE
 from appliance.config import Config
 from appliance.contract import SERVICES
-from appliance.core import live
+from appliance.core import audit, live
+from appliance.core.auth import second_factor
 from appliance.core.auth.identity import Tokens
 from appliance.core.auth.servicer import AuthServicer
 from appliance.core.cluster.sampler import Sampler
@@ -125,6 +126,11 @@ def build_server(config: Config) -> Core:
     guarded = GuardedServer(server, tokens, config.service_secret())
     live.configure(config.stream_recheck_seconds)  # revoked credentials end open streams
     # Every service the core answers, each method behind its guard:
+    # The audit trail's writer; what is still queued is written at stop.
+    audit.configure(config.audit_queue_size, config.audit_retention_days)
+    second_factor.configure(config.secret())   # TOTP secrets at rest
+    core.run_in_background(audit.AUDIT.run())
+    core.closers.append(audit.AUDIT.flush)
     auth = AuthServicer.from_config(tokens, config)
     guarded.add(contract.AUTH, auth)
     core.closers.append(auth.close)

@@ -57,6 +57,11 @@ def _value(field, value):
     return value
 
 
+def omitted_unset(field) -> bool:
+    """A field marked (omit_unset): absent from the JSON while unset, not null."""
+    return field.GetOptions().Extensions[options_pb2.omit_unset]
+
+
 def to_json(message) -> dict:
     out: dict[str, object] = {}
     for field in message.DESCRIPTOR.fields:
@@ -69,7 +74,7 @@ def to_json(message) -> dict:
                 out[field.name] = [_value(field, v) for v in value]
         elif field.has_presence and not message.HasField(field.name):
             oneof = field.containing_oneof
-            if oneof is None or len(oneof.fields) == 1:  # proto3 `optional`
+            if (oneof is None or len(oneof.fields) == 1) and not omitted_unset(field):  # proto3 `optional`
                 out[field.name] = None
         else:
             out[field.name] = _value(field, value)

@@ -88,6 +88,9 @@ class GatewayHandler(RequestIds):
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         md = [("x-client-address", self.request.remote_ip or ""), ("x-request-id", self.request_id)]
+        agent = self.request.headers.get("User-Agent", "")[:256]
+        if agent:
+            md.append(("x-user-agent", _sendable(agent, "")))
         bearer = self.bearer()
         if bearer:
             md.append(("authorization", _sendable(bearer, "Bearer invalid")))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from google.protobuf.descriptor import FieldDescriptor as F
 
 from appliance import __version__
-from appliance.http.codec import is_inline, required_fields
+from appliance.http.codec import is_inline, omitted_unset, required_fields
 from appliance.http.gateway import RAW_BODY
 from appliance.v1 import options_pb2 as opt
 
@@ -110,7 +110,7 @@ class _Schemas:
             schema = dict(_SCALARS.get(field.type, {"type": "integer"}))
         if field.is_repeated:
             return {"type": "array", "items": schema}
-        if field.has_presence and field.type != F.TYPE_MESSAGE:
+        if field.has_presence and field.type != F.TYPE_MESSAGE and not omitted_unset(field):
             schema["nullable"] = True
         return schema
 
@@ -119,7 +119,8 @@ class _Schemas:
                   and (output or not _header_of(f))]
         schema = {"type": "object", "properties": {f.name: self.field(f, output) for f in fields}}
         if output:
-            required = [f.name for f in fields if f.containing_oneof is None or f.containing_oneof.name.startswith("_")]
+            required = [f.name for f in fields if not omitted_unset(f)
+                        and (f.containing_oneof is None or f.containing_oneof.name.startswith("_"))]
         else:
             required = [n for n in required_fields(descriptor) if n not in exclude]
         if required:

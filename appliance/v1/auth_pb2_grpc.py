@@ -95,6 +95,146 @@ class AuthServiceStub:
                 request_serializer=appliance_dot_v1_dot_auth__pb2.ListSessionsRequest.SerializeToString,
                 response_deserializer=appliance_dot_v1_dot_auth__pb2.ListSessionsResponse.FromString,
                 _registered_method=True)
+        self.EndSession = channel.unary_unary(
+                '/appliance.v1.AuthService/EndSession',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.EndSessionRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+                _registered_method=True)
+        self.ResetPassword = channel.unary_unary(
+                '/appliance.v1.AuthService/ResetPassword',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+                _registered_method=True)
+        self.UpdateProfile = channel.unary_unary(
+                '/appliance.v1.AuthService/UpdateProfile',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.UpdateProfileRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.Profile.FromString,
+                _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/appliance.v1.AuthService/ChangePassword',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+                _registered_method=True)
+        self.ListMySessions = channel.unary_unary(
+                '/appliance.v1.AuthService/ListMySessions',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.ListMySessionsRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.ListMySessionsResponse.FromString,
+                _registered_method=True)
+        self.EndMySession = channel.unary_unary(
+                '/appliance.v1.AuthService/EndMySession',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.EndSessionRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+                _registered_method=True)
+        self.EndMyOtherSessions = channel.unary_unary(
+                '/appliance.v1.AuthService/EndMyOtherSessions',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.EndMyOtherSessionsRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+                _registered_method=True)
+        self.ListMyAudit = channel.unary_unary(
+                '/appliance.v1.AuthService/ListMyAudit',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.ListAuditRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.ListAuditResponse.FromString,
+                _registered_method=True)
+        self.ListAudit = channel.unary_unary(
+                '/appliance.v1.AuthService/ListAudit',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.ListAuditRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.ListAuditResponse.FromString,
+                _registered_method=True)
+        self.CreateServiceAccount = channel.unary_unary(
+                '/appliance.v1.AuthService/CreateServiceAccount',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.CreateServiceAccountRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.ServiceAccount.FromString,
+                _registered_method=True)
+        self.ListServiceAccounts = channel.unary_unary(
+                '/appliance.v1.AuthService/ListServiceAccounts',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.ListServiceAccountsRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.ListServiceAccountsResponse.FromString,
+                _registered_method=True)
+        self.GetServiceAccount = channel.unary_unary(
+                '/appliance.v1.AuthService/GetServiceAccount',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.ServiceAccountRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.ServiceAccount.FromString,
+                _registered_method=True)
+        self.SetServiceAccountScopes = channel.unary_unary(
+                '/appliance.v1.AuthService/SetServiceAccountScopes',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.SetServiceAccountScopesRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.ServiceAccount.FromString,
+                _registered_method=True)
+        self.DeleteServiceAccount = channel.unary_unary(
+                '/appliance.v1.AuthService/DeleteServiceAccount',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.ServiceAccountRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+                _registered_method=True)
+        self.CreateServiceAccountToken = channel.unary_unary(
+                '/appliance.v1.AuthService/CreateServiceAccountToken',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.CreateServiceAccountTokenRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.CreatedToken.FromString,
+                _registered_method=True)
+        self.ListServiceAccountTokens = channel.unary_unary(
+                '/appliance.v1.AuthService/ListServiceAccountTokens',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.ServiceAccountRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.ListTokensResponse.FromString,
+                _registered_method=True)
+        self.LoginSecondFactor = channel.unary_unary(
+                '/appliance.v1.AuthService/LoginSecondFactor',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.LoginSecondFactorRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.LoginResponse.FromString,
+                _registered_method=True)
+        self.BeginTotp = channel.unary_unary(
+                '/appliance.v1.AuthService/BeginTotp',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.BeginTotpRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.TotpSecret.FromString,
+                _registered_method=True)
+        self.EnableTotp = channel.unary_unary(
+                '/appliance.v1.AuthService/EnableTotp',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.EnableTotpRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.RecoveryCodes.FromString,
+                _registered_method=True)
+        self.DisableTotp = channel.unary_unary(
+                '/appliance.v1.AuthService/DisableTotp',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.DisableTotpRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+                _registered_method=True)
+        self.RemoveSecondFactors = channel.unary_unary(
+                '/appliance.v1.AuthService/RemoveSecondFactors',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.RemoveSecondFactorsRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+                _registered_method=True)
+        self.AddKeyBegin = channel.unary_unary(
+                '/appliance.v1.AuthService/AddKeyBegin',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.AddKeyBeginRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.WebAuthnCeremony.FromString,
+                _registered_method=True)
+        self.AddKeyFinish = channel.unary_unary(
+                '/appliance.v1.AuthService/AddKeyFinish',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.AddKeyFinishRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+                _registered_method=True)
+        self.ListKeys = channel.unary_unary(
+                '/appliance.v1.AuthService/ListKeys',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.ListKeysRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.ListKeysResponse.FromString,
+                _registered_method=True)
+        self.DeleteKey = channel.unary_unary(
+                '/appliance.v1.AuthService/DeleteKey',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.DeleteKeyRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+                _registered_method=True)
+        self.RenameKey = channel.unary_unary(
+                '/appliance.v1.AuthService/RenameKey',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.RenameKeyRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+                _registered_method=True)
+        self.WebAuthnLoginBegin = channel.unary_unary(
+                '/appliance.v1.AuthService/WebAuthnLoginBegin',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.WebAuthnLoginBeginRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.WebAuthnCeremony.FromString,
+                _registered_method=True)
+        self.WebAuthnLoginFinish = channel.unary_unary(
+                '/appliance.v1.AuthService/WebAuthnLoginFinish',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.WebAuthnLoginFinishRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.LoginResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -178,6 +318,202 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EndSession(self, request, context):
+        """Admins: end any live session at once (its open streams too).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetPassword(self, request, context):
+        """Admins: set a user's password; every session of that user ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateProfile(self, request, context):
+        """-- self-service account settings (docs/accounts.md); sessions only ------
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """Wrong current password: 401, counted by the login throttle. Ends every
+        other session of the user at once; the caller's stays.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMySessions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndMySession(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndMyOtherSessions(self, request, context):
+        """Every session of the caller but the current one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMyAudit(self, request, context):
+        """The caller's own audit trail: what they did, and what was done to their
+        account (failed logins, an admin's reset); newest first (docs/accounts.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAudit(self, request, context):
+        """Admins: every user's audit trail, with filters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateServiceAccount(self, request, context):
+        """-- service accounts (docs/accounts.md); sessions only -------------------
+        Automation's own identity, acting on the creator's resources within its
+        scopes. Its tokens carry the account's current scopes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListServiceAccounts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetServiceAccount(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetServiceAccountScopes(self, request, context):
+        """Replaces the scopes; live tokens of the account have the new ones at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteServiceAccount(self, request, context):
+        """Its tokens stop at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateServiceAccountToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListServiceAccountTokens(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoginSecondFactor(self, request, context):
+        """-- second factor: TOTP with recovery codes (docs/accounts.md) -----------
+        The second step of a login that answered requires_2fa: the challenge
+        token and a current TOTP code or an unused recovery code -> a session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BeginTotp(self, request, context):
+        """A new, not yet enabled TOTP secret (replaces an earlier unconfirmed one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableTotp(self, request, context):
+        """Confirms the secret with a code from the app; answers the recovery codes, once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableTotp(self, request, context):
+        """Needs the current password (checked as a login's).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveSecondFactors(self, request, context):
+        """Admins: remove a user's second factor (a user who lost it and its codes).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddKeyBegin(self, request, context):
+        """-- second factor: WebAuthn security keys (docs/accounts.md) --------------
+        Registration options for a new key of the signed-in user, and the signed
+        ceremony state to hand back to AddKeyFinish (5 minutes, once).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddKeyFinish(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKeys(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenameKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WebAuthnLoginBegin(self, request, context):
+        """The second step of a login that answered requires_2fa, with a key:
+        `Authorization: Bearer <challenge_token>` (read by the servicer: the token
+        is no session) -> the assertion options and their state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WebAuthnLoginFinish(self, request, context):
+        """The signed assertion -> the normal login response (spends the challenge token).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -240,6 +576,146 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.ListSessions,
                     request_deserializer=appliance_dot_v1_dot_auth__pb2.ListSessionsRequest.FromString,
                     response_serializer=appliance_dot_v1_dot_auth__pb2.ListSessionsResponse.SerializeToString,
+            ),
+            'EndSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndSession,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.EndSessionRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
+            ),
+            'ResetPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetPassword,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.ResetPasswordRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
+            ),
+            'UpdateProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateProfile,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.UpdateProfileRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.Profile.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
+            ),
+            'ListMySessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMySessions,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.ListMySessionsRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.ListMySessionsResponse.SerializeToString,
+            ),
+            'EndMySession': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndMySession,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.EndSessionRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
+            ),
+            'EndMyOtherSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndMyOtherSessions,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.EndMyOtherSessionsRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
+            ),
+            'ListMyAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMyAudit,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.ListAuditRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.ListAuditResponse.SerializeToString,
+            ),
+            'ListAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAudit,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.ListAuditRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.ListAuditResponse.SerializeToString,
+            ),
+            'CreateServiceAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateServiceAccount,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.CreateServiceAccountRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.ServiceAccount.SerializeToString,
+            ),
+            'ListServiceAccounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListServiceAccounts,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.ListServiceAccountsRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.ListServiceAccountsResponse.SerializeToString,
+            ),
+            'GetServiceAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServiceAccount,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.ServiceAccountRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.ServiceAccount.SerializeToString,
+            ),
+            'SetServiceAccountScopes': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetServiceAccountScopes,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.SetServiceAccountScopesRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.ServiceAccount.SerializeToString,
+            ),
+            'DeleteServiceAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteServiceAccount,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.ServiceAccountRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
+            ),
+            'CreateServiceAccountToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateServiceAccountToken,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.CreateServiceAccountTokenRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.CreatedToken.SerializeToString,
+            ),
+            'ListServiceAccountTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListServiceAccountTokens,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.ServiceAccountRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.ListTokensResponse.SerializeToString,
+            ),
+            'LoginSecondFactor': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoginSecondFactor,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.LoginSecondFactorRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.LoginResponse.SerializeToString,
+            ),
+            'BeginTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.BeginTotp,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.BeginTotpRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.TotpSecret.SerializeToString,
+            ),
+            'EnableTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableTotp,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.EnableTotpRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.RecoveryCodes.SerializeToString,
+            ),
+            'DisableTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableTotp,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.DisableTotpRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
+            ),
+            'RemoveSecondFactors': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveSecondFactors,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.RemoveSecondFactorsRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
+            ),
+            'AddKeyBegin': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddKeyBegin,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.AddKeyBeginRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.WebAuthnCeremony.SerializeToString,
+            ),
+            'AddKeyFinish': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddKeyFinish,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.AddKeyFinishRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
+            ),
+            'ListKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKeys,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.ListKeysRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.ListKeysResponse.SerializeToString,
+            ),
+            'DeleteKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteKey,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.DeleteKeyRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
+            ),
+            'RenameKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenameKey,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.RenameKeyRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_common__pb2.StatusResponse.SerializeToString,
+            ),
+            'WebAuthnLoginBegin': grpc.unary_unary_rpc_method_handler(
+                    servicer.WebAuthnLoginBegin,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.WebAuthnLoginBeginRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.WebAuthnCeremony.SerializeToString,
+            ),
+            'WebAuthnLoginFinish': grpc.unary_unary_rpc_method_handler(
+                    servicer.WebAuthnLoginFinish,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.WebAuthnLoginFinishRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.LoginResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -566,6 +1042,762 @@ class AuthService:
             '/appliance.v1.AuthService/ListSessions',
             appliance_dot_v1_dot_auth__pb2.ListSessionsRequest.SerializeToString,
             appliance_dot_v1_dot_auth__pb2.ListSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/EndSession',
+            appliance_dot_v1_dot_auth__pb2.EndSessionRequest.SerializeToString,
+            appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/ResetPassword',
+            appliance_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
+            appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/UpdateProfile',
+            appliance_dot_v1_dot_auth__pb2.UpdateProfileRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.Profile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/ChangePassword',
+            appliance_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+            appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMySessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/ListMySessions',
+            appliance_dot_v1_dot_auth__pb2.ListMySessionsRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.ListMySessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndMySession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/EndMySession',
+            appliance_dot_v1_dot_auth__pb2.EndSessionRequest.SerializeToString,
+            appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndMyOtherSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/EndMyOtherSessions',
+            appliance_dot_v1_dot_auth__pb2.EndMyOtherSessionsRequest.SerializeToString,
+            appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMyAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/ListMyAudit',
+            appliance_dot_v1_dot_auth__pb2.ListAuditRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.ListAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/ListAudit',
+            appliance_dot_v1_dot_auth__pb2.ListAuditRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.ListAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateServiceAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/CreateServiceAccount',
+            appliance_dot_v1_dot_auth__pb2.CreateServiceAccountRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.ServiceAccount.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListServiceAccounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/ListServiceAccounts',
+            appliance_dot_v1_dot_auth__pb2.ListServiceAccountsRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.ListServiceAccountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetServiceAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/GetServiceAccount',
+            appliance_dot_v1_dot_auth__pb2.ServiceAccountRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.ServiceAccount.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetServiceAccountScopes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/SetServiceAccountScopes',
+            appliance_dot_v1_dot_auth__pb2.SetServiceAccountScopesRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.ServiceAccount.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteServiceAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/DeleteServiceAccount',
+            appliance_dot_v1_dot_auth__pb2.ServiceAccountRequest.SerializeToString,
+            appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateServiceAccountToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/CreateServiceAccountToken',
+            appliance_dot_v1_dot_auth__pb2.CreateServiceAccountTokenRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.CreatedToken.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListServiceAccountTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/ListServiceAccountTokens',
+            appliance_dot_v1_dot_auth__pb2.ServiceAccountRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.ListTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoginSecondFactor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/LoginSecondFactor',
+            appliance_dot_v1_dot_auth__pb2.LoginSecondFactorRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.LoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BeginTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/BeginTotp',
+            appliance_dot_v1_dot_auth__pb2.BeginTotpRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.TotpSecret.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/EnableTotp',
+            appliance_dot_v1_dot_auth__pb2.EnableTotpRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.RecoveryCodes.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/DisableTotp',
+            appliance_dot_v1_dot_auth__pb2.DisableTotpRequest.SerializeToString,
+            appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveSecondFactors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/RemoveSecondFactors',
+            appliance_dot_v1_dot_auth__pb2.RemoveSecondFactorsRequest.SerializeToString,
+            appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddKeyBegin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/AddKeyBegin',
+            appliance_dot_v1_dot_auth__pb2.AddKeyBeginRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.WebAuthnCeremony.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddKeyFinish(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/AddKeyFinish',
+            appliance_dot_v1_dot_auth__pb2.AddKeyFinishRequest.SerializeToString,
+            appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/ListKeys',
+            appliance_dot_v1_dot_auth__pb2.ListKeysRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.ListKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/DeleteKey',
+            appliance_dot_v1_dot_auth__pb2.DeleteKeyRequest.SerializeToString,
+            appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenameKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/RenameKey',
+            appliance_dot_v1_dot_auth__pb2.RenameKeyRequest.SerializeToString,
+            appliance_dot_v1_dot_common__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WebAuthnLoginBegin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/WebAuthnLoginBegin',
+            appliance_dot_v1_dot_auth__pb2.WebAuthnLoginBeginRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.WebAuthnCeremony.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WebAuthnLoginFinish(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/WebAuthnLoginFinish',
+            appliance_dot_v1_dot_auth__pb2.WebAuthnLoginFinishRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.LoginResponse.FromString,
             options,
             channel_credentials,
             insecure,

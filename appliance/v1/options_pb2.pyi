@@ -57,5 +57,7 @@ GATEWAY_ONLY_FIELD_NUMBER: _ClassVar[int]
 gateway_only: _descriptor.FieldDescriptor
 SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
 session_token: _descriptor.FieldDescriptor
+OMIT_UNSET_FIELD_NUMBER: _ClassVar[int]
+omit_unset: _descriptor.FieldDescriptor
 JSON_INLINE_FIELD_NUMBER: _ClassVar[int]
 json_inline: _descriptor.FieldDescriptor

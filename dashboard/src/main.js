@@ -11,6 +11,7 @@ import keysPage from './pages/keys.js';
 import namespacesPage from './pages/namespaces.js';
 import filesPage from './pages/files.js';
 import tokensPage from './pages/tokens.js';
+import securityPage from './pages/security.js';
 import { adminPages } from './pages/admin.js';
 
 const terminalPage = async (main, params) => (await import('./pages/terminal.js')).default(main, params);
@@ -24,6 +25,7 @@ route('/compute/ssh-keys', keysPage);
 route('/storage/namespaces', namespacesPage);
 route('/storage/files', filesPage);
 route('/api/tokens', tokensPage);
+route('/settings/security', securityPage);
 for (const [path, page] of Object.entries(adminPages)) route(path, page);
 
 const NAV = [
@@ -31,6 +33,7 @@ const NAV = [
   ['/compute/ssh-keys', 'SSH keys'],
   ['/storage/namespaces', 'Files'],
   ['/api/tokens', 'API tokens'],
+  ['/settings/security', 'Security'],
 ];
 const ADMIN_NAV = [
   ['/admin/users', 'Users'],

@@ -22,6 +22,7 @@ def test_login_returns_user_and_session_jwt(appliance, make_user):
     r = requests.post(appliance.url + "/api/login", json={"username": u.info["username"], "password": u.password})
     assert r.status_code == 200
     body = r.json()
+    # the original's shape: requires_2fa / challenge_token only when a second factor is due
     assert set(body) == {"username", "display_name", "user_id", "is_admin", "token"}
     assert body["is_admin"] is False and body["display_name"] == body["username"]
     assert len(body["user_id"]) == 6 and not body["user_id"].isdigit()
@@ -75,7 +76,7 @@ def test_api_token_lifecycle_and_immediate_revocation(user):
     r = user.post("/api/tokens", json={"name": "ci", "scopes": SCOPES_READ(uid), "expires_in": "30d"})
     assert r.status_code == 200, r.text
     created = r.json()
-    assert set(created) == {"id", "name", "scopes", "expires_at", "created_at", "token"}
+    assert set(created) == {"id", "name", "scopes", "expires_at", "created_at", "token", "service_account_id"}
     assert created["token"].startswith("ecloud_")
     assert created["expires_at"] - created["created_at"] == 30 * 86400
     claims = jwt.decode(created["token"][7:], options={"verify_signature": False})
@@ -84,7 +85,8 @@ def test_api_token_lifecycle_and_immediate_revocation(user):
 
     listed = user.get("/api/tokens").json()
     assert [t["id"] for t in listed] == [created["id"]]
-    assert set(listed[0]) == {"id", "name", "scopes", "expires_at", "last_used_at", "created_at"}
+    assert set(listed[0]) == {"id", "name", "scopes", "expires_at", "last_used_at", "created_at",
+                               "service_account_id"}
     assert listed[0]["last_used_at"] is None
 
     api = user.with_token(created["token"])

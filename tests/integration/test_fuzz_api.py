@@ -83,6 +83,12 @@ class Identities:
                                                 "scopes": {f"storage.{user.user_id}.files.elsewhere": ["read"]}})
         assert narrow.status_code == 200, narrow.text
         self.narrow = narrow.json()["token"]
+        account = user.post("/api/service-accounts",
+                            json={"name": "fz", "scopes": {f"storage.{user.user_id}": ["read"]}})
+        assert account.status_code == 200, account.text
+        # A session of the victim's, for the session lists to end.
+        app.login("fuzz-victim", "pw-victim-1")
+        [session] = [s["id"] for s in admin.get("/admin/sessions").json() if s["username"] == "fuzz-victim"]
         self.real = {  # path prefix -> values of its path parameters that exist (first match wins)
             "/compute/containers/": {"id": container["id"], "port": 8001},
             "/compute/ssh-keys/": {"id": key_id},
@@ -90,6 +96,9 @@ class Identities:
             "/storage/namespaces/": {"name": "fuzzns"},
             "/storage/": {"namespace": "fuzzns", "name": "hello.txt"},
             "/admin/users/": {"user_id": victim.json()["user_id"]},
+            "/api/service-accounts/": {"id": account.json()["id"]},
+            "/api/settings/sessions/": {"id": session},
+            "/admin/sessions/": {"id": session},
             "/api/metrics/nodes/": {"name": socket.gethostname()},   # this host (host_name unset)
             "/admin/hosts/": {"name": socket.gethostname()},         # drained, then undrained
         }

@@ -73,3 +73,23 @@ def test_state_survives_a_restart(app):
     app.stop("core")
     app.start("core")
     assert "keep" in [t["name"] for t in app.admin().get("/api/tokens").json()]
+
+
+def test_migration_5_widens_the_totp_secret_column(app, postgres):
+    """A version-4 database (totp_secret.secret VARCHAR(64)) is brought to 5: room for a sealed secret."""
+    from appliance.core import db
+    from appliance.core.auth import second_factor  # noqa: F401 - registers totp_secret
+
+    def width() -> int:
+        return db.database.execute_sql("SELECT character_maximum_length FROM information_schema.columns"
+                                       " WHERE table_name = 'totp_secret' AND column_name = 'secret'").fetchone()[0]
+
+    db.open_database(postgres)
+    try:
+        db.database.execute_sql("ALTER TABLE totp_secret ALTER COLUMN secret TYPE VARCHAR(64)")
+        db.database.execute_sql("UPDATE schemaversion SET version = 4")
+        assert width() == 64
+        db.migrate(db.database.obj)
+        assert width() == 255 and db.SchemaVersion.get().version == db.SCHEMA_VERSION == 5
+    finally:
+        db.database.close()

@@ -42,6 +42,18 @@ API_MD = {
     "GET /admin/hosts", "POST /admin/hosts/{name}/drain", "POST /admin/hosts/{name}/undrain",
     # issue 16: what the dashboard needs (the container quota, making an admin)
     "GET /compute/quota", "PUT /admin/users/{user_id}",
+    # issue 18: accounts people look after themselves (docs/accounts.md)
+    "PUT /api/settings/profile", "PUT /api/settings/password", "GET /api/settings/sessions",
+    "DELETE /api/settings/sessions/{id}", "DELETE /api/settings/sessions", "DELETE /admin/sessions/{id}",
+    "PUT /admin/users/{user_id}/password", "GET /api/settings/audit", "GET /admin/audit",
+    "POST /api/service-accounts", "GET /api/service-accounts", "GET /api/service-accounts/{id}",
+    "PUT /api/service-accounts/{id}/scopes", "DELETE /api/service-accounts/{id}",
+    "POST /api/service-accounts/{id}/tokens", "GET /api/service-accounts/{id}/tokens",
+    "POST /api/login/totp", "POST /api/settings/totp/begin", "POST /api/settings/totp/enable",
+    "POST /api/settings/totp/disable", "DELETE /admin/users/{user_id}/second-factors",
+    "POST /api/settings/keys/add/begin", "POST /api/settings/keys/add/finish", "GET /api/settings/keys",
+    "POST /api/settings/keys/delete", "POST /api/settings/keys/rename", "POST /api/webauthn/login/begin",
+    "POST /api/webauthn/login/finish",
 }
 
 

@@ -36,7 +36,7 @@ def test_version_1_gets_the_container_host_column_and_keeps_its_rows(tmp_path):
     assert "host" not in [c.name for c in pw.SqliteDatabase(str(path)).get_columns("container")]
 
     open_database(f"sqlite:///{path}")
-    assert db.SchemaVersion.get().version == db.SCHEMA_VERSION == 2
+    assert db.SchemaVersion.get().version == db.SCHEMA_VERSION == 5
     row = Container.get(Container.public_id == "abcd1234")
     assert (row.name, row.status, row.host) == ("web", "running", "")
     indexes = {i.name: i.columns for i in db.database.get_indexes("container")}
@@ -52,5 +52,5 @@ def test_a_current_database_opens_again_unchanged(tmp_path):
     Host.create(name="h1", guest_subnet="10.217.1.0/24", cpus=2, memory_mb=1024, heartbeat_at=1.0)
     db.database.close()
     open_database(url)
-    assert db.SchemaVersion.get().version == 2
+    assert db.SchemaVersion.get().version == db.SCHEMA_VERSION
     assert [h.name for h in Host.select()] == ["h1"]

@@ -14,8 +14,9 @@ import time
 from dataclasses import dataclass
 
 import jwt
+import peewee as pw
 
-from appliance.core.db import ApiToken, LoginSession, Prepared, RevokedSession, User, now
+from appliance.core.db import ApiToken, LoginSession, Prepared, RevokedSession, ServiceAccount, User, database, now
 from appliance.errors import Unauthenticated
 
 API_TOKEN_PREFIX = "ecloud_"
@@ -32,6 +33,11 @@ VERIFIED_CACHE_BYTES = 4 << 20
 # so a request of a busy session costs a dict lookup, not a database write.
 SESSION_SEEN_RESOLUTION = 60
 SEEN_CACHE_SIZE = 8192
+# A login's second step must come within this many seconds of its first.
+CHALLENGE_TTL = 300
+CHALLENGE = "2fa_challenge"
+# What a one-shot token is called in errors (other kinds: a WebAuthn ceremony's state).
+_ONESHOT_NAMES = {CHALLENGE: "challenge token"}
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,7 @@ class Tokens:
         self._user_by_public_id = Prepared(User, User.public_id)
         self._user_by_id = Prepared(User, User.id)
         self._token_by_id = Prepared(ApiToken, ApiToken.id)
+        self._account_by_id = Prepared(ServiceAccount, ServiceAccount.id)
         # sha256(bearer) -> (claims, token bytes), oldest first.
         self._verified: dict[str, tuple[dict, int]] = {}
         self._verified_bytes = 0
@@ -81,9 +88,9 @@ class Tokens:
         self._touch_sql, _ = LoginSession.update(last_seen_at=0).where(LoginSession.id == "").sql()
 
     # -- sessions -----------------------------------------------------------
-    def issue_session(self, user: User, address: str = "") -> str:
-        """A session JWT for *user*, recorded (with the client *address*) for
-        the admins' session list; expired records are pruned here."""
+    def issue_session(self, user: User, address: str = "", user_agent: str = "") -> str:
+        """A session JWT for *user*, recorded (with the client *address* and
+        *user_agent*) for the session lists; expired records are pruned here."""
         issued = int(time.time())
         claims = {
             "username": user.username,
@@ -95,11 +102,13 @@ class Tokens:
             "jti": secrets.token_hex(16),
         }
         LoginSession.delete().where(LoginSession.expires_at <= issued).execute()
-        LoginSession.create(id=claims["jti"], user=user, ip_address=address[:64], created_at=issued,
+        LoginSession.create(id=claims["jti"], user=user, ip_address=address[:64],
+                            user_agent=user_agent[:256], created_at=issued,
                             last_seen_at=issued, expires_at=claims["exp"])
         return jwt.encode(claims, self.secret, algorithm=self.algorithm)
 
-    def issue_api_token(self, user: User, token_id: str, scopes: dict, expires_at: int | None) -> str:
+    def issue_api_token(self, user: User, token_id: str, scopes: dict, expires_at: int | None,
+                        service_account_id: str | None = None) -> str:
         claims = {
             "user_id": user.public_id,
             "token_id": token_id,
@@ -107,6 +116,10 @@ class Tokens:
             "scopes": scopes,
             "iat": int(time.time()),
         }
+        if service_account_id is not None:
+            # Its scopes are the account's at each use; the claim says where to look.
+            claims["service_account_id"] = service_account_id
+            del claims["scopes"]
         if expires_at is not None:
             claims["exp"] = expires_at
         return API_TOKEN_PREFIX + jwt.encode(claims, self.secret, algorithm=self.algorithm)
@@ -160,7 +173,8 @@ class Tokens:
     def _session(self, token: str) -> Principal:
         digest = sha256(token)
         claims = self._decode(token, digest)
-        if claims.get("type") == "api_token" or "jti" not in claims or "exp" not in claims:
+        # Only a session's claims have no "type" (an API token's or a login challenge's do).
+        if "type" in claims or "jti" not in claims or "exp" not in claims:
             raise Unauthenticated("invalid token")
         if self._revoked.first(str(claims["jti"])) is not None:
             raise Unauthenticated("session has been logged out")
@@ -186,10 +200,17 @@ class Tokens:
             raise Unauthenticated("token expired")
         if row.last_used_at is None or t - row.last_used_at >= LAST_USED_RESOLUTION:
             ApiToken.update(last_used_at=t).where(ApiToken.id == row.id).execute()
+        scopes = row.scopes
+        if row.service_account_id is not None:
+            # The account's scopes as they are now: narrowing it narrows its tokens at once.
+            account = self._account_by_id.first(row.service_account_id)
+            if account is None:
+                raise Unauthenticated("token has been revoked")
+            scopes = account.scopes
         user = self._user_by_id.first(row.user_id)
         if user is None:
             raise Unauthenticated("token has been revoked")
-        return Principal(user=user, kind="api_token", scopes=json.loads(row.scopes),
+        return Principal(user=user, kind="api_token", scopes=json.loads(scopes),
                          token_id=row.id, expires_at=row.expires_at, token_sha256=digest)
 
     def _touch(self, jti: str, user: User, claims: dict) -> None:
@@ -209,6 +230,48 @@ class Tokens:
         while len(self._seen) >= SEEN_CACHE_SIZE:
             self._seen.pop(next(iter(self._seen)))
         self._seen[jti] = t
+
+    # -- a login's second step and other one-shot tokens --------------------------
+    def issue_oneshot(self, kind: str, user: User, ttl: int = CHALLENGE_TTL, **extra) -> str:
+        """A signed token of type *kind* for *user*, valid *ttl* seconds, to be
+        spent once: a login challenge, a WebAuthn ceremony's state. Any token
+        with a "type" claim is refused as a session."""
+        issued = int(time.time())
+        claims = {**extra, "type": kind, "user_id": user.public_id, "iat": issued, "exp": issued + ttl,
+                  "jti": secrets.token_hex(16)}
+        return jwt.encode(claims, self.secret, algorithm=self.algorithm)
+
+    def issue_challenge(self, user: User) -> str:
+        """A token proving the password was right, for the second factor's one call."""
+        return self.issue_oneshot(CHALLENGE, user)
+
+    def oneshot(self, token: str, kind: str) -> tuple[User, dict]:
+        """The user and claims of a valid, unspent token of type *kind* (not spent here)."""
+        claims = self._verify(token)
+        if claims.get("type") != kind or "exp" not in claims or "jti" not in claims:
+            raise Unauthenticated(f"invalid {_ONESHOT_NAMES.get(kind, 'state')}")
+        if self._revoked.first(str(claims["jti"])) is not None:
+            raise Unauthenticated(f"{_ONESHOT_NAMES.get(kind, 'state')} already used")
+        user = self._user_by_public_id.first(str(claims.get("user_id")))
+        if user is None:
+            raise Unauthenticated("user no longer exists")
+        return user, claims
+
+    def spend(self, claims: dict, kind: str) -> None:
+        """Mark a one-shot token used; Unauthenticated if it was already (the
+        primary key makes "spent once" hold across cores of one database too)."""
+        try:
+            with database.atomic():
+                RevokedSession.insert(jti=str(claims["jti"]), expires_at=int(claims["exp"])).execute()
+        except pw.IntegrityError:
+            raise Unauthenticated(f"{_ONESHOT_NAMES.get(kind, 'state')} already used") from None
+
+    def spend_challenge(self, token: str) -> User:
+        """The user of a valid, unused challenge token; the token is spent
+        (whatever the second factor's outcome: a wrong code means logging in again)."""
+        user, claims = self.oneshot(token, CHALLENGE)
+        self.spend(claims, CHALLENGE)
+        return user
 
     def revoke_session(self, principal: Principal) -> None:
         if principal.is_session:

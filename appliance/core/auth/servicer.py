@@ -7,14 +7,18 @@ import logging
 from google.protobuf import json_format, struct_pb2
 
 from appliance import metrics
+from appliance.core import audit, live
 from appliance.core import context as ctx
-from appliance.core import live
 from appliance.core.auth import scopes as scope_rules
-from appliance.core.auth import users
+from appliance.core.auth import second_factor, users, webauthn_keys
+from appliance.core.auth.account import AccountSettings
 from appliance.core.auth.identity import Tokens, sha256
 from appliance.core.auth.inflight import InFlight
 from appliance.core.auth.passwords import HashPool, hash_password, verify_password
+from appliance.core.auth.service_accounts import ServiceAccounts, token_messages
 from appliance.core.auth.throttle import LoginThrottle
+from appliance.core.auth.totp_settings import TotpSettings
+from appliance.core.auth.webauthn_settings import WebAuthnSettings
 from appliance.core.db import ApiToken, User, database, new_public_id, now
 from appliance.errors import Conflict, Invalid, NotFound, Unauthenticated
 from appliance.logsafe import clip
@@ -36,20 +40,19 @@ def _struct(value: dict) -> struct_pb2.Struct:
     return s
 
 
-def _token_message(row: ApiToken) -> auth_pb2.ApiToken:
-    return auth_pb2.ApiToken(id=row.id, name=row.name, scopes=_struct(json.loads(row.scopes)),
-                             expires_at=row.expires_at, last_used_at=row.last_used_at,
-                             created_at=row.created_at)
-
-
-class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
+class AuthServicer(AccountSettings, ServiceAccounts, TotpSettings, WebAuthnSettings,
+                   auth_pb2_grpc.AuthServiceServicer):
     def __init__(self, tokens: Tokens, throttle: LoginThrottle, hasher: HashPool | None = None,
-                 max_tokens_per_user: int = 50, max_token_scopes: int = scope_rules.MAX_SCOPES):
+                 max_tokens_per_user: int = 50, max_token_scopes: int = scope_rules.MAX_SCOPES,
+                 max_service_accounts_per_user: int = 20,
+                 relying_party: webauthn_keys.RelyingParty | None = None):
         self.tokens = tokens
+        self.relying_party = relying_party or webauthn_keys.RelyingParty("localhost", ("http://localhost",))
         self.throttle = throttle
         self.hasher = hasher or HashPool()
         self.max_tokens_per_user = max_tokens_per_user
         self.max_token_scopes = max_token_scopes
+        self.max_service_accounts_per_user = max_service_accounts_per_user
         self.in_flight = InFlight()
 
     @classmethod
@@ -58,7 +61,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                                  max_entries=config.login_throttle_max_entries,
                                  max_successes=config.login_max_successes_per_address)
         return cls(tokens, throttle, HashPool(config.password_hash_workers, config.password_hash_queue),
-                   config.max_tokens_per_user, config.max_token_scopes)
+                   config.max_tokens_per_user, config.max_token_scopes, config.max_service_accounts_per_user,
+                   webauthn_keys.RelyingParty.from_config(config))
 
     def close(self) -> None:
         self.hasher.close()
@@ -88,17 +92,30 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                     raise
                 if not ok or user is None:
                     attempt.failed()
+                    audit.record("login", target=request.username, outcome=audit.FAILURE,
+                                 user_id=user.public_id if user else "")
                     metrics.LOGINS.labels("failed").inc()
                     log.info("login: %s failed from %s (%s)", clip(request.username), clip(address),
                              "wrong password" if user else "unknown user")
                     raise Unauthenticated("invalid username or password")
-                attempt.succeeded()
+                needs_code = second_factor.enabled(user) or webauthn_keys.enabled(user)
+                if needs_code:
+                    attempt.half_succeeded()
+                else:
+                    attempt.succeeded()
                 metrics.LOGINS.labels("ok").inc()
         finally:
             if not handed_over:
                 self.in_flight.release(keys)
+        if needs_code:
+            log.info("login: %s gave the right password from %s; second factor next", clip(user.username),
+                     clip(address))
+            return auth_pb2.LoginResponse(requires_2fa=True, challenge_token=self.tokens.issue_challenge(user),
+                                          **users.as_dict(user))
         log.info("login: %s signed in from %s", clip(user.username), clip(address))
-        return auth_pb2.LoginResponse(token=self.tokens.issue_session(user, address), **users.as_dict(user))
+        token = self.tokens.issue_session(user, address, ctx.user_agent())
+        audit.record("login", target=user.username, actor=user)
+        return auth_pb2.LoginResponse(token=token, **users.as_dict(user))
 
     async def GetSession(self, request, context):
         return _user_message(ctx.session().user)
@@ -107,37 +124,46 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         principal = ctx.optional_principal()
         if principal is not None:
             self.tokens.revoke_session(principal)
+            audit.record("logout", target=principal.jti or "")
             live.credentials_changed(principal.user.public_id)  # its open streams end now
         return OK
 
     async def CreateToken(self, request, context):
         user = ctx.session().user
-        name = request.name
+        scopes = json_format.MessageToDict(request.scopes)
+        return self.create_token(user, request.name, request.expires_in, scopes)
+
+    def create_token(self, user: User, name: str, expires_in: str, scopes: dict,
+                     service_account_id: str | None = None) -> auth_pb2.CreatedToken:
+        """A new API token of *user*'s (of their service account's, with
+        *service_account_id*: then *scopes* are the account's, checked already)."""
         if not 1 <= len(name) <= 64:
             raise Invalid("name must be 1-64 characters")
-        if request.expires_in not in EXPIRY:
+        if expires_in not in EXPIRY:
             raise Invalid("expires_in must be one of 30d, 90d, 365d, never")
-        scopes = scope_rules.validate(json_format.MessageToDict(request.scopes), user.public_id,
-                                      self.max_token_scopes)
+        if service_account_id is None:
+            scopes = scope_rules.validate(scopes, user.public_id, self.max_token_scopes)
         # No await between this count and the insert: concurrent creates
         # cannot both pass it.
         if ApiToken.select().where(ApiToken.user == user).count() >= self.max_tokens_per_user:
             raise Conflict(f"at most {self.max_tokens_per_user} API tokens per user; delete one first")
-        ttl = EXPIRY[request.expires_in]
+        ttl = EXPIRY[expires_in]
         created = now()
         expires_at = created + ttl if ttl else None
         with database.atomic():
             token_id = new_public_id(12)
-            token = self.tokens.issue_api_token(user, token_id, scopes, expires_at)
+            token = self.tokens.issue_api_token(user, token_id, scopes, expires_at, service_account_id)
             ApiToken.create(id=token_id, user=user, name=name, scopes=json.dumps(scopes),
-                            token_sha256=sha256(token), expires_at=expires_at, created_at=created)
-        return auth_pb2.CreatedToken(id=token_id, name=name, scopes=_struct(scopes),
-                                     expires_at=expires_at, created_at=created, token=token)
+                            token_sha256=sha256(token), expires_at=expires_at, created_at=created,
+                            service_account_id=service_account_id)
+        audit.record("token.created", target=token_id)
+        return auth_pb2.CreatedToken(id=token_id, name=name, scopes=_struct(scopes), expires_at=expires_at,
+                                     created_at=created, token=token, service_account_id=service_account_id)
 
     async def ListTokens(self, request, context):
         user = ctx.session().user
         rows = ApiToken.select().where(ApiToken.user == user).order_by(ApiToken.created_at, ApiToken.id)
-        return auth_pb2.ListTokensResponse(tokens=[_token_message(r) for r in rows])
+        return auth_pb2.ListTokensResponse(tokens=token_messages(rows))
 
     async def DeleteToken(self, request, context):
         user = ctx.session().user
@@ -145,6 +171,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         if row is None or not ApiToken.delete().where(ApiToken.id == row.id).execute():
             raise NotFound("token not found")
         self.tokens.forget(row.token_sha256)
+        audit.record("token.deleted", target=row.id)
         live.credentials_changed(user.public_id)  # streams opened with it end now
         return OK
 
@@ -167,6 +194,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         password_hash = await self.hasher.run(hash_password, request.password)
         user = users.create_user(request.username, request.password, display, request.is_admin,
                                  password_hash=password_hash)
+        audit.record("user.created", target=user.public_id, user_id=user.public_id)
         return _user_message(user)
 
     async def UpdateUser(self, request, context):
@@ -180,4 +208,5 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         if not user_id:
             raise Invalid("user_id is required (path or ?id=)")
         await users.delete_user(users.get_by_public_id(user_id))
+        audit.record("user.deleted", target=user_id, user_id=user_id)
         return OK

@@ -66,6 +66,16 @@ class Reservation:
             throttle._release(self._keys[1:], self._stamp)
             throttle._add(("ok",) + self._keys[1][1:], throttle.clock())
 
+    def half_succeeded(self) -> None:
+        """Right password, a second factor still to come: the slot is given back
+        and counts as a success, but the pair's failures stay - wrong codes
+        must add up across logins, not start afresh with each right password."""
+        if self._open:
+            self._open = False
+            throttle = self._throttle
+            throttle._release(self._keys, self._stamp)
+            throttle._add(("ok",) + self._keys[1][1:], throttle.clock())
+
     def cancel(self) -> None:
         """Nothing was verified: give the slot back."""
         if self._open:

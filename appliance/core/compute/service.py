@@ -9,8 +9,8 @@ import json
 import logging
 
 from appliance.config import Config
+from appliance.core import audit, db
 from appliance.core import context as ctx
-from appliance.core import db
 from appliance.core.auth import scopes
 from appliance.core.compute import (
     addresses,
@@ -150,6 +150,7 @@ class ComputeServicer(ContainerLifecycle, compute_pb2_grpc.ComputeServiceService
                         rule.port, rule.target_port if rule.HasField("target_port") else None), self.config)
             revert.success()
         log.info("compute: %s created for %s (%s, %s)", cid, p.user.username, itype.name, ip)
+        audit.record("container.created", target=cid)
         self._publish(row)
         self._spawn(self._start(cid))
         return await self._render(row, live=False)
@@ -159,6 +160,7 @@ class ComputeServicer(ContainerLifecycle, compute_pb2_grpc.ComputeServiceService
         if await self._forwarded(row, "DeleteContainer", request, context) is not None:
             return OK
         await self._destroy(row)
+        audit.record("container.deleted", target=row.public_id, user_id=row.owner.public_id)
         return OK
 
     async def StartContainer(self, request, context):

@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2
 
 from appliance import metrics
 from appliance.config import Config
+from appliance.core import audit
 from appliance.core import context as ctx
 from appliance.core.auth import scopes, users
 from appliance.core.db import User, database
@@ -171,6 +172,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         except pw.IntegrityError:
             raise Conflict(f"namespace {name!r} already exists") from None
         metrics.STORAGE_OPERATIONS.labels("create_namespace").inc()
+        audit.record("namespace.created", target=name)
         return self._ns_message(ns, 0)
 
     async def UpdateNamespace(self, request, context):
@@ -193,6 +195,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         # blobs go next. A crash in between leaves orphans for the start-up sweep.
         await asyncio.shield(self.store.remove(blobs))
         metrics.STORAGE_OPERATIONS.labels("delete_namespace").inc()
+        audit.record("namespace.deleted", target=ns.name, user_id=ns.owner.public_id if ns.owner_id else "")
         return OK
 
     # -- files ------------------------------------------------------------------

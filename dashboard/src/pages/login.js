@@ -1,6 +1,7 @@
 import { post, session } from '../api.js';
 import { field, h } from '../dom.js';
 import { navigate } from '../router.js';
+import secondStep from './login_second.js';
 
 export default function loginPage(main, _params, signedIn) {
   document.title = 'Sign in · Appliance';
@@ -17,7 +18,8 @@ export default function loginPage(main, _params, signedIn) {
     button.disabled = true;
     button.textContent = 'Signing in…';
     try {
-      const me = await post('/api/login', { username: username.value.trim(), password: password.value });
+      let me = await post('/api/login', { username: username.value.trim(), password: password.value });
+      if (me.requires_2fa) me = await secondStep(form, me.challenge_token);
       session.set(me);
       signedIn?.();
       const next = new URLSearchParams(location.search).get('next');
