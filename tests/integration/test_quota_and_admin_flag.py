@@ -5,6 +5,8 @@ the last admin's). One appliance with fake guests and a limit of 2, so the
 limit shown is the configured one, not the default."""
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
 from compute_support import add_key, new_user
@@ -115,3 +117,21 @@ def test_no_admin_changes_their_own_flag_and_the_last_admin_stays(app, admin):
     flags = {u["user_id"]: u["is_admin"] for u in second.get("/admin/users").json()}
     assert (flags[admin.user_id], flags[second.user_id]) == (False, True)
     assert second.put(f"/admin/users/{admin.user_id}", json={"is_admin": True}).status_code == 200
+
+
+def test_no_admin_deletes_their_own_account_and_changes_are_audited(app, admin):
+    r = admin.delete(f"/admin/users/{admin.user_id}")
+    assert r.status_code == 409 and "your own account" in r.json()["error"]
+    assert admin.get("/admin/users").status_code == 200   # still there, still an admin
+    person = new_user(app, admin)
+    assert admin.put(f"/admin/users/{person.user_id}", json={"is_admin": True}).status_code == 200
+    assert admin.put(f"/admin/users/{person.user_id}", json={"is_admin": False}).status_code == 200
+    assert admin.delete(f"/admin/users/{person.user_id}").status_code == 200
+    wanted = ["user.admin_granted", "user.admin_revoked", "user.deleted"]
+    for _ in range(50):   # the audit trail is written in batches, off the request's path
+        events = admin.get("/admin/audit", params={"user": person.user_id}).json()["events"]
+        if sorted(e["event"] for e in events if e["event"] in wanted) == wanted:
+            break
+        time.sleep(0.1)
+    assert sorted(e["event"] for e in events if e["event"] in wanted) == wanted, events
+    assert all(e["actor_id"] == admin.user_id for e in events if e["event"] in wanted)

@@ -201,12 +201,17 @@ class AuthServicer(AccountSettings, ServiceAccounts, TotpSettings, WebAuthnSetti
         if not request.HasField("is_admin"):
             raise Invalid("is_admin (true or false) is required")
         user = users.get_by_public_id(request.user_id)
-        return _user_message(users.set_admin(user, request.is_admin, by=ctx.principal().user))
+        changed = users.set_admin(user, request.is_admin, by=ctx.principal().user)
+        audit.record("user.admin_granted" if request.is_admin else "user.admin_revoked",
+                     target=user.public_id, user_id=user.public_id)
+        return _user_message(changed)
 
     async def DeleteUser(self, request, context):
         user_id = request.user_id or request.id
         if not user_id:
             raise Invalid("user_id is required (path or ?id=)")
-        await users.delete_user(users.get_by_public_id(user_id))
+        user = users.get_by_public_id(user_id)
+        users.check_deletable(user, by=ctx.principal().user)
+        await users.delete_user(user)
         audit.record("user.deleted", target=user_id, user_id=user_id)
         return OK

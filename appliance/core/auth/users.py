@@ -91,6 +91,13 @@ def set_admin(user: User, is_admin: bool, *, by: User) -> User:
     return user
 
 
+def check_deletable(user: User, *, by: User) -> None:
+    """An admin never deletes their own account through the API (nor, so, the last
+    admin: the caller is another one). The host's `appliance user delete` may."""
+    if user.id == by.id:
+        raise Conflict("you cannot delete your own account here; ask another admin")
+
+
 async def delete_user(user: User) -> None:
     for hook in delete_hooks:
         await hook(user)

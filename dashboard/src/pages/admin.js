@@ -29,7 +29,8 @@ async function usersPage(main) {
           const done = u.is_admin ? `${u.username} is no longer an admin.` : `${u.username} is now an admin.`;
           if (await act(flip, 'Saving…', () => put(`/admin/users/${u.user_id}`, { is_admin: !u.is_admin }), done)) draw();
         } }, u.is_admin ? 'Remove admin' : 'Make admin');
-    const remove = h('button', { type: 'button', class: 'danger', 'aria-label': `Delete user ${u.username}`, onclick: async () => {
+    // DELETE /admin/users/{id}: the server refuses one's own account and the last admin
+    const remove = u.user_id === me ? null : h('button', { type: 'button', class: 'danger', 'aria-label': `Delete user ${u.username}`, onclick: async () => {
       if (!(await confirmDialog(`Delete user ${u.username} and everything they own?`))) return;
       if (await act(remove, 'Deleting…', () => del(`/admin/users/${u.user_id}`), `${u.username} deleted.`)) draw();
     } }, 'Delete');
