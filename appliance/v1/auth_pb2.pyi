@@ -369,6 +369,20 @@ class LoginSecondFactorRequest(_message.Message):
     code: str
     def __init__(self, challenge_token: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
 
+class GetTotpRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TotpStatus(_message.Message):
+    __slots__ = ("enabled", "enabled_at", "recovery_codes_left")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_AT_FIELD_NUMBER: _ClassVar[int]
+    RECOVERY_CODES_LEFT_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    enabled_at: int
+    recovery_codes_left: int
+    def __init__(self, enabled: _Optional[bool] = ..., enabled_at: _Optional[int] = ..., recovery_codes_left: _Optional[int] = ...) -> None: ...
+
 class BeginTotpRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -180,6 +180,11 @@ class AuthServiceStub:
                 request_serializer=appliance_dot_v1_dot_auth__pb2.LoginSecondFactorRequest.SerializeToString,
                 response_deserializer=appliance_dot_v1_dot_auth__pb2.LoginResponse.FromString,
                 _registered_method=True)
+        self.GetTotp = channel.unary_unary(
+                '/appliance.v1.AuthService/GetTotp',
+                request_serializer=appliance_dot_v1_dot_auth__pb2.GetTotpRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_auth__pb2.TotpStatus.FromString,
+                _registered_method=True)
         self.BeginTotp = channel.unary_unary(
                 '/appliance.v1.AuthService/BeginTotp',
                 request_serializer=appliance_dot_v1_dot_auth__pb2.BeginTotpRequest.SerializeToString,
@@ -437,6 +442,13 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTotp(self, request, context):
+        """Whether TOTP is on for the caller, since when, and how many recovery codes are left.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def BeginTotp(self, request, context):
         """A new, not yet enabled TOTP secret (replaces an earlier unconfirmed one).
         """
@@ -661,6 +673,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.LoginSecondFactor,
                     request_deserializer=appliance_dot_v1_dot_auth__pb2.LoginSecondFactorRequest.FromString,
                     response_serializer=appliance_dot_v1_dot_auth__pb2.LoginResponse.SerializeToString,
+            ),
+            'GetTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTotp,
+                    request_deserializer=appliance_dot_v1_dot_auth__pb2.GetTotpRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_auth__pb2.TotpStatus.SerializeToString,
             ),
             'BeginTotp': grpc.unary_unary_rpc_method_handler(
                     servicer.BeginTotp,
@@ -1501,6 +1518,33 @@ class AuthService:
             '/appliance.v1.AuthService/LoginSecondFactor',
             appliance_dot_v1_dot_auth__pb2.LoginSecondFactorRequest.SerializeToString,
             appliance_dot_v1_dot_auth__pb2.LoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.AuthService/GetTotp',
+            appliance_dot_v1_dot_auth__pb2.GetTotpRequest.SerializeToString,
+            appliance_dot_v1_dot_auth__pb2.TotpStatus.FromString,
             options,
             channel_credentials,
             insecure,

@@ -56,12 +56,16 @@ def test_register_a_key_then_sign_in_with_it(appliance, admin, browser):
 
         # the authenticator app as well, from the same page
         browser.find_element(By.CSS_SELECTOR, "nav a[href='/settings/security']").click()
+        assert find(browser, "#totp-status").text == "Off."
         find(browser, "#totp-begin").click()
         secret = find(browser, "#totp-secret").text
         find(browser, "input[name=totp-code]").send_keys(pyotp.TOTP(secret).now())
         browser.find_element(By.CSS_SELECTOR, "#totp-enable button[type=submit]").click()
         wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#recovery-codes li")) == 10)
         assert_accessible(browser, "security-recovery-codes")
+        browser.refresh()   # on, as GET /api/settings/totp says: since when, and the codes left
+        wait(browser, lambda d: "10 of 10 recovery codes left" in find(d, "#totp-status").text)
+        assert browser.find_elements(By.CSS_SELECTOR, "#totp-disable")
         assert not console_errors(browser)
     finally:
         browser.remove_virtual_authenticator()

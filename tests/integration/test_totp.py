@@ -69,7 +69,13 @@ def later(totp: pyotp.TOTP) -> str:
 def test_login_needs_the_second_factor_once_enabled(app, admin):
     user = new_user(app, admin)
     name = user.info["username"]
+    assert user.get("/api/settings/totp").json() == {"enabled": False, "enabled_at": 0, "recovery_codes_left": 0}
+    user.post("/api/settings/totp/begin", json={})
+    assert user.get("/api/settings/totp").json()["enabled"] is False     # begun, not in force
     totp, codes, confirming = enable(user)
+    status = user.get("/api/settings/totp").json()
+    assert status["enabled"] is True and status["recovery_codes_left"] == 10
+    assert abs(status["enabled_at"] - time.time()) < 60
     challenge = first_step(app, name)
     claims = jwt.decode(challenge, options={"verify_signature": False})
     assert claims["type"] == "2fa_challenge" and claims["exp"] - claims["iat"] == 300
@@ -90,6 +96,7 @@ def test_login_needs_the_second_factor_once_enabled(app, admin):
     # a recovery code works once (with or without its dash, any case)
     assert second_step(app, first_step(app, name), codes[0].upper().replace("-", "")).status_code == 200
     assert second_step(app, first_step(app, name), codes[0]).status_code == 401
+    assert Client(app.url, session).get("/api/settings/totp").json()["recovery_codes_left"] == 9
     # a wrong password never gets a challenge
     r = requests.post(app.url + "/api/login", json={"username": name, "password": "wrong"})
     assert r.status_code == 401 and "challenge_token" not in r.text.replace('"challenge_token"', "")
@@ -145,6 +152,7 @@ def test_settings_need_a_session(app, admin):
     bot = user.with_token(token["token"])
     for path in ("/api/settings/totp/begin", "/api/settings/totp/enable", "/api/settings/totp/disable"):
         assert bot.post(path, json={"code": "123456", "current_password": PASSWORD}).status_code == 403
+    assert bot.get("/api/settings/totp").status_code == 403
 
 
 def test_the_cli_logs_in_with_a_code_from_stdin(app, admin, tmp_path):

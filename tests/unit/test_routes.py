@@ -49,7 +49,7 @@ API_MD = {
     "POST /api/service-accounts", "GET /api/service-accounts", "GET /api/service-accounts/{id}",
     "PUT /api/service-accounts/{id}/scopes", "DELETE /api/service-accounts/{id}",
     "POST /api/service-accounts/{id}/tokens", "GET /api/service-accounts/{id}/tokens",
-    "POST /api/login/totp", "POST /api/settings/totp/begin", "POST /api/settings/totp/enable",
+    "POST /api/login/totp", "GET /api/settings/totp", "POST /api/settings/totp/begin", "POST /api/settings/totp/enable",
     "POST /api/settings/totp/disable", "DELETE /admin/users/{user_id}/second-factors",
     "POST /api/settings/keys/add/begin", "POST /api/settings/keys/add/finish", "GET /api/settings/keys",
     "POST /api/settings/keys/delete", "POST /api/settings/keys/rename", "POST /api/webauthn/login/begin",

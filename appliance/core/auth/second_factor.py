@@ -96,6 +96,15 @@ def enabled(user: User) -> bool:
     return TotpSecret.select().where((TotpSecret.user == user) & TotpSecret.confirmed).exists()
 
 
+def status(user: User) -> tuple[int, int]:
+    """(when TOTP was turned on, 0 if it is off; recovery codes not used yet)."""
+    row = TotpSecret.get_or_none((TotpSecret.user == user) & TotpSecret.confirmed)
+    if row is None:
+        return 0, 0
+    left = RecoveryCode.select().where((RecoveryCode.user == user) & RecoveryCode.used_at.is_null()).count()
+    return row.created_at, left
+
+
 def begin(user: User) -> tuple[str, str] | None:
     """A new unconfirmed secret and its otpauth URI; None if TOTP is on already."""
     if enabled(user):
@@ -130,7 +139,7 @@ def confirm(user: User, code: str) -> list[str] | None:
         return None
     codes = ["-".join((c[:5], c[5:])) for c in (secrets.token_hex(5) for _ in range(RECOVERY_CODES))]
     with database.atomic():
-        TotpSecret.update(confirmed=True).where(TotpSecret.id == row.id).execute()
+        TotpSecret.update(confirmed=True, created_at=now()).where(TotpSecret.id == row.id).execute()
         RecoveryCode.delete().where(RecoveryCode.user == user).execute()
         RecoveryCode.insert_many([{"user": user, "code_sha256": _digest(c)} for c in codes]).execute()
     return codes

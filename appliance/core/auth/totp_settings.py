@@ -38,6 +38,10 @@ class TotpSettings:
         token = self.tokens.issue_session(user, address, ctx.user_agent())
         return auth_pb2.LoginResponse(token=token, **users.as_dict(user))
 
+    async def GetTotp(self, request, context):
+        since, left = second_factor.status(ctx.session().user)
+        return auth_pb2.TotpStatus(enabled=bool(since), enabled_at=since, recovery_codes_left=left)
+
     async def BeginTotp(self, request, context):
         user = ctx.session().user
         begun = second_factor.begin(user)

@@ -55,7 +55,7 @@ function totpSection() {
   disableForm.addEventListener('submit', async (event) => {
     event.preventDefault();
     if (await act(disable, 'Turning off…', () => post('/api/settings/totp/disable', { current_password: password.value }), 'Authenticator app turned off.')) {
-      replace(body, start);
+      await draw();
     }
   });
   start.addEventListener('click', async () => {
@@ -76,13 +76,22 @@ function totpSection() {
     replace(body, form);
     say('Scan or type the secret, then enter a code.');
   });
-  replace(body, start, ' ', h('button', { type: 'button', class: 'secondary', onclick: () => replace(body, disableForm) }, 'Turn it off'));
-  return h('section', { 'aria-labelledby': 'totp-title' }, h('h2', { id: 'totp-title' }, 'Authenticator app'), body);
+  // GET /api/settings/totp: on (since when, codes left) shows the way to turn it off; off, the set-up
+  const draw = async () => {
+    try {
+      const status = await get('/api/settings/totp');
+      if (!status.enabled) { replace(body, h('p', { id: 'totp-status' }, 'Off.'), start); return; }
+      replace(body, h('p', { id: 'totp-status' }, `On since ${humanDate(status.enabled_at)}; `,
+        `${status.recovery_codes_left} of 10 recovery codes left.`), disableForm);
+    } catch (error) { replace(body, h('p', { class: 'error' }, error.message)); }
+  };
+  return [h('section', { 'aria-labelledby': 'totp-title' }, h('h2', { id: 'totp-title' }, 'Authenticator app'), body), draw];
 }
 
 export default async function securityPage(main) {
   document.title = 'Security · Appliance';
   const [keys, drawKeys] = keysSection();
-  replace(main, h('h1', { tabindex: '-1' }, 'Security'), keys, totpSection());
-  await drawKeys();
+  const [totp, drawTotp] = totpSection();
+  replace(main, h('h1', { tabindex: '-1' }, 'Security'), keys, totp);
+  await Promise.all([drawKeys(), drawTotp()]);
 }
