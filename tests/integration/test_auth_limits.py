@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 import requests
-from harness import Appliance
+from harness import PRODUCTION_HASHES, Appliance
 
 from appliance.v1 import sshgw_pb2, sshgw_pb2_grpc
 
@@ -44,7 +44,7 @@ def fresh(tmp_path):
     apps = []
 
     def start(**settings):
-        app = Appliance(tmp_path / f"app{len(apps)}", **settings).start()
+        app = Appliance(tmp_path / f"app{len(apps)}", **{**PRODUCTION_HASHES, **settings}).start()
         apps.append(app)
         return app
     yield start

@@ -14,7 +14,7 @@ from collections import Counter
 import paramiko
 import pytest
 import requests
-from harness import Appliance, free_port
+from harness import PRODUCTION_HASHES, Appliance, free_port
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def fresh(tmp_path):
     apps = []
 
     def start(*daemons, **settings):
-        app = Appliance(tmp_path / f"app{len(apps)}", **settings)
+        app = Appliance(tmp_path / f"app{len(apps)}", **{**PRODUCTION_HASHES, **settings})
         apps.append(app)
         return app.start(*daemons)
     yield start

@@ -179,17 +179,15 @@ def test_packet_socket_queues_are_charged_to_the_guest(driver, make_guest):
     u0, a0 = _memcg_usage(driver, spec), _mem_available()
     nsock = 900
     hog = threading.Thread(target=lambda: run(
-        driver, spec, f"rd3 pktq {nsock} 6 50 >/dev/null & echo $! > /tmp/pktq.pid; wait", timeout=60))
+        driver, spec, f"rd3 pktq {nsock} 6 50 >/tmp/pktq.out & echo $! > /tmp/pktq.pid; wait", timeout=60))
     hog.start()
     try:
+        # Until the probe says it is done making sockets (it stops at its first error), or is gone.
         deadline = time.monotonic() + 45
-        queued = socks = 0
-        while time.monotonic() < deadline:
-            _, out = run(driver, spec, "awk 'NR>1{s+=$7; n++} END{print s+0, n+0}' /proc/net/packet")
-            queued, socks = (int(x) for x in out.split())
-            if socks >= nsock:
+        while time.monotonic() < deadline and hog.is_alive():
+            if "made=" in run(driver, spec, "cat /tmp/pktq.out 2>/dev/null")[1]:
                 break
-            time.sleep(1)
+            time.sleep(0.5)
         time.sleep(1)
         _, out = run(driver, spec, "awk 'NR>1{s+=$7; n++} END{print s+0, n+0}' /proc/net/packet")
         queued, socks = (int(x) for x in out.split())
