@@ -21,7 +21,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from appliance.errors import TooManyRequests
 
 _hasher = PasswordHasher()
-# Verified against when the user does not exist, so both failures cost the same (made when first needed).
+# Verified against when the user does not exist, so both failures cost the same (configure() makes it).
 _dummy_hash: str | None = None
 
 MAX_PASSWORD_BYTES = 1024
@@ -34,7 +34,8 @@ def configure(memory_kib: int, time_cost: int) -> None:
     """The argon2id cost of hashes made from now on (config password_hash_*)."""
     global _hasher, _dummy_hash
     _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
-    _dummy_hash = None
+    # Made now, so that the first login of an unknown user takes no longer than the next ones.
+    _dummy_hash = _hasher.hash("not a password of anyone")
 
 
 def hash_password(password: str) -> str:
