@@ -21,7 +21,6 @@ Stopping the host ends every process in it and the mounts with it.
 """
 from __future__ import annotations
 
-import configparser
 import fcntl
 import hashlib
 import json
@@ -149,38 +148,6 @@ def _build_rootfs(root: Path, packages: list[str]) -> None:
     (tmp / ".testhost-complete").write_text(json.dumps({"packages": packages}) + "\n")
     tmp.rename(root)
     log(f"built {root} in {time.monotonic() - started:.0f} s")
-
-
-def wheelhouse(repo: Path) -> Path:
-    """Wheels for every dependency of `appliance[server,compute]`, built on this machine.
-
-    The test host cannot reach PyPI, so the playbook ships these and installs
-    with --no-index. This machine is the same platform as the host (Debian
-    12, Python 3.11), so compiled wheels (libvirt-python) fit.
-    """
-    cfg = configparser.ConfigParser()
-    cfg.read(repo / "setup.cfg")
-    reqs = [r.strip() for r in cfg["options"]["install_requires"].splitlines() if r.strip()]
-    for extra in ("server", "compute", "postgres", "seaweedfs"):   # the playbook's extras (seaweedfs: the cluster test)
-        reqs += [r.strip() for r in cfg["options.extras_require"][extra].splitlines() if r.strip()]
-    key = hashlib.sha256(json.dumps([RECIPE, sys.version_info[:2], sorted(reqs)]).encode()).hexdigest()[:16]
-    path = CACHE_DIR / f"wheelhouse-{key}"
-    with locked(CACHE_DIR / ".wheelhouse.lock"):
-        if not (path / ".complete").exists():
-            started = time.monotonic()
-            tmp = path.with_name(path.name + ".partial")
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            log(f"building {path} ({len(reqs)} requirements)")
-            (tmp / "requirements.txt").write_text("\n".join(reqs) + "\n")
-            with open(CACHE_DIR / f"{path.name}.build.log", "w") as out:
-                run([sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check",
-                     "--wheel-dir", str(tmp), "-r", str(tmp / "requirements.txt")],
-                    stdout=out, stderr=subprocess.STDOUT)
-            (tmp / ".complete").write_text("\n".join(reqs) + "\n")
-            tmp.rename(path)
-            log(f"built {path} in {time.monotonic() - started:.0f} s")
-    return path
 
 
 def _free_subnet() -> str:
