@@ -311,7 +311,8 @@ def test_files_survive_the_loss_of_host_a_storage(apis, stored):
     # kill only cancels systemd's restart (Restart=always).
     units = " ".join(reversed(WEED_UNITS))
     a.ssh(f"systemctl kill --signal=SIGKILL {units}; systemctl stop {units}", timeout=120)
-    assert a.ssh(f"systemctl is-active {units}", check=False).stdout.split() == ["inactive"] * 3
+    states = a.ssh(f"systemctl is-active {units}", check=False).stdout.split()
+    assert len(states) == 3 and set(states) <= {"inactive", "failed"}, states
     try:
         for host in (b, c):
             assert _filer(host, "GET", "/install-test/direct.bin", stored["key"]) == (200, stored["direct"])
