@@ -34,6 +34,7 @@ def test_the_cost_of_new_hashes_is_configured_and_old_hashes_still_verify():
         assert "$m=1024,t=1,p=4$" in cheap
         assert verify_password(cheap, "pw-1") and verify_password(production, "pw-1")
         assert not verify_password(None, "pw-1") and not verify_password(cheap, "pw-2")
+        assert "$m=1024,t=1,p=4$" in passwords._dummy_hash   # unknown users cost what known ones do
     finally:
         passwords.configure(defaults.password_hash_memory_kib, defaults.password_hash_time_cost)
     with pytest.raises(ValueError, match="password_hash_memory_kib"):

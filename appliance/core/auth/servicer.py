@@ -13,7 +13,7 @@ from appliance.core.auth import scopes as scope_rules
 from appliance.core.auth import users
 from appliance.core.auth.identity import Tokens, sha256
 from appliance.core.auth.inflight import InFlight
-from appliance.core.auth.passwords import HashPool, hash_password, verify_password
+from appliance.core.auth.passwords import HashPool, hash_password, verify_password, warm_up
 from appliance.core.auth.throttle import LoginThrottle
 from appliance.core.db import ApiToken, User, database, new_public_id, now
 from appliance.errors import Conflict, Invalid, NotFound, Unauthenticated
@@ -57,6 +57,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         throttle = LoginThrottle(config.login_max_failures, config.login_window_seconds,
                                  max_entries=config.login_throttle_max_entries,
                                  max_successes=config.login_max_successes_per_address)
+        warm_up()   # the dummy hash of unknown users' logins, made before the first one
         return cls(tokens, throttle, HashPool(config.password_hash_workers, config.password_hash_queue),
                    config.max_tokens_per_user, config.max_token_scopes)
 
