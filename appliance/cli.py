@@ -22,6 +22,7 @@ import sys
 
 from appliance import config as config_mod
 from appliance import logs, metricsdir, supervise
+from appliance.core.auth import passwords
 from appliance.core.compute import hostprep
 from appliance.host import seaweedfs_embedded
 
@@ -300,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:   # a missing file, TOML syntax, a bad setting: one line, no traceback
         print(f"appliance: configuration error: {e}", file=sys.stderr)
         return 2
+    passwords.configure(cfg.password_hash_memory_kib, cfg.password_hash_time_cost)
     if args.fn not in (cmd_core, cmd_http, cmd_ssh):
         _setup_logging(cfg, "cli")  # `up`, `down`, `user`: their own lines (host steps) on stderr
     return args.fn(cfg, args)

@@ -84,6 +84,10 @@ class Config:
     # threads, and jobs that may wait for one; beyond both, login is 429 at once.
     password_hash_workers: int = 2
     password_hash_queue: int = 4
+    # argon2id cost of the hashes made from now on (a hash keeps its own): RFC 9106's
+    # second choice. Only the tests lower it (tests/harness.py), to spare CPU.
+    password_hash_memory_kib: int = 65536
+    password_hash_time_cost: int = 3
     # API tokens per user; scope entries per token.
     max_tokens_per_user: int = 50
     max_token_scopes: int = 32
@@ -414,6 +418,8 @@ def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = 
     })
     if config.metrics_listen:
         host_and_port("metrics_listen", config.metrics_listen)   # refused at start, not when binding
+    if config.password_hash_time_cost < 1 or config.password_hash_memory_kib < 32:
+        raise ValueError("password_hash_time_cost must be >= 1 and password_hash_memory_kib >= 32")
     check_cluster(config)
     check_storage(config)
     return config

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import testhost
 import yaml
-from installrun import INVENTORY_VARS, REPO, TIMINGS, PlaybookRun, need_root_and_tools, run_playbook
+from installrun import INVENTORY_VARS, REPO, TIMINGS, PlaybookRun, need_root_and_tools, run_playbook, wheelhouse
 
 NAMES = ["lab1", "lab2", "lab3"]
 DB_HOST = "lab1"
@@ -79,7 +79,7 @@ def cluster(request):
     need_root_and_tools()
     started = time.monotonic()
     root = testhost.rootfs(REPO)
-    wheels = testhost.wheelhouse(REPO)
+    wheels = wheelhouse(REPO)
     TIMINGS["cluster: root + wheelhouse (cache)"] = time.monotonic() - started
     lan = testhost.Lan().start()
     # The single-host test's runs, beside these (conftest.background_converge); only

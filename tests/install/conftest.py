@@ -35,6 +35,7 @@ from installrun import (  # noqa: E402
     PlaybookRun,
     need_root_and_tools,
     run_playbook,
+    wheelhouse,
 )
 
 
@@ -112,7 +113,7 @@ def converge() -> Converged:
     """Start the host and run the playbook on it (the runs the tests judge); the host stays up."""
     started = time.monotonic()
     root = testhost.rootfs(REPO)
-    wheels = testhost.wheelhouse(REPO)
+    wheels = wheelhouse(REPO)
     TIMINGS["test host root + wheelhouse (cache)"] = time.monotonic() - started
     started = time.monotonic()
     host = start_host(root)

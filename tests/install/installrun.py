@@ -1,6 +1,9 @@
-"""Running playbooks/site.yml from tests: the test inventory, the runner, its results."""
+"""Running playbooks/site.yml from tests: the test inventory, the wheels it ships, the runner, its results."""
 from __future__ import annotations
 
+import configparser
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -11,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import testhost
 
 REPO = Path(__file__).resolve().parents[2]
 TIMINGS: dict[str, float] = {}
@@ -115,3 +119,33 @@ def run_playbook(inventory: Path, *extra: str, label: str) -> PlaybookRun:
     return PlaybookRun(args, proc.returncode, proc.stdout, seconds, recap)
 
 
+def wheelhouse(repo: Path) -> Path:
+    """Wheels for every dependency of `appliance[server,compute]`, built on this machine.
+
+    The test host cannot reach PyPI, so the playbook ships these and installs
+    with --no-index. This machine is the same platform as the host (Debian
+    12, Python 3.11), so compiled wheels (libvirt-python) fit.
+    """
+    cfg = configparser.ConfigParser()
+    cfg.read(repo / "setup.cfg")
+    reqs = [r.strip() for r in cfg["options"]["install_requires"].splitlines() if r.strip()]
+    for extra in ("server", "compute", "postgres", "seaweedfs"):   # the playbook's extras (seaweedfs: the cluster test)
+        reqs += [r.strip() for r in cfg["options.extras_require"][extra].splitlines() if r.strip()]
+    key = hashlib.sha256(json.dumps([testhost.RECIPE, sys.version_info[:2], sorted(reqs)]).encode()).hexdigest()[:16]
+    path = testhost.CACHE_DIR / f"wheelhouse-{key}"
+    with testhost.locked(testhost.CACHE_DIR / ".wheelhouse.lock"):
+        if not (path / ".complete").exists():
+            started = time.monotonic()
+            tmp = path.with_name(path.name + ".partial")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            testhost.log(f"building {path} ({len(reqs)} requirements)")
+            (tmp / "requirements.txt").write_text("\n".join(reqs) + "\n")
+            with open(testhost.CACHE_DIR / f"{path.name}.build.log", "w") as out:
+                testhost.run([sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check",
+                     "--wheel-dir", str(tmp), "-r", str(tmp / "requirements.txt")],
+                    stdout=out, stderr=subprocess.STDOUT)
+            (tmp / ".complete").write_text("\n".join(reqs) + "\n")
+            tmp.rename(path)
+            testhost.log(f"built {path} in {time.monotonic() - started:.0f} s")
+    return path

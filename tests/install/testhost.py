@@ -21,7 +21,6 @@ Stopping the host ends every process in it and the mounts with it.
 """
 from __future__ import annotations
 
-import configparser
 import fcntl
 import hashlib
 import json
@@ -149,38 +148,6 @@ def _build_rootfs(root: Path, packages: list[str]) -> None:
     (tmp / ".testhost-complete").write_text(json.dumps({"packages": packages}) + "\n")
     tmp.rename(root)
     log(f"built {root} in {time.monotonic() - started:.0f} s")
-
-
-def wheelhouse(repo: Path) -> Path:
-    """Wheels for every dependency of `appliance[server,compute]`, built on this machine.
-
-    The test host cannot reach PyPI, so the playbook ships these and installs
-    with --no-index. This machine is the same platform as the host (Debian
-    12, Python 3.11), so compiled wheels (libvirt-python) fit.
-    """
-    cfg = configparser.ConfigParser()
-    cfg.read(repo / "setup.cfg")
-    reqs = [r.strip() for r in cfg["options"]["install_requires"].splitlines() if r.strip()]
-    for extra in ("server", "compute", "postgres", "seaweedfs"):   # the playbook's extras (seaweedfs: the cluster test)
-        reqs += [r.strip() for r in cfg["options.extras_require"][extra].splitlines() if r.strip()]
-    key = hashlib.sha256(json.dumps([RECIPE, sys.version_info[:2], sorted(reqs)]).encode()).hexdigest()[:16]
-    path = CACHE_DIR / f"wheelhouse-{key}"
-    with locked(CACHE_DIR / ".wheelhouse.lock"):
-        if not (path / ".complete").exists():
-            started = time.monotonic()
-            tmp = path.with_name(path.name + ".partial")
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            log(f"building {path} ({len(reqs)} requirements)")
-            (tmp / "requirements.txt").write_text("\n".join(reqs) + "\n")
-            with open(CACHE_DIR / f"{path.name}.build.log", "w") as out:
-                run([sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check",
-                     "--wheel-dir", str(tmp), "-r", str(tmp / "requirements.txt")],
-                    stdout=out, stderr=subprocess.STDOUT)
-            (tmp / ".complete").write_text("\n".join(reqs) + "\n")
-            tmp.rename(path)
-            log(f"built {path} in {time.monotonic() - started:.0f} s")
-    return path
 
 
 def _free_subnet() -> str:
@@ -373,6 +340,14 @@ class TestHost:
         hybrid = [h for h in ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified") if os.path.isdir(h)]
         return [Path(top, self.workdir.name) for top in hybrid or ["/sys/fs/cgroup"]]
 
+    def _kill_cgroups(self) -> None:
+        """SIGKILL every process in the host's cgroup (cgroup v2's cgroup.kill; without it,
+        the SIGTERM that follows powers the host off cleanly)."""
+        for kill in (top / "cgroup.kill" for top in self.cgroup_dirs):
+            if kill.exists():
+                kill.write_text("1")
+                return
+
     @property
     def control_path(self) -> Path:
         return self.workdir / "ssh-master"
@@ -383,10 +358,13 @@ class TestHost:
                 check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 timeout=30)
         if self.proc is not None:
-            # systemd mode: SIGTERM makes nspawn power the host off cleanly.
+            # systemd mode: the host is thrown away, so every process of it, nspawn included,
+            # is SIGKILLed at once (a clean power-off waited ~30 s on SeaweedFS's stops).
             # offline mode: unshare's death SIGKILLs sshd, PID 1 of the host's
             # PID namespace, and with it every process of the host. The mounts
             # go with the mount namespace.
+            if self.mode == "systemd":
+                self._kill_cgroups()
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=30)

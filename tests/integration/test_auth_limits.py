@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 import requests
-from harness import Appliance
+from harness import PRODUCTION_HASHES, Appliance
 
 from appliance.v1 import sshgw_pb2, sshgw_pb2_grpc
 
@@ -40,7 +40,8 @@ def timed_post(url, **kwargs):
 
 @pytest.fixture
 def fresh(tmp_path):
-    """fresh(**settings) -> a started Appliance of its own (counters start empty)."""
+    """fresh(**settings) -> a started Appliance of its own (counters start empty). The login
+    tests hash at the production cost (PRODUCTION_HASHES): what they prove depends on it."""
     apps = []
 
     def start(**settings):
@@ -55,7 +56,7 @@ def fresh(tmp_path):
 # -- item 3: the throttle counts an attempt before verifying it -------------------
 
 def test_concurrent_wrong_logins_verify_at_most_the_limit(fresh):
-    app = fresh()  # login_max_failures = 5 (default)
+    app = fresh(**PRODUCTION_HASHES)  # login_max_failures = 5 (default)
     limit = 5
     results = concurrently(25, lambda i: timed_post(
         app.url + "/api/login", json={"username": "admin", "password": f"wrong-{i}"}))
@@ -79,7 +80,7 @@ def test_concurrent_wrong_logins_verify_at_most_the_limit(fresh):
 
 
 def test_one_address_spraying_users_concurrently_is_capped_per_address(fresh):
-    app = fresh(login_max_failures=2)  # 8 per address
+    app = fresh(login_max_failures=2, **PRODUCTION_HASHES)  # 8 per address
     results = concurrently(24, lambda i: timed_post(
         app.url + "/api/login", json={"username": f"nobody{i}", "password": "x"}))
     codes = Counter(r.status_code for r, _ in results)
@@ -145,7 +146,7 @@ def test_core_log_lines_clip_user_supplied_names(appliance):
 # -- item 5: argon2 has its own bounded pool ---------------------------------------
 
 def test_anonymous_logins_do_not_starve_storage(fresh):
-    app = fresh(login_max_failures=1000)  # only the hashing pool limits here
+    app = fresh(login_max_failures=1000, **PRODUCTION_HASHES)  # only the hashing pool limits here
     admin = app.admin()
 
     def upload(i):

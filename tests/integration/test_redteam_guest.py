@@ -179,18 +179,17 @@ def test_packet_socket_queues_are_charged_to_the_guest(driver, make_guest):
     u0, a0 = _memcg_usage(driver, spec), _mem_available()
     nsock = 900
     hog = threading.Thread(target=lambda: run(
-        driver, spec, f"rd3 pktq {nsock} 6 50 >/dev/null & echo $! > /tmp/pktq.pid; wait", timeout=60))
+        driver, spec, f"rd3 pktq {nsock} 6 50 >/tmp/pktq.out & echo $! > /tmp/pktq.pid; wait", timeout=60))
     hog.start()
     try:
+        # Until the probe says it is done making sockets (it stops at its first error), or is gone.
         deadline = time.monotonic() + 45
-        queued = socks = 0
-        while time.monotonic() < deadline:
-            _, out = run(driver, spec, "awk 'NR>1{s+=$7; n++} END{print s+0, n+0}' /proc/net/packet")
-            queued, socks = (int(x) for x in out.split())
-            if socks >= nsock:
+        while time.monotonic() < deadline and hog.is_alive():
+            if "made=" in run(driver, spec, "cat /tmp/pktq.out 2>/dev/null")[1]:
                 break
-            time.sleep(1)
+            time.sleep(0.5)
         time.sleep(1)
+        report = run(driver, spec, "cat /tmp/pktq.out 2>/dev/null")[1].strip() or "no report (killed?)"
         _, out = run(driver, spec, "awk 'NR>1{s+=$7; n++} END{print s+0, n+0}' /proc/net/packet")
         queued, socks = (int(x) for x in out.split())
         u1, a1 = _memcg_usage(driver, spec), _mem_available()
@@ -200,7 +199,7 @@ def test_packet_socket_queues_are_charged_to_the_guest(driver, make_guest):
         hog.join()
         time.sleep(0.5)
         a2 = _mem_available()
-    print(f"\n{socks} packet sockets queue {queued / 2**20:.0f} MiB; guest memcg {u0 / 2**20:.0f} -> "
+    print(f"\nprobe: {report}; {socks} packet sockets queue {queued / 2**20:.0f} MiB; guest memcg {u0 / 2**20:.0f} -> "
           f"{u1 / 2**20:.0f} MiB (limit 64); host MemAvailable -{(a0 - a1) / 2**20:.0f} MiB while held, "
           f"+{(a2 - a1) / 2**20:.0f} MiB when the probe was killed (other helpers add noise)")
     assert queued <= limit or u1 - u0 >= queued // 2, \

@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+from appliance import config
+from appliance.core.auth import passwords
 from appliance.core.auth.passwords import (
     HASH_NICENESS,
     HashPool,
@@ -19,6 +21,24 @@ def test_hash_and_verify():
     h = hash_password("pw-1")
     assert verify_password(h, "pw-1") and not verify_password(h, "pw-2")
     assert not verify_password(None, "pw-1") and not verify_password(h, "x" * 2000)
+
+
+def test_the_cost_of_new_hashes_is_configured_and_old_hashes_still_verify():
+    production = hash_password("pw-1")
+    assert "$m=65536,t=3,p=4$" in production   # config's defaults: RFC 9106's second choice
+    defaults = config.load(env={"APPLIANCE_CONFIG": "/dev/null"})
+    assert (defaults.password_hash_memory_kib, defaults.password_hash_time_cost) == (65536, 3)
+    try:
+        passwords.configure(memory_kib=1024, time_cost=1)
+        cheap = hash_password("pw-1")
+        assert "$m=1024,t=1,p=4$" in cheap
+        assert verify_password(cheap, "pw-1") and verify_password(production, "pw-1")
+        assert not verify_password(None, "pw-1") and not verify_password(cheap, "pw-2")
+        assert "$m=1024,t=1,p=4$" in passwords._dummy_hash   # unknown users cost what known ones do
+    finally:
+        passwords.configure(defaults.password_hash_memory_kib, defaults.password_hash_time_cost)
+    with pytest.raises(ValueError, match="password_hash_memory_kib"):
+        config.load(env={"APPLIANCE_CONFIG": "/dev/null", "APPLIANCE_PASSWORD_HASH_MEMORY_KIB": "8"})
 
 
 def test_a_full_pool_refuses_at_once_and_frees_slots_when_jobs_end():

@@ -21,13 +21,28 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from appliance.errors import TooManyRequests
 
 _hasher = PasswordHasher()
-# Verified against when the user does not exist, so both failures cost the same.
-_DUMMY_HASH = _hasher.hash("not a password of anyone")
+# Verified against when the user does not exist, so both failures cost the same (warm_up() makes it).
+_dummy_hash: str | None = None
 
 MAX_PASSWORD_BYTES = 1024
 # Niceness of the hashing threads (and of the lane threads libargon2 starts
 # from them): when CPU is short, the core's other work goes first.
 HASH_NICENESS = 10
+
+
+def configure(memory_kib: int, time_cost: int) -> None:
+    """The argon2id cost of hashes made from now on (config password_hash_*)."""
+    global _hasher, _dummy_hash
+    _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+    _dummy_hash = None
+
+
+def warm_up() -> None:
+    """Make the dummy hash now (the core at start), so that the first login of an unknown
+    user takes no longer than the next ones."""
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = _hasher.hash("not a password of anyone")
 
 
 def hash_password(password: str) -> str:
@@ -37,8 +52,10 @@ def hash_password(password: str) -> str:
 def verify_password(password_hash: str | None, password: str) -> bool:
     if len(password.encode()) > MAX_PASSWORD_BYTES:
         return False
+    if not password_hash:
+        warm_up()
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _hasher.verify(password_hash or _dummy_hash or "", password) and password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

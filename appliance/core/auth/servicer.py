@@ -14,7 +14,7 @@ from appliance.core.auth import second_factor, users, webauthn_keys
 from appliance.core.auth.account import AccountSettings
 from appliance.core.auth.identity import Tokens, sha256
 from appliance.core.auth.inflight import InFlight
-from appliance.core.auth.passwords import HashPool, hash_password, verify_password
+from appliance.core.auth.passwords import HashPool, hash_password, verify_password, warm_up
 from appliance.core.auth.service_accounts import ServiceAccounts, token_messages
 from appliance.core.auth.throttle import LoginThrottle
 from appliance.core.auth.totp_settings import TotpSettings
@@ -60,6 +60,7 @@ class AuthServicer(AccountSettings, ServiceAccounts, TotpSettings, WebAuthnSetti
         throttle = LoginThrottle(config.login_max_failures, config.login_window_seconds,
                                  max_entries=config.login_throttle_max_entries,
                                  max_successes=config.login_max_successes_per_address)
+        warm_up()   # the dummy hash of unknown users' logins, made before the first one
         return cls(tokens, throttle, HashPool(config.password_hash_workers, config.password_hash_queue),
                    config.max_tokens_per_user, config.max_token_scopes, config.max_service_accounts_per_user,
                    webauthn_keys.RelyingParty.from_config(config))
