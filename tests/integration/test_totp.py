@@ -160,3 +160,24 @@ def test_the_cli_logs_in_with_a_code_from_stdin(app, admin, tmp_path):
     assert Client(app.url, remote["token"]).get("/api/session").json()["username"] == name
     refused = person.run("login", app.url, "-u", name, "--password-stdin", input=f"{PASSWORD}\n000000\n")
     assert refused.returncode != 0 and "invalid code" in refused.stderr
+
+
+def test_a_challenge_from_before_a_password_change_or_reset_is_refused(app, admin):
+    # An admin resets a compromised account's password (or its owner changes it):
+    # a challenge the intruder got with the old password must not finish the login.
+    user = new_user(app, admin)
+    name = user.info["username"]
+    totp, codes, _ = enable(user)
+    before_reset = first_step(app, name)
+    assert admin.put(f"/admin/users/{user.user_id}/password", json={"password": "reset-pw-1"}).status_code == 200
+    r = second_step(app, before_reset, codes[0])
+    assert r.status_code == 401 and "password" in r.json()["error"], r.text
+    owner = Client(app.url, second_step(app, first_step(app, name, "reset-pw-1"), codes[1]).json()["token"])
+    before_change = first_step(app, name, "reset-pw-1")
+    r = owner.put("/api/settings/password", json={"current_password": "reset-pw-1", "new_password": PASSWORD})
+    assert r.status_code == 200, r.text
+    assert second_step(app, before_change, codes[2]).status_code == 401
+    r = requests.post(app.url + "/api/webauthn/login/begin", json={},
+                      headers={"Authorization": f"Bearer {first_step(app, name, PASSWORD)}"})
+    assert r.status_code == 404   # the check is not in the way of a current challenge (no key: 404)
+    assert second_step(app, first_step(app, name), codes[3]).status_code == 200
