@@ -4,6 +4,7 @@ refusal of the second step: wrong, replayed and foreign codes, a spent or
 expired-looking challenge, a challenge used as a session."""
 from __future__ import annotations
 
+import http.client
 import json
 import time
 
@@ -181,3 +182,32 @@ def test_a_challenge_from_before_a_password_change_or_reset_is_refused(app, admi
                       headers={"Authorization": f"Bearer {first_step(app, name, PASSWORD)}"})
     assert r.status_code == 404   # the check is not in the way of a current challenge (no key: 404)
     assert second_step(app, first_step(app, name), codes[3]).status_code == 200
+
+
+def _post_from(app, source: str, path: str, body: dict) -> tuple[int, dict]:
+    """POST from the loopback address *source*: each one another client to the throttle."""
+    conn = http.client.HTTPConnection("127.0.0.1", app.http_port, timeout=10, source_address=(source, 0))
+    try:
+        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def test_wrong_codes_from_many_addresses_add_up_per_user(app, admin):
+    # Someone with the password and many addresses must not get login_max_failures
+    # guesses of the code per address: the user's wrong codes count wherever they come from.
+    user = new_user(app, admin)
+    name = user.info["username"]
+    totp, _, _ = enable(user)
+    per_user = 3 * 4   # login_max_failures (3) x the per-address factor
+    statuses = []
+    for n in range(per_user + 2):
+        source = f"127.0.{n // 200 + 20}.{n % 200 + 2}"
+        status, body = _post_from(app, source, "/api/login", {"username": name, "password": PASSWORD})
+        assert status == 200, body
+        statuses.append(_post_from(app, source, "/api/login/totp",
+                                   {"challenge_token": body["challenge_token"], "code": "000000"
+                                    if totp.now() != "000000" else "111111"})[0])
+    assert statuses[:per_user] == [401] * per_user and set(statuses[per_user:]) == {429}, statuses

@@ -115,7 +115,7 @@ class WebAuthnSettings:
         self.tokens.spend(claims, LOGIN)
         # The challenge token goes too (a login is finished once, by a key or a code).
         self.tokens.spend({"jti": claims.get("login_jti"), "exp": claims.get("login_exp")}, CHALLENGE)
-        with self.throttle.reserve(user.username, address) as attempt:
+        with self.throttle.reserve(user.username, address, second_factor=True) as attempt:
             try:
                 key = keys.verify_assertion(self.relying_party, user, _credential(request.credential),
                                             str(claims.get("challenge")))
