@@ -107,8 +107,8 @@ class LoginThrottle:
 
     def _limits(self, username: str, address: str, second_factor: bool = False):
         address = address_key(address)
-        limits = ((("user", username.lower(), address), self.max_failures),
-                  (("addr", address), self.per_address_max))
+        limits: tuple[tuple[tuple[str, ...], int], ...] = (
+            (("user", username.lower(), address), self.max_failures), (("addr", address), self.per_address_max))
         if second_factor:
             # Whoever sends a code has the password: their wrong codes add up per user
             # from every address, or many addresses would each get their own guesses.
