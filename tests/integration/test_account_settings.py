@@ -68,16 +68,16 @@ def closed_within(ws, seconds: float) -> int | None:
 
 
 class EventStream:
-    """GET /sse/health with ?token= in a thread: its lines, and whether it ended."""
+    """GET /sse/health (or *path*) with ?token= in a thread: its lines, and whether it ended."""
 
-    def __init__(self, app, token: str):
+    def __init__(self, app, token: str, path: str = "/sse/health"):
         self.lines: list[bytes] = []
         self.opened, self.ended = threading.Event(), threading.Event()
-        threading.Thread(target=self._read, args=(app, token), daemon=True).start()
+        threading.Thread(target=self._read, args=(app, token, path), daemon=True).start()
         assert self.opened.wait(5)
 
-    def _read(self, app, token):
-        with requests.get(app.url + "/sse/health", params={"token": token}, stream=True, timeout=(5, 15)) as r:
+    def _read(self, app, token, path):
+        with requests.get(app.url + path, params={"token": token}, stream=True, timeout=(5, 15)) as r:
             assert r.status_code == 200
             self.opened.set()
             try:
@@ -252,3 +252,14 @@ def test_an_admin_password_reset_ends_the_users_sessions(app, admin, user):
     assert admin.put("/admin/users/nosuch/password", json={"password": "reset-pw-2"}).status_code == 404
     login(app, user.info["username"], "reset-pw-1")
     assert admin.get("/api/session").status_code == 200
+
+
+def test_unmaking_an_admin_ends_their_admin_streams_at_once(app, admin, user):
+    # /sse/logs is every user's activity: a demoted admin must not keep reading it.
+    assert admin.put(f"/admin/users/{user.user_id}", json={"is_admin": True}).status_code == 200
+    logs = EventStream(app, user.token, "/sse/logs")
+    started = time.monotonic()
+    assert admin.put(f"/admin/users/{user.user_id}", json={"is_admin": False}).status_code == 200
+    assert logs.ended.wait(5) and b"event: error" in logs.lines
+    assert time.monotonic() - started < 5
+    assert user.get("/admin/users").status_code == 403

@@ -179,9 +179,14 @@ def test_challenge_tokens_and_states_are_single_use_and_of_their_kind(appliance,
 def test_expired_and_forged_states_are_refused(appliance, make_user, origin):
     user = make_user()
     key = add_key(user, origin)
-    ceremony = begin(appliance, challenge_of(appliance, user)).json()
+    challenge = challenge_of(appliance, user)
+    time.sleep(1.1)
+    ceremony = begin(appliance, challenge).json()
     claims = jwt.decode(ceremony["state"], options={"verify_signature": False})
-    assert claims["type"] == "webauthn_login" and claims["exp"] - claims["iat"] == 300
+    # a state never outlives the challenge token it came from (begun at its last second, it
+    # would otherwise finish a login up to 5 minutes after the challenge expired)
+    challenge_exp = jwt.decode(challenge, options={"verify_signature": False})["exp"]
+    assert claims["type"] == "webauthn_login" and claims["exp"] == challenge_exp
     secret = (appliance.data_dir / "jwt_secret").read_text().strip()
     expired = jwt.encode({**claims, "iat": claims["iat"] - 600, "exp": int(time.time()) - 1}, secret)
     r = finish(appliance, expired, key.assert_(ceremony["options"]))

@@ -4,6 +4,7 @@ refusal of the second step: wrong, replayed and foreign codes, a spent or
 expired-looking challenge, a challenge used as a session."""
 from __future__ import annotations
 
+import http.client
 import json
 import time
 
@@ -168,3 +169,53 @@ def test_the_cli_logs_in_with_a_code_from_stdin(app, admin, tmp_path):
     assert Client(app.url, remote["token"]).get("/api/session").json()["username"] == name
     refused = person.run("login", app.url, "-u", name, "--password-stdin", input=f"{PASSWORD}\n000000\n")
     assert refused.returncode != 0 and "invalid code" in refused.stderr
+
+
+def test_a_challenge_from_before_a_password_change_or_reset_is_refused(app, admin):
+    # An admin resets a compromised account's password (or its owner changes it):
+    # a challenge the intruder got with the old password must not finish the login.
+    user = new_user(app, admin)
+    name = user.info["username"]
+    totp, codes, _ = enable(user)
+    before_reset = first_step(app, name)
+    assert admin.put(f"/admin/users/{user.user_id}/password", json={"password": "reset-pw-1"}).status_code == 200
+    r = second_step(app, before_reset, codes[0])
+    assert r.status_code == 401 and "password" in r.json()["error"], r.text
+    owner = Client(app.url, second_step(app, first_step(app, name, "reset-pw-1"), codes[1]).json()["token"])
+    before_change = first_step(app, name, "reset-pw-1")
+    r = owner.put("/api/settings/password", json={"current_password": "reset-pw-1", "new_password": PASSWORD})
+    assert r.status_code == 200, r.text
+    assert second_step(app, before_change, codes[2]).status_code == 401
+    r = requests.post(app.url + "/api/webauthn/login/begin", json={},
+                      headers={"Authorization": f"Bearer {first_step(app, name, PASSWORD)}"})
+    assert r.status_code == 404   # the check is not in the way of a current challenge (no key: 404)
+    assert second_step(app, first_step(app, name), codes[3]).status_code == 200
+
+
+def _post_from(app, source: str, path: str, body: dict) -> tuple[int, dict]:
+    """POST from the loopback address *source*: each one another client to the throttle."""
+    conn = http.client.HTTPConnection("127.0.0.1", app.http_port, timeout=10, source_address=(source, 0))
+    try:
+        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def test_wrong_codes_from_many_addresses_add_up_per_user(app, admin):
+    # Someone with the password and many addresses must not get login_max_failures
+    # guesses of the code per address: the user's wrong codes count wherever they come from.
+    user = new_user(app, admin)
+    name = user.info["username"]
+    totp, _, _ = enable(user)
+    per_user = 3 * 4   # login_max_failures (3) x the per-address factor
+    statuses = []
+    for n in range(per_user + 2):
+        source = f"127.0.{n // 200 + 20}.{n % 200 + 2}"
+        status, body = _post_from(app, source, "/api/login", {"username": name, "password": PASSWORD})
+        assert status == 200, body
+        statuses.append(_post_from(app, source, "/api/login/totp",
+                                   {"challenge_token": body["challenge_token"], "code": "000000"
+                                    if totp.now() != "000000" else "111111"})[0])
+    assert statuses[:per_user] == [401] * per_user and set(statuses[per_user:]) == {429}, statuses

@@ -69,6 +69,11 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _password_mark(user: User) -> str:
+    """Which password a one-shot token was issued under (a digest of the hash, not the hash)."""
+    return sha256(user.password_hash or "")[:16]
+
+
 class Tokens:
     def __init__(self, secret: str, algorithm: str = "HS256", session_ttl: int = 86400):
         self.secret = secret
@@ -238,7 +243,7 @@ class Tokens:
         with a "type" claim is refused as a session."""
         issued = int(time.time())
         claims = {**extra, "type": kind, "user_id": user.public_id, "iat": issued, "exp": issued + ttl,
-                  "jti": secrets.token_hex(16)}
+                  "jti": secrets.token_hex(16), "pw": _password_mark(user)}
         return jwt.encode(claims, self.secret, algorithm=self.algorithm)
 
     def issue_challenge(self, user: User) -> str:
@@ -255,6 +260,9 @@ class Tokens:
         user = self._user_by_public_id.first(str(claims.get("user_id")))
         if user is None:
             raise Unauthenticated("user no longer exists")
+        # A password change or reset ends the half-made logins of the old password too.
+        if not secrets.compare_digest(str(claims.get("pw", "")), _password_mark(user)):
+            raise Unauthenticated("the password has changed since; sign in again")
         return user, claims
 
     def spend(self, claims: dict, kind: str) -> None:

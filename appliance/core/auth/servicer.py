@@ -205,6 +205,8 @@ class AuthServicer(AccountSettings, ServiceAccounts, TotpSettings, WebAuthnSetti
         changed = users.set_admin(user, request.is_admin, by=ctx.principal().user)
         audit.record("user.admin_granted" if request.is_admin else "user.admin_revoked",
                      target=user.public_id, user_id=user.public_id)
+        if not request.is_admin:
+            live.credentials_changed(user.public_id)   # their admin-only streams (/sse/logs) end now
         return _user_message(changed)
 
     async def DeleteUser(self, request, context):

@@ -105,10 +105,15 @@ class LoginThrottle:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _limits(self, username: str, address: str):
+    def _limits(self, username: str, address: str, second_factor: bool = False):
         address = address_key(address)
-        return ((("user", username.lower(), address), self.max_failures),
-                (("addr", address), self.per_address_max))
+        limits: tuple[tuple[tuple[str, ...], int], ...] = (
+            (("user", username.lower(), address), self.max_failures), (("addr", address), self.per_address_max))
+        if second_factor:
+            # Whoever sends a code has the password: their wrong codes add up per user
+            # from every address, or many addresses would each get their own guesses.
+            limits += ((("2fa", username.lower()), self.per_address_max),)
+        return limits
 
     def _sweep(self, now: float) -> None:
         """Drop entries whose newest attempt left the window; then the oldest beyond the cap."""
@@ -131,26 +136,27 @@ class LoginThrottle:
             stamps.pop(0)
         return stamps
 
-    def retry_after(self, username: str, address: str) -> int:
+    def retry_after(self, username: str, address: str, second_factor: bool = False) -> int:
         """Seconds until another attempt would be allowed; 0 if allowed now."""
         now = self.clock()
         wait = 0.0
-        limits = self._limits(username, address)
+        limits = self._limits(username, address, second_factor)
         for key, limit in limits + ((("ok",) + limits[1][0][1:], self.max_successes),):
             stamps = self._recent(key, now)
             if len(stamps) >= limit:
                 wait = max(wait, stamps[-limit] + self.window - now)
         return max(1, math.ceil(wait)) if wait > 0 else 0
 
-    def reserve(self, username: str, address: str) -> Reservation:
-        """Count an attempt now, or raise TooManyRequests (with Retry-After)."""
+    def reserve(self, username: str, address: str, second_factor: bool = False) -> Reservation:
+        """Count an attempt now, or raise TooManyRequests (with Retry-After).
+        *second_factor*: a login's second step (a code or a key), counted per user too."""
         now = self.clock()
         self._sweep(now)
-        wait = self.retry_after(username, address)
+        wait = self.retry_after(username, address, second_factor)
         if wait:
             metrics.LOGINS.labels("throttled").inc()
             raise TooManyRequests("too many logins; try again later", retry_after=wait)
-        limits = self._limits(username, address)
+        limits = self._limits(username, address, second_factor)
         for key, _ in limits:
             self._add(key, now)
         self._sweep(now)

@@ -27,7 +27,7 @@ class TotpSettings:
         address = ctx.client_address()
         user = self.tokens.spend_challenge(request.challenge_token)
         # Counted as a login's password: a guessed code costs a whole login each time.
-        with self.throttle.reserve(user.username, address) as attempt:
+        with self.throttle.reserve(user.username, address, second_factor=True) as attempt:
             how = second_factor.verify(user, request.code)
             if how is None:
                 attempt.failed()

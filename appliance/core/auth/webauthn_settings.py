@@ -8,6 +8,8 @@ its finish whatever the outcome, so an assertion cannot be replayed against it.
 """
 from __future__ import annotations
 
+import time
+
 from google.protobuf import json_format, struct_pb2
 
 from appliance.core import audit
@@ -104,8 +106,10 @@ class WebAuthnSettings:
         if not keys.enabled(user):
             raise NotFound("the user has no security key; use POST /api/login/totp")
         options, challenge = keys.authentication_options(self.relying_party, user)
-        # The state names the challenge token: finishing spends both.
-        state = self.tokens.issue_oneshot(LOGIN, user, challenge=challenge, login_jti=challenge_claims["jti"],
+        # The state names the challenge token: finishing spends both. It expires with it, or a
+        # begin at the challenge's last second would stretch the second step to twice its time.
+        ttl = max(1, int(challenge_claims["exp"]) - int(time.time()))
+        state = self.tokens.issue_oneshot(LOGIN, user, ttl, challenge=challenge, login_jti=challenge_claims["jti"],
                                           login_exp=challenge_claims["exp"])
         return _ceremony(options, state)
 
@@ -115,7 +119,7 @@ class WebAuthnSettings:
         self.tokens.spend(claims, LOGIN)
         # The challenge token goes too (a login is finished once, by a key or a code).
         self.tokens.spend({"jti": claims.get("login_jti"), "exp": claims.get("login_exp")}, CHALLENGE)
-        with self.throttle.reserve(user.username, address) as attempt:
+        with self.throttle.reserve(user.username, address, second_factor=True) as attempt:
             try:
                 key = keys.verify_assertion(self.relying_party, user, _credential(request.credential),
                                             str(claims.get("challenge")))
