@@ -8,11 +8,12 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -44,9 +45,14 @@ def chromium(width: int = 1280, height: int = 860) -> WebDriver:
     return d
 
 
-def wait(driver: WebDriver, condition, timeout: float = 10, message: str = ""):
-    return WebDriverWait(driver, timeout, poll_frequency=0.05,
-                         ignored_exceptions=(StaleElementReferenceException,)).until(condition, message)
+def wait(driver: WebDriver, condition, timeout: float = 10, message: str | Callable[[], str] = ""):
+    """Wait for *condition*; a callable *message* describes the page as it is at the timeout
+    (an f-string is built before the wait, and showed a page the test had not yet waited for)."""
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.05,
+                             ignored_exceptions=(StaleElementReferenceException,)).until(condition)
+    except TimeoutException as e:
+        raise TimeoutException(message() if callable(message) else message, e.screen, e.stacktrace) from None
 
 
 def find(driver: WebDriver, css: str, timeout: float = 10):
@@ -57,9 +63,15 @@ def text_of(driver: WebDriver, css: str) -> str:
     return driver.find_element(By.CSS_SELECTOR, css).text
 
 
+def shown(driver: WebDriver, css: str) -> str | None:
+    """The element's text now (None if there is none): for timeout messages."""
+    found = driver.find_elements(By.CSS_SELECTOR, css)
+    return found[0].text if found else None
+
+
 def wait_text(driver: WebDriver, css: str, needle: str, timeout: float = 10) -> str:
     wait(driver, lambda d: needle in d.find_element(By.CSS_SELECTOR, css).text, timeout,
-         f"{needle!r} never in {css}")
+         lambda: f"{needle!r} never in {css}: {shown(driver, css)!r}")
     return text_of(driver, css)
 
 
