@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 IMAGE_NAME = "bookworm"
-IMAGE_VERSION = "1"
+IMAGE_VERSION = "2"
 STAMP_FILE = ".appliance-image"
 PACKAGES = (
     "openssh-server", "iproute2", "procps", "iputils-ping", "ca-certificates",
-    "curl", "less", "nano", "psmisc", "netbase",
+    "curl", "less", "nano", "vim-tiny", "psmisc", "netbase",
 )
 APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
 FALLBACK_MIRROR = "http://deb.debian.org/debian"

@@ -208,8 +208,8 @@ def start_program(b, command: str, running, what: str) -> dict:
 
 
 def test_full_screen_programs(app, person, signed_in):
-    """top redraws the whole screen in place and nano runs on the alternate
-    screen; both read back from xterm.js's buffer, then quit to the shell."""
+    """top redraws the whole screen in place; nano and vi run on the alternate
+    screen; all read back from xterm.js's buffer, then quit to the shell."""
     b = signed_in
     c = container(person)
     b.get(f"{app.url}/compute/containers/{c['id']}/terminal")
@@ -250,6 +250,14 @@ def test_full_screen_programs(app, person, signed_in):
     keys(b, Keys.CONTROL, "x")
     wait_screen(b, lambda s: s["type"] == "normal", "the normal screen again")
     type_and_wait(b, "cat /root/note.txt", r"\ntyped in the dashboard")
+    # vi (vim-tiny): insert mode, Escape, an ex command; the file is written
+    start_program(b, "vi /root/vi.txt", lambda s: s["type"] == "alternate" and '"/root/vi.txt"' in s["rows"][-1],
+                  "vi")
+    keys(b, "i", "written in vi")
+    wait_screen(b, lambda s: s["rows"][0].startswith("written in vi") and "INSERT" in s["rows"][-1], "vi's insert")
+    keys(b, Keys.ESCAPE, ":wq", Keys.ENTER)
+    wait_screen(b, lambda s: s["type"] == "normal", "the shell's screen after vi")
+    type_and_wait(b, "clear; cat /root/vi.txt", r"(^|\n)written in vi\n")
     errors = console_errors(b)
     assert not errors, "\n".join(errors)
     print(f"terminal {rows}x{cols}")
