@@ -39,7 +39,8 @@ def person(appliance, admin, browser):
 
 def page_session(browser, appliance) -> Client:
     """The browser's own session, as an API client."""
-    return Client(appliance.url, browser.execute_script("return JSON.parse(localStorage.getItem('appliance.session')).token"))
+    token = browser.execute_script("return JSON.parse(localStorage.getItem('appliance.session')).token")
+    return Client(appliance.url, token)
 
 
 def submit(browser, form: str) -> None:
@@ -85,7 +86,8 @@ def test_display_name_and_password(appliance, browser, person):
     wait_text(browser, "#status", "Password changed. Your other sessions were ended")
     assert other.get("/api/session").status_code == 401
     assert page_session(browser, appliance).get("/api/session").status_code == 200
-    assert requests.post(appliance.url + "/api/login", json={"username": person["name"], "password": OLD}).status_code == 401
+    old = requests.post(appliance.url + "/api/login", json={"username": person["name"], "password": OLD})
+    assert old.status_code == 401
     appliance.login(person["name"], NEW)
     person["password"] = NEW
     assert not console_errors(browser)
@@ -141,6 +143,7 @@ def test_activity_trail(appliance, browser, person):
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#activity tbody tr")) == 2)
     rows = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#activity tbody tr")]
     assert "Password changed" in rows[0] and "OK" in rows[0] and "refused" in rows[1] and "Failed" in rows[1]
+    assert "your account" in rows[0]   # the target is the user's own id
     assert_accessible(browser, "settings-activity")
     screenshot(browser, "settings-activity")
     assert not console_errors(browser)
@@ -174,7 +177,8 @@ def test_service_account_scopes_tokens_delete(appliance, browser, person):
     wait_text(browser, "#sa-tokens", "deploy")
     assert "ecloud_" not in text_of(browser, "main")
     scope = find(browser, "#sa-scopes-form fieldset.scope")
-    assert Select(scope.find_element(By.CSS_SELECTOR, "select[aria-label$=service]")).first_selected_option.text == "storage"
+    service = Select(scope.find_element(By.CSS_SELECTOR, "select[aria-label$=service]"))
+    assert service.first_selected_option.text == "storage"
     create = scope.find_element(By.CSS_SELECTOR, "input[value=create]")
     assert create.is_selected()
     create.click()   # narrowed to read

@@ -47,7 +47,7 @@ function eventRow(e, me) {
   return h('tr', { 'data-id': e.id, 'data-event': e.event },
     h('td', {}, humanDate(e.at, true)),
     h('td', { class: e.outcome === 'failure' ? 'error' : null }, describeEvent(e), h('br'), h('small', { class: 'hint' }, h('code', {}, e.event))),
-    h('td', {}, e.target ? h('code', {}, e.target) : '', by),
+    h('td', {}, e.target === me ? 'your account' : (e.target ? h('code', {}, e.target) : ''), by),
     h('td', {}, e.address || '—'),
     h('td', {}, e.outcome === 'failure' ? 'Failed' : 'OK'));
 }
