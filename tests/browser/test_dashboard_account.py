@@ -63,8 +63,9 @@ def test_display_name_and_password(appliance, browser, person):
     submit(browser, "#profile-form")
     wait_text(browser, "#status", "Display name changed to Ada Lovelace")
     assert text_of(browser, "header .who") == "Ada Lovelace"
-    browser.refresh()   # the server's name, not the page's memory
+    browser.get(appliance.url + "/settings")   # a new load: the server's name, not the page's memory
     wait_text(browser, "h1", "Profile and password")
+    assert browser.current_url == appliance.url + "/settings/profile"
     assert text_of(browser, "header .who") == "Ada Lovelace"
     assert other.get("/api/session").json()["display_name"] == "Ada Lovelace"
     assert_accessible(browser, "settings-profile")
@@ -173,6 +174,12 @@ def test_service_account_scopes_tokens_delete(appliance, browser, person):
     assert bot.post("/storage/namespaces", json={"name": f"sa-{uid.lower()}-a"}).status_code == 200
     assert bot.get("/compute/containers").status_code == 403   # outside its scopes
 
+    # the personal token list shows it as the account's, linked to the account's page
+    find(browser, "header nav a[href='/api/tokens']").click()
+    link = find(browser, f"#tokens a[href='/settings/service-accounts/{account['id']}']")
+    assert "deploy" in link.find_element(By.XPATH, "ancestor::tr").text
+    link.click()
+    wait_text(browser, "h1", "ci-bot")
     browser.refresh()   # the page's path works on a reload; the token is not shown again
     wait_text(browser, "#sa-tokens", "deploy")
     assert "ecloud_" not in text_of(browser, "main")

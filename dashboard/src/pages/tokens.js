@@ -23,7 +23,10 @@ export default async function tokensPage(main, _params, user) {
         if (!(await confirmDialog(`Delete token ${t.name}? Programs using it stop working at once.`))) return;
         if (await act(remove, 'Deleting…', () => del(`/api/tokens/${t.id}`), `Token ${t.name} deleted.`)) draw();
       } }, 'Delete');
-      return h('tr', { 'data-id': t.id }, h('td', {}, t.name),
+      // a service account's token: its scopes are the account's, changed on the account's page
+      const account = t.service_account_id ? h('small', { class: 'hint agent' }, 'of a ',
+        h('a', { href: `/settings/service-accounts/${encodeURIComponent(t.service_account_id)}`, 'data-page': '' }, 'service account')) : null;
+      return h('tr', { 'data-id': t.id }, h('td', {}, t.name, account),
         h('td', {}, scopeList(t.scopes)),
         h('td', {}, t.expires_at ? humanDate(t.expires_at) : 'never'), h('td', {}, humanDate(t.last_used_at)), h('td', {}, remove));
     }), 'No API tokens.'));
