@@ -20,6 +20,8 @@ export const session = {
 };
 
 let onUnauthorized = () => {};
+// Their 401 is a wrong password (`current password is incorrect`), not an ended session.
+const CHECKS_PASSWORD = new Set(['/api/login', '/api/settings/password', '/api/settings/totp/disable']);
 export function whenUnauthorized(fn) { onUnauthorized = fn; }
 
 export async function errorOf(response) {
@@ -46,7 +48,7 @@ export async function api(method, path, body) {
   }
   if (!response.ok) {
     const error = await errorOf(response);
-    if (response.status === 401 && token && path !== '/api/login') onUnauthorized(error);
+    if (response.status === 401 && token && !CHECKS_PASSWORD.has(path)) onUnauthorized(error);
     throw error;
   }
   const type = response.headers.get('Content-Type') || '';

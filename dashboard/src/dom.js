@@ -33,13 +33,14 @@ export function humanBytes(n) {
   return `${i === 0 ? v : v.toFixed(v < 10 ? 1 : 0)} ${UNITS[i]}`;
 }
 
-// Unix seconds or an RFC 3339 string -> "2026-11-30 12:01" in the reader's zone.
-export function humanDate(value) {
+// Unix seconds or an RFC 3339 string -> "2026-11-30 12:01" (":05" with seconds) in the reader's zone.
+export function humanDate(value, seconds = false) {
   if (value === null || value === undefined || value === '' || value === 0) return '—';
   const d = typeof value === 'number' ? new Date(value * 1000) : new Date(value);
   if (Number.isNaN(d.getTime())) return String(value);
   const pad = (x) => String(x).padStart(2, '0');
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  const time = `${pad(d.getHours())}:${pad(d.getMinutes())}${seconds ? `:${pad(d.getSeconds())}` : ''}`;
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${time}`;
 }
 
 export function field(label, input, hint) {

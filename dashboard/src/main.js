@@ -12,6 +12,7 @@ import namespacesPage from './pages/namespaces.js';
 import filesPage from './pages/files.js';
 import tokensPage from './pages/tokens.js';
 import securityPage from './pages/security.js';
+import { settingsPages } from './pages/settings.js';
 import { adminPages } from './pages/admin.js';
 
 const terminalPage = async (main, params) => (await import('./pages/terminal.js')).default(main, params);
@@ -26,6 +27,7 @@ route('/storage/namespaces', namespacesPage);
 route('/storage/files', filesPage);
 route('/api/tokens', tokensPage);
 route('/settings/security', securityPage);
+for (const [path, page] of Object.entries(settingsPages)) route(path, page);
 for (const [path, page] of Object.entries(adminPages)) route(path, page);
 
 const NAV = [
@@ -33,7 +35,7 @@ const NAV = [
   ['/compute/ssh-keys', 'SSH keys'],
   ['/storage/namespaces', 'Files'],
   ['/api/tokens', 'API tokens'],
-  ['/settings/security', 'Security'],
+  ['/settings/profile', 'Settings', '/settings'],
 ];
 const ADMIN_NAV = [
   ['/admin/users', 'Users'],
@@ -48,8 +50,8 @@ let checked = false;
 
 function frame(user) {
   const here = location.pathname;
-  const link = ([path, label]) => h('li', {}, h('a', {
-    href: path, 'data-page': '', 'aria-current': here === path || here.startsWith(`${path}/`) ? 'page' : null,
+  const link = ([path, label, area = path]) => h('li', {}, h('a', {
+    href: path, 'data-page': '', 'aria-current': here === area || here.startsWith(`${area}/`) ? 'page' : null,
   }, label));
   const main = h('main', { id: 'main', tabindex: '-1' });
   const signOut = async () => {

@@ -14,6 +14,12 @@ from selenium.webdriver.common.virtual_authenticator import Protocol, Transport,
 PASSWORD = "pw-123456"
 
 
+def open_security(browser) -> None:
+    """Settings in the header, then Security in the settings' own navigation."""
+    find(browser, "header nav a[href='/settings/profile']").click()
+    find(browser, "nav[aria-label=Settings] a[href='/settings/security']").click()
+
+
 def test_register_a_key_then_sign_in_with_it(appliance, admin, browser):
     name = "keyuser"
     assert admin.post("/admin/users", json={"username": name, "password": PASSWORD}).status_code == 200
@@ -25,7 +31,7 @@ def test_register_a_key_then_sign_in_with_it(appliance, admin, browser):
     browser.add_virtual_authenticator(options)
     try:
         sign_in(browser, base, name, PASSWORD)
-        browser.find_element(By.CSS_SELECTOR, "nav a[href='/settings/security']").click()
+        open_security(browser)
         wait_text(browser, "h1", "Security")
         wait_text(browser, "#security-keys", "No security keys yet")
         assert_accessible(browser, "security")
@@ -55,7 +61,7 @@ def test_register_a_key_then_sign_in_with_it(appliance, admin, browser):
         assert keys.status_code == 200 and keys.json()["keys"][0]["last_used_at"] is not None
 
         # the authenticator app as well, from the same page
-        browser.find_element(By.CSS_SELECTOR, "nav a[href='/settings/security']").click()
+        open_security(browser)
         assert find(browser, "#totp-status").text == "Off."
         find(browser, "#totp-begin").click()
         secret = find(browser, "#totp-secret").text

@@ -33,7 +33,9 @@ def index(appliance) -> str:
 
 @pytest.mark.parametrize("path", ["/", "/login", "/compute/containers", "/compute/containers/abc123",
                                   "/compute/containers/abc123/terminal", "/compute/ssh-keys", "/storage/namespaces",
-                                  "/storage/files?namespace=default", "/api/tokens", "/admin/users", "/no/such/page"])
+                                  "/storage/files?namespace=default", "/api/tokens", "/admin/users", "/no/such/page",
+                                  "/settings/profile", "/settings/sessions", "/settings/activity?event=login",
+                                  "/settings/service-accounts", "/settings/service-accounts/sa_abc"])
 def test_navigations_get_the_page(appliance, index, path):
     r = page(appliance.url + path)
     assert is_page(r), (r.status_code, r.text[:200])

@@ -4,6 +4,7 @@ import { get, post } from '../api.js';
 import { field, h, humanDate, replace } from '../dom.js';
 import { act, confirmDialog, say, sayError, table } from '../ui.js';
 import { createCredential } from '../webauthn.js';
+import { settingsNav } from './settings_nav.js';
 
 const TYPES = { platform: 'Built-in', 'cross-platform': 'Security key' };
 
@@ -92,6 +93,6 @@ export default async function securityPage(main) {
   document.title = 'Security · Appliance';
   const [keys, drawKeys] = keysSection();
   const [totp, drawTotp] = totpSection();
-  replace(main, h('h1', { tabindex: '-1' }, 'Security'), keys, totp);
+  replace(main, settingsNav(), h('h1', { tabindex: '-1' }, 'Security'), keys, totp);
   await Promise.all([drawKeys(), drawTotp()]);
 }
