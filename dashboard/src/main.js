@@ -43,6 +43,9 @@ const ADMIN_NAV = [
   ['/admin/namespaces', 'All namespaces'],
   ['/admin/sessions', 'Sessions'],
   ['/admin/hosts', 'Hosts'],
+  ['/admin/health', 'Health'],
+  ['/admin/logs', 'Logs'],
+  ['/admin/audit', 'Audit'],
 ];
 
 let cleanup = null;

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import requests
 from browser_support import (
     assert_accessible,
     console_errors,
@@ -28,7 +29,8 @@ from selenium.webdriver.support.ui import Select
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     a = Appliance(tmp_path_factory.mktemp("dash"), guest_driver="fake", login_max_failures=2,
-                  max_containers_per_user=4)   # the quota shown is the server's, not a default
+                  max_containers_per_user=4,   # the quota shown is the server's, not a default
+                  metrics_sample_seconds=1, health_interval_seconds=1)   # the health page moves within seconds
     a.start()
     yield a
     a.close()
@@ -225,6 +227,10 @@ def test_admin_pages_hidden_from_a_non_admin(app, alice_browser):
     b.get(app.url + "/admin/users")   # typed by hand: the API's own answer, as its message
     wait_text(b, "#admin-list", "admin")
     assert "{" not in text_of(b, "#admin-list")
+    for path, where in (("/admin/logs", "#log-note"), ("/admin/audit", "#audit")):
+        b.get(app.url + path)
+        wait_text(b, where, "admin")
+        assert "{" not in text_of(b, where)
     sign_out(b)
 
 
@@ -264,5 +270,129 @@ def test_admin_pages(app, browser):
     find(b, "button[aria-label='Delete user carol']").click()
     find(b, "dialog[open] button.danger").click()
     wait(b, lambda d: "carol" not in d.find_element(By.ID, "admin-list").text)
+    errors = console_errors(b)
+    assert not errors, "\n".join(errors)
+
+
+# -- operations: health, logs, audit, admin actions ---------------------------------------
+def admin_on(b, app, path: str) -> None:
+    if not b.find_elements(By.CSS_SELECTOR, "nav[aria-label=Admin]"):
+        sign_in(b, app.url, "admin", app.admin_password)
+    find(b, f"nav[aria-label=Admin] a[href='{path}']").click()
+
+
+def failed_login(app, name: str) -> None:
+    assert requests.post(app.url + "/api/login", json={"username": name, "password": "x"}).status_code == 401
+
+
+def test_health_live_with_charts(app, browser):
+    b = browser
+    admin_on(b, app, "/admin/health")
+    host = find(b, "tr[data-host]").get_attribute("data-host")
+    updated = "#health-updated"
+    first = wait(b, lambda d: d.find_element(By.CSS_SELECTOR, updated).get_attribute("data-timestamp"))
+    b.execute_script("window.__sameDocument = true")
+    # a new sample arrives without a reload (the server sends one a second here)
+    wait(b, lambda d: d.find_element(By.CSS_SELECTOR, updated).get_attribute("data-timestamp") != first, 5,
+         "no new sample")
+    assert b.execute_script("return window.__sameDocument") is True
+    wait(b, lambda d: d.execute_script("return document.getElementById('main').dataset.historyLoaded") == "yes")
+    # the charts start from the metrics API's history (more points than live samples seen)
+    live = int(b.find_element(By.CSS_SELECTOR, updated).get_attribute("data-live"))
+    series = app.admin().get(f"/api/metrics/nodes/{host}", params={
+        "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600)),
+        "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).json()["series"][host]
+    for kind in ("cpu", "mem"):
+        chart = b.find_element(By.CSS_SELECTOR, f"tr[data-host='{host}'] svg.chart.{kind}")
+        drawn = int(chart.get_attribute("data-points"))
+        assert drawn > live and drawn >= len(series) - 2, (drawn, live, len(series))
+        assert len(chart.find_element(By.CSS_SELECTOR, "polyline").get_attribute("points").split()) == drawn
+    assert "%" in text_of(b, f"tr[data-host='{host}'] td.cpu")
+    assert text_of(b, "#cluster-hosts") == "1" and text_of(b, "#cluster-pressure") == "none"
+    assert_accessible(b, "health")
+    screenshot(b, "health", docs=True)
+    b.refresh()   # a new path (no API route): a reload gets the page
+    find(b, "tr[data-host]")
+
+
+def test_logs_live_filter_and_pause(app, browser):
+    b = browser
+    admin_on(b, app, "/admin/logs")
+    wait_text(b, "#log-state", "live")
+    marker = f"logmark{time.time_ns()}"
+    failed_login(app, marker)   # "login: <name> failed from ..." at INFO, from the core
+    wait_text(b, "#log-lines", marker, 5)
+    Select(b.find_element(By.CSS_SELECTOR, "select[name=level]")).select_by_value("WARN")
+    wait(b, lambda d: marker not in d.find_element(By.ID, "log-lines").text)
+    wait_text(b, "#log-state", "live")
+    time.sleep(0.3)   # the backlog of WARN and above has arrived
+    assert marker not in text_of(b, "#log-lines")
+    levels = {li.get_attribute("data-level") for li in b.find_elements(By.CSS_SELECTOR, "#log-lines li")}
+    assert levels <= {"WARN", "ERROR"}, levels
+    assert "level=WARN" in b.current_url
+    assert_accessible(b, "logs")   # here: axe over 500 lines takes seconds
+    Select(b.find_element(By.CSS_SELECTOR, "select[name=level]")).select_by_value("INFO")
+    wait_text(b, "#log-lines", marker, 5)   # the server's backlog has it again
+    find(b, "#log-pause").click()
+    held = f"held{time.time_ns()}"
+    failed_login(app, held)
+    wait_text(b, "#log-note", "held", 5)
+    assert held not in text_of(b, "#log-lines")
+    find(b, "#log-pause").click()
+    wait_text(b, "#log-lines", held, 2)
+    screenshot(b, "logs")
+
+
+def test_audit_filters_and_pages(app, browser):
+    b = browser
+    marker = f"auditmark{time.time_ns()}"
+    failed_login(app, marker)
+    admin_on(b, app, "/admin/audit")
+    admin = app.admin()
+    page1 = admin.get("/admin/audit", params={"limit": 10}).json()
+    assert "next_before" in page1, "the module made fewer than 11 events"
+    page2 = admin.get("/admin/audit", params={"limit": 10, "before": page1["next_before"]}).json()
+    Select(find(b, "select[name=limit]")).select_by_value("10")
+    b.find_element(By.CSS_SELECTOR, "#audit-filters button[type=submit]").click()
+    rows = "#audit tbody tr"
+    ids = lambda d: [int(r.get_attribute("data-id")) for r in d.find_elements(By.CSS_SELECTOR, rows)]  # noqa: E731
+    wait(b, lambda d: ids(d) == [e["id"] for e in page1["events"]], 5, lambda: str(ids(b)))
+    find(b, "#audit-older").click()
+    wait(b, lambda d: ids(d) == [e["id"] for e in page2["events"]], 5, lambda: str(ids(b)))
+    wait_text(b, "#audit-page", "Page 2")
+    find(b, "#audit-newer").click()
+    wait(b, lambda d: ids(d) == [e["id"] for e in page1["events"]], 5)
+    find(b, "#audit-filters input[name=event]").send_keys("login")
+    b.find_element(By.CSS_SELECTOR, "#audit-filters button[type=submit]").click()
+    wait_text(b, "#audit", marker, 5)
+    events = {r.find_element(By.CSS_SELECTOR, "td:nth-child(2)").text for r in b.find_elements(By.CSS_SELECTOR, rows)}
+    assert events == {"login"}
+    assert_accessible(b, "audit")
+    screenshot(b, "audit")
+
+
+def test_admin_actions(app, browser):
+    b = browser
+    admin = app.admin()
+    assert admin.post("/admin/users", json={"username": "dave", "password": "dave-pass"}).status_code == 200
+    dave = app.login("dave", "dave-pass")
+    admin_on(b, app, "/admin/users")
+    find(b, "button[aria-label='Set password of dave']").click()
+    find(b, "dialog[open] input[type=password]").send_keys("dave-new-pass")
+    assert_accessible(b, "set-password")
+    b.find_element(By.CSS_SELECTOR, "dialog[open] button[type=submit]").click()
+    wait_text(b, "#status", "dave has a new password")
+    assert dave.get("/api/session").status_code == 401   # the password change ended it
+    dave = app.login("dave", "dave-new-pass")
+    find(b, "button[aria-label='Remove second factors of dave']").click()
+    find(b, "dialog[open] button.danger").click()
+    wait_text(b, "#status", "the user has no second factor")   # the server's 404, as its message
+    b.find_element(By.CSS_SELECTOR, "nav[aria-label=Admin] a[href='/admin/sessions']").click()
+    find(b, "button[aria-label^='End session of dave']").click()
+    find(b, "dialog[open] button.danger").click()
+    wait_text(b, "#status", "The session of dave ended")
+    assert dave.get("/api/session").status_code == 401
+    wait(b, lambda d: "dave" not in d.find_element(By.ID, "admin-list").text)
+    assert_accessible(b, "admin-sessions")
     errors = console_errors(b)
     assert not errors, "\n".join(errors)

@@ -267,10 +267,20 @@ def test_stop_and_delete_with_confirmation(app, person, signed_in):
     b = signed_in
     c = container(person)
     b.get(f"{app.url}/compute/containers/{c['id']}")
+    # the guest's log (GET .../logs, SSE): its init's lines, live until it stops
+    started = time.monotonic()
+    find(b, "#show-log").click()
+    wait_text(b, "#container-log", f"appliance-init: starting {c['id']}", 5)
+    print(f"container log shown {time.monotonic() - started:.2f} s after the click")
+    assert_accessible(b, "container-log")
+    screenshot(b, "container-log")
     wait(b, lambda d: d.find_element(By.ID, "stop").is_enabled())
     b.find_element(By.ID, "stop").click()
     wait(b, lambda d: d.find_element(By.CSS_SELECTOR, "#container-status [data-status]").get_attribute("data-status")
          == "stopped", 30)
+    wait_text(b, "#container-log-note", "The log ended", 10)
+    find(b, "#show-log").click()   # not running: the server's 409, as its message
+    wait_text(b, "#container-log-note", "not running", 5)
     b.find_element(By.ID, "delete").click()
     dialog = find(b, "dialog[open]")
     assert "Delete container web?" in dialog.text

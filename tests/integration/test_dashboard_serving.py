@@ -33,7 +33,8 @@ def index(appliance) -> str:
 
 @pytest.mark.parametrize("path", ["/", "/login", "/compute/containers", "/compute/containers/abc123",
                                   "/compute/containers/abc123/terminal", "/compute/ssh-keys", "/storage/namespaces",
-                                  "/storage/files?namespace=default", "/api/tokens", "/admin/users", "/no/such/page",
+                                  "/storage/files?namespace=default", "/api/tokens", "/admin/users", "/admin/audit",
+                                  "/admin/health", "/admin/logs", "/no/such/page",
                                   "/settings/profile", "/settings/sessions", "/settings/activity?event=login",
                                   "/settings/service-accounts", "/settings/service-accounts/sa_abc"])
 def test_navigations_get_the_page(appliance, index, path):
@@ -73,6 +74,8 @@ def test_browser_content_is_never_taken_over(appliance, user, index):
     assert "paths" in page(appliance.url + "/openapi.json").json()
     assert page(appliance.url + "/metrics").json() == {"error": "missing bearer token"}
     assert page(appliance.url + "/sse/logs").status_code == 401
+    assert page(appliance.url + "/sse/health").status_code == 401
+    assert not is_page(page(appliance.url + "/compute/containers/abc123/logs"))   # the container log's stream
     user.delete("/storage/delete", params={"namespace": "default", "name": "hello.txt"})
 
 

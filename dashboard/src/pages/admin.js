@@ -2,7 +2,26 @@
 import { del, get, post, put, session } from '../api.js';
 import { badge, describeType } from '../compute.js';
 import { field, h, humanBytes, humanDate, replace } from '../dom.js';
-import { act, confirmDialog, sayError, table } from '../ui.js';
+import { act, confirmDialog, table } from '../ui.js';
+
+// Pages loaded when first opened (kept out of the first load, docs/dashboard.md "Size").
+const lazy = (load) => async (...args) => (await load()).default(...args);
+
+// A modal asking for a new password; resolves to it, or null when cancelled.
+function passwordDialog(question) {
+  return new Promise((resolve) => {
+    const input = h('input', { type: 'password', required: true, autocomplete: 'new-password', id: 'new-password' });
+    const form = h('form', { method: 'dialog' }, h('p', { id: 'password-q' }, question), field('New password', input),
+      h('div', { class: 'actions' },
+        h('button', { type: 'button', class: 'secondary', onclick: () => dialog.close('') }, 'Cancel'),
+        h('button', { type: 'submit', value: 'set' }, 'Set password')));
+    const dialog = h('dialog', { class: 'confirm', 'aria-labelledby': 'password-q' }, form);
+    form.addEventListener('submit', (e) => { e.preventDefault(); dialog.close('set'); });
+    dialog.addEventListener('close', () => { dialog.remove(); resolve(dialog.returnValue === 'set' ? input.value : null); });
+    document.body.append(dialog);
+    dialog.showModal();
+  });
+}
 
 function listPage(title, path, headers, row, empty) {
   return async (main) => {
@@ -34,8 +53,20 @@ async function usersPage(main) {
       if (!(await confirmDialog(`Delete user ${u.username} and everything they own?`))) return;
       if (await act(remove, 'Deleting…', () => del(`/admin/users/${u.user_id}`), `${u.username} deleted.`)) draw();
     } }, 'Delete');
+    // PUT /admin/users/{id}/password: ends the user's sessions (an admin's own current one stays)
+    const password = h('button', { type: 'button', class: 'secondary', 'aria-label': `Set password of ${u.username}`, onclick: async () => {
+      const value = await passwordDialog(`A new password for ${u.username}: every session of theirs ends.`);
+      if (value) await act(password, 'Setting the password…', () => put(`/admin/users/${u.user_id}/password`, { password: value }),
+        `${u.username} has a new password; their sessions ended.`);
+    } }, 'Set password');
+    // DELETE /admin/users/{id}/second-factors: the way back in for someone who lost theirs
+    const factors = h('button', { type: 'button', class: 'secondary', 'aria-label': `Remove second factors of ${u.username}`, onclick: async () => {
+      if (!(await confirmDialog(`Remove ${u.username}'s authenticator app, recovery codes and security keys?`, 'Remove'))) return;
+      await act(factors, 'Removing second factors…', () => del(`/admin/users/${u.user_id}/second-factors`),
+        `${u.username} signs in with the password alone now.`);
+    } }, 'Remove second factors');
     return h('tr', { 'data-id': u.user_id }, h('td', {}, u.username), h('td', {}, u.display_name), h('td', {}, h('code', {}, u.user_id)),
-      h('td', {}, u.is_admin ? 'yes' : 'no'), h('td', {}, h('div', { class: 'actions' }, flip, remove)));
+      h('td', {}, u.is_admin ? 'yes' : 'no'), h('td', {}, h('div', { class: 'actions' }, flip, password, factors, remove)));
   }, 'No users.')(main);
   const username = h('input', { name: 'username', required: true, autocomplete: 'off' });
   const password = h('input', { name: 'password', type: 'password', required: true, autocomplete: 'new-password' });
@@ -77,8 +108,17 @@ export const adminPages = {
   '/admin/namespaces': listPage('All namespaces', '/admin/namespaces', ['Name', 'Owner', 'Visibility', 'Files', 'Size'],
     (n) => h('tr', {}, h('td', {}, n.name), h('td', {}, n.owner || '(shared)'), h('td', {}, ['private', 'visible', 'public'][n.visibility]),
       h('td', {}, n.count), h('td', {}, humanBytes(n.bytes))), 'No namespaces.'),
-  '/admin/sessions': listPage('Sessions', '/admin/sessions', ['User', 'Address', 'Signed in', 'Last seen'],
-    (s) => h('tr', {}, h('td', {}, s.username), h('td', {}, s.ip_address), h('td', {}, humanDate(s.created_at)), h('td', {}, humanDate(s.last_seen_at))),
-    'No sessions.'),
+  '/admin/sessions': listPage('Sessions', '/admin/sessions', ['User', 'Address', 'Signed in', 'Last seen', ''], (s, draw) => {
+    // DELETE /admin/sessions/{id}: ends it at once, its open streams too
+    const end = h('button', { type: 'button', class: 'danger', 'aria-label': `End session of ${s.username} from ${s.ip_address}`, onclick: async () => {
+      if (!(await confirmDialog(`End this session of ${s.username} (${s.ip_address})? They must sign in again.`, 'End session'))) return;
+      if (await act(end, 'Ending the session…', () => del(`/admin/sessions/${encodeURIComponent(s.id)}`), `The session of ${s.username} ended.`)) draw();
+    } }, 'End');
+    return h('tr', { 'data-id': s.id }, h('td', {}, s.username), h('td', {}, s.ip_address), h('td', {}, humanDate(s.created_at)),
+      h('td', {}, humanDate(s.last_seen_at)), h('td', {}, end));
+  }, 'No sessions.'),
   '/admin/hosts': hostsPage,
+  '/admin/health': lazy(() => import('./health.js')),
+  '/admin/logs': lazy(() => import('./logs.js')),
+  '/admin/audit': lazy(() => import('./audit.js')),
 };

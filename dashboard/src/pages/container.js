@@ -5,6 +5,7 @@ import { navigate } from '../router.js';
 import { watchStatus } from '../status.js';
 import { act, confirmDialog, say, sayError, table } from '../ui.js';
 import { lines, parseIngress } from './create.js';
+import { containerLog } from './container_log.js';
 
 export default async function containerPage(main, { id }) {
   const base = `/compute/containers/${encodeURIComponent(id)}`;
@@ -45,6 +46,7 @@ export default async function containerPage(main, { id }) {
 
   const ingressBox = h('div', { id: 'ingress' });
   const mountsBox = h('div', { id: 'mounts' });
+  const log = containerLog(base, c.name);
   replace(main,
     h('div', { class: 'title-row' }, h('h1', { tabindex: '-1' }, c.name), status,
       h('div', { class: 'actions' }, terminal, start, stop, remove)),
@@ -59,7 +61,8 @@ export default async function containerPage(main, { id }) {
       h('div', { class: 'copy-row' }, h('code', { id: 'ssh-command' }, c.ssh_command), copy),
       h('div', { class: 'check' }, sshToggle, h('label', { for: 'ssh-toggle' }, 'SSH access through the SSH gateway'))),
     h('section', { 'aria-labelledby': 'ingress-h' }, h('h2', { id: 'ingress-h' }, 'Ingress rules'), ingressBox),
-    h('section', { 'aria-labelledby': 'mounts-h' }, h('h2', { id: 'mounts-h' }, 'Mount paths'), mountsBox));
+    h('section', { 'aria-labelledby': 'mounts-h' }, h('h2', { id: 'mounts-h' }, 'Mount paths'), mountsBox),
+    log.section);
 
   const drawIngress = async () => {
     let rules = [];
@@ -104,7 +107,7 @@ export default async function containerPage(main, { id }) {
   drawMounts();
   say('');
 
-  return watchStatus(async (message) => {
+  const unwatch = watchStatus(async (message) => {
     if (message.type === 'container_status' && message.data.container_id === c.id) {
       if (message.data.status === 'deleted') { navigate('/compute/containers'); return; }
       c.status = message.data.status;
@@ -116,4 +119,5 @@ export default async function containerPage(main, { id }) {
     replace(status, badge(c.status));
     buttons();
   });
+  return () => { unwatch(); log.stop(); };
 }
