@@ -141,6 +141,11 @@ def type_and_wait(b, command: str, pattern: str) -> re.Match:
     return found[0]
 
 
+def fits_the_window(b) -> bool:
+    """The terminal fills the window below the header: no page scroll bar."""
+    return b.execute_script("return document.documentElement.scrollHeight <= window.innerHeight")
+
+
 def test_terminal_echo_and_resize(app, person, signed_in):
     b = signed_in
     c = container(person)
@@ -150,6 +155,7 @@ def test_terminal_echo_and_resize(app, person, signed_in):
     assert not b.find_element(By.ID, "reconnect").is_displayed()   # offered only once disconnected
     type_and_wait(b, "echo dash-$((6*7))", r"\ndash-42")
     rows, cols = b.execute_script("return [window.__terminal.rows, window.__terminal.cols]")
+    assert fits_the_window(b)
     m = type_and_wait(b, "clear; stty size", r"(\d+) (\d+)\s")
     assert (int(m.group(1)), int(m.group(2))) == (rows, cols)
     assert_accessible(b, "terminal")
@@ -159,6 +165,7 @@ def test_terminal_echo_and_resize(app, person, signed_in):
     wait(b, lambda d: d.execute_script("return [window.__terminal.rows, window.__terminal.cols]") != [rows, cols])
     new_rows, new_cols = b.execute_script("return [window.__terminal.rows, window.__terminal.cols]")
     assert new_rows < rows and new_cols < cols
+    assert fits_the_window(b)
     m = type_and_wait(b, "clear; stty size", rf"{new_rows} {new_cols}\s")
     print(f"terminal {rows}x{cols} -> {new_rows}x{new_cols}; the guest's stty says {m.group(0).strip()}")
     b.set_window_size(size["width"], size["height"])

@@ -18,6 +18,7 @@ export default async function terminalPage(main, { id }) {
   const state = h('span', { id: 'terminal-state', class: 'badge' }, 'connecting');
   const reconnect = h('button', { type: 'button', id: 'reconnect', class: 'secondary', hidden: true }, 'Reconnect');
   const screen = h('div', { id: 'terminal', class: 'terminal', role: 'region', 'aria-label': `Terminal of ${name}` });
+  main.classList.add('fill');
   replace(main,
     h('div', { class: 'title-row' }, h('h1', { tabindex: '-1' }, `Terminal: ${name}`), state, reconnect,
       h('a', { href: base, 'data-page': '', class: 'button secondary' }, 'Back to container')),
