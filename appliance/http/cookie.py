@@ -17,6 +17,11 @@ cross-site request forgery credential:
   against the configured public origins (``Config.public_origins``, by
   default the gateway's own addresses). A handshake without ``Origin`` is
   not a browser's and stays allowed: it must carry a token anyway.
+* SameSite=Strict stops other *sites*, not other origins of the same site:
+  a guest's page on ``<id>.<compute_domain>`` (by default a subdomain of
+  ``public_host``) is sent the cookie too. So the cookie is set, cleared or
+  spent on a change (Logout) only for a request whose ``Origin`` is absent or
+  one of the public origins (``from_own_origin``).
 """
 from __future__ import annotations
 
@@ -40,6 +45,17 @@ def cookie_allowed(method, verb: str) -> bool:
     if method.session_cookie == opt.SESSION_COOKIE_CLEAR:
         return True
     return method.transport in _COOKIE_TRANSPORTS and verb in ("GET", "HEAD")
+
+
+def from_own_origin(handler) -> bool:
+    """Not another origin's page: Origin absent (not a browser, or a browser's GET) or public."""
+    return origin_allowed(handler.request.headers.get("Origin"), public_origins(handler.config))
+
+
+def cookie_usable(handler) -> bool:
+    """cookie_allowed, and for a change (Logout) only from this gateway's own pages."""
+    verb = handler.request.method
+    return cookie_allowed(handler.route.method, verb) and (verb in ("GET", "HEAD") or from_own_origin(handler))
 
 
 def cookie_secure(handler) -> bool:
@@ -75,8 +91,11 @@ def _cookie_flags(handler) -> dict:
 
 def update_session_cookie(handler, response) -> None:
     """Logout (response None: before the call) clears the cookie; a successful
-    Login sets it from the response's session token."""
+    Login sets it from the response's session token; neither for another
+    origin's page (a same-site guest's would plant or clear it)."""
     kind = handler.route.method.session_cookie
+    if not from_own_origin(handler):
+        return
     if kind == opt.SESSION_COOKIE_CLEAR and response is None:
         handler.clear_cookie(cookie_name(handler), **_cookie_flags(handler))
     elif kind == opt.SESSION_COOKIE_SET and response is not None:

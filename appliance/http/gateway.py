@@ -16,7 +16,7 @@ import tornado.web
 
 from appliance.errors import AppError
 from appliance.http import codec
-from appliance.http.cookie import cookie_allowed, session_cookie_of, update_session_cookie
+from appliance.http.cookie import cookie_usable, session_cookie_of, update_session_cookie
 from appliance.http.routes import ApiRoute
 from appliance.http.status import error_message, http_status
 from appliance.logs import valid_request_id
@@ -82,7 +82,7 @@ class GatewayHandler(RequestIds):
     def session_cookie(self) -> str:
         """The session cookie, where it may stand in for a token (http/cookie.py
         says where and why) and no explicit token was given."""
-        if self.bearer() or not cookie_allowed(self.route.method, self.request.method):
+        if self.bearer() or not cookie_usable(self):
             return ""
         return session_cookie_of(self)
 

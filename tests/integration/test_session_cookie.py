@@ -144,6 +144,24 @@ def test_logout_with_only_the_cookie_revokes_its_session(app):
     assert requests.get(app.url + "/sse/logs", cookies={SESSION_COOKIE: cookie}, timeout=10).status_code == 401
 
 
+def test_another_origin_of_the_same_site_neither_spends_nor_sets_the_cookie(app):
+    """A guest's page (<id>.<compute_domain>, same site) is sent the SameSite=Strict cookie
+    too: with its Origin, logout does not revoke or clear it and login sets none. The
+    dashboard's own origin still does both (tests/browser/test_dashboard_hostile.py)."""
+    cookie, _ = login(app)
+    guest = {"Origin": "http://box1.compute.127.0.0.1:8080"}
+    out = requests.post(app.url + "/api/logout", cookies={SESSION_COOKIE: cookie}, headers=guest)
+    assert out.status_code == 200 and "Set-Cookie" not in out.headers
+    assert requests.get(app.url + "/api/session", headers={"Authorization": f"Bearer {cookie}"}).status_code == 200
+    planted = requests.post(app.url + "/api/login", headers=guest,
+                            json={"username": "admin", "password": ADMIN_PASSWORD})
+    assert planted.status_code == 200 and "Set-Cookie" not in planted.headers
+    own = {"Origin": app.url}
+    out = requests.post(app.url + "/api/logout", cookies={SESSION_COOKIE: cookie}, headers=own)
+    assert out.status_code == 200 and out.headers["Set-Cookie"].startswith(SESSION_COOKIE + '=""; expires=')
+    assert requests.get(app.url + "/api/session", headers={"Authorization": f"Bearer {cookie}"}).status_code == 401
+
+
 def _forged_url(route, world) -> str:
     values = {"id": world["container"], "user_id": world["admin"].user_id, "name": world["ns"],
               "namespace": world["ns"], "port": "8080"}

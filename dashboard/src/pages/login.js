@@ -3,6 +3,15 @@ import { field, h } from '../dom.js';
 import { navigate } from '../router.js';
 import secondStep from './login_second.js';
 
+// Where ?next= may send you: a page of this origin. Resolved as the browser would, since
+// '/\\evil.example' starts with one '/' and is another host.
+function nextPage(next) {
+  let url = null;
+  try { url = next ? new URL(next, location.origin) : null; } catch { /* not a URL at all */ }
+  if (!url || url.origin !== location.origin || url.pathname.startsWith('/login')) return '/compute/containers';
+  return url.pathname + url.search;
+}
+
 export default function loginPage(main, _params, signedIn) {
   document.title = 'Sign in · Appliance';
   const username = h('input', { name: 'username', autocomplete: 'username', required: true, autofocus: true });
@@ -22,8 +31,7 @@ export default function loginPage(main, _params, signedIn) {
       if (me.requires_2fa) me = await secondStep(form, me.challenge_token);
       session.set(me);
       signedIn?.();
-      const next = new URLSearchParams(location.search).get('next');
-      navigate(next && next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/login') ? next : '/compute/containers', { replace: true });
+      navigate(nextPage(new URLSearchParams(location.search).get('next')), { replace: true });
     } catch (e) {
       error.textContent = e.message;
       password.select();

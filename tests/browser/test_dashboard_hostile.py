@@ -1,0 +1,94 @@
+"""The dashboard attacked by a hostile tenant, in a real browser against the
+session's appliance (fake guests, no lock; docs/dashboard.md, "A hostile
+tenant"): HTML, SVG and XHTML a tenant uploads, opened from the dashboard's own
+origin, must not run (a script that ran would set ``window.__pwned`` and put the
+session token in the title); a page on another origin of the same site (a
+guest's web site) must not sign the dashboard out; the sign-in page's ``?next=``
+stays on this origin."""
+from __future__ import annotations
+
+import http.server
+import threading
+from urllib.parse import quote
+
+import pytest
+import requests
+from browser_support import find, sign_in, wait
+from selenium.webdriver.common.by import By
+
+STEAL = ("<script>window.__pwned=1;try{document.title='stolen:'+localStorage.getItem('appliance.session')}"
+         "catch(e){document.title='denied:'+e.name}</script>")
+
+
+def not_pwned(browser) -> None:
+    assert browser.execute_script("return window.__pwned") is None
+    assert "stolen" not in browser.title
+
+
+def test_uploaded_html_and_svg_cannot_read_the_session(appliance, make_user, browser):
+    tenant = make_user()
+    ns = f"pages-{tenant.user_id[:8]}"
+    assert tenant.post("/storage/namespaces", json={"name": ns, "visibility": 2}).status_code == 200
+    svg = f'<svg xmlns="http://www.w3.org/2000/svg"><script>{STEAL[8:-9]}</script></svg>'
+    for name, body in (("steal.html", f"<title>file</title>{STEAL}"), ("steal.svg", svg),
+                       ("steal.xhtml", f'<html xmlns="http://www.w3.org/1999/xhtml"><title>file</title>{STEAL}</html>')):
+        assert tenant.post(f"/storage/upload?namespace={ns}", files={"file": (name, body.encode())}).status_code == 200
+    sign_in(browser, appliance.url, tenant.info["username"], tenant.password)
+    for name in ("steal.html", "steal.svg", "steal.xhtml"):
+        browser.get(f"{appliance.url}/storage/{ns}/{name}")
+        wait(browser, lambda d: d.execute_script("return document.readyState") == "complete")
+        not_pwned(browser)
+
+
+def test_sign_in_next_stays_on_this_origin(appliance, browser):
+    # '/\\evil.example/' passed the old check (one leading '/') and is another host
+    for next_ in ("/\\evil.example/", "https://evil.example/"):
+        browser.get(appliance.url + "/login")
+        browser.execute_script("localStorage.clear()")
+        browser.get(f"{appliance.url}/login?next={quote(next_, safe='')}")
+        find(browser, "input[name=username]").send_keys("admin")
+        browser.find_element(By.CSS_SELECTOR, "input[name=password]").send_keys(appliance.admin_password)
+        browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        find(browser, "#sign-out")   # signed in and on a page (the old check threw and stayed here)
+        assert browser.current_url == appliance.url + "/compute/containers", next_
+
+
+@pytest.fixture
+def sibling_site():
+    """A page on another port of the same host: another origin but the same site, as a
+    guest's web site on <id>.<compute_domain> is to the dashboard (docs/install.md)."""
+    pages: dict[str, bytes] = {}
+
+    class Pages(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = pages.get(self.path, b"")
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Pages)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", pages
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_sibling_site_cannot_sign_the_dashboard_out(appliance, make_user, browser, sibling_site):
+    """SameSite=Strict does not stop a same-site page (a guest's site): its form POST to
+    /api/logout carries the session cookie, which must not end the dashboard's session."""
+    tenant = make_user()
+    sign_in(browser, appliance.url, tenant.info["username"], tenant.password)
+    token = browser.execute_script("return JSON.parse(localStorage.getItem('appliance.session')).token")
+    site, pages = sibling_site
+    pages["/prize"] = (f'<form method="post" action="{appliance.url}/api/logout" enctype="text/plain">'
+                       '<button id="go">Claim your prize</button></form>').encode()
+    browser.get(site + "/prize")
+    find(browser, "#go").click()
+    wait(browser, lambda d: d.current_url.startswith(appliance.url + "/api/logout"))
+    mine = requests.get(appliance.url + "/api/session", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert mine.status_code == 200, mine.text
+
