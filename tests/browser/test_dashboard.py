@@ -19,7 +19,6 @@ from browser_support import (
     wait,
     wait_text,
 )
-from compute_support import keypair
 from harness import Appliance, Client
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -397,38 +396,3 @@ def test_admin_actions(app, browser):
     assert_accessible(b, "admin-sessions")
     errors = console_errors(b)
     assert not errors, "\n".join(errors)
-
-
-def test_terminal_follows_theme_and_window(app, browser):
-    """The terminal (a fake guest's echo here; the real shell: test_dashboard_guests.py) takes the
-    system's theme as it changes, and a phone-width window sends a resize message of the new size."""
-    b, admin = browser, app.admin()
-    _, public = keypair()
-    key = admin.post("/compute/ssh-keys", json={"name": "term-key", "public_key": public}).json()
-    r = admin.post("/compute/containers", json={"name": "term", "instance_type": "nano", "ssh_key_ids": [key["id"]]})
-    assert r.status_code == 200, r.text
-    admin_on(b, app, "/admin/users")
-    b.get(f"{app.url}/compute/containers/{r.json()['id']}/terminal")
-    wait_text(b, "#terminal-state", "connected", 20)
-    b.execute_script("window.__sent = []; const send = WebSocket.prototype.send;"
-                     "WebSocket.prototype.send = function (x) { if (typeof x === 'string') __sent.push(JSON.parse(x));"
-                     " return send.call(this, x); };")
-    theme = ("return [window.__terminal.options.theme.background,"
-             " getComputedStyle(document.querySelector('#terminal')).backgroundColor]")
-    try:
-        for scheme, colours in (("dark", ["#111418", "rgb(17, 20, 24)"]), ("light", ["#fbfbfb", "rgb(251, 251, 251)"])):
-            b.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme",
-                                                                           "value": scheme}]})
-            wait(b, lambda d, want=colours: d.execute_script(theme) == want, 5, lambda: str(b.execute_script(theme)))
-            screenshot(b, f"terminal-{scheme}")
-        size = b.get_window_size()
-        b.set_window_size(400, 860)
-        wait(b, lambda d: d.execute_script("return __sent.length"), 5, "no resize message")
-        cols, rows = b.execute_script("return [window.__terminal.cols, window.__terminal.rows]")
-        assert b.execute_script("return __sent")[-1] == {"type": "resize", "cols": cols, "rows": rows}
-        assert cols < 50 and b.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
-        screenshot(b, "terminal-phone")
-    finally:
-        b.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
-        b.set_window_size(size["width"], size["height"])
-    assert admin.delete(f"/compute/containers/{r.json()['id']}").status_code == 200
