@@ -7,6 +7,7 @@ copy buttons' clipboard."""
 from __future__ import annotations
 
 import itertools
+import re
 import time
 
 import pytest
@@ -24,6 +25,7 @@ from compute_support import keypair
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select
 
 PASSWORD = "ux-pass-123"
 _n = itertools.count()
@@ -121,6 +123,14 @@ def test_every_action_shows_progress_then_outcome(appliance, browser, person):
     assert trail[0] == ["busy", "Creating…"] and trail[-1][0] == "error", trail
     assert "exists" in trail[-1][1] and "{" not in trail[-1][1], trail
     assert b.find_element(By.CSS_SELECTOR, "#namespace-form button[type=submit]").is_enabled()
+    # a namespace's visibility changed in its row
+    b.execute_script(TRAIL)
+    visibility = b.find_element(By.CSS_SELECTOR, f"select[aria-label='Visibility of {new}']")
+    Select(visibility).select_by_visible_text("public")
+    wait_text(b, "#status", f"{new} is now public.")
+    assert b.execute_script("return window.__trail")[0] == ["busy", "Saving…"]
+    (ns,) = [n for n in person["client"].get("/storage/namespaces").json() if n["name"] == new]
+    assert ns["visibility"] == 2
 
 
 def focus_ring(b) -> str:
@@ -183,7 +193,8 @@ def test_upload_several_by_button_and_key_from_file(appliance, browser, person, 
     assert len(b.find_elements(By.CSS_SELECTOR, "#uploads li.done progress")) == 3
     for p in paths:
         assert client.get(f"/storage/{ns}/{p.name}").content == p.read_bytes()
-    wait_text(b, f"#files tr[data-name='{paths[0].name}']", "3.0 MB")
+    row = wait_text(b, f"#files tr[data-name='{paths[0].name}']", "3.0 MB")
+    assert re.search(r"\b\d{4}-\d\d-\d\d \d\d:\d\d\b", row), row   # the date a person reads, not a timestamp
     # a key from its .pub file: the name comes from the file's
     _, public = keypair()
     pub = tmp_path / "workstation.pub"
