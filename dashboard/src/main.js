@@ -33,7 +33,7 @@ for (const [path, page] of Object.entries(adminPages)) route(path, page);
 const NAV = [
   ['/compute/containers', 'Containers'],
   ['/compute/ssh-keys', 'SSH keys'],
-  ['/storage/namespaces', 'Files'],
+  ['/storage/namespaces', 'Files', '/storage'],
   ['/api/tokens', 'API tokens'],
   ['/settings/profile', 'Settings', '/settings'],
 ];

@@ -47,7 +47,22 @@ export async function act(button, working, fn, done) {
 
 export function table(headers, rows, empty) {
   if (!rows.length) return h('p', { class: 'empty' }, empty);
-  return h('table', {},
+  return tableWrap(h('table', {},
     h('thead', {}, h('tr', {}, headers.map((x) => h('th', { scope: 'col' }, x)))),
-    h('tbody', {}, rows));
+    h('tbody', {}, rows)));
+}
+
+// A wide table scrolls inside its own box on a narrow screen; the page itself never scrolls
+// sideways. While it scrolls, the box takes the focus (Tab), so the arrow keys scroll it too.
+const scrolls = new ResizeObserver((entries) => {
+  for (const { target } of entries) {
+    if (!target.isConnected) scrolls.unobserve(target); // a redrawn list's old table
+    else if (target.scrollWidth > target.clientWidth) target.setAttribute('tabindex', '0');
+    else target.removeAttribute('tabindex');
+  }
+});
+export function tableWrap(tableEl) {
+  const wrap = h('div', { class: 'table-wrap' }, tableEl);
+  scrolls.observe(wrap);
+  return wrap;
 }

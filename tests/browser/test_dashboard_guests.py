@@ -129,6 +129,14 @@ def test_detail_ssh_toggle_and_ingress(app, person, signed_in):
     assert "{" not in text_of(b, "#status") and text_of(b, "#status")
 
 
+# The foreground colour of the first cell of the last row that starts with arguments[0].
+COLOUR_OF = """const buf = window.__terminal.buffer.active;
+for (let y = buf.length - 1; y >= 0; y--) { const line = buf.getLine(y);
+  if (line && line.translateToString(true).startsWith(arguments[0])) {
+    const cell = line.getCell(0); return [cell.getFgColor(), Boolean(cell.isFgPalette())]; } }
+return null;"""
+
+
 def terminal_text(b) -> str:
     return b.execute_script("return document.querySelector('#terminal .xterm-rows').innerText")
 
@@ -154,6 +162,9 @@ def test_terminal_echo_and_resize(app, person, signed_in):
     wait_text(b, "#terminal-state", "connected", 20)
     assert not b.find_element(By.ID, "reconnect").is_displayed()   # offered only once disconnected
     type_and_wait(b, "echo dash-$((6*7))", r"\ndash-42")
+    # colours: the guest's escape sequence colours the cells (xterm.js's buffer: palette colour 1, red)
+    type_and_wait(b, r"printf '\033[31mdash-%s\033[0m\n' red", r"\ndash-red")
+    assert b.execute_script(COLOUR_OF, "dash-red") == [1, True]
     rows, cols = b.execute_script("return [window.__terminal.rows, window.__terminal.cols]")
     assert fits_the_window(b)
     m = type_and_wait(b, "clear; stty size", r"(\d+) (\d+)\s")

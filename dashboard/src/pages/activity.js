@@ -3,7 +3,7 @@
 import { get } from '../api.js';
 import { h, humanDate, replace } from '../dom.js';
 import { navigate } from '../router.js';
-import { say, sayError } from '../ui.js';
+import { say, sayError, tableWrap } from '../ui.js';
 import { settingsNav } from './settings_nav.js';
 
 const PAGE = 20;
@@ -76,7 +76,7 @@ export default async function activityPage(main, _params, user) {
     shown += page.events.length;
     body.append(...page.events.map((e) => eventRow(e, user.user_id)));
     if (!body.parentNode) {
-      replace(list, shown ? h('table', {}, h('thead', {}, h('tr', {}, ['When', 'Event', 'Details', 'Address', 'Outcome'].map((x) => h('th', { scope: 'col' }, x)))), body)
+      replace(list, shown ? tableWrap(h('table', {}, h('thead', {}, h('tr', {}, ['When', 'Event', 'Details', 'Address', 'Outcome'].map((x) => h('th', { scope: 'col' }, x)))), body))
         : h('p', { class: 'empty' }, chosen ? 'No such events.' : 'No activity yet.'));
     }
     before = page.next_before || '';

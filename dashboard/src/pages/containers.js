@@ -48,7 +48,12 @@ export default async function containersPage(main) {
       if (status === 'deleted') containers = containers.filter((c) => c.id !== id);
       else if (known) known.status = status;
       else {
-        try { containers.push(await get(`/compute/containers/${id}`)); } catch { return; }
+        // a new container's changes (pending, running, ...) can come before its GET answers: add it once
+        let fetched;
+        try { fetched = await get(`/compute/containers/${id}`); } catch { return; }
+        const now = containers.find((c) => c.id === id);
+        if (now) now.status = fetched.status;
+        else containers.push(fetched);
       }
       draw();
     }
