@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -150,15 +151,32 @@ def _build_rootfs(root: Path, packages: list[str]) -> None:
     log(f"built {root} in {time.monotonic() - started:.0f} s")
 
 
+# Subnets handed out by this session: the cluster's LAN and the single host start in
+# threads at once, each before its address is on an interface.
+_reserved: set[str] = set()
+_reserved_lock = threading.Lock()
+
+
 def _free_subnet() -> str:
-    """A /30 (as 'a.b.c') not on any interface of this machine."""
-    used = run(["ip", "-4", "-o", "address", "show"], capture_output=True, text=True).stdout
-    for i in range(256):
-        third = (os.getpid() + i) % 256
-        prefix = f"10.213.{third}"
-        if f" {prefix}." not in used:
-            return prefix
+    """A /30 (as 'a.b.c') not on any interface of this machine nor handed out already."""
+    with _reserved_lock:
+        used = run(["ip", "-4", "-o", "address", "show"], capture_output=True, text=True).stdout
+        for i in range(256):
+            third = (os.getpid() + i) % 256
+            prefix = f"10.213.{third}"
+            if f" {prefix}." not in used and prefix not in _reserved:
+                _reserved.add(prefix)
+                return prefix
     raise RuntimeError("no free 10.213.x.0/30 subnet")
+
+
+# Every host started and not yet stopped: the session's end stops those left (stop_every_host).
+_live: set[TestHost] = set()
+
+
+def stop_every_host() -> None:
+    for host in list(_live):
+        host.stop()
 
 
 class Lan:
@@ -226,6 +244,7 @@ class TestHost:
             self.address = f"{prefix}.2"
         self.key = self.workdir / "id_ed25519"
         self.proc: subprocess.Popen | None = None
+        self._stopping = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------
     def __enter__(self) -> TestHost:
@@ -243,6 +262,7 @@ class TestHost:
         self.stop()
 
     def start(self) -> None:
+        _live.add(self)
         upper, work, merged = (self.workdir / d for d in ("upper", "work", "root"))
         for d in (upper, work, merged):
             d.mkdir()
@@ -353,6 +373,11 @@ class TestHost:
         return self.workdir / "ssh-master"
 
     def stop(self) -> None:
+        with self._stopping:
+            self._stop()
+        _live.discard(self)
+
+    def _stop(self) -> None:
         if self.control_path.exists():
             run(["ssh", "-o", f"ControlPath={self.control_path}", "-O", "exit", f"root@{self.address}"],
                 check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
