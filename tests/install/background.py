@@ -32,11 +32,19 @@ UP_TIMEOUT = 1800
 Job = Callable[[threading.Event], object]   # sets the event once its hosts are up (or it failed)
 
 
+def _run(job: Job, up: threading.Event):
+    try:
+        return job(up)
+    finally:
+        up.set()   # a job that failed before its hosts were up is waited for no longer
+
+
 class Jobs:
     def __init__(self):
         self._pool: ThreadPoolExecutor | None = None
         self._futures: dict[str, Future] = {}
         self._up: dict[str, threading.Event] = {}
+        self._taken: set[str] = set()
         self._lock = threading.Lock()
 
     def start(self, name: str, job: Job) -> Future:
@@ -46,7 +54,7 @@ class Jobs:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(4, thread_name_prefix="install")
                 self._up[name] = threading.Event()
-                self._futures[name] = self._pool.submit(job, self._up[name])
+                self._futures[name] = self._pool.submit(_run, job, self._up[name])
             return self._futures[name]
 
     def wait_up(self) -> None:
@@ -56,19 +64,25 @@ class Jobs:
             up.wait(max(0.0, deadline - time.monotonic()))
 
     def take(self, name: str, job: Job):
-        """*job*'s result (begun now if the session did not), or its error."""
+        """*job*'s result (begun now if the session did not), or its error. The caller
+        owns the result (its close() stops its hosts)."""
         future = self.start(name, job)
+        self._taken.add(name)
         try:
             return future.result(JOB_TIMEOUT)
         except FutureTimeout:
             raise TimeoutError(f"the install tests' {name!r} setup was not done after {JOB_TIMEOUT} s") from None
 
     def end(self) -> None:
-        """Session over: end the playbook runs under way (a job stops at its next step and
-        stops its hosts), wait for the threads, then stop any host still up."""
+        """Session over: end the playbook runs under way (a job then stops at its next step
+        and stops its hosts), wait for the threads, close the results nobody took, and stop
+        any host still up."""
         end_playbooks()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        for name, future in self._futures.items():
+            if name not in self._taken and future.exception() is None:
+                future.result().close()
         testhost.stop_every_host()
 
 

@@ -30,6 +30,7 @@ import tlscert  # noqa: E402
 from background import JOBS  # noqa: E402
 from clusterrun import build_cluster, cluster  # noqa: E402,F401  (a fixture)
 from installrun import (  # noqa: E402
+    ABANDONED,
     INVENTORY_VARS,
     REPO,
     TIMINGS,
@@ -98,6 +99,9 @@ class Converged:
     configured: PlaybookRun  # a last run with a certificate and key from the inventory
     configured_cert: str
 
+    def close(self) -> None:
+        self.host.close()
+
 
 SNAPSHOT_SKIP = shutil.ignore_patterns(
     ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".state")
@@ -121,7 +125,7 @@ def start_host(root: Path) -> testhost.TestHost:
 def served_certificate(host: testhost.TestHost, timeout: float = 60) -> str | None:
     """The certificate the host's API port presents (PEM), once it answers TLS."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not ABANDONED.is_set():
         try:
             return ssl.get_server_certificate((host.address, 8080), timeout=2)
         except OSError:
@@ -187,4 +191,4 @@ def converged():
     try:
         yield result
     finally:
-        result.host.close()
+        result.close()
