@@ -140,6 +140,7 @@ def run_playbook(inventory: Path, *extra: str, label: str) -> PlaybookRun:
         proc = subprocess.Popen([tool("ansible-playbook"), *args], cwd=REPO, env=ansible_env(),
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     _running.add(proc)
+    testhost.to_background_cpu(proc.pid)   # while Ansible still imports, before any fork
     try:
         proc.wait(timeout=900)
     except subprocess.TimeoutExpired:

@@ -170,6 +170,25 @@ def _free_subnet() -> str:
     raise RuntimeError("no free 10.213.x.0/30 subnet")
 
 
+# The install tests run beside the rest of the suite (background.py): their hosts and
+# playbook runs share a cpu cgroup with the least weight, so they take the CPU the rest
+# leaves idle and slow no other test. (A nice value would not do: with autogroups each
+# session - every SSH login, every service of a host - competes as an equal of the whole
+# test session, whatever its processes' nice.) The cgroup v1 cpu controller, as here;
+# elsewhere nothing is moved.
+BACKGROUND_CPU = Path("/sys/fs/cgroup/cpu/appliance-install-tests")
+BACKGROUND_CPU_SHARES = 2   # of the default 1024
+
+
+def to_background_cpu(pid: int) -> None:
+    """Move *pid* (and what it starts from now on) into the background cpu cgroup."""
+    if not BACKGROUND_CPU.parent.joinpath("cpu.shares").exists():
+        return
+    BACKGROUND_CPU.mkdir(exist_ok=True)
+    (BACKGROUND_CPU / "cpu.shares").write_text(f"{BACKGROUND_CPU_SHARES}\n")
+    (BACKGROUND_CPU / "cgroup.procs").write_text(f"{pid}\n")
+
+
 # Every host started and not yet stopped: the session's end stops those left (stop_every_host).
 _live: set[TestHost] = set()
 
@@ -325,6 +344,7 @@ class TestHost:
             """]
         self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL,
                                      stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
+        to_background_cpu(self.proc.pid)   # before it forks the host (it mounts first)
         deadline = time.monotonic() + 90
         while True:
             if self.proc.poll() is not None:
