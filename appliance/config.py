@@ -171,20 +171,18 @@ class Config:
     # -- storage limits (docs/storage.md "Limits") ------------------------------
     # Largest file one upload may store (413 beyond); 0 = no limit but the quota.
     max_upload_bytes: int = 4 << 30
-    # Bytes of files a user may keep (sum of the files they uploaded; 507
-    # beyond); 0 = unlimited.
+    # Bytes of files a user may keep (sum of the files they uploaded; 507 beyond); 0 = unlimited.
     storage_quota_bytes: int = 10 << 30
-    # Free space kept on the data disk for the database and the system: an
-    # upload that would go below it is 507 (guest volumes keep
-    # volume_free_margin_gb free on their own disk).
+    # Free space kept on the data disk for the database and the system: an upload that
+    # would go below it is 507 (guest volumes keep volume_free_margin_gb free on their own disk).
     disk_free_reserve_bytes: int = 1 << 30
     # Uploads one user may run at once (429 beyond); 0 = unlimited.
     max_uploads_per_user: int = 8
-    # A request body that sends nothing for this long, or less than
-    # upload_min_bytes_per_second on average over such a period, is cut off
-    # (408) and its upload discarded.
+    # A body sending nothing for this long, or under upload_min_bytes_per_second on average over such a period,
+    # is cut off (408, upload discarded); the core ends a call quiet for 2 x this + upload_backstop_margin_seconds.
     upload_stall_seconds: int = 30
     upload_min_bytes_per_second: int = 1024
+    upload_backstop_margin_seconds: int = 10
     # Namespaces one user may own (409 beyond); 0 = unlimited.
     max_namespaces_per_user: int = 100
     # -- red team fixes: logins, gateway connections (docs/api.md, docs/install.md)
@@ -426,6 +424,8 @@ def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = 
 
 
 def check_storage(config: Config) -> None:
+    if config.upload_backstop_margin_seconds < 0:
+        raise ValueError(f"upload_backstop_margin_seconds must be >= 0, not {config.upload_backstop_margin_seconds}")
     if config.storage_backend not in ("local", "seaweedfs"):
         raise ValueError(f"storage_backend must be 'local' or 'seaweedfs', not {config.storage_backend!r}")
     rep = config.seaweedfs_replication

@@ -3,12 +3,13 @@
 The hosts share one LAN (testhost.Lan) as a real cluster's hosts do, boot in
 parallel from the same cached root filesystem, and are converged by one
 playbook run over all three (lab1 also in `appliance_db`), then a second run
-that must change nothing. test_cluster_install.py judges the results.
+that must change nothing, in a thread begun when the session starts
+(background.py). test_cluster_install.py judges the results.
 """
 from __future__ import annotations
 
-import contextlib
 import shutil
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 import testhost
 import yaml
+from background import JOBS
 from installrun import INVENTORY_VARS, REPO, TIMINGS, PlaybookRun, need_root_and_tools, run_playbook, wheelhouse
 
 NAMES = ["lab1", "lab2", "lab3"]
@@ -38,6 +40,10 @@ class Cluster:
     second: PlaybookRun
     shared_after_first: dict[str, str]
     shared_after_second: dict[str, str]
+
+    def close(self) -> None:
+        stop_all(self.hosts)
+        self.lan.stop()
 
 
 def cluster_inventory(path: Path, hosts: dict[str, testhost.TestHost], extra: dict) -> Path:
@@ -61,8 +67,9 @@ def cluster_inventory(path: Path, hosts: dict[str, testhost.TestHost], extra: di
 
 
 def stop_all(hosts: dict[str, testhost.TestHost]) -> None:
-    """Power the hosts off together: each waits on its own units' stop timeouts
-    (a SeaweedFS filer takes 15 s, a volume server 10 s), not on the others'."""
+    """Stop the hosts together (each may wait up to 10 s for its cgroups to empty)."""
+    if not hosts:
+        return
     with ThreadPoolExecutor(len(hosts)) as pool:
         for future in [pool.submit(host.stop) for host in hosts.values()]:
             future.result()
@@ -72,31 +79,26 @@ def shared_files(hosts: dict[str, testhost.TestHost]) -> dict[str, str]:
     return {name: host.ssh(f"sha256sum {SHARED}", check=False).stdout for name, host in hosts.items()}
 
 
-# Module scope: the three hosts (their cores heartbeating) are gone before
-# the single-host test's runs start.
-@pytest.fixture(scope="module")
-def cluster(request):
-    need_root_and_tools()
-    started = time.monotonic()
-    root = testhost.rootfs(REPO)
-    wheels = wheelhouse(REPO)
-    TIMINGS["cluster: root + wheelhouse (cache)"] = time.monotonic() - started
-    lan = testhost.Lan().start()
-    # The single-host test's runs, beside these (conftest.background_converge); only
-    # now, so its host picks a subnet other than the LAN's.
-    if any("converged" in item.fixturenames for item in request.session.items):
-        request.getfixturevalue("background_converge")()
-    with contextlib.ExitStack() as stack:
-        stack.callback(lan.stop)
+def build_cluster(up: threading.Event) -> Cluster:
+    """Boot the three hosts (then set *up*) and run the playbook over them twice; the
+    hosts stay up for the tests (Cluster.close stops them). In a thread (background.py)."""
+    made: dict[str, testhost.TestHost] = {}
+    lan = None
+    try:
         started = time.monotonic()
-        made = {name: testhost.TestHost(root, name=name, mode="systemd", lan=lan, index=i)
-                for i, name in enumerate(NAMES)}
-        stack.callback(stop_all, made)
+        root = testhost.rootfs(REPO)
+        wheels = wheelhouse(REPO)
+        TIMINGS["cluster: root + wheelhouse (cache)"] = time.monotonic() - started
+        lan = testhost.Lan().start()
+        started = time.monotonic()
+        made.update({name: testhost.TestHost(root, name=name, mode="systemd", lan=lan, index=i)
+                     for i, name in enumerate(NAMES)})
         # Booted in parallel: each waits mostly for its systemd to come up.
         with ThreadPoolExecutor(len(made)) as pool:
             for future in [pool.submit(host.start) for host in made.values()]:
                 future.result()
         TIMINGS["cluster: three hosts start"] = time.monotonic() - started
+        up.set()
         workdir = made[NAMES[0]].workdir
         source = workdir / "checkout"
         shutil.copytree(REPO, source, ignore=SNAPSHOT_SKIP, symlinks=True)
@@ -106,4 +108,23 @@ def cluster(request):
         shared_after_first = shared_files(made)
         second = run_playbook(inventory, label="cluster: second run")
         shared_after_second = shared_files(made)
-        yield Cluster(made, lan, inventory, first, second, shared_after_first, shared_after_second)
+        return Cluster(made, lan, inventory, first, second, shared_after_first, shared_after_second)
+    except BaseException:
+        stop_all(made)
+        if lan is not None:
+            lan.stop()
+        raise
+    finally:
+        up.set()
+
+
+# Module scope: the three hosts (their cores heartbeating) are gone once
+# test_cluster_install.py is done.
+@pytest.fixture(scope="module")
+def cluster():
+    need_root_and_tools()
+    result = JOBS.take("cluster", build_cluster)
+    try:
+        yield result
+    finally:
+        result.close()

@@ -5,9 +5,10 @@ The fixture `converged` does the expensive part once: start the test host
 (testhost.py), run the playbook in --check mode on the fresh host, for real
 twice (the API's TLS certificate generated on the host), in --check mode
 again, then once more with a certificate and key from the inventory, and
-keeps every result for the tests to judge. When the session also runs the
-cluster test, that work runs in a thread beside the cluster's (see
-`background_converge`). Timings are printed at the end of the session.
+keeps every result for the tests to judge. That work, and the cluster's
+(clusterrun.py), runs in threads begun when the session starts, beside the
+rest of the suite; the modules that judge it run last (background.py).
+Timings are printed at the end of the session.
 """
 from __future__ import annotations
 
@@ -17,22 +18,25 @@ import ssl
 import sys
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 import testhost  # noqa: E402
 import tlscert  # noqa: E402
-from clusterrun import cluster  # noqa: E402,F401  (a fixture)
+from background import JOBS  # noqa: E402
+from clusterrun import build_cluster, cluster  # noqa: E402,F401  (a fixture)
 from installrun import (  # noqa: E402
+    ABANDONED,
     INVENTORY_VARS,
     REPO,
     TIMINGS,
     TLS_CERT,
     PlaybookRun,
+    can_run,
     need_root_and_tools,
     run_playbook,
     wheelhouse,
@@ -42,6 +46,34 @@ from installrun import (  # noqa: E402
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "install: runs playbooks/site.yml against a throwaway host (root, minutes)")
+
+
+def _jobs(item) -> list[str]:
+    """The background jobs (fixtures of the same name) a test here judges."""
+    if HERE not in item.path.parents:
+        return []   # other directories have fixtures named `cluster` too
+    return [name for name in JOB_FIXTURES if name in item.fixturenames]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """The tests of the hosts run last, when their playbook runs are (nearly) done."""
+    late = [item for item in items if _jobs(item)]
+    items[:] = [item for item in items if not _jobs(item)] + late
+
+
+def pytest_collection_finish(session):
+    """Begin the jobs the session's tests need, and let their hosts boot before any test runs."""
+    wanted = sorted({name for item in session.items for name in _jobs(item)})
+    if session.config.option.collectonly or not wanted or not can_run():
+        return   # without root or the tools, the fixtures skip or fail and say why
+    for name in wanted:
+        JOBS.start(name, JOB_FIXTURES[name])
+    JOBS.wait_up()
+
+
+def pytest_sessionfinish():
+    JOBS.end()
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -67,6 +99,9 @@ class Converged:
     configured: PlaybookRun  # a last run with a certificate and key from the inventory
     configured_cert: str
 
+    def close(self) -> None:
+        self.host.close()
+
 
 SNAPSHOT_SKIP = shutil.ignore_patterns(
     ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".state")
@@ -90,7 +125,7 @@ def start_host(root: Path) -> testhost.TestHost:
 def served_certificate(host: testhost.TestHost, timeout: float = 60) -> str | None:
     """The certificate the host's API port presents (PEM), once it answers TLS."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not ABANDONED.is_set():
         try:
             return ssl.get_server_certificate((host.address, 8080), timeout=2)
         except OSError:
@@ -98,25 +133,18 @@ def served_certificate(host: testhost.TestHost, timeout: float = 60) -> str | No
     return None
 
 
-# Set when the session ends before a background converge() is done (an interrupted run):
-# it then stops after the playbook run under way instead of doing the rest.
-_abandoned = threading.Event()
-
-
-def _run(inventory: Path, *extra: str, label: str) -> PlaybookRun:
-    if _abandoned.is_set():
-        raise RuntimeError(f"session over, playbook {label!r} not run")
-    return run_playbook(inventory, *extra, label=label)
-
-
-def converge() -> Converged:
-    """Start the host and run the playbook on it (the runs the tests judge); the host stays up."""
-    started = time.monotonic()
-    root = testhost.rootfs(REPO)
-    wheels = wheelhouse(REPO)
-    TIMINGS["test host root + wheelhouse (cache)"] = time.monotonic() - started
-    started = time.monotonic()
-    host = start_host(root)
+def converge(up: threading.Event) -> Converged:
+    """Start the host (then set *up*) and run the playbook on it (the runs the tests
+    judge); the host stays up. In a thread (background.py)."""
+    try:
+        started = time.monotonic()
+        root = testhost.rootfs(REPO)
+        wheels = wheelhouse(REPO)
+        TIMINGS["test host root + wheelhouse (cache)"] = time.monotonic() - started
+        started = time.monotonic()
+        host = start_host(root)
+    finally:
+        up.set()
     try:
         TIMINGS["test host start"] = time.monotonic() - started
         # Deploy a snapshot of the checkout, so edits made while the test runs
@@ -125,16 +153,16 @@ def converge() -> Converged:
         shutil.copytree(REPO, source, ignore=SNAPSHOT_SKIP, symlinks=True)
         inventory = host.inventory({**INVENTORY_VARS, "appliance_venv_wheelhouse": str(wheels),
                                     "appliance_venv_source_dir": str(source)})
-        check_fresh = _run(inventory, "--check", label="check on fresh host")
-        first = _run(inventory, label="first run")
+        check_fresh = run_playbook(inventory, "--check", label="check on fresh host")
+        first = run_playbook(inventory, label="first run")
         generated_cert = host.ssh(f"cat {TLS_CERT}", check=False).stdout
         served_after_first = served_certificate(host) if host.mode == "systemd" else None
         # Data an operator would not want to lose, planted before the rerun.
         host.ssh("mkdir -p /var/lib/appliance && echo keep-me > /var/lib/appliance/install-test-marker")
         secrets_after_first = host.ssh(SECRETS, check=False).stdout
-        second = _run(inventory, label="second run")
+        second = run_playbook(inventory, label="second run")
         secrets_after_second = host.ssh(SECRETS, check=False).stdout
-        check_after = _run(inventory, "--check", label="check after install")
+        check_after = run_playbook(inventory, "--check", label="check after install")
         # The operator's own certificate (valid for the public name and, so the
         # tests can verify it when connecting by address, the host's address).
         cert, key = tlscert.make_cert(host.workdir / "tls", [
@@ -143,7 +171,7 @@ def converge() -> Converged:
                                     "appliance_venv_source_dir": str(source),
                                     "appliance_tls_certificate": cert.read_text(),
                                     "appliance_tls_private_key": key.read_text()})
-        configured = _run(inventory, label="configured certificate")
+        configured = run_playbook(inventory, label="configured certificate")
     except BaseException:
         host.close()
         raise
@@ -152,37 +180,15 @@ def converge() -> Converged:
                      configured, cert.read_text())
 
 
-@pytest.fixture(scope="session")
-def background_converge():
-    """start() -> the Future of converge(), begun at most once per session.
-
-    The cluster fixture starts it beside its own hosts when the session will
-    need it: a playbook run keeps about one core busy (the controller, then the
-    host, in turn), so on two cores the single host's runs cost little wall
-    time next to the cluster's. Whoever takes the result owns the host; one
-    never taken is stopped at the end of the session."""
-    pool = ThreadPoolExecutor(1, thread_name_prefix="converge")
-    futures: list[Future] = []
-
-    def start() -> Future:
-        if not futures:
-            futures.append(pool.submit(converge))
-        return futures[0]
-
-    yield start
-    _abandoned.set()
-    pool.shutdown(wait=True)
-    for future in futures:
-        if not future.exception():
-            future.result().host.close()   # closing twice is harmless
+JOB_FIXTURES = {"cluster": build_cluster, "converged": converge}
 
 
 # Module scope: the host and its daemons are gone once test_install.py is done.
 @pytest.fixture(scope="module")
-def converged(background_converge):
+def converged():
     need_root_and_tools()
-    result = background_converge().result()
+    result = JOBS.take("converged", converge)
     try:
         yield result
     finally:
-        result.host.close()
+        result.close()

@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -150,15 +151,51 @@ def _build_rootfs(root: Path, packages: list[str]) -> None:
     log(f"built {root} in {time.monotonic() - started:.0f} s")
 
 
+# Subnets handed out by this session: the cluster's LAN and the single host start in
+# threads at once, each before its address is on an interface.
+_reserved: set[str] = set()
+_reserved_lock = threading.Lock()
+
+
 def _free_subnet() -> str:
-    """A /30 (as 'a.b.c') not on any interface of this machine."""
-    used = run(["ip", "-4", "-o", "address", "show"], capture_output=True, text=True).stdout
-    for i in range(256):
-        third = (os.getpid() + i) % 256
-        prefix = f"10.213.{third}"
-        if f" {prefix}." not in used:
-            return prefix
+    """A /30 (as 'a.b.c') not on any interface of this machine nor handed out already."""
+    with _reserved_lock:
+        used = run(["ip", "-4", "-o", "address", "show"], capture_output=True, text=True).stdout
+        for i in range(256):
+            third = (os.getpid() + i) % 256
+            prefix = f"10.213.{third}"
+            if f" {prefix}." not in used and prefix not in _reserved:
+                _reserved.add(prefix)
+                return prefix
     raise RuntimeError("no free 10.213.x.0/30 subnet")
+
+
+# The install tests run beside the rest of the suite (background.py): their hosts and
+# playbook runs share a cpu cgroup with the least weight, so they take the CPU the rest
+# leaves idle and slow no other test. (A nice value would not do: with autogroups each
+# session - every SSH login, every service of a host - competes as an equal of the whole
+# test session, whatever its processes' nice.) The cgroup v1 cpu controller, as here;
+# elsewhere nothing is moved.
+BACKGROUND_CPU = Path("/sys/fs/cgroup/cpu/appliance-install-tests")
+BACKGROUND_CPU_SHARES = 2   # of the default 1024
+
+
+def to_background_cpu(pid: int) -> None:
+    """Move *pid* (and what it starts from now on) into the background cpu cgroup."""
+    if not BACKGROUND_CPU.parent.joinpath("cpu.shares").exists():
+        return
+    BACKGROUND_CPU.mkdir(exist_ok=True)
+    (BACKGROUND_CPU / "cpu.shares").write_text(f"{BACKGROUND_CPU_SHARES}\n")
+    (BACKGROUND_CPU / "cgroup.procs").write_text(f"{pid}\n")
+
+
+# Every host started and not yet stopped: the session's end stops those left (stop_every_host).
+_live: set[TestHost] = set()
+
+
+def stop_every_host() -> None:
+    for host in list(_live):
+        host.stop()
 
 
 class Lan:
@@ -226,6 +263,7 @@ class TestHost:
             self.address = f"{prefix}.2"
         self.key = self.workdir / "id_ed25519"
         self.proc: subprocess.Popen | None = None
+        self._stopping = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------
     def __enter__(self) -> TestHost:
@@ -243,6 +281,7 @@ class TestHost:
         self.stop()
 
     def start(self) -> None:
+        _live.add(self)
         upper, work, merged = (self.workdir / d for d in ("upper", "work", "root"))
         for d in (upper, work, merged):
             d.mkdir()
@@ -305,6 +344,7 @@ class TestHost:
             """]
         self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL,
                                      stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
+        to_background_cpu(self.proc.pid)   # before it forks the host (it mounts first)
         deadline = time.monotonic() + 90
         while True:
             if self.proc.poll() is not None:
@@ -353,6 +393,11 @@ class TestHost:
         return self.workdir / "ssh-master"
 
     def stop(self) -> None:
+        with self._stopping:
+            self._stop()
+        _live.discard(self)
+
+    def _stop(self) -> None:
         if self.control_path.exists():
             run(["ssh", "-o", f"ControlPath={self.control_path}", "-O", "exit", f"root@{self.address}"],
                 check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -80,10 +80,17 @@ LOGS = Path("/var/tmp/appliance-lab-logs")   # the last lab's daemon logs, kept 
 
 def tear_down() -> str:
     import shutil
+
+    from appliance.lab import weed
     shutil.rmtree(LOGS, ignore_errors=True)
     for h in lab_topology.HOSTS:
         if (h.data_dir / "log").is_dir():
             shutil.copytree(h.data_dir / "log", LOGS / h.name)
+    # The lab is thrown away: its SeaweedFS is SIGKILLed first (a clean stop waits the
+    # filers, then the volume servers' -preStopSeconds, ~13 s); `down` removes the rest.
+    for h in lab_topology.HOSTS:
+        for process in weed.processes(h):
+            process.kill()
     proc = lab_command("down")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout

@@ -67,3 +67,12 @@ def test_each_collection_has_its_own_blob_folder():
     assert blob_root("appliance") == BLOB_ROOT == "/appliance/blobs"
     assert blob_root("second") == "/appliance-second/blobs" and blob_root("buckets") == "/appliance-buckets/blobs"
     assert config.load("/dev/null", env={"APPLIANCE_SEAWEEDFS_COLLECTION": "tenant_2-b.x"}).seaweedfs_collection
+
+
+def test_the_upload_backstop_margin_is_a_setting_of_at_least_zero():
+    assert config.load("/dev/null", env={}).upload_backstop_margin_seconds == 10   # the core's backstop as before
+    env = {"APPLIANCE_UPLOAD_BACKSTOP_MARGIN_SECONDS": "0"}
+    assert config.load("/dev/null", env=env).upload_backstop_margin_seconds == 0
+    for bad in ("-1", "ten"):
+        with pytest.raises(ValueError, match="upload_backstop_margin_seconds"):
+            config.load("/dev/null", env={"APPLIANCE_UPLOAD_BACKSTOP_MARGIN_SECONDS": bad})

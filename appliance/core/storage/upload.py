@@ -12,9 +12,10 @@ Limits (settings in appliance/config.py, documented in docs/storage.md):
 - ``disk_free_reserve_bytes`` kept free in the blob store (507): on the
   declared size, then every FREE_CHECK_STEP bytes received (on SeaweedFS its
   free space, and 503 while it cannot take uploads: backends/seaweed.py);
-- a call that sends nothing for ``2 * upload_stall_seconds + 10`` seconds is
-  ended (the gateway cuts stalled clients much sooner and sends keepalives
-  for slow ones; this is the core's own backstop).
+- a call that sends nothing for ``2 * upload_stall_seconds +
+  upload_backstop_margin_seconds`` seconds is ended (the gateway cuts stalled
+  clients much sooner and sends keepalives for slow ones; this is the core's
+  own backstop).
 
 Any failure discards the unfinished blob at once: nothing partial stays.
 The bytes go to the blob store's writer (backends/): a temp file on local
@@ -337,7 +338,7 @@ class Uploads:
                 incoming = _Incoming(writer, ticket, reporter, local)
                 revert.add(incoming.failed)
                 revert.add(writer.settle)
-                watchdog = _Watchdog(2 * stall + 10 if stall > 0 else 0)
+                watchdog = _Watchdog(2 * stall + self.config.upload_backstop_margin_seconds if stall > 0 else 0)
                 revert.add(watchdog.stop)
                 end = await incoming.receive(messages, watchdog)
                 watchdog.stop()
