@@ -116,6 +116,11 @@ def can_run() -> bool:
             and bool((Path(sys.executable).parent / "ansible-playbook").exists() or shutil.which("ansible-playbook")))
 
 
+# A run that takes longer has hung. Generous: beside the rest of the suite the runs get
+# only the CPU it leaves idle (testhost.to_background_cpu); the cluster's first run took
+# 791 s so in a clean-clone run at load ~12, where it takes ~240 s alone.
+PLAYBOOK_TIMEOUT = 2400
+
 # Set when the session ends (background.py): a run not begun yet is not begun, and
 # the runs under way (their processes here) are ended.
 ABANDONED = threading.Event()
@@ -142,7 +147,7 @@ def run_playbook(inventory: Path, *extra: str, label: str) -> PlaybookRun:
     _running.add(proc)
     testhost.to_background_cpu(proc.pid)   # while Ansible still imports, before any fork
     try:
-        proc.wait(timeout=900)
+        proc.wait(timeout=PLAYBOOK_TIMEOUT)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
