@@ -238,7 +238,7 @@ def test_quota_exceeded_is_507_and_stores_nothing(own_appliance, tmp_path, backe
     # ... and in the shared namespace too: the quota is the user's, wherever the files are.
     assert upload(user, "default", "b.bin", os.urandom(500_000)).status_code == 507
     # (a refused upload's blob, if the filer stored it, is removed in the background)
-    assert wait_for(lambda: blobs(app) == before, 5) and temp_files_of(app) == []
+    assert wait_for(lambda: blobs(app) == before, 20) and temp_files_of(app) == []
     assert [f["name"] for f in user.get("/storage/files", params={"namespace": "mine"}).json()] == ["a.bin"]
     assert user.get("/storage/status").json()["quota_used_bytes"] == 600_000
     # Replacing one's own file counts only the difference; other users have their own quota.
