@@ -37,6 +37,10 @@ DOWNLOAD_TOKEN_SECONDS = 3600
 # reading it (on disk an open fd keeps the old bytes; a filer read has no fd).
 # Gone before that if the core stops: then the sweep takes it (no row names it).
 REPLACED_GRACE_SECONDS = 60.0
+# A PUT a failed call gave up on (aborted here, or the gateway's own) may still be
+# finishing at the filer after the first DELETE (seen under load: the blob stayed
+# until the sweep): a discarded blob is deleted once more after this.
+LATE_DELETE_SECONDS = 3.0
 
 
 def unavailable(e: FilerError, what: str) -> StoreUnavailable:
@@ -132,10 +136,11 @@ class SeaweedWriter:
     def discard(self) -> None:
         """Undo, without awaiting (a cancelled call may not get to): an
         unfinished PUT stores nothing; a finished one (or the gateway's) is
-        removed in the background, else by the sweep."""
+        removed in the background, again LATE_DELETE_SECONDS later, else by
+        the sweep."""
         if self.upload is not None:
             self.upload.abort()
-        background(self.store.remove([self.blob_id]))
+        background(self.store.remove([self.blob_id], again_after=LATE_DELETE_SECONDS))
 
 
 class SeaweedReader:
@@ -209,12 +214,16 @@ class SeaweedStore:
         self.retiring.update(ids)
         background(later(ids))
 
-    async def remove(self, blob_ids: Iterable[str]) -> None:
-        for blob_id in blob_ids:
+    async def remove(self, blob_ids: Iterable[str], again_after: float = 0.0) -> None:
+        ids = list(blob_ids)
+        for blob_id in ids:
             try:
                 await self.filer.delete(blob_id)
             except FilerError as e:
                 log.warning("could not remove blob %s (the sweep will): %s", blob_id, e)
+        if again_after:
+            await asyncio.sleep(again_after)
+            await self.remove(ids)
 
     def recover(self, live: set[str]) -> None:
         """Nothing to do before serving: the sweep runs in the background from the start."""
