@@ -50,7 +50,7 @@ def ensure_libvirtd(timeout: float = 20.0) -> None:
         if not VIRTLOGD_SOCKET.exists() or procs.pid_from_file(Path("/run/virtlogd.pid")) is None:
             _run(["virtlogd", "-d"])
         if libvirtd_pid() is None:
-            _ensure_qemu_user()
+            ensure_qemu_user()
             _start_libvirtd()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -110,7 +110,7 @@ def _start_libvirtd() -> None:
     _run(cmd)
 
 
-def _ensure_qemu_user() -> None:
+def ensure_qemu_user() -> None:
     """libvirtd refuses to start at all when its QEMU driver module is installed
     (a Recommends of libvirt-daemon) but the ``libvirt-qemu`` user that
     libvirt-daemon-system would create is missing. Create that system user."""

@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from appliance.host import libvirtd as host_libvirtd
 from appliance.lab.topology import LabHost
 
 LIBVIRT_DIRS = ("/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt", "/etc/libvirt")
@@ -81,6 +82,7 @@ def prepare_dirs(h: LabHost) -> None:
 
 def start_holder(h: LabHost, log: Path) -> int:
     prepare_dirs(h)
+    host_libvirtd.ensure_qemu_user()   # on a machine where `appliance up` never ran, libvirtd exits without it
     script = holder_script(h, cgroup_v1_controllers())
     with open(log, "ab") as out:
         proc = subprocess.Popen(["ip", "netns", "exec", h.netns, "unshare", "-m", "--propagation", "slave",

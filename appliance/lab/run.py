@@ -13,6 +13,8 @@ from pathlib import Path
 
 from appliance import config as config_mod
 from appliance import gatewaykeys, supervise
+from appliance.core.compute import hostprep
+from appliance.host import image
 from appliance.lab import certs, hostns, netns, pg, weed
 from appliance.lab.hostns import appliance
 from appliance.lab.topology import (
@@ -79,6 +81,11 @@ def up() -> int:
         return 1
     started = time.monotonic()
     password = os.environ.get("APPLIANCE_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+    try:   # here, where the mirror is reachable: the hosts' namespaces cannot build it, they share it
+        image.ensure_image(config_mod.Config().image_dir)
+    except (OSError, image.ImageBuildError) as e:
+        print(f"lab: the guest image could not be built: {e}", file=sys.stderr)
+        return 1
     LAB_DIR.mkdir(parents=True, exist_ok=True)
     os.chmod(LAB_DIR, 0o755)   # the postgres user reaches its directory through it
     STATE.write_text(json.dumps({"started": time.time()}))
@@ -119,7 +126,8 @@ def up() -> int:
 
 
 def _check(h: LabHost, result: subprocess.CompletedProcess) -> None:
-    if result.returncode != 0:
+    # `appliance up` goes on without compute when the host cannot run guests; a lab host must
+    if result.returncode != 0 or hostprep.FAILED in result.stderr:
         raise LabError(f"{h.name}: appliance up failed:\n{result.stdout}{result.stderr}")
 
 

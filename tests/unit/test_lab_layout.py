@@ -1,5 +1,9 @@
 """`make lab`'s plan, checked without building it (tests/lab builds it): the
 cgroup controllers its hosts remount, the holder script, each host's settings."""
+import subprocess
+
+import pytest
+
 from appliance.lab import hostns, run, topology
 
 MOUNTS = """tmpfs /sys/fs/cgroup tmpfs rw,relatime,mode=755 0 0
@@ -37,3 +41,13 @@ def test_each_host_has_its_own_addresses_subnet_and_data_and_shares_the_database
     assert (b["http_host"], b["guest_subnet"], b["cluster_listen"]) == ("10.231.0.2", "10.217.2.0/24",
                                                                         "10.231.0.2:7443")
     assert all(not v["guest_subnet"].startswith("10.217.0.") for v in values)   # the machine's own
+
+
+def test_a_host_that_came_up_without_compute_fails_the_lab():
+    """`appliance up` exits 0 when the host cannot run guests (auth and storage still serve);
+    a lab host must run them, so `make lab` stops there with the reason."""
+    fine = subprocess.CompletedProcess([], 0, "up\n", "")
+    run._check(topology.HOSTS[0], fine)
+    crippled = subprocess.CompletedProcess([], 0, "up\n", "compute: host preparation failed: guest image missing\n")
+    with pytest.raises(run.LabError, match="guest image missing"):
+        run._check(topology.HOSTS[0], crippled)

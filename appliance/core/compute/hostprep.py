@@ -26,6 +26,7 @@ from appliance.drivers.factory import make_driver
 from appliance.host import libvirtd
 
 VIRTLOGD_PIDFILE = Path("/run/virtlogd.pid")
+FAILED = "compute: host preparation failed"
 
 
 def _started_by_up(cfg) -> Path:
@@ -44,7 +45,7 @@ def prepare(cfg) -> None:
             cfg.run_dir.mkdir(parents=True, exist_ok=True)
             _started_by_up(cfg).write_text(f"{libvirtd.libvirtd_pid()} {procs.pid_from_file(VIRTLOGD_PIDFILE) or ''}\n")
     except Exception as e:  # noqa: BLE001 - everything else must still come up
-        print(f"compute: host preparation failed: {e}\n"
+        print(f"{FAILED}: {e}\n"
               "compute: containers cannot start until this is fixed; auth and storage run anyway",
               file=sys.stderr)
 
