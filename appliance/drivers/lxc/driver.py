@@ -181,8 +181,7 @@ class LxcDriver(GuestDriver):
                 network.add_guest_port(self.bridge, veth, network.mac_for_ip(spec.ip), spec.ip)
                 revert.add(self._remove_cgroups, spec.id)   # once the domain is gone
                 revert.add(self._stop_guest_domain, spec.id)
-                dom = self._connection().createXML(xml, 0)
-                libvirt_domain.wait_for_init(dom)
+                dom = libvirt_domain.create(self._connection(), xml)
                 self._limit_tcp(spec)      # before the init gate opens (in _limit_pids)
                 ucounts.limit_process(self.init_pid(spec.id), self.rlimits)
                 self._limit_pids(spec, dom)
