@@ -36,6 +36,18 @@ log = logging.getLogger("appliance.http.files")  # one logger for file transfers
 
 LOCAL_READ_CHUNK = 1024 * 1024
 
+# Fetch Metadata (w3.org/TR/fetch-metadata): a page of this very origin (the dashboard's)
+# loading a stored file as code. The dashboard never does; a tag injected into it would,
+# and its CSP (script-src 'self') admits this origin's files. Other sites' pages, which
+# run what they load in their own origin, may still use a public file as a script.
+CODE_DESTINATIONS = frozenset({"script", "style", "worker", "sharedworker", "serviceworker",
+                               "audioworklet", "paintworklet", "xslt"})
+LOADED_AS_CODE = "a page of this site may not load a stored file as a script or style; open or download it instead"
+
+
+def loaded_as_code(headers) -> bool:
+    return headers.get("Sec-Fetch-Site") == "same-origin" and headers.get("Sec-Fetch-Dest") in CODE_DESTINATIONS
+
 
 def _disposition(kind: str, name: str) -> str:
     fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
@@ -61,6 +73,8 @@ class DownloadHandler(GatewayHandler):
         return request
 
     async def get(self, **path_kwargs) -> None:
+        if loaded_as_code(self.request.headers):
+            return self.send_json_error(403, LOADED_AS_CODE)
         try:
             request = self._request(path_kwargs)
         except AppError as e:

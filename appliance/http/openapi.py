@@ -233,6 +233,8 @@ def _download(route, op: dict) -> None:
                               "headers": dict(_DOWNLOAD_HEADERS)}
     op["responses"]["416"] = {"description": "Range not satisfiable.", "content": _json(_error_ref()), "headers": {
         "Content-Range": _header("`bytes */<size>`.", required=False)}}
+    op["description"] += (" A page of this origin loading the file as a script, style, worker or worklet"
+                           " (`Sec-Fetch-Site: same-origin` with such a `Sec-Fetch-Dest`) gets 403.")
 
 
 def _error_ref() -> dict:

@@ -40,6 +40,33 @@ def test_uploaded_html_and_svg_cannot_read_the_session(appliance, make_user, bro
         not_pwned(browser)
 
 
+def test_a_tag_injected_into_the_dashboard_cannot_run_a_stored_script(appliance, make_user, browser):
+    """Were a tag ever injected into the dashboard, its CSP (script-src 'self') would admit a
+    script a tenant stored on this origin: the gateway refuses a stored file to this
+    origin's pages as a script, worker or style (Fetch Metadata), so none runs or applies."""
+    tenant = make_user()
+    ns = f"code-{tenant.user_id[:8]}"
+    assert tenant.post("/storage/namespaces", json={"name": ns, "visibility": 2}).status_code == 200
+    for name, body in (("steal.js", STEAL[8:-9]), ("steal.css", "body { display: none !important }")):
+        assert tenant.put(f"/storage/{ns}/{name}", data=body.encode()).status_code == 200
+    sign_in(browser, appliance.url, tenant.info["username"], tenant.password)
+    outcome = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1], ns = arguments[0], seen = {};"
+        "const settle = (k, v) => { seen[k] = v; if (Object.keys(seen).length === 3) done(seen); };"
+        "const s = document.createElement('script'); s.src = `/storage/${ns}/steal.js`;"
+        "s.onload = () => settle('script', 'ran'); s.onerror = () => settle('script', 'refused');"
+        "const l = document.createElement('link'); l.rel = 'stylesheet'; l.href = `/storage/${ns}/steal.css`;"
+        "l.onload = () => settle('style', 'applied'); l.onerror = () => settle('style', 'refused');"
+        "document.head.append(s, l);"
+        "try { new Worker(`/storage/${ns}/steal.js`).onerror = () => settle('worker', 'refused'); }"
+        "catch (e) { settle('worker', 'refused: ' + e.name); }", ns)
+    assert outcome == {"script": "refused", "style": "refused", "worker": "refused"}, outcome
+    not_pwned(browser)
+    assert browser.execute_script("return getComputedStyle(document.body).display") != "none"
+    # the same files still open and download for a person
+    assert requests.get(f"{appliance.url}/storage/{ns}/steal.js", timeout=10).text == STEAL[8:-9]
+
+
 def test_sign_in_next_stays_on_this_origin(appliance, browser):
     # '/\\evil.example/' passed the old check (one leading '/') and is another host
     for next_ in ("/\\evil.example/", "https://evil.example/"):

@@ -12,6 +12,7 @@ import requests
 import websocket
 
 from appliance.http.dashboard import CSP, DIST
+from appliance.http.downloads import LOADED_AS_CODE
 
 HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 
@@ -77,6 +78,25 @@ def test_browser_content_is_never_taken_over(appliance, user, index):
     assert page(appliance.url + "/sse/health").status_code == 401
     assert not is_page(page(appliance.url + "/compute/containers/abc123/logs"))   # the container log's stream
     user.delete("/storage/delete", params={"namespace": "default", "name": "hello.txt"})
+
+
+def test_this_sites_pages_cannot_load_a_stored_file_as_code(appliance, user, index):
+    """The dashboard's CSP admits this origin's scripts and styles, stored files
+    included: a tag injected into it loading one gets a 403 (Fetch Metadata), while
+    the same file still opens, downloads, shows as an image, and other sites'
+    pages may still use it as a script."""
+    assert user.put("/storage/default/evil.js", data=b"window.__evil = 1").status_code == 200
+    for path in ("/storage/default/evil.js", "/storage/download/default/evil.js"):
+        for dest in ("script", "style", "worker", "serviceworker"):
+            r = user.get(path, headers={"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Dest": dest})
+            assert r.status_code == 403, (path, dest, r.status_code)
+            assert r.json() == {"error": LOADED_AS_CODE}
+        for site, dest in (("same-origin", "document"), ("same-origin", "empty"), ("same-origin", "image"),
+                           ("cross-site", "script"), ("same-site", "script"), ("none", "document")):
+            r = user.get(path, headers={"Sec-Fetch-Site": site, "Sec-Fetch-Dest": dest})
+            assert r.status_code == 200 and r.content == b"window.__evil = 1", (path, site, dest)
+        assert user.get(path).content == b"window.__evil = 1"   # no Fetch Metadata: an API client
+    user.delete("/storage/delete", params={"namespace": "default", "name": "evil.js"})
 
 
 def test_websocket_handshakes_are_not_pages(appliance, user, index):
