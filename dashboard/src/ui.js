@@ -66,3 +66,14 @@ export function tableWrap(tableEl) {
   scrolls.observe(wrap);
   return wrap;
 }
+
+// For a list drawn from a fetch that may be asked for again before it answers: each call
+// of the returned function starts a turn and gives a check, true while no later turn began
+// (so a slower, older answer is not drawn over a newer one).
+export function turns() {
+  let latest = 0;
+  return () => {
+    const mine = ++latest;
+    return () => mine === latest;
+  };
+}

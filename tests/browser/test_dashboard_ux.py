@@ -2,13 +2,16 @@
 real appliance (no guests, no lock): a phone-width window in the light and the dark
 theme (no page scrolls sideways, the theme follows the system), every action's
 progress then its outcome in the status line, keyboard only through a confirmation,
-files uploaded by the button (several at once), a key added from its file, and the
-copy buttons' clipboard."""
+files uploaded by the button (several at once, and one of 1 GiB streamed from disk), a
+key added from its file, and the copy buttons' clipboard."""
 from __future__ import annotations
 
+import hashlib
 import itertools
+import os
 import re
 import time
+from pathlib import Path
 
 import pytest
 from browser_support import (
@@ -208,6 +211,67 @@ def test_upload_several_by_button_and_key_from_file(appliance, browser, person, 
     wait_text(b, "#keys", "workstation")
     (key,) = client.get("/compute/ssh-keys").json()["ssh_keys"]
     assert key["name"] == "workstation" and key["fingerprint"] in text_of(b, "#keys")
+
+
+def browser_rss(b) -> int:
+    """Bytes of resident memory of Chromium: every process under chromedriver."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0, list(children.get(b.service.process.pid, []))
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            pass
+    return total
+
+
+def test_a_1_gib_file_uploads_without_the_browser_holding_it(appliance, browser, person, tmp_path):
+    """The page hands XMLHttpRequest the picked File, which Chromium reads from disk as it
+    sends: its memory grows by a small part of the file, and the stored bytes are the file's."""
+    b = browser
+    ns, client = person["ns"], person["client"]
+    big, digest = tmp_path / "one-gib.bin", hashlib.sha256()
+    block = os.urandom(1 << 20)
+    with open(big, "wb") as f:
+        for i in range(1024):   # 1 GiB, every MiB different
+            chunk = i.to_bytes(4, "big") + block[4:]
+            f.write(chunk)
+            digest.update(chunk)
+    try:
+        b.get(f"{appliance.url}/storage/files?namespace={ns}")
+        find(b, "#drop-zone")
+        before = peak = browser_rss(b)
+        started = time.monotonic()
+        b.find_element(By.ID, "file-input").send_keys(str(big))
+        while "1 of 1 uploaded." not in text_of(b, "#status") and time.monotonic() - started < 600:
+            peak = max(peak, browser_rss(b))
+            time.sleep(0.2)
+        took = time.monotonic() - started
+        wait_text(b, "#status", "1 of 1 uploaded.", 1)
+        grew = peak - before
+        print(f"1 GiB uploaded by the button in {took:.1f} s; Chromium's memory {before >> 20} MiB, "
+              f"at most {peak >> 20} MiB while sending (+{grew >> 20} MiB)")
+        assert grew < 256 << 20, f"Chromium grew by {grew >> 20} MiB sending a 1 GiB file"
+        wait_text(b, "#files tr[data-name='one-gib.bin']", "1.0 GB")
+        stored, got = hashlib.sha256(), 0
+        with client.get(f"/storage/{ns}/one-gib.bin", stream=True) as r:
+            assert r.status_code == 200, r.text
+            for piece in r.iter_content(1 << 20):
+                stored.update(piece)
+                got += len(piece)
+        assert (got, stored.hexdigest()) == (1 << 30, digest.hexdigest())
+    finally:
+        big.unlink()
+        client.delete(f"/storage/{ns}/one-gib.bin")
 
 
 def clipboard(b) -> str:

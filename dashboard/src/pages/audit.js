@@ -1,14 +1,15 @@
 // Audit: everyone's audit trail (GET /admin/audit, docs/accounts.md "Audit trail"),
 // newest first; filters (event, user, since/until) and pages by `next_before`.
 import { get } from '../api.js';
+import { eventCell, eventSelect } from '../audit_events.js';
 import { field, h, humanDate, replace } from '../dom.js';
-import { table } from '../ui.js';
+import { table, turns } from '../ui.js';
 
 const seconds = (input) => (input.value ? String(Math.floor(new Date(input.value).getTime() / 1000)) : '');
 
 export default async function auditPage(main) {
   document.title = 'Audit · Appliance';
-  const event = h('input', { name: 'event', placeholder: 'any, e.g. login', autocomplete: 'off' });
+  const event = eventSelect('audit-event', '', 'any');
   const user = h('select', { name: 'user' }, h('option', { value: '' }, 'anyone'));
   const since = h('input', { name: 'since', type: 'datetime-local', step: 1 });
   const until = h('input', { name: 'until', type: 'datetime-local', step: 1 });
@@ -24,23 +25,28 @@ export default async function auditPage(main) {
   let pages = [undefined]; // the `before` of each page shown so far; the last is this one
   let next = null;
   const names = new Map();
+  const turn = turns();
   const draw = async () => {
+    const current = turn();
     const query = new URLSearchParams({ limit: size.value });
-    for (const [k, v] of [['event', event.value.trim()], ['user', user.value], ['since', seconds(since)], ['until', seconds(until)],
+    for (const [k, v] of [['event', event.value], ['user', user.value], ['since', seconds(since)], ['until', seconds(until)],
       ['before', pages[pages.length - 1] ?? '']]) if (v) query.set(k, v);
     newer.disabled = true;
     older.disabled = true;
     try {
       const r = await get(`/admin/audit?${query}`);
+      if (!current()) return;
       next = r.next_before ?? null;
-      replace(box, table(['When', 'Event', 'Outcome', 'By', 'About', 'Target', 'Address'], r.events.map((e) => h('tr', { 'data-id': e.id },
-        h('td', {}, humanDate(e.at)), h('td', {}, e.event), h('td', { class: `outcome-${e.outcome}` }, e.outcome),
+      replace(box, table(['When', 'Event', 'Outcome', 'By', 'About', 'Target', 'Address'], r.events.map((e) => h('tr', { 'data-id': e.id, 'data-event': e.event },
+        h('td', {}, humanDate(e.at)), eventCell(e), h('td', { class: `outcome-${e.outcome}` }, e.outcome),
         h('td', {}, e.actor || '—'), h('td', {}, names.get(e.user_id) || e.user_id || '—'), h('td', {}, e.target || '—'),
         h('td', {}, e.address || '—'))), 'No events.'));
       where.textContent = `Page ${pages.length}${next === null ? ' (the last)' : ''}`;
       newer.disabled = pages.length === 1;
       older.disabled = next === null;
-    } catch (error) { replace(box, h('p', { class: 'error' }, error.message)); where.textContent = ''; }
+    } catch (error) {
+      if (current()) { replace(box, h('p', { class: 'error' }, error.message)); where.textContent = ''; }
+    }
   };
   form.addEventListener('submit', (e) => { e.preventDefault(); pages = [undefined]; draw(); });
   older.addEventListener('click', () => { pages.push(next); draw(); });

@@ -1,7 +1,7 @@
 import { del, get } from '../api.js';
 import { copyText, h, humanBytes, humanDate, replace } from '../dom.js';
 import { uploadFile } from '../upload.js';
-import { act, confirmDialog, say, sayError, table } from '../ui.js';
+import { act, confirmDialog, say, sayError, table, turns } from '../ui.js';
 
 const fileUrl = (ns, name) => `/storage/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`;
 
@@ -21,9 +21,12 @@ export default async function filesPage(main) {
   replace(main, h('h1', { tabindex: '-1' }, `Files in ${namespace}`),
     h('p', {}, h('a', { href: '/storage/namespaces', 'data-page': '' }, '← All namespaces')), drop, uploads, list);
 
+  const turn = turns();
   const draw = async () => {
+    const current = turn();
     let files = [];
     try { files = await get(`/storage/files?namespace=${encodeURIComponent(namespace)}`); } catch (error) { sayError(error); }
+    if (!current()) return;   // uploads ended again meanwhile: that draw shows the newer list
     replace(list, table(['Name', 'Size', 'Modified', 'Actions'], files.map((f) => {
       const url = fileUrl(namespace, f.name);
       const copy = h('button', { type: 'button', class: 'secondary', 'aria-label': `Copy link to ${f.name}`,
