@@ -4,7 +4,7 @@ A playbook run is Ansible's own work (about one core for minutes) that waits on
 nothing else: so the cluster's runs (clusterrun.build_cluster) and the single
 host's (conftest.converge) run in threads beside the rest of the suite, and the
 two modules that judge them run last (conftest.pytest_collection_modifyitems),
-their fixtures taking the finished results (JOBS.take).
+their fixtures taking the finished results (JOBS.taken).
 
 Begun only when the session runs those modules, as root, with the tools. The
 hosts boot before the first test runs (JOBS.wait_up), so no test sees links or
@@ -15,6 +15,7 @@ stops every host still up (JOBS.end).
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -72,6 +73,15 @@ class Jobs:
             return future.result(JOB_TIMEOUT)
         except FutureTimeout:
             raise TimeoutError(f"the install tests' {name!r} setup was not done after {JOB_TIMEOUT} s") from None
+
+    @contextlib.contextmanager
+    def taken(self, name: str, job: Job):
+        """take() for a module's fixture: the result, closed (its hosts stopped) after the module."""
+        result = self.take(name, job)
+        try:
+            yield result
+        finally:
+            result.close()
 
     def end(self) -> None:
         """Session over: end the playbook runs under way (a job then stops at its next step

@@ -123,8 +123,5 @@ def build_cluster(up: threading.Event) -> Cluster:
 @pytest.fixture(scope="module")
 def cluster():
     need_root_and_tools()
-    result = JOBS.take("cluster", build_cluster)
-    try:
+    with JOBS.taken("cluster", build_cluster) as result:
         yield result
-    finally:
-        result.close()

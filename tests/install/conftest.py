@@ -187,8 +187,5 @@ JOB_FIXTURES = {"cluster": build_cluster, "converged": converge}
 @pytest.fixture(scope="module")
 def converged():
     need_root_and_tools()
-    result = JOBS.take("converged", converge)
-    try:
+    with JOBS.taken("converged", converge) as result:
         yield result
-    finally:
-        result.close()

@@ -96,8 +96,15 @@ def join(config: Config) -> Host:
 
 
 def beat(config: Config, now: float) -> None:
-    """Record this host's heartbeat (its row written again if it went missing)."""
-    if Host.update(heartbeat_at=now).where(Host.name == config.node_name).execute() == 0:
+    """Record this host's heartbeat (its row written again if it went missing).
+    On PostgreSQL without waiting for the WAL flush: the next beat replaces a lost
+    one, and the core's loop waits for this write (a flush under disk load took
+    seconds, delaying its requests and its view of the other hosts)."""
+    with database.atomic():
+        if isinstance(database.obj, pw.PostgresqlDatabase):
+            database.execute_sql("SET LOCAL synchronous_commit TO OFF")
+        written = Host.update(heartbeat_at=now).where(Host.name == config.node_name).execute()
+    if written == 0:
         join(config)
 
 

@@ -140,7 +140,7 @@ class SeaweedWriter:
         the sweep."""
         if self.upload is not None:
             self.upload.abort()
-        background(self.store.remove([self.blob_id], again_after=LATE_DELETE_SECONDS))
+        background(self.store.remove([self.blob_id], at=(0.0, LATE_DELETE_SECONDS)))
 
 
 class SeaweedReader:
@@ -206,24 +206,25 @@ class SeaweedStore:
         """Blobs an overwrite replaced: removed after REPLACED_GRACE_SECONDS, in the background."""
         async def later(ids: list[str]) -> None:
             try:
-                await asyncio.sleep(REPLACED_GRACE_SECONDS)
-                await self.remove(ids)
+                await self.remove(ids, at=(REPLACED_GRACE_SECONDS,))
             finally:
                 self.retiring.difference_update(ids)
         ids = list(blob_ids)
         self.retiring.update(ids)
         background(later(ids))
 
-    async def remove(self, blob_ids: Iterable[str], again_after: float = 0.0) -> None:
-        ids = list(blob_ids)
-        for blob_id in ids:
-            try:
-                await self.filer.delete(blob_id)
-            except FilerError as e:
-                log.warning("could not remove blob %s (the sweep will): %s", blob_id, e)
-        if again_after:
-            await asyncio.sleep(again_after)
-            await self.remove(ids)
+    async def remove(self, blob_ids: Iterable[str], at: tuple[float, ...] = (0.0,)) -> None:
+        """Delete the blobs at each of ``at`` (seconds from now, rising)."""
+        ids, slept = list(blob_ids), 0.0
+        for when in at:
+            if when > slept:
+                await asyncio.sleep(when - slept)
+                slept = when
+            for blob_id in ids:
+                try:
+                    await self.filer.delete(blob_id)
+                except FilerError as e:
+                    log.warning("could not remove blob %s (the sweep will): %s", blob_id, e)
 
     def recover(self, live: set[str]) -> None:
         """Nothing to do before serving: the sweep runs in the background from the start."""
