@@ -12,15 +12,17 @@ content (downloads and direct file links, event streams, ``/healthz``,
 Assets have content hashes in their names (``app-3F2A.js``): cached for a year
 as immutable; ``index.html`` is never cached, so a new build is picked up on
 the next load. Every answer carries a Content-Security-Policy that allows only
-this origin's scripts, styles and connections (ws/wss included: CSP's
-``'self'`` covers the same origin's WebSockets in current browsers), plus
-inline styles (xterm.js, below).
+this origin's styles and connections (ws/wss included: CSP's ``'self'`` covers
+the same origin's WebSockets in current browsers), plus inline styles
+(xterm.js, below); and on the page only its own scripts, by a nonce new on
+each load (``page_with_nonce``), and what they import.
 """
 from __future__ import annotations
 
 import json
 import mimetypes
 import re
+import secrets
 from pathlib import Path
 
 from tornado.routing import Matcher
@@ -37,6 +39,20 @@ ASSET_PREFIX = "/dashboard/assets/"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
        "frame-ancestors 'none'; form-action 'self'")
+# The page itself: its scripts by a nonce new on every load, and what they import
+# ('strict-dynamic'), so 'self' no longer admits any script of this origin, a tenant's
+# stored /storage/<ns>/x.js among them ('self' stays for browsers older than
+# 'strict-dynamic', which ignore the rest; browsers that know it ignore 'self').
+PAGE_SCRIPT_SRC = "script-src 'nonce-{nonce}' 'strict-dynamic' 'self'"
+
+
+def page_with_nonce(page: bytes) -> tuple[bytes, str]:
+    """index.html with a fresh nonce on its script and module preloads, and its CSP."""
+    nonce = secrets.token_urlsafe(18)
+    tag = f'nonce="{nonce}" '.encode()
+    page = page.replace(b"<script ", b"<script " + tag).replace(
+        b'<link rel="modulepreload" ', b'<link rel="modulepreload" ' + tag)
+    return page, CSP.replace("script-src 'self'", PAGE_SCRIPT_SRC.format(nonce=nonce))
 _NOT_BUILT = ("the dashboard's assets are not built: run `make venv` "
               "(or `npm ci && npm run build` in dashboard/)")
 
@@ -86,6 +102,8 @@ class DashboardPage(RequestIds):
             self.set_header("Content-Type", "application/json")
             self.finish(json.dumps({"error": _NOT_BUILT}))
             return
+        page, csp = page_with_nonce(page)
+        self.set_header("Content-Security-Policy", csp)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(page)
 

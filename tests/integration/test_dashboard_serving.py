@@ -26,6 +26,10 @@ def is_page(r: requests.Response) -> bool:
         '<div id="app">' in r.text
 
 
+def index_nonce(text: str) -> str:
+    return re.search(r'<script nonce="([^"]+)"', text)[1]
+
+
 @pytest.fixture(scope="module")
 def index(appliance) -> str:
     assert (DIST / "index.html").is_file(), "the dashboard is not built: make venv"
@@ -41,9 +45,13 @@ def index(appliance) -> str:
 def test_navigations_get_the_page(appliance, index, path):
     r = page(appliance.url + path)
     assert is_page(r), (r.status_code, r.text[:200])
-    assert r.text == index
+    nonce = re.search(r'<script nonce="([A-Za-z0-9_-]{24})" type="module"', r.text)[1]
+    assert r.text == index.replace(index_nonce(index), nonce)
     assert r.headers["Cache-Control"] == "no-cache"
-    assert r.headers["Content-Security-Policy"] == CSP
+    # scripts by this load's nonce and what they import, not any script of this origin
+    assert r.headers["Content-Security-Policy"] == CSP.replace(
+        "script-src 'self'", f"script-src 'nonce-{nonce}' 'strict-dynamic' 'self'")
+    assert index_nonce(page(appliance.url + path).text) != nonce   # new on every load
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert r.headers["X-Request-Id"]
     head = requests.head(appliance.url + path, headers=HTML, timeout=10)
@@ -87,7 +95,7 @@ def test_this_sites_pages_cannot_load_a_stored_file_as_code(appliance, user, ind
     pages may still use it as a script."""
     assert user.put("/storage/default/evil.js", data=b"window.__evil = 1").status_code == 200
     for path in ("/storage/default/evil.js", "/storage/download/default/evil.js"):
-        for dest in ("script", "style", "worker", "serviceworker"):
+        for dest in ("script", "style", "worker", "serviceworker", "manifest"):
             r = user.get(path, headers={"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Dest": dest})
             assert r.status_code == 403, (path, dest, r.status_code)
             assert r.json() == {"error": LOADED_AS_CODE}
