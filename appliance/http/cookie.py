@@ -21,7 +21,12 @@ cross-site request forgery credential:
   a guest's page on ``<id>.<compute_domain>`` (by default a subdomain of
   ``public_host``) is sent the cookie too. So the cookie is set, cleared or
   spent on a change (Logout) only for a request whose ``Origin`` is absent or
-  one of the public origins (``from_own_origin``).
+  one of the public origins (``from_own_origin``); and a request a page of
+  another origin makes for a resource (``Sec-Fetch-Site`` same-site or
+  cross-site, ``Sec-Fetch-Mode`` not navigate: a guest's ``<script src>`` or
+  ``<img src>`` of a user's private file) gets no credential from it
+  (``loaded_by_another_origin``): the file would run or be measured in that
+  page's origin. Navigations (a link followed) still carry it.
 """
 from __future__ import annotations
 
@@ -52,10 +57,21 @@ def from_own_origin(handler) -> bool:
     return origin_allowed(handler.request.headers.get("Origin"), public_origins(handler.config))
 
 
+def loaded_by_another_origin(headers) -> bool:
+    """Fetch Metadata: a page of another origin of this site (a guest's) or of another
+    site loading the URL as a resource (a script, image, style, fetch), not navigating
+    to it. Such a load is sent the cookie (SameSite=Strict stops other sites only) and
+    could run or measure the user's private file in that page's origin."""
+    return (headers.get("Sec-Fetch-Site") in ("same-site", "cross-site")
+            and headers.get("Sec-Fetch-Mode", "navigate") != "navigate")
+
+
 def cookie_usable(handler) -> bool:
-    """cookie_allowed, and for a change (Logout) only from this gateway's own pages."""
+    """cookie_allowed; for a change (Logout) only from this gateway's own pages, and
+    never for another origin's page loading a resource."""
     verb = handler.request.method
-    return cookie_allowed(handler.route.method, verb) and (verb in ("GET", "HEAD") or from_own_origin(handler))
+    return (cookie_allowed(handler.route.method, verb) and (verb in ("GET", "HEAD") or from_own_origin(handler))
+            and not loaded_by_another_origin(handler.request.headers))
 
 
 def cookie_secure(handler) -> bool:

@@ -40,8 +40,13 @@ LOCAL_READ_CHUNK = 1024 * 1024
 # loading a stored file as code. The dashboard never does; a tag injected into it would,
 # and its CSP (script-src 'self') admits this origin's files. Other sites' pages, which
 # run what they load in their own origin, may still use a public file as a script.
-CODE_DESTINATIONS = frozenset({"script", "style", "worker", "sharedworker", "serviceworker",
-                               "audioworklet", "paintworklet", "xslt"})
+# (manifest: not code, but it would name, brand and start the "installed" dashboard.)
+CODE_DESTINATIONS = frozenset({"script", "style", "worker", "sharedworker", "serviceworker", "audioworklet",
+                               "paintworklet", "sharedstorageworklet", "xslt", "manifest"})
+# The answer depends on them: a cache must not hand a response fetched as one kind of
+# load (a prefetch: Sec-Fetch-Dest empty) to another (a script), as Chromium does for a
+# prefetched response used within 5 minutes, no-cache or not.
+VARY = "Sec-Fetch-Dest, Sec-Fetch-Site, Sec-Fetch-Mode"
 LOADED_AS_CODE = "a page of this site may not load a stored file as a script or style; open or download it instead"
 
 
@@ -118,6 +123,7 @@ class DownloadHandler(GatewayHandler):
 
     def _response_headers(self, meta) -> int:
         attachment = self.route.method.descriptor.name == "Download"
+        self.set_header("Vary", VARY)
         self.set_header("ETag", meta.etag)
         self.set_header("Last-Modified", email.utils.formatdate(meta.modified_at, usegmt=True))
         self.set_header("Accept-Ranges", "bytes")

@@ -102,6 +102,33 @@ def test_cookie_alone_opens_sse_logs_and_downloads_a_private_file(app, world):
         assert head.status_code == 200 and head.headers["Content-Length"] == "21"
 
 
+def test_another_origins_page_loading_a_private_file_gets_nothing_from_the_cookie(app, world):
+    """A guest's page (same site, so sent the cookie) loading a user's private file as a
+    script or image would run or measure it in its own origin: the cookie is no credential
+    for another origin's resource load, only for a navigation (a link followed)."""
+    cookie, _ = login(app)
+    jar = {SESSION_COOKIE: cookie}
+    ns = world["ns"]
+    for url in (f"/storage/{ns}/secret.txt", f"/storage/download/{ns}/secret.txt"):
+        for site in ("same-site", "cross-site"):
+            for mode, dest in (("no-cors", "script"), ("no-cors", "image"), ("no-cors", "style"), ("cors", "empty")):
+                r = requests.get(app.url + url, cookies=jar, headers={
+                    "Sec-Fetch-Site": site, "Sec-Fetch-Mode": mode, "Sec-Fetch-Dest": dest})
+                assert r.status_code == 401 and b"cookie-download" not in r.content, (url, site, mode, dest)
+            r = requests.get(app.url + url, cookies=jar, headers={
+                "Sec-Fetch-Site": site, "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"})
+            assert r.status_code == 200 and r.content == b"cookie-download-bytes", (url, site)
+        for site, mode, dest in (("same-origin", "no-cors", "image"), ("same-origin", "cors", "empty"),
+                                 ("none", "navigate", "document")):
+            r = requests.get(app.url + url, cookies=jar, headers={
+                "Sec-Fetch-Site": site, "Sec-Fetch-Mode": mode, "Sec-Fetch-Dest": dest})
+            assert r.status_code == 200 and r.content == b"cookie-download-bytes", (url, site, mode)
+            assert r.headers["Vary"] == "Sec-Fetch-Dest, Sec-Fetch-Site, Sec-Fetch-Mode"
+    with requests.get(app.url + "/sse/logs", cookies=jar, stream=True, timeout=10,
+                      headers={"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "cors"}) as sse:
+        assert sse.status_code == 401
+
+
 def test_bad_cookie_on_a_public_download_is_anonymous_not_401(app, world):
     ns = world["ns"] + "-pub"
     stale, _ = login(app)
