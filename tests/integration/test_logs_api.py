@@ -233,7 +233,16 @@ def test_gateways_ship_again_after_the_core_restarts(app, admin):
     time.sleep(0.5)
     app.start("core")  # the other daemons keep running
     fresh = app.admin()
-    events = Events(app.url + "/sse/logs?source=http", {"Authorization": f"Bearer {fresh.token}"})
+    # the gateway worker that takes the stream may not have reconnected yet (a 503 "core
+    # unavailable" within its reconnect backoff, 250 ms at most): open it again until it is served
+    deadline = time.monotonic() + 15
+    while True:
+        events = Events(app.url + "/sse/logs?source=http", {"Authorization": f"Bearer {fresh.token}"})
+        if events.response.status_code != 503 or time.monotonic() > deadline:
+            break
+        events.close()
+        time.sleep(0.2)
+    assert events.response.status_code == 200, events.response.text
     try:
         marker = f"/after-restart-{uuid.uuid4().hex}"
         deadline = time.monotonic() + 15
