@@ -59,11 +59,22 @@ def from_own_origin(handler) -> bool:
 
 def loaded_by_another_origin(headers) -> bool:
     """Fetch Metadata: a page of another origin of this site (a guest's) or of another
-    site loading the URL as a resource (a script, image, style, fetch), not navigating
-    to it. Such a load is sent the cookie (SameSite=Strict stops other sites only) and
-    could run or measure the user's private file in that page's origin."""
-    return (headers.get("Sec-Fetch-Site") in ("same-site", "cross-site")
-            and headers.get("Sec-Fetch-Mode", "navigate") != "navigate")
+    site loading the URL as a resource (a script, image, style, fetch) or into a frame,
+    object or embed: anything but the top-level document a followed link opens. Such a
+    load is sent the cookie (SameSite=Strict stops other sites only) and could run,
+    measure or show the user's private file (or an admin's log stream) in that page.
+    Without Sec-Fetch-* (an API client; a browser over plain HTTP to a name) it cannot
+    tell: cookie_hardening then keeps such pages from using the answer."""
+    if headers.get("Sec-Fetch-Site") not in ("same-site", "cross-site"):
+        return False
+    return not (headers.get("Sec-Fetch-Mode") == "navigate"
+                and headers.get("Sec-Fetch-Dest", "document") == "document")
+
+
+# On an answer whose credential was the cookie: no other origin's page may use it as a
+# resource (CORP, enforced with or without Fetch Metadata) or frame it.
+COOKIE_ANSWER_HEADERS = {"Cross-Origin-Resource-Policy": "same-origin"}
+COOKIE_ANSWER_FRAME_ANCESTORS = "frame-ancestors 'self'"
 
 
 def cookie_usable(handler) -> bool:

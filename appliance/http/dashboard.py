@@ -92,6 +92,11 @@ class DashboardPage(RequestIds):
     def initialize(self, dist: Path) -> None:
         self.dist = dist
 
+    def compute_etag(self) -> None:
+        """None: every load has its own nonce, so no 304 (If-None-Match: * matched
+        one, carrying a new nonce's CSP for a cached body with the old nonce)."""
+        return None
+
     def get(self) -> None:
         _security_headers(self)
         self.set_header("Cache-Control", "no-cache")

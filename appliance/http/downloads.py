@@ -28,6 +28,7 @@ from appliance import metrics
 from appliance.errors import AppError
 from appliance.filer import BLOB_ROOT, Filer, FilerError
 from appliance.http import filer_splice, zerocopy
+from appliance.http.cookie import COOKIE_ANSWER_FRAME_ANCESTORS, COOKIE_ANSWER_HEADERS
 from appliance.http.gateway import GatewayHandler
 from appliance.http.status import rpc_error_reply
 from appliance.v1 import storage_pb2
@@ -134,9 +135,14 @@ class DownloadHandler(GatewayHandler):
         self.set_header("Content-Type", meta.content_type)
         self.set_header("Content-Length", str(length))
         self.set_header("Content-Disposition", _disposition("attachment" if attachment else "inline", meta.name))
+        by_cookie = not meta.public and bool(self.session_cookie())
+        if by_cookie:   # another origin's page (a guest's, sent the cookie) may not use it
+            for key, value in COOKIE_ANSWER_HEADERS.items():
+                self.set_header(key, value)
         if not attachment:
             # User content served inline from the API's origin: no scripts with its privileges.
-            self.set_header("Content-Security-Policy", "sandbox")
+            self.set_header("Content-Security-Policy",
+                            f"sandbox; {COOKIE_ANSWER_FRAME_ANCESTORS}" if by_cookie else "sandbox")
         if meta.partial:
             self.set_header("Content-Range", f"bytes {meta.range_start}-{meta.range_end}/{meta.size}")
             return 206

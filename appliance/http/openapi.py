@@ -223,7 +223,11 @@ def _download(route, op: dict) -> None:
         "Content-Disposition": _header("`inline` or `attachment`, with `filename` and `filename*`."),
     }
     if inline:
-        body_headers["Content-Security-Policy"] = _header("`sandbox`: user content runs no scripts.")
+        body_headers["Content-Security-Policy"] = _header(
+            "`sandbox`: user content runs no scripts (`sandbox; frame-ancestors 'self'` when the session"
+            " cookie was the credential of a private file).")
+    body_headers["Cross-Origin-Resource-Policy"] = _header(
+        "`same-origin` when the session cookie was the credential of a private file.", required=False)
     content = {("*/*" if inline else "application/octet-stream"): {"schema": {"type": "string", "format": "binary"}}}
     op["parameters"].append(_TOKEN_PARAM)
     op["responses"]["200"] = {"description": "The whole file.", "headers": body_headers, "content": content}

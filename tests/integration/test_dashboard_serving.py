@@ -52,6 +52,7 @@ def test_navigations_get_the_page(appliance, index, path):
     assert r.headers["Content-Security-Policy"] == CSP.replace(
         "script-src 'self'", f"script-src 'nonce-{nonce}' 'strict-dynamic' 'self'")
     assert index_nonce(page(appliance.url + path).text) != nonce   # new on every load
+    assert "ETag" not in r.headers and page(appliance.url + path, **{"If-None-Match": "*"}).status_code == 200
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert r.headers["X-Request-Id"]
     head = requests.head(appliance.url + path, headers=HTML, timeout=10)

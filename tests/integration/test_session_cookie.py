@@ -115,6 +115,12 @@ def test_another_origins_page_loading_a_private_file_gets_nothing_from_the_cooki
                 r = requests.get(app.url + url, cookies=jar, headers={
                     "Sec-Fetch-Site": site, "Sec-Fetch-Mode": mode, "Sec-Fetch-Dest": dest})
                 assert r.status_code == 401 and b"cookie-download" not in r.content, (url, site, mode, dest)
+            for dest in ("iframe", "frame", "object", "embed", "fencedframe"):   # shown inside its page
+                r = requests.get(app.url + url, cookies=jar, headers={
+                    "Sec-Fetch-Site": site, "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": dest})
+                assert r.status_code == 401, (url, site, dest)
+            r = requests.get(app.url + url, cookies=jar, headers={"Sec-Fetch-Site": site})   # no mode: refused
+            assert r.status_code == 401, (url, site)
             r = requests.get(app.url + url, cookies=jar, headers={
                 "Sec-Fetch-Site": site, "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"})
             assert r.status_code == 200 and r.content == b"cookie-download-bytes", (url, site)
@@ -127,6 +133,18 @@ def test_another_origins_page_loading_a_private_file_gets_nothing_from_the_cooki
     with requests.get(app.url + "/sse/logs", cookies=jar, stream=True, timeout=10,
                       headers={"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "cors"}) as sse:
         assert sse.status_code == 401
+    # without Fetch Metadata (plain HTTP to a name, or an old browser) the gateway cannot tell
+    # who loads it: the answer a cookie got tells browsers that only this origin may use or frame it
+    inline, attachment = f"/storage/{ns}/secret.txt", f"/storage/download/{ns}/secret.txt"
+    r = requests.get(app.url + inline, cookies=jar)
+    assert r.headers["Cross-Origin-Resource-Policy"] == "same-origin"
+    assert r.headers["Content-Security-Policy"] == "sandbox; frame-ancestors 'self'"
+    assert requests.get(app.url + attachment, cookies=jar).headers["Cross-Origin-Resource-Policy"] == "same-origin"
+    by_token = requests.get(app.url + inline, headers={"Authorization": f"Bearer {cookie}"})
+    assert "Cross-Origin-Resource-Policy" not in by_token.headers
+    assert by_token.headers["Content-Security-Policy"] == "sandbox"
+    public = requests.get(app.url + f"/storage/{ns}-pub/open.txt", cookies=jar)   # anyone's to embed
+    assert public.status_code == 200 and "Cross-Origin-Resource-Policy" not in public.headers
 
 
 def test_bad_cookie_on_a_public_download_is_anonymous_not_401(app, world):
