@@ -22,11 +22,13 @@ cross-site request forgery credential:
   ``public_host``) is sent the cookie too. So the cookie is set, cleared or
   spent on a change (Logout) only for a request whose ``Origin`` is absent or
   one of the public origins (``from_own_origin``); and a request a page of
-  another origin makes for a resource (``Sec-Fetch-Site`` same-site or
-  cross-site, ``Sec-Fetch-Mode`` not navigate: a guest's ``<script src>`` or
-  ``<img src>`` of a user's private file) gets no credential from it
-  (``loaded_by_another_origin``): the file would run or be measured in that
-  page's origin. Navigations (a link followed) still carry it.
+  another origin makes for anything but a top-level document (``Sec-Fetch-Site``
+  same-site or cross-site: a guest's ``<script src>``, ``<img src>`` or
+  ``<iframe>`` of a user's private file) gets no credential from it
+  (``loaded_by_another_origin``): the file would run, be measured or be shown
+  in that page. A link followed still carries it. Where a browser sends no
+  Fetch Metadata, a private file's answer on the cookie carries
+  ``COOKIE_ANSWER_HEADERS`` and ``COOKIE_ANSWER_FRAME_ANCESTORS`` (downloads.py).
 """
 from __future__ import annotations
 
@@ -64,7 +66,8 @@ def loaded_by_another_origin(headers) -> bool:
     load is sent the cookie (SameSite=Strict stops other sites only) and could run,
     measure or show the user's private file (or an admin's log stream) in that page.
     Without Sec-Fetch-* (an API client; a browser over plain HTTP to a name) it cannot
-    tell: cookie_hardening then keeps such pages from using the answer."""
+    tell: COOKIE_ANSWER_HEADERS and COOKIE_ANSWER_FRAME_ANCESTORS on the answer then
+    keep such pages from using or framing it."""
     if headers.get("Sec-Fetch-Site") not in ("same-site", "cross-site"):
         return False
     return not (headers.get("Sec-Fetch-Mode") == "navigate"

@@ -38,15 +38,17 @@ log = logging.getLogger("appliance.http.files")  # one logger for file transfers
 LOCAL_READ_CHUNK = 1024 * 1024
 
 # Fetch Metadata (w3.org/TR/fetch-metadata): a page of this very origin (the dashboard's)
-# loading a stored file as code. The dashboard never does; a tag injected into it would,
-# and its CSP (script-src 'self') admits this origin's files. Other sites' pages, which
-# run what they load in their own origin, may still use a public file as a script.
+# loading a stored file as code. The dashboard never does; an injected tag would, and the
+# page's CSP admits a script its own scripts make ('strict-dynamic'), and any script of
+# this origin in browsers older than that ('self'). Other sites' pages, which run what
+# they load in their own origin, may still use a public file as a script.
 # (manifest: not code, but it would name, brand and start the "installed" dashboard.)
 CODE_DESTINATIONS = frozenset({"script", "style", "worker", "sharedworker", "serviceworker", "audioworklet",
                                "paintworklet", "sharedstorageworklet", "xslt", "manifest"})
 # The answer depends on them: a cache must not hand a response fetched as one kind of
-# load (a prefetch: Sec-Fetch-Dest empty) to another (a script), as Chromium does for a
-# prefetched response used within 5 minutes, no-cache or not.
+# load (a prefetch: Sec-Fetch-Dest empty) to another (a script), as Chromium's source
+# does for a prefetched response used within 5 minutes, no-cache or not (not seen in
+# Debian's Chromium, which refused it without Vary too).
 VARY = "Sec-Fetch-Dest, Sec-Fetch-Site, Sec-Fetch-Mode"
 LOADED_AS_CODE = "a page of this site may not load a stored file as a script or style; open or download it instead"
 
