@@ -59,8 +59,23 @@ def find(driver: WebDriver, css: str, timeout: float = 10):
     return wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, css), timeout, f"no {css}")
 
 
+def read_fresh(driver: WebDriver, css: str, read: Callable, tries: int = 50):
+    """*read* of the element *css* matches now, found again when a page redraws it between
+    the find and the read (the Health page draws its rows anew on every sample)."""
+    for _ in range(tries - 1):
+        try:
+            return read(driver.find_element(By.CSS_SELECTOR, css))
+        except StaleElementReferenceException:
+            time.sleep(0.02)
+    return read(driver.find_element(By.CSS_SELECTOR, css))
+
+
 def text_of(driver: WebDriver, css: str) -> str:
-    return driver.find_element(By.CSS_SELECTOR, css).text
+    return read_fresh(driver, css, lambda e: e.text)
+
+
+def attribute_of(driver: WebDriver, css: str, name: str) -> str | None:
+    return read_fresh(driver, css, lambda e: e.get_attribute(name))
 
 
 def shown(driver: WebDriver, css: str) -> str | None:
