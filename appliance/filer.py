@@ -318,6 +318,7 @@ class Upload:
     def __init__(self, url: str, auth: dict[str, str]):
         """``url``: the blob's filer URL with its query (replication, collection, fsync)."""
         self.url = url
+        self.auth = auth
         self.queue: asyncio.Queue[bytes | None | BaseException] = asyncio.Queue(maxsize=UPLOAD_QUEUE)
         self.sent = 0
         request = HTTPRequest(url, method="PUT", request_timeout=0,
@@ -359,6 +360,18 @@ class Upload:
         if size != self.sent:
             raise FilerError(f"filer stored {size} bytes of {self.sent}")
         return size
+
+    async def remove(self) -> None:
+        """Delete what a finished PUT stored (the token must allow DELETE too)."""
+        request = HTTPRequest(self.url.partition("?")[0], method="DELETE", headers=self.auth,
+                              connect_timeout=CONNECT_TIMEOUT, request_timeout=REQUEST_TIMEOUT)
+        try:
+            await http_client().fetch(request)
+        except HTTPClientError as e:
+            if e.code != 404:
+                log.warning("could not remove %s (the sweep will): %s", request.url, e)
+        except OSError as e:
+            log.warning("could not remove %s (the sweep will): %s", request.url, e)
 
     def abort(self) -> None:
         """Stop the body mid-way: the filer drops an upload that never ended."""

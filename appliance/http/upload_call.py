@@ -18,6 +18,12 @@ UPLOAD_CHUNK = 256 * 1024
 QUEUE_DEPTH = 4
 LOCAL_WRITE_CHUNK = 1024 * 1024
 PROGRESS_INTERVAL = 0.1
+# The core's answers that mean it refused the upload before its commit point
+# (appliance/errors.py): never sent once a row names the blob.
+REFUSALS = frozenset({
+    grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.FAILED_PRECONDITION})
+_removals: set[asyncio.Future] = set()
 
 
 def _write_all(fd: int, pieces: list[bytes]) -> None:
@@ -66,6 +72,7 @@ class UploadCall:
         # reading the socket overlaps writing the previous chunk to disk.
         self.writing: asyncio.Future | None = None
         self.reported = 0.0
+        self.removing: asyncio.Future | None = None  # a refused direct upload's blob, being deleted
         self.call = handler.call(self._messages(header), metadata=handler.metadata())
         self.result = asyncio.ensure_future(self._result())
 
@@ -158,13 +165,22 @@ class UploadCall:
     async def finish(self) -> storage_pb2.UploadResponse:
         await self._flush()
         await self._written()
+        stored = None
         if self.filer is not None:
-            filer, self.filer = self.filer, None
-            await filer.finish()  # the filer has every byte, replicated, before the core sizes it
+            stored, self.filer = self.filer, None
+            await stored.finish()  # the filer has every byte, replicated, before the core sizes it
         self._close()
-        await self._put(storage_pb2.UploadChunk(end=storage_pb2.UploadEnd(size=self.sent)))
-        await self._put(None)
-        return await self.result
+        try:
+            await self._put(storage_pb2.UploadChunk(end=storage_pb2.UploadEnd(size=self.sent)))
+            await self._put(None)
+            return await self.result
+        except grpc.aio.AioRpcError as e:
+            if stored is not None and e.code() in REFUSALS:
+                # The core refused while the filer was storing: its deletes may have come first.
+                self.removing = asyncio.ensure_future(stored.remove())
+                _removals.add(self.removing)   # the loop holds tasks weakly
+                self.removing.add_done_callback(_removals.discard)
+            raise
 
     def _close(self) -> None:
         if self.filer is not None:

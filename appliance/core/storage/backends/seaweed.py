@@ -72,7 +72,9 @@ class SeaweedWriter:
     def direct_metadata(self) -> tuple[tuple[str, str], ...]:
         s = self.store
         url = s.filer.blob_url(self.blob_id, **s.write_query())  # the query Filer.upload() uses
-        token = make_token(s.key, UPLOAD_TOKEN_SECONDS, self.blob_id, ("PUT",), s.filer.root)
+        # DELETE: the gateway removes what its PUT stored when the core refused the upload
+        # meanwhile (our own deletes may come before the filer has it: see discard()).
+        token = make_token(s.key, UPLOAD_TOKEN_SECONDS, self.blob_id, ("PUT", "DELETE"), s.filer.root)
         return (("x-upload-url", url), ("x-upload-token", token))
 
     def _start_upload(self) -> Upload:
