@@ -91,9 +91,25 @@ def tear_down() -> str:
     for h in lab_topology.HOSTS:
         for process in weed.processes(h):
             process.kill()
+    namespaces = {os.stat(f"/run/netns/{h.netns}").st_ino for h in lab_topology.HOSTS
+                  if os.path.exists(f"/run/netns/{h.netns}")}
     proc = lab_command("down")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    left = processes_in(namespaces)
+    assert not left, f"lab down left processes in the hosts' namespaces: {left}\n{proc.stdout}"
     return proc.stdout
+
+
+def processes_in(namespaces: set[int]) -> dict[int, str]:
+    """pid -> command line of every live process in one of the network namespaces ``namespaces``."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and os.stat(entry / "ns" / "net").st_ino in namespaces:
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+    return {pid: cmd for pid, cmd in found.items() if cmd}   # a zombie has no command line
 
 
 def launch(lab: Lab, host: str, client: Client, key_id: str, timeout: float = 90,

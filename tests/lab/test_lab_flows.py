@@ -165,6 +165,19 @@ def _running_domains(lab, host: str) -> set[str]:
     return set(r.stdout.split())
 
 
+def _start_story(host, ids: set[str]) -> str:
+    """What lab host ``host``'s core and libvirt logged of the guests ``ids``: for a failure."""
+    lines = []
+    core_log = host.data_dir / "log" / "core.log"
+    if core_log.exists():
+        lines += [x for x in core_log.read_text(errors="replace").splitlines() if any(i in x for i in ids)][-20:]
+    for cid in ids:
+        guest_log = host.libvirt_dir / "var_log_libvirt" / "lxc" / f"ap-{cid}.log"
+        if guest_log.exists():
+            lines += [f"{guest_log.name}: {x}" for x in guest_log.read_text(errors="replace").splitlines()[-8:]]
+    return "\n".join(lines)
+
+
 def test_a_host_killed_whole_shows_unknown_and_starts_its_guests_again_when_restarted(
         lab, person, tmp_path_factory):
     victim = lab_topology.host("lab-b")
@@ -213,7 +226,9 @@ def test_a_host_killed_whole_shows_unknown_and_starts_its_guests_again_when_rest
     assert c["status"] == "running", c
     running_after = time.monotonic() - restart_at
     # every container that ran there runs again: listed running, its guest running in B's libvirtd
-    deadline = time.monotonic() + 60
+    # (their starts run at once, each up to 3 tries: a CI run at load ~15 had two still
+    # initializing after 60 s)
+    deadline = time.monotonic() + 150
     while True:
         listed = {x["id"]: x["status"] for x in admin_c.get("/compute/admin/containers").json()}
         domains = _running_domains(lab, "lab-b")
@@ -221,7 +236,8 @@ def test_a_host_killed_whole_shows_unknown_and_starts_its_guests_again_when_rest
                 or time.monotonic() > deadline):
             break
         time.sleep(0.3)
-    assert {cid: listed[cid] for cid in on_b_before} == {cid: "running" for cid in on_b_before}
+    late = {cid for cid in on_b_before if listed[cid] != "running"}
+    assert not late, ({cid: listed[cid] for cid in on_b_before}, _start_story(victim, late))
     assert {f"ap-{cid}" for cid in on_b_before} <= domains, domains
     r = _ssh_until(lab, "lab-a", person, guest["id"], "hostname; hostname -I")
     assert r.returncode == 0, r.stderr
@@ -229,3 +245,7 @@ def test_a_host_killed_whole_shows_unknown_and_starts_its_guests_again_when_rest
     print(f"kill -9 of {len(killed)} processes of lab-b: unknown after {unknown_after:.1f} s; restarted "
           f"(holder, libvirtd, appliance up) in {up_after:.1f} s; its guest running {running_after:.1f} s "
           f"after the restart began, all {len(on_b_before)} of its containers running again")
+    # a process of B's that `appliance down` knows nothing of (as a restarted core once was, in
+    # a CI run): `make lab-down`, after this module, must end it too (lab_support.tear_down checks)
+    subprocess.Popen(["ip", "netns", "exec", victim.netns, "sleep", "3600"], start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
