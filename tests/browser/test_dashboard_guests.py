@@ -94,7 +94,7 @@ def test_create_and_see_it_run_without_reload(app, person, signed_in):
     # the list: live badge and the quota
     b.find_element(By.CSS_SELECTOR, "nav a[href='/compute/containers']").click()
     wait_text(b, "#quota", "1 of 2 containers")
-    assert b.find_element(By.CSS_SELECTOR, f"tr[data-id='{c['id']}'] [data-status]").text == "running"
+    assert text_of(b, f"tr[data-id='{c['id']}'] [data-status]") == "running"   # (a status event redraws the row)
     assert b.execute_script("return window.__sameDocument") is True
     assert_accessible(b, "containers")
     screenshot(b, "containers", docs=True)
