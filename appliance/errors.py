@@ -20,11 +20,12 @@ class AppError(Exception):
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+        self.extra_trailing: tuple[tuple[str, str], ...] = ()   # added by whoever knows more
 
     def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
         if self.retry_after is None:
-            return ()
-        return (("retry-after", str(self.retry_after)),)
+            return self.extra_trailing
+        return (("retry-after", str(self.retry_after)),) + self.extra_trailing
 
 
 class Invalid(AppError):

@@ -318,7 +318,6 @@ class Upload:
     def __init__(self, url: str, auth: dict[str, str]):
         """``url``: the blob's filer URL with its query (replication, collection, fsync)."""
         self.url = url
-        self.auth = auth
         self.queue: asyncio.Queue[bytes | None | BaseException] = asyncio.Queue(maxsize=UPLOAD_QUEUE)
         self.sent = 0
         request = HTTPRequest(url, method="PUT", request_timeout=0,
@@ -361,9 +360,9 @@ class Upload:
             raise FilerError(f"filer stored {size} bytes of {self.sent}")
         return size
 
-    async def remove(self) -> None:
-        """Delete what a finished PUT stored (the token must allow DELETE too)."""
-        request = HTTPRequest(self.url.partition("?")[0], method="DELETE", headers=self.auth,
+    async def remove(self, token: str) -> None:
+        """Delete what a finished PUT stored, with a token that allows it (the core's)."""
+        request = HTTPRequest(self.url.partition("?")[0], method="DELETE", headers={"Authorization": f"Bearer {token}"},
                               connect_timeout=CONNECT_TIMEOUT, request_timeout=REQUEST_TIMEOUT)
         try:
             await http_client().fetch(request)

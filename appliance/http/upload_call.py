@@ -18,11 +18,6 @@ UPLOAD_CHUNK = 256 * 1024
 QUEUE_DEPTH = 4
 LOCAL_WRITE_CHUNK = 1024 * 1024
 PROGRESS_INTERVAL = 0.1
-# The core's answers that mean it refused the upload before its commit point
-# (appliance/errors.py): never sent once a row names the blob.
-REFUSALS = frozenset({
-    grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND,
-    grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.FAILED_PRECONDITION})
 _removals: set[asyncio.Future] = set()
 
 
@@ -163,24 +158,27 @@ class UploadCall:
             await writing
 
     async def finish(self) -> storage_pb2.UploadResponse:
-        await self._flush()
-        await self._written()
         stored = None
-        if self.filer is not None:
-            stored, self.filer = self.filer, None
-            await stored.finish()  # the filer has every byte, replicated, before the core sizes it
-        self._close()
         try:
+            await self._flush()
+            await self._written()
+            if self.filer is not None:
+                stored, self.filer = self.filer, None
+                await stored.finish()  # the filer has every byte, replicated, before the core sizes it
+            self._close()
             await self._put(storage_pb2.UploadChunk(end=storage_pb2.UploadEnd(size=self.sent)))
             await self._put(None)
             return await self.result
         except grpc.aio.AioRpcError as e:
-            if stored is not None and e.code() in REFUSALS:
+            token = dict(e.trailing_metadata() or ()).get("x-upload-discarded")
+            if stored is not None and token:
                 # The core refused while the filer was storing: its deletes may have come first.
-                self.removing = asyncio.ensure_future(stored.remove())
+                self.removing = asyncio.ensure_future(stored.remove(token))
                 _removals.add(self.removing)   # the loop holds tasks weakly
                 self.removing.add_done_callback(_removals.discard)
             raise
+        finally:
+            self._close()   # a PUT the core's answer cut short ends now, not at the filer's idle timeout
 
     def _close(self) -> None:
         if self.filer is not None:

@@ -1,12 +1,13 @@
 """A direct upload to SeaweedFS (the gateway PUTs to the filer with the core's token,
 appliance/http/upload_call.py) that the core refuses while the filer is still storing it:
 the core's own deletes may reach the filer before the blob does (seen under load: the
-blob stayed until the sweep), so the gateway deletes what its finished PUT stored - but
-only on a refusal, never on an answer that could follow the core's commit.
+blob stayed until the sweep), so the core's refusal carries a token to DELETE that one
+blob (``x-upload-discarded``, none once a row names the blob) and the gateway deletes
+what its finished PUT stored with it.
 
-The real filer and the core's real token; in place of the core's call, one that answers
-as the core does once the upload's end arrives (the core, with its own deletes, is
-tested end to end in test_storage_limits.py)."""
+The real filer and the core's real writer and tokens; in place of the core's call, one
+that answers as the core does once the upload's end arrives (the core, with its own
+deletes, is tested end to end in test_storage_limits.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -31,17 +32,17 @@ def weed(seaweedfs):   # noqa: F811
 
 class CoreCall:
     """The core's side of one Upload call: ready for a direct upload to *metadata*'s URL,
-    it reads the messages up to the upload's end, then ends with *code*."""
+    it reads the messages up to the upload's end, then ends with *code* and *trailing*."""
 
-    def __init__(self, messages, metadata, code: grpc.StatusCode):
+    def __init__(self, messages, metadata, code: grpc.StatusCode, trailing):
         self.metadata = (("x-upload-ready", "1"),) + metadata
-        self.task = asyncio.ensure_future(self._run(messages, code))
+        self.task = asyncio.ensure_future(self._run(messages, code, trailing))
 
-    async def _run(self, messages, code):
+    async def _run(self, messages, code, trailing):
         async for message in messages:
             if message.WhichOneof("part") == "end":
                 break
-        raise grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), "the core's answer")
+        raise grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(*trailing), "the core's answer")
 
     async def initial_metadata(self):
         return self.metadata
@@ -53,12 +54,19 @@ class CoreCall:
         self.task.cancel()
 
 
-def upload_answered(weed, code: grpc.StatusCode) -> tuple[SeaweedWriter, grpc.aio.AioRpcError]:
-    store = SeaweedStore(Config(data_dir="/tmp/unused", storage_backend="seaweedfs",
-                                seaweedfs_filer=weed.filer_url, seaweedfs_jwt_key_file=str(weed.jwt_key_file)))
-    writer = SeaweedWriter(store)
+def new_writer(weed) -> SeaweedWriter:
+    return SeaweedWriter(SeaweedStore(Config(
+        data_dir="/tmp/unused", storage_backend="seaweedfs",
+        seaweedfs_filer=weed.filer_url, seaweedfs_jwt_key_file=str(weed.jwt_key_file))))
+
+
+def upload_answered(writer: SeaweedWriter, code: grpc.StatusCode, named: bool) -> grpc.aio.AioRpcError:
+    """A 300 KB direct upload the core answers with *code*; the trailing metadata the core
+    adds to it, given whether a row ``named`` the blob."""
+    trailing = writer.discarded_metadata(lambda blob_id: named)
     handler = SimpleNamespace(config=SimpleNamespace(max_upload_bytes=0), metadata=lambda: (),
-                              call=lambda messages, metadata: CoreCall(messages, writer.direct_metadata(), code))
+                              call=lambda messages, metadata: CoreCall(messages, writer.direct_metadata(), code,
+                                                                       trailing))
 
     async def run():
         call = UploadCall(handler, storage_pb2.UploadHeader(namespace="default", name="f.bin"))
@@ -70,7 +78,7 @@ def upload_answered(weed, code: grpc.StatusCode) -> tuple[SeaweedWriter, grpc.ai
             await call.removing
         return answered.value
 
-    return writer, asyncio.run(run())
+    return asyncio.run(run())
 
 
 def stored(weed, writer: SeaweedWriter) -> bool:
@@ -83,16 +91,33 @@ def stored(weed, writer: SeaweedWriter) -> bool:
 @pytest.mark.parametrize("code", [grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ALREADY_EXISTS,
                                   grpc.StatusCode.INVALID_ARGUMENT])
 def test_a_refusal_after_the_filer_stored_it_removes_the_blob(weed, code):
-    writer, answer = upload_answered(weed, code)
-    assert answer.code() == code
+    writer = new_writer(weed)
+    answer = upload_answered(writer, code, named=False)
+    assert answer.code() == code and "x-upload-discarded" in dict(answer.trailing_metadata())
     assert not stored(weed, writer)
 
 
-@pytest.mark.parametrize("code", [grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL,
-                                  grpc.StatusCode.UNAVAILABLE])
-def test_an_answer_that_may_follow_the_commit_leaves_the_blob(weed, code):
-    """The core may have committed a row naming the blob (then failed, or the call was cut):
-    removing it would lose a stored file; the core's discard and the sweep judge instead."""
-    writer, answer = upload_answered(weed, code)
-    assert answer.code() == code
+@pytest.mark.parametrize("code", [grpc.StatusCode.INTERNAL, grpc.StatusCode.RESOURCE_EXHAUSTED])
+def test_an_error_once_a_row_names_the_blob_leaves_it(weed, code):
+    """The core failed after its commit point (none does today): removing the blob would
+    lose a stored file, so the core sends no token and the gateway deletes nothing."""
+    writer = new_writer(weed)
+    answer = upload_answered(writer, code, named=True)
+    assert answer.code() == code and "x-upload-discarded" not in dict(answer.trailing_metadata())
     assert stored(weed, writer)
+
+
+def test_each_token_allows_only_its_own_method_and_blob(weed):
+    writer, other = new_writer(weed), new_writer(weed)
+    put_token = dict(writer.direct_metadata())["x-upload-token"]
+    (_, delete_token), = writer.discarded_metadata(lambda blob_id: False)
+    url = writer.store.filer.blob_url(writer.blob_id)
+    bearer = lambda token: {"Authorization": f"Bearer {token}"}   # noqa: E731
+    assert requests.put(url, data=b"x", headers=bearer(put_token), timeout=10).status_code == 201
+    assert requests.delete(url, headers=bearer(put_token), timeout=10).status_code == 401    # PUT only
+    assert requests.put(url, data=b"y", headers=bearer(delete_token), timeout=10).status_code == 401
+    other_url = other.store.filer.blob_url(other.blob_id)
+    requests.put(other_url, data=b"z", headers=weed.auth(), timeout=10).raise_for_status()
+    assert requests.delete(other_url, headers=bearer(delete_token), timeout=10).status_code == 401
+    assert requests.delete(url, headers=bearer(delete_token), timeout=10).status_code in (200, 202, 204)
+    assert not stored(weed, writer) and stored(weed, other)

@@ -371,3 +371,42 @@ def test_namespaces_per_user_are_capped(own_appliance):
     assert other.post("/storage/namespaces", json={"name": "others"}).status_code == 200
     assert user.delete(f"/storage/namespaces/{user.info['username']}-0").status_code == 200
     assert user.post("/storage/namespaces", json={"name": f"{user.info['username']}-3"}).status_code == 200
+
+
+@pytest.mark.parametrize("backend", ["seaweedfs"])
+def test_a_refused_direct_upload_hands_the_gateway_a_delete_token_for_its_blob_only(own_appliance, backend):
+    """The core's side of a direct upload it refuses after the gateway's PUT (the gateway's
+    side: test_direct_upload_refused.py): a gRPC caller on the core's socket moves the
+    bytes itself as the gateway does, then the quota refuses them at the end."""
+    import grpc
+    import jwt
+
+    from appliance.v1 import storage_pb2, storage_pb2_grpc
+
+    app = own_appliance(storage_quota_bytes=200_000)
+    user = new_user(app, app.admin())
+    stored = threading.Event()
+
+    def messages():
+        yield storage_pb2.UploadChunk(header=storage_pb2.UploadHeader(namespace="default", name="big.bin",
+                                                                      local=True))
+        stored.wait(30)
+        yield storage_pb2.UploadChunk(end=storage_pb2.UploadEnd(size=300_000))
+
+    with grpc.insecure_channel(f"unix://{app.data_dir}/core.sock") as channel:
+        call = storage_pb2_grpc.StorageServiceStub(channel).PutFile.future(
+            messages(), metadata=(("authorization", f"Bearer {user.token}"),), timeout=30)
+        direct = dict(call.initial_metadata())
+        url, put_token = direct["x-upload-url"], direct["x-upload-token"]
+        r = requests.put(url, data=os.urandom(300_000), headers={"Authorization": f"Bearer {put_token}"}, timeout=30)
+        assert r.status_code == 201, r.text
+        stored.set()
+        refusal = call.exception(30)
+    assert refusal.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "quota" in refusal.details(), refusal
+    token = dict(refusal.trailing_metadata())["x-upload-discarded"]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    path = url.split("?")[0].split("/", 3)[3]
+    assert claims["allowed_methods"] == ["DELETE"] and claims["allowed_prefixes"] == ["/" + path], claims
+    assert jwt.decode(put_token, options={"verify_signature": False})["allowed_methods"] == ["PUT"]
+    assert wait_for(lambda: requests.head(url.split("?")[0], headers={"Authorization": f"Bearer {put_token}"},
+                                          timeout=10).status_code in (401, 404), DISCARDED_GONE_SECONDS)

@@ -178,6 +178,11 @@ class Ticket:
             raise InsufficientStorage(f"storage quota exceeded: {quota} bytes per user, {used} in use")
 
 
+def _named(blob_id: str) -> bool:
+    """A row names the blob (the upload committed): never to be undone."""
+    return StoredFile.select().where(StoredFile.blob_id == blob_id).exists()
+
+
 class _Watchdog:
     """Ends the upload task when its caller sends nothing for too long."""
 
@@ -325,13 +330,21 @@ class Uploads:
             ticket.release()
 
     async def _receive(self, principal, ns, name, header, ticket: Ticket, messages, context):
-        """writer -> bytes -> durable blob -> row, each step undone if a later one fails."""
         local = header.local and local_peer(context)
+        writer = await self.store.new_writer()
+        try:
+            return await self._receive_into(writer, local, principal, ns, name, header, ticket, messages, context)
+        except AppError as e:
+            if local:   # the gateway moved the bytes itself: what to undo on its side, if no row has them
+                e.extra_trailing += writer.discarded_metadata(_named)
+            raise
+
+    async def _receive_into(self, writer, local, principal, ns, name, header, ticket: Ticket, messages, context):
+        """writer -> bytes -> durable blob -> row, each step undone if a later one fails."""
         stall = self.config.upload_stall_seconds
         watchdog = None
         try:
             async with Reverter() as revert:
-                writer = await self.store.new_writer()
                 revert.add(writer.discard)
                 await context.send_initial_metadata(UPLOAD_READY + (writer.direct_metadata() if local else ()))
                 reporter = self.progress.start(principal.user_id, header.transfer_id, "upload", header.size)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from appliance.config import Config
 from appliance.core.storage.backends.status import StoreStatus
@@ -31,6 +31,9 @@ class LocalWriter:
 
     def direct_metadata(self) -> tuple[tuple[str, str], ...]:
         return (("x-upload-path", str(self.tmp.path)),)
+
+    def discarded_metadata(self, named: Callable[[str], bool]) -> tuple[tuple[str, str], ...]:
+        return ()   # the gateway writes into our temp file, which discard() removes
 
     async def write(self, data: bytes) -> None:
         if self.pending is not None:

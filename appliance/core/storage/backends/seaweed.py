@@ -33,6 +33,8 @@ BLOB_ID_BYTES = 16
 # once; a download fetches window after window for as long as its client reads.
 UPLOAD_TOKEN_SECONDS = 60
 DOWNLOAD_TOKEN_SECONDS = 3600
+# How long the gateway may take to see a refused upload's PUT end and delete its blob.
+DISCARDED_TOKEN_SECONDS = 600
 # A blob an overwrite replaced stays this long for the downloads already
 # reading it (on disk an open fd keeps the old bytes; a filer read has no fd).
 # Gone before that if the core stops: then the sweep takes it (no row names it).
@@ -72,10 +74,18 @@ class SeaweedWriter:
     def direct_metadata(self) -> tuple[tuple[str, str], ...]:
         s = self.store
         url = s.filer.blob_url(self.blob_id, **s.write_query())  # the query Filer.upload() uses
-        # DELETE: the gateway removes what its PUT stored when the core refused the upload
-        # meanwhile (our own deletes may come before the filer has it: see discard()).
-        token = make_token(s.key, UPLOAD_TOKEN_SECONDS, self.blob_id, ("PUT", "DELETE"), s.filer.root)
+        token = make_token(s.key, UPLOAD_TOKEN_SECONDS, self.blob_id, ("PUT",), s.filer.root)
         return (("x-upload-url", url), ("x-upload-token", token))
+
+    def discarded_metadata(self, named: Callable[[str], bool]) -> tuple[tuple[str, str], ...]:
+        """Trailing metadata of a direct upload the core refused: a token to DELETE the
+        blob, for the gateway whose PUT the filer may finish after our own deletes
+        (none if a row ``named`` the blob: then it is no longer the upload's to undo)."""
+        if named(self.blob_id):
+            return ()
+        s = self.store
+        return (("x-upload-discarded", make_token(s.key, DISCARDED_TOKEN_SECONDS, self.blob_id, ("DELETE",),
+                                                  s.filer.root)),)
 
     def _start_upload(self) -> Upload:
         if self.upload is None:
