@@ -21,7 +21,7 @@ chowned). Each guest's overlay uses an *idmapped mount* of it as the lower
 layer (``mount_setattr(MOUNT_ATTR_IDMAP)``, Linux >= 5.12; overlayfs accepts
 idmapped layers since 5.19): through that mount, the image's uid 0 reads as
 the guest's host base id. Creating it takes a throwaway user namespace with
-the guest's mapping (a forked child that only calls ``unshare``), ~5 ms.
+the guest's mapping (a short-lived ``unshare --user`` process), ~5 ms.
 Python 3.11 has no wrappers for these syscalls: they go through ``ctypes``.
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ import ctypes
 import fcntl
 import os
 import platform
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,7 @@ FIRST_HOST_ID = 1 << 30
 MAX_SLOTS = ((1 << 32) - 1 - FIRST_HOST_ID) // RANGE_SIZE
 
 _libc = ctypes.CDLL(None, use_errno=True)
-CLONE_NEWUSER = 0x10000000
+HELPER_EXIT_SECONDS = 10.0
 AT_FDCWD = -100
 AT_EMPTY_PATH = 0x1000
 OPEN_TREE_CLONE = 1
@@ -152,36 +153,35 @@ def _syscall(name: str, *args) -> int:
 
 def userns_fd(idrange: IdRange) -> int:
     """An fd of a fresh user namespace mapping 0..count-1 to the range
-    (the namespace lives on through the fd; its process is gone)."""
-    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-    go_r, go_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(ready_r)
-            os.close(go_w)
-            ok = _libc.unshare(CLONE_NEWUSER) == 0
-            os.write(ready_w, b"1" if ok else b"0")
-            os.read(go_r, 1)
-        finally:
-            os._exit(0)
-    os.close(ready_w)
-    os.close(go_r)
+    (the namespace lives on through the fd; its process is gone).
+
+    Its process is ``unshare --user`` run as a program, never a fork of this
+    process: the core is threaded, and a forked child holds every descriptor
+    the other threads have open until it exits - two guest starts' children
+    each held the other's pipe and waited for its end for ever (subprocess
+    closes them before the exec)."""
+    helper = subprocess.Popen(["unshare", "--user", "--", "sh", "-c", "echo ready && read -r _"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert helper.stdin is not None and helper.stdout is not None   # both are pipes
     try:
-        if os.read(ready_r, 1) != b"1":
-            raise IdmapError("unshare(CLONE_NEWUSER) failed")
+        if helper.stdout.readline() != b"ready\n":
+            raise IdmapError("unshare --user failed")
         mapping = f"0 {idrange.base} {idrange.count}\n"
-        with open(f"/proc/{pid}/uid_map", "w") as f:
+        with open(f"/proc/{helper.pid}/uid_map", "w") as f:
             f.write(mapping)
-        with open(f"/proc/{pid}/setgroups", "w") as f:
+        with open(f"/proc/{helper.pid}/setgroups", "w") as f:
             f.write("deny")
-        with open(f"/proc/{pid}/gid_map", "w") as f:
+        with open(f"/proc/{helper.pid}/gid_map", "w") as f:
             f.write(mapping)
-        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        return os.open(f"/proc/{helper.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     finally:
-        os.close(ready_r)
-        os.close(go_w)   # the child leaves
-        os.waitpid(pid, 0)
+        helper.stdin.close()   # its read ends: the helper leaves
+        helper.stdout.close()
+        try:
+            helper.wait(timeout=HELPER_EXIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            helper.kill()
+            helper.wait()
 
 
 def idmapped_bind_mount(source: str | os.PathLike, target: str | os.PathLike, idrange: IdRange) -> None:
