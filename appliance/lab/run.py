@@ -149,8 +149,8 @@ def _stop_host(h: LabHost) -> str | None:
 
 def _kill_leftovers(h: LabHost) -> str | None:
     """Whatever still runs in the host's namespace once its daemons and SeaweedFS servers
-    were stopped (a daemon `appliance down` missed: a CI run whose outage test failed left
-    a restarted core running) ends as a power cut ends it."""
+    were stopped (what `appliance down` missed: a CI run once left two forked copies of a
+    core, stuck in idmap.userns_fd) ends as a power cut ends it."""
     try:
         left = outage.kill_host(h)
     except FileNotFoundError:   # no namespace: nothing of the host can run
