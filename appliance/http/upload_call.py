@@ -165,7 +165,7 @@ class UploadCall:
             if self.filer is not None:
                 stored, self.filer = self.filer, None
                 await stored.finish()  # the filer has every byte, replicated, before the core sizes it
-            self._close()
+            self._close()   # (the temp file's fd) before the core sizes it
             await self._put(storage_pb2.UploadChunk(end=storage_pb2.UploadEnd(size=self.sent)))
             await self._put(None)
             return await self.result

@@ -179,8 +179,20 @@ class Ticket:
 
 
 def _named(blob_id: str) -> bool:
-    """A row names the blob (the upload committed): never to be undone."""
-    return StoredFile.select().where(StoredFile.blob_id == blob_id).exists()
+    """A row names the blob (the upload committed): never to be undone. If the
+    database cannot say, it might: the refusal goes out as it is, without a token."""
+    try:
+        return StoredFile.select().where(StoredFile.blob_id == blob_id).exists()
+    except pw.PeeweeException as e:
+        log.warning("could not check whether blob %s is a file's (left to the sweep): %s", blob_id, e)
+        return True
+
+
+def _out_of_space(e: OSError) -> OSError | InsufficientStorage:
+    """A full disk or quota as the 507 the user should see; any other OSError as it is."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InsufficientStorage("not enough free disk space for this file")
+    return e
 
 
 class _Watchdog:
@@ -331,7 +343,10 @@ class Uploads:
 
     async def _receive(self, principal, ns, name, header, ticket: Ticket, messages, context):
         local = header.local and local_peer(context)
-        writer = await self.store.new_writer()
+        try:
+            writer = await self.store.new_writer()
+        except OSError as e:
+            raise _out_of_space(e) from None
         try:
             return await self._receive_into(writer, local, principal, ns, name, header, ticket, messages, context)
         except AppError as e:
@@ -369,9 +384,7 @@ class Uploads:
             log.info("upload of %s/%s stalled: nothing for %ss; discarded", ns.name, name, watchdog.seconds)
             raise Invalid(f"the upload stalled: nothing arrived for {watchdog.seconds} s") from None
         except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise InsufficientStorage("not enough free disk space for this file") from None
-            raise
+            raise _out_of_space(e) from None
         if old_blob:
             await asyncio.shield(self.store.retire([old_blob]))
         reporter.finish(size)
