@@ -245,7 +245,7 @@ def test_a_host_killed_whole_shows_unknown_and_starts_its_guests_again_when_rest
     print(f"kill -9 of {len(killed)} processes of lab-b: unknown after {unknown_after:.1f} s; restarted "
           f"(holder, libvirtd, appliance up) in {up_after:.1f} s; its guest running {running_after:.1f} s "
           f"after the restart began, all {len(on_b_before)} of its containers running again")
-    # a process of B's that `appliance down` knows nothing of (as a restarted core once was, in
-    # a CI run): `make lab-down`, after this module, must end it too (lab_support.tear_down checks)
+    # a process of B's that `appliance down` knows nothing of (as two stuck forked copies of its
+    # core once were): `make lab-down`, after this module, must end it too (tear_down checks)
     subprocess.Popen(["ip", "netns", "exec", victim.netns, "sleep", "3600"], start_new_session=True,
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
