@@ -85,6 +85,25 @@ class Resumes:
         await asyncio.sleep(RETRY_PAUSE * self.failures)
 
 
+_background: set[asyncio.Task] = set()
+
+
+def background(work) -> asyncio.Task:
+    """Run a filer request to its end, unawaited (kept referenced until done: the loop
+    holds tasks weakly)."""
+    task = asyncio.ensure_future(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return task
+
+
+async def cancel_background() -> None:
+    """End what background() still runs (a store stopping)."""
+    for task in list(_background):
+        task.cancel()
+    await asyncio.gather(*_background, return_exceptions=True)
+
+
 def blob_root(collection: str) -> str:
     """The folder of one installation's blobs: its collection's own, so two
     installations on one SeaweedFS never see (or sweep) each other's files.

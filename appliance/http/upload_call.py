@@ -12,13 +12,13 @@ import grpc
 
 from appliance.errors import TooLarge
 from appliance.filer import Upload as FilerUpload
+from appliance.filer import background
 from appliance.v1 import storage_pb2
 
 UPLOAD_CHUNK = 256 * 1024
 QUEUE_DEPTH = 4
 LOCAL_WRITE_CHUNK = 1024 * 1024
 PROGRESS_INTERVAL = 0.1
-_removals: set[asyncio.Future] = set()
 
 
 def _write_all(fd: int, pieces: list[bytes]) -> None:
@@ -173,9 +173,7 @@ class UploadCall:
             token = dict(e.trailing_metadata() or ()).get("x-upload-discarded")
             if stored is not None and token:
                 # The core refused while the filer was storing: its deletes may have come first.
-                self.removing = asyncio.ensure_future(stored.remove(token))
-                _removals.add(self.removing)   # the loop holds tasks weakly
-                self.removing.add_done_callback(_removals.discard)
+                self.removing = background(stored.remove(token))
             raise
         finally:
             self._close()   # a PUT the core's answer cut short ends now, not at the filer's idle timeout

@@ -24,7 +24,16 @@ from appliance.config import Config
 from appliance.core.storage.backends.seaweed_master import MasterWatch
 from appliance.core.storage.backends.status import StoreStatus, StoreUnavailable
 from appliance.errors import InsufficientStorage, Invalid
-from appliance.filer import Filer, FilerError, Upload, blob_root, make_token, read_key
+from appliance.filer import (
+    Filer,
+    FilerError,
+    Upload,
+    background,
+    blob_root,
+    cancel_background,
+    make_token,
+    read_key,
+)
 
 log = logging.getLogger("appliance.core.storage.seaweedfs")
 
@@ -48,16 +57,6 @@ LATE_DELETE_SECONDS = 3.0
 def unavailable(e: FilerError, what: str) -> StoreUnavailable:
     log.warning("SeaweedFS %s failed: %s", what, e)
     return StoreUnavailable(f"file storage (SeaweedFS) is unavailable: {what} failed; try again later")
-
-
-_background: set[asyncio.Task] = set()
-
-
-def background(work) -> None:
-    """Run a coroutine to its end, unawaited (kept referenced until done)."""
-    task = asyncio.ensure_future(work)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
 
 
 def _key_file(config: Config) -> str:
@@ -251,9 +250,7 @@ class SeaweedStore:
         if self.sweeper is not None:
             await self.sweeper.stop()
         # Replaced blobs still in their grace period: left to the sweep (no row names them).
-        for task in list(_background):
-            task.cancel()
-        await asyncio.gather(*_background, return_exceptions=True)
+        await cancel_background()
 
     def require_writable(self) -> None:
         status = self.watch.status
