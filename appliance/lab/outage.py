@@ -55,9 +55,14 @@ def _table() -> dict[int, tuple[int, int | None, str]]:
 def host_processes(h: LabHost) -> set[int]:
     """The live (not zombie) processes of lab host ``h``: those in its network
     namespace and all their descendants."""
-    inode = _netns_inode(h)
+    return namespace_processes({_netns_inode(h)})
+
+
+def namespace_processes(inodes: set[int]) -> set[int]:
+    """The live processes in the network namespaces ``inodes`` (named or not any more)
+    and all their descendants."""
     table = _table()
-    found = {pid for pid, (_, net, _) in table.items() if net == inode}
+    found = {pid for pid, (_, net, _) in table.items() if net in inodes}
     grew = True
     while grew:
         more = {pid for pid, (ppid, _, _) in table.items() if ppid in found and pid not in found}

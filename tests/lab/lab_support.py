@@ -101,15 +101,16 @@ def tear_down() -> str:
 
 
 def processes_in(namespaces: set[int]) -> dict[int, str]:
-    """pid -> command line of every live process in one of the network namespaces ``namespaces``."""
+    """pid -> command line of every live process of the network namespaces ``namespaces``
+    (and their descendants), as kill-host sees them."""
+    from appliance.lab import outage
     found = {}
-    for entry in Path("/proc").iterdir():
+    for pid in outage.namespace_processes(namespaces):
         try:
-            if entry.name.isdigit() and os.stat(entry / "ns" / "net").st_ino in namespaces:
-                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
+            found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:   # gone meanwhile
             continue
-    return {pid: cmd for pid, cmd in found.items() if cmd}   # a zombie has no command line
+    return found
 
 
 def launch(lab: Lab, host: str, client: Client, key_id: str, timeout: float = 90,
